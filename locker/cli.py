@@ -1,0 +1,55 @@
+"""The `locker` command: one entry point that wires the cabinet, the cloud and the simulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from locker.sim_command import sim
+
+app = typer.Typer(
+    help=(
+        "Smart parcel lockers, edge and cloud.\n\n"
+        "Each locker cabinet runs a daemon that drives its doors (RS485 lock boards or GPIO), "
+        "shows a touchscreen kiosk and keeps a local journal, so deposits and pickups work "
+        "offline. Cabinets talk to the cloud over MQTT (topics lockers/v1/<cabinet>/...). The "
+        "cloud issues pickup codes, sends SMS / WeChat notices, handles expiry and returns, "
+        "serves the ERP and the property managers' dashboard.\n\n"
+        "Start with `locker sim --help` to run a simulated lock-board bus, or "
+        "`locker protocol schema DIR` to export the cabinet-cloud contract."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+protocol_app = typer.Typer(
+    help="The wire contracts: the MQTT messages between cabinet and cloud.",
+    no_args_is_help=True,
+)
+app.add_typer(protocol_app, name="protocol")
+app.command(name="sim")(sim)
+
+
+@protocol_app.command("schema")
+def protocol_schema(
+    out_dir: Annotated[
+        Path,
+        typer.Argument(help="Folder to write the JSON Schema files into (created if missing)."),
+    ],
+) -> None:
+    """Write the JSON Schema of every cabinet-cloud message into OUT_DIR.
+
+    One file per event type, command type and payload (state, ack, event-ack), plus index.json
+    naming the MQTT topic each travels on, so firmware written in another language can follow
+    the contract and validate what it sends.
+    """
+    from protocol.schema import write_schemas
+
+    written = write_schemas(out_dir)
+    typer.echo(f"wrote {len(written)} schema files to {out_dir}")
+
+
+def main() -> None:  # pragma: no cover - console-script entry
+    app()

@@ -1,0 +1,544 @@
+"""The common "8A/80" lock-board family: its frames, encoder and streaming decoders.
+
+Frames are exactly those of ../shared/lockboard.md: a head byte, then bytes, then CHK, the XOR of
+every byte before it. Nothing here does I/O or reads a clock: bytes go in, frames come out.
+
+Replies carry no length byte, and some are byte-for-byte ambiguous without context (a head-80
+unlock reply looks exactly like a query-one reply; a still-latched unlock reply is identical to
+the unlock request itself). So the host's decoder is told which request is in flight
+(`ReplyDecoder.expect`) and parses only the shapes that request can be answered with, plus the
+unasked `82` state reports that may arrive at any time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import reduce
+from typing import ClassVar
+
+from protocol.errors import FrameError
+from protocol.lockboard.common import LOCK_STATE_BYTES, DecoderStats, Polarity
+
+BAUD_RATE = 9600  # 9600 8N1
+MIN_ADDRESS, MAX_ADDRESS = 0x01, 0x40
+MAX_CHANNELS = 48  # boards come with 8 to 48 channels, one status byte per 8 in a query-all reply
+UNLOCK_MANY_CHANNELS = 24  # `90 BB S1 S2 S3`: three bitmap bytes
+
+HEAD_UNLOCK = 0x8A
+HEAD_QUERY = 0x80
+HEAD_UNLOCK_MANY = 0x90
+HEAD_HOLD_ON = 0x9A
+HEAD_HOLD_OFF = 0x9B
+HEAD_REPORT = 0x82
+
+TRAILER_UNLOCK = 0x11  # the fourth byte of unlock and hold requests
+TRAILER_QUERY = 0x33  # query requests, and the byte after a query-all reply's status bytes
+TRAILER_ADDRESS = 0x99  # read-address request and reply
+
+# The board address a read-address request and its reply carry, whatever the DIP switches say.
+READ_ADDRESS_BOARD = 0x01
+
+
+def checksum(data: bytes | bytearray) -> int:
+    """XOR of every byte: the CHK that closes each frame."""
+    return reduce(lambda acc, byte: acc ^ byte, data, 0)
+
+
+def _check_address(board: int) -> None:
+    if not MIN_ADDRESS <= board <= MAX_ADDRESS:
+        raise FrameError(
+            f"board address {board:#04x} is out of range {MIN_ADDRESS:#04x}-{MAX_ADDRESS:#04x}"
+        )
+
+
+def _check_channel(channel: int, limit: int = MAX_CHANNELS) -> None:
+    if not 1 <= channel <= limit:
+        raise FrameError(f"lock channel {channel} is out of range 1-{limit}")
+
+
+def _check_state_byte(state_byte: int) -> None:
+    if state_byte not in LOCK_STATE_BYTES:
+        raise FrameError(f"lock state byte {state_byte:#04x} is neither 0x00 (open) nor 0x11")
+
+
+class Frame:
+    """A frame of this family; `encode(frame)` gives its bytes."""
+
+    def body(self) -> bytes:  # pragma: no cover - every frame overrides it
+        raise NotImplementedError
+
+
+# --- host -> board --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Unlock(Frame):
+    """Pulse one lock (`8A BB LL 11`)."""
+
+    board: int
+    channel: int
+
+    def __post_init__(self) -> None:
+        _check_address(self.board)
+        _check_channel(self.channel)
+
+    def body(self) -> bytes:
+        return bytes([HEAD_UNLOCK, self.board, self.channel, TRAILER_UNLOCK])
+
+
+@dataclass(frozen=True, slots=True)
+class UnlockAll(Frame):
+    """Pulse every lock of a board, one after another (`8A BB 00 11`)."""
+
+    board: int
+
+    def __post_init__(self) -> None:
+        _check_address(self.board)
+
+    def body(self) -> bytes:
+        return bytes([HEAD_UNLOCK, self.board, 0x00, TRAILER_UNLOCK])
+
+
+@dataclass(frozen=True, slots=True)
+class Query(Frame):
+    """Read one lock (`80 BB LL 33`)."""
+
+    board: int
+    channel: int
+
+    def __post_init__(self) -> None:
+        _check_address(self.board)
+        _check_channel(self.channel)
+
+    def body(self) -> bytes:
+        return bytes([HEAD_QUERY, self.board, self.channel, TRAILER_QUERY])
+
+
+@dataclass(frozen=True, slots=True)
+class QueryAll(Frame):
+    """Read every lock of a board (`80 BB 00 33`)."""
+
+    board: int
+
+    def __post_init__(self) -> None:
+        _check_address(self.board)
+
+    def body(self) -> bytes:
+        return bytes([HEAD_QUERY, self.board, 0x00, TRAILER_QUERY])
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAddress(Frame):
+    """Ask the one board alone on the bus for its DIP address (`80 01 00 99`)."""
+
+    def body(self) -> bytes:
+        return bytes([HEAD_QUERY, READ_ADDRESS_BOARD, 0x00, TRAILER_ADDRESS])
+
+
+@dataclass(frozen=True, slots=True)
+class UnlockMany(Frame):
+    """Pulse every lock in `channels` (`90 BB S1 S2 S3`, S1 = channels 1-8, bit 0 = channel 1)."""
+
+    board: int
+    channels: frozenset[int]
+
+    def __post_init__(self) -> None:
+        _check_address(self.board)
+        if not self.channels:
+            raise FrameError("unlock-many needs at least one channel")
+        for channel in self.channels:
+            _check_channel(channel, UNLOCK_MANY_CHANNELS)
+
+    def body(self) -> bytes:
+        bitmap = sum(1 << (channel - 1) for channel in self.channels)
+        # Lowest group first, as the frame table writes it (unlike query-all replies).
+        return bytes([HEAD_UNLOCK_MANY, self.board]) + bitmap.to_bytes(3, "little")
+
+
+@dataclass(frozen=True, slots=True)
+class Hold(Frame):
+    """Keep a lock powered and released (`9A BB LL 11`), or stop doing so (`9B BB LL 11`)."""
+
+    board: int
+    channel: int
+    on: bool
+
+    def __post_init__(self) -> None:
+        _check_address(self.board)
+        _check_channel(self.channel)
+
+    def body(self) -> bytes:
+        head = HEAD_HOLD_ON if self.on else HEAD_HOLD_OFF
+        return bytes([head, self.board, self.channel, TRAILER_UNLOCK])
+
+
+Request = Unlock | UnlockAll | Query | QueryAll | ReadAddress | UnlockMany | Hold
+
+
+# --- board -> host --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LockStatus(Frame):
+    """One lock's state byte: the reply to an unlock (head 8A, or 80 on some boards) or a query.
+
+    `channel` is 0 in the reply to unlock-all.
+    """
+
+    board: int
+    channel: int
+    state_byte: int
+    head: int = HEAD_QUERY
+
+    HEADS: ClassVar[frozenset[int]] = frozenset({HEAD_UNLOCK, HEAD_QUERY})
+
+    def __post_init__(self) -> None:
+        _check_address(self.board)
+        if not 0 <= self.channel <= MAX_CHANNELS:
+            raise FrameError(f"lock channel {self.channel} is out of range 0-{MAX_CHANNELS}")
+        _check_state_byte(self.state_byte)
+        if self.head not in self.HEADS:
+            raise FrameError(f"a lock status reply has head 8A or 80, not {self.head:#04x}")
+
+    def latched(self, polarity: Polarity = Polarity.NORMAL) -> bool:
+        return polarity.latched_from_byte(self.state_byte)
+
+    def body(self) -> bytes:
+        return bytes([self.head, self.board, self.channel, self.state_byte])
+
+
+@dataclass(frozen=True, slots=True)
+class AllStatus(Frame):
+    """Every lock of a board: one status byte per 8 channels, highest group first on the wire."""
+
+    board: int
+    status: bytes  # as on the wire: Sn ... S1
+
+    def __post_init__(self) -> None:
+        _check_address(self.board)
+        if not 1 <= len(self.status) <= MAX_CHANNELS // 8:
+            raise FrameError(
+                f"a query-all reply carries 1-{MAX_CHANNELS // 8} status bytes, "
+                f"not {len(self.status)}"
+            )
+
+    @classmethod
+    def from_latched(
+        cls, board: int, latched: Sequence[bool], polarity: Polarity = Polarity.NORMAL
+    ) -> AllStatus:
+        """Build the reply for locks 1..n (n a multiple of 8) given whether each is latched."""
+        if len(latched) % 8:
+            raise FrameError(f"channel count {len(latched)} is not a multiple of 8")
+        bits = 0
+        for index, is_latched in enumerate(latched):
+            bit_set = is_latched if polarity is Polarity.NORMAL else not is_latched
+            bits |= int(bit_set) << index
+        return cls(board, bits.to_bytes(len(latched) // 8, "big"))
+
+    @property
+    def channel_count(self) -> int:
+        return 8 * len(self.status)
+
+    def latched(self, channel: int, polarity: Polarity = Polarity.NORMAL) -> bool:
+        _check_channel(channel, self.channel_count)
+        bits = int.from_bytes(self.status, "big")
+        return polarity.latched_from_bit(bool(bits >> (channel - 1) & 1))
+
+    def latched_map(self, polarity: Polarity = Polarity.NORMAL) -> dict[int, bool]:
+        """Channel (1-based) -> latched, for every channel of the board."""
+        return {ch: self.latched(ch, polarity) for ch in range(1, self.channel_count + 1)}
+
+    def body(self) -> bytes:
+        return bytes([HEAD_QUERY, self.board]) + self.status + bytes([TRAILER_QUERY])
+
+
+@dataclass(frozen=True, slots=True)
+class AddressReply(Frame):
+    """A lone board's DIP address (`80 01 AA 99`)."""
+
+    address: int
+
+    def __post_init__(self) -> None:
+        _check_address(self.address)
+
+    def body(self) -> bytes:
+        return bytes([HEAD_QUERY, READ_ADDRESS_BOARD, self.address, TRAILER_ADDRESS])
+
+
+@dataclass(frozen=True, slots=True)
+class StateReport(Frame):
+    """A lock changed state, sent unasked by the few boards that do (`82 BB LL SS`)."""
+
+    board: int
+    channel: int
+    state_byte: int
+
+    def __post_init__(self) -> None:
+        _check_address(self.board)
+        _check_channel(self.channel)
+        _check_state_byte(self.state_byte)
+
+    def latched(self, polarity: Polarity = Polarity.NORMAL) -> bool:
+        return polarity.latched_from_byte(self.state_byte)
+
+    def body(self) -> bytes:
+        return bytes([HEAD_REPORT, self.board, self.channel, self.state_byte])
+
+
+Reply = LockStatus | AllStatus | AddressReply | StateReport
+
+
+def encode(frame: Frame) -> bytes:
+    """The bytes of `frame` on the wire, CHK included."""
+    body = frame.body()
+    return body + bytes([checksum(body)])
+
+
+def expects_reply(request: Request) -> bool:
+    """Whether a board answers `request` at all.
+
+    lockboard.md gives no reply for unlock-many and hold; the host confirms those by querying.
+    """
+    return not isinstance(request, UnlockMany | Hold)
+
+
+def is_reply_to(request: Request, reply: Reply) -> bool:
+    """Whether `reply` answers `request`: right kind, right board, right channel."""
+    match request, reply:
+        case Unlock(board=b, channel=c), LockStatus(board=rb, channel=rc):
+            return (b, c) == (rb, rc)
+        case UnlockAll(board=b), LockStatus(board=rb, channel=0):
+            return b == rb
+        case Query(board=b, channel=c), LockStatus(board=rb, channel=rc, head=head):
+            return (b, c) == (rb, rc) and head == HEAD_QUERY
+        case QueryAll(board=b), AllStatus(board=rb):
+            return b == rb
+        case ReadAddress(), AddressReply():
+            return True
+    return False
+
+
+# --- streaming decoders ---------------------------------------------------------------------
+
+_NEED_MORE = object()  # the bytes so far could still become a frame
+
+
+class _Invalid:
+    """The bytes at the buffer's start are no frame: why, for the counters."""
+
+    def __init__(self, bad_checksum: bool) -> None:
+        self.bad_checksum = bad_checksum
+
+
+_BAD_CHK = _Invalid(bad_checksum=True)
+_MALFORMED = _Invalid(bad_checksum=False)
+
+
+def _fixed(buf: bytearray, length: int) -> object:
+    """Check a fixed-length frame at the start of `buf`: its length, else its CHK."""
+    if len(buf) < length:
+        return _NEED_MORE
+    return None if buf[length - 1] == checksum(buf[: length - 1]) else _BAD_CHK
+
+
+@dataclass
+class _StreamDecoder:
+    """Shared resynchronising loop: find a head, try the shapes it allows, skip a byte if none."""
+
+    stats: DecoderStats = field(default_factory=DecoderStats)
+    _buffer: bytearray = field(default_factory=bytearray)
+
+    HEADS: ClassVar[frozenset[int]] = frozenset()
+
+    def feed(self, data: bytes) -> list[Frame]:
+        """Take bytes as they arrive (any split) and return every frame they complete."""
+        self._buffer += data
+        frames: list[Frame] = []
+        buf = self._buffer
+        while buf:
+            if buf[0] not in self.HEADS:
+                self.stats.garbage_bytes += 1
+                del buf[0]
+                continue
+            outcome = self._parse(buf)
+            if outcome is _NEED_MORE:
+                break
+            if isinstance(outcome, _Invalid):
+                # Skip just the head byte: a real frame may start inside the bytes we rejected.
+                if outcome.bad_checksum:
+                    self.stats.bad_checksum += 1
+                else:
+                    self.stats.malformed += 1
+                del buf[0]
+                continue
+            frame, length = outcome
+            del buf[:length]
+            self.stats.frames += 1
+            frames.append(frame)
+        return frames
+
+    def flush(self) -> int:
+        """Drop a partial frame left after the line went quiet; return how many bytes went."""
+        dropped = len(self._buffer)
+        self.stats.garbage_bytes += dropped
+        self._buffer.clear()
+        return dropped
+
+    @property
+    def pending(self) -> int:
+        """Bytes held while waiting for the rest of a frame."""
+        return len(self._buffer)
+
+    def _parse(self, buf: bytearray) -> object:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+def _valid_address(byte: int) -> bool:
+    return MIN_ADDRESS <= byte <= MAX_ADDRESS
+
+
+class RequestDecoder(_StreamDecoder):
+    """Decode what the host sends, as a board (or the simulated bus) hears it."""
+
+    HEADS = frozenset({HEAD_UNLOCK, HEAD_QUERY, HEAD_UNLOCK_MANY, HEAD_HOLD_ON, HEAD_HOLD_OFF})
+
+    def _parse(self, buf: bytearray) -> object:
+        head = buf[0]
+        length = 6 if head == HEAD_UNLOCK_MANY else 5
+        # Reject on shape as soon as the bytes allow, so garbage never stalls the stream.
+        if len(buf) >= 2 and not _valid_address(buf[1]):
+            return _MALFORMED
+        if length == 5 and len(buf) >= 4:
+            channel, trailer = buf[2], buf[3]
+            allowed = {TRAILER_QUERY, TRAILER_ADDRESS} if head == HEAD_QUERY else {TRAILER_UNLOCK}
+            if trailer not in allowed or channel > MAX_CHANNELS:
+                return _MALFORMED
+            if trailer == TRAILER_ADDRESS and (buf[1], channel) != (READ_ADDRESS_BOARD, 0):
+                return _MALFORMED
+            if head in (HEAD_HOLD_ON, HEAD_HOLD_OFF) and channel == 0:
+                return _MALFORMED
+        if length == 6 and len(buf) >= 5 and not any(buf[2:5]):
+            return _MALFORMED
+        problem = _fixed(buf, length)
+        if problem is not None:
+            return problem
+        board, channel = buf[1], buf[2]
+        frame: Frame
+        if head == HEAD_UNLOCK:
+            frame = Unlock(board, channel) if channel else UnlockAll(board)
+        elif head == HEAD_QUERY and buf[3] == TRAILER_ADDRESS:
+            frame = ReadAddress()
+        elif head == HEAD_QUERY:
+            frame = Query(board, channel) if channel else QueryAll(board)
+        elif head == HEAD_UNLOCK_MANY:
+            bits = int.from_bytes(buf[2:5], "little")
+            channels = frozenset(ch for ch in range(1, 25) if bits >> (ch - 1) & 1)
+            frame = UnlockMany(board, channels)
+        else:
+            frame = Hold(board, channel, on=head == HEAD_HOLD_ON)
+        return frame, length
+
+
+class ReplyDecoder(_StreamDecoder):
+    """Decode what boards send, as the host hears it.
+
+    Call `expect(request)` before writing each request, so the decoder parses the shapes that
+    request is answered with. `channels` pins the status-byte count of a query-all reply when the
+    board's size is known (otherwise the shortest well-formed reply wins). `echo=True` is for
+    USB-RS485 adapters that hear their own transmission: the request's own bytes are dropped first.
+    """
+
+    HEADS = frozenset({HEAD_UNLOCK, HEAD_QUERY, HEAD_REPORT})
+
+    def __init__(self, *, echo: bool = False) -> None:
+        super().__init__()
+        self.echo = echo
+        self._expected: Request | None = None
+        self._channels: int | None = None
+        self._echo_left = b""
+
+    def expect(self, request: Request | None, *, channels: int | None = None) -> None:
+        """Name the request now in flight (None: only unasked reports are awaited)."""
+        if channels is not None and (channels % 8 or not 8 <= channels <= MAX_CHANNELS):
+            raise FrameError(f"a board has 8-{MAX_CHANNELS} channels in steps of 8, not {channels}")
+        self._expected = request
+        self._channels = channels
+        self._echo_left = encode(request) if (self.echo and request is not None) else b""
+
+    def feed(self, data: bytes) -> list[Frame]:
+        if self._echo_left:
+            data = self._strip_echo(data)
+        return super().feed(data)
+
+    def _strip_echo(self, data: bytes) -> bytes:
+        take = min(len(data), len(self._echo_left))
+        if data[:take] == self._echo_left[:take]:
+            self._echo_left = self._echo_left[take:]
+            return data[take:]
+        # Not our echo after all (a lost byte, a collision): parse the bytes as they are.
+        self._echo_left = b""
+        return data
+
+    def _parse(self, buf: bytearray) -> object:
+        head = buf[0]
+        if len(buf) >= 2 and not _valid_address(buf[1]):
+            return _MALFORMED
+        if head == HEAD_REPORT:
+            return self._lock_status(buf, StateReport, allow_all=False)
+        if head == HEAD_UNLOCK:
+            return self._lock_status(buf, LockStatus, allow_all=True)
+        expected = self._expected
+        if isinstance(expected, QueryAll):
+            return self._all_status(buf)
+        if isinstance(expected, ReadAddress):
+            return self._address(buf)
+        if isinstance(expected, Unlock | UnlockAll | Query):
+            return self._lock_status(buf, LockStatus, allow_all=True)
+        # Nothing in flight, or a request with no defined reply: any well-formed 80 frame.
+        for parse in (self._lock_status_any, self._address, self._all_status):
+            outcome = parse(buf)
+            if outcome is _NEED_MORE or not isinstance(outcome, _Invalid):
+                return outcome
+        return _MALFORMED
+
+    def _lock_status_any(self, buf: bytearray) -> object:
+        return self._lock_status(buf, LockStatus, allow_all=True)
+
+    @staticmethod
+    def _lock_status(buf: bytearray, cls: type, *, allow_all: bool) -> object:
+        if len(buf) >= 4:
+            channel, state_byte = buf[2], buf[3]
+            lowest = 0 if allow_all else 1
+            if not lowest <= channel <= MAX_CHANNELS or state_byte not in LOCK_STATE_BYTES:
+                return _MALFORMED
+        problem = _fixed(buf, 5)
+        if problem is not None:
+            return problem
+        if cls is StateReport:
+            return StateReport(buf[1], buf[2], buf[3]), 5
+        return LockStatus(buf[1], buf[2], buf[3], head=buf[0]), 5
+
+    @staticmethod
+    def _address(buf: bytearray) -> object:
+        if len(buf) >= 2 and buf[1] != READ_ADDRESS_BOARD:
+            return _MALFORMED
+        if len(buf) >= 4 and (buf[3] != TRAILER_ADDRESS or not _valid_address(buf[2])):
+            return _MALFORMED
+        problem = _fixed(buf, 5)
+        return problem if problem is not None else (AddressReply(buf[2]), 5)
+
+    def _all_status(self, buf: bytearray) -> object:
+        counts = [self._channels // 8] if self._channels else range(1, MAX_CHANNELS // 8 + 1)
+        saw_bad_checksum = False
+        for count in counts:
+            length = count + 4  # head, address, status bytes, trailer, CHK
+            if len(buf) < length:
+                return _NEED_MORE
+            if buf[length - 2] != TRAILER_QUERY:
+                continue
+            if buf[length - 1] != checksum(buf[: length - 1]):
+                saw_bad_checksum = True
+                continue
+            return AllStatus(buf[1], bytes(buf[2 : length - 2])), length
+        return _BAD_CHK if saw_bad_checksum else _MALFORMED
