@@ -33,6 +33,7 @@ Field conventions:
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -46,6 +47,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PlainValidator,
     StringConstraints,
     WithJsonSchema,
     model_validator,
@@ -474,13 +476,29 @@ class PutRetrievals(CommandBase):
 
 
 SettingKey = Annotated[str, StringConstraints(pattern=_full(r"[A-Za-z0-9_.-]{1,64}"))]
-# Strict order matters: a JSON `true` is a bool, `1` an int, `1.5` a float. NUL cannot go into SQL.
-SettingValue = (
-    bool
-    | int
-    | Annotated[float, Field(allow_inf_nan=False)]
-    | Annotated[str, StringConstraints(max_length=1024, pattern=r"^[^\x00]*$")]
-)
+
+
+def _check_setting(value: object) -> object:
+    # One check instead of a union, so an error names the setting, not a union branch.
+    if isinstance(value, str):
+        if len(value) > 1024 or "\x00" in value:  # NUL cannot go into SQL text
+            raise ValueError("a string setting has at most 1024 characters and no NUL")
+        value.encode("utf-8")  # lone surrogates cannot go on the wire
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("a number setting must be finite")
+    elif not isinstance(value, bool | int):
+        raise ValueError("a setting is a JSON string, number or boolean")
+    return value
+
+
+SettingValue = Annotated[
+    bool | int | float | str,
+    PlainValidator(_check_setting),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "maxLength": 1024}, {"type": "number"}, {"type": "boolean"}]}
+    ),
+]
 
 
 class PutConfigData(_Data):

@@ -14,11 +14,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import paho.mqtt.client as mqtt
 import pytest
+
+if TYPE_CHECKING:
+    import psycopg
 
 HOST = "127.0.0.1"
 # Debian puts the broker in /usr/sbin, which is not on a normal user's PATH.
@@ -92,7 +95,9 @@ def require_mosquitto() -> str:
     """Return the mosquitto binary's path, or skip/fail the test by the missing-service policy."""
     binary = find_executable(MOSQUITTO_CANDIDATES)
     if binary is None:
-        missing_service(f"the mosquitto broker is not installed (looked for {MOSQUITTO_CANDIDATES})")
+        missing_service(
+            f"the mosquitto broker is not installed (looked for {MOSQUITTO_CANDIDATES})"
+        )
     return binary
 
 
@@ -247,11 +252,16 @@ class MqttProbe:
         self._connacks: queue.Queue[mqtt.ReasonCode] = queue.Queue()
         self._subacks: queue.Queue[list[mqtt.ReasonCode]] = queue.Queue()
         # paho calls these on its network thread; queues hand the results to the test's thread.
-        self.client.on_connect = lambda _c, _u, _f, reason, _p: self._connacks.put(reason)
+        self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda _c, _u, _mid, reasons, _p: self._subacks.put(reasons)
         self.client.on_message = lambda _c, _u, message: self.messages.put(message)
         self.client.connect(broker.host, broker.port, keepalive=30)
         self.client.loop_start()
+
+    def _on_connect(self, client, _userdata, _flags, reason: mqtt.ReasonCode, _props) -> None:
+        if reason.is_failure:
+            client.disconnect()  # a refused probe stays refused: no retry loop to wait out
+        self._connacks.put(reason)
 
     def connack(self, timeout_s: float = 5) -> mqtt.ReasonCode:
         """Wait for the broker's CONNACK and return its reason code."""
@@ -275,9 +285,7 @@ class MqttProbe:
         except queue.Empty:
             raise TimeoutError(f"no SUBACK for {topic!r} within {timeout_s:g} s") from None
 
-    def publish(
-        self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False
-    ) -> None:
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:
         """Publish and, for QoS ≥ 1, wait until the broker acknowledged it."""
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         info.wait_for_publish(timeout=5)
@@ -317,8 +325,8 @@ def libpq_url(url: str) -> str:
     return f"{scheme.split('+', 1)[0]}{sep}{rest}"
 
 
-def pg_admin_connect(admin_url: str | None = None):  # -> psycopg.Connection
-    """Connect (autocommit) as the admin role, or skip/fail the test if PostgreSQL is unreachable."""
+def pg_admin_connect(admin_url: str | None = None) -> psycopg.Connection:
+    """Connect (autocommit) as the admin role; skip/fail the test if PostgreSQL is unreachable."""
     try:
         import psycopg
     except ImportError:

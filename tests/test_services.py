@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -13,7 +13,7 @@ from tests.services import Mosquitto, MqttProbe, TempDatabase
 
 
 @pytest.fixture
-def probes() -> Callable[..., MqttProbe]:
+def probes() -> Iterator[Callable[..., MqttProbe]]:
     """Open MQTT clients that are all closed at teardown."""
     opened: list[MqttProbe] = []
 
@@ -142,11 +142,14 @@ def test_postgres_databases_are_distinct_and_dropped(postgres_factory) -> None:
     assert first.name != second.name
     assert services.database_exists(first.name)
 
-    # An open session must not stop the drop: teardown drops WITH (FORCE).
-    with psycopg.connect(first.libpq_url) as conn:
-        conn.execute("CREATE TABLE t (x int)")
-        conn.commit()
-        first.drop()  # the very call the fixture's teardown makes
+    # An open session must not stop the drop: teardown drops WITH (FORCE), which ends it.
+    conn = psycopg.connect(first.libpq_url)
+    conn.execute("CREATE TABLE t (x int)")
+    conn.commit()
+    first.drop()  # the very call the fixture's teardown makes
+    with pytest.raises(psycopg.OperationalError):
+        conn.execute("SELECT 1")
+    conn.close()
 
     assert not services.database_exists(first.name)
     assert services.database_exists(second.name)
