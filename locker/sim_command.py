@@ -1,8 +1,175 @@
 """`locker sim`: serve a simulated RS485 lock-board bus on a pseudo-terminal."""
 
+from __future__ import annotations
+
+import signal
+import threading
+from enum import StrEnum
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from firmware_sim import BoardConfig, ControlServer, PtyServer, SimulatedBus, SimulatorError
+from protocol.lockboard.common import Polarity
+from protocol.lockboard.family_8a import HEAD_QUERY, HEAD_UNLOCK, MAX_ADDRESS
 
 
-def sim() -> None:
-    """Serve a simulated lock-board bus (being written)."""
-    raise typer.Exit(code=1)
+class PolarityChoice(StrEnum):
+    normal = "normal"
+    inverted = "inverted"
+
+
+class ReplyHead(StrEnum):
+    h8a = "8a"
+    h80 = "80"
+
+
+def _check_locks(locks: int) -> int:
+    if locks % 8 or not 8 <= locks <= 48:
+        raise typer.BadParameter(f"must be 8–48 in steps of 8 (8, 16, 24, 32, 40, 48), not {locks}")
+    return locks
+
+
+def sim(
+    boards: Annotated[
+        int, typer.Option(min=1, max=MAX_ADDRESS, help="How many boards share the bus.")
+    ] = 1,
+    locks: Annotated[
+        int,
+        typer.Option(callback=_check_locks, help="Lock channels per board: 8–48 in steps of 8."),
+    ] = 24,
+    first_address: Annotated[
+        int,
+        typer.Option(
+            min=1, max=MAX_ADDRESS, help="DIP address of the first board; the others follow."
+        ),
+    ] = 1,
+    link: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also make this symlink to the pty (e.g. /tmp/ttyLOCK); removed on exit."
+        ),
+    ] = None,
+    baud: Annotated[int, typer.Option(min=1, help="Line speed for --wire-time.")] = 9600,
+    wire_time: Annotated[
+        bool, typer.Option(help="Take as long as the wire would: 10 bits per byte at --baud.")
+    ] = False,
+    polarity: Annotated[
+        PolarityChoice, typer.Option(help="Lock status polarity: normal means 0x11 = closed.")
+    ] = PolarityChoice.normal,
+    reply_head: Annotated[
+        ReplyHead, typer.Option(help="Head byte of the unlock reply (boards differ).")
+    ] = ReplyHead.h8a,
+    reports: Annotated[
+        bool, typer.Option(help="Boards send unasked `82` state reports when a lock changes.")
+    ] = False,
+    pulse_ms: Annotated[
+        int,
+        typer.Option(min=0, max=5000, help="Unlock pulse per lock; the unlock reply follows it."),
+    ] = 50,
+    control_port: Annotated[
+        int,
+        typer.Option(min=0, max=65535, help="HTTP control port on 127.0.0.1; 0 picks a free one."),
+    ] = 0,
+) -> None:
+    """Serve simulated RS485 lock-control boards on a virtual serial port (a pty).
+
+    The boards speak the real "8A/80" frames (shared/lockboard.md) and have doors with
+    physics: an unlock pulse releases a latch and the door springs open; it stays open until
+    someone closes it; a latched door opens only when forced. Faults (jammed locks, stuck
+    sensors, silent or garbling boards, power cuts) are injected through the control server.
+
+    Point the cabinet daemon's RS485 port at the printed pty path or at `--link`, or talk to it
+    by hand in hex (type `8A 01 01 11 9B` to unlock board 1 lock 1):
+
+        python -m serial.tools.miniterm --encoding hexlify /tmp/ttyLOCK 9600
+
+    Act as the person at the cabinet, or break something, over HTTP:
+
+        curl http://127.0.0.1:PORT/state
+
+        curl -X POST http://127.0.0.1:PORT/doors/1/3/close   # or open, force, put, take
+
+        curl -X POST http://127.0.0.1:PORT/faults/1 -d '{"fault": "jam", "channel": 4}'
+
+        curl -X POST http://127.0.0.1:PORT/faults/1/clear
+
+    Example: `locker sim --boards 2 --locks 24 --link /tmp/ttyLOCK --control-port 8485`.
+    Runs until Ctrl-C or SIGTERM, then removes the link.
+    """
+    console = Console(soft_wrap=True)
+    if first_address + boards - 1 > MAX_ADDRESS:
+        raise typer.BadParameter(
+            f"{boards} boards from address {first_address} run past {MAX_ADDRESS}",
+            param_hint="'--boards'",
+        )
+    configs = [
+        BoardConfig(
+            address=first_address + index,
+            channels=locks,
+            polarity=Polarity(polarity.value),
+            unlock_reply_head=HEAD_UNLOCK if reply_head is ReplyHead.h8a else HEAD_QUERY,
+            sends_reports=reports,
+        )
+        for index in range(boards)
+    ]
+    bus = SimulatedBus(configs, pulse_s=pulse_ms / 1000)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {
+        signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+
+    try:
+        server = PtyServer(bus, link=link, baud=baud, wire_time=wire_time)
+    except OSError as err:
+        console.print(f"[red]cannot open a pty:[/] {escape(str(err))}")
+        raise typer.Exit(code=1) from None
+    try:
+        server.start()
+        control = ControlServer(bus, port=control_port).start()
+    except (OSError, SimulatorError) as err:
+        server.close()
+        console.print(f"[red]cannot start:[/] {escape(str(err))}")
+        raise typer.Exit(code=1) from None
+
+    try:
+        console.print(f"pty: {escape(server.path)}")
+        if link is not None:
+            console.print(f"link: {escape(str(link))} -> {escape(server.path)}")
+        console.print(f"control: {control.url}")
+        console.print(_board_table(configs, pulse_ms, wire_time, baud))
+        console.print("Ctrl-C to stop.")
+        while not stop.wait(timeout=0.5):
+            pass
+    finally:
+        control.close()
+        server.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    console.print("stopped.")
+
+
+def _board_table(configs: list[BoardConfig], pulse_ms: int, wire_time: bool, baud: int) -> Table:
+    timing = f"pulse {pulse_ms} ms" + (f", wire time at {baud} baud" if wire_time else "")
+    table = Table(title=f"Boards on the bus ({timing})")
+    for column in ("address", "locks", "polarity", "unlock reply", "82 reports"):
+        table.add_column(column)
+    for config in configs:
+        table.add_row(
+            f"{config.address} (0x{config.address:02X})",
+            str(config.channels),
+            config.polarity.value,
+            f"{config.unlock_reply_head:02X}",
+            "yes" if config.sends_reports else "no",
+        )
+    return table

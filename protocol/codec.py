@@ -7,6 +7,7 @@ so an MQTT adapter can log the reason and go on with the next message.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -15,6 +16,7 @@ from protocol.errors import MessageError
 from protocol.messages import (
     COMMAND_TYPES,
     EVENT_TYPES,
+    ID_PATTERN,
     PROTOCOL_VERSION,
     Ack,
     CommandBase,
@@ -25,10 +27,11 @@ from protocol.messages import (
 )
 from protocol.topics import Topic, TopicKind, parse_topic
 
-# Far above any real message (a codes.put of 1000 entries is ~200 KiB less than this), far below
-# what could hurt a cabinet's memory. Brokers may cap lower; batch big command payloads.
+# Room for a codes.put of ~1000 entries (about 200 bytes each), yet little enough that a flood of
+# hostile payloads cannot exhaust a cabinet's memory. Senders split bigger batches.
 MAX_PAYLOAD_BYTES = 256 * 1024
 _SHOWN_CHARS = 64
+_ID = re.compile(ID_PATTERN)
 
 M = TypeVar("M", bound=BaseModel)
 C = TypeVar("C", bound=EventBase | CommandBase | State)
@@ -155,9 +158,7 @@ def _load(payload: bytes) -> dict[str, Any]:
 def _message_id(fields: dict[str, Any]) -> str | None:
     """Return the envelope id if it looks like one, so a broken command can still be acked."""
     value = fields.get("id")
-    if isinstance(value, str) and 0 < len(value) <= 64 and value.isascii() and value.isprintable():
-        return value
-    return None
+    return value if isinstance(value, str) and _ID.fullmatch(value) else None
 
 
 def _model_for(fields: dict[str, Any], models: dict[str, type[M]], what: str) -> type[M]:

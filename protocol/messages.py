@@ -56,16 +56,14 @@ from pydantic import (
 from protocol.topics import CABINET_ID_PATTERN, TopicKind
 
 PROTOCOL_VERSION = 1
+ID_PATTERN = r"[!-~]{1,64}"
 COMPARTMENT_ID_PATTERN = r"[A-Za-z0-9_-]{1,16}"
 PHONE_PATTERN = r"\+[1-9][0-9]{7,14}"
 # Date, `T`, time with optional fraction, and an offset that must be there (`Z` or ±hh:mm).
 RFC3339_PATTERN = (
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"
 )
-_RFC3339 = re.compile(
-    r"(?P<seconds>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})"
-    r"(?:\.(?P<fraction>[0-9]{1,9}))?(?P<offset>Z|[+-][0-9]{2}:[0-9]{2})"
-)
+_RFC3339 = re.compile(RFC3339_PATTERN)
 INT64_MAX = 2**63 - 1
 
 
@@ -85,8 +83,9 @@ def _parse_rfc3339(value: object) -> object:
     match = _RFC3339.fullmatch(value)
     if not match:
         raise ValueError("timestamp must be RFC 3339 with an offset, e.g. 2024-05-01T08:30:00Z")
-    fraction = (match["fraction"] or "")[:6].ljust(6, "0")  # datetime holds microseconds
-    return datetime.fromisoformat(f"{match['seconds']}.{fraction}{match['offset']}")
+    dot_fraction, offset = match.groups()
+    microseconds = (dot_fraction or ".")[1:7].ljust(6, "0")  # a datetime holds no more
+    return datetime.fromisoformat(f"{value[:19]}.{microseconds}{offset}")
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -108,7 +107,7 @@ Timestamp = Annotated[
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": _full(RFC3339_PATTERN)}),
 ]
 CabinetId = Annotated[str, StringConstraints(pattern=_full(CABINET_ID_PATTERN))]
-Id = Annotated[str, StringConstraints(pattern=_full(r"[!-~]{1,64}"))]
+Id = Annotated[str, StringConstraints(pattern=_full(ID_PATTERN))]
 CompartmentId = Annotated[str, StringConstraints(pattern=_full(COMPARTMENT_ID_PATTERN))]
 Phone = Annotated[str, StringConstraints(pattern=_full(PHONE_PATTERN)), Field(repr=False)]
 # A hash in whatever encoding the cloud chose (hex, or a PHC string such as `$argon2id$...`).
@@ -350,8 +349,10 @@ Event = Annotated[
 
 
 class CommandBase(_Envelope):
-    """Envelope of every command. The cabinet runs each id at most once, drops it after
-    `expires_at`, and always acks it."""
+    """Envelope of every command.
+
+    The cabinet runs each command id at most once, drops it at `expires_at`, and always acks it.
+    """
 
     TOPIC_KIND: ClassVar[TopicKind] = TopicKind.CMD
 
@@ -487,7 +488,10 @@ def _check_setting(value: object) -> object:
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError("a number setting must be finite")
-    elif not isinstance(value, bool | int):
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not -INT64_MAX - 1 <= value <= INT64_MAX:
+            raise ValueError("an integer setting must fit in 64 bits")
+    elif not isinstance(value, bool):
         raise ValueError("a setting is a JSON string, number or boolean")
     return value
 
@@ -502,7 +506,7 @@ SettingValue = Annotated[
 
 
 class PutConfigData(_Data):
-    """Cabinet settings to change, by name; a JSON scalar each (null is not one: send the default)."""
+    """Cabinet settings to change, by name; each a JSON scalar (to reset one, send its default)."""
 
     settings: Annotated[dict[SettingKey, SettingValue], Field(min_length=1)]
 
@@ -621,6 +625,12 @@ class Ack(_Envelope):
     cmd: Id
     ok: bool
     error: Annotated[str, _printable_text(1024)] | None = None
+
+    @classmethod
+    def failure(cls, cmd: str, error: str) -> Ack:
+        """Return a failed ack, squeezing any `error` text (an exception's, say) into one line."""
+        one_line = " ".join("".join(c if c.isprintable() else " " for c in error).split())
+        return cls(cmd=cmd, ok=False, error=one_line[:1024] or "failed")
 
     @model_validator(mode="after")
     def _error_iff_failed(self) -> Self:

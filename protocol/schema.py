@@ -59,7 +59,9 @@ def schema_docs() -> list[SchemaDoc]:
         docs.append(SchemaDoc(f"cmd.{name}.json", TopicKind.CMD, name, _schema(model, name)))
     docs.append(SchemaDoc("state.json", TopicKind.STATE, None, _schema(State, "State")))
     docs.append(SchemaDoc("ack.json", TopicKind.ACK, None, _schema(Ack, "Ack")))
-    docs.append(SchemaDoc("event-ack.json", TopicKind.EVENT_ACK, None, _schema(EventAck, "EventAck")))
+    docs.append(
+        SchemaDoc("event-ack.json", TopicKind.EVENT_ACK, None, _schema(EventAck, "EventAck"))
+    )
     return docs
 
 
@@ -82,7 +84,7 @@ def index(docs: list[SchemaDoc]) -> dict[str, Any]:
 
 
 def write_schemas(out_dir: Path) -> list[Path]:
-    """Write one JSON Schema file per message and an `index.json` into `out_dir`; return the paths."""
+    """Write one JSON Schema file per message, and `index.json`, into `out_dir`; return paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     docs = schema_docs()
     written = []

@@ -131,7 +131,9 @@ def parse_topic(name: object) -> Topic:
     if not name:
         raise TopicError("empty topic")
     if "+" in name or "#" in name:
-        raise TopicError(f"topic {_shown(name)} holds a wildcard (+ or #): it is a filter, not a name")
+        raise TopicError(
+            f"topic {_shown(name)} holds a wildcard (+ or #): it is a filter, not a name"
+        )
     levels = name.split("/")
     if levels[0] != PREFIX:
         raise TopicError(f"topic {_shown(name)} does not start with {PREFIX}/")
@@ -140,7 +142,8 @@ def parse_topic(name: object) -> Topic:
         raise TopicError(f"topic {_shown(name)} is for protocol version {version}, not {VERSION}")
     if len(levels) != 4:
         raise TopicError(
-            f"topic {_shown(name)} has {len(levels)} levels, not 4 ({PREFIX}/{VERSION}/{{cab}}/{{kind}})"
+            f"topic {_shown(name)} has {len(levels)} levels, not 4: "
+            f"{PREFIX}/{VERSION}/{{cab}}/{{kind}}"
         )
     cab, kind = levels[2], levels[3]
     try:

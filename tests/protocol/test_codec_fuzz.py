@@ -1,5 +1,6 @@
 """Property tests: decode survives any input, and every valid message survives encode → decode."""
 
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -44,7 +45,7 @@ timestamps = st.datetimes(
 int64 = st.integers(min_value=1, max_value=2**63 - 1)
 setting_values = st.one_of(
     st.booleans(),
-    st.integers(min_value=-(2**63), max_value=2**63),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=30),
 )
@@ -63,7 +64,13 @@ FIELDS = {
     "actor": one_line,
     "parcel_ids": st.lists(ids, min_size=1, max_size=5),
     "entries": st.lists(
-        st.builds(CodeEntry, parcel_id=ids, compartment=compartments, code_hash=hashes, expires_at=timestamps),
+        st.builds(
+            CodeEntry,
+            parcel_id=ids,
+            compartment=compartments,
+            code_hash=hashes,
+            expires_at=timestamps,
+        ),
         min_size=1,
         max_size=5,
         unique_by=lambda e: e.parcel_id,
@@ -75,7 +82,10 @@ FIELDS = {
         unique_by=lambda c: c.courier_id,
     ),
     "settings": st.dictionaries(
-        st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True), setting_values, min_size=1, max_size=5
+        st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True),
+        setting_values,
+        min_size=1,
+        max_size=5,
     ),
 }
 
@@ -105,7 +115,9 @@ events = st.one_of(
 def commands(draw):
     model = draw(st.sampled_from(COMMAND_MODELS))
     sent_at = draw(timestamps)
-    lifetime = draw(st.timedeltas(min_value=timedelta(microseconds=1), max_value=timedelta(days=30)))
+    lifetime = draw(
+        st.timedeltas(min_value=timedelta(microseconds=1), max_value=timedelta(days=30))
+    )
     return model(
         id=draw(ids),
         cab=draw(cabs),
@@ -159,24 +171,22 @@ def test_every_valid_message_round_trips(message):
 @FAST
 @given(st.sampled_from(TopicKind), st.binary(max_size=512))
 def test_random_bytes_only_raise_message_errors(kind, payload):
-    try:
+    with contextlib.suppress(MessageError):
         decode(topic(kind, "c1"), payload)
-    except MessageError:
-        pass
 
 
 @FAST
 @given(st.text(max_size=80), st.binary(max_size=64))
 def test_any_topic_only_raises_topic_or_message_errors(name, payload):
-    try:
+    with contextlib.suppress(TopicError, MessageError):
         decode(name, payload)
-    except (TopicError, MessageError):
-        pass
 
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 RECORDED = [

@@ -1,0 +1,118 @@
+"""Turn the core's dataclasses into plain JSON-ready dicts and back, for journal snapshots.
+
+Only the shapes the state uses are supported: dataclasses, str/int/float/bool, enums,
+aware datetimes (ISO 8601 text), `X | None`, `tuple[X, ...]` and `dict[str, X]`. Anything else
+is a bug in the state's types and fails loudly, on dump as on load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from datetime import datetime
+from enum import Enum
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from cabinet.core.errors import BadSnapshot, CoreError
+
+T = TypeVar("T")
+
+
+def dump(value: Any) -> Any:
+    """Return `value` as nested dicts, lists and JSON scalars."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: dump(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return [dump(item) for item in value]
+    if isinstance(value, dict):
+        return {_key(k): dump(v) for k, v in value.items()}
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError(f"cannot snapshot a {type(value).__name__}")
+
+
+def _key(key: Any) -> str:
+    return key.value if isinstance(key, Enum) else str(key)
+
+
+def load(cls: type[T], data: Any) -> T:
+    """Rebuild a `cls` from what `dump` made; raise BadSnapshot naming the path at fault."""
+    return _load(cls, data, cls.__name__)
+
+
+def _load(tp: Any, data: Any, path: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(tp) if a is not type(None)]
+        if data is None and len(options) < len(get_args(tp)):
+            return None
+        if len(options) != 1:
+            raise TypeError(f"{path}: only `X | None` unions can be loaded")
+        return _load(options[0], data, path)
+    if origin is tuple:
+        item_type, ellipsis = get_args(tp)
+        assert ellipsis is Ellipsis, tp
+        _expect(data, list, path)
+        return tuple(_load(item_type, item, f"{path}[{i}]") for i, item in enumerate(data))
+    if origin is dict:
+        key_type, value_type = get_args(tp)
+        _expect(data, dict, path)
+        return {
+            _load(key_type, k, f"{path}.{k}"): _load(value_type, v, f"{path}.{k}")
+            for k, v in data.items()
+        }
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _load_dataclass(tp, data, path)
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        try:
+            return tp(data)
+        except ValueError:
+            raise BadSnapshot(f"{path}: {data!r} is not a {tp.__name__}") from None
+    if tp is datetime:
+        _expect(data, str, path)
+        try:
+            value = datetime.fromisoformat(data)
+        except ValueError:
+            raise BadSnapshot(f"{path}: {data!r} is not an ISO 8601 time") from None
+        if value.tzinfo is None:
+            raise BadSnapshot(f"{path}: {data!r} has no UTC offset")
+        return value
+    if tp in (str, int, bool):
+        # bool is an int in Python; a snapshot must not turn one into the other.
+        if type(data) is not tp:
+            raise BadSnapshot(f"{path}: expected {tp.__name__}, got {type(data).__name__}")
+        return data
+    if tp is float:
+        if type(data) not in (int, float):
+            raise BadSnapshot(f"{path}: expected a number, got {type(data).__name__}")
+        return float(data)
+    raise TypeError(f"{path}: cannot load type {tp!r}")
+
+
+def _load_dataclass(cls: type, data: Any, path: str) -> Any:
+    _expect(data, dict, path)
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise BadSnapshot(f"{path}: unknown keys {sorted(unknown)}")
+    kwargs = {
+        f.name: _load(hints[f.name], data[f.name], f"{path}.{f.name}")
+        for f in dataclasses.fields(cls)
+        if f.name in data  # a missing key takes the field's default (state added later)
+    }
+    try:
+        return cls(**kwargs)
+    except CoreError as err:
+        raise BadSnapshot(f"{path}: {err}") from None
+    except TypeError as err:  # a required field is missing
+        raise BadSnapshot(f"{path}: {err}") from None
+
+
+def _expect(data: Any, kind: type, path: str) -> None:
+    if not isinstance(data, kind):
+        raise BadSnapshot(f"{path}: expected {kind.__name__}, got {type(data).__name__}")

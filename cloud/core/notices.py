@@ -1,0 +1,290 @@
+"""Notices to recipients and couriers: texts (zh-CN, en), channel, dedupe key, quiet hours, limits.
+
+What a notice says lives in TEMPLATES, one row per (kind, language). What the dispatcher needs to
+decide is here too, pure: which channel to try first and which after a failure
+(`channel_plan`, `next_channel`), when a notice may go out (`send_after`: quiet hours), how long to
+wait before a retry (`retry_delay_s`), whether a recipient may have their code again
+(`resend_decision`). `dedupe_key` names a notice so that the outbox holds it once, whatever
+retries or redeliveries happen: no notice is ever sent twice.
+
+The pickup code appears only in DEPOSITED and RESEND texts: the cloud keeps no clear code, so a
+reminder cannot repeat it (it says how to get a new one instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from string import Formatter
+
+from cloud.core.codes import RandBelow
+from cloud.core.phones import mask_phone
+from cloud.core.policies import Language, SitePolicy
+
+
+class NoticeKind(StrEnum):
+    """What a notice is about (and so which template it uses)."""
+
+    DEPOSITED = "deposited"  # to the recipient: code, cabinet, deadline, link
+    REMINDER = "reminder"  # to the recipient, before the deadline
+    EXPIRED = "expired"  # to the recipient: too late, the parcel goes back
+    EXPIRED_COURIER = "expired_courier"  # to the courier: take it back out
+    NEW_DEADLINE = "new_deadline"  # to the recipient, after the clock was paused
+    RESEND = "resend"  # to the recipient who asked again: a new code
+    WITHDRAWN = "withdrawn"  # to the recipient: cancelled or taken back before expiry
+
+
+class Audience(StrEnum):
+    """Who a notice is for."""
+
+    RECIPIENT = "recipient"
+    COURIER = "courier"
+
+
+AUDIENCE = {kind: Audience.RECIPIENT for kind in NoticeKind} | {
+    NoticeKind.EXPIRED_COURIER: Audience.COURIER
+}
+
+# Sent at once even at night: the recipient is waiting for it or has just asked for it.
+# Everything else waits for the end of the site's quiet hours.
+URGENT_KINDS = frozenset({NoticeKind.DEPOSITED, NoticeKind.RESEND})
+
+
+class Channel(StrEnum):
+    """How a notice travels."""
+
+    WECHAT = "wechat"
+    SMS = "sms"
+
+
+_FEE_NOTE = {Language.ZH_CN: "超期费 {fee}。", Language.EN: " Overdue fee: {fee}."}
+
+# The texts. Fields: cabinet, address, compartment, tracking_no, deadline, link, code, fee_note.
+TEMPLATES: dict[tuple[NoticeKind, Language], str] = {
+    (NoticeKind.DEPOSITED, Language.ZH_CN): (
+        "您的包裹（运单 {tracking_no}）已存入{cabinet}（{address}）{compartment}号格口，"
+        "取件码 {code}，请于 {deadline} 前取件。扫码取件：{link}"
+    ),
+    (NoticeKind.DEPOSITED, Language.EN): (
+        "Your parcel {tracking_no} is in locker {compartment} at {cabinet} ({address}). "
+        "Pickup code {code}, collect by {deadline}. QR to scan: {link}"
+    ),
+    (NoticeKind.REMINDER, Language.ZH_CN): (
+        "提醒：您在{cabinet}（{address}）的包裹（运单 {tracking_no}）将于 {deadline} 到期，"
+        "请尽快凭取件码取件；取件码遗失可在柜机上重新获取。详情：{link}"
+    ),
+    (NoticeKind.REMINDER, Language.EN): (
+        "Reminder: your parcel {tracking_no} at {cabinet} ({address}) must be collected by "
+        "{deadline}. Lost your code? Ask for a new one at the cabinet. Details: {link}"
+    ),
+    (NoticeKind.EXPIRED, Language.ZH_CN): (
+        "您在{cabinet}（{address}）的包裹（运单 {tracking_no}）已于 {deadline} 超期，"
+        "取件码已失效，包裹将由快递员取回。{fee_note}详情：{link}"
+    ),
+    (NoticeKind.EXPIRED, Language.EN): (
+        "Your parcel {tracking_no} at {cabinet} ({address}) was not collected by {deadline}. "
+        "Its code no longer works and the courier will take it back.{fee_note} Details: {link}"
+    ),
+    (NoticeKind.EXPIRED_COURIER, Language.ZH_CN): (
+        "{cabinet}（{address}）{compartment}号格口的包裹（运单 {tracking_no}）已于 {deadline} "
+        "超期，请登录柜机取回。"
+    ),
+    (NoticeKind.EXPIRED_COURIER, Language.EN): (
+        "Parcel {tracking_no} in locker {compartment} at {cabinet} ({address}) expired at "
+        "{deadline}. Please log in at the cabinet and take it back."
+    ),
+    (NoticeKind.NEW_DEADLINE, Language.ZH_CN): (
+        "因{cabinet}（{address}）暂时无法取件，您的包裹（运单 {tracking_no}）取件期限顺延至 "
+        "{deadline}，取件码不变。详情：{link}"
+    ),
+    (NoticeKind.NEW_DEADLINE, Language.EN): (
+        "{cabinet} ({address}) was unavailable for a while, so you now have until {deadline} "
+        "to collect parcel {tracking_no}. Your code is unchanged. Details: {link}"
+    ),
+    (NoticeKind.RESEND, Language.ZH_CN): (
+        "您的新取件码 {code}（旧码已失效）。包裹（运单 {tracking_no}）在{cabinet}（{address}）"
+        "{compartment}号格口，请于 {deadline} 前取件。扫码取件：{link}"
+    ),
+    (NoticeKind.RESEND, Language.EN): (
+        "Your new pickup code is {code} (the old one no longer works). Parcel {tracking_no} is "
+        "in locker {compartment} at {cabinet} ({address}); collect by {deadline}. QR: {link}"
+    ),
+    (NoticeKind.WITHDRAWN, Language.ZH_CN): (
+        "您在{cabinet}（{address}）的包裹（运单 {tracking_no}）已被撤回，取件码已失效。"
+        "如有疑问请联系商家。详情：{link}"
+    ),
+    (NoticeKind.WITHDRAWN, Language.EN): (
+        "Your parcel {tracking_no} at {cabinet} ({address}) has been withdrawn and its code "
+        "no longer works. Please contact the seller. Details: {link}"
+    ),
+}
+
+
+def template_fields(kind: NoticeKind, language: Language) -> frozenset[str]:
+    """Return the names of the fields the (kind, language) template uses."""
+    return frozenset(name for _, name, _, _ in Formatter().parse(TEMPLATES[kind, language]) if name)
+
+
+@dataclass(frozen=True)
+class NoticeContext:
+    """What a text is filled with; the adapter gathers it (cabinet, address, link) from its rows.
+
+    `link` is the pickup page (`codes.pickup_link`) where the text has a code, otherwise a page
+    without one (tracking). `fee_minor` is the overdue fee so far, None when the site has none.
+    """
+
+    cabinet: str
+    address: str
+    tracking_no: str
+    deadline: datetime
+    link: str
+    compartment: str = ""
+    code: str | None = field(default=None, repr=False)
+    fee_minor: int | None = None
+    currency: str = "CNY"
+
+
+# Not strftime("%b"): that follows the process locale, which an adapter may have changed.
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def format_deadline(deadline: datetime, policy: SitePolicy, language: Language) -> str:
+    """Format a deadline in the site's local time, as a recipient reads it."""
+    local = deadline.astimezone(policy.zone)
+    if language is Language.ZH_CN:
+        return f"{local.month}月{local.day}日 {local:%H:%M}"
+    return f"{local:%H:%M} on {local.day} {_MONTHS[local.month - 1]} {local.year}"
+
+
+def format_money(amount_minor: int, currency: str) -> str:
+    """Format an amount in minor units: `¥5.00`, `EUR 5.00`."""
+    sign = "¥" if currency == "CNY" else f"{currency} "
+    return f"{sign}{amount_minor // 100}.{amount_minor % 100:02d}"
+
+
+def render(kind: NoticeKind, language: Language, context: NoticeContext, policy: SitePolicy) -> str:
+    """Return the text of a notice; raise ValueError if the template needs a code and has none."""
+    needed = template_fields(kind, language)
+    if "code" in needed and not context.code:
+        raise ValueError(f"a {kind} notice needs the pickup code")
+    fee_note = ""
+    if context.fee_minor:
+        fee_note = _FEE_NOTE[language].format(fee=format_money(context.fee_minor, context.currency))
+    return TEMPLATES[kind, language].format(
+        cabinet=context.cabinet,
+        address=context.address,
+        compartment=context.compartment,
+        tracking_no=context.tracking_no,
+        deadline=format_deadline(context.deadline, policy, language),
+        link=context.link,
+        code=context.code or "",
+        fee_note=fee_note,
+    )
+
+
+def dedupe_key(
+    parcel_id: str, kind: NoticeKind, deadline: datetime, code_generation: int = 0
+) -> str:
+    """Name a notice so the outbox holds it at most once.
+
+    One notice of a kind per parcel and deadline: a new deadline is worth a new notice, a retry
+    or a redelivered event is not. A resend carries a new code, so its generation is in the key.
+    """
+    at = deadline.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    key = f"{parcel_id}/{kind}/{at}"
+    return f"{key}/code{code_generation}" if kind is NoticeKind.RESEND else key
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A notice ready for the outbox. `text` and `code` never reach a log (see `log_form`)."""
+
+    dedupe_key: str
+    kind: NoticeKind
+    phone: str = field(repr=False)
+    language: Language
+    text: str = field(repr=False)
+    code: str | None = field(default=None, repr=False)
+
+    def log_form(self, channel: Channel | None = None) -> str:
+        """Return the one line a log may hold about this notice: masked phone, no text, no code."""
+        via = f" via {channel}" if channel else ""
+        return f"notice {self.kind}{via} to {mask_phone(self.phone)} key={self.dedupe_key}"
+
+    def scrubbed(self) -> Notice:
+        """Return the notice as it may be kept once sent: the code blanked out of the text."""
+        if not self.code:
+            return self
+        return replace(self, text=self.text.replace(self.code, "*" * len(self.code)), code=None)
+
+
+def compose(
+    *,
+    kind: NoticeKind,
+    phone: str,
+    language: Language,
+    context: NoticeContext,
+    policy: SitePolicy,
+    key: str,
+) -> Notice:
+    """Render a notice for the outbox."""
+    text = render(kind, language, context, policy)
+    code = context.code if "code" in template_fields(kind, language) else None
+    return Notice(dedupe_key=key, kind=kind, phone=phone, language=language, text=text, code=code)
+
+
+# --- when and how it goes out ---------------------------------------------------------------------
+
+
+def send_after(kind: NoticeKind, now: datetime, policy: SitePolicy) -> datetime:
+    """Return the earliest time a notice queued at `now` may be sent (quiet hours delay it)."""
+    if kind in URGENT_KINDS:
+        return now
+    return policy.outside_quiet_hours(now)
+
+
+def channel_plan(wechat_openid: str | None) -> tuple[Channel, ...]:
+    """Return the channels to try in order: WeChat first if the phone is bound, SMS always."""
+    return (Channel.WECHAT, Channel.SMS) if wechat_openid else (Channel.SMS,)
+
+
+def next_channel(plan: tuple[Channel, ...], failed: Channel) -> Channel | None:
+    """Return the channel to fall back to after `failed` gave up for good, or None."""
+    position = plan.index(failed)
+    return plan[position + 1] if position + 1 < len(plan) else None
+
+
+def retry_delay_s(
+    attempt: int, randbelow: RandBelow, *, base_s: int = 5, cap_s: int = 15 * 60
+) -> int:
+    """Return the wait before retry number `attempt` (1, 2, …): exponential, full jitter.
+
+    `randbelow(n)` is the injected random source. The jitter spreads retries of a batch that
+    failed together (a provider outage) so they do not all come back at the same second.
+    """
+    if attempt < 1:
+        raise ValueError("attempt counts from 1")
+    ceiling_s = min(cap_s, base_s * 2 ** min(attempt - 1, 30))
+    return 1 + randbelow(ceiling_s)
+
+
+@dataclass(frozen=True)
+class ResendDecision:
+    """Whether a resend may go now; if not, from when it may (`retry_at`)."""
+
+    allowed: bool
+    retry_at: datetime | None = None
+
+
+def resend_decision(
+    history: Iterable[datetime], now: datetime, policy: SitePolicy
+) -> ResendDecision:
+    """Decide a resend for one parcel, given when earlier resends of it were sent."""
+    window = timedelta(seconds=policy.resend_window_s)
+    recent = sorted(at for at in history if now - at < window)
+    if len(recent) < policy.resend_limit:
+        return ResendDecision(allowed=True)
+    # The oldest resend that still counts must leave the window before another may go.
+    return ResendDecision(allowed=False, retry_at=recent[-policy.resend_limit] + window)
