@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from locker import cabinet_command, cloud_command
+from locker.demo_command import demo
 from locker.sim_command import sim
 
 app = typer.Typer(
@@ -14,7 +16,7 @@ app = typer.Typer(
         "Smart parcel lockers, edge and cloud.\n\n"
         "Each locker cabinet runs a daemon that drives its doors (RS485 lock boards or GPIO), "
         "shows a touchscreen kiosk and keeps a local journal, so deposits and pickups work "
-        "offline. Cabinets talk to the cloud over MQTT (topics lockers/v1/<cabinet>/...). The "
+        "offline. Cabinets talk to the cloud over MQTT (topics `lockers/v1/{cab}/...`). The "
         "cloud issues pickup codes, sends SMS / WeChat notices, handles expiry and returns, "
         "serves the ERP and the property managers' dashboard.\n\n"
         "Start with `locker sim --help` to run a simulated lock-board bus, or "
@@ -29,7 +31,10 @@ protocol_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(protocol_app, name="protocol")
+app.command(name="demo")(demo)
 app.command(name="sim")(sim)
+app.add_typer(cabinet_command.app, name="cabinet")
+app.add_typer(cloud_command.app, name="cloud")
 
 
 @protocol_app.command("schema")
