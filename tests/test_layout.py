@@ -35,30 +35,42 @@ PURE_CORE_GLOBS = (
     "protocol/topics.py",
     "protocol/codec.py",
     "protocol/errors.py",
+    "protocol/hashing.py",
     "firmware-sim/firmware_sim/board.py",
 )
 
 # Top-level modules a pure core must not import. `datetime` stays allowed for its types; reading
-# a clock is the caller's job (a core takes `now` as an argument), so `time` is banned.
+# a clock is the caller's job (a core takes `now` as an argument), so `time` is banned, and so is
+# drawing randomness (`random`, `secrets`, `uuid`: ids and codes come from injected callables).
 IO_MODULES = frozenset(
     {
         "asyncio",
         "fastapi",
         "gpiozero",
         "httpx",
+        "io",
+        "logging",
         "os",
         "paho",
+        "pathlib",
         "psycopg",
+        "qrcode",
+        "random",
         "requests",
+        "secrets",
         "serial",
+        "shutil",
         "socket",
         "sqlalchemy",
         "sqlite3",
         "sqlmodel",
         "subprocess",
+        "sys",
         "threading",
         "time",
         "twilio",
+        "urllib",
+        "uuid",
     }
 )
 
