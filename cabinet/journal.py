@@ -1,0 +1,410 @@
+"""The cabinet's write-ahead journal: outbound events, the core snapshot, commands run, boots.
+
+One SQLite file in WAL mode with `synchronous=FULL`, so a transaction is on disk when `COMMIT`
+returns and a kill -9 (or a power cut) at any instant leaves either all of it or none of it.
+
+- `events`: every event the cabinet sent or will send, by `seq`. `seq` rises by exactly 1 per
+  event forever: the last one handed out lives in `meta` (not in `MAX(seq)`), so pruning acked
+  events never lets a seq be reused. An event stays until an `event-ack` covers it (a broker's
+  PUBACK is not durability), then `ack_upto` deletes it.
+- `snapshot`: the core's latest `Cabinet.to_dict()`, written in the same transaction as the
+  events and unlocks the step produced (`commit_step`), so the daemon writes ahead of acting.
+  It carries `last_seq`, the seq of the last event at the time: it always equals `meta.last_seq`.
+- `pending_unlocks`: doors the daemon was told to unlock but has not reported done; after a
+  restart they are what may or may not have been driven (the core's `reconcile` decides).
+- `commands`: command ids seen, with their ack, so a redelivered command is re-acked with the
+  same answer and never run twice. A row without a result means the cabinet died while running
+  it; it is answered `ok: false` rather than run again (at most once beats at least once for a
+  door). Rows are pruned after `COMMAND_RETENTION`, well past any command's `expires_at`.
+- `meta`: `last_seq` and `boot` (raised at every connect, for the `state` birth and Will).
+
+All methods are thread-safe (one lock around one connection), but the daemon calls them from
+its event loop's thread only; each call is short (one small transaction).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+from ulid import ULID
+
+from protocol.errors import MessageError
+from protocol.messages import EVENT_TYPES, Ack, EventBase
+from protocol.topics import validate_cabinet_id
+
+SCHEMA_VERSION = 1
+# Longer than any command lives (the cloud sets `expires_at` minutes to hours ahead): past it a
+# redelivery is expired anyway, so forgetting its id cannot make it run twice.
+COMMAND_RETENTION = timedelta(days=7)
+INTERRUPTED = "interrupted: the cabinet restarted while running this command; not run again"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    acked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS snapshot (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    data TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    saved_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pending_unlocks (
+    compartment TEXT PRIMARY KEY,
+    requested_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS commands (
+    id TEXT PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    ok INTEGER,
+    error TEXT
+);
+"""
+
+
+class JournalError(Exception):
+    """The journal file is not one of ours, or belongs to another cabinet."""
+
+
+class EventLike(Protocol):
+    """What `commit_step` journals: the core's `Emit` fits (type and JSON-ready data)."""
+
+    type: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The latest core snapshot and the seq of the last event journalled with it."""
+
+    data: dict[str, Any]
+    last_seq: int
+    saved_at: datetime
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Journal:
+    """One cabinet's journal file; build it with `Journal.open(path, cab=...)`."""
+
+    def __init__(self, conn: sqlite3.Connection, cab: str, new_id: Callable[[], str]) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self.cab = cab
+        self._new_id = new_id
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        cab: str,
+        new_id: Callable[[], str] = lambda: str(ULID()),
+    ) -> Journal:
+        """Open (or create) the journal at `path` for cabinet `cab`."""
+        validate_cabinet_id(cab)
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a step is one transaction.
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise JournalError(f"{path}: SQLite refused WAL mode (got {mode!r})")
+            # FULL: fsync the WAL at every commit, so a committed step survives a power cut too.
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.executescript(_SCHEMA)
+            journal = cls(conn, cab, new_id)
+            journal._init_meta()
+        except BaseException:
+            conn.close()
+            raise
+        return journal
+
+    def close(self) -> None:
+        """Close the file; committed data is already on disk."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._conn, self._lock)
+
+    def _meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set_meta(self, key: str, value: object) -> None:
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, str(value)),
+        )
+
+    def _init_meta(self) -> None:
+        with self._tx():
+            version = self._meta("schema")
+            if version is not None and int(version) != SCHEMA_VERSION:
+                raise JournalError(f"journal schema {version}, this code reads {SCHEMA_VERSION}")
+            owner = self._meta("cab")
+            if owner is not None and owner != self.cab:
+                raise JournalError(f"this journal belongs to cabinet {owner!r}, not {self.cab!r}")
+            for key, default in (("schema", SCHEMA_VERSION), ("cab", self.cab)):
+                self._set_meta(key, default)
+            for key in ("last_seq", "boot"):
+                if self._meta(key) is None:
+                    self._set_meta(key, 0)
+
+    # --- counters -----------------------------------------------------------------------------
+
+    def next_boot(self) -> int:
+        """Raise the boot counter and return it (call before every connect)."""
+        with self._tx():
+            boot = int(self._meta("boot") or 0) + 1
+            self._set_meta("boot", boot)
+        return boot
+
+    @property
+    def boot(self) -> int:
+        """The last boot handed out (0 before the first connect)."""
+        with self._lock:
+            return int(self._meta("boot") or 0)
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last event ever journalled (0 if none)."""
+        with self._lock:
+            return int(self._meta("last_seq") or 0)
+
+    # --- events -------------------------------------------------------------------------------
+
+    def _envelope(self, seq: int, event_id: str, type_: str, data: Any, ts: str) -> EventBase:
+        model = EVENT_TYPES.get(type_)
+        if model is None:
+            raise MessageError("type", f"unknown event type {type_!r}")
+        fields = {"v": 1, "id": event_id, "cab": self.cab, "seq": seq, "ts": ts, "type": type_}
+        # Through JSON so the model applies wire strictness (enums and timestamps as strings).
+        raw = json.dumps({**fields, "data": data}, separators=(",", ":"))
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as err:
+            # The message, never the input: event data may hold a phone.
+            first = err.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or None
+            raise MessageError(where, f"event {type_}: {first['msg']}") from None
+
+    def _append(self, events: Iterable[EventLike], now: datetime) -> list[EventBase]:
+        """Validate and insert `events` inside the caller's transaction."""
+        ts = _iso(now)
+        seq = int(self._meta("last_seq") or 0)
+        built: list[EventBase] = []
+        for event in events:
+            seq += 1
+            data = dict(event.data)
+            envelope = self._envelope(seq, self._new_id(), event.type, data, ts)
+            built.append(envelope)
+            self._conn.execute(
+                "INSERT INTO events (seq, id, type, data, ts) VALUES (?, ?, ?, ?, ?)",
+                (seq, envelope.id, event.type, json.dumps(data, separators=(",", ":")), ts),
+            )
+        self._set_meta("last_seq", seq)
+        return built
+
+    def append_events(
+        self, events: Iterable[EventLike], *, now: datetime | None = None
+    ) -> list[EventBase]:
+        """Journal `events` with the next seqs in one transaction; return their envelopes.
+
+        Every event is validated against the contract first: one bad event raises MessageError
+        and none of them is journalled.
+        """
+        with self._tx():
+            return self._append(events, now or _now())
+
+    def commit_step(
+        self,
+        snapshot: Mapping[str, Any] | None,
+        events: Iterable[EventLike] = (),
+        pending_unlocks: Sequence[str] = (),
+        *,
+        command: Ack | None = None,
+        now: datetime | None = None,
+    ) -> list[EventBase]:
+        """Journal what one core step produced, all or nothing; return the event envelopes.
+
+        In one transaction: the events (next seqs), the new snapshot (None keeps the old one),
+        the unlocks about to be driven, and, for a step that ran a command, its ack (so a kill
+        between the step and the ack cannot make the command look unrun). Act only after this
+        returns: that is writing ahead.
+        """
+        now = now or _now()
+        saved_at = _iso(now)
+        snapshot_json = None if snapshot is None else json.dumps(snapshot, separators=(",", ":"))
+        with self._tx():
+            built = self._append(events, now)
+            if snapshot_json is not None:
+                self._conn.execute(
+                    "INSERT INTO snapshot (one, data, last_seq, saved_at) VALUES (1, ?, ?, ?) "
+                    "ON CONFLICT (one) DO UPDATE SET data = excluded.data, "
+                    "last_seq = excluded.last_seq, saved_at = excluded.saved_at",
+                    (snapshot_json, int(self._meta("last_seq") or 0), saved_at),
+                )
+            for compartment in pending_unlocks:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO pending_unlocks (compartment, requested_at) "
+                    "VALUES (?, ?)",
+                    (compartment, saved_at),
+                )
+            if command is not None:
+                self._record_command(command, now)
+        return built
+
+    def unacked(self, after_seq: int | None = None) -> list[EventBase]:
+        """Return the events no event-ack covers yet (after `after_seq`, if given), by seq."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, id, type, data, ts FROM events WHERE acked = 0 AND seq > ? "
+                "ORDER BY seq",
+                (after_seq or 0,),
+            ).fetchall()
+        return [self._envelope(seq, id_, t, json.loads(d), ts) for seq, id_, t, d, ts in rows]
+
+    def ack_upto(self, upto: int) -> int:
+        """Mark every event with seq ≤ `upto` acked and prune them; return how many were.
+
+        An `upto` past the last seq journalled is clamped to it: the cloud cannot have stored
+        events this cabinet has not made yet, and seqs to come must not be forgotten in advance.
+        """
+        with self._tx():
+            upto = min(upto, int(self._meta("last_seq") or 0))
+            cursor = self._conn.execute(
+                "UPDATE events SET acked = 1 WHERE seq <= ? AND acked = 0", (upto,)
+            )
+            # Acked events are the cloud's now: nothing here reads them again.
+            self._conn.execute("DELETE FROM events WHERE acked = 1")
+            return cursor.rowcount
+
+    # --- snapshot and unlocks -----------------------------------------------------------------
+
+    def load_snapshot(self) -> Snapshot | None:
+        """Return the latest core snapshot, or None before the first step."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT data, last_seq, saved_at FROM snapshot WHERE one = 1"
+            ).fetchone()
+        if row is None:
+            return None
+        return Snapshot(json.loads(row[0]), int(row[1]), _parse(row[2]))
+
+    def pending_unlocks(self) -> list[str]:
+        """Return the compartments whose unlock was journalled but not reported done."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT compartment FROM pending_unlocks ORDER BY requested_at, compartment"
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def unlock_done(self, compartment: str) -> None:
+        """Forget a pending unlock once the driver released the latch (or gave up)."""
+        with self._tx():
+            self._conn.execute("DELETE FROM pending_unlocks WHERE compartment = ?", (compartment,))
+
+    # --- commands -----------------------------------------------------------------------------
+
+    def begin_command(self, command_id: str, *, now: datetime | None = None) -> None:
+        """Note that command `command_id` is about to run (before running it)."""
+        with self._tx():
+            self._conn.execute(
+                "INSERT OR IGNORE INTO commands (id, received_at) VALUES (?, ?)",
+                (command_id, _iso(now or _now())),
+            )
+
+    def _record_command(self, ack: Ack, now: datetime) -> None:
+        self._conn.execute(
+            "INSERT INTO commands (id, received_at, ok, error) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET ok = excluded.ok, error = excluded.error "
+            "WHERE commands.ok IS NULL",  # the first answer stands
+            (ack.cmd, _iso(now), int(ack.ok), ack.error),
+        )
+        cutoff = _iso(now - COMMAND_RETENTION)
+        self._conn.execute("DELETE FROM commands WHERE received_at < ?", (cutoff,))
+
+    def record_command(self, command_id: str, ack: Ack, *, now: datetime | None = None) -> Ack:
+        """Record the answer to `command_id` (the first one recorded stands); return it."""
+        if ack.cmd != command_id:
+            raise ValueError(f"ack is for command {ack.cmd!r}, not {command_id!r}")
+        with self._tx():
+            self._record_command(ack, now or _now())
+        return self.command_result(command_id) or ack
+
+    def command_result(self, command_id: str) -> Ack | None:
+        """Return the recorded ack of `command_id`, or None if it was never seen.
+
+        A command begun but never answered (the cabinet died running it) answers `ok: false`.
+        """
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT ok, error FROM commands WHERE id = ?", (command_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        ok, error = row
+        if ok is None:
+            return Ack.failure(command_id, INTERRUPTED)
+        return Ack(cmd=command_id, ok=True) if ok else Ack.failure(command_id, error or "failed")
+
+
+class _Transaction:
+    """`BEGIN IMMEDIATE` … `COMMIT`, or `ROLLBACK` on any exception, under the journal's lock."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock) -> None:
+        self._conn = conn
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, exc_type: object, *_rest: object) -> None:
+        try:
+            self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._lock.release()

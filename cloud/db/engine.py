@@ -1,0 +1,66 @@
+"""The engine factory: SQLite (WAL, foreign keys, busy timeout) or PostgreSQL, by URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection, make_url
+from sqlmodel import Session
+
+# A writer waits this long for another to finish before SQLite gives up with "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Execution option naming how a SQLite transaction begins: "IMMEDIATE" takes the write lock at
+# BEGIN, so a read-then-write transaction cannot fail half-way on a lock upgrade.
+SQLITE_BEGIN = "sqlite_begin"
+
+
+def make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
+    """Create an engine for `url` (`sqlite:///path`, `postgresql+psycopg://...`)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, echo=echo, **kwargs)
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, echo=echo, **kwargs)
+
+
+def _sqlite_engine(url: str, *, echo: bool, **kwargs: Any) -> Engine:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    connect_args = kwargs.pop("connect_args", {})
+    # Sessions hop between threads (a worker pool, FastAPI's threadpool); the pool keeps one
+    # connection to one thread at a time, which is all sqlite3 needs.
+    connect_args.setdefault("check_same_thread", False)
+    engine = create_engine(url, echo=echo, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, say when a transaction begins (see _on_begin).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode across a process kill
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def write_session(session: Session) -> Connection:
+    """Begin the session's transaction as a writer: `BEGIN IMMEDIATE` on SQLite, plain elsewhere.
+
+    Call it first, before anything else runs in the session's transaction.
+    """
+    if session.in_transaction():
+        raise RuntimeError("a write transaction must begin on a session with none open")
+    return session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})

@@ -1,0 +1,406 @@
+"""The cloud's tables (SQLModel), portable across SQLite and PostgreSQL.
+
+Naming follows the FastAPI full-stack template: `XBase` holds the shared fields, `X(table=True)`
+the row. Times are aware UTC (`UtcDateTime`); free-form payloads are JSON columns. Secrets are
+stored as hashes or sealed, never in clear: a parcel holds its code's keyed hash, a notice row
+holds its code sealed under the cloud's secret key until it is sent (`cloud.db.sealing`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String
+from sqlmodel import Field, SQLModel
+
+from cloud.db.types import UtcDateTime
+
+ID_LENGTH = 64  # the protocol's ids (cabinet, parcel, courier, message) are 1–64 characters
+
+
+def _fk(target: str, *, index: bool = False, nullable: bool = False, ondelete: str | None = None):
+    return Field(
+        default=None if nullable else ...,
+        sa_column_args=[ForeignKey(target, ondelete=ondelete)],
+        sa_type=String(ID_LENGTH),
+        index=index,
+        nullable=nullable,
+    )
+
+
+def _time(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(
+        default=None if nullable else ..., sa_type=UtcDateTime, nullable=nullable, index=index
+    )
+
+
+def _json(*, nullable: bool = False) -> Any:
+    return Field(default=None if nullable else ..., sa_type=JSON, nullable=nullable)
+
+
+# --- sites and their policies ---------------------------------------------------------------------
+
+
+class SiteBase(SQLModel):
+    """A site (a housing estate, a campus) and the policy its cabinets run by.
+
+    The policy columns mirror `cloud.core.policies.SitePolicy` one for one, with its defaults.
+    """
+
+    name: str = Field(max_length=200)
+    pickup_window_s: int = 72 * 3600
+    reminder_before_s: int | None = 24 * 3600
+    code_length: int = 8
+    quiet_start: time | None = time(22, 0)
+    quiet_end: time | None = time(8, 0)
+    timezone: str = Field(default="Asia/Shanghai", max_length=64)
+    language: str = Field(default="zh-CN", max_length=8)
+    overdue_fee_per_day_minor: int = 0
+    overdue_fee_cap_minor: int | None = None
+    currency: str = Field(default="CNY", max_length=3)
+    resend_limit: int = 3
+    resend_window_s: int = 3600
+
+
+class SiteCreate(SiteBase):
+    """What creating a site takes."""
+
+    id: str = Field(max_length=ID_LENGTH)
+
+
+class Site(SiteBase, table=True):
+    __tablename__ = "sites"
+
+    id: str = Field(primary_key=True, max_length=ID_LENGTH)
+    created_at: datetime = _time(nullable=False)
+
+
+# --- cabinets and compartments --------------------------------------------------------------------
+
+
+class CabinetBase(SQLModel):
+    """A cabinet as a manager sees it."""
+
+    name: str = Field(max_length=200)
+    address: str = Field(default="", max_length=500)
+
+
+class CabinetCreate(CabinetBase):
+    """What creating a cabinet takes (the credentials are made by the registry)."""
+
+    id: str = Field(max_length=ID_LENGTH)
+    site_id: str = Field(max_length=ID_LENGTH)
+
+
+class CabinetPublic(CabinetBase):
+    """A cabinet as the API shows it: no secrets."""
+
+    id: str
+    site_id: str
+    online: bool | None
+    last_seen_at: datetime | None
+
+
+class Cabinet(CabinetBase, table=True):
+    __tablename__ = "cabinets"
+
+    id: str = Field(primary_key=True, max_length=ID_LENGTH)
+    site_id: str = _fk("sites.id", index=True)
+    # The HMAC key of its pickup-code hashes (hex): provisioned with the cabinet, never on MQTT.
+    code_key: str = Field(max_length=128)
+    mqtt_password_hash: str | None = Field(default=None, max_length=256)
+    online: bool | None = None  # None: never seen
+    boot: int | None = Field(default=None, sa_type=BigInteger)
+    firmware: str | None = Field(default=None, max_length=64)
+    last_seen_at: datetime | None = _time()
+    # The highest seq applied: every event up to it is applied, none beyond it.
+    applied_upto: int = Field(default=0, sa_type=BigInteger)
+    created_at: datetime = _time(nullable=False)
+
+
+class Compartment(SQLModel, table=True):
+    """A compartment, keyed by its cabinet and the label on its door."""
+
+    __tablename__ = "compartments"
+
+    cabinet_id: str = Field(
+        sa_column_args=[ForeignKey("cabinets.id", ondelete="CASCADE")],
+        primary_key=True,
+        max_length=ID_LENGTH,
+    )
+    id: str = Field(primary_key=True, max_length=16)
+    size: str = Field(max_length=4)
+    low_door: bool = False  # reachable from a wheelchair
+    state: str = Field(default="free", max_length=16)
+    in_service: bool = True
+
+
+# --- couriers -------------------------------------------------------------------------------------
+
+
+class CourierBase(SQLModel):
+    """A courier who may log in at the cabinets."""
+
+    carrier: str = Field(max_length=100)
+    name: str = Field(default="", max_length=200)
+
+
+class Courier(CourierBase, table=True):
+    __tablename__ = "couriers"
+
+    id: str = Field(primary_key=True, max_length=ID_LENGTH)
+    pin_hash: str = Field(max_length=256)  # protocol.hashing.pin_hash: scrypt, salted
+    created_at: datetime = _time(nullable=False)
+
+
+# --- parcels and their timeline -------------------------------------------------------------------
+
+
+class ParcelBase(SQLModel):
+    """What the ERP and a tracking page may see of a parcel."""
+
+    tracking_no: str = Field(max_length=ID_LENGTH, index=True)
+    order_no: str | None = Field(default=None, max_length=ID_LENGTH, index=True)
+    status: str = Field(max_length=16)
+
+
+class ParcelPublic(ParcelBase):
+    """A parcel as the API shows it: no phone (routes show it masked), never the code hash."""
+
+    id: str
+    parcel_id: str | None
+    cabinet_id: str
+    compartment: str | None
+
+
+class Parcel(ParcelBase, table=True):
+    """A parcel; its fields mirror `cloud.core.parcels.Parcel` (see `repo.parcel_to_core`).
+
+    `id` is the row's name: the cabinet's `parcel_id` for a parcel first seen at deposit, a
+    cloud-made ULID for an ERP announcement (whose `parcel_id` is set when it is deposited).
+    """
+
+    __tablename__ = "parcels"
+    __table_args__ = (Index("ix_parcels_cabinet_status", "cabinet_id", "status"),)
+
+    id: str = Field(primary_key=True, max_length=ID_LENGTH)
+    parcel_id: str | None = Field(default=None, max_length=ID_LENGTH, unique=True)
+    cabinet_id: str = _fk("cabinets.id")
+    phone: str = Field(max_length=16)  # E.164
+    compartment: str | None = Field(default=None, max_length=16)
+    size: str | None = Field(default=None, max_length=4)
+    courier_id: str | None = Field(default=None, max_length=ID_LENGTH)
+    code_hash: str | None = Field(default=None, max_length=256)
+    code_generation: int = 0
+    announced_at: datetime | None = _time()
+    deposited_at: datetime | None = _time()
+    clock_started_at: datetime | None = _time()
+    window_s: int | None = None
+    # [{"reason", "started_at", "ended_at"}]: the deadline clock's pauses (cloud.core.pauses)
+    pauses: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON, nullable=False)
+    reminded_at: datetime | None = _time()
+    told_deadline: datetime | None = _time()
+    left_locker_at: datetime | None = _time()
+    created_at: datetime = _time(nullable=False)
+    updated_at: datetime = _time(nullable=False)
+
+
+class ParcelEvent(SQLModel, table=True):
+    """One timeline row: every change of a parcel, as the ERP reads it."""
+
+    __tablename__ = "parcel_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    parcel_row_id: str = _fk("parcels.id", index=True, ondelete="CASCADE")
+    status: str = Field(max_length=16)
+    at: datetime = _time(nullable=False)
+    source: str = Field(max_length=16)
+    note: str = Field(default="", max_length=2000)
+    # The cabinet event that caused it, if any: (cab, seq) in the inbox.
+    cabinet_id: str | None = Field(default=None, max_length=ID_LENGTH)
+    seq: int | None = Field(default=None, sa_type=BigInteger)
+    created_at: datetime = _time(nullable=False)
+
+
+# --- the events inbox -----------------------------------------------------------------------------
+
+
+class InboxEvent(SQLModel, table=True):
+    """A cabinet event as received: stored once by (cab, seq), applied in seq order."""
+
+    __tablename__ = "events"
+
+    cabinet_id: str = Field(
+        sa_column_args=[ForeignKey("cabinets.id", ondelete="CASCADE")],
+        primary_key=True,
+        max_length=ID_LENGTH,
+    )
+    seq: int = Field(primary_key=True, sa_type=BigInteger)
+    event_id: str = Field(max_length=ID_LENGTH)
+    type: str = Field(max_length=64)
+    ts: datetime = _time(nullable=False)  # the cabinet's clock
+    data: dict[str, Any] = _json()
+    received_at: datetime = _time(nullable=False)
+    applied: bool = False
+    applied_at: datetime | None = _time()
+    # Set when applying found something wrong (an illegal transition, an unknown parcel).
+    anomaly: str | None = Field(default=None, max_length=2000)
+
+
+# --- outboxes -------------------------------------------------------------------------------------
+
+
+class CommandOutbox(SQLModel, table=True):
+    """A command to a cabinet: resent until acked or expired. `id` is the envelope's id."""
+
+    __tablename__ = "command_outbox"
+    __table_args__ = (Index("ix_command_outbox_pending", "cabinet_id", "acked_at", "created_at"),)
+
+    id: str = Field(primary_key=True, max_length=ID_LENGTH)
+    cabinet_id: str = _fk("cabinets.id", ondelete="CASCADE")
+    type: str = Field(max_length=64)
+    data: dict[str, Any] = _json()
+    created_at: datetime = _time(nullable=False)
+    expires_at: datetime = _time(nullable=False)
+    sent_at: datetime | None = _time()
+    send_count: int = 0
+    acked_at: datetime | None = _time()
+    ack_ok: bool | None = None
+    ack_error: str | None = Field(default=None, max_length=1024)
+
+
+class NoticeOutbox(SQLModel, table=True):
+    """A notice to a recipient or courier, held once by its dedupe key, sent once.
+
+    `code_sealed` carries the pickup code (sealed, `cloud.db.sealing`) for the texts that show
+    it; the dispatcher renders `body` at send time, then clears `code_sealed` and keeps only the
+    scrubbed body.
+    """
+
+    __tablename__ = "notice_outbox"
+    __table_args__ = (Index("ix_notice_outbox_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=200, unique=True)
+    parcel_row_id: str = _fk("parcels.id", index=True, ondelete="CASCADE")
+    kind: str = Field(max_length=32)
+    audience: str = Field(max_length=16)
+    to_phone: str | None = Field(default=None, max_length=16)  # E.164; None for a courier
+    courier_id: str | None = Field(default=None, max_length=ID_LENGTH)
+    deadline: datetime = _time(nullable=False)
+    code_sealed: str | None = Field(default=None, max_length=256)
+    channel: str | None = Field(default=None, max_length=16)  # wechat | sms, once chosen
+    body: str | None = Field(default=None, max_length=2000)  # scrubbed of the code once sent
+    status: str = Field(default="queued", max_length=16)  # queued | sent | failed
+    attempts: int = 0
+    next_attempt_at: datetime = _time(nullable=False)
+    last_error: str | None = Field(default=None, max_length=1024)
+    provider_id: str | None = Field(default=None, max_length=128)  # Twilio SID, WeChat msgid
+    delivery_status: str | None = Field(default=None, max_length=32)  # from status callbacks
+    created_at: datetime = _time(nullable=False)
+    sent_at: datetime | None = _time()
+
+
+class WebhookOutbox(SQLModel, table=True):
+    """A signed status webhook to the ERP, retried until delivered."""
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (Index("ix_webhook_outbox_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    parcel_row_id: str = _fk("parcels.id", index=True, ondelete="CASCADE")
+    event: str = Field(max_length=32)  # the parcel status it reports
+    payload: dict[str, Any] = _json()
+    status: str = Field(default="queued", max_length=16)  # queued | delivered | failed
+    attempts: int = 0
+    next_attempt_at: datetime = _time(nullable=False)
+    last_error: str | None = Field(default=None, max_length=1024)
+    created_at: datetime = _time(nullable=False)
+    delivered_at: datetime | None = _time()
+
+
+# --- alarms ---------------------------------------------------------------------------------------
+
+
+class Alarm(SQLModel, table=True):
+    """A cabinet alarm for the dashboard: door left open or forced, lock fault, keypad lockout."""
+
+    __tablename__ = "alarms"
+    __table_args__ = (Index("ix_alarms_open", "cabinet_id", "cleared_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    cabinet_id: str = _fk("cabinets.id", ondelete="CASCADE")
+    compartment: str | None = Field(default=None, max_length=16)
+    kind: str = Field(max_length=32)
+    detail: str = Field(default="", max_length=500)
+    at: datetime = _time(nullable=False)
+    seq: int | None = Field(default=None, sa_type=BigInteger)
+    cleared_at: datetime | None = _time()
+
+
+# --- the ERP --------------------------------------------------------------------------------------
+
+
+class ErpApiKey(SQLModel, table=True):
+    """An ERP's API key (only its hash is kept) and where its webhooks go."""
+
+    __tablename__ = "erp_api_keys"
+
+    id: str = Field(primary_key=True, max_length=ID_LENGTH)
+    name: str = Field(max_length=200)
+    key_prefix: str = Field(max_length=16)  # shown in lists so a key can be told apart
+    key_hash: str = Field(max_length=128, unique=True)
+    webhook_url: str | None = Field(default=None, max_length=2000)
+    webhook_secret: str | None = Field(default=None, max_length=128)  # the HMAC key it verifies
+    created_at: datetime = _time(nullable=False)
+    revoked_at: datetime | None = _time()
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """A request an ERP made with an Idempotency-Key: the same key gets the same answer."""
+
+    __tablename__ = "idempotency_keys"
+
+    api_key_id: str = Field(
+        sa_column_args=[ForeignKey("erp_api_keys.id", ondelete="CASCADE")],
+        primary_key=True,
+        max_length=ID_LENGTH,
+    )
+    key: str = Field(primary_key=True, max_length=128)
+    request_hash: str = Field(max_length=128)  # a reused key with another body is refused
+    response_status: int | None = None
+    response_body: dict[str, Any] | None = _json(nullable=True)
+    created_at: datetime = _time(nullable=False, index=True)
+
+
+# --- managers (the dashboard) ---------------------------------------------------------------------
+
+
+class Manager(SQLModel, table=True):
+    """A property manager who signs in to the dashboard."""
+
+    __tablename__ = "managers"
+
+    id: str = Field(primary_key=True, max_length=ID_LENGTH)
+    email: str = Field(max_length=320, unique=True)
+    name: str = Field(default="", max_length=200)
+    password_hash: str = Field(max_length=256)
+    created_at: datetime = _time(nullable=False)
+
+
+class ManagerSite(SQLModel, table=True):
+    """A site a manager may see."""
+
+    __tablename__ = "manager_sites"
+
+    manager_id: str = Field(
+        sa_column_args=[ForeignKey("managers.id", ondelete="CASCADE")],
+        primary_key=True,
+        max_length=ID_LENGTH,
+    )
+    site_id: str = Field(
+        sa_column_args=[ForeignKey("sites.id", ondelete="CASCADE")],
+        primary_key=True,
+        max_length=ID_LENGTH,
+    )

@@ -1,0 +1,56 @@
+"""Seal a pickup code for the notice outbox, so the database never holds it in clear.
+
+The code must wait in the outbox until its notice is sent, but design.md forbids keeping it in
+clear. It is sealed with AES-256-GCM (the `cryptography` library) under a key derived from the
+cloud's secret key (settings, never in the database), with the notice's dedupe key as associated
+data, so a sealed code cannot be moved to another notice.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+VERSION = "s2"
+NONCE_BYTES = 12  # GCM's standard nonce; random per seal, never reused under one key in practice
+
+
+class SealError(ValueError):
+    """A sealed value is malformed, was made under another key, or was tampered with."""
+
+
+def seal(secret_key: bytes, plaintext: str, *, context: str) -> str:
+    """Seal `plaintext` for `context` (the notice's dedupe key)."""
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    body = _cipher(secret_key).encrypt(nonce, plaintext.encode(), context.encode())
+    return f"{VERSION}:{base64.urlsafe_b64encode(nonce + body).decode()}"
+
+
+def unseal(secret_key: bytes, sealed: str, *, context: str) -> str:
+    """Return what `seal` sealed for `context`, or raise SealError."""
+    version, _, text = sealed.partition(":")
+    if version != VERSION:
+        raise SealError(f"unknown seal version {version!r}")
+    try:
+        raw = base64.urlsafe_b64decode(text.encode())
+    except ValueError:
+        raise SealError("sealed value is not base64") from None
+    if len(raw) <= NONCE_BYTES + 16:  # nonce + GCM's 16-byte tag + at least one byte
+        raise SealError("sealed value is too short")
+    try:
+        data = _cipher(secret_key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode())
+    except InvalidTag:
+        raise SealError("sealed value fails its check: wrong key, context or tampered") from None
+    return data.decode()
+
+
+def _cipher(secret_key: bytes) -> AESGCM:
+    if len(secret_key) < 16:
+        raise ValueError("the sealing key needs at least 16 bytes")
+    # A purpose-bound subkey, so the same secret can serve other uses without key reuse.
+    return AESGCM(hmac.new(secret_key, b"locker-seal-v2", hashlib.sha256).digest())

@@ -1,0 +1,371 @@
+"""Ingestion's storage side: store cabinet events once by (cab, seq), apply them in order, once.
+
+The MQTT worker calls, per batch of deliveries for one cabinet:
+
+    stored = store_events(session=s, cab=cab, envelopes=events, now=now)   # commits
+    result = apply_pending(session=s, cab=cab, now=now, seal_key=key)      # commits
+    publish event-ack {"upto": result.ack_upto}                            # after the commit
+
+`store_events` is what makes an event safe (`INSERT ... ON CONFLICT DO NOTHING`, idempotent);
+`apply_pending` runs the core (`cloud.core.ingest.plan`, `cloud.core.parcels.apply`) in one
+transaction holding the cabinet's row lock, so any number of workers apply each event exactly
+once, in seq order, stopping at a gap until the cabinet resends the missing seq.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from cloud.core import parcels as core
+from cloud.core.codes import IssuedCode, RandBelow, issue_code
+from cloud.core.errors import CoreError
+from cloud.core.ingest import Delivery, classify_delivery, contiguous_upto, plan
+from cloud.core.notices import resend_decision
+from cloud.core.phones import mask_phone
+from cloud.core.policies import SitePolicy
+from cloud.db import repo
+from cloud.db.engine import write_session
+from cloud.db.models import Alarm, Cabinet, Compartment, InboxEvent, Site
+from protocol.messages import EventBase
+
+log = logging.getLogger(__name__)
+
+# Events applied per transaction: bounds how long the cabinet's lock is held; the rest waits for
+# the next call (`ApplyResult.more`).
+APPLY_BATCH = 500
+
+
+class UnknownCabinet(LookupError):
+    """An event names a cabinet the registry does not have: a foreign message, to be dropped."""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What `apply_pending` did; publish `event-ack` with `ack_upto` after it returned."""
+
+    applied: int  # events applied (anomalies included: they are marked applied too)
+    ack_upto: int  # every seq up to this is stored (and so may be acked)
+    anomalies: int = 0  # applied events the core refused or that named unknown things
+    waiting: int = 0  # stored events behind a gap or beyond the batch
+    more: bool = False  # the batch limit stopped it: call again
+
+
+def store_events(
+    *,
+    session: Session,
+    cab: str,
+    envelopes: Sequence[EventBase],
+    now: datetime | None = None,
+) -> int:
+    """Store the events of cabinet `cab` not stored yet; commit; return how many were new.
+
+    Idempotent by (cab, seq): a duplicate is skipped; a different event under a stored seq
+    (`Delivery.CONFLICT`) keeps the stored one and is logged as an error.
+    """
+    now = now or datetime.now(UTC)
+    foreign = [e for e in envelopes if e.cab != cab]
+    if foreign:
+        raise ValueError(f"events of cabinet {foreign[0].cab!r} offered as {cab!r}'s")
+    by_seq: dict[int, EventBase] = {}
+    for envelope in envelopes:
+        by_seq.setdefault(envelope.seq, envelope)
+    write_session(session)
+    try:
+        if repo.get_cabinet(session=session, cab=cab) is None:
+            raise UnknownCabinet(f"no cabinet {cab!r} in the registry")
+        rows = [
+            {
+                "cabinet_id": cab,
+                "seq": envelope.seq,
+                "event_id": envelope.id,
+                "type": envelope.type,  # type: ignore[attr-defined]
+                "ts": envelope.ts,
+                "data": envelope.data.model_dump(mode="json"),  # type: ignore[attr-defined]
+                "received_at": now,
+                "applied": False,
+            }
+            for envelope in by_seq.values()
+        ]
+        inserted = repo.insert_ignore(
+            session=session,
+            table=InboxEvent.__table__,
+            rows=rows,
+            conflict_columns=["cabinet_id", "seq"],
+            returning=["seq"],
+        )
+        new_seqs = {seq for (seq,) in inserted}
+        _report_redeliveries(session, cab, [e for e in envelopes if e.seq not in new_seqs])
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return len(new_seqs)
+
+
+def _report_redeliveries(session: Session, cab: str, envelopes: Sequence[EventBase]) -> None:
+    if not envelopes:
+        return
+    stored = dict(
+        session.exec(
+            select(InboxEvent.seq, InboxEvent.event_id).where(
+                InboxEvent.cabinet_id == cab,
+                col(InboxEvent.seq).in_({e.seq for e in envelopes}),
+            )
+        ).all()
+    )
+    for envelope in envelopes:
+        if classify_delivery(stored.get(envelope.seq), envelope.id) is Delivery.CONFLICT:
+            log.error(
+                "CONFLICT: cabinet %s sent event %s as seq %d, which holds event %s; the stored "
+                "one is kept (was the cabinet's journal wiped or restored?)",
+                cab,
+                envelope.id,
+                envelope.seq,
+                stored[envelope.seq],
+            )
+
+
+def apply_pending(
+    *,
+    session: Session,
+    cab: str,
+    now: datetime,
+    seal_key: bytes,
+    randbelow: RandBelow = secrets.randbelow,
+    limit: int = APPLY_BATCH,
+) -> ApplyResult:
+    """Apply cabinet `cab`'s stored events in seq order, exactly once, in one transaction; commit.
+
+    Holds the cabinet's row lock (`SELECT ... FOR UPDATE`; on SQLite `BEGIN IMMEDIATE`) from the
+    read of `applied_upto` to the commit, so a concurrent caller waits and then finds the events
+    applied. An event the core refuses is recorded as an anomaly and still marked applied: it
+    can never become legal later, and waiting on it would stop the cabinet's stream forever.
+    """
+    write_session(session)
+    try:
+        cabinet = repo.lock_cabinet(session=session, cab=cab)
+        if cabinet is None:
+            raise UnknownCabinet(f"no cabinet {cab!r} in the registry")
+        stored = session.exec(
+            select(InboxEvent)
+            .where(InboxEvent.cabinet_id == cab, InboxEvent.seq > cabinet.applied_upto)
+            .order_by(col(InboxEvent.seq))
+            .limit(limit)
+        ).all()
+        step = plan(applied_upto=cabinet.applied_upto, stored=stored, limit=limit)
+        # Rows are loaded one batch at a time, but the ack may cover every stored seq: storing,
+        # not applying, is what makes an event safe for the cabinet to forget.
+        stored_seqs = session.exec(
+            select(InboxEvent.seq).where(
+                InboxEvent.cabinet_id == cab, InboxEvent.seq > cabinet.applied_upto
+            )
+        ).all()
+        ack_upto = contiguous_upto(stored_seqs, start=cabinet.applied_upto)
+        waiting = len(stored_seqs) - len(step.apply)
+        if not step.apply:
+            session.rollback()
+            return ApplyResult(applied=0, ack_upto=ack_upto, waiting=waiting)
+        site = session.get(Site, cabinet.site_id)
+        if site is None:  # pragma: no cover - the foreign key forbids it
+            raise LookupError(f"cabinet {cab!r} has no site")
+        applier = _Applier(
+            session=session,
+            cabinet=cabinet,
+            policy=repo.site_policy(site),
+            seal_key=seal_key,
+            randbelow=randbelow,
+            now=now,
+        )
+        anomalies = 0
+        for row in step.apply:
+            anomaly = applier.apply(row)
+            if anomaly is not None:
+                anomalies += 1
+                log.warning("cabinet %s seq %d (%s): %s", cab, row.seq, row.type, anomaly)
+            row.applied = True
+            row.applied_at = now
+            row.anomaly = anomaly[:2000] if anomaly else None
+            session.add(row)
+        cabinet_applied_upto = step.applied_upto or cabinet.applied_upto
+        cabinet.applied_upto = cabinet_applied_upto
+        session.add(cabinet)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return ApplyResult(
+        applied=len(step.apply),
+        ack_upto=ack_upto,
+        anomalies=anomalies,
+        waiting=waiting,
+        more=ack_upto > cabinet_applied_upto,
+    )
+
+
+@dataclass
+class _Applier:
+    """Applies one stored event of a locked cabinet; returns an anomaly text or None."""
+
+    session: Session
+    cabinet: Cabinet
+    policy: SitePolicy
+    seal_key: bytes
+    randbelow: RandBelow
+    now: datetime
+    # The cabinet's live code hashes, read once per batch and grown with every code issued in it.
+    # A hash that stopped being live in the batch stays in: that only ever avoids a free code.
+    _live_hashes: set[str] | None = None
+
+    def apply(self, row: InboxEvent) -> str | None:
+        handler = getattr(self, "_" + row.type.replace(".", "_"), None)
+        if handler is None:
+            return f"unknown event type {row.type!r}"
+        try:
+            # A savepoint: a refused event leaves none of its rows behind.
+            with self.session.begin_nested():
+                return handler(row, row.data)
+        except (CoreError, ValueError, KeyError) as err:
+            return f"{type(err).__name__}: {err}"
+
+    # --- parcels ----------------------------------------------------------------------------------
+
+    def _parcel_deposited(self, row: InboxEvent, data: dict[str, Any]) -> str | None:
+        parcel_id = data["parcel_id"]
+        existing = repo.get_parcel_by_parcel_id(session=self.session, parcel_id=parcel_id)
+        target = existing or repo.find_announcement(
+            session=self.session, tracking_no=data["tracking_no"]
+        )
+        code = self._issue_code()
+        event = core.Deposit(
+            parcel_id=parcel_id,
+            cabinet_id=self.cabinet.id,
+            compartment=data["compartment"],
+            size=data["size"],
+            tracking_no=data["tracking_no"],
+            phone=data["phone"],
+            courier_id=data["courier_id"],
+            at=row.ts,
+            code=code,
+            window_s=self.policy.pickup_window_s,
+        )
+        self._transition(row, target, event)
+        self._set_compartment(data["compartment"], state="occupied")
+        return None
+
+    def _parcel_picked_up(self, row: InboxEvent, data: dict[str, Any]) -> str | None:
+        event = core.PickUp(
+            parcel_id=data["parcel_id"],
+            compartment=data["compartment"],
+            method=data["method"],
+            at=row.ts,
+        )
+        return self._left_locker(row, data, event)
+
+    def _parcel_retrieved(self, row: InboxEvent, data: dict[str, Any]) -> str | None:
+        event = core.Retrieve(
+            parcel_id=data["parcel_id"],
+            compartment=data["compartment"],
+            courier_id=data["courier_id"],
+            reason=data["reason"],
+            at=row.ts,
+        )
+        return self._left_locker(row, data, event)
+
+    def _left_locker(
+        self, row: InboxEvent, data: dict[str, Any], event: core.PickUp | core.Retrieve
+    ) -> str | None:
+        # The door is empty whatever the cloud thinks of the parcel: the cabinet saw it go.
+        self._set_compartment(data["compartment"], state="free")
+        target = repo.get_parcel_by_parcel_id(session=self.session, parcel_id=data["parcel_id"])
+        if target is None:
+            return f"{row.type} of parcel {data['parcel_id']!r}, which the cloud does not know"
+        try:
+            with self.session.begin_nested():  # a refusal keeps the freed door
+                self._transition(row, target, event)
+        except CoreError as err:
+            return f"{type(err).__name__}: {err}"
+        return None
+
+    def _notice_resend_requested(self, row: InboxEvent, data: dict[str, Any]) -> str | None:
+        phone = data["phone"]
+        parcels = repo.live_parcels(session=self.session, cab=self.cabinet.id, phone=phone)
+        if not parcels:
+            return f"resend asked for {mask_phone(phone)}, who has no parcel here"
+        refused = []
+        for target in parcels:
+            history = repo.resend_history(session=self.session, parcel_row_id=target.id)
+            decision = resend_decision(history, self.now, self.policy)
+            if not decision.allowed:
+                refused.append(f"{target.parcel_id} (again from {decision.retry_at})")
+                continue
+            self._transition(row, target, core.ReissueCode(code=self._issue_code()))
+        if refused:
+            log.info("resend limited for %s: %s", mask_phone(phone), ", ".join(refused))
+        return None
+
+    def _issue_code(self) -> IssuedCode:
+        if self._live_hashes is None:
+            self._live_hashes = repo.live_code_hashes(session=self.session, cab=self.cabinet.id)
+        code = issue_code(
+            length=self.policy.code_length,
+            live_hashes=self._live_hashes,
+            randbelow=self.randbelow,
+            code_key=repo.cabinet_code_key(self.cabinet),
+        )
+        self._live_hashes.add(code.code_hash)
+        return code
+
+    def _transition(self, row: InboxEvent, target: Any, event: core.Event) -> None:
+        before = repo.parcel_to_core(target) if target is not None else None
+        after, effects = core.apply(before, event, self.now)  # raises before anything is written
+        stored = repo.store_parcel(session=self.session, row=target, parcel=after, now=self.now)
+        repo.write_effects(
+            session=self.session,
+            parcel_row=stored,
+            effects=effects,
+            policy=self.policy,
+            seal_key=self.seal_key,
+            now=self.now,
+            cab=self.cabinet.id,
+            seq=row.seq,
+        )
+
+    # --- compartments and alarms ------------------------------------------------------------------
+
+    def _compartment_service(self, row: InboxEvent, data: dict[str, Any]) -> str | None:
+        compartment = self.session.get(Compartment, (self.cabinet.id, data["compartment"]))
+        if compartment is None:
+            return f"compartment {data['compartment']!r} is not in the cabinet's inventory"
+        compartment.in_service = bool(data["in_service"])
+        self.session.add(compartment)
+        return None
+
+    def _alarm(self, row: InboxEvent, data: dict[str, Any]) -> str | None:
+        detail = data.get("detail") or (f"{data['seconds']} s" if "seconds" in data else "")
+        self.session.add(
+            Alarm(
+                cabinet_id=self.cabinet.id,
+                compartment=data.get("compartment"),
+                kind=row.type,
+                detail=str(detail)[:500],
+                at=row.ts,
+                seq=row.seq,
+            )
+        )
+        return None
+
+    _door_left_open = _door_forced = _lock_fault = _keypad_lockout = _alarm
+
+    def _set_compartment(self, compartment_id: str, *, state: str) -> None:
+        # The birth inventory creates compartments; before it arrives there is nothing to update.
+        compartment = self.session.get(Compartment, (self.cabinet.id, compartment_id))
+        if compartment is not None:
+            compartment.state = state
+            self.session.add(compartment)

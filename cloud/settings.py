@@ -1,0 +1,64 @@
+"""The cloud's settings, from `LOCKER_CLOUD_*` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """Return where the embedded default keeps its files: `$XDG_DATA_HOME/parcel-lockers`."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "parcel-lockers"
+
+
+class CloudSettings(BaseSettings):
+    """Everything the cloud's API and workers are configured with.
+
+    `database_url` defaults to SQLite in `data_dir` (zero setup); production points it at
+    PostgreSQL (`postgresql+psycopg://user:pass@host/db`). The Twilio and WeChat base URLs exist
+    so tests point them at local fakes.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LOCKER_CLOUD_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str = ""  # empty: sqlite:///<data_dir>/cloud.db
+
+    # The broker the workers subscribe to.
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_tls: bool = False
+    mqtt_client_id_prefix: str = "locker-cloud"
+
+    # The public URL of the API: links in notices, the pickup page, scan-to-open.
+    base_url: str = "http://127.0.0.1:8000"
+    # Seals pickup codes waiting in the notice outbox and signs short-lived nonces. Set it in
+    # production (at least 32 random bytes, hex); the default is for the zero-setup demo only.
+    secret_key: SecretStr = SecretStr("insecure-demo-key-change-me-0123456789abcdef")
+
+    twilio_base_url: str = "https://api.twilio.com"
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_from: str = ""
+
+    wechat_base_url: str = "https://api.weixin.qq.com"
+    wechat_app_id: str = ""
+    wechat_app_secret: SecretStr = SecretStr("")
+    wechat_template_id: str = ""
+
+    @model_validator(mode="after")
+    def _default_database(self) -> CloudSettings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'cloud.db'}"
+        return self
+
+    @property
+    def secret_key_bytes(self) -> bytes:
+        """The secret key as bytes, for `cloud.db.sealing`."""
+        return self.secret_key.get_secret_value().encode()
