@@ -1,0 +1,48 @@
+"""Fixtures for the service tests: a simulated lock board on a pty, a cloud peer, a service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firmware_sim import BoardConfig, PtyServer, SimulatedBus
+from tests.cabinet.adapters.harness import CloudPeer
+from tests.cabinet.service.harness import ServiceRunner
+from tests.services import Mosquitto
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[tuple[SimulatedBus, PtyServer]]:
+    """One 24-channel board on a pty, reachable at `tmp_path/ttyLOCK` too."""
+    bus = SimulatedBus([BoardConfig(address=1, channels=24)], pulse_s=0.01, query_reply_s=0.001)
+    server = PtyServer(bus, link=tmp_path / "ttyLOCK").start()
+    yield bus, server
+    server.close()
+
+
+@pytest.fixture
+def peer(mosquitto: Mosquitto) -> Iterator[CloudPeer]:
+    """A scripted cloud subscribed to every cabinet's events, states and acks."""
+    cloud = CloudPeer(mosquitto)
+    yield cloud
+    cloud.close()
+
+
+@pytest.fixture
+def service_factory(
+    mosquitto: Mosquitto, sim: tuple[SimulatedBus, PtyServer], tmp_path: Path
+) -> Iterator[Callable[..., ServiceRunner]]:
+    """Start services on the simulated bus and the test broker (one journal per test)."""
+    runners: list[ServiceRunner] = []
+
+    def start(**kwargs: Any) -> ServiceRunner:
+        runner = ServiceRunner(mosquitto, sim[1].path, tmp_path / "journal.sqlite3", **kwargs)
+        runners.append(runner)
+        return runner
+
+    yield start
+    for runner in runners:
+        runner.close()
