@@ -81,3 +81,116 @@ def db_current(database_url: DatabaseUrl = None) -> None:
     state = "up to date" if current == head else "needs `locker cloud db upgrade`"
     typer.echo(f"database: {_shown(url)}")
     typer.echo(f"current: {current or '(empty)'}; head: {head} ({state})")
+
+
+@app.command("worker")
+def worker(
+    database_url: DatabaseUrl = None,
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            "--broker",
+            help=(
+                "The MQTT broker, mqtt://HOST[:PORT] (port 1883 if left out). "
+                "Default: LOCKER_CLOUD_MQTT_HOST and LOCKER_CLOUD_MQTT_PORT."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    shared: Annotated[
+        bool,
+        typer.Option(
+            "--shared/--no-shared",
+            help=(
+                "Subscribe to events with the shared subscription $share/cloud/..., so any "
+                "number of workers split the load (Mosquitto 2, EMQX). Use --no-shared with a "
+                "broker without shared subscriptions (the embedded demo broker), and run one "
+                "worker only."
+            ),
+        ),
+    ] = True,
+    client_id: Annotated[
+        str | None,
+        typer.Option(
+            "--client-id",
+            help="MQTT client id; unique per worker. Default: PREFIX-HOSTNAME-PID.",
+            show_default=False,
+        ),
+    ] = None,
+    resend_interval_s: Annotated[
+        float,
+        typer.Option(
+            "--resend-interval-s",
+            min=1,
+            help="Resend a command the cabinet has not acked after this many seconds.",
+        ),
+    ] = 30.0,
+) -> None:
+    """Ingest cabinet events, track presence and send commands, until SIGINT or SIGTERM.
+
+    Stores each event once by (cabinet, seq), applies them in seq order exactly once (any number
+    of workers may run), and publishes event-ack only after the commit; tracks each cabinet's
+    presence from its retained state; publishes the command outbox and resends each command
+    until the cabinet acks it or it expires. Run `locker cloud db upgrade` first.
+    """
+    import logging
+    import os
+    import signal
+    import socket
+
+    from cloud.db.engine import make_engine
+    from cloud.db.migrate import current_revision_of, head_revision
+    from cloud.settings import CloudSettings
+    from cloud.worker import MqttClient, Worker, parse_broker_url, subscriptions
+
+    settings = CloudSettings()
+    url = database_url or settings.database_url
+    if broker:
+        try:
+            host, port = parse_broker_url(broker)
+        except ValueError as err:
+            _fail("bad --broker", err)
+    else:
+        host, port = settings.mqtt_host, settings.mqtt_port
+    client_id = (
+        client_id or f"{settings.mqtt_client_id_prefix}-{socket.gethostname()}-{os.getpid()}"
+    )
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    engine = make_engine(url)
+    try:
+        current = current_revision_of(engine)
+    except Exception as err:
+        _fail(f"cannot open the database {_shown(url)}", err)
+    if current != head_revision():
+        typer.echo(
+            f"error: the database {_shown(url)} is at revision {current or '(empty)'}, not "
+            f"{head_revision()}: run `locker cloud db upgrade` first",
+            err=True,
+        )
+        raise typer.Exit(1)
+    password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+    client = MqttClient(
+        host=host,
+        port=port,
+        client_id=client_id,
+        subscriptions=subscriptions(shared=shared),
+        username=settings.mqtt_username,
+        password=password,
+    )
+    runner = Worker(
+        engine=engine,
+        client=client,
+        seal_key=settings.secret_key_bytes,
+        resend_interval_s=resend_interval_s,
+    )
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: runner.stopping.set())
+    mode = "shared" if shared else "plain (single worker)"
+    typer.echo(f"worker {client_id}: database {_shown(url)}, broker {host}:{port}, {mode}")
+    try:
+        runner.run()
+    finally:
+        engine.dispose()
+    typer.echo(f"worker {client_id}: stopped")

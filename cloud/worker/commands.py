@@ -1,0 +1,205 @@
+"""The command outbox dispatcher: publish each command, resend it until acked or expired.
+
+Every command to a cabinet is a `command_outbox` row, written in the transaction of the change
+that caused it. `CommandDispatcher.tick(now)` publishes the rows that are due: never sent, or sent
+`resend_interval_s` ago without an ack. Any number of workers may tick at once: a row is claimed
+with one conditional `UPDATE` (the one whose update hits the row publishes), so each send happens
+once. The claim is committed before the publish, so a crash in between costs one resend interval,
+never a lost command. A row whose `expires_at` passed unacked is marked expired (`ack_ok` false,
+`ack_error` saying so) and never sent again: the cabinet would drop it anyway. `record_ack`
+stores the cabinet's answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, and_, or_, update
+from sqlmodel import Session, col, select
+
+from cloud.db.engine import write_session
+from cloud.db.models import CommandOutbox
+from protocol.codec import decode_command, encode
+from protocol.errors import MessageError
+from protocol.messages import Ack
+from protocol.topics import cmd_topic
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, bytes], object]
+
+DEFAULT_RESEND_INTERVAL_S = 30.0
+# Rows looked at per tick: bounds one tick's work; the rest is due at the next.
+TICK_BATCH = 500
+EXPIRED_ERROR = "expired before the cabinet acked it"
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What one tick did."""
+
+    sent: int  # commands published (first sends and resends)
+    resent: int  # of those, resends
+    expired: int  # commands marked expired
+
+
+class CommandDispatcher:
+    """Publishes due outbox rows on the cabinets' `cmd` topics and records their acks."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        publish: Publish,
+        resend_interval_s: float = DEFAULT_RESEND_INTERVAL_S,
+        batch: int = TICK_BATCH,
+    ) -> None:
+        self.engine = engine
+        self.publish = publish
+        self.resend_interval = timedelta(seconds=resend_interval_s)
+        self.batch = batch
+
+    def tick(self, now: datetime) -> TickResult:
+        """Mark expired rows, then publish every row that is due at `now`."""
+        expired = self._expire(now)
+        resend_before = now - self.resend_interval
+        with Session(self.engine) as session:
+            due = session.exec(
+                select(CommandOutbox)
+                .where(
+                    col(CommandOutbox.acked_at).is_(None),
+                    col(CommandOutbox.ack_error).is_(None),
+                    CommandOutbox.expires_at > now,
+                    or_(
+                        col(CommandOutbox.sent_at).is_(None),
+                        col(CommandOutbox.sent_at) <= resend_before,
+                    ),
+                )
+                .order_by(col(CommandOutbox.created_at), col(CommandOutbox.id))
+                .limit(self.batch)
+            ).all()
+            session.expunge_all()
+        sent = resent = 0
+        for row in due:
+            envelope = self._envelope(row, now)
+            if envelope is None:
+                continue
+            if not self._claim(row, now, resend_before):
+                continue  # another worker sent it, or it was acked meanwhile
+            self.publish(cmd_topic(row.cabinet_id), envelope)
+            sent += 1
+            resent += row.sent_at is not None
+        if sent or expired:
+            log.info("commands: %d sent (%d resent), %d expired", sent, resent, expired)
+        return TickResult(sent=sent, resent=resent, expired=expired)
+
+    def record_ack(self, *, cab: str, ack: Ack, now: datetime) -> bool:
+        """Record cabinet `cab`'s ack of a command; return False if it acks nothing we sent it."""
+        with Session(self.engine) as session:
+            result = write_session(session).execute(
+                update(CommandOutbox)
+                .where(
+                    col(CommandOutbox.id) == ack.cmd,
+                    col(CommandOutbox.cabinet_id) == cab,
+                    col(CommandOutbox.acked_at).is_(None),
+                )
+                .values(acked_at=now, ack_ok=ack.ok, ack_error=ack.error)
+            )
+            session.commit()
+        if result.rowcount == 1:
+            if not ack.ok:
+                log.warning("cabinet %s refused command %s: %s", cab, ack.cmd, ack.error)
+            return True
+        log.info("cabinet %s acked command %r, which is unknown or acked already", cab, ack.cmd)
+        return False
+
+    def _expire(self, now: datetime) -> int:
+        with Session(self.engine) as session:
+            result = write_session(session).execute(
+                update(CommandOutbox)
+                .where(
+                    col(CommandOutbox.acked_at).is_(None),
+                    col(CommandOutbox.ack_error).is_(None),
+                    CommandOutbox.expires_at <= now,
+                )
+                .values(ack_ok=False, ack_error=EXPIRED_ERROR)
+            )
+            session.commit()
+        return result.rowcount
+
+    def _claim(self, row: CommandOutbox, now: datetime, resend_before: datetime) -> bool:
+        # The same condition that made the row due, re-checked atomically: one claimer wins.
+        with Session(self.engine) as session:
+            result = write_session(session).execute(
+                update(CommandOutbox)
+                .where(
+                    col(CommandOutbox.id) == row.id,
+                    col(CommandOutbox.acked_at).is_(None),
+                    col(CommandOutbox.ack_error).is_(None),
+                    or_(
+                        col(CommandOutbox.sent_at).is_(None),
+                        and_(
+                            col(CommandOutbox.sent_at) <= resend_before,
+                            col(CommandOutbox.send_count) == row.send_count,
+                        ),
+                    ),
+                )
+                .values(sent_at=now, send_count=CommandOutbox.send_count + 1)
+            )
+            session.commit()
+        return result.rowcount == 1
+
+    def _envelope(self, row: CommandOutbox, now: datetime) -> bytes | None:
+        """Return the row as a validated command envelope, or None (and the row failed)."""
+        fields = {
+            "v": 1,
+            "id": row.id,
+            "cab": row.cabinet_id,
+            "ts": _rfc3339(now),
+            "expires_at": _rfc3339(row.expires_at),
+            "type": row.type,
+            "data": row.data,
+        }
+        try:
+            return encode(decode_command(json.dumps(fields).encode(), cab=row.cabinet_id))
+        except MessageError as err:
+            # A row no cabinet could accept will not get better by resending it.
+            log.error("command %s (%s) is off-contract, not sent: %s", row.id, row.type, err)
+            self._fail(row.id, f"off-contract: {err}")
+            return None
+
+    def _fail(self, command_id: str, error: str) -> None:
+        with Session(self.engine) as session:
+            write_session(session).execute(
+                update(CommandOutbox)
+                .where(col(CommandOutbox.id) == command_id, col(CommandOutbox.acked_at).is_(None))
+                .values(ack_ok=False, ack_error=error[:1024])
+            )
+            session.commit()
+
+
+def resend_now(*, session: Session, cab: str) -> int:
+    """Make cabinet `cab`'s sent, unacked commands due at once, in the caller's transaction.
+
+    For a cabinet that just reconnected: whatever was published while it was away may be lost
+    (a clean session keeps nothing), and waiting out the resend interval would only delay it.
+    """
+    result = session.connection().execute(
+        update(CommandOutbox)
+        .where(
+            col(CommandOutbox.cabinet_id) == cab,
+            col(CommandOutbox.acked_at).is_(None),
+            col(CommandOutbox.ack_error).is_(None),
+            col(CommandOutbox.sent_at).is_not(None),
+        )
+        .values(sent_at=None)
+    )
+    return result.rowcount
+
+
+def _rfc3339(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")

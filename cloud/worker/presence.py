@@ -1,0 +1,196 @@
+"""Cabinet presence from the retained `state` topic: online, boot, last seen, birth inventory.
+
+A state is applied only if it supersedes the one the cabinet row holds (`State.supersedes`: a
+higher boot wins, within a boot the Will beats the birth), so a late Will of an old connection
+never marks a reconnected cabinet offline. The stored state is rebuilt from the row's `online`
+and `boot`; the row keeps no state `ts`, so within one boot and one `online` value the newer
+delivery wins, which only ever re-applies the same presence.
+
+A birth reconciles the compartments with the inventory it carries (it lists every compartment:
+those missing from it are removed). A change of presence pauses or resumes the deadline clock of
+the cabinet's in-locker parcels (`cloud.core.expiry.presence_event`), and a new session makes its
+unacked commands due at once (`commands.resend_now`), both in the same transaction.
+Times are those of receipt: the cabinet's clock is not trusted to order presence.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from cloud.core import parcels as core
+from cloud.core.errors import CoreError
+from cloud.core.expiry import presence_event
+from cloud.db import repo
+from cloud.db.engine import write_session
+from cloud.db.models import Cabinet, Compartment, Site
+from cloud.services.ingest import UnknownCabinet
+from cloud.worker.commands import resend_now
+from protocol.messages import CompartmentState, State
+
+log = logging.getLogger(__name__)
+
+_LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class PresenceResult:
+    """What applying one state did."""
+
+    applied: bool  # False: stale (superseded by what the cloud already holds)
+    online: bool | None  # the cabinet's presence afterwards
+    compartments_added: int = 0
+    compartments_removed: int = 0
+    deadlines_changed: int = 0  # in-locker parcels whose clock was paused or resumed
+    reconnected: bool = False  # a new session: its unacked commands were made due at once
+
+
+def stored_state(cabinet: Cabinet) -> State | None:
+    """Return the presence the cloud holds for `cabinet` as a State, None if never seen."""
+    if cabinet.boot is None or cabinet.online is None:
+        return None
+    # Not validated: a stored birth has no compartment list, and only boot/online/ts are compared.
+    return State.model_construct(
+        cab=cabinet.id, online=cabinet.online, boot=cabinet.boot, ts=_LONG_AGO
+    )
+
+
+def apply_state(
+    *, session: Session, state: State, received_at: datetime, seal_key: bytes
+) -> PresenceResult:
+    """Apply a presence message of cabinet `state.cab` received at `received_at`; commit."""
+    write_session(session)
+    try:
+        cabinet = repo.lock_cabinet(session=session, cab=state.cab)
+        if cabinet is None:
+            raise UnknownCabinet(f"no cabinet {state.cab!r} in the registry")
+        was_online, old_boot = cabinet.online, cabinet.boot
+        if not state.supersedes(stored_state(cabinet)):
+            session.rollback()
+            log.info(
+                "cabinet %s: stale %s of boot %d ignored (the cloud holds boot %s, %s)",
+                state.cab,
+                "birth" if state.online else "will",
+                state.boot,
+                old_boot,
+                "online" if was_online else "offline",
+            )
+            return PresenceResult(applied=False, online=was_online)
+        # Only a new session counts: a repeat of the same birth (every worker gets it) does not.
+        reconnected = state.online and (was_online is not True or old_boot != state.boot)
+        cabinet.online = state.online
+        cabinet.boot = state.boot
+        if state.firmware is not None:
+            cabinet.firmware = state.firmware
+        cabinet.last_seen_at = received_at
+        session.add(cabinet)
+        added = removed = 0
+        if state.compartments is not None:
+            added, removed = _reconcile(session, cabinet.id, state)
+        if reconnected:
+            resend_now(session=session, cab=cabinet.id)
+        changed = _presence_deadlines(
+            session, cabinet, was_online, state.online, received_at, seal_key
+        )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    log.info(
+        "cabinet %s %s (boot %d)", state.cab, "online" if state.online else "offline", state.boot
+    )
+    return PresenceResult(
+        applied=True,
+        online=state.online,
+        compartments_added=added,
+        compartments_removed=removed,
+        deadlines_changed=changed,
+        reconnected=reconnected,
+    )
+
+
+def _reconcile(session: Session, cab: str, state: State) -> tuple[int, int]:
+    """Make the cabinet's compartments those of the birth inventory; return (added, removed)."""
+    known = {
+        c.id: c for c in session.exec(select(Compartment).where(Compartment.cabinet_id == cab))
+    }
+    listed = {info.id: info for info in state.compartments or ()}
+    added = 0
+    for compartment_id, info in listed.items():
+        row = known.get(compartment_id)
+        if row is None:
+            row = Compartment(cabinet_id=cab, id=compartment_id, size=info.size.value)
+            added += 1
+        row.size = info.size.value
+        row.state = info.state.value
+        # The cabinet enforces out-of-service itself; the birth tells us what it enforces.
+        row.in_service = info.state is not CompartmentState.OUT_OF_SERVICE
+        session.add(row)
+    gone = [row for compartment_id, row in known.items() if compartment_id not in listed]
+    for row in gone:
+        log.warning(
+            "cabinet %s: compartment %s is not in its birth inventory: removed", cab, row.id
+        )
+        session.delete(row)
+    return added, len(gone)
+
+
+def _presence_deadlines(
+    session: Session,
+    cabinet: Cabinet,
+    was_online: bool | None,
+    online: bool,
+    now: datetime,
+    seal_key: bytes,
+) -> int:
+    event = presence_event(was_online, online)
+    if event is None:
+        return 0
+    site = session.get(Site, cabinet.site_id)
+    if site is None:  # pragma: no cover - the foreign key forbids it
+        raise LookupError(f"cabinet {cabinet.id!r} has no site")
+    policy = repo.site_policy(site)
+    changed = 0
+    for row in repo.live_parcels(session=session, cab=cabinet.id):
+        try:
+            with session.begin_nested():
+                after, effects = core.apply(repo.parcel_to_core(row), event, now)
+                stored = repo.store_parcel(session=session, row=row, parcel=after, now=now)
+                repo.write_effects(
+                    session=session,
+                    parcel_row=stored,
+                    effects=effects,
+                    policy=policy,
+                    seal_key=seal_key,
+                    now=now,
+                    cab=cabinet.id,
+                )
+        except CoreError as err:
+            # A resume without a pause (the parcel arrived while offline) is nothing to do.
+            log.info("cabinet %s parcel %s: %s", cabinet.id, row.parcel_id, err)
+            continue
+        changed += 1
+    return changed
+
+
+class PresenceTracker:
+    """Applies presence messages with sessions of its own engine."""
+
+    def __init__(self, *, engine: Engine, seal_key: bytes) -> None:
+        self.engine = engine
+        self.seal_key = seal_key
+
+    def handle(self, state: State, received_at: datetime) -> PresenceResult | None:
+        """Apply one state; a state of an unknown cabinet is logged and dropped (None)."""
+        with Session(self.engine) as session:
+            try:
+                return apply_state(
+                    session=session, state=state, received_at=received_at, seal_key=self.seal_key
+                )
+            except UnknownCabinet as err:
+                log.warning("dropped a state message: %s", err)
+                return None

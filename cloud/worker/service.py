@@ -1,0 +1,229 @@
+"""The cloud worker: one thread that owns every database write the MQTT side causes.
+
+paho's thread only queues deliveries (`cloud.worker.mqtt`); `Worker.run` drains the queue in
+batches and routes them: events to `IngestLoop`, presence to `PresenceTracker`, command acks to
+`CommandDispatcher.record_ack`. After every batch that applied events, and at least every
+`dispatch_every_s`, the dispatcher publishes due commands (the `codes.put` of a fresh deposit
+goes out right after its event is applied).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from cloud.core.codes import RandBelow
+from cloud.worker.commands import DEFAULT_RESEND_INTERVAL_S, CommandDispatcher
+from cloud.worker.ingest_loop import IngestLoop
+from cloud.worker.mqtt import MqttClient, Received
+from cloud.worker.presence import PresenceTracker
+from protocol.codec import decode_ack, decode_state
+from protocol.errors import MessageError, TopicError
+from protocol.topics import (
+    ACK_SUBSCRIPTION,
+    EVENT_SUBSCRIPTION,
+    SHARED_EVENT_SUBSCRIPTION,
+    STATE_SUBSCRIPTION,
+    TopicKind,
+    parse_topic,
+)
+
+log = logging.getLogger(__name__)
+
+# Acks go to any one worker; presence goes to every worker, because a shared subscription gets
+# no retained messages, and the retained states are how a starting worker learns who is online.
+SHARED_ACK_SUBSCRIPTION = f"$share/cloud/{ACK_SUBSCRIPTION}"
+
+# Deliveries handled per batch: more amortises the commits, fewer bounds the latency.
+BATCH_MAX = 500
+DISPATCH_EVERY_S = 1.0
+
+
+def subscriptions(*, shared: bool) -> list[str]:
+    """Return the worker's subscriptions: shared ones where the broker has them."""
+    if shared:
+        return [SHARED_EVENT_SUBSCRIPTION, STATE_SUBSCRIPTION, SHARED_ACK_SUBSCRIPTION]
+    return [EVENT_SUBSCRIPTION, STATE_SUBSCRIPTION, ACK_SUBSCRIPTION]
+
+
+def utc_now() -> datetime:
+    """Return the wall clock, aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class Publisher:
+    """Publishes through an MqttClient; a seam tests replace to drop or record messages."""
+
+    client: MqttClient
+
+    def __call__(self, topic: str, payload: bytes) -> bool:
+        return self.client.publish(topic, payload)
+
+
+class Worker:
+    """Ingestion, presence and command dispatch over one broker connection and one database."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        client: MqttClient,
+        seal_key: bytes,
+        clock: Callable[[], datetime] = utc_now,
+        randbelow: RandBelow = secrets.randbelow,
+        resend_interval_s: float = DEFAULT_RESEND_INTERVAL_S,
+        dispatch_every_s: float = DISPATCH_EVERY_S,
+        publish: Callable[[str, bytes], object] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.client = client
+        self.clock = clock
+        self.dispatch_every_s = dispatch_every_s
+        publish = publish or Publisher(client)
+        self.ingest = IngestLoop(
+            engine=engine, publish=publish, seal_key=seal_key, clock=clock, randbelow=randbelow
+        )
+        self.presence = PresenceTracker(engine=engine, seal_key=seal_key)
+        self.commands = CommandDispatcher(
+            engine=engine, publish=publish, resend_interval_s=resend_interval_s
+        )
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Connect and work until `stop()` (blocks the calling thread)."""
+        self.client.start()
+        try:
+            self._loop()
+        finally:
+            self.client.stop()
+
+    def start(self) -> Worker:
+        """Run in a thread of its own; return self."""
+        self._thread = threading.Thread(target=self.run, name=f"worker-{self.client.client_id}")
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread `start()` made is still working."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout_s: float = 10) -> None:
+        """Finish the batch in hand, disconnect and return."""
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        next_dispatch = 0.0
+        while not self.stopping.is_set():
+            wait_s = max(0.0, min(next_dispatch - time.monotonic(), 0.2))
+            batch = self._drain(wait_s)
+            try:
+                urgent = self.handle(batch) if batch else False
+            except Exception:
+                # A bug must not kill the worker: what the batch held stays unacked and comes back.
+                log.exception("a batch of %d deliveries failed", len(batch))
+                urgent = False
+            if self.stopping.is_set():
+                break  # a stopping worker claims no more commands: it might not publish them
+            if urgent or time.monotonic() >= next_dispatch:
+                self._dispatch()
+                next_dispatch = time.monotonic() + self.dispatch_every_s
+
+    def _drain(self, wait_s: float) -> list[Received]:
+        try:
+            batch = [
+                self.client.inbox.get(timeout=wait_s) if wait_s else self.client.inbox.get_nowait()
+            ]
+        except queue.Empty:
+            return []
+        while len(batch) < BATCH_MAX:
+            try:
+                batch.append(self.client.inbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _dispatch(self) -> None:
+        try:
+            self.commands.tick(self.clock())
+        except SQLAlchemyError as err:  # the database is away: the next tick tries again
+            log.error("command dispatch failed: %s", " ".join(str(err).split())[:300])
+
+    def handle(self, batch: list[Received]) -> bool:
+        """Route one batch of deliveries; return whether commands may be due at once.
+
+        Events keep their arrival order per cabinet; commands are due after events were applied
+        (a deposit's `codes.put`) or a cabinet reconnected.
+        """
+        urgent = False
+        events: list[Received] = []
+        for received in batch:
+            try:
+                kind = parse_topic(received.topic).kind
+            except TopicError as err:
+                log.warning("dropped a message: %s", err)
+                continue
+            if kind is TopicKind.EVENT:
+                events.append(received)
+            elif kind is TopicKind.STATE:
+                urgent |= self._state(received)
+            elif kind is TopicKind.ACK:
+                self._ack(received)
+            else:
+                log.warning(
+                    "dropped a message on %r: the cloud does not subscribe to it", received.topic
+                )
+        if events:
+            applied_before = self.ingest.stats.applied
+            self.ingest.handle(events)
+            urgent |= self.ingest.stats.applied != applied_before
+        return urgent
+
+    def _state(self, received: Received) -> bool:
+        cab = parse_topic(received.topic).cab
+        if not received.payload:
+            return False  # a retained state being cleared (the cabinet was deregistered)
+        try:
+            state = decode_state(received.payload, cab=cab)
+        except MessageError as err:
+            log.warning("dropped a state message of %s: %s", cab, err)
+            return False
+        try:
+            result = self.presence.handle(state, received.received_at)
+        except OperationalError as err:
+            # The retained state comes again on the next subscribe; the Will/birth order holds.
+            log.error(
+                "could not store the presence of %s: %s", cab, " ".join(str(err).split())[:300]
+            )
+            return False
+        return result is not None and result.reconnected
+
+    def _ack(self, received: Received) -> None:
+        cab = parse_topic(received.topic).cab
+        try:
+            ack = decode_ack(received.payload)
+        except MessageError as err:
+            log.warning("dropped a command ack of %s: %s", cab, err)
+            return
+        try:
+            self.commands.record_ack(cab=cab, ack=ack, now=self.clock())
+        except OperationalError as err:
+            # Unrecorded, the command is resent, and the cabinet acks it again.
+            log.error("could not record an ack of %s: %s", cab, " ".join(str(err).split())[:300])

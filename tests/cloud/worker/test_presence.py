@@ -1,0 +1,105 @@
+"""Presence from the retained state topic: boot ordering, birth inventory, paused deadlines."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from cloud.db.models import Cabinet, CommandOutbox, Compartment, Parcel
+from cloud.services.ingest import apply_pending, store_events
+from cloud.worker import apply_state
+from tests.cloud.db.builders import CAB, SEAL_KEY, deposited
+from tests.cloud.worker.harness import (
+    WAIT_S,
+    ScriptedCabinet,
+    birth,
+    make_worker,
+    start_workers,
+    will,
+)
+from tests.services import Mosquitto, wait_for
+
+T1 = datetime(2024, 5, 1, 3, 0, tzinfo=UTC)
+
+
+def _apply(engine: Engine, state, at: datetime = T1):
+    with Session(engine) as session:
+        return apply_state(session=session, state=state, received_at=at, seal_key=SEAL_KEY)
+
+
+def _cabinet(engine: Engine) -> Cabinet:
+    with Session(engine) as session:
+        return session.get(Cabinet, CAB)
+
+
+def test_a_late_will_of_an_older_boot_never_hides_a_newer_birth(engine: Engine) -> None:
+    assert _apply(engine, birth(CAB, 2)).applied
+    late = _apply(engine, will(CAB, 1), T1 + timedelta(seconds=5))
+    assert not late.applied
+    cabinet = _cabinet(engine)
+    assert (cabinet.online, cabinet.boot, cabinet.last_seen_at) == (True, 2, T1)
+
+    assert _apply(engine, will(CAB, 2), T1 + timedelta(seconds=9)).applied
+    cabinet = _cabinet(engine)
+    assert (cabinet.online, cabinet.boot, cabinet.last_seen_at) == (
+        False,
+        2,
+        T1 + timedelta(seconds=9),
+    )
+    assert not _apply(engine, birth(CAB, 2)).applied  # within a boot the Will wins
+    assert _apply(engine, birth(CAB, 3)).online is True
+
+
+def test_a_birth_reconciles_the_compartments_with_its_inventory(engine: Engine) -> None:
+    state = birth(CAB, 1, ["A01", "A02", "B01"])
+    result = _apply(engine, state)
+    assert (result.compartments_added, result.compartments_removed) == (1, 2)
+    with Session(engine) as session:
+        rows = session.exec(select(Compartment).where(Compartment.cabinet_id == CAB)).all()
+        assert sorted(r.id for r in rows) == ["A01", "A02", "B01"]
+    assert _cabinet(engine).firmware == "1.0.0"
+
+
+def test_going_offline_pauses_the_deadlines_and_a_new_session_resumes_them(
+    engine: Engine,
+) -> None:
+    _apply(engine, birth(CAB, 1))
+    with Session(engine) as session:
+        store_events(session=session, cab=CAB, envelopes=[deposited(1)], now=T1)
+        apply_pending(session=session, cab=CAB, now=T1, seal_key=SEAL_KEY)
+
+    offline = _apply(engine, will(CAB, 1), T1 + timedelta(hours=1))
+    assert offline.deadlines_changed == 1
+    with Session(engine) as session:
+        (pause,) = session.exec(select(Parcel)).one().pauses
+        assert pause["ended_at"] is None
+
+    back = _apply(engine, birth(CAB, 2), T1 + timedelta(hours=3))
+    assert back.deadlines_changed == 1 and back.reconnected
+    with Session(engine) as session:
+        (pause,) = session.exec(select(Parcel)).one().pauses
+        assert pause["ended_at"] is not None
+        # The deposit's codes.put and the resumed deadline's codes.put (a later expiry).
+        puts = session.exec(select(CommandOutbox).where(CommandOutbox.type == "codes.put")).all()
+        assert len(puts) == 2
+
+
+def test_presence_over_mqtt(engine: Engine, mosquitto: Mosquitto) -> None:
+    worker = make_worker(engine, mosquitto, "w1")
+    start_workers(worker)
+    cabinet = ScriptedCabinet(mosquitto)
+    try:
+        cabinet.birth(2)
+        wait_for(lambda: _cabinet(engine).online is True, WAIT_S, "the cabinet online")
+        cabinet.publish_state(will(CAB, 1))
+        # One worker handles deliveries in order: once seq 1 is acked, the late Will was seen.
+        cabinet.publish_events([deposited(1)])
+        cabinet.wait_acked(1)
+        assert _cabinet(engine).online is True
+        cabinet.publish_state(will(CAB, 2))
+        wait_for(lambda: _cabinet(engine).online is False, WAIT_S, "the cabinet offline")
+    finally:
+        worker.stop()
+        cabinet.close()
