@@ -11,6 +11,11 @@ It deals in protocol envelopes and callbacks only (no cabinet core), over MQTT 3
 - commands: decoded, a redelivered id re-acked with its recorded answer, an expired one refused,
   anything else run once by the daemon's handler; every command is acked, a malformed one too
   when its id can be read.
+- unacked events still unacked `resend_unacked_after_s` after they were last sent are sent
+  again, in seq order, while connected: a cloud worker that died holding them (a shared
+  subscriber's in-flight messages die with it) must not leave them waiting for the cabinet's
+  next reconnect, which may be weeks away. design.md asks for the re-send on reconnect; this
+  adds it on silence too, which the cloud's idempotent ingest by (cab, seq) makes harmless;
 - connection lost or refused: reconnect after an exponential delay with full jitter (tenacity),
   bounded by `reconnect_max_delay_s`, so a fleet does not reconnect in step after a broker restart.
 
@@ -76,6 +81,7 @@ class LinkSettings:
     connect_timeout_s: float = 10
     reconnect_min_delay_s: float = 1
     reconnect_max_delay_s: float = 60
+    resend_unacked_after_s: float = 60
     firmware: str = "dev"
 
 
@@ -123,6 +129,8 @@ class MqttLink:
         # Answers that could not go out (offline): sent at the next connect, so every command
         # is acked even if the link dropped while it ran.
         self._unsent_acks: list[Ack] = []
+        # When the unacked events were last sent or an event-ack last made progress (clock time).
+        self._unacked_sent_at: datetime | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -132,6 +140,7 @@ class MqttLink:
         self._tasks = [
             asyncio.create_task(self._supervise(), name=f"mqtt-link-{self.settings.cab}"),
             asyncio.create_task(self._handle_inbox(), name=f"mqtt-inbox-{self.settings.cab}"),
+            asyncio.create_task(self._watch_stalled(), name=f"mqtt-stall-{self.settings.cab}"),
         ]
 
     async def stop(self, timeout_s: float = 5) -> None:
@@ -276,6 +285,7 @@ class MqttLink:
         unacked = self.journal.unacked()
         for event in unacked:
             client.publish(event_topic(cab), encode(event), qos=QOS)
+        self._unacked_sent_at = self._clock()
         self.last_error = None
         self._set_online(True)
         log.info("MQTT link %s: online (boot %d, %d unacked re-sent)", cab, self.boot, len(unacked))
@@ -346,6 +356,43 @@ class MqttLink:
             return
         for event in events:
             client.publish(event_topic(self.settings.cab), encode(event), qos=QOS)
+        if events and self._unacked_sent_at is None:
+            self._unacked_sent_at = self._clock()
+
+    def resend_if_stalled(self) -> int:
+        """Re-send every unacked event, in seq order, if none was acked for too long.
+
+        Returns how many were sent. Driven by `_watch_stalled` in production and called directly
+        by tests after moving the injected clock.
+        """
+        client = self._client
+        if client is None or not self.online.is_set() or self._unacked_sent_at is None:
+            return 0
+        if (self._clock() - self._unacked_sent_at).total_seconds() < (
+            self.settings.resend_unacked_after_s
+        ):
+            return 0
+        unacked = self.journal.unacked()
+        for event in unacked:
+            client.publish(event_topic(self.settings.cab), encode(event), qos=QOS)
+        self._unacked_sent_at = self._clock() if unacked else None
+        if unacked:
+            log.warning(
+                "MQTT link %s: no event-ack for %g s; re-sent %d unacked events (seq %d-%d)",
+                self.settings.cab,
+                self.settings.resend_unacked_after_s,
+                len(unacked),
+                unacked[0].seq,
+                unacked[-1].seq,
+            )
+        return len(unacked)
+
+    async def _watch_stalled(self) -> None:
+        # Check a few times per resend period; the decision itself reads the injected clock.
+        period_s = max(0.5, self.settings.resend_unacked_after_s / 4)
+        while True:
+            await asyncio.sleep(period_s)
+            self.resend_if_stalled()
 
     def _send_ack(self, ack: Ack) -> None:
         client = self._client
@@ -404,6 +451,8 @@ class MqttLink:
                 last_seq,
             )
         self.journal.ack_upto(event_ack.upto)
+        # Progress: the stall timer starts again for what is still unacked (if anything).
+        self._unacked_sent_at = self._clock() if self.journal.last_seq > event_ack.upto else None
 
     async def _handle_command(self, payload: bytes) -> None:
         cab = self.settings.cab

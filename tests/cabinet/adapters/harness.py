@@ -37,6 +37,7 @@ class LinkRunner:
         password: str | None = None,
         on_command: CommandHandler | None = None,
         port: int | None = None,
+        clock: Callable[[], datetime] | None = None,
         **settings: Any,
     ) -> None:
         self.executed: list[CommandBase] = []
@@ -66,6 +67,7 @@ class LinkRunner:
             compartments=lambda: [
                 CompartmentInfo(id="A01", size=Size.M, state=CompartmentState.FREE)
             ],
+            **({"clock": clock} if clock is not None else {}),
         )
         self.run(self.link.start())
 

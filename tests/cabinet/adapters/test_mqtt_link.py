@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,35 @@ def test_unacked_events_are_resent_on_reconnect_until_event_ack(
     runner.emit(1)
     wait_for(lambda: 4 in peer.seqs(), 10, "seq 4")
     assert peer.seqs() == [1, 2, 3, 1, 2, 3, 4]  # acked events were not sent again
+
+
+def test_unacked_events_are_resent_when_no_event_ack_comes_while_connected(
+    mosquitto: Mosquitto, peer: CloudPeer, tmp_path: Path
+) -> None:
+    # A cloud worker that dies holding events loses them with its clean session; the cabinet
+    # stays connected, so only a re-send on silence gets them to another worker.
+    now = [datetime(2026, 11, 23, 12, 0, tzinfo=UTC)]
+    runner = LinkRunner(
+        mosquitto, tmp_path / "journal.db", clock=lambda: now[0], resend_unacked_after_s=60
+    )
+    try:
+        runner.wait_online()
+        runner.emit(2)
+        wait_for(lambda: peer.seqs() == [1, 2], 5, "the two events")
+
+        now[0] += timedelta(seconds=59)
+        assert runner.call(runner.link.resend_if_stalled) == 0  # not stalled yet
+
+        now[0] += timedelta(seconds=1)
+        assert runner.call(runner.link.resend_if_stalled) == 2
+        wait_for(lambda: peer.seqs() == [1, 2, 1, 2], 5, "the re-send, in seq order")
+
+        peer.event_ack(2)
+        wait_for(lambda: runner.call(runner.journal.unacked) == [], 5, "the journal to prune")
+        now[0] += timedelta(hours=1)
+        assert runner.call(runner.link.resend_if_stalled) == 0  # all acked: nothing to re-send
+    finally:
+        runner.close()
 
 
 def test_a_command_runs_once_however_often_it_arrives_and_is_always_acked(
