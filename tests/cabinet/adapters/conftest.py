@@ -12,14 +12,6 @@ from tests.services import Mosquitto
 
 
 @pytest.fixture
-def peer(mosquitto: Mosquitto) -> Iterator[CloudPeer]:
-    """A scripted cloud subscribed to every cabinet's events, states and acks."""
-    cloud = CloudPeer(mosquitto)
-    yield cloud
-    cloud.close()
-
-
-@pytest.fixture
 def runner(mosquitto: Mosquitto, peer: CloudPeer, tmp_path: Path) -> Iterator[LinkRunner]:
     """A link for cabinet `cab1` started after the peer (so the peer sees everything)."""
     link = LinkRunner(mosquitto, tmp_path / "journal.db")

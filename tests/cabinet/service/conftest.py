@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from firmware_sim import BoardConfig, PtyServer, SimulatedBus
-from tests.cabinet.adapters.harness import CloudPeer
 from tests.cabinet.service.harness import ServiceRunner
 from tests.services import Mosquitto
 
@@ -21,14 +20,6 @@ def sim(tmp_path: Path) -> Iterator[tuple[SimulatedBus, PtyServer]]:
     server = PtyServer(bus, link=tmp_path / "ttyLOCK").start()
     yield bus, server
     server.close()
-
-
-@pytest.fixture
-def peer(mosquitto: Mosquitto) -> Iterator[CloudPeer]:
-    """A scripted cloud subscribed to every cabinet's events, states and acks."""
-    cloud = CloudPeer(mosquitto)
-    yield cloud
-    cloud.close()
 
 
 @pytest.fixture
