@@ -11,11 +11,10 @@ from sqlmodel import Session
 from cloud.db.engine import make_engine
 from cloud.db.migrate import upgrade
 from tests.cloud.db.builders import register_cabinet
-from tests.cloud.db.conftest import db_url  # noqa: F401 - the fixture, parametrised over both DBs
 
 
 @pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:  # noqa: F811
+def engine(db_url: str) -> Iterator[Engine]:
     """An engine on a migrated database holding cabinet CAB-1 (compartments A01..A04)."""
     upgrade(db_url)
     engine = make_engine(db_url)

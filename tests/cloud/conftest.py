@@ -1,4 +1,4 @@
-"""Fixtures for the database tests: each runs on SQLite (a temp file) and on PostgreSQL."""
+"""Fixtures for the cloud tests that need a database: each runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 

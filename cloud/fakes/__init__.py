@@ -1,0 +1,1 @@
+"""Local fakes of the outside services (Twilio, WeChat), shared by tests, the simulator and demo."""

@@ -1,0 +1,95 @@
+"""A local HTTP server on 127.0.0.1 with a free port, run in a thread, for the fakes to build on."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
+
+
+class Request:
+    """One request as a fake's handler sees it."""
+
+    def __init__(self, handler: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(handler.path)
+        self.method = handler.command
+        self.path = parts.path
+        self.query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        self.headers = handler.headers
+        length = int(handler.headers.get("Content-Length") or 0)
+        self.body = handler.rfile.read(length) if length else b""
+
+    def form(self) -> dict[str, str]:
+        """Return the body as a form (last value wins, as Twilio reads it)."""
+        return {k: v[-1] for k, v in parse_qs(self.body.decode(), keep_blank_values=True).items()}
+
+    def json(self) -> Any:
+        """Return the body as JSON, or None if it is not JSON."""
+        try:
+            return json.loads(self.body or b"null")
+        except ValueError:
+            return None
+
+
+class FakeServer:
+    """Serve `handle(request) -> (status, json_body)` on 127.0.0.1:<free port> until stopped."""
+
+    def __init__(self) -> None:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                status, body = owner.handle(Request(self))
+                data = json.dumps(body, ensure_ascii=False).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # requests carry phones: keep them out of stderr
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """The base URL to point a client at: `http://127.0.0.1:<port>`."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def handle(self, request: Request) -> tuple[int, Any]:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        """Start serving in a daemon thread."""
+        # A short poll keeps `stop` quick: shutdown waits for the loop's next poll.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=type(self).__name__,
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

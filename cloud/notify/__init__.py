@@ -1,0 +1,1 @@
+"""Notice delivery: Twilio SMS and WeChat adapters and the notice outbox dispatcher."""
