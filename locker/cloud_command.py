@@ -6,10 +6,17 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from locker.cloud_registry_command import cabinet_app, courier_app, site_app
+from locker.cloud_serve_command import serve
+
 app = typer.Typer(help="The cloud service: database, workers, API, registry.", no_args_is_help=True)
 
 db_app = typer.Typer(help="The cloud's database: migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(site_app, name="site")
+app.add_typer(cabinet_app, name="cabinet")
+app.add_typer(courier_app, name="courier")
+app.command(name="serve")(serve)
 
 DatabaseUrl = Annotated[
     str | None,
@@ -179,11 +186,24 @@ def worker(
         username=settings.mqtt_username,
         password=password,
     )
+    notices = None
+    if settings.twilio_account_sid:
+        from cloud.worker.schedule import notice_dispatcher_from_settings
+
+        notices = notice_dispatcher_from_settings(engine=engine, settings=settings)
+    else:
+        # Without an SMS account a notice cannot go anywhere: say so rather than fail silently.
+        typer.echo(
+            "warning: LOCKER_CLOUD_TWILIO_ACCOUNT_SID is not set: notices stay queued in the "
+            "outbox until a worker with SMS settings runs",
+            err=True,
+        )
     runner = Worker(
         engine=engine,
         client=client,
         seal_key=settings.secret_key_bytes,
         resend_interval_s=resend_interval_s,
+        notices=notices,
     )
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: runner.stopping.set())

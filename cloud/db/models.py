@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String
 from sqlmodel import Field, SQLModel
 
+from cloud.db.scan_models import ScanOtp  # noqa: F401  (its table joins this metadata)
 from cloud.db.types import UtcDateTime
 
 ID_LENGTH = 64  # the protocol's ids (cabinet, parcel, courier, message) are 1–64 characters

@@ -4,7 +4,8 @@ paho's thread only queues deliveries (`cloud.worker.mqtt`); `Worker.run` drains 
 batches and routes them: events to `IngestLoop`, presence to `PresenceTracker`, command acks to
 `CommandDispatcher.record_ack`. After every batch that applied events, and at least every
 `dispatch_every_s`, the dispatcher publishes due commands (the `codes.put` of a fresh deposit
-goes out right after its event is applied).
+goes out right after its event is applied); the same tick runs the housekeeper
+(`cloud.worker.schedule`): reminders and expiry, and notices when given a notice dispatcher.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import OperationalError
 
 from cloud.core.codes import RandBelow
 from cloud.worker.commands import DEFAULT_RESEND_INTERVAL_S, CommandDispatcher
 from cloud.worker.ingest_loop import IngestLoop
 from cloud.worker.mqtt import MqttClient, Received
 from cloud.worker.presence import PresenceTracker
+from cloud.worker.schedule import Housekeeper, NoticeTicker
 from protocol.codec import decode_ack, decode_state
 from protocol.errors import MessageError, TopicError
 from protocol.topics import (
@@ -84,6 +86,7 @@ class Worker:
         resend_interval_s: float = DEFAULT_RESEND_INTERVAL_S,
         dispatch_every_s: float = DISPATCH_EVERY_S,
         publish: Callable[[str, bytes], object] | None = None,
+        notices: NoticeTicker | None = None,
     ) -> None:
         self.engine = engine
         self.client = client
@@ -96,6 +99,10 @@ class Worker:
         self.presence = PresenceTracker(engine=engine, seal_key=seal_key)
         self.commands = CommandDispatcher(
             engine=engine, publish=publish, resend_interval_s=resend_interval_s
+        )
+        # Expiry, command resends and notices (when a notice dispatcher is given), on `clock`.
+        self.housekeeper = Housekeeper(
+            engine=engine, seal_key=seal_key, commands=self.commands, notices=notices
         )
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -161,10 +168,7 @@ class Worker:
         return batch
 
     def _dispatch(self) -> None:
-        try:
-            self.commands.tick(self.clock())
-        except SQLAlchemyError as err:  # the database is away: the next tick tries again
-            log.error("command dispatch failed: %s", " ".join(str(err).split())[:300])
+        self.housekeeper.tick(self.clock())  # each step logs its own failure; the next tick retries
 
     def handle(self, batch: list[Received]) -> bool:
         """Route one batch of deliveries; return whether commands may be due at once.

@@ -1,0 +1,107 @@
+"""The FastAPI application: `create_app(settings, engine=...)` mounts the routes at `/api/v1`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cloud.api.routes import cabinets, callbacks, health, parcels, scan, scan_page
+from cloud.api.schemas import ErrorPublic, FieldErrorPublic
+from cloud.db.engine import make_engine
+from cloud.notify.ports import Sender
+from cloud.settings import CloudSettings
+
+API_PREFIX = "/api/v1"
+
+DESCRIPTION = """\
+The parcel-locker cloud's API.
+
+- **health**: whether the service and its database answer (open).
+- **cabinets**: presence, occupancy by size, compartments (`X-API-Key`).
+- **parcels** and **tracking**: parcels, their status, ERP order state, timeline and overdue fee
+  (`X-API-Key`). Phone numbers are always masked; codes and their hashes are never shown.
+- **scan-to-open**: the idle-screen QR and the recipient page's steps (open; proven by a
+  short-lived nonce, a one-time SMS code and a signed session token).
+- **callbacks**: provider callbacks, verified by their signatures.
+
+Errors are JSON `{"detail": "...", "errors": [{"field", "message"}]}`; `errors` is set on 422.
+"""
+
+TAGS = [
+    {"name": "health", "description": "Liveness and database reachability."},
+    {"name": "cabinets", "description": "Cabinets, their presence and compartments."},
+    {"name": "parcels", "description": "Parcels as the ERP sees them."},
+    {"name": "tracking", "description": "A shipment's status and timeline by tracking number."},
+    {"name": "scan-to-open", "description": "Open a door by scanning the cabinet's screen."},
+    {"name": "callbacks", "description": "Provider callbacks (Twilio delivery status)."},
+]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    settings: CloudSettings | None = None,
+    *,
+    engine: Engine | None = None,
+    sms: Sender | None = None,
+    clock: Callable[[], datetime] = _utc_now,
+) -> FastAPI:
+    """Build the API over `engine` (default: one on `settings.database_url`).
+
+    `sms` sends the scan-to-open codes (default: Twilio from the settings, if configured);
+    `clock` is injectable so tests move time instead of sleeping. The app keeps nothing between
+    requests beyond these, so any number of replicas may serve one database.
+    """
+    settings = settings or CloudSettings()
+    if engine is None:
+        engine = make_engine(settings.database_url)
+    if sms is None and settings.twilio_account_sid:
+        from cloud.notify.sms_twilio import TwilioSms
+
+        sms = TwilioSms.from_settings(settings)
+    app = FastAPI(
+        title="Parcel lockers cloud API",
+        version="1",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sms = sms
+    app.state.clock = clock
+    for module in (health, cabinets, parcels, scan, callbacks):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(scan_page.router)  # the QR's URL: short, outside the API's prefix
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    return app
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    body = ErrorPublic(detail=str(exc.detail))
+    return JSONResponse(
+        body.model_dump(exclude_none=True), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        FieldErrorPublic(field=".".join(str(part) for part in error["loc"]), message=error["msg"])
+        for error in exc.errors()
+    ]
+    names = ", ".join(error.field for error in errors)
+    body = ErrorPublic(detail=f"invalid request: {names}", errors=errors)
+    return JSONResponse(body.model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)

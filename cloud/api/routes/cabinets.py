@@ -1,0 +1,105 @@
+"""`/cabinets`: cabinets with presence and occupancy, their compartments, the idle-screen QR."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Response, status
+
+from cloud.api.deps import ApiKeyDep, NowDep, SessionDep, SettingsDep
+from cloud.api.schemas import (
+    CabinetPublic,
+    CabinetsPublic,
+    CompartmentPublic,
+    CompartmentsPublic,
+    OccupancyPublic,
+    error_responses,
+)
+from cloud.services import queries, scan_open
+
+router = APIRouter(prefix="/cabinets", tags=["cabinets"])
+
+CabinetId = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="Cabinet id")
+]
+
+
+def _public(view: queries.CabinetView) -> CabinetPublic:
+    cabinet = view.cabinet
+    return CabinetPublic(
+        id=cabinet.id,
+        site_id=cabinet.site_id,
+        name=cabinet.name,
+        address=cabinet.address,
+        online=cabinet.online,
+        last_seen_at=cabinet.last_seen_at,
+        firmware=cabinet.firmware,
+        occupancy=[OccupancyPublic(**vars(o)) for o in view.occupancy],
+    )
+
+
+def _not_found(cab: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"no cabinet {cab!r}")
+
+
+@router.get("", response_model=CabinetsPublic, responses=error_responses(401))
+def list_cabinets(session: SessionDep, _key: ApiKeyDep) -> CabinetsPublic:
+    """List every cabinet: online or not, last seen, occupancy by compartment size."""
+    views = queries.list_cabinets(session=session)
+    return CabinetsPublic(data=[_public(v) for v in views], count=len(views))
+
+
+@router.get("/{cab}", response_model=CabinetPublic, responses=error_responses(401, 404, 422))
+def get_cabinet(cab: CabinetId, session: SessionDep, _key: ApiKeyDep) -> CabinetPublic:
+    """Show one cabinet: online or not, last seen, occupancy by compartment size."""
+    view = queries.get_cabinet(session=session, cab=cab)
+    if view is None:
+        raise _not_found(cab)
+    return _public(view)
+
+
+@router.get(
+    "/{cab}/compartments",
+    response_model=CompartmentsPublic,
+    responses=error_responses(401, 404, 422),
+)
+def list_compartments(cab: CabinetId, session: SessionDep, _key: ApiKeyDep) -> CompartmentsPublic:
+    """List a cabinet's compartments: size, state, in service or not."""
+    if queries.get_cabinet(session=session, cab=cab) is None:
+        raise _not_found(cab)
+    rows = queries.list_compartments(session=session, cab=cab)
+    data = [
+        CompartmentPublic(
+            id=c.id, size=c.size, state=c.state, in_service=c.in_service, low_door=c.low_door
+        )
+        for c in rows
+    ]
+    return CompartmentsPublic(data=data, count=len(data))
+
+
+@router.get(
+    "/{cab}/scan-qr",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"image/svg+xml": {}},
+            "description": "The QR (SVG) of `{base_url}/s/{cab}/{nonce}`; the URL is in the "
+            "`X-Scan-URL` header. The nonce dies after 5 minutes: refresh it well before.",
+        },
+        **error_responses(404, 422),
+    },
+    tags=["scan-to-open"],
+)
+def scan_qr(cab: CabinetId, session: SessionDep, settings: SettingsDep, now: NowDep) -> Response:
+    """Return the cabinet idle screen's scan-to-open QR with a fresh nonce (open: no API key)."""
+    try:
+        scan_open.ensure_cabinet(session=session, cab=cab)
+    except scan_open.UnknownCabinet:
+        raise _not_found(cab) from None
+    nonce = scan_open.make_nonce(secret_key=settings.secret_key_bytes, cab=cab, now=now)
+    url = scan_open.scan_url(settings.base_url, cab, nonce)
+    return Response(
+        content=scan_open.qr_svg(url),
+        media_type="image/svg+xml",
+        headers={"X-Scan-URL": url, "Cache-Control": "no-store"},
+    )

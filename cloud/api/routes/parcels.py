@@ -1,0 +1,109 @@
+"""`/parcels` and `/tracking`: parcels for the ERP, with masked phones and the tracking timeline."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+
+from cloud.api.deps import ApiKeyDep, NowDep, SessionDep
+from cloud.api.schemas import (
+    OverdueFeePublic,
+    ParcelPublic,
+    ParcelsPublic,
+    TimelineEntryPublic,
+    TrackingPublic,
+    error_responses,
+)
+from cloud.core.parcels import Status, erp_state
+from cloud.core.phones import mask_phone
+from cloud.services import queries
+
+router = APIRouter(tags=["parcels"])
+
+
+def parcel_public(view: queries.ParcelView) -> ParcelPublic:
+    """Return the API's view of a parcel: the phone masked, no code hash."""
+    row = view.parcel
+    return ParcelPublic(
+        id=row.id,
+        parcel_id=row.parcel_id,
+        tracking_no=row.tracking_no,
+        order_no=row.order_no,
+        status=Status(row.status),
+        erp_state=view.erp_state,
+        cabinet_id=row.cabinet_id,
+        compartment=row.compartment,
+        size=row.size,
+        phone_masked=mask_phone(row.phone),
+        deposited_at=row.deposited_at,
+        deadline=view.deadline,
+        left_locker_at=row.left_locker_at,
+    )
+
+
+@router.get("/parcels", response_model=ParcelsPublic, responses=error_responses(401, 422))
+def list_parcels(
+    session: SessionDep,
+    now: NowDep,
+    _key: ApiKeyDep,
+    cabinet: Annotated[str | None, Query(max_length=64, description="Only this cabinet's")] = None,
+    parcel_status: Annotated[
+        Status | None, Query(alias="status", description="Only parcels in this status")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ParcelsPublic:
+    """List parcels, newest first, optionally of one cabinet and in one status."""
+    views = queries.list_parcels(
+        session=session, now=now, cabinet=cabinet, status=parcel_status, limit=limit, offset=offset
+    )
+    return ParcelsPublic(data=[parcel_public(v) for v in views], count=len(views))
+
+
+@router.get(
+    "/parcels/{parcel_id}", response_model=ParcelPublic, responses=error_responses(401, 404, 422)
+)
+def get_parcel(
+    parcel_id: Annotated[str, Path(min_length=1, max_length=64)],
+    session: SessionDep,
+    now: NowDep,
+    _key: ApiKeyDep,
+) -> ParcelPublic:
+    """Show one parcel by its cabinet-made parcel_id (or its row id)."""
+    view = queries.get_parcel(session=session, parcel_id=parcel_id, now=now)
+    if view is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no parcel {parcel_id!r}")
+    return parcel_public(view)
+
+
+@router.get(
+    "/tracking/{tracking_no}",
+    response_model=TrackingPublic,
+    responses=error_responses(401, 404, 422),
+    tags=["tracking"],
+)
+def get_tracking(
+    tracking_no: Annotated[str, Path(min_length=1, max_length=64)],
+    session: SessionDep,
+    now: NowDep,
+    _key: ApiKeyDep,
+) -> TrackingPublic:
+    """Show a shipment's status, ERP order state, timeline and overdue fee."""
+    found = queries.tracking(session=session, tracking_no=tracking_no, now=now)
+    if found is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"no parcel with tracking number {tracking_no!r}"
+        )
+    timeline = [
+        TimelineEntryPublic(
+            status=Status(e.status),
+            erp_state=erp_state(Status(e.status)),
+            at=e.at,
+            source=e.source,
+            note=e.note,
+        )
+        for e in found.timeline
+    ]
+    fee = OverdueFeePublic(**vars(found.fee)) if found.fee is not None else None
+    return TrackingPublic(parcel=parcel_public(found.view), timeline=timeline, overdue_fee=fee)

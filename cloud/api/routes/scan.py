@@ -1,0 +1,161 @@
+"""`/scan`: the scan-to-open page's steps: a one-time SMS code, a verified session, an open door."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, status
+from fastapi.exceptions import RequestValidationError
+
+from cloud.api.deps import NowDep, SessionDep, SettingsDep, SmsDep
+from cloud.api.schemas import (
+    OpenQueuedPublic,
+    OpenRequest,
+    OtpRequest,
+    OtpRequestedPublic,
+    ScanParcelPublic,
+    ScanSessionPublic,
+    VerifyRequest,
+    error_responses,
+)
+from cloud.core.phones import mask_phone, normalize_phone
+from cloud.services import scan_open
+
+router = APIRouter(prefix="/scan", tags=["scan-to-open"])
+
+CabinetId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+Nonce = Annotated[str, Path(min_length=3, max_length=64, description="From the QR's URL")]
+
+
+def _http(err: scan_open.ScanError) -> HTTPException:
+    match err:
+        case scan_open.UnknownCabinet():
+            return HTTPException(status.HTTP_404_NOT_FOUND, str(err))
+        case scan_open.RateLimited():
+            headers = {"Retry-After": str(err.retry_after_s)}
+            return HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(err), headers=headers)
+        case scan_open.SmsUnavailable():
+            return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(err))
+        case scan_open.OtpRefused():
+            return HTTPException(status.HTTP_401_UNAUTHORIZED, str(err))
+        case scan_open.NotOpenable():
+            return HTTPException(status.HTTP_409_CONFLICT, str(err))
+        case _:  # NonceError, TokenError
+            return HTTPException(status.HTTP_403_FORBIDDEN, str(err))
+
+
+def _phone(text: str) -> str:
+    try:
+        return normalize_phone(text)
+    except ValueError as err:
+        error = {"loc": ("body", "phone"), "msg": str(err), "type": "value_error"}
+        raise RequestValidationError([error]) from None
+
+
+@router.post(
+    "/{cab}/{nonce}/otp",
+    response_model=OtpRequestedPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(403, 404, 422, 429, 503),
+)
+def request_otp(
+    cab: CabinetId,
+    nonce: Nonce,
+    body: OtpRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    sms: SmsDep,
+    now: NowDep,
+) -> OtpRequestedPublic:
+    """Text a one-time code to the phone if it has a parcel in the cabinet (same answer if not)."""
+    phone = _phone(body.phone)
+    try:
+        done = scan_open.request_otp(
+            session=session,
+            sms=sms,
+            secret_key=settings.secret_key_bytes,
+            cab=cab,
+            nonce=nonce,
+            phone=phone,
+            now=now,
+        )
+    except scan_open.ScanError as err:
+        raise _http(err) from None
+    return OtpRequestedPublic(
+        detail=f"if {mask_phone(phone)} has a parcel here, a code is on its way",
+        expires_at=done.expires_at,
+    )
+
+
+@router.post(
+    "/{cab}/{nonce}/verify",
+    response_model=ScanSessionPublic,
+    responses=error_responses(401, 403, 404, 422),
+)
+def verify(
+    cab: CabinetId,
+    nonce: Nonce,
+    body: VerifyRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: NowDep,
+) -> ScanSessionPublic:
+    """Check the one-time code; return a short-lived token and the phone's parcels here."""
+    phone = _phone(body.phone)
+    try:
+        found = scan_open.verify_otp(
+            session=session,
+            secret_key=settings.secret_key_bytes,
+            cab=cab,
+            nonce=nonce,
+            phone=phone,
+            code=body.code,
+            now=now,
+        )
+    except scan_open.ScanError as err:
+        raise _http(err) from None
+    parcels = [
+        ScanParcelPublic(
+            parcel_id=p.parcel_id or p.id,
+            tracking_no=p.tracking_no,
+            compartment=p.compartment,
+            size=p.size,
+            deposited_at=p.deposited_at,
+        )
+        for p in found.parcels
+    ]
+    return ScanSessionPublic(
+        token=found.token,
+        expires_at=found.expires_at,
+        phone_masked=mask_phone(phone),
+        parcels=parcels,
+    )
+
+
+@router.post(
+    "/{cab}/open",
+    response_model=OpenQueuedPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(403, 409, 422),
+)
+def open_door(
+    cab: CabinetId, body: OpenRequest, session: SessionDep, settings: SettingsDep, now: NowDep
+) -> OpenQueuedPublic:
+    """Queue `compartment.open` for one parcel of the session (audited on its timeline)."""
+    try:
+        command = scan_open.open_parcel(
+            session=session,
+            secret_key=settings.secret_key_bytes,
+            cab=cab,
+            token=body.token,
+            parcel_id=body.parcel_id,
+            now=now,
+        )
+    except scan_open.ScanError as err:
+        raise _http(err) from None
+    return OpenQueuedPublic(
+        command_id=command.id,
+        cabinet_id=command.cabinet_id,
+        compartment=command.data["compartment"],
+        expires_at=command.expires_at,
+    )

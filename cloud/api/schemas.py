@@ -1,0 +1,210 @@
+"""What the API returns and takes: `XPublic` models (phones masked, never a code or hash)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from cloud.core.parcels import ErpOrderState, Status
+
+
+class FieldErrorPublic(BaseModel):
+    """One invalid part of a request."""
+
+    field: str = Field(description="Where the bad value is: `body.phone`, `query.status`, …")
+    message: str
+
+
+class ErrorPublic(BaseModel):
+    """Every error answer: a sentence saying what went wrong, and the fields at fault (422)."""
+
+    detail: str
+    errors: list[FieldErrorPublic] | None = None
+
+
+class HealthPublic(BaseModel):
+    """Whether the service and its database answer."""
+
+    status: str = Field(description="`ok`, or `degraded` when the database does not answer")
+    database: bool
+
+
+class OccupancyPublic(BaseModel):
+    """A cabinet's compartments of one size by state."""
+
+    size: str
+    total: int
+    free: int
+    occupied: int
+    out_of_service: int
+
+
+class CabinetPublic(BaseModel):
+    """A cabinet, its presence and its occupancy by size (no credentials)."""
+
+    id: str
+    site_id: str
+    name: str
+    address: str
+    online: bool | None = Field(description="null: never seen")
+    last_seen_at: datetime | None
+    firmware: str | None
+    occupancy: list[OccupancyPublic]
+
+
+class CabinetsPublic(BaseModel):
+    """A list of cabinets."""
+
+    data: list[CabinetPublic]
+    count: int
+
+
+class CompartmentPublic(BaseModel):
+    """A compartment of a cabinet."""
+
+    id: str = Field(description="The label on its door")
+    size: str
+    state: str
+    in_service: bool
+    low_door: bool
+
+
+class CompartmentsPublic(BaseModel):
+    """A cabinet's compartments."""
+
+    data: list[CompartmentPublic]
+    count: int
+
+
+class ParcelPublic(BaseModel):
+    """A parcel as the ERP sees it: the phone masked, never the code or its hash."""
+
+    id: str = Field(description="The row's id (the cabinet's parcel_id, or a ULID if announced)")
+    parcel_id: str | None = Field(description="The cabinet's id for it; null until deposited")
+    tracking_no: str
+    order_no: str | None
+    status: Status
+    erp_state: ErpOrderState
+    cabinet_id: str
+    compartment: str | None
+    size: str | None
+    phone_masked: str = Field(examples=["+86 138****1234"])
+    deposited_at: datetime | None
+    deadline: datetime | None = Field(description="The pickup deadline, pauses included")
+    left_locker_at: datetime | None
+
+
+class ParcelsPublic(BaseModel):
+    """A page of parcels, newest first."""
+
+    data: list[ParcelPublic]
+    count: int
+
+
+class TimelineEntryPublic(BaseModel):
+    """One change in a parcel's life."""
+
+    status: Status
+    erp_state: ErpOrderState
+    at: datetime
+    source: str
+    note: str
+
+
+class OverdueFeePublic(BaseModel):
+    """The fee run up past the deadline (shown, never charged here)."""
+
+    amount_minor: int = Field(description="In the currency's minor unit (fen, cents)")
+    currency: str
+    days: int
+
+
+class TrackingPublic(BaseModel):
+    """A shipment's tracking: the parcel, its timeline, its overdue fee."""
+
+    parcel: ParcelPublic
+    timeline: list[TimelineEntryPublic]
+    overdue_fee: OverdueFeePublic | None
+
+
+# --- scan-to-open ---------------------------------------------------------------------------------
+
+
+class OtpRequest(BaseModel):
+    """Ask for a one-time code by SMS."""
+
+    phone: str = Field(min_length=3, max_length=32, examples=["13812341234"])
+
+
+class OtpRequestedPublic(BaseModel):
+    """The same answer whether or not the phone has a parcel here."""
+
+    detail: str
+    expires_at: datetime
+
+
+class VerifyRequest(BaseModel):
+    """Prove the phone with the code it received."""
+
+    phone: str = Field(min_length=3, max_length=32)
+    code: str = Field(pattern=r"^\s*[0-9]{6}\s*$", description="The 6 digits of the SMS")
+
+
+class ScanParcelPublic(BaseModel):
+    """A parcel the verified phone may open."""
+
+    parcel_id: str
+    tracking_no: str
+    compartment: str | None
+    size: str | None
+    deposited_at: datetime | None
+
+
+class ScanSessionPublic(BaseModel):
+    """A verified session: pass `token` to open one of `parcels`."""
+
+    token: str
+    expires_at: datetime
+    phone_masked: str
+    parcels: list[ScanParcelPublic]
+
+
+class OpenRequest(BaseModel):
+    """Open the door of one parcel of the session."""
+
+    token: str = Field(min_length=1, max_length=4096)
+    parcel_id: str = Field(min_length=1, max_length=64)
+
+
+class OpenQueuedPublic(BaseModel):
+    """The `compartment.open` command is queued for the cabinet."""
+
+    command_id: str
+    cabinet_id: str
+    compartment: str
+    expires_at: datetime
+
+
+class CallbackPublic(BaseModel):
+    """A provider callback was recorded."""
+
+    recorded: bool = Field(description="false: the message is not one of ours (ignored)")
+
+
+_ERROR_DESCRIPTIONS = {
+    401: "Not authenticated: no or a bad X-API-Key, or a wrong or expired one-time code",
+    403: "Refused: a bad signature, nonce or token",
+    404: "Not found: the message names what",
+    409: "Not possible in the current state",
+    422: "The request is invalid: `errors` names each field",
+    429: "Too many requests: see Retry-After",
+    503: "A backing service is unavailable",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
+    """Return the OpenAPI `responses` entries of these error statuses, all `ErrorPublic`."""
+    return {
+        code: {"model": ErrorPublic, "description": _ERROR_DESCRIPTIONS[code]} for code in codes
+    }

@@ -1,0 +1,179 @@
+"""Read services for the API: cabinets with occupancy, parcels, tracking timelines, API keys."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlmodel import Session, col, select
+
+from cloud.core.expiry import OverdueFee, overdue_fee
+from cloud.core.parcels import ErpOrderState, Status, erp_state
+from cloud.db import repo
+from cloud.db.models import Cabinet, Compartment, ErpApiKey, Parcel, ParcelEvent, Site
+
+MAX_PAGE = 500
+
+
+def database_ok(*, session: Session) -> bool:
+    """Return whether the database answers a trivial query."""
+    try:
+        session.connection().execute(text("SELECT 1")).one()
+    except Exception:  # any driver error means "not reachable" to a health check
+        return False
+    finally:
+        session.rollback()
+    return True
+
+
+# --- API keys -------------------------------------------------------------------------------------
+
+
+def hash_api_key(key: str) -> str:
+    """Return the stored form of an API key: hex SHA-256 (keys are long random tokens, so a
+    fast unsalted hash is enough and lets a request find its key by an indexed lookup)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def find_api_key(*, session: Session, key: str) -> ErpApiKey | None:
+    """Return the live (unrevoked) API key row `key` belongs to, if any."""
+    row = session.exec(select(ErpApiKey).where(ErpApiKey.key_hash == hash_api_key(key))).first()
+    return row if row is not None and row.revoked_at is None else None
+
+
+# --- cabinets -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Occupancy:
+    """How many compartments of one size a cabinet has, and in which state."""
+
+    size: str
+    total: int = 0
+    free: int = 0
+    occupied: int = 0
+    out_of_service: int = 0
+
+
+@dataclass(frozen=True)
+class CabinetView:
+    """A cabinet row with its occupancy by size (sizes sorted)."""
+
+    cabinet: Cabinet
+    occupancy: list[Occupancy] = field(default_factory=list)
+
+
+def _occupancy(compartments: Sequence[Compartment]) -> list[Occupancy]:
+    counts: dict[str, dict[str, int]] = {}
+    for compartment in compartments:
+        empty = {"total": 0, "free": 0, "occupied": 0, "oos": 0}
+        count = counts.setdefault(compartment.size, empty)
+        count["total"] += 1
+        if not compartment.in_service:
+            # Out of service trumps its state: a free door nobody may use is not capacity.
+            count["oos"] += 1
+        elif compartment.state == "free":
+            count["free"] += 1
+        else:
+            count["occupied"] += 1
+    return [
+        Occupancy(size, c["total"], c["free"], c["occupied"], c["oos"])
+        for size, c in sorted(counts.items())
+    ]
+
+
+def list_cabinets(*, session: Session) -> list[CabinetView]:
+    """Return every cabinet with its occupancy, by id."""
+    cabinets = session.exec(select(Cabinet).order_by(col(Cabinet.id))).all()
+    by_cabinet: dict[str, list[Compartment]] = {}
+    for compartment in session.exec(select(Compartment)).all():
+        by_cabinet.setdefault(compartment.cabinet_id, []).append(compartment)
+    return [CabinetView(c, _occupancy(by_cabinet.get(c.id, []))) for c in cabinets]
+
+
+def get_cabinet(*, session: Session, cab: str) -> CabinetView | None:
+    """Return one cabinet with its occupancy."""
+    cabinet = repo.get_cabinet(session=session, cab=cab)
+    if cabinet is None:
+        return None
+    return CabinetView(cabinet, _occupancy(list_compartments(session=session, cab=cab)))
+
+
+def list_compartments(*, session: Session, cab: str) -> Sequence[Compartment]:
+    """Return a cabinet's compartments by label."""
+    statement = select(Compartment).where(Compartment.cabinet_id == cab)
+    return session.exec(statement.order_by(col(Compartment.id))).all()
+
+
+# --- parcels --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParcelView:
+    """A parcel row with what is derived from it at `now`."""
+
+    parcel: Parcel
+    erp_state: ErpOrderState
+    deadline: datetime | None
+
+
+def _view(row: Parcel, now: datetime) -> ParcelView:
+    return ParcelView(row, erp_state(Status(row.status)), repo.parcel_to_core(row).deadline(now))
+
+
+def get_parcel(*, session: Session, parcel_id: str, now: datetime) -> ParcelView | None:
+    """Return a parcel by its cabinet-made `parcel_id` or, failing that, its row id."""
+    row = repo.get_parcel_by_parcel_id(session=session, parcel_id=parcel_id)
+    row = row or session.get(Parcel, parcel_id)
+    return _view(row, now) if row is not None else None
+
+
+def list_parcels(
+    *,
+    session: Session,
+    now: datetime,
+    cabinet: str | None = None,
+    status: Status | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[ParcelView]:
+    """Return parcels, newest first, optionally of one cabinet and one status."""
+    statement = select(Parcel)
+    if cabinet is not None:
+        statement = statement.where(Parcel.cabinet_id == cabinet)
+    if status is not None:
+        statement = statement.where(Parcel.status == status.value)
+    statement = statement.order_by(col(Parcel.created_at).desc(), col(Parcel.id).desc())
+    rows = session.exec(statement.offset(offset).limit(min(limit, MAX_PAGE))).all()
+    return [_view(row, now) for row in rows]
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """What `GET /tracking/{tracking_no}` shows: the parcel, its timeline, its overdue fee."""
+
+    view: ParcelView
+    timeline: Sequence[ParcelEvent]
+    fee: OverdueFee | None
+
+
+def tracking(*, session: Session, tracking_no: str, now: datetime) -> Tracking | None:
+    """Return the newest parcel with `tracking_no` (a re-sent shipment reuses it) and its story."""
+    statement = select(Parcel).where(Parcel.tracking_no == tracking_no)
+    row = session.exec(statement.order_by(col(Parcel.created_at).desc())).first()
+    if row is None:
+        return None
+    timeline = session.exec(
+        select(ParcelEvent)
+        .where(ParcelEvent.parcel_row_id == row.id)
+        .order_by(col(ParcelEvent.at), col(ParcelEvent.id))
+    ).all()
+    fee = None
+    cabinet = repo.get_cabinet(session=session, cab=row.cabinet_id)
+    site = session.get(Site, cabinet.site_id) if cabinet is not None else None
+    if site is not None:
+        fee = overdue_fee(repo.parcel_to_core(row), repo.site_policy(site), now)
+    return Tracking(_view(row, now), timeline, fee)

@@ -1,0 +1,290 @@
+"""The registry: sites, cabinets with their credentials and compartments, couriers.
+
+A cabinet gets two secrets at registration, shown once and stored only as the cloud needs them:
+its pickup-code key (the cloud must hash codes with it, so it is kept) and its MQTT password
+(kept only as Mosquitto's PBKDF2-SHA512 hash, the `$7$` line `mosquitto_passwd` writes). Its
+ACL lets it touch only its own topics (design.md, "The cabinet ↔ cloud contract"). A courier's
+PIN is kept as `protocol.hashing.pin_hash` and pushed with `couriers.put` to the site's cabinets.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from cloud.core.errors import CoreError
+from cloud.db import repo
+from cloud.db.engine import write_session
+from cloud.db.models import Cabinet, CabinetCreate, Compartment, Courier, Site, SiteCreate
+from protocol.hashing import pin_hash
+from protocol.messages import CourierEntry, PutCouriersData
+from protocol.topics import (
+    CABINET_ID_PATTERN,
+    ack_topic,
+    cmd_topic,
+    event_ack_topic,
+    event_topic,
+    state_topic,
+)
+
+# What `mosquitto_passwd` (Mosquitto 2.0) writes: PBKDF2-SHA512, 101 rounds, a 12-byte salt.
+MOSQUITTO_PBKDF2_ITERATIONS = 101
+MOSQUITTO_SALT_BYTES = 12
+MQTT_PASSWORD_BYTES = 24  # 32 URL-safe characters
+CODE_KEY_BYTES = 32  # as 64 hex characters: the cabinet takes the key as that text's bytes
+PIN_SALT_BYTES = 16
+DEFAULT_CLOUD_MQTT_USER = "locker-cloud"
+
+SIZES = ("S", "M", "L", "XL")
+_ID = re.compile(rf"^{CABINET_ID_PATTERN}$")
+_COMPARTMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+_PIN = re.compile(r"^[0-9]{4,12}$")
+# Keys a `[[layout.compartments]]` entry may carry: the cloud's own, and the wiring the cabinet's
+# daemon config adds (its layout file can be the cabinet's config).
+_LAYOUT_KEYS = frozenset(
+    {"id", "size", "low_door", "driver", "board", "channel", "relay_pin", "sensor_pin"}
+)
+
+
+class RegistryError(ValueError):
+    """Bad input to the registry (an unknown site, a taken id, a bad layout); nothing written."""
+
+
+@dataclass(frozen=True)
+class CompartmentSpec:
+    """A compartment of a layout as the cloud records it."""
+
+    id: str
+    size: str
+    low_door: bool = False
+
+
+@dataclass(frozen=True)
+class CabinetCredentials:
+    """What a new cabinet is provisioned with; the secrets exist in clear only here."""
+
+    cabinet_id: str
+    code_key: str = field(repr=False)
+    mqtt_password: str = field(repr=False)
+    mqtt_password_hash: str = field(repr=False)
+
+    @property
+    def password_file_line(self) -> str:
+        """The cabinet's line for Mosquitto's `password_file`."""
+        return f"{self.cabinet_id}:{self.mqtt_password_hash}"
+
+
+# --- Mosquitto credentials and ACLs ---------------------------------------------------------------
+
+
+def mosquitto_password_hash(password: str, *, salt: bytes | None = None) -> str:
+    """Hash a password the way `mosquitto_passwd` does: `$7$101$<salt b64>$<hash b64>`."""
+    salt = salt if salt is not None else secrets.token_bytes(MOSQUITTO_SALT_BYTES)
+    derived = hashlib.pbkdf2_hmac(
+        "sha512", password.encode(), salt, MOSQUITTO_PBKDF2_ITERATIONS, dklen=64
+    )
+    salt_b64 = base64.b64encode(salt).decode()
+    hash_b64 = base64.b64encode(derived).decode()
+    return f"$7${MOSQUITTO_PBKDF2_ITERATIONS}${salt_b64}${hash_b64}"
+
+
+def verify_mosquitto_password(password: str, stored: str) -> bool:
+    """Whether `password` matches a `$7$` hash (False for any other format)."""
+    try:
+        _, scheme, iterations, salt_b64, hash_b64 = stored.split("$")
+        if scheme != "7":
+            return False
+        salt, expected = base64.b64decode(salt_b64), base64.b64decode(hash_b64)
+        derived = hashlib.pbkdf2_hmac(
+            "sha512", password.encode(), salt, int(iterations), dklen=len(expected)
+        )
+    except ValueError:
+        return False
+    return secrets.compare_digest(derived, expected)
+
+
+def mosquitto_acl_lines(cab: str) -> str:
+    """Return the ACL block letting cabinet `cab` touch only its own topics, as its user."""
+    _check_id(cab, "cabinet id")
+    return "\n".join(
+        [
+            f"user {cab}",
+            f"topic write {event_topic(cab)}",
+            f"topic write {state_topic(cab)}",  # the birth, and the Will the broker publishes
+            f"topic write {ack_topic(cab)}",
+            f"topic read {cmd_topic(cab)}",
+            f"topic read {event_ack_topic(cab)}",
+        ]
+    )
+
+
+def mosquitto_cloud_acl_lines(user: str = DEFAULT_CLOUD_MQTT_USER) -> str:
+    """Return the ACL block of the cloud workers' user: every cabinet's topics."""
+    return f"user {user}\ntopic readwrite lockers/v1/#"
+
+
+# --- sites ----------------------------------------------------------------------------------------
+
+
+def add_site(*, session: Session, site_create: SiteCreate, now: datetime) -> Site:
+    """Add a site and commit; raise RegistryError (nothing written) on bad input."""
+    _check_id(site_create.id, "site id")
+    write_session(session)
+    try:
+        if session.get(Site, site_create.id) is not None:
+            raise RegistryError(f"site {site_create.id!r} exists already")
+        try:
+            site = repo.create_site(session=session, site_create=site_create, now=now)
+        except (CoreError, ValueError) as err:
+            raise RegistryError(f"bad site policy: {err}") from err
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return site
+
+
+# --- cabinets -------------------------------------------------------------------------------------
+
+
+def layout_compartments(layout: Mapping[str, Any]) -> list[CompartmentSpec]:
+    """Return the compartments of a parsed layout file (`[[layout.compartments]]`), validated."""
+    section = layout.get("layout")
+    entries = section.get("compartments") if isinstance(section, Mapping) else None
+    if not isinstance(entries, list) or not entries:
+        raise RegistryError("the layout has no [[layout.compartments]] entries")
+    specs: list[CompartmentSpec] = []
+    for n, entry in enumerate(entries, start=1):
+        where = f"compartment #{n}"
+        if not isinstance(entry, Mapping):
+            raise RegistryError(f"{where} is not a table")
+        unknown = sorted(set(entry) - _LAYOUT_KEYS)
+        if unknown:
+            raise RegistryError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        compartment_id = entry.get("id")
+        if not isinstance(compartment_id, str) or not _COMPARTMENT_ID.match(compartment_id):
+            raise RegistryError(
+                f"{where}: id must be 1-16 of A-Z a-z 0-9 _ -, not {compartment_id!r}"
+            )
+        size = entry.get("size")
+        if size not in SIZES:
+            raise RegistryError(
+                f"compartment {compartment_id}: size must be one of {SIZES}, not {size!r}"
+            )
+        low_door = entry.get("low_door", False)
+        if not isinstance(low_door, bool):
+            raise RegistryError(f"compartment {compartment_id}: low_door must be true or false")
+        specs.append(CompartmentSpec(compartment_id, size, low_door))
+    ids = [spec.id for spec in specs]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise RegistryError(f"compartment id(s) listed twice: {', '.join(duplicates)}")
+    return specs
+
+
+def add_cabinet(
+    *,
+    session: Session,
+    cabinet_create: CabinetCreate,
+    compartments: Sequence[CompartmentSpec],
+    now: datetime,
+    token_bytes: Callable[[int], bytes] = secrets.token_bytes,
+) -> CabinetCredentials:
+    """Add a cabinet, its compartments and credentials and commit; return the credentials.
+
+    Raise RegistryError (nothing written) for an unknown site or a taken id.
+    """
+    cab = _check_id(cabinet_create.id, "cabinet id")
+    if not compartments:
+        raise RegistryError("a cabinet needs at least one compartment")
+    code_key = token_bytes(CODE_KEY_BYTES).hex()
+    password = base64.urlsafe_b64encode(token_bytes(MQTT_PASSWORD_BYTES)).decode().rstrip("=")
+    password_hash = mosquitto_password_hash(password, salt=token_bytes(MOSQUITTO_SALT_BYTES))
+    write_session(session)
+    try:
+        if session.get(Site, cabinet_create.site_id) is None:
+            raise RegistryError(f"no site {cabinet_create.site_id!r}: add it first")
+        if session.get(Cabinet, cab) is not None:
+            raise RegistryError(f"cabinet {cab!r} exists already")
+        cabinet = repo.create_cabinet(
+            session=session, cabinet_create=cabinet_create, code_key=code_key.encode(), now=now
+        )
+        cabinet.mqtt_password_hash = password_hash
+        session.add(cabinet)
+        for spec in compartments:
+            session.add(
+                Compartment(cabinet_id=cab, id=spec.id, size=spec.size, low_door=spec.low_door)
+            )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return CabinetCredentials(
+        cabinet_id=cab,
+        code_key=code_key,
+        mqtt_password=password,
+        mqtt_password_hash=password_hash,
+    )
+
+
+# --- couriers -------------------------------------------------------------------------------------
+
+
+def add_courier(
+    *,
+    session: Session,
+    courier_id: str,
+    carrier: str,
+    pin: str,
+    site_id: str,
+    now: datetime,
+    name: str = "",
+    salt: bytes | None = None,
+) -> list[str]:
+    """Add a courier and queue `couriers.put` to every cabinet of the site; commit.
+
+    Return the cabinet ids the courier was pushed to. Raise RegistryError (nothing written) for
+    a bad id or PIN, an unknown site or a taken courier id.
+    """
+    _check_id(courier_id, "courier id")
+    if not _PIN.match(pin):
+        raise RegistryError("the PIN must be 4 to 12 digits")
+    if not carrier.strip():
+        raise RegistryError("the carrier must not be empty")
+    hashed = pin_hash(pin, salt if salt is not None else secrets.token_bytes(PIN_SALT_BYTES))
+    data = PutCouriersData(couriers=[CourierEntry(courier_id=courier_id, pin_hash=hashed)])
+    write_session(session)
+    try:
+        if session.get(Site, site_id) is None:
+            raise RegistryError(f"no site {site_id!r}")
+        if session.get(Courier, courier_id) is not None:
+            raise RegistryError(f"courier {courier_id!r} exists already")
+        session.add(
+            Courier(id=courier_id, carrier=carrier, name=name, pin_hash=hashed, created_at=now)
+        )
+        cabinets = list(
+            session.exec(
+                select(Cabinet.id).where(Cabinet.site_id == site_id).order_by(col(Cabinet.id))
+            )
+        )
+        for cab in cabinets:
+            repo.enqueue_command(session=session, cab=cab, type="couriers.put", data=data, now=now)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return cabinets
+
+
+def _check_id(value: str, what: str) -> str:
+    if not _ID.match(value):
+        raise RegistryError(f"{what} must be 1-64 of A-Z a-z 0-9 _ -, not {value!r}")
+    return value

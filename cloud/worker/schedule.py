@@ -1,0 +1,106 @@
+"""The worker's timed housekeeping: reminders and expiry, command resends, notice dispatch.
+
+`Housekeeper.tick(now)` is called by the worker's loop about every second with the worker's
+clock, which tests inject and advance instead of sleeping. Every step is safe with any number of
+workers (see `cloud.services.expiry`, `cloud.worker.commands`, `cloud.notify.dispatcher`), and a
+failing step (the database away, a bug) is logged without keeping the others from running.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from cloud.services.expiry import DueCounts, run_due
+from cloud.worker.commands import CommandDispatcher
+from cloud.worker.commands import TickResult as CommandTick
+
+if TYPE_CHECKING:
+    from cloud.notify.dispatcher import Dispatcher
+    from cloud.settings import CloudSettings
+
+log = logging.getLogger(__name__)
+
+# Reminders and expiries are due to the minute at best: scanning the in-locker parcels more often
+# than this only costs queries.
+EXPIRY_EVERY_S = 30.0
+
+
+class NoticeTicker(Protocol):
+    """What the housekeeper needs of the notice dispatcher (`cloud.notify.dispatcher`)."""
+
+    def tick(self, now: datetime) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Housekeeping:
+    """What one tick did; None for a step that did not run (not due, not configured, failed)."""
+
+    expiry: DueCounts | None = None
+    commands: CommandTick | None = None
+    notices: Any = None
+
+
+class Housekeeper:
+    """Runs the timed steps of one worker: `run_due`, the command and the notice dispatchers."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        seal_key: bytes,
+        commands: CommandDispatcher | None = None,
+        notices: NoticeTicker | None = None,
+        expiry_every_s: float = EXPIRY_EVERY_S,
+    ) -> None:
+        self.engine = engine
+        self.seal_key = seal_key
+        self.commands = commands
+        self.notices = notices
+        self.expiry_every = timedelta(seconds=expiry_every_s)
+        self._expiry_next_at: datetime | None = None
+
+    def tick(self, now: datetime) -> Housekeeping:
+        """Run every step due at `now`: expiry first, so what it queued goes out in this tick."""
+        expiry = None
+        if self._expiry_next_at is None or now >= self._expiry_next_at:
+            expiry = self._step("expiry", self._expire, now)
+            if expiry is not None:
+                self._expiry_next_at = now if expiry.more else now + self.expiry_every
+        commands = (
+            self._step("command dispatch", self.commands.tick, now) if self.commands else None
+        )
+        notices = self._step("notice dispatch", self.notices.tick, now) if self.notices else None
+        return Housekeeping(expiry=expiry, commands=commands, notices=notices)
+
+    def _expire(self, now: datetime) -> DueCounts:
+        with Session(self.engine) as session:
+            return run_due(session=session, now=now, seal_key=self.seal_key)
+
+    def _step(self, what: str, step: Any, now: datetime) -> Any:
+        try:
+            return step(now)
+        except Exception as err:  # the next tick tries again; the other steps still run now
+            log.error("%s failed: %s", what, " ".join(str(err).split())[:300] or type(err).__name__)
+            return None
+
+
+def notice_dispatcher_from_settings(*, engine: Engine, settings: CloudSettings) -> Dispatcher:
+    """Return the notice dispatcher the settings describe: Twilio SMS, WeChat if configured."""
+    from cloud.notify.dispatcher import Dispatcher
+    from cloud.notify.sms_twilio import TwilioSms
+    from cloud.notify.wechat import WechatTemplates
+
+    wechat = WechatTemplates.from_settings(settings) if settings.wechat_app_id else None
+    return Dispatcher(
+        engine=engine,
+        sms=TwilioSms.from_settings(settings),
+        wechat=wechat,
+        seal_key=settings.secret_key_bytes,
+        base_url=settings.base_url,
+    )

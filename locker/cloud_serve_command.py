@@ -1,0 +1,59 @@
+"""`locker cloud serve`: run the cloud's HTTP API (FastAPI under uvicorn)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def serve(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help=(
+                "SQLAlchemy URL of the database (sqlite:///PATH or postgresql+psycopg://...). "
+                "Default: LOCKER_CLOUD_DATABASE_URL, else SQLite in the data dir."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8000,
+) -> None:
+    """Serve the API at /api/v1 (OpenAPI at /api/v1/openapi.json), until SIGINT or SIGTERM.
+
+    Stateless: run as many as you like against one database. Run `locker cloud db upgrade`
+    first. Settings (base URL, secret key, Twilio) come from LOCKER_CLOUD_* variables.
+    """
+    import uvicorn
+    from sqlalchemy.engine import make_url
+
+    from cloud.api import create_app
+    from cloud.db.engine import make_engine
+    from cloud.db.migrate import current_revision_of, head_revision
+    from cloud.settings import CloudSettings
+
+    settings = CloudSettings()
+    if database_url:
+        settings = settings.model_copy(update={"database_url": database_url})
+    shown = make_url(settings.database_url).render_as_string(hide_password=True)
+    engine = make_engine(settings.database_url)
+    try:
+        current = current_revision_of(engine)
+    except Exception as err:  # a CLI reports the reason in one line instead of a traceback
+        typer.echo(f"error: cannot open the database {shown}: {err}", err=True)
+        raise typer.Exit(1) from err
+    if current != head_revision():
+        typer.echo(
+            f"error: the database {shown} is at revision {current or '(empty)'}, not "
+            f"{head_revision()}: run `locker cloud db upgrade` first",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(f"API on http://{host}:{port}/api/v1 (database {shown})")
+    try:
+        uvicorn.run(create_app(settings, engine=engine), host=host, port=port)
+    finally:
+        engine.dispose()
