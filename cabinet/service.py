@@ -42,6 +42,7 @@ from cabinet.core.errors import CoreError
 from cabinet.core.inputs import Input, Tick, UnlockFailed
 from cabinet.drivers import build_driver
 from cabinet.errors import DriverError
+from cabinet.heap import pin_mmap_threshold
 from cabinet.journal import Journal
 from cabinet.mqtt_link import LinkSettings, MqttLink
 from cabinet.ports import DoorDriver
@@ -131,6 +132,7 @@ class CabinetService:
                 clock=clock,  # one clock for the whole daemon: command deadlines too
             )
         self._cabinet: Cabinet | None = None
+        self._journaled: dict[str, Any] | None = None  # the snapshot last written to the journal
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
@@ -148,6 +150,7 @@ class CabinetService:
 
     async def start(self) -> None:
         """Restore from the journal, read every door, reconcile; then start taking inputs."""
+        pin_mmap_threshold()
         await self.driver.start()
         snapshot = self.journal.load_snapshot()
         if snapshot is not None:
@@ -318,11 +321,15 @@ class CabinetService:
         self, new: Cabinet, effects: Iterable[Effect], now: datetime, *, command: Ack | None = None
     ) -> None:
         effects = list(effects)
+        snapshot = new.to_dict()
+        if not effects and command is None and snapshot == self._journaled:
+            # A quiet tick changes nothing: an fsync every second would only cost CPU and flash.
+            self._cabinet = new
+            return
         emits = [e for e in effects if isinstance(e, Emit)]
         unlocks = [e.compartment for e in effects if isinstance(e, Unlock)]
-        envelopes = self.journal.commit_step(
-            new.to_dict(), emits, unlocks, command=command, now=now
-        )
+        envelopes = self.journal.commit_step(snapshot, emits, unlocks, command=command, now=now)
+        self._journaled = snapshot
         self._cabinet = new  # only once it is on disk
         if self.link is not None and envelopes:
             self.link.publish_events(envelopes)

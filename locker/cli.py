@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from locker import cabinet_command, cloud_command
+from locker import bench_command, cabinet_command, cloud_command
 from locker.demo_command import demo
 from locker.sim_command import sim
 
@@ -35,6 +35,7 @@ app.command(name="demo")(demo)
 app.command(name="sim")(sim)
 app.add_typer(cabinet_command.app, name="cabinet")
 app.add_typer(cloud_command.app, name="cloud")
+app.add_typer(bench_command.app, name="bench")
 
 
 @protocol_app.command("schema")

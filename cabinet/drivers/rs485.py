@@ -157,6 +157,9 @@ class Rs485Driver:
         self._bus_stats = DecoderStats()  # bytes heard with no transaction to blame
         self._late_frames = 0  # whole replies that came after their transaction had ended
         self._known: dict[tuple[int, int], bool] = {}  # (board, channel) -> door open
+        # Locks an unasked `82` report spoke for during the current transaction: fresher news
+        # than a query-all reply the board may have sampled before the change.
+        self._reported: set[tuple[int, int]] = set()
         self._decoder = ReplyDecoder(echo=echo)
         self._jobs: queue.PriorityQueue[_Job] = queue.PriorityQueue()
         self._order = itertools.count()
@@ -366,11 +369,12 @@ class Rs485Driver:
             channels = spec.channels if isinstance(request, QueryAll) else None
             self._decoder.expect(request, channels=channels)
             before = _copy(self._decoder.stats)
+            self._reported.clear()
             self._port.write(encode(request))
             self._port.flush()
         except (serial.SerialException, OSError) as err:
             raise _NotSent(str(err)) from err
-        frames, heard_bytes = self._read_until_quiet(timeout_s)
+        frames, heard_bytes = self._read_until_quiet(timeout_s, request)
         heard = self._check(request, spec, frames, heard_bytes)
         self._decoder.flush()  # leftovers of a truncated or garbled reply, counted as garbage
         self._add_stats(address, before)
@@ -395,8 +399,15 @@ class Rs485Driver:
         self._decoder.flush()  # half a frame now would garble the reply we are about to read
         self._add_stats(None, before)
 
-    def _read_until_quiet(self, timeout_s: float) -> tuple[list[Frame], int]:
-        """Read until the line went quiet after a reply started, or until the timeout."""
+    def _read_until_quiet(self, timeout_s: float, request: Request) -> tuple[list[Frame], int]:
+        """Read until the reply to `request` is complete, or the line went quiet, or timeout.
+
+        lockboard.md frames a reply by 25 ms of quiet because replies carry no length. Our
+        decoder already knows the shape `request` is answered with and checks its CHK, so a
+        decoded reply is complete: waiting out the gap as well would add 25 ms to every
+        transaction, and an unlock queued behind a status poll would wait for it. Bytes that
+        still trail (a clash, noise) are drained and counted before the next request.
+        """
         deadline = time.monotonic() + timeout_s
         echo_left = 5 if self._echo else 0  # our own request, heard back first: not a reply
         frames: list[Frame] = []
@@ -416,6 +427,8 @@ class Rs485Driver:
             skip = min(echo_left, len(data))
             echo_left -= skip
             heard_bytes += len(data) - skip
+            if any(is_reply_to(request, frame) for frame in frames):
+                break
         return frames, heard_bytes
 
     def _check(
@@ -497,6 +510,8 @@ class Rs485Driver:
             return
         polarity = self._boards[address].polarity
         for channel, latched in reply.latched_map(polarity).items():
+            if (address, channel) in self._reported:
+                continue  # a report during this poll is the fresher news; the next poll confirms
             self._saw_door(address, channel, door_open=not latched)
 
     def _read_one(self, address: int, channel: int) -> bool | None:
@@ -555,6 +570,7 @@ class Rs485Driver:
     def _take_reports(self, frames: list[Frame]) -> None:
         for frame in frames:
             if isinstance(frame, StateReport) and frame.board in self._boards:
+                self._reported.add((frame.board, frame.channel))
                 polarity = self._boards[frame.board].polarity
                 self._saw_door(frame.board, frame.channel, door_open=not frame.latched(polarity))
 

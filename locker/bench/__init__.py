@@ -1,0 +1,1 @@
+"""Benchmarks of the system on this machine (`locker bench ...`); figures, not pass/fail tests."""

@@ -1,0 +1,517 @@
+"""`locker bench edge`: a real cabinet daemon's code-to-unlock latency, memory and idle CPU.
+
+Two processes, so that what is measured is the daemon alone:
+
+- the daemon (`python -m locker.bench.edge --daemon ...`): the production `CabinetService`
+  (core, SQLite journal in WAL + synchronous=FULL, `Rs485Driver` with the default bus clocks,
+  a 1 s tick), with the MQTT link disabled (no broker: the cabinet runs offline, as it must be
+  able to). It takes JSON lines on stdin (the kiosk's inputs, the cloud's `codes.put` and
+  `couriers.put` as core inputs) and answers one JSON line each on stdout;
+- the harness (this module's `run_bench`, in the `locker` process): the firmware simulator on a
+  pty (two 48-channel boards sending `82` reports, so a shut door is seen at once), the person
+  at the doors, the courier and the recipient.
+
+Latency instrumentation, all inside the daemon with `time.perf_counter_ns`:
+
+- `t_submit`: just before `service.submit(CodeEntered(code))` (the kiosk hands the code over);
+- `t_journal` / `t_durable`: a wrapper around the journal's `commit_step` for a step that
+  carries unlocks: the core's verdict is in (`apply` returned) and the write-ahead is on disk;
+- `t_written`: a `serial.Serial` subclass handed to the driver as its port: the moment its
+  `write` of a frame with head 0x8A (an unlock) returns, on the bus thread.
+
+The headline figure is `t_written - t_submit`: it includes the queue to the owner task and the
+core's check as well as the fsync and the driver's dispatch, so it bounds "code accepted ->
+unlock frame written" from above. RSS and CPU are read from /proc/<daemon pid> (all threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import queue
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+CAB = "bench1"
+CODE_KEY = b"bench-edge-code-key"
+COURIER, PIN = "BENCH-C1", "246810"
+PHONE = "13812345678"
+BOARDS, CHANNELS = 2, 48  # 96 doors, all size M
+PULSE_S = 0.02  # the simulated lock's pulse: after the unlock frame, so outside the window
+HEAD_UNLOCK = 0x8A  # lockboard.md: the unlock request's first byte
+
+TARGET_P99_MS = 6.0  # a 5-byte frame's own wire time at 9600 baud
+TARGET_RSS_MB = 60.0
+TARGET_IDLE_CPU_PCT = 1.0
+
+
+def compartment_id(board: int, channel: int) -> str:
+    """ "A01".."A48" on board 1, "B01".. on board 2."""
+    return f"{chr(ord('A') + board - 1)}{channel:02d}"
+
+
+def lock_of(compartment: str) -> tuple[int, int]:
+    """The (board, channel) behind a compartment id."""
+    return ord(compartment[0]) - ord("A") + 1, int(compartment[1:])
+
+
+# --- the daemon ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Marks:
+    """Instants the wrappers saw (perf_counter_ns); the bus thread appends to `written_ns`."""
+
+    written_ns: list[int] = dataclasses.field(default_factory=list)
+    journal_ns: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+
+    def clear(self) -> None:
+        self.written_ns.clear()
+        self.journal_ns.clear()
+
+
+async def _serve_daemon(port_path: str, journal_path: Path, poll_interval_s: float) -> None:
+    import serial
+
+    from cabinet.core import Config
+    from cabinet.core import inputs as core_inputs
+    from cabinet.core.compartments import Compartment, Door, Size
+    from cabinet.core.errors import CoreError
+    from cabinet.drivers.rs485 import BoardSpec, BusTiming, Rs485Driver
+    from cabinet.journal import Journal
+    from cabinet.service import CabinetService
+
+    marks = _Marks()
+
+    class TimedSerial(serial.Serial):
+        """The port the driver writes to, noting when an unlock frame's write returned."""
+
+        def write(self, data: Any) -> int | None:
+            written = super().write(data)
+            if bytes(data[:1]) == bytes([HEAD_UNLOCK]):
+                marks.written_ns.append(time.perf_counter_ns())
+            return written
+
+    port = TimedSerial(port_path, baudrate=9600)
+    locks = {
+        compartment_id(b, ch): (b, ch)
+        for b in range(1, BOARDS + 1)
+        for ch in range(1, CHANNELS + 1)
+    }
+    driver = Rs485Driver(
+        port,
+        [BoardSpec(b, CHANNELS) for b in range(1, BOARDS + 1)],
+        locks,
+        timing=BusTiming(poll_interval_s=poll_interval_s),  # otherwise lockboard.md's clocks
+    )
+    journal = Journal.open(journal_path, cab=CAB)
+    commit_step = journal.commit_step
+
+    def timed_commit_step(snapshot: Any, events: Any = (), pending_unlocks: Any = (), **kw: Any):
+        started_ns = time.perf_counter_ns()
+        result = commit_step(snapshot, events, pending_unlocks, **kw)
+        if pending_unlocks:
+            marks.journal_ns.append((started_ns, time.perf_counter_ns()))
+        return result
+
+    journal.commit_step = timed_commit_step  # type: ignore[method-assign]
+    service = CabinetService(
+        cabinet_id=CAB,
+        layout=[Compartment(c, Size.M) for c in locks],
+        driver=driver,
+        journal=journal,
+        code_key=CODE_KEY,
+        link_settings=None,  # no broker: offline, events stay in the journal
+        config=Config(),
+        tick_s=1.0,
+    )
+    await service.start()
+
+    async def wait_until(test: Callable[[], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not test():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.001)
+        return True
+
+    async def answer(request: dict[str, Any]) -> dict[str, Any]:
+        op = request["op"]
+        if op == "submit":
+            inp = getattr(core_inputs, request["input"])(**request.get("args", {}))
+            marks.clear()
+            submitted_ns = time.perf_counter_ns()
+            try:
+                shows = await service.submit(inp)
+            except CoreError as err:
+                return {"ok": False, "error": str(err)}
+            screens = [
+                {"type": type(s.screen).__name__, **dataclasses.asdict(s.screen)} for s in shows
+            ]
+            timing = None
+            if request.get("timed"):
+                # The unlock may wait for an earlier door to be seen open (one door at a time).
+                await wait_until(lambda: bool(marks.written_ns), 5)
+                if marks.written_ns:
+                    journal_ns = marks.journal_ns[0] if marks.journal_ns else (0, 0)
+                    timing = {
+                        "written_ns": marks.written_ns[0] - submitted_ns,
+                        "verdict_ns": journal_ns[0] - submitted_ns,
+                        "journal_ns": journal_ns[1] - journal_ns[0],
+                        "dispatch_ns": marks.written_ns[0] - journal_ns[1],
+                    }
+            return {"ok": True, "screens": screens, "timing": timing}
+        if op == "codes":
+            expires_at = datetime.now(UTC) + timedelta(days=3)
+            grants = tuple(
+                core_inputs.CodeGrant(e["parcel_id"], e["compartment"], e["code_hash"], expires_at)
+                for e in request["entries"]
+            )
+            await service.submit(core_inputs.CodesPut(grants))
+            return {"ok": True}
+        if op == "couriers":
+            grants = tuple(
+                core_inputs.CourierGrant(c["courier_id"], c["pin_hash"])
+                for c in request["couriers"]
+            )
+            await service.submit(core_inputs.CouriersPut(grants))
+            return {"ok": True}
+        if op == "wait_shut":
+            # The deposit door seen open then closed, and closed now (a poll reply read just
+            # before the door shut can report it open again after the board's `82` report).
+            def shut() -> bool:
+                cabinet = service.cabinet
+                session = cabinet.session
+                return (
+                    session is not None
+                    and session.draft.door_cycled
+                    and cabinet.compartments[request["compartment"]].door is Door.CLOSED
+                )
+
+            return {"ok": await wait_until(shut, request.get("timeout_s", 10))}
+        if op == "wait_parcels":
+            ok = await wait_until(
+                lambda: len(service.cabinet.parcels) == request["count"],
+                request.get("timeout_s", 10),
+            )
+            return {"ok": ok, "parcels": len(service.cabinet.parcels)}
+        if op == "events":
+            counts: dict[str, int] = {}
+            for event in journal.unacked():
+                counts[event.type] = counts.get(event.type, 0) + 1
+            return {"ok": True, "events": counts}
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    _say({"ready": True, "pid": os.getpid()})
+    try:
+        while line := await reader.readline():
+            _say(await answer(json.loads(line)))
+    finally:  # stdin closed: the harness is done
+        await service.stop()
+        journal.close()
+
+
+def _say(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message, default=str) + "\n")
+    sys.stdout.flush()
+
+
+# --- the harness ----------------------------------------------------------------------------
+
+
+class DaemonProcess:
+    """The daemon in a subprocess, spoken to one JSON line at a time."""
+
+    def __init__(self, port_path: str, workdir: Path, poll_interval_s: float) -> None:
+        self._log = (workdir / "daemon.log").open("w")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "locker.bench.edge",
+                "--daemon",
+                "--port",
+                port_path,
+                "--journal",
+                str(workdir / "journal.sqlite3"),
+                "--poll-interval-s",
+                str(poll_interval_s),
+            ],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        try:
+            ready = self._next(30)
+        except BaseException:
+            self.close()
+            raise
+        if not ready.get("ready"):
+            self.close()
+            raise RuntimeError(f"the daemon did not start: {ready}")
+        self.pid = self.process.pid
+        self.confirm_retries = 0  # Confirms refused because a stale reading showed the door open
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line)
+
+    def _next(self, timeout_s: float) -> dict[str, Any]:
+        try:
+            return json.loads(self._lines.get(timeout=timeout_s))
+        except queue.Empty:
+            raise TimeoutError(f"the daemon said nothing for {timeout_s:g} s") from None
+
+    def ask(
+        self, request: dict[str, Any], timeout_s: float = 30, *, refused_ok: bool = False
+    ) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        answer = self._next(timeout_s)
+        if not answer.get("ok") and not refused_ok:
+            raise RuntimeError(
+                f"the daemon refused {request.get('input', request['op'])}: {answer}"
+            )
+        return answer
+
+    def submit(self, name: str, timed: bool = False, **args: Any) -> dict[str, Any]:
+        return self.ask({"op": "submit", "input": name, "args": args, "timed": timed})
+
+    def close(self) -> None:
+        """Close stdin (the daemon stops its service and exits); kill it if it lingers."""
+        if self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                assert self.process.stdin is not None
+                self.process.stdin.close()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._log.close()
+
+
+def _confirm(daemon: DaemonProcess, compartment: str) -> dict[str, Any]:
+    """The courier confirms once the door is seen shut; again if a stale reading reopened it."""
+    for _ in range(5):
+        daemon.ask({"op": "wait_shut", "compartment": compartment})
+        answer = daemon.ask({"op": "submit", "input": "Confirm"}, refused_ok=True)
+        if answer["ok"]:
+            (deposited,) = answer["screens"]
+            return deposited
+        daemon.confirm_retries += 1
+    raise RuntimeError(f"the deposit in {compartment} could not be confirmed: {answer}")
+
+
+def _cpu_s(pid: int) -> float:
+    """utime + stime of every thread of `pid`, in seconds (/proc/<pid>/stat fields 14, 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _memory_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of `pid` in MB (MiB): resident now, and its peak."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def run_bench(
+    pickups: int,
+    idle_s: float,
+    *,
+    poll_interval_s: float = 0.5,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Deposit, code and pick up `pickups` parcels through a daemon; return the figures."""
+    from firmware_sim import BoardConfig, PtyServer, SimulatedBus
+    from protocol.hashing import code_hash, pin_hash
+
+    bus = SimulatedBus(
+        [BoardConfig(b, CHANNELS, sends_reports=True) for b in range(1, BOARDS + 1)],
+        pulse_s=PULSE_S,
+    )
+    written_ms: list[float] = []
+    verdict_ms: list[float] = []
+    journal_ms: list[float] = []
+    dispatch_ms: list[float] = []  # journal durable -> frame written: the driver's queue and bus
+    deposits = 0
+    rss_by_round_mb: list[float] = []  # after each fill-and-empty of the doors: growth shows
+    with tempfile.TemporaryDirectory(prefix="locker-bench-") as tmp, PtyServer(bus) as server:
+        daemon = DaemonProcess(server.path, Path(tmp), poll_interval_s)
+        try:
+            daemon.ask(
+                {
+                    "op": "couriers",
+                    "couriers": [
+                        {"courier_id": COURIER, "pin_hash": pin_hash(PIN, os.urandom(16))}
+                    ],
+                }
+            )
+            done = 0
+            while done < pickups:
+                batch = min(BOARDS * CHANNELS, pickups - done)
+                # A courier fills `batch` doors, one parcel at a time, through the kiosk flow.
+                daemon.submit("CourierSignIn", courier_id=COURIER, pin=PIN)
+                parcels: list[tuple[str, str]] = []
+                for _ in range(batch):
+                    deposits += 1
+                    daemon.submit("TrackingEntered", tracking_no=f"BENCH{deposits:07d}")
+                    daemon.submit("PhoneEntered", phone=PHONE)
+                    (opening,) = daemon.submit("SizeChosen", size="M")["screens"]
+                    board, channel = lock_of(opening["compartment"])
+                    bus.person.put_parcel(board, channel)
+                    bus.person.close_door(board, channel)
+                    deposited = _confirm(daemon, opening["compartment"])
+                    parcels.append((deposited["parcel_id"], deposited["compartment"]))
+                daemon.submit("CourierSignOut")
+                # The cloud's codes.put: one fresh 8-digit code per parcel, hashed under the key.
+                codes = {pid: f"{secrets.randbelow(10**8):08d}" for pid, _ in parcels}
+                daemon.ask(
+                    {
+                        "op": "codes",
+                        "entries": [
+                            {
+                                "parcel_id": p,
+                                "compartment": c,
+                                "code_hash": code_hash(CODE_KEY, codes[p]),
+                            }
+                            for p, c in parcels
+                        ],
+                    }
+                )
+                for parcel_id, compartment in parcels:
+                    answer = daemon.submit("CodeEntered", timed=True, code=codes[parcel_id])
+                    screen = answer["screens"][0]
+                    if (
+                        screen["type"] != "DoorsOpening"
+                        or compartment not in screen["compartments"]
+                    ):
+                        raise RuntimeError(f"code for {compartment} gave {screen}")
+                    timing = answer["timing"]
+                    if timing is None:
+                        raise RuntimeError(f"no unlock frame was written for {compartment}")
+                    written_ms.append(timing["written_ns"] / 1e6)
+                    verdict_ms.append(timing["verdict_ns"] / 1e6)
+                    journal_ms.append(timing["journal_ns"] / 1e6)
+                    dispatch_ms.append(timing["dispatch_ns"] / 1e6)
+                    # The recipient takes the parcel and shuts the door; the `82` report tells.
+                    board, channel = lock_of(compartment)
+                    bus.person.take_parcel(board, channel)
+                    bus.person.close_door(board, channel)
+                    done += 1
+                    if progress is not None:
+                        progress(done, pickups)
+                daemon.ask({"op": "wait_parcels", "count": 0})
+                rss_by_round_mb.append(round(_memory_mb(daemon.pid)[0], 1))
+            with bus.lock:
+                pulses = sum(d.pulses for b in bus.boards for d in b.doors.values())
+            rss_busy_mb, _ = _memory_mb(daemon.pid)
+            # Idle: no input, the driver polling both boards and the tick running, as deployed.
+            time.sleep(min(1.0, idle_s))  # let the last steps and closes settle first
+            cpu_before_s, wall_before_s = _cpu_s(daemon.pid), time.monotonic()
+            time.sleep(idle_s)
+            cpu_s = _cpu_s(daemon.pid) - cpu_before_s
+            wall_s = time.monotonic() - wall_before_s
+            rss_mb, peak_rss_mb = _memory_mb(daemon.pid)
+            confirm_retries = daemon.confirm_retries
+            # Last: loading every journalled event leaves the daemon's heap bigger than it was.
+            events = daemon.ask({"op": "events"})["events"]
+        finally:
+            daemon.close()
+    return {
+        "pickups": len(written_ms),
+        "deposits": deposits,
+        "sim_unlock_pulses": pulses,
+        "sim_pickup_unlocks": pulses - deposits,
+        "events": events,
+        "confirm_retries": confirm_retries,
+        "latency_ms": _summary(written_ms),
+        "latency_parts_ms": {
+            "submit_to_verdict_p50": percentile(verdict_ms, 50),
+            "journal_commit_p50": percentile(journal_ms, 50),
+            "journal_commit_p99": percentile(journal_ms, 99),
+            "dispatch_p50": percentile(dispatch_ms, 50),
+            "dispatch_p99": percentile(dispatch_ms, 99),
+        },
+        "over_p99_target_pct": 100 * sum(ms > TARGET_P99_MS for ms in written_ms) / len(written_ms),
+        "rss_mb": rss_mb,
+        "rss_after_pickups_mb": rss_busy_mb,
+        "peak_rss_mb": peak_rss_mb,
+        "rss_by_round_mb": rss_by_round_mb,
+        "idle_cpu_pct": 100 * cpu_s / wall_s,
+        "idle_s": wall_s,
+        "setup": {
+            "doors": BOARDS * CHANNELS,
+            "boards": BOARDS,
+            "poll_interval_s": poll_interval_s,
+            "sim_pulse_s": PULSE_S,
+            "link": "disabled (no broker: offline)",
+            "journal": "SQLite WAL, synchronous=FULL, in a temporary directory",
+            "latency": "submit(CodeEntered) called -> serial write of the 0x8A frame returned",
+            "rss": "the daemon process alone (/proc/<pid>/status VmRSS)",
+            "idle_cpu": "daemon utime+stime delta / wall time, all threads",
+        },
+        "targets": {
+            "p99_ms": TARGET_P99_MS,
+            "rss_mb": TARGET_RSS_MB,
+            "idle_cpu_pct": TARGET_IDLE_CPU_PCT,
+        },
+    }
+
+
+def _summary(values_ms: list[float]) -> dict[str, float]:
+    return {
+        "p50": percentile(values_ms, 50),
+        "p95": percentile(values_ms, 95),
+        "p99": percentile(values_ms, 99),
+        "max": max(values_ms),
+        "mean": sum(values_ms) / len(values_ms),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The daemon's entry point: `python -m locker.bench.edge --daemon --port ... --journal ...`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--daemon", action="store_true", required=True)
+    parser.add_argument("--port", required=True)
+    parser.add_argument("--journal", type=Path, required=True)
+    parser.add_argument("--poll-interval-s", type=float, default=0.5)
+    args = parser.parse_args(argv)
+    asyncio.run(_serve_daemon(args.port, args.journal, args.poll_interval_s))
+
+
+if __name__ == "__main__":
+    main()
