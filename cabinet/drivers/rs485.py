@@ -76,7 +76,9 @@ class BusTiming:
     inter_request_gap_s: float = 0.005
     poll_interval_s: float = 0.5
     query_retries: int = 2  # extra attempts of a failed query (never of an unlock)
-    idle_read_s: float = 0.02  # how often an idle bus listens for unasked `82` reports
+    # How often an idle bus listens for unasked `82` reports. Jobs never wait for it (the queue
+    # wakes the thread at once); 0.1 s took `locker bench edge` idle CPU from 1.5 % to 0.8 % of a core.
+    idle_read_s: float = 0.1
 
 
 @dataclass
