@@ -77,7 +77,7 @@ class BusTiming:
     poll_interval_s: float = 0.5
     query_retries: int = 2  # extra attempts of a failed query (never of an unlock)
     # How often an idle bus listens for unasked `82` reports. Jobs never wait for it (the queue
-    # wakes the thread at once); 0.1 s took `locker bench edge` idle CPU from 1.5 % to 0.8 % of a core.
+    # wakes the thread at once); 0.1 s took `locker bench edge` idle CPU from 1.5 % to 0.8 %.
     idle_read_s: float = 0.1
 
 
