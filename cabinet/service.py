@@ -40,6 +40,7 @@ from cabinet.core.compartments import Size as CoreSize
 from cabinet.core.effects import Effect, Emit, Log, Show, Unlock
 from cabinet.core.errors import CoreError
 from cabinet.core.inputs import Input, Tick, UnlockFailed
+from cabinet.core.serial import SnapshotCache
 from cabinet.drivers import build_driver
 from cabinet.errors import DriverError
 from cabinet.heap import pin_mmap_threshold
@@ -133,6 +134,7 @@ class CabinetService:
             )
         self._cabinet: Cabinet | None = None
         self._journaled: dict[str, Any] | None = None  # the snapshot last written to the journal
+        self._snapshots = SnapshotCache()
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
@@ -321,7 +323,7 @@ class CabinetService:
         self, new: Cabinet, effects: Iterable[Effect], now: datetime, *, command: Ack | None = None
     ) -> None:
         effects = list(effects)
-        snapshot = new.to_dict()
+        snapshot = new.to_dict(self._snapshots)
         if not effects and command is None and snapshot == self._journaled:
             # A quiet tick changes nothing: an fsync every second would only cost CPU and flash.
             self._cabinet = new

@@ -18,21 +18,55 @@ from cabinet.core.errors import BadSnapshot, CoreError
 T = TypeVar("T")
 
 
-def dump(value: Any) -> Any:
-    """Return `value` as nested dicts, lists and JSON scalars."""
+def dump(value: Any, cache: SnapshotCache | None = None) -> Any:
+    """Return `value` as nested dicts, lists and JSON scalars (reusing `cache` if given)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: dump(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if cache is not None and type(value).__dataclass_params__.frozen:
+            return cache.frozen(value)
+        return {f.name: dump(getattr(value, f.name), cache) for f in dataclasses.fields(value)}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, tuple | list):
-        return [dump(item) for item in value]
+        return [dump(item, cache) for item in value]
     if isinstance(value, dict):
-        return {_key(k): dump(v) for k, v in value.items()}
+        return {_key(k): dump(v, cache) for k, v in value.items()}
     if value is None or isinstance(value, str | int | float | bool):
         return value
     raise TypeError(f"cannot snapshot a {type(value).__name__}")
+
+
+class SnapshotCache:
+    """Reuse the dumps of frozen dataclasses from one snapshot to the next.
+
+    The daemon writes a snapshot at every step before a door moves, and walking a cabinet of
+    a hundred parcels took 4 ms. The core never changes a frozen dataclass in place (every
+    field of one is immutable too), and a new cabinet shares nearly all of them with the last,
+    so a leaf seen in the previous snapshot, by identity, keeps its dump. Only the last
+    snapshot's leaves are kept, so the cache never grows past one cabinet.
+    """
+
+    def __init__(self) -> None:
+        self._previous: dict[int, tuple[Any, Any]] = {}
+        self._current: dict[int, tuple[Any, Any]] = {}
+
+    def dump(self, value: Any) -> Any:
+        """Dump `value`, reusing what the previous call dumped of the same frozen leaves."""
+        self._current = {}
+        try:
+            return dump(value, self)
+        finally:
+            self._previous, self._current = self._current, {}
+
+    def frozen(self, value: Any) -> Any:
+        hit = self._previous.get(id(value)) or self._current.get(id(value))
+        if hit is not None and hit[0] is value:  # the object itself, not a reused id
+            out = hit[1]
+        else:
+            out = {f.name: dump(getattr(value, f.name), self) for f in dataclasses.fields(value)}
+        self._current[id(value)] = (value, out)
+        return out
 
 
 def _key(key: Any) -> str:

@@ -119,9 +119,10 @@ class Cabinet:
         except KeyError:
             raise UnknownCompartment(compartment_id) from None
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready snapshot."""
-        return {"v": SNAPSHOT_VERSION, **serial.dump(self)}
+    def to_dict(self, cache: serial.SnapshotCache | None = None) -> dict[str, Any]:
+        """A JSON-ready snapshot (a `SnapshotCache` makes repeated snapshots cheap)."""
+        body = cache.dump(self) if cache is not None else serial.dump(self)
+        return {"v": SNAPSHOT_VERSION, **body}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Cabinet:
