@@ -128,5 +128,17 @@ class DoorDriver(Protocol):
         """Counters and faulted flags for the maintenance screen (JSON-able)."""
         ...
 
+    def hold_polls(self, seconds: float) -> None:
+        """Keep background status polls off the bus for a while: a code is being typed.
+
+        On a shared RS485 bus an unlock that arrives while a poll is in flight waits for the
+        poll's reply and the inter-request gap. A person types a code over seconds, so the kiosk
+        calls this at the first digit and the unlock finds the bus free. Drivers without a bus
+        (GPIO) have nothing to hold.
+        """
+
+    def release_polls(self) -> None:
+        """End a `hold_polls` early (the code was checked)."""
+
     async def close(self) -> None:
         """Stop watching and release the hardware (safe to call twice)."""

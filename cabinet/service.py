@@ -39,7 +39,7 @@ from cabinet.core.compartments import CompartmentState as CoreState
 from cabinet.core.compartments import Size as CoreSize
 from cabinet.core.effects import Effect, Emit, Log, Show, Unlock
 from cabinet.core.errors import CoreError
-from cabinet.core.inputs import Input, Tick, UnlockFailed
+from cabinet.core.inputs import CodeEntered, Input, QrScanned, Tick, UnlockFailed
 from cabinet.core.serial import SnapshotCache
 from cabinet.drivers import build_driver
 from cabinet.errors import DriverError
@@ -59,6 +59,7 @@ from protocol.messages import (
 log = logging.getLogger(__name__)
 
 FIRMWARE = "locker-cabinet/0.1.0"  # what the birth message names
+KEYPAD_HOLD_S = 8.0  # typing an 8-digit code; the driver caps any hold (rs485.MAX_POLL_HOLD_S)
 
 # The birth tells the cloud what each door can take; a door being emptied still holds a parcel.
 _WIRE_STATE = {
@@ -226,7 +227,20 @@ class CabinetService:
             raise ServiceStopped("the service is not running")
         job = _Job(inp, asyncio.get_running_loop().create_future(), awaited=True)
         self._queue.put_nowait(job)
-        return await job.done
+        try:
+            return await job.done
+        finally:
+            if isinstance(inp, CodeEntered | QrScanned):
+                self.driver.release_polls()  # the code was checked: doors must be watched again
+
+    def keypad_active(self) -> None:
+        """Someone started typing a code (the kiosk calls this at the first digit).
+
+        Status polls keep off the bus until the code is submitted (at most KEYPAD_HOLD_S), so
+        the unlock it earns never waits behind a poll: that wait was the whole p99 of
+        `locker bench edge`.
+        """
+        self.driver.hold_polls(KEYPAD_HOLD_S)
 
     async def handle_command(self, command: CommandBase) -> str | None:
         """Run a cloud command as a step (the link's handler): None if ok, else the reason."""

@@ -142,6 +142,12 @@ class GpioDriver:
         self._device(self._sensors, compartment)
         return self._is_open(compartment)
 
+    def hold_polls(self, seconds: float) -> None:
+        """Nothing to hold: reed switches interrupt, no bus is shared."""
+
+    def release_polls(self) -> None:
+        """Nothing to release."""
+
     async def poll(self) -> dict[str, bool]:
         self._check_running()
         readings = {compartment: self._is_open(compartment) for compartment in self._sensors}

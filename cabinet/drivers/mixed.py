@@ -42,6 +42,14 @@ class MixedDriver:
     async def read(self, compartment: str) -> bool | None:
         return await self._driver(compartment).read(compartment)
 
+    def hold_polls(self, seconds: float) -> None:
+        for driver in self._drivers:
+            driver.hold_polls(seconds)
+
+    def release_polls(self) -> None:
+        for driver in self._drivers:
+            driver.release_polls()
+
     async def poll(self) -> dict[str, bool]:
         readings: dict[str, bool] = {}
         for part in await asyncio.gather(*(driver.poll() for driver in self._drivers)):

@@ -56,6 +56,10 @@ log = logging.getLogger(__name__)
 _STOP, _UNLOCK, _READ, _POLL = 0, 1, 2, 3
 
 
+# The longest a typed code may keep status polls off the bus: a door opened by hand (forced)
+# is still seen within this time.
+MAX_POLL_HOLD_S = 10.0
+
 @dataclass(frozen=True)
 class BoardSpec:
     """One board on the bus: its DIP address and the variant quirks it has."""
@@ -166,6 +170,7 @@ class Rs485Driver:
         self._jobs: queue.PriorityQueue[_Job] = queue.PriorityQueue()
         self._order = itertools.count()
         self._queued_polls: dict[int, concurrent.futures.Future[Any]] = {}
+        self._polls_held_until = 0.0  # time.monotonic(); polls are skipped until then
         self._queued_lock = threading.Lock()
         self._health_lock = threading.Lock()
         self._line_free_at = 0.0
@@ -200,6 +205,13 @@ class Rs485Driver:
     async def read(self, compartment: str) -> bool | None:
         address, channel = self._route(compartment)
         return await self._submit(_READ, lambda: self._read_one(address, channel))
+
+    def hold_polls(self, seconds: float) -> None:
+        """Skip status polls for `seconds` (at most MAX_POLL_HOLD_S: doors must not go unseen)."""
+        self._polls_held_until = time.monotonic() + min(seconds, MAX_POLL_HOLD_S)
+
+    def release_polls(self) -> None:
+        self._polls_held_until = 0.0
 
     async def poll(self) -> dict[str, bool]:
         futures = [self._queue_poll(address) for address in self._boards]
@@ -293,6 +305,8 @@ class Rs485Driver:
         def run() -> None:
             with self._queued_lock:
                 self._queued_polls.pop(address, None)
+            if time.monotonic() < self._polls_held_until:
+                return  # someone is typing a code: keep the bus free for its unlock
             self._poll_board(address)
 
         self._jobs.put(_Job(_POLL, next(self._order), run, future))

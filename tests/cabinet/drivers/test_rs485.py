@@ -430,3 +430,26 @@ def test_an_echoing_adapter_needs_echo_set(echo):
         assert bus.board(1).doors[1].pulses == 1
     else:
         assert bus.board(1).doors[1].pulses == 2  # what the setting is for
+
+
+def test_a_held_bus_skips_status_polls_until_released(rig):
+    # The kiosk holds polls while a code is typed, so the unlock never queues behind one.
+    async def main():
+        driver = rig.driver()
+        await driver.start()
+        await driver.poll()
+        before = rig.bus.heard.count(QueryAll(1))
+        driver.hold_polls(60)
+        await driver.poll()
+        held = rig.bus.heard.count(QueryAll(1)) - before
+        result = await driver.unlock("1-2")
+        driver.release_polls()
+        readings = await driver.poll()
+        after = rig.bus.heard.count(QueryAll(1)) - before
+        await driver.close()
+        return held, result, readings, after
+
+    held, result, readings, after = run(main())
+    assert held == 0
+    assert result.released and readings["1-2"] is True
+    assert after >= 1
