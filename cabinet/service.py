@@ -233,6 +233,18 @@ class CabinetService:
             if isinstance(inp, CodeEntered | QrScanned):
                 self.driver.release_polls()  # the code was checked: doors must be watched again
 
+    async def beat(self) -> None:
+        """Return once the owner task has run every step queued before this call.
+
+        The systemd watchdog pings only after a beat (cabinet/sd_notify.py), so a wedged owner
+        stops the pings. The job carries no input and no pending effects: a no-op step.
+        """
+        if not self._running:
+            raise ServiceStopped("the service is not running")
+        job = _Job(None, asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(job)
+        await job.done
+
     def keypad_active(self) -> None:
         """Someone started typing a code (the kiosk calls this at the first digit).
 

@@ -94,6 +94,7 @@ async def run_daemon(
 
     `on_started(service)` runs once the service is up (tests attach a control channel there).
     """
+    from cabinet.sd_notify import supervised
     from cabinet.service import from_config
 
     stop = asyncio.Event()
@@ -103,13 +104,16 @@ async def run_daemon(
     service = from_config(config)
     try:
         await service.start()
-        log.info("cabinet %s: running; SIGTERM or Ctrl-C stops it", config.cabinet_id)
-        if on_started is not None:
-            started = on_started(service)
-            if started is not None:
-                await started
-        await stop.wait()
-        log.info("cabinet %s: stopping", config.cabinet_id)
+        # Under systemd (Type=notify): READY=1 now, watchdog pings earned by the owner task,
+        # STOPPING=1 on the way out; nothing without NOTIFY_SOCKET.
+        async with supervised(service, config.cabinet_id):
+            log.info("cabinet %s: running; SIGTERM or Ctrl-C stops it", config.cabinet_id)
+            if on_started is not None:
+                started = on_started(service)
+                if started is not None:
+                    await started
+            await stop.wait()
+            log.info("cabinet %s: stopping", config.cabinet_id)
     finally:
         await service.stop()
         service.journal.close()
