@@ -6,7 +6,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from locker.cloud_registry_command import cabinet_app, courier_app, site_app
+from locker.cloud_registry_command import cabinet_app, courier_app, mosquitto_config, site_app
 from locker.cloud_serve_command import serve
 
 app = typer.Typer(help="The cloud service: database, workers, API, registry.", no_args_is_help=True)
@@ -17,6 +17,7 @@ app.add_typer(site_app, name="site")
 app.add_typer(cabinet_app, name="cabinet")
 app.add_typer(courier_app, name="courier")
 app.command(name="serve")(serve)
+app.command(name="mosquitto-config")(mosquitto_config)
 
 DatabaseUrl = Annotated[
     str | None,

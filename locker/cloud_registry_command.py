@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -193,6 +194,80 @@ def cabinet_cloud_acl(
     typer.echo(
         mosquitto_cloud_acl_lines(user or CloudSettings().mqtt_username or DEFAULT_CLOUD_MQTT_USER)
     )
+
+
+def mosquitto_config(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Folder to write `passwd` and `acl` into (made if missing; files replaced).",
+            file_okay=False,
+        ),
+    ],
+    cloud_user: Annotated[
+        str | None,
+        typer.Option(
+            "--cloud-user",
+            help="The workers' broker user. Default: LOCKER_CLOUD_MQTT_USERNAME or locker-cloud.",
+            show_default=False,
+        ),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Write Mosquitto's password file and ACL for every cabinet in the registry.
+
+    Each cabinet gets the user, password hash and ACL block `cabinet add` printed for it (its
+    own topics only); the cloud's workers get one user for every cabinet's topics (shared
+    subscriptions included), with the password from LOCKER_CLOUD_MQTT_PASSWORD, the one the
+    workers log in with. Point mosquitto.conf's `password_file` and `acl_file` at the two files
+    (deploy/compose/mosquitto.conf does) and send the broker SIGHUP to reload them after adding
+    a cabinet. `passwd` is written mode 0600: give it to the broker's user (uid 1883 in the
+    eclipse-mosquitto image).
+    """
+    from cloud.services.registry import DEFAULT_CLOUD_MQTT_USER, mosquitto_auth
+    from cloud.settings import CloudSettings
+
+    settings = CloudSettings()
+    user = cloud_user or settings.mqtt_username or DEFAULT_CLOUD_MQTT_USER
+    if settings.mqtt_password is None or not settings.mqtt_password.get_secret_value():
+        _bad_input(
+            "set LOCKER_CLOUD_MQTT_PASSWORD to the workers' broker password: the cloud's user "
+            f"{user!r} goes into the password file with it"
+        )
+    password = settings.mqtt_password.get_secret_value()
+    with _registry(database_url) as session:
+        auth = mosquitto_auth(session=session, cloud_user=user, cloud_password=password)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_replacing(out / "passwd", auth.password_file, mode=0o600)
+        _write_replacing(out / "acl", auth.acl_file, mode=0o644)
+    except OSError as err:
+        typer.echo(f"error: cannot write into {out}: {err}", err=True)
+        raise typer.Exit(1) from err
+    typer.echo(
+        f"wrote {out / 'passwd'} and {out / 'acl'}: the cloud's user {user!r} and "
+        f"{len(auth.cabinets)} cabinet(s)"
+    )
+    if auth.without_password:
+        typer.echo(
+            f"warning: left out {len(auth.without_password)} cabinet(s) with no MQTT password: "
+            f"{', '.join(auth.without_password)}",
+            err=True,
+        )
+    typer.echo("reload the broker to apply them: kill -HUP <mosquitto's pid>")
+
+
+def _write_replacing(path: Path, text: str, *, mode: int) -> None:
+    """Write `text` to `path` through a temporary file and a rename, so a broker reloading at
+    that moment reads the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+    os.chmod(tmp, mode)  # the umask may have taken bits off
+    os.replace(tmp, path)
 
 
 def daemon_config(

@@ -79,7 +79,17 @@ class CabinetCredentials:
     @property
     def password_file_line(self) -> str:
         """The cabinet's line for Mosquitto's `password_file`."""
-        return f"{self.cabinet_id}:{self.mqtt_password_hash}"
+        return password_file_line(self.cabinet_id, self.mqtt_password_hash)
+
+
+@dataclass(frozen=True)
+class MosquittoAuth:
+    """Mosquitto's `password_file` and `acl_file` for a whole registry, as text."""
+
+    password_file: str = field(repr=False)
+    acl_file: str
+    cabinets: tuple[str, ...]  # the cabinets that got a user
+    without_password: tuple[str, ...] = ()  # cabinets with no MQTT password hash: left out
 
 
 # --- Mosquitto credentials and ACLs ---------------------------------------------------------------
@@ -111,6 +121,11 @@ def verify_mosquitto_password(password: str, stored: str) -> bool:
     return secrets.compare_digest(derived, expected)
 
 
+def password_file_line(user: str, password_hash: str) -> str:
+    """One user's line of Mosquitto's `password_file`."""
+    return f"{user}:{password_hash}"
+
+
 def mosquitto_acl_lines(cab: str) -> str:
     """Return the ACL block letting cabinet `cab` touch only its own topics, as its user."""
     _check_id(cab, "cabinet id")
@@ -127,8 +142,34 @@ def mosquitto_acl_lines(cab: str) -> str:
 
 
 def mosquitto_cloud_acl_lines(user: str = DEFAULT_CLOUD_MQTT_USER) -> str:
-    """Return the ACL block of the cloud workers' user: every cabinet's topics."""
+    """Return the ACL block of the cloud workers' user: every cabinet's topics.
+
+    It covers the workers' shared subscriptions too: Mosquitto 2 checks a subscription to
+    `$share/cloud/<filter>` against `<filter>` (tests/deploy/test_mosquitto_config.py).
+    """
     return f"user {user}\ntopic readwrite lockers/v1/#"
+
+
+def mosquitto_auth(*, session: Session, cloud_user: str, cloud_password: str) -> MosquittoAuth:
+    """Return the password file and ACL of every registered cabinet plus the cloud's user.
+
+    The cabinets' lines are the ones `cabinet add` printed (the stored `$7$` hash, the same ACL
+    block); the cloud's password is hashed here, with a fresh salt.
+    """
+    _check_id(cloud_user, "the cloud's broker user")
+    cabinets = list(session.exec(select(Cabinet).order_by(col(Cabinet.id))))
+    if cloud_user in {c.id for c in cabinets}:
+        raise RegistryError(f"the cloud's broker user {cloud_user!r} is also a cabinet id")
+    users = [c for c in cabinets if c.mqtt_password_hash]
+    passwords = [password_file_line(cloud_user, mosquitto_password_hash(cloud_password))]
+    passwords += [password_file_line(c.id, c.mqtt_password_hash or "") for c in users]
+    blocks = [mosquitto_cloud_acl_lines(cloud_user), *(mosquitto_acl_lines(c.id) for c in users)]
+    return MosquittoAuth(
+        password_file="\n".join(passwords) + "\n",
+        acl_file="\n\n".join(blocks) + "\n",
+        cabinets=tuple(c.id for c in users),
+        without_password=tuple(c.id for c in cabinets if not c.mqtt_password_hash),
+    )
 
 
 # --- sites ----------------------------------------------------------------------------------------
