@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.tools import DEPLOY, require_tool
+from tests.deploy.tools import DEPLOY, debian, require_tool
 from tests.services import free_port, wait_for
 
 LAUNCHER = DEPLOY / "kiosk" / "locker-kiosk"
@@ -34,7 +34,7 @@ KIOSK_FLAGS = (
 
 
 def test_the_launcher_is_shellcheck_clean() -> None:
-    tool = require_tool("shellcheck", "shellcheck")
+    tool = require_tool("shellcheck", debian("shellcheck"))
     result = subprocess.run([tool, str(LAUNCHER)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 

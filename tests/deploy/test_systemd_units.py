@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.deploy.tools import DEPLOY, require_tool
+from tests.deploy.tools import DEPLOY, debian, require_tool
 
 UNITS = DEPLOY / "systemd"
 LOCKER = Path(sys.executable).parent / "locker"
@@ -43,7 +43,7 @@ def installed_copy(unit: Path, into: Path, text: str | None = None) -> Path:
 
 
 def verify(paths: list[Path], cwd: Path) -> subprocess.CompletedProcess[str]:
-    tool = require_tool("systemd-analyze", "systemd")
+    tool = require_tool("systemd-analyze", debian("systemd"))
     # --man=no: the units name man pages that need not be installed where the test runs.
     return subprocess.run(
         [tool, "verify", "--man=no", *(p.name for p in paths)],

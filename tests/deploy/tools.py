@@ -1,8 +1,9 @@
-"""Linters and validators the deploy tests run: found on PATH, else skipped (failed under CI)."""
+"""Linters and validators the deploy tests run: found, else skipped (failed under CI=true)."""
 
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,17 +12,23 @@ from tests.services import in_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
+VENV_BIN = Path(sys.executable).parent
 
 
-def require_tool(name: str, debian_package: str) -> str:
-    """Return the tool's path; skip the test naming how to get it (fail under CI=true)."""
-    found = shutil.which(name) or shutil.which(f"/usr/bin/{name}")
+def debian(package: str) -> str:
+    return (
+        f"`./dev services` installs it (Debian: apt-get install --no-install-recommends {package})"
+    )
+
+
+def require_tool(name: str, how_to_get: str) -> str:
+    """Return the tool's path (PATH, /usr/bin, the venv); skip naming how to get it."""
+    found = (
+        shutil.which(name) or shutil.which(f"/usr/bin/{name}") or shutil.which(str(VENV_BIN / name))
+    )
     if found:
         return found
-    message = (
-        f"{name} is not installed: `./dev services` installs it (Debian: apt-get install "
-        f"--no-install-recommends {debian_package})"
-    )
+    message = f"{name} is not installed: {how_to_get}"
     if in_ci():
         pytest.fail(f"CI needs {name}: {message}", pytrace=False)
     pytest.skip(message)
