@@ -60,6 +60,7 @@ def test_the_compose_file_validates_and_runs_migrations_once_before_api_and_work
     assert services["api"]["command"][:2] == ["cloud", "serve"]
     assert services["worker"]["command"] == ["cloud", "worker"]
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert "/api/v1/health" in " ".join(services["api"]["healthcheck"]["test"])
     mounts = {volume.split(":")[1] for volume in services["mosquitto"]["volumes"]}
     assert {"/mosquitto/config/mosquitto.conf", "/mosquitto/auth"} <= mounts
     # The broker's config mounted is the one tests/deploy/test_mosquitto_config.py loads.
