@@ -14,6 +14,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Execution option naming how a SQLite transaction begins: "IMMEDIATE" takes the write lock at
 # BEGIN, so a read-then-write transaction cannot fail half-way on a lock upgrade.
 SQLITE_BEGIN = "sqlite_begin"
+# URL query parameter for PostgreSQL: psycopg 3 prepares a statement on the server after its 5th
+# run on a connection, which PgBouncer in transaction mode before 1.21 cannot follow (the next
+# transaction may run on another server connection). `?prepare_threshold=none` turns preparing
+# off, a number sets the threshold (deploy/SCALING.md).
+PREPARE_THRESHOLD = "prepare_threshold"
 
 
 def make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
@@ -21,10 +26,28 @@ def make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, echo=echo, **kwargs)
-    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
-        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        if PREPARE_THRESHOLD in parsed.query:
+            threshold = _prepare_threshold(parsed.query[PREPARE_THRESHOLD])
+            parsed = parsed.difference_update_query([PREPARE_THRESHOLD])
+            kwargs["connect_args"] = {
+                **kwargs.get("connect_args", {}),
+                PREPARE_THRESHOLD: threshold,
+            }
+        url = parsed.render_as_string(hide_password=False)
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, echo=echo, **kwargs)
+
+
+def _prepare_threshold(value: str | tuple[str, ...]) -> int | None:
+    text = (value[-1] if isinstance(value, tuple) else value).strip().lower()
+    if text == "none":
+        return None
+    if text.isdigit():
+        return int(text)
+    raise ValueError(f"{PREPARE_THRESHOLD} must be `none` or a whole number, not {text!r}")
 
 
 def _sqlite_engine(url: str, *, echo: bool, **kwargs: Any) -> Engine:
