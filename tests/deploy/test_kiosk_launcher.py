@@ -8,11 +8,14 @@ what is checked is the launcher's part, the flags it passes and its supervision.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import queue
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,3 +199,111 @@ def test_the_url_may_be_given_and_a_missing_browser_is_a_clear_error(tmp_path: P
         timeout=10,
     )
     assert bad.returncode == 1 and "cannot read a port" in bad.stderr
+
+
+def test_the_launcher_stops_once_its_compositor_is_gone(tmp_path: Path) -> None:
+    """Orphaned (cage crashed), it must not restart browsers that have no screen, for ever."""
+    browser, _runs = fake_browser(tmp_path)
+    log = tmp_path / "launcher.log"
+    env = {
+        "PATH": os.environ["PATH"],
+        "LOCKER_KIOSK_URL": f"http://127.0.0.1:{free_port()}/",  # nothing listens
+        "LOCKER_KIOSK_BROWSER": str(browser),
+        "LOCKER_KIOSK_POLL_S": "0.02",
+    }
+    # A stand-in compositor: a shell that starts the launcher and tells us its pid.
+    compositor = subprocess.Popen(
+        ["sh", "-c", f'"{LAUNCHER}" 2>"{log}" & echo $!; wait'],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert compositor.stdout is not None
+    launcher_pid = int(compositor.stdout.readline())
+    try:
+        wait_for(
+            lambda: log.exists() and "waiting for the kiosk" in log.read_text(),
+            10,
+            "the launcher to wait",
+        )
+        os.kill(compositor.pid, signal.SIGKILL)
+        compositor.wait(5)
+        wait_for(lambda: not alive(launcher_pid), 10, "the orphaned launcher to exit")
+        assert f"(pid {compositor.pid}) is gone" in log.read_text()
+    finally:
+        if alive(launcher_pid):
+            os.kill(launcher_pid, signal.SIGKILL)
+        if compositor.poll() is None:
+            compositor.kill()
+            compositor.wait(5)
+
+
+def kiosk_exec_start() -> list[str]:
+    """The ExecStart of deploy/systemd/locker-kiosk.service, split into words."""
+    for line in (DEPLOY / "systemd" / "locker-kiosk.service").read_text().splitlines():
+        if line.startswith("ExecStart="):
+            return line.removeprefix("ExecStart=").split()
+    raise AssertionError("locker-kiosk.service has no ExecStart")
+
+
+def test_the_kiosk_units_command_runs_the_launcher_under_a_real_cage(
+    tmp_path: Path, page: KioskPage
+) -> None:
+    """The unit's own command line, cage and all, on wlroots' headless backend (no screen here).
+
+    The browser is the stand-in again (Chromium would need a GPU or a screen to be any use
+    here); what this proves is the unit's command: cage starts, gives the launcher a Wayland
+    display, and the launcher starts the browser on it with the Wayland flag.
+    """
+    require_tool("cage", debian("cage"))
+    require_tool("Xwayland", debian("xwayland"))  # cage 0.1.4 will not start without it
+    command = kiosk_exec_start()
+    assert command[0] == "/usr/bin/cage" and command[-1] == "/usr/local/bin/locker-kiosk"
+    # cage refuses to run as root: as root, run it as nobody from a folder nobody may use.
+    workdir = Path(tempfile.mkdtemp(prefix="locker-cage-"))
+    try:
+        shutil.copy(LAUNCHER, workdir / "locker-kiosk")
+        browser, runs = fake_browser(workdir)
+        runtime = workdir / "run"
+        runtime.mkdir(mode=0o700)
+        as_user: dict[str, object] = {}
+        if os.geteuid() == 0:
+            for path in (workdir, *workdir.iterdir()):
+                shutil.chown(path, "nobody")
+            workdir.chmod(0o755)
+            as_user = {"user": "nobody", "group": "nogroup", "extra_groups": []}
+        env = {
+            "PATH": os.environ["PATH"],
+            "XDG_RUNTIME_DIR": str(runtime),
+            "WLR_BACKENDS": "headless",
+            "WLR_LIBINPUT_NO_DEVICES": "1",
+            "WLR_RENDERER": "pixman",
+            "TMPDIR": str(workdir),
+            "LOCKER_KIOSK_URL": f"http://127.0.0.1:{page.port}/",
+            "LOCKER_KIOSK_BROWSER": str(browser),
+            "LOCKER_KIOSK_POLL_S": "0.02",
+        }
+        page.start()
+        cage = subprocess.Popen(
+            [*command[:-1], str(workdir / "locker-kiosk")],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=(workdir / "cage.log").open("w"),
+            start_new_session=True,  # its own process group: all of it is stopped below
+            **as_user,
+        )
+        try:
+            wait_for(lambda: browser_runs(runs) or cage.poll() is not None, 20, "the browser")
+            assert cage.poll() is None, (workdir / "cage.log").read_text()
+            ((_pid, args),) = browser_runs(runs)
+            assert "--ozone-platform=wayland" in args and "--kiosk" in args
+            assert args[-1] == f"http://127.0.0.1:{page.port}/"
+        finally:
+            # systemd stops the unit's whole cgroup; here the group stands in for it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(cage.pid, signal.SIGKILL)
+            cage.wait(10)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
