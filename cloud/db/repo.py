@@ -194,13 +194,17 @@ def find_announcement(*, session: Session, tracking_no: str) -> Parcel | None:
     return next((row for row, view in zip(rows, views, strict=True) if view is found), None)
 
 
-def live_parcels(*, session: Session, cab: str, phone: str | None = None) -> Sequence[Parcel]:
-    """Return a cabinet's parcels whose codes are live, optionally only those for `phone`."""
+def live_parcels(
+    *, session: Session, cab: str, phone: str | None = None, compartment: str | None = None
+) -> Sequence[Parcel]:
+    """Return a cabinet's parcels whose codes are live, optionally only `phone`'s or a door's."""
     statement = select(Parcel).where(
         Parcel.cabinet_id == cab, col(Parcel.status).in_(LIVE_STATUSES)
     )
     if phone is not None:
         statement = statement.where(Parcel.phone == phone)
+    if compartment is not None:
+        statement = statement.where(Parcel.compartment == compartment)
     return session.exec(statement.order_by(Parcel.created_at)).all()
 
 
