@@ -253,10 +253,18 @@ class InboxEvent(SQLModel, table=True):
 
 
 class CommandOutbox(SQLModel, table=True):
-    """A command to a cabinet: resent until acked or expired. `id` is the envelope's id."""
+    """A command to a cabinet: resent until acked, expired or superseded. `id` is the envelope's.
+
+    A `codes.put` names its parcel in `parcel_id`: a later `codes.revoke` or `codes.put` of that
+    parcel sets `superseded_by` on it while unacked, and it is never sent again, so a resend can
+    never bring back a revoked or replaced code (see `cloud.worker.commands`).
+    """
 
     __tablename__ = "command_outbox"
-    __table_args__ = (Index("ix_command_outbox_pending", "cabinet_id", "acked_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_command_outbox_pending", "cabinet_id", "acked_at", "created_at"),
+        Index("ix_command_outbox_parcel", "cabinet_id", "parcel_id"),
+    )
 
     id: str = Field(primary_key=True, max_length=ID_LENGTH)
     cabinet_id: str = _fk("cabinets.id", ondelete="CASCADE")
@@ -269,6 +277,8 @@ class CommandOutbox(SQLModel, table=True):
     acked_at: datetime | None = _time()
     ack_ok: bool | None = None
     ack_error: str | None = Field(default=None, max_length=1024)
+    parcel_id: str | None = Field(default=None, max_length=ID_LENGTH)  # a codes.put's parcel
+    superseded_by: str | None = Field(default=None, max_length=ID_LENGTH)  # the newer command
 
 
 class NoticeOutbox(SQLModel, table=True):

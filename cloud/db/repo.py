@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, func
+from sqlalchemy import Table, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 from ulid import ULID
@@ -269,13 +269,24 @@ def write_effects(
                     expires_at=effect.expires_at,
                 )
                 data = PutCodesData(entries=[entry])
-                enqueue_command(
-                    session=session, cab=effect.cabinet_id, type="codes.put", data=data, now=now
+                command = enqueue_command(
+                    session=session,
+                    cab=effect.cabinet_id,
+                    type="codes.put",
+                    data=data,
+                    now=now,
+                    parcel_id=effect.parcel_id,
+                )
+                supersede_codes_puts(
+                    session=session, command=command, parcel_ids=[effect.parcel_id]
                 )
             case core.CodesRevoke():
                 data = ParcelIdsData(parcel_ids=list(effect.parcel_ids))
-                enqueue_command(
+                command = enqueue_command(
                     session=session, cab=effect.cabinet_id, type="codes.revoke", data=data, now=now
+                )
+                supersede_codes_puts(
+                    session=session, command=command, parcel_ids=list(effect.parcel_ids)
                 )
             case core.RetrievalsPut():
                 data = ParcelIdsData(parcel_ids=list(effect.parcel_ids))
@@ -318,9 +329,18 @@ def write_effects(
 
 
 def enqueue_command(
-    *, session: Session, cab: str, type: str, data: Any, now: datetime
+    *,
+    session: Session,
+    cab: str,
+    type: str,
+    data: Any,
+    now: datetime,
+    parcel_id: str | None = None,
 ) -> CommandOutbox:
-    """Queue a command to a cabinet; `data` is the protocol's data model for `type`."""
+    """Queue a command to a cabinet; `data` is the protocol's data model for `type`.
+
+    `parcel_id` names the one parcel a `codes.put` is about, so a newer command can supersede it.
+    """
     row = CommandOutbox(
         id=new_id(),
         cabinet_id=cab,
@@ -328,9 +348,38 @@ def enqueue_command(
         data=data.model_dump(mode="json"),
         created_at=now,
         expires_at=now + timedelta(seconds=COMMAND_TTL_S),
+        parcel_id=parcel_id,
     )
     session.add(row)
     return row
+
+
+def supersede_codes_puts(
+    *, session: Session, command: CommandOutbox, parcel_ids: Sequence[str]
+) -> int:
+    """Retire the older unacked `codes.put` of these parcels: `command` replaces or revokes them.
+
+    Called in the transaction that queued `command`. A retired put is never sent again: resent
+    after the revoke, it would give a taken, expired or cancelled parcel its code back, and
+    resent after a newer put (a reissued code), it would put the old code back. Return how many.
+    """
+    if not parcel_ids:
+        return 0
+    session.flush()  # puts queued earlier in this transaction must be rows the UPDATE can see
+    result = session.connection().execute(
+        update(CommandOutbox)
+        .where(
+            col(CommandOutbox.cabinet_id) == command.cabinet_id,
+            col(CommandOutbox.parcel_id).in_(list(parcel_ids)),
+            col(CommandOutbox.type) == "codes.put",
+            col(CommandOutbox.id) != command.id,
+            col(CommandOutbox.acked_at).is_(None),
+            col(CommandOutbox.ack_error).is_(None),
+            col(CommandOutbox.superseded_by).is_(None),
+        )
+        .values(superseded_by=command.id)
+    )
+    return result.rowcount
 
 
 def enqueue_notice(
