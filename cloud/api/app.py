@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cloud.api.routes import cabinets, callbacks, health, parcels, scan, scan_page
+from cloud.api.routes import cabinets, callbacks, health, parcels, scan, scan_page, wechat
 from cloud.api.schemas import ErrorPublic, FieldErrorPublic
 from cloud.db.engine import make_engine
 from cloud.notify.ports import Sender
@@ -29,6 +29,8 @@ The parcel-locker cloud's API.
 - **scan-to-open**: the idle-screen QR and the recipient page's steps (open; proven by a
   short-lived nonce, a one-time SMS code and a signed session token).
 - **callbacks**: provider callbacks, verified by their signatures.
+- **wechat**: the official account's server push (URL check and messages, plaintext mode, signed
+  with the account's Token): a bound recipient who writes to the account gets new codes.
 
 Errors are JSON `{"detail": "...", "errors": [{"field", "message"}]}`; `errors` is set on 422.
 """
@@ -40,6 +42,7 @@ TAGS = [
     {"name": "tracking", "description": "A shipment's status and timeline by tracking number."},
     {"name": "scan-to-open", "description": "Open a door by scanning the cabinet's screen."},
     {"name": "callbacks", "description": "Provider callbacks (Twilio delivery status)."},
+    {"name": "wechat", "description": "WeChat's pushes to the official account."},
 ]
 
 
@@ -80,7 +83,7 @@ def create_app(
     app.state.engine = engine
     app.state.sms = sms
     app.state.clock = clock
-    for module in (health, cabinets, parcels, scan, callbacks):
+    for module in (health, cabinets, parcels, scan, callbacks, wechat):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(scan_page.router)  # the QR's URL: short, outside the API's prefix
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -208,3 +208,15 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
     return {
         code: {"model": ErrorPublic, "description": _ERROR_DESCRIPTIONS[code]} for code in codes
     }
+
+
+def json_error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
+    """As `error_responses`, for a route whose success is not JSON (its errors still are)."""
+    schema = {"$ref": "#/components/schemas/ErrorPublic"}
+    return {
+        code: {
+            "description": _ERROR_DESCRIPTIONS[code],
+            "content": {"application/json": {"schema": schema}},
+        }
+        for code in codes
+    }

@@ -350,6 +350,36 @@ class Alarm(SQLModel, table=True):
     cleared_at: datetime | None = _time()
 
 
+# --- WeChat ---------------------------------------------------------------------------------------
+
+
+class WechatBinding(SQLModel, table=True):
+    """A WeChat user (openid of the official account) bound to the phone they proved they hold.
+
+    Notices to that phone go by WeChat first; a message from that openid to the account asks
+    for the phone's live codes again (`cloud.services.wechat_codes`).
+    """
+
+    __tablename__ = "wechat_bindings"
+
+    openid: str = Field(primary_key=True, max_length=128)
+    phone: str = Field(max_length=16, index=True)  # E.164
+    created_at: datetime = _time(nullable=False)
+
+
+class WechatInbox(SQLModel, table=True):
+    """A message WeChat pushed to the official account, kept by its MsgId.
+
+    WeChat retries a push it got no answer to within 5 s: a retry must not issue codes again.
+    """
+
+    __tablename__ = "wechat_inbox"
+
+    msg_id: str = Field(primary_key=True, max_length=64)
+    openid: str = Field(max_length=128)
+    received_at: datetime = _time(nullable=False, index=True)
+
+
 # --- the ERP --------------------------------------------------------------------------------------
 
 

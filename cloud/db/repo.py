@@ -25,6 +25,7 @@ from cloud.db.models import (
     Site,
     SiteCreate,
     WebhookOutbox,
+    WechatBinding,
 )
 from cloud.db.sealing import seal
 from protocol.messages import CodeEntry, ParcelIdsData, PutCodesData
@@ -224,6 +225,47 @@ def resend_history(*, session: Session, parcel_row_id: str) -> list[datetime]:
         NoticeOutbox.parcel_row_id == parcel_row_id, NoticeOutbox.kind == NoticeKind.RESEND.value
     )
     return list(session.exec(statement))
+
+
+def cabinets_holding(*, session: Session, phone: str) -> list[str]:
+    """Return the cabinets holding live parcels for `phone`, by id."""
+    statement = (
+        select(Parcel.cabinet_id)
+        .where(Parcel.phone == phone, col(Parcel.status).in_(LIVE_STATUSES))
+        .distinct()
+        .order_by(Parcel.cabinet_id)
+    )
+    return list(session.exec(statement))
+
+
+# --- WeChat bindings ------------------------------------------------------------------------------
+
+
+def bind_wechat(*, session: Session, openid: str, phone: str, now: datetime) -> WechatBinding:
+    """Bind `openid` to `phone` (E.164), replacing what it was bound to before."""
+    row = session.get(WechatBinding, openid)
+    if row is None:
+        row = WechatBinding(openid=openid, phone=phone, created_at=now)
+    row.phone, row.created_at = phone, now
+    session.add(row)
+    return row
+
+
+def phone_for_openid(*, session: Session, openid: str) -> str | None:
+    """Return the phone a WeChat user is bound to, if any."""
+    row = session.get(WechatBinding, openid)
+    return row.phone if row else None
+
+
+def openid_for_phone(*, session: Session, phone: str) -> str | None:
+    """Return the WeChat user a phone is bound to (the latest binding if several), if any."""
+    statement = (
+        select(WechatBinding.openid)
+        .where(WechatBinding.phone == phone)
+        .order_by(col(WechatBinding.created_at).desc())
+        .limit(1)
+    )
+    return session.exec(statement).first()
 
 
 # --- effects: the core's decisions, written in the caller's transaction ---------------------------

@@ -92,6 +92,7 @@ class Housekeeper:
 
 def notice_dispatcher_from_settings(*, engine: Engine, settings: CloudSettings) -> Dispatcher:
     """Return the notice dispatcher the settings describe: Twilio SMS, WeChat if configured."""
+    from cloud.notify.bindings_db import DbBindings
     from cloud.notify.dispatcher import Dispatcher
     from cloud.notify.sms_twilio import TwilioSms
     from cloud.notify.wechat import WechatTemplates
@@ -101,6 +102,7 @@ def notice_dispatcher_from_settings(*, engine: Engine, settings: CloudSettings) 
         engine=engine,
         sms=TwilioSms.from_settings(settings),
         wechat=wechat,
+        bindings=DbBindings(engine) if wechat else None,
         seal_key=settings.secret_key_bytes,
         base_url=settings.base_url,
     )
