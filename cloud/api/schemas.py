@@ -149,6 +149,11 @@ class VerifyRequest(BaseModel):
 
     phone: str = Field(min_length=3, max_length=32)
     code: str = Field(pattern=r"^\s*[0-9]{6}\s*$", description="The 6 digits of the SMS")
+    wechat_ticket: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="From a WeChat sign-in of an unbound user: bind that WeChat user to the phone",
+    )
 
 
 class ScanParcelPublic(BaseModel):
@@ -168,6 +173,12 @@ class ScanSessionPublic(BaseModel):
     expires_at: datetime
     phone_masked: str
     parcels: list[ScanParcelPublic]
+
+
+class SessionRequest(BaseModel):
+    """A session token, to list its parcels (after a WeChat sign-in's redirect)."""
+
+    token: str = Field(min_length=1, max_length=4096)
 
 
 class OpenRequest(BaseModel):

@@ -291,9 +291,11 @@ def verify_otp(
     phone: str,
     code: str,
     now: datetime,
+    bind_openid: str | None = None,
 ) -> ScanSession:
     """Check `code` for `phone` at `cab`; return a session token; commit the try either way.
 
+    `bind_openid` (from a WeChat sign-in's bind ticket) is bound to the phone once it is proven.
     Raise NonceError, UnknownCabinet or OtpRefused (a wrong try is counted and committed).
     """
     check_nonce(secret_key=secret_key, cab=cab, nonce=nonce, now=now, ttl_s=VERIFY_NONCE_TTL_S)
@@ -325,6 +327,9 @@ def verify_otp(
             log.info("scan-to-open code for %s at %s: %s", mask_phone(phone), cab, outcome.value)
             raise OtpRefused(_OTP_MESSAGES[outcome], outcome=outcome)
         parcels = repo.live_parcels(session=session, cab=cab, phone=phone)
+        if bind_openid is not None:
+            repo.bind_wechat(session=session, openid=bind_openid, phone=phone, now=now)
+            log.info("WeChat user bound to %s at cabinet %s", mask_phone(phone), cab)
         session.commit()
     except BaseException:
         session.rollback()
@@ -393,6 +398,26 @@ def check_token(*, secret_key: bytes, token: str, cab: str, now: datetime) -> To
     return TokenClaims(
         cab=claimed_cab, parcel_ids=parcel_ids, actor=actor, expires_at=_from_unix(expires_s)
     )
+
+
+def session_parcels(
+    *, session: Session, secret_key: bytes, cab: str, token: str, now: datetime
+) -> tuple[TokenClaims, Sequence[Parcel]]:
+    """Return a session token's claims and those of its parcels still in the locker.
+
+    For a page that got its token by redirect (the WeChat sign-in) and must show the parcels.
+    Raise TokenError.
+    """
+    claims = check_token(secret_key=secret_key, token=token, cab=cab, now=now)
+    rows = session.exec(
+        select(Parcel).where(
+            Parcel.cabinet_id == cab,
+            col(Parcel.parcel_id).in_(claims.parcel_ids),
+            Parcel.status == Status.IN_LOCKER.value,
+        )
+    ).all()
+    session.rollback()
+    return claims, rows
 
 
 # --- opening --------------------------------------------------------------------------------------
