@@ -152,6 +152,8 @@ class Courier(CourierBase, table=True):
 
     id: str = Field(primary_key=True, max_length=ID_LENGTH)
     pin_hash: str = Field(max_length=256)  # protocol.hashing.pin_hash: scrypt, salted
+    # E.164; where the courier is told a parcel of theirs expired (None: nobody to tell).
+    phone: str | None = Field(default=None, max_length=16)
     created_at: datetime = _time(nullable=False)
 
 

@@ -91,8 +91,11 @@ class Housekeeper:
 
 
 def notice_dispatcher_from_settings(*, engine: Engine, settings: CloudSettings) -> Dispatcher:
-    """Return the notice dispatcher the settings describe: Twilio SMS, WeChat if configured."""
-    from cloud.notify.bindings_db import DbBindings
+    """Return the notice dispatcher the settings describe: Twilio SMS, WeChat if configured.
+
+    Bound phones go by WeChat (`wechat_bindings`); couriers are reached at their registry phone.
+    """
+    from cloud.notify.bindings_db import DbBindings, DbCourierPhones
     from cloud.notify.dispatcher import Dispatcher
     from cloud.notify.sms_twilio import TwilioSms
     from cloud.notify.wechat import WechatTemplates
@@ -103,6 +106,7 @@ def notice_dispatcher_from_settings(*, engine: Engine, settings: CloudSettings) 
         sms=TwilioSms.from_settings(settings),
         wechat=wechat,
         bindings=DbBindings(engine) if wechat else None,
+        courier_phones=DbCourierPhones(engine),
         seal_key=settings.secret_key_bytes,
         base_url=settings.base_url,
     )
