@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 
 import qrcode
 from qrcode.image.svg import SvgPathImage
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from cloud.core.codes import (
@@ -469,6 +469,24 @@ def open_parcel(
         raise
     log.info("scan-to-open: %s opens %s/%s", claims.actor, cab, row.compartment)
     return command
+
+
+OTP_KEEP_S = 24 * 3600  # a day outlasts every code's life and every rate-limit window
+
+
+def forget_old_otps(*, session: Session, now: datetime) -> int:
+    """Delete one-time-code rows older than OTP_KEEP_S; commit; return how many."""
+    _begin_write(session)
+    try:
+        table = ScanOtp.__table__
+        result = session.connection().execute(
+            delete(table).where(table.c.created_at < now - timedelta(seconds=OTP_KEEP_S))
+        )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return result.rowcount
 
 
 def _begin_write(session: Session) -> None:
