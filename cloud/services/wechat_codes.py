@@ -8,8 +8,10 @@ its code, sealed, into a RESEND notice, which goes by WeChat since the phone is 
 per-parcel limit as a resend asked for at the cabinet applies (`notices.resend_decision` with
 the site's `resend_limit` per `resend_window_s`): one rule, whichever way the recipient asks.
 
-Each pushed message is recorded by its MsgId first, in the same transaction: WeChat's retry of
-a push it got no answer to finds it and changes nothing.
+Each pushed message is recorded by its MsgId first, in a commit of its own: WeChat's retry of a
+push it got no answer to finds it and changes nothing. A crash between that record and the
+reissue loses the request (the recipient writes again), never doubles it: at most once, as the
+notices are.
 """
 
 from __future__ import annotations
