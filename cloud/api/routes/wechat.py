@@ -165,9 +165,19 @@ async def receive_push(
     signature: Signature,
     timestamp: Timestamp,
     nonce: PushNonce,
+    encrypt_type: Annotated[
+        str | None,
+        Query(max_length=16, description="Sent in safe/compatible mode only; `aes` is refused"),
+    ] = None,
 ) -> Response:
     """A message to the official account: a bound user's text or menu click reissues their codes."""
     _check(settings, signature, timestamp, nonce, now)
+    if encrypt_type not in (None, "raw"):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"encrypted pushes ({encrypt_type}) are not supported: set the account's message "
+            "encryption to plaintext (明文模式)",
+        )
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "message too large")

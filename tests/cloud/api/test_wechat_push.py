@@ -224,3 +224,5 @@ def test_other_messages_get_no_reply(client: TestClient, engine: Engine, clock) 
     ).encode()
     assert push(client, clock, event).text == "success"
     assert push(client, clock, b"<xml><not-wechat/>").status_code == 422
+    encrypted = push(client, clock, text_message(), encrypt_type="aes")
+    assert encrypted.status_code == 422 and "plaintext" in encrypted.json()["detail"]
