@@ -51,6 +51,10 @@ class CloudSettings(BaseSettings):
     wechat_app_id: str = ""
     wechat_app_secret: SecretStr = SecretStr("")
     wechat_template_id: str = ""
+    # The Token of the official account's server configuration: WeChat signs its pushes with it.
+    wechat_token: SecretStr = SecretStr("")
+    # Where the webpage authorization (OAuth2) page lives: scan-to-open's WeChat sign-in.
+    wechat_open_base_url: str = "https://open.weixin.qq.com"
 
     @model_validator(mode="after")
     def _default_database(self) -> CloudSettings:

@@ -309,10 +309,22 @@ def courier_add(
         str | None,
         typer.Option("--pin", help="4-12 digits. Default: asked for, hidden.", show_default=False),
     ] = None,
+    phone: Annotated[
+        str | None,
+        typer.Option(
+            "--phone",
+            help=(
+                "The courier's mobile, told by SMS when a parcel of theirs expires and must be "
+                "taken back (E.164, or a Chinese national number). Default: none, not told."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Add a courier and push them (`couriers.put`) to every cabinet of the site."""
-    from cloud.services.registry import add_courier
+    from cloud.core.phones import mask_phone
+    from cloud.services.registry import add_courier, courier_phone
 
     if pin is None:
         pin = typer.prompt("PIN", hide_input=True, confirmation_prompt=True)
@@ -325,8 +337,11 @@ def courier_add(
             pin=pin,
             site_id=site,
             now=_now(),
+            phone=phone,
         )
-    typer.echo(f"courier {courier_id} added; pushed to {len(cabinets)} cabinet(s)")
+        stored = courier_phone(session=session, courier_id=courier_id)
+    told = f", told at {mask_phone(stored)} when a parcel expires" if stored else ""
+    typer.echo(f"courier {courier_id} added{told}; pushed to {len(cabinets)} cabinet(s)")
 
 
 # --- a small TOML writer (the standard library only reads TOML) -----------------------------------

@@ -11,10 +11,20 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cloud.api.routes import cabinets, callbacks, health, parcels, scan, scan_page
+from cloud.api.routes import (
+    cabinets,
+    callbacks,
+    health,
+    parcels,
+    scan,
+    scan_page,
+    scan_wechat,
+    wechat,
+)
 from cloud.api.schemas import ErrorPublic, FieldErrorPublic
 from cloud.db.engine import make_engine
 from cloud.notify.ports import Sender
+from cloud.notify.wechat_oauth import WechatOAuth
 from cloud.settings import CloudSettings
 
 API_PREFIX = "/api/v1"
@@ -27,8 +37,10 @@ The parcel-locker cloud's API.
 - **parcels** and **tracking**: parcels, their status, ERP order state, timeline and overdue fee
   (`X-API-Key`). Phone numbers are always masked; codes and their hashes are never shown.
 - **scan-to-open**: the idle-screen QR and the recipient page's steps (open; proven by a
-  short-lived nonce, a one-time SMS code and a signed session token).
+  short-lived nonce, then a one-time SMS code or a WeChat sign-in, and a signed session token).
 - **callbacks**: provider callbacks, verified by their signatures.
+- **wechat**: the official account's server push (URL check and messages, plaintext mode, signed
+  with the account's Token): a bound recipient who writes to the account gets new codes.
 
 Errors are JSON `{"detail": "...", "errors": [{"field", "message"}]}`; `errors` is set on 422.
 """
@@ -40,6 +52,7 @@ TAGS = [
     {"name": "tracking", "description": "A shipment's status and timeline by tracking number."},
     {"name": "scan-to-open", "description": "Open a door by scanning the cabinet's screen."},
     {"name": "callbacks", "description": "Provider callbacks (Twilio delivery status)."},
+    {"name": "wechat", "description": "WeChat's pushes to the official account."},
 ]
 
 
@@ -52,11 +65,14 @@ def create_app(
     *,
     engine: Engine | None = None,
     sms: Sender | None = None,
+    wechat_oauth: WechatOAuth | None = None,
     clock: Callable[[], datetime] = _utc_now,
 ) -> FastAPI:
     """Build the API over `engine` (default: one on `settings.database_url`).
 
     `sms` sends the scan-to-open codes (default: Twilio from the settings, if configured);
+    `wechat_oauth` signs scan-to-open users in with WeChat (default: from the settings, if an
+    app id is set);
     `clock` is injectable so tests move time instead of sleeping. The app keeps nothing between
     requests beyond these, so any number of replicas may serve one database.
     """
@@ -67,6 +83,8 @@ def create_app(
         from cloud.notify.sms_twilio import TwilioSms
 
         sms = TwilioSms.from_settings(settings)
+    if wechat_oauth is None and settings.wechat_app_id:
+        wechat_oauth = WechatOAuth.from_settings(settings)
     app = FastAPI(
         title="Parcel lockers cloud API",
         version="1",
@@ -79,8 +97,9 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.sms = sms
+    app.state.wechat_oauth = wechat_oauth
     app.state.clock = clock
-    for module in (health, cabinets, parcels, scan, callbacks):
+    for module in (health, cabinets, parcels, scan, scan_wechat, callbacks, wechat):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(scan_page.router)  # the QR's URL: short, outside the API's prefix
     app.add_exception_handler(StarletteHTTPException, _http_error)

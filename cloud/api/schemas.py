@@ -149,6 +149,11 @@ class VerifyRequest(BaseModel):
 
     phone: str = Field(min_length=3, max_length=32)
     code: str = Field(pattern=r"^\s*[0-9]{6}\s*$", description="The 6 digits of the SMS")
+    wechat_ticket: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="From a WeChat sign-in of an unbound user: bind that WeChat user to the phone",
+    )
 
 
 class ScanParcelPublic(BaseModel):
@@ -168,6 +173,12 @@ class ScanSessionPublic(BaseModel):
     expires_at: datetime
     phone_masked: str
     parcels: list[ScanParcelPublic]
+
+
+class SessionRequest(BaseModel):
+    """A session token, to list its parcels (after a WeChat sign-in's redirect)."""
+
+    token: str = Field(min_length=1, max_length=4096)
 
 
 class OpenRequest(BaseModel):
@@ -207,4 +218,16 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
     """Return the OpenAPI `responses` entries of these error statuses, all `ErrorPublic`."""
     return {
         code: {"model": ErrorPublic, "description": _ERROR_DESCRIPTIONS[code]} for code in codes
+    }
+
+
+def json_error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
+    """As `error_responses`, for a route whose success is not JSON (its errors still are)."""
+    schema = {"$ref": "#/components/schemas/ErrorPublic"}
+    return {
+        code: {
+            "description": _ERROR_DESCRIPTIONS[code],
+            "content": {"application/json": {"schema": schema}},
+        }
+        for code in codes
     }

@@ -128,3 +128,21 @@ def presence_event(was_online: bool | None, online: bool) -> PauseDeadline | Res
     if not online and was_online is not False:
         return PauseDeadline(PauseReason.CABINET_OFFLINE)
     return None
+
+
+def compartment_event(parcel: Parcel, *, usable: bool) -> PauseDeadline | ResumeDeadline | None:
+    """Return what to apply to an in-locker parcel when its compartment faults or is back.
+
+    `usable` is False after a `lock.fault`, a `compartment.service` taking the compartment out,
+    or a birth listing it faulted or out of service; True once it is back in service. The
+    recipient cannot open a faulted door, so its clock stands still until the door works again.
+    Repeats (a second fault, a birth saying what an event said) yield None.
+    """
+    if parcel.status is not Status.IN_LOCKER:
+        return None
+    paused = parcel.open_pause(PauseReason.COMPARTMENT_FAULTED) is not None
+    if not usable and not paused:
+        return PauseDeadline(PauseReason.COMPARTMENT_FAULTED)
+    if usable and paused:
+        return ResumeDeadline(PauseReason.COMPARTMENT_FAULTED)
+    return None

@@ -152,6 +152,8 @@ class Courier(CourierBase, table=True):
 
     id: str = Field(primary_key=True, max_length=ID_LENGTH)
     pin_hash: str = Field(max_length=256)  # protocol.hashing.pin_hash: scrypt, salted
+    # E.164; where the courier is told a parcel of theirs expired (None: nobody to tell).
+    phone: str | None = Field(default=None, max_length=16)
     created_at: datetime = _time(nullable=False)
 
 
@@ -253,10 +255,18 @@ class InboxEvent(SQLModel, table=True):
 
 
 class CommandOutbox(SQLModel, table=True):
-    """A command to a cabinet: resent until acked or expired. `id` is the envelope's id."""
+    """A command to a cabinet: resent until acked, expired or superseded. `id` is the envelope's.
+
+    A `codes.put` names its parcel in `parcel_id`: a later `codes.revoke` or `codes.put` of that
+    parcel sets `superseded_by` on it while unacked, and it is never sent again, so a resend can
+    never bring back a revoked or replaced code (see `cloud.worker.commands`).
+    """
 
     __tablename__ = "command_outbox"
-    __table_args__ = (Index("ix_command_outbox_pending", "cabinet_id", "acked_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_command_outbox_pending", "cabinet_id", "acked_at", "created_at"),
+        Index("ix_command_outbox_parcel", "cabinet_id", "parcel_id"),
+    )
 
     id: str = Field(primary_key=True, max_length=ID_LENGTH)
     cabinet_id: str = _fk("cabinets.id", ondelete="CASCADE")
@@ -269,6 +279,8 @@ class CommandOutbox(SQLModel, table=True):
     acked_at: datetime | None = _time()
     ack_ok: bool | None = None
     ack_error: str | None = Field(default=None, max_length=1024)
+    parcel_id: str | None = Field(default=None, max_length=ID_LENGTH)  # a codes.put's parcel
+    superseded_by: str | None = Field(default=None, max_length=ID_LENGTH)  # the newer command
 
 
 class NoticeOutbox(SQLModel, table=True):
@@ -338,6 +350,36 @@ class Alarm(SQLModel, table=True):
     at: datetime = _time(nullable=False)
     seq: int | None = Field(default=None, sa_type=BigInteger)
     cleared_at: datetime | None = _time()
+
+
+# --- WeChat ---------------------------------------------------------------------------------------
+
+
+class WechatBinding(SQLModel, table=True):
+    """A WeChat user (openid of the official account) bound to the phone they proved they hold.
+
+    Notices to that phone go by WeChat first; a message from that openid to the account asks
+    for the phone's live codes again (`cloud.services.wechat_codes`).
+    """
+
+    __tablename__ = "wechat_bindings"
+
+    openid: str = Field(primary_key=True, max_length=128)
+    phone: str = Field(max_length=16, index=True)  # E.164
+    created_at: datetime = _time(nullable=False)
+
+
+class WechatInbox(SQLModel, table=True):
+    """A message WeChat pushed to the official account, kept by its MsgId.
+
+    WeChat retries a push it got no answer to within 5 s: a retry must not issue codes again.
+    """
+
+    __tablename__ = "wechat_inbox"
+
+    msg_id: str = Field(primary_key=True, max_length=64)
+    openid: str = Field(max_length=128)
+    received_at: datetime = _time(nullable=False, index=True)
 
 
 # --- the ERP --------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, func
+from sqlalchemy import Table, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 from ulid import ULID
@@ -25,6 +25,7 @@ from cloud.db.models import (
     Site,
     SiteCreate,
     WebhookOutbox,
+    WechatBinding,
 )
 from cloud.db.sealing import seal
 from protocol.messages import CodeEntry, ParcelIdsData, PutCodesData
@@ -194,13 +195,17 @@ def find_announcement(*, session: Session, tracking_no: str) -> Parcel | None:
     return next((row for row, view in zip(rows, views, strict=True) if view is found), None)
 
 
-def live_parcels(*, session: Session, cab: str, phone: str | None = None) -> Sequence[Parcel]:
-    """Return a cabinet's parcels whose codes are live, optionally only those for `phone`."""
+def live_parcels(
+    *, session: Session, cab: str, phone: str | None = None, compartment: str | None = None
+) -> Sequence[Parcel]:
+    """Return a cabinet's parcels whose codes are live, optionally only `phone`'s or a door's."""
     statement = select(Parcel).where(
         Parcel.cabinet_id == cab, col(Parcel.status).in_(LIVE_STATUSES)
     )
     if phone is not None:
         statement = statement.where(Parcel.phone == phone)
+    if compartment is not None:
+        statement = statement.where(Parcel.compartment == compartment)
     return session.exec(statement.order_by(Parcel.created_at)).all()
 
 
@@ -220,6 +225,47 @@ def resend_history(*, session: Session, parcel_row_id: str) -> list[datetime]:
         NoticeOutbox.parcel_row_id == parcel_row_id, NoticeOutbox.kind == NoticeKind.RESEND.value
     )
     return list(session.exec(statement))
+
+
+def cabinets_holding(*, session: Session, phone: str) -> list[str]:
+    """Return the cabinets holding live parcels for `phone`, by id."""
+    statement = (
+        select(Parcel.cabinet_id)
+        .where(Parcel.phone == phone, col(Parcel.status).in_(LIVE_STATUSES))
+        .distinct()
+        .order_by(Parcel.cabinet_id)
+    )
+    return list(session.exec(statement))
+
+
+# --- WeChat bindings ------------------------------------------------------------------------------
+
+
+def bind_wechat(*, session: Session, openid: str, phone: str, now: datetime) -> WechatBinding:
+    """Bind `openid` to `phone` (E.164), replacing what it was bound to before."""
+    row = session.get(WechatBinding, openid)
+    if row is None:
+        row = WechatBinding(openid=openid, phone=phone, created_at=now)
+    row.phone, row.created_at = phone, now
+    session.add(row)
+    return row
+
+
+def phone_for_openid(*, session: Session, openid: str) -> str | None:
+    """Return the phone a WeChat user is bound to, if any."""
+    row = session.get(WechatBinding, openid)
+    return row.phone if row else None
+
+
+def openid_for_phone(*, session: Session, phone: str) -> str | None:
+    """Return the WeChat user a phone is bound to (the latest binding if several), if any."""
+    statement = (
+        select(WechatBinding.openid)
+        .where(WechatBinding.phone == phone)
+        .order_by(col(WechatBinding.created_at).desc())
+        .limit(1)
+    )
+    return session.exec(statement).first()
 
 
 # --- effects: the core's decisions, written in the caller's transaction ---------------------------
@@ -265,13 +311,24 @@ def write_effects(
                     expires_at=effect.expires_at,
                 )
                 data = PutCodesData(entries=[entry])
-                enqueue_command(
-                    session=session, cab=effect.cabinet_id, type="codes.put", data=data, now=now
+                command = enqueue_command(
+                    session=session,
+                    cab=effect.cabinet_id,
+                    type="codes.put",
+                    data=data,
+                    now=now,
+                    parcel_id=effect.parcel_id,
+                )
+                supersede_codes_puts(
+                    session=session, command=command, parcel_ids=[effect.parcel_id]
                 )
             case core.CodesRevoke():
                 data = ParcelIdsData(parcel_ids=list(effect.parcel_ids))
-                enqueue_command(
+                command = enqueue_command(
                     session=session, cab=effect.cabinet_id, type="codes.revoke", data=data, now=now
+                )
+                supersede_codes_puts(
+                    session=session, command=command, parcel_ids=list(effect.parcel_ids)
                 )
             case core.RetrievalsPut():
                 data = ParcelIdsData(parcel_ids=list(effect.parcel_ids))
@@ -314,9 +371,18 @@ def write_effects(
 
 
 def enqueue_command(
-    *, session: Session, cab: str, type: str, data: Any, now: datetime
+    *,
+    session: Session,
+    cab: str,
+    type: str,
+    data: Any,
+    now: datetime,
+    parcel_id: str | None = None,
 ) -> CommandOutbox:
-    """Queue a command to a cabinet; `data` is the protocol's data model for `type`."""
+    """Queue a command to a cabinet; `data` is the protocol's data model for `type`.
+
+    `parcel_id` names the one parcel a `codes.put` is about, so a newer command can supersede it.
+    """
     row = CommandOutbox(
         id=new_id(),
         cabinet_id=cab,
@@ -324,9 +390,38 @@ def enqueue_command(
         data=data.model_dump(mode="json"),
         created_at=now,
         expires_at=now + timedelta(seconds=COMMAND_TTL_S),
+        parcel_id=parcel_id,
     )
     session.add(row)
     return row
+
+
+def supersede_codes_puts(
+    *, session: Session, command: CommandOutbox, parcel_ids: Sequence[str]
+) -> int:
+    """Retire the older unacked `codes.put` of these parcels: `command` replaces or revokes them.
+
+    Called in the transaction that queued `command`. A retired put is never sent again: resent
+    after the revoke, it would give a taken, expired or cancelled parcel its code back, and
+    resent after a newer put (a reissued code), it would put the old code back. Return how many.
+    """
+    if not parcel_ids:
+        return 0
+    session.flush()  # puts queued earlier in this transaction must be rows the UPDATE can see
+    result = session.connection().execute(
+        update(CommandOutbox)
+        .where(
+            col(CommandOutbox.cabinet_id) == command.cabinet_id,
+            col(CommandOutbox.parcel_id).in_(list(parcel_ids)),
+            col(CommandOutbox.type) == "codes.put",
+            col(CommandOutbox.id) != command.id,
+            col(CommandOutbox.acked_at).is_(None),
+            col(CommandOutbox.ack_error).is_(None),
+            col(CommandOutbox.superseded_by).is_(None),
+        )
+        .values(superseded_by=command.id)
+    )
+    return result.rowcount
 
 
 def enqueue_notice(

@@ -34,18 +34,23 @@ class Request:
 
 
 class FakeServer:
-    """Serve `handle(request) -> (status, json_body)` on 127.0.0.1:<free port> until stopped."""
+    """Serve `handle(request) -> (status, json_body)` on 127.0.0.1:<free port> until stopped.
+
+    A handler may return `(status, body, headers)` instead, e.g. a redirect's `Location`.
+    """
 
     def __init__(self) -> None:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def _serve(self) -> None:
-                status, body = owner.handle(Request(self))
+                status, body, *extra = owner.handle(Request(self))
                 data = json.dumps(body, ensure_ascii=False).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in (extra[0] if extra else {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -65,7 +70,7 @@ class FakeServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def handle(self, request: Request) -> tuple[int, Any]:
+    def handle(self, request: Request) -> tuple[Any, ...]:
         raise NotImplementedError
 
     def start(self) -> Self:

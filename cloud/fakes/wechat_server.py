@@ -1,10 +1,18 @@
-"""A local fake of the WeChat official-account API: access tokens and template messages.
+"""A local fake of the WeChat official-account API: tokens, template messages, web sign-in.
 
 It answers like `api.weixin.qq.com`: `GET /cgi-bin/token?grant_type=client_credential&appid=…
 &secret=…` gives `{"access_token", "expires_in"}`; `POST /cgi-bin/message/template/send
 ?access_token=…` takes `{"touser", "template_id", "url", "data"}` and gives `{"errcode": 0,
 "errmsg": "ok", "msgid"}`. Errors are HTTP 200 with a non-zero `errcode` and an `errmsg`, as
 WeChat's are. Tokens can be expired at will (42001) and failures injected.
+
+Webpage authorization (OAuth2, as `open.weixin.qq.com` and the `sns` API do it):
+`GET /connect/oauth2/authorize?appid&redirect_uri&response_type=code&scope&state` is the page
+WeChat shows inside its browser; the fake signs in as the user set with `sign_in_as(openid)`
+and redirects (302) to `redirect_uri?code=…&state=…`, as WeChat does once the user agrees (for
+`snsapi_base`, silently). `GET /sns/oauth2/access_token?appid&secret&code&grant_type=
+authorization_code` trades that code, once, for `{"access_token",
+"expires_in", "refresh_token", "openid", "scope"}`; a used or unknown code is 40163 / 40029.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
+from urllib.parse import urlencode
 
 from cloud.fakes._http import FakeServer, Request
 
@@ -22,6 +31,9 @@ ERRMSG = {
     40002: "invalid grant_type",
     40001: "invalid credential, access_token is invalid or not latest",
     40003: "invalid openid",
+    40029: "invalid code",
+    40163: "code been used",
+    10003: "redirect_uri domain mismatch",
     40013: "invalid appid",
     40037: "invalid template_id",
     40125: "invalid appsecret",
@@ -70,6 +82,9 @@ class FakeWechat(FakeServer):
         self._failures: deque[int] = deque()
         self._rejected: dict[str, int] = {}
         self._msgids = count(1_000_001)
+        self.signed_in_openid: str | None = None  # who is using WeChat's browser
+        self.oauth_codes: dict[str, str] = {}  # code -> openid, until traded
+        self._used_codes: set[str] = set()
 
     # --- what tests and the demo drive ---------------------------------------------------------
 
@@ -89,6 +104,11 @@ class FakeWechat(FakeServer):
         with self.lock:
             self._rejected[openid] = errcode
 
+    def sign_in_as(self, openid: str | None) -> None:
+        """Make the authorize page sign in as `openid` (None: the user declines)."""
+        with self.lock:
+            self.signed_in_openid = openid
+
     def sent_to(self, openid: str) -> list[ReceivedTemplate]:
         """Return the template messages accepted for `openid`."""
         with self.lock:
@@ -96,12 +116,62 @@ class FakeWechat(FakeServer):
 
     # --- the API ---------------------------------------------------------------------------------
 
-    def handle(self, request: Request) -> tuple[int, Any]:
+    def handle(self, request: Request) -> tuple[Any, ...]:
         if request.method == "GET" and request.path == "/cgi-bin/token":
             return 200, self._token(request)
         if request.method == "POST" and request.path == "/cgi-bin/message/template/send":
             return 200, self._send(request)
+        if request.method == "GET" and request.path == "/connect/oauth2/authorize":
+            return self._authorize(request)
+        if request.method == "GET" and request.path == "/sns/oauth2/access_token":
+            return 200, self._sns_token(request)
         return 404, _error(-1)
+
+    def _authorize(self, request: Request) -> tuple[Any, ...]:
+        query = request.query
+        with self.lock:
+            if query.get("appid") != self.app_id:
+                return 200, _error(40013)
+            redirect_uri = query.get("redirect_uri", "")
+            if not redirect_uri.startswith(("http://", "https://")):
+                return 200, _error(10003)
+            if query.get("response_type") != "code" or query.get("scope") not in (
+                "snsapi_base",
+                "snsapi_userinfo",
+            ):
+                return 200, _error(-1)
+            separator = "&" if "?" in redirect_uri else "?"
+            state = urlencode({"state": query.get("state", "")})
+            if self.signed_in_openid is None:  # declined: WeChat redirects without a code
+                return 302, {}, {"Location": f"{redirect_uri}{separator}{state}"}
+            code = secrets.token_urlsafe(24)
+            self.oauth_codes[code] = self.signed_in_openid
+        location = f"{redirect_uri}{separator}{urlencode({'code': code})}&{state}"
+        return 302, {}, {"Location": location}
+
+    def _sns_token(self, request: Request) -> dict[str, Any]:
+        query = request.query
+        with self.lock:
+            if query.get("grant_type") != "authorization_code":
+                return _error(40002)
+            if query.get("appid") != self.app_id:
+                return _error(40013)
+            if query.get("secret") != self.app_secret:
+                return _error(40125)
+            code = query.get("code", "")
+            if code in self._used_codes:
+                return _error(40163)
+            openid = self.oauth_codes.pop(code, None)
+            if openid is None:
+                return _error(40029)
+            self._used_codes.add(code)
+        return {
+            "access_token": secrets.token_urlsafe(48),
+            "expires_in": 7200,
+            "refresh_token": secrets.token_urlsafe(48),
+            "openid": openid,
+            "scope": "snsapi_base",
+        }
 
     def _token(self, request: Request) -> dict[str, Any]:
         with self.lock:

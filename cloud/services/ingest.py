@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 from cloud.core import parcels as core
 from cloud.core.codes import IssuedCode, RandBelow, issue_code
 from cloud.core.errors import CoreError
+from cloud.core.expiry import compartment_event
 from cloud.core.ingest import Delivery, classify_delivery, contiguous_upto, plan
 from cloud.core.notices import resend_decision
 from cloud.core.phones import mask_phone
@@ -344,8 +345,28 @@ class _Applier:
         if compartment is None:
             return f"compartment {data['compartment']!r} is not in the cabinet's inventory"
         compartment.in_service = bool(data["in_service"])
+        if compartment.in_service and compartment.state == "faulted":
+            compartment.state = "free"  # back in service clears a fault (the parcel's sets below)
         self.session.add(compartment)
+        self._compartment_clock(row, data["compartment"], usable=compartment.in_service)
         return None
+
+    def _lock_fault(self, row: InboxEvent, data: dict[str, Any]) -> str | None:
+        self._alarm(row, data)
+        self._set_compartment(data["compartment"], state="faulted")
+        self._compartment_clock(row, data["compartment"], usable=False)
+        return None
+
+    def _compartment_clock(self, row: InboxEvent, compartment_id: str, *, usable: bool) -> None:
+        """Pause (or resume) the deadline of the parcel behind a faulted (or repaired) door."""
+        for target in repo.live_parcels(
+            session=self.session, cab=self.cabinet.id, compartment=compartment_id
+        ):
+            if usable:
+                self._set_compartment(compartment_id, state="occupied")
+            event = compartment_event(repo.parcel_to_core(target), usable=usable)
+            if event is not None:
+                self._transition(row, target, event)
 
     def _alarm(self, row: InboxEvent, data: dict[str, Any]) -> str | None:
         detail = data.get("detail") or (f"{data['seconds']} s" if "seconds" in data else "")
@@ -361,7 +382,7 @@ class _Applier:
         )
         return None
 
-    _door_left_open = _door_forced = _lock_fault = _keypad_lockout = _alarm
+    _door_left_open = _door_forced = _keypad_lockout = _alarm
 
     def _set_compartment(self, compartment_id: str, *, state: str) -> None:
         # The birth inventory creates compartments; before it arrives there is nothing to update.

@@ -21,6 +21,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from cloud.core.errors import CoreError
+from cloud.core.phones import normalize_phone
 from cloud.db import repo
 from cloud.db.engine import write_session
 from cloud.db.models import Cabinet, CabinetCreate, Compartment, Courier, Site, SiteCreate
@@ -288,14 +289,22 @@ def add_courier(
     site_id: str,
     now: datetime,
     name: str = "",
+    phone: str | None = None,
     salt: bytes | None = None,
 ) -> list[str]:
     """Add a courier and queue `couriers.put` to every cabinet of the site; commit.
 
-    Return the cabinet ids the courier was pushed to. Raise RegistryError (nothing written) for
-    a bad id or PIN, an unknown site or a taken courier id.
+    `phone` (any format `phonenumbers` reads; China by default) is where the courier is told
+    that a parcel of theirs expired and must be taken back. Return the cabinet ids the courier
+    was pushed to. Raise RegistryError (nothing written) for a bad id, PIN or phone, an unknown
+    site or a taken courier id.
     """
     _check_id(courier_id, "courier id")
+    if phone is not None:
+        try:
+            phone = normalize_phone(phone)
+        except ValueError as err:
+            raise RegistryError(f"the courier's phone: {err}") from None
     if not _PIN.match(pin):
         raise RegistryError("the PIN must be 4 to 12 digits")
     if not carrier.strip():
@@ -309,7 +318,14 @@ def add_courier(
         if session.get(Courier, courier_id) is not None:
             raise RegistryError(f"courier {courier_id!r} exists already")
         session.add(
-            Courier(id=courier_id, carrier=carrier, name=name, pin_hash=hashed, created_at=now)
+            Courier(
+                id=courier_id,
+                carrier=carrier,
+                name=name,
+                pin_hash=hashed,
+                phone=phone,
+                created_at=now,
+            )
         )
         cabinets = list(
             session.exec(
@@ -329,3 +345,9 @@ def _check_id(value: str, what: str) -> str:
     if not _ID.match(value):
         raise RegistryError(f"{what} must be 1-64 of A-Z a-z 0-9 _ -, not {value!r}")
     return value
+
+
+def courier_phone(*, session: Session, courier_id: str) -> str | None:
+    """Return a courier's phone (E.164), None if unknown or not given."""
+    courier = session.get(Courier, courier_id)
+    return courier.phone if courier else None

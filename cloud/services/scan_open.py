@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 
 import qrcode
 from qrcode.image.svg import SvgPathImage
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from cloud.core.codes import (
@@ -291,9 +291,11 @@ def verify_otp(
     phone: str,
     code: str,
     now: datetime,
+    bind_openid: str | None = None,
 ) -> ScanSession:
     """Check `code` for `phone` at `cab`; return a session token; commit the try either way.
 
+    `bind_openid` (from a WeChat sign-in's bind ticket) is bound to the phone once it is proven.
     Raise NonceError, UnknownCabinet or OtpRefused (a wrong try is counted and committed).
     """
     check_nonce(secret_key=secret_key, cab=cab, nonce=nonce, now=now, ttl_s=VERIFY_NONCE_TTL_S)
@@ -325,6 +327,9 @@ def verify_otp(
             log.info("scan-to-open code for %s at %s: %s", mask_phone(phone), cab, outcome.value)
             raise OtpRefused(_OTP_MESSAGES[outcome], outcome=outcome)
         parcels = repo.live_parcels(session=session, cab=cab, phone=phone)
+        if bind_openid is not None:
+            repo.bind_wechat(session=session, openid=bind_openid, phone=phone, now=now)
+            log.info("WeChat user bound to %s at cabinet %s", mask_phone(phone), cab)
         session.commit()
     except BaseException:
         session.rollback()
@@ -395,6 +400,26 @@ def check_token(*, secret_key: bytes, token: str, cab: str, now: datetime) -> To
     )
 
 
+def session_parcels(
+    *, session: Session, secret_key: bytes, cab: str, token: str, now: datetime
+) -> tuple[TokenClaims, Sequence[Parcel]]:
+    """Return a session token's claims and those of its parcels still in the locker.
+
+    For a page that got its token by redirect (the WeChat sign-in) and must show the parcels.
+    Raise TokenError.
+    """
+    claims = check_token(secret_key=secret_key, token=token, cab=cab, now=now)
+    rows = session.exec(
+        select(Parcel).where(
+            Parcel.cabinet_id == cab,
+            col(Parcel.parcel_id).in_(claims.parcel_ids),
+            Parcel.status == Status.IN_LOCKER.value,
+        )
+    ).all()
+    session.rollback()
+    return claims, rows
+
+
 # --- opening --------------------------------------------------------------------------------------
 
 
@@ -444,6 +469,24 @@ def open_parcel(
         raise
     log.info("scan-to-open: %s opens %s/%s", claims.actor, cab, row.compartment)
     return command
+
+
+OTP_KEEP_S = 24 * 3600  # a day outlasts every code's life and every rate-limit window
+
+
+def forget_old_otps(*, session: Session, now: datetime) -> int:
+    """Delete one-time-code rows older than OTP_KEEP_S; commit; return how many."""
+    _begin_write(session)
+    try:
+        table = ScanOtp.__table__
+        result = session.connection().execute(
+            delete(table).where(table.c.created_at < now - timedelta(seconds=OTP_KEEP_S))
+        )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return result.rowcount
 
 
 def _begin_write(session: Session) -> None:

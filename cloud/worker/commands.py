@@ -6,8 +6,11 @@ that caused it. `CommandDispatcher.tick(now)` publishes the rows that are due: n
 with one conditional `UPDATE` (the one whose update hits the row publishes), so each send happens
 once. The claim is committed before the publish, so a crash in between costs one resend interval,
 never a lost command. A row whose `expires_at` passed unacked is marked expired (`ack_ok` false,
-`ack_error` saying so) and never sent again: the cabinet would drop it anyway. `record_ack`
-stores the cabinet's answer.
+`ack_error` saying so) and never sent again: the cabinet would drop it anyway. A `codes.put`
+superseded by a later `codes.revoke` or `codes.put` of its parcel (`superseded_by`, set where
+the later one is queued: `repo.supersede_codes_puts`) is never sent again either, so a resend
+cannot reach the cabinet after the command that undid it. `record_ack` stores the cabinet's
+answer (a superseded command the cabinet got anyway is acked like any other).
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class CommandDispatcher:
                 .where(
                     col(CommandOutbox.acked_at).is_(None),
                     col(CommandOutbox.ack_error).is_(None),
+                    col(CommandOutbox.superseded_by).is_(None),
                     CommandOutbox.expires_at > now,
                     or_(
                         col(CommandOutbox.sent_at).is_(None),
@@ -124,6 +128,7 @@ class CommandDispatcher:
                 .where(
                     col(CommandOutbox.acked_at).is_(None),
                     col(CommandOutbox.ack_error).is_(None),
+                    col(CommandOutbox.superseded_by).is_(None),
                     CommandOutbox.expires_at <= now,
                 )
                 .values(ack_ok=False, ack_error=EXPIRED_ERROR)
@@ -140,6 +145,7 @@ class CommandDispatcher:
                     col(CommandOutbox.id) == row.id,
                     col(CommandOutbox.acked_at).is_(None),
                     col(CommandOutbox.ack_error).is_(None),
+                    col(CommandOutbox.superseded_by).is_(None),
                     or_(
                         col(CommandOutbox.sent_at).is_(None),
                         and_(
@@ -194,6 +200,7 @@ def resend_now(*, session: Session, cab: str) -> int:
             col(CommandOutbox.cabinet_id) == cab,
             col(CommandOutbox.acked_at).is_(None),
             col(CommandOutbox.ack_error).is_(None),
+            col(CommandOutbox.superseded_by).is_(None),
             col(CommandOutbox.sent_at).is_not(None),
         )
         .values(sent_at=None)

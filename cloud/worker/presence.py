@@ -7,9 +7,11 @@ and `boot`; the row keeps no state `ts`, so within one boot and one `online` val
 delivery wins, which only ever re-applies the same presence.
 
 A birth reconciles the compartments with the inventory it carries (it lists every compartment:
-those missing from it are removed). A change of presence pauses or resumes the deadline clock of
-the cabinet's in-locker parcels (`cloud.core.expiry.presence_event`), and a new session makes its
-unacked commands due at once (`commands.resend_now`), both in the same transaction.
+those missing from it are removed), and pauses or resumes the clock of a parcel whose door it
+lists as faulted or back (`cloud.core.expiry.compartment_event`). A change of presence pauses or
+resumes the deadline clock of the cabinet's in-locker parcels (`expiry.presence_event`), and a
+new session makes its unacked commands due at once (`commands.resend_now`), all in the same
+transaction.
 Times are those of receipt: the cabinet's clock is not trusted to order presence.
 """
 
@@ -24,10 +26,11 @@ from sqlmodel import Session, select
 
 from cloud.core import parcels as core
 from cloud.core.errors import CoreError
-from cloud.core.expiry import presence_event
+from cloud.core.expiry import compartment_event, presence_event
+from cloud.core.policies import SitePolicy
 from cloud.db import repo
 from cloud.db.engine import write_session
-from cloud.db.models import Cabinet, Compartment, Site
+from cloud.db.models import Cabinet, Compartment, Parcel, Site
 from cloud.services.ingest import UnknownCabinet
 from cloud.worker.commands import resend_now
 from protocol.messages import CompartmentState, State
@@ -93,7 +96,10 @@ def apply_state(
             added, removed = _reconcile(session, cabinet.id, state)
         if reconnected:
             resend_now(session=session, cab=cabinet.id)
-        changed = _presence_deadlines(
+        changed = 0
+        if state.compartments is not None:
+            changed += _fault_deadlines(session, cabinet, state, received_at, seal_key)
+        changed += _presence_deadlines(
             session, cabinet, was_online, state.online, received_at, seal_key
         )
         session.commit()
@@ -150,31 +156,73 @@ def _presence_deadlines(
     event = presence_event(was_online, online)
     if event is None:
         return 0
+    policy = _policy(session, cabinet)
+    changed = 0
+    for row in repo.live_parcels(session=session, cab=cabinet.id):
+        changed += _apply_clock(session, cabinet, row, event, policy, now, seal_key)
+    return changed
+
+
+def _fault_deadlines(
+    session: Session, cabinet: Cabinet, state: State, now: datetime, seal_key: bytes
+) -> int:
+    """Pause or resume the clocks of parcels behind doors the birth lists as faulted or not.
+
+    The `lock.fault` and `compartment.service` events do the same, but a door repaired while
+    the cabinet was offline is known from the birth first (its event follows and finds nothing
+    left to do).
+    """
+    listed = {info.id: info.state for info in state.compartments or ()}
+    unusable = {CompartmentState.FAULTED, CompartmentState.OUT_OF_SERVICE}
+    policy: SitePolicy | None = None
+    changed = 0
+    for row in repo.live_parcels(session=session, cab=cabinet.id):
+        door = listed.get(row.compartment or "")
+        if door is None:
+            continue
+        event = compartment_event(repo.parcel_to_core(row), usable=door not in unusable)
+        if event is None:
+            continue
+        policy = policy or _policy(session, cabinet)
+        changed += _apply_clock(session, cabinet, row, event, policy, now, seal_key)
+    return changed
+
+
+def _apply_clock(
+    session: Session,
+    cabinet: Cabinet,
+    row: Parcel,
+    event: core.PauseDeadline | core.ResumeDeadline,
+    policy: SitePolicy,
+    now: datetime,
+    seal_key: bytes,
+) -> int:
+    """Apply a pause or resume to one parcel in a savepoint; return 1 if it applied, else 0."""
+    try:
+        with session.begin_nested():
+            after, effects = core.apply(repo.parcel_to_core(row), event, now)
+            stored = repo.store_parcel(session=session, row=row, parcel=after, now=now)
+            repo.write_effects(
+                session=session,
+                parcel_row=stored,
+                effects=effects,
+                policy=policy,
+                seal_key=seal_key,
+                now=now,
+                cab=cabinet.id,
+            )
+    except CoreError as err:
+        # A resume without a pause (the parcel arrived while offline) is nothing to do.
+        log.info("cabinet %s parcel %s: %s", cabinet.id, row.parcel_id, err)
+        return 0
+    return 1
+
+
+def _policy(session: Session, cabinet: Cabinet) -> SitePolicy:
     site = session.get(Site, cabinet.site_id)
     if site is None:  # pragma: no cover - the foreign key forbids it
         raise LookupError(f"cabinet {cabinet.id!r} has no site")
-    policy = repo.site_policy(site)
-    changed = 0
-    for row in repo.live_parcels(session=session, cab=cabinet.id):
-        try:
-            with session.begin_nested():
-                after, effects = core.apply(repo.parcel_to_core(row), event, now)
-                stored = repo.store_parcel(session=session, row=row, parcel=after, now=now)
-                repo.write_effects(
-                    session=session,
-                    parcel_row=stored,
-                    effects=effects,
-                    policy=policy,
-                    seal_key=seal_key,
-                    now=now,
-                    cab=cabinet.id,
-                )
-        except CoreError as err:
-            # A resume without a pause (the parcel arrived while offline) is nothing to do.
-            log.info("cabinet %s parcel %s: %s", cabinet.id, row.parcel_id, err)
-            continue
-        changed += 1
-    return changed
+    return repo.site_policy(site)
 
 
 class PresenceTracker:

@@ -1,4 +1,6 @@
-"""The worker's timed housekeeping: reminders and expiry, command resends, notice dispatch.
+"""The worker's timed housekeeping: reminders and expiry, command resends, notice dispatch, and
+about hourly the deletion of rows that served their purpose (scan-to-open one-time codes and
+WeChat push records older than a day).
 
 `Housekeeper.tick(now)` is called by the worker's loop about every second with the worker's
 clock, which tests inject and advance instead of sleeping. Every step is safe with any number of
@@ -17,6 +19,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from cloud.services.expiry import DueCounts, run_due
+from cloud.services.scan_open import forget_old_otps
+from cloud.services.wechat_codes import forget_old_pushes
 from cloud.worker.commands import CommandDispatcher
 from cloud.worker.commands import TickResult as CommandTick
 
@@ -37,6 +41,18 @@ class NoticeTicker(Protocol):
     def tick(self, now: datetime) -> Any: ...
 
 
+# Old rows are only clutter (the rate limits look back minutes): an hourly sweep is plenty.
+CLEANUP_EVERY_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """Rows one sweep deleted."""
+
+    scan_otps: int = 0
+    wechat_pushes: int = 0
+
+
 @dataclass(frozen=True)
 class Housekeeping:
     """What one tick did; None for a step that did not run (not due, not configured, failed)."""
@@ -44,6 +60,7 @@ class Housekeeping:
     expiry: DueCounts | None = None
     commands: CommandTick | None = None
     notices: Any = None
+    cleanup: Cleanup | None = None
 
 
 class Housekeeper:
@@ -57,13 +74,16 @@ class Housekeeper:
         commands: CommandDispatcher | None = None,
         notices: NoticeTicker | None = None,
         expiry_every_s: float = EXPIRY_EVERY_S,
+        cleanup_every_s: float = CLEANUP_EVERY_S,
     ) -> None:
         self.engine = engine
         self.seal_key = seal_key
         self.commands = commands
         self.notices = notices
         self.expiry_every = timedelta(seconds=expiry_every_s)
+        self.cleanup_every = timedelta(seconds=cleanup_every_s)
         self._expiry_next_at: datetime | None = None
+        self._cleanup_next_at: datetime | None = None
 
     def tick(self, now: datetime) -> Housekeeping:
         """Run every step due at `now`: expiry first, so what it queued goes out in this tick."""
@@ -76,11 +96,30 @@ class Housekeeper:
             self._step("command dispatch", self.commands.tick, now) if self.commands else None
         )
         notices = self._step("notice dispatch", self.notices.tick, now) if self.notices else None
-        return Housekeeping(expiry=expiry, commands=commands, notices=notices)
+        cleanup = None
+        if self._cleanup_next_at is None or now >= self._cleanup_next_at:
+            cleanup = self._step("cleanup", self._clean, now)
+            if cleanup is not None:
+                self._cleanup_next_at = now + self.cleanup_every
+        return Housekeeping(expiry=expiry, commands=commands, notices=notices, cleanup=cleanup)
 
     def _expire(self, now: datetime) -> DueCounts:
         with Session(self.engine) as session:
             return run_due(session=session, now=now, seal_key=self.seal_key)
+
+    def _clean(self, now: datetime) -> Cleanup:
+        with Session(self.engine) as session:
+            done = Cleanup(
+                scan_otps=forget_old_otps(session=session, now=now),
+                wechat_pushes=forget_old_pushes(session=session, now=now),
+            )
+        if done.scan_otps or done.wechat_pushes:
+            log.info(
+                "cleanup: %d one-time codes, %d WeChat push records deleted",
+                done.scan_otps,
+                done.wechat_pushes,
+            )
+        return done
 
     def _step(self, what: str, step: Any, now: datetime) -> Any:
         try:
@@ -91,7 +130,11 @@ class Housekeeper:
 
 
 def notice_dispatcher_from_settings(*, engine: Engine, settings: CloudSettings) -> Dispatcher:
-    """Return the notice dispatcher the settings describe: Twilio SMS, WeChat if configured."""
+    """Return the notice dispatcher the settings describe: Twilio SMS, WeChat if configured.
+
+    Bound phones go by WeChat (`wechat_bindings`); couriers are reached at their registry phone.
+    """
+    from cloud.notify.bindings_db import DbBindings, DbCourierPhones
     from cloud.notify.dispatcher import Dispatcher
     from cloud.notify.sms_twilio import TwilioSms
     from cloud.notify.wechat import WechatTemplates
@@ -101,6 +144,8 @@ def notice_dispatcher_from_settings(*, engine: Engine, settings: CloudSettings) 
         engine=engine,
         sms=TwilioSms.from_settings(settings),
         wechat=wechat,
+        bindings=DbBindings(engine) if wechat else None,
+        courier_phones=DbCourierPhones(engine),
         seal_key=settings.secret_key_bytes,
         base_url=settings.base_url,
     )

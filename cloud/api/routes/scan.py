@@ -15,11 +15,12 @@ from cloud.api.schemas import (
     OtpRequestedPublic,
     ScanParcelPublic,
     ScanSessionPublic,
+    SessionRequest,
     VerifyRequest,
     error_responses,
 )
 from cloud.core.phones import mask_phone, normalize_phone
-from cloud.services import scan_open
+from cloud.services import scan_open, scan_wechat
 
 router = APIRouter(prefix="/scan", tags=["scan-to-open"])
 
@@ -34,7 +35,7 @@ def _http(err: scan_open.ScanError) -> HTTPException:
         case scan_open.RateLimited():
             headers = {"Retry-After": str(err.retry_after_s)}
             return HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(err), headers=headers)
-        case scan_open.SmsUnavailable():
+        case scan_open.SmsUnavailable() | scan_wechat.WechatUnavailable():
             return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(err))
         case scan_open.OtpRefused():
             return HTTPException(status.HTTP_401_UNAUTHORIZED, str(err))
@@ -100,9 +101,18 @@ def verify(
     settings: SettingsDep,
     now: NowDep,
 ) -> ScanSessionPublic:
-    """Check the one-time code; return a short-lived token and the phone's parcels here."""
+    """Check the one-time code; return a short-lived token and the phone's parcels here.
+
+    With `wechat_ticket` (a WeChat sign-in of an unbound user), that WeChat user is bound to
+    the phone once it is proven, so next time WeChat alone signs them in.
+    """
     phone = _phone(body.phone)
     try:
+        openid = None
+        if body.wechat_ticket:
+            openid = scan_wechat.check_bind_ticket(
+                secret_key=settings.secret_key_bytes, ticket=body.wechat_ticket, cab=cab, now=now
+            )
         found = scan_open.verify_otp(
             session=session,
             secret_key=settings.secret_key_bytes,
@@ -111,10 +121,20 @@ def verify(
             phone=phone,
             code=body.code,
             now=now,
+            bind_openid=openid,
         )
     except scan_open.ScanError as err:
         raise _http(err) from None
-    parcels = [
+    return ScanSessionPublic(
+        token=found.token,
+        expires_at=found.expires_at,
+        phone_masked=mask_phone(phone),
+        parcels=_parcels(found.parcels),
+    )
+
+
+def _parcels(rows) -> list[ScanParcelPublic]:
+    return [
         ScanParcelPublic(
             parcel_id=p.parcel_id or p.id,
             tracking_no=p.tracking_no,
@@ -122,13 +142,32 @@ def verify(
             size=p.size,
             deposited_at=p.deposited_at,
         )
-        for p in found.parcels
+        for p in rows
     ]
+
+
+@router.post(
+    "/{cab}/session", response_model=ScanSessionPublic, responses=error_responses(403, 422)
+)
+def session_of_token(
+    cab: CabinetId, body: SessionRequest, session: SessionDep, settings: SettingsDep, now: NowDep
+) -> ScanSessionPublic:
+    """Return a session token's parcels still in the locker (after the WeChat sign-in)."""
+    try:
+        claims, rows = scan_open.session_parcels(
+            session=session,
+            secret_key=settings.secret_key_bytes,
+            cab=cab,
+            token=body.token,
+            now=now,
+        )
+    except scan_open.ScanError as err:
+        raise _http(err) from None
     return ScanSessionPublic(
-        token=found.token,
-        expires_at=found.expires_at,
-        phone_masked=mask_phone(phone),
-        parcels=parcels,
+        token=body.token,
+        expires_at=claims.expires_at,
+        phone_masked=claims.actor,
+        parcels=_parcels(rows),
     )
 
 

@@ -20,6 +20,7 @@ _PAGE = """<!doctype html>
 input,button{font-size:1.2rem;padding:.5rem;margin:.25rem 0;width:100%}
 #msg{color:#a00}</style></head>
 <body><h1>Open your locker</h1>
+<p><a id="wechat" href="">Sign in with WeChat / 微信登录</a></p>
 <form id="ask"><label>Mobile number <input id="phone" type="tel" required></label>
 <button>Text me a code</button></form>
 <form id="check" hidden><label>Code <input id="code" inputmode="numeric" maxlength="6"
@@ -28,7 +29,8 @@ required></label><button>Show my parcels</button></form>
 <script>
 const CAB = __CAB__, NONCE = __NONCE__, API = "/api/v1/scan/" + CAB;
 const $ = (id) => document.getElementById(id);
-let token = null;
+let token = null, ticket = null;
+$("wechat").href = API + "/" + NONCE + "/wechat";
 async function call(path, body) {
   const r = await fetch(API + path, {method: "POST",
     headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
@@ -40,17 +42,27 @@ function say(text) { $("msg").textContent = text; }
 $("ask").onsubmit = async (e) => { e.preventDefault();
   try { say((await call("/" + NONCE + "/otp", {phone: $("phone").value})).detail);
     $("check").hidden = false; } catch (err) { say(err.message); } };
+function show(s) {
+  token = s.token; say(s.parcels.length ? "" : "No parcel for this number here.");
+  $("parcels").replaceChildren(...s.parcels.map((p) => {
+    const li = document.createElement("li"), b = document.createElement("button");
+    b.textContent = "Open door " + p.compartment + " (" + p.tracking_no + ")";
+    b.onclick = async () => { try { await call("/open", {token, parcel_id: p.parcel_id});
+      say("Door " + p.compartment + " is opening."); } catch (err) { say(err.message); } };
+    li.append(b); return li; }));
+}
 $("check").onsubmit = async (e) => { e.preventDefault();
-  try { const s = await call("/" + NONCE + "/verify",
-      {phone: $("phone").value, code: $("code").value});
-    token = s.token; say(s.parcels.length ? "" : "No parcel for this number here.");
-    $("parcels").replaceChildren(...s.parcels.map((p) => {
-      const li = document.createElement("li"), b = document.createElement("button");
-      b.textContent = "Open door " + p.compartment + " (" + p.tracking_no + ")";
-      b.onclick = async () => { try { await call("/open", {token, parcel_id: p.parcel_id});
-        say("Door " + p.compartment + " is opening."); } catch (err) { say(err.message); } };
-      li.append(b); return li; }));
+  try { show(await call("/" + NONCE + "/verify",
+      {phone: $("phone").value, code: $("code").value, wechat_ticket: ticket}));
   } catch (err) { say(err.message); } };
+// Back from the WeChat sign-in: the outcome is in the fragment, which no server ever sees.
+const back = new URLSearchParams(location.hash.slice(1));
+history.replaceState(null, "", location.pathname);
+if (back.get("session")) call("/session", {token: back.get("session")}).then(show,
+  (err) => say(err.message));
+if (back.get("bind")) { ticket = back.get("bind");
+  say("Verify your number once by SMS to link WeChat. / 请用短信验证一次手机号以绑定微信。"); }
+if (back.get("wechat") === "declined") say("WeChat sign-in declined: use your number instead.");
 </script></body></html>
 """
 

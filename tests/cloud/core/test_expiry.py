@@ -201,6 +201,38 @@ def test_presence_changes_pause_and_resume(was_online, online, expected) -> None
     assert expiry.presence_event(was_online, online) == expected
 
 
+@pytest.mark.parametrize(
+    ("parcel", "usable", "expected"),
+    [
+        (f.in_locker, False, p.PauseDeadline(FAULTED)),
+        (f.in_locker, True, None),  # never faulted: nothing to resume
+        (lambda: f.paused(FAULTED), True, p.ResumeDeadline(FAULTED)),
+        (lambda: f.paused(FAULTED), False, None),  # a second fault report
+        (lambda: f.paused(OFFLINE), False, p.PauseDeadline(FAULTED)),  # both count, once
+        (lambda: f.paused(OFFLINE), True, None),  # the offline pause is presence's to end
+        (f.expired, False, None),  # no clock runs any more
+    ],
+)
+def test_compartment_faults_pause_and_repairs_resume(parcel, usable, expected) -> None:
+    assert expiry.compartment_event(parcel(), usable=usable) == expected
+
+
+def test_a_fault_during_an_outage_moves_the_deadline_by_the_union_of_both() -> None:
+    parcel = f.run(
+        f.in_locker(),
+        [
+            (p.PauseDeadline(OFFLINE), T0 + HOUR),
+            (p.PauseDeadline(FAULTED), T0 + 2 * HOUR),
+            (p.ResumeDeadline(OFFLINE), T0 + 3 * HOUR),  # the clock stays paused: the door
+        ],
+    )
+    assert parcel.is_paused
+    resumed, effects = p.apply(parcel, p.ResumeDeadline(FAULTED), T0 + 5 * HOUR)
+    assert resumed.deadline(T0 + 6 * HOUR) == T0 + 76 * HOUR  # paused from 1 h to 5 h
+    (notice,) = notices(effects)
+    assert (notice.kind, notice.deadline) == (NoticeKind.NEW_DEADLINE, T0 + 76 * HOUR)
+
+
 # --- overdue fee ----------------------------------------------------------------------------------
 
 FEE = SitePolicy(overdue_fee_per_day_minor=200, overdue_fee_cap_minor=1000)

@@ -1,4 +1,4 @@
-"""The worker's housekeeper on an injected clock: expiry, command resends and notices."""
+"""The worker's housekeeper on an injected clock: expiry, command resends, notices, cleanup."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
+from cloud.db.models import WechatInbox
+from cloud.db.scan_models import ScanOtp
 from cloud.fakes.twilio_server import FakeTwilio
 from cloud.notify.dispatcher import Dispatcher
 from cloud.notify.sms_twilio import TwilioSms
 from cloud.services.ingest import apply_pending, store_events
 from cloud.settings import CloudSettings
 from cloud.worker.mqtt import MqttClient
-from cloud.worker.schedule import Housekeeper, notice_dispatcher_from_settings
+from cloud.worker.schedule import Cleanup, Housekeeper, notice_dispatcher_from_settings
 from cloud.worker.service import Worker, subscriptions
 from tests.cloud.db.builders import CAB, PHONE, SEAL_KEY, T0, deposited, register_cabinet
 
@@ -104,14 +106,15 @@ def test_advancing_the_clock_expires_resends_and_notifies(
 
     clock.now = T0 + 72 * HOUR
     worker._dispatch()
-    assert sorted(types(published)[2:]) == ["codes.put", "codes.revoke", "retrievals.put"]
+    # The revoke supersedes the still-unacked put: it is not resent after the revoke.
+    assert sorted(types(published)[2:]) == ["codes.revoke", "retrievals.put"]
     assert all(topic == f"lockers/v1/{CAB}/cmd" for topic, _ in published)
     recipient = twilio.sent_to(PHONE)
     assert len(recipient) == 3  # the expiry notice
     assert len(twilio.sent_to(COURIER_PHONE)) == 1  # the courier is asked to take it back
 
     worker._dispatch()  # the same instant again: nothing new is due
-    assert len(published) == 5 and len(twilio.sent_to(PHONE)) == 3
+    assert len(published) == 4 and len(twilio.sent_to(PHONE)) == 3
 
 
 def test_expiry_runs_at_most_every_interval_of_the_clock(deposited_engine: Engine) -> None:
@@ -151,3 +154,38 @@ def test_the_notice_dispatcher_comes_from_the_settings(
 
     assert dispatcher.tick(T0).sent == 1
     assert len(twilio.sent_to(PHONE)) == 1
+
+
+def test_the_hourly_sweep_deletes_one_time_codes_and_push_records_older_than_a_day(
+    deposited_engine: Engine,
+) -> None:
+    def otp(at: datetime) -> ScanOtp:
+        return ScanOtp(
+            cabinet_id=CAB,
+            phone=PHONE,
+            code_hash="h",
+            expires_at=at + timedelta(minutes=10),
+            attempts_left=5,
+            created_at=at,
+        )
+
+    now = T0 + 72 * HOUR
+    with Session(deposited_engine) as session:
+        session.add_all([otp(now - 25 * HOUR), otp(now - 23 * HOUR)])
+        session.add_all(
+            [
+                WechatInbox(msg_id="old", openid="o1", received_at=now - 25 * HOUR),
+                WechatInbox(msg_id="new", openid="o1", received_at=now - HOUR),
+            ]
+        )
+        session.commit()
+    housekeeper = Housekeeper(engine=deposited_engine, seal_key=SEAL_KEY)
+
+    assert housekeeper.tick(now).cleanup == Cleanup(scan_otps=1, wechat_pushes=1)
+    assert housekeeper.tick(now + HOUR - timedelta(seconds=1)).cleanup is None  # hourly
+    with Session(deposited_engine) as session:
+        kept = session.exec(select(ScanOtp.created_at)).all()
+        assert kept == [now - 23 * HOUR]
+        assert session.exec(select(WechatInbox.msg_id)).all() == ["new"]
+    later = housekeeper.tick(now + 2 * HOUR)  # the second row is now a day old too
+    assert later.cleanup == Cleanup(scan_otps=1, wechat_pushes=0)

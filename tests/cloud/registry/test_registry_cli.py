@@ -161,6 +161,26 @@ def test_courier_add_hashes_the_pin_and_pushes_to_the_site_cabinets(url: str) ->
     assert count(url, Courier) == 1
 
 
+def test_courier_add_keeps_the_phone_in_e164_and_shows_it_masked(url: str) -> None:
+    result = cli(
+        "courier", "add", "sf-44", "--carrier", "SF", "--site", "estate", "--pin", "2468",
+        "--phone", "139 1234 5678", "--database-url", url,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "+86 139****5678" in result.output and "12345678" not in result.output
+    engine = make_engine(url)
+    with Session(engine) as session:
+        assert session.get(Courier, "sf-44").phone == "+8613912345678"
+    engine.dispose()
+
+    bad = cli(
+        "courier", "add", "sf-45", "--carrier", "SF", "--site", "estate", "--pin", "2468",
+        "--phone", "12345", "--database-url", url,
+    )  # fmt: skip
+    assert bad.exit_code == 2 and "the courier's phone" in bad.output
+    assert count(url, Courier) == 1
+
+
 def test_site_add_refuses_a_taken_id_and_a_bad_policy(url: str) -> None:
     again = cli("site", "add", "estate", "--name", "X", "--database-url", url)
     assert again.exit_code == 2 and "exists already" in again.output
