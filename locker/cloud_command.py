@@ -6,7 +6,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from locker.cloud_registry_command import cabinet_app, courier_app, site_app
+from locker.cloud_registry_command import cabinet_app, courier_app, erp_key_app, site_app
 from locker.cloud_serve_command import serve
 
 app = typer.Typer(help="The cloud service: database, workers, API, registry.", no_args_is_help=True)
@@ -16,6 +16,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(site_app, name="site")
 app.add_typer(cabinet_app, name="cabinet")
 app.add_typer(courier_app, name="courier")
+app.add_typer(erp_key_app, name="erp-key")
 app.command(name="serve")(serve)
 
 DatabaseUrl = Annotated[
