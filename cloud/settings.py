@@ -51,6 +51,13 @@ class CloudSettings(BaseSettings):
     wechat_app_id: str = ""
     wechat_app_secret: SecretStr = SecretStr("")
     wechat_template_id: str = ""
+    # Which WeChat user (openid) each phone is bound to, as JSON {"+86...": "openid"}: a static
+    # directory for the demo and tests; without a binding a notice goes by SMS.
+    wechat_bindings: dict[str, str] = Field(default_factory=dict)
+
+    # Demos and end-to-end runs only: a file holding seconds the workers' clock runs ahead
+    # (`cloud.worker.clock`), so a parcel can expire without waiting out its pickup window.
+    clock_offset_file: Path | None = None
 
     @model_validator(mode="after")
     def _default_database(self) -> CloudSettings:

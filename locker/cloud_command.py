@@ -150,6 +150,7 @@ def worker(
     from cloud.db.migrate import current_revision_of, head_revision
     from cloud.settings import CloudSettings
     from cloud.worker import MqttClient, Worker, parse_broker_url, subscriptions
+    from cloud.worker.clock import FileOffsetClock, utc_now
 
     settings = CloudSettings()
     url = database_url or settings.database_url
@@ -199,10 +200,18 @@ def worker(
             "outbox until a worker with SMS settings runs",
             err=True,
         )
+    clock = utc_now
+    if settings.clock_offset_file is not None:
+        clock = FileOffsetClock(settings.clock_offset_file)
+        typer.echo(
+            f"worker {client_id}: its clock runs ahead by the seconds in "
+            f"{settings.clock_offset_file} (demo and end-to-end runs only)"
+        )
     runner = Worker(
         engine=engine,
         client=client,
         seal_key=settings.secret_key_bytes,
+        clock=clock,
         resend_interval_s=resend_interval_s,
         notices=notices,
     )
