@@ -151,6 +151,7 @@ def _print_info(console: Console, info: DemoInfo, ready_s: float) -> None:
     people.add_column("PIN / key", overflow="fold")
     for courier_id, pin, carrier, name in COURIERS:
         people.add_row(f"courier ({carrier}, {name})", courier_id, pin)
+    people.add_row("technician (kiosk maintenance screen)", "", info.technician_pin)
     people.add_row("ERP (X-API-Key header)", "demo-erp", info.erp_key)
     console.print(people)
     phones = ", ".join(

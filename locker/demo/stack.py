@@ -57,6 +57,7 @@ COURIERS = (
     ("jd-002", "246802", "JD Logistics", "Wang Fang 王芳"),
 )
 ERP_KEY_ID = "demo-erp"
+TECHNICIAN_PIN = "975310"  # the kiosk's maintenance screen
 
 Echo = Callable[[str], None]
 
@@ -128,6 +129,7 @@ class DemoInfo:
     couriers: list[CourierInfo] = field(default_factory=list)
     recipients: dict[str, str] = field(default_factory=dict)  # phone -> "wechat" | "sms"
     clock_offset_file: Path | None = None
+    technician_pin: str = field(default=TECHNICIAN_PIN, repr=False)
     pids: dict[str, int] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
@@ -413,6 +415,10 @@ class DemoStack:
             layout["cloud_api_url"] = info.api_url
         if "kiosk_language" in CabinetConfig.model_fields:
             layout["kiosk_language"] = self.options.language
+        if "technician_pin_hash" in CabinetConfig.model_fields:
+            from protocol.hashing import pin_hash
+
+            layout["technician_pin_hash"] = pin_hash(info.technician_pin, os.urandom(16))
         config = daemon_config(
             layout,
             cabinet_id=cabinet.id,
