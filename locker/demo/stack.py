@@ -207,11 +207,28 @@ class DemoStack:
         self.echo(f"database ready: {_shown_url(database_url)}")
         info = self._seed(database_url)
         self.info = info
+        self._write_mosquitto_files(info)
         self.echo(
             f"demo data: site {SITE_ID}, {len(info.cabinets)} cabinets, "
             f"{len(info.couriers)} couriers, an ERP key"
         )
         return info
+
+    def _write_mosquitto_files(self, info: DemoInfo) -> None:
+        """Write DATA/mosquitto/passwd and acl from the registry's lines, for a real broker."""
+        from cloud.services.registry import mosquitto_cloud_acl_lines, mosquitto_password_hash
+
+        folder = self.data_dir / "mosquitto"
+        folder.mkdir()
+        lines = [cabinet.password_file_line for cabinet in info.cabinets]
+        user = self.options.cloud_mqtt_username or CLOUD_MQTT_USER
+        if self.options.cloud_mqtt_password:
+            lines.append(f"{user}:{mosquitto_password_hash(self.options.cloud_mqtt_password)}")
+        passwd = folder / "passwd"
+        passwd.write_text("\n".join(lines) + "\n")
+        passwd.chmod(0o600)
+        acl = [cabinet.acl for cabinet in info.cabinets] + [mosquitto_cloud_acl_lines(user)]
+        (folder / "acl").write_text("\n\n".join(acl) + "\n")
 
     def _reset_data_dir(self) -> None:
         path = self.data_dir
