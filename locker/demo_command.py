@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -89,10 +91,13 @@ def demo(
         raise typer.BadParameter("must be zh-CN or en", param_hint="'--language'")
     console = Console(soft_wrap=True, highlight=False)
     options = Options(
-        data_dir=data or default_data_dir(),
+        data_dir=data or _default_data(console),
         cabinets=cabinets,
         http_port=http_port,
         broker_url=broker,
+        # A real broker may want the cloud workers to log in: the usual variables say as whom.
+        cloud_mqtt_username=os.environ.get("LOCKER_CLOUD_MQTT_USERNAME"),
+        cloud_mqtt_password=os.environ.get("LOCKER_CLOUD_MQTT_PASSWORD"),
         language=language,
     )
     stopping = threading.Event()
@@ -131,6 +136,17 @@ def demo(
     console.print("stopped: nothing is left running.")
     if code:
         sys.exit(code)
+
+
+def _default_data(console: Console) -> Path:
+    """The demo folder under the user's home, or a temporary one where that cannot be made."""
+    path = default_data_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        path = Path(tempfile.mkdtemp(prefix="locker-demo-"))
+        console.print(f"cannot use {default_data_dir()} ({err}); using {path} instead")
+    return path
 
 
 def _print_info(console: Console, info: DemoInfo, ready_s: float) -> None:
