@@ -132,8 +132,28 @@ class Taps:
         return time.monotonic() - self.started
 
 
+MIN_TARGET_PX = 48
+
+# Every button a finger can reach now, with its size: id, key or text, then width and height.
+_TARGETS_JS = """() => [...document.querySelectorAll('button')]
+    .filter((b) => b.offsetParent !== null)
+    .map((b) => {
+        const r = b.getBoundingClientRect();
+        return [b.id || b.dataset.key || b.dataset.compartment || b.textContent.trim(),
+                r.width, r.height];
+    })"""
+
+
+def small_targets(page: Any) -> list[tuple[str, float, float]]:
+    """The visible buttons under MIN_TARGET_PX in either direction."""
+    targets = page.evaluate(_TARGETS_JS)
+    assert targets, "no buttons on screen"
+    return [tuple(t) for t in targets if t[1] < MIN_TARGET_PX or t[2] < MIN_TARGET_PX]
+
+
 def shot(page: Any, name: str) -> Path:
-    """Save a screenshot under tests/artifacts/kiosk/ (gitignored) and return its path."""
+    """Check the screen's touch targets, then save a screenshot under tests/artifacts/kiosk/."""
+    assert small_targets(page) == [], name
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))

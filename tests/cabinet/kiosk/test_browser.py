@@ -150,6 +150,7 @@ def test_a_courier_deposits_three_parcels_and_two_recipients_pick_up(
         assert qr.headers["X-Scan-URL"].startswith(f"{BASE_URL}/s/cab1/")
         expect(page.locator("#offline")).to_be_hidden()
         shot(page, "01-home-en")
+        page.evaluate("window.sameDocument = true")  # gone if anything reloads the page
 
         # The courier signs in with the on-screen keyboard and keypad.
         taps = Taps(page)
@@ -221,6 +222,37 @@ def test_a_courier_deposits_three_parcels_and_two_recipients_pick_up(
             for e in events_of(peer, "parcel.picked_up")
         }
         assert methods == {"A01": "code", "A02": "qr"}
+
+        # The cloud wants the third parcel back: the courier takes it out, door by door.
+        parcel_id = by_door["A03"]["parcel_id"]
+        peer.command("cmd-back", type="retrievals.put", data={"parcel_ids": [parcel_id]})
+        wait_for(lambda: peer.acks_for("cmd-back"), 10, "the retrievals.put ack")
+        page.locator("#go-courier").click()
+        for char in COURIER:
+            page.locator(f'#signin-keys .keyboard [data-key="{char}"]').click()
+        page.locator("#pin-display").click()
+        for digit in PIN:
+            page.locator(f'#signin-keys .keypad [data-key="{digit}"]').click()
+        page.locator("#sign-in").click()
+        visible(page, "courier-tracking")
+        text_of(page, "#retrieve", r"\(1\)")
+        page.locator("#retrieve").click()
+        visible(page, "courier-retrieve")
+        wait_for(lambda: pulses(sim, "A03") == 2, 5, "A03 unlocked for the courier")
+        shot(page, "15-courier-retrieve-en")
+        sim[0].person.take_parcel(1, CHANNELS["A03"])
+        sim[0].person.close_door(1, CHANNELS["A03"])
+        expect(page.locator('#retrieve-list li[data-compartment="A03"]')).to_have_class(
+            "done", timeout=5000
+        )
+        page.locator('#s-courier-retrieve [data-go="courier-tracking"]').click()
+        page.locator("#sign-out").click()
+        visible(page, "home")
+        wait_for(lambda: events_of(peer, "parcel.retrieved"), 10, "parcel.retrieved")
+        (retrieved,) = events_of(peer, "parcel.retrieved")
+        assert retrieved["data"]["courier_id"] == COURIER
+        assert retrieved["data"]["parcel_id"] == parcel_id
+        assert page.evaluate("window.sameDocument") is True  # one page load for all of it
     finally:
         daemon.close()
         cloud.close()
