@@ -59,6 +59,7 @@ class ScanQr:
         self.on_change = on_change
         self._code: ScanCode | None = None
         self._version = 0
+        self._announced: int | None = None  # the version last told to on_change (None: none)
         self.last_error: str | None = None
 
     def current(self) -> ScanCode | None:
@@ -71,7 +72,6 @@ class ScanQr:
 
     async def refresh(self) -> bool:
         """Fetch a new QR; True if it worked (a failure keeps the old one while it lives)."""
-        before = self.current()
         started = self._clock()
         try:
             async with httpx.AsyncClient(
@@ -87,15 +87,22 @@ class ScanQr:
         except (httpx.HTTPError, ValueError) as err:
             self.last_error = f"{type(err).__name__}: {err}"
             log.info("kiosk: scan-to-open QR unavailable (%s)", self.last_error)
-            if before is not None and self.current() is None and self.on_change:
-                self.on_change()
+            self._announce()
             return False
         self._version += 1
         self._code = ScanCode(answer.text, url, started, self._version)
         self.last_error = None
-        if self.on_change is not None:
-            self.on_change()
+        self._announce()
         return True
+
+    def _announce(self) -> None:
+        """Tell on_change about a new QR, or about the loss of the last one."""
+        code = self.current()
+        shown = code.version if code is not None else None
+        if shown != self._announced:
+            self._announced = shown
+            if self.on_change is not None:
+                self.on_change()
 
     async def run(self) -> None:
         """Refresh forever: every `refresh_s`, or every `retry_s` while the cloud is away."""

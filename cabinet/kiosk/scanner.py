@@ -39,6 +39,7 @@ class SerialScanner:
         self._on_payload = on_payload
         self._loop = loop
         self._stop = threading.Event()
+        self.opened = threading.Event()  # set while the port is open (pyserial flushes on open)
         self._thread: threading.Thread | None = None
         self.lines_read = 0
         self.lines_dropped = 0
@@ -50,6 +51,11 @@ class SerialScanner:
         self._thread = threading.Thread(target=self._run, name="kiosk-scanner", daemon=True)
         self._thread.start()
         return self
+
+    @property
+    def alive(self) -> bool:
+        """Whether the reading thread runs."""
+        return self._thread is not None and self._thread.is_alive()
 
     def close(self) -> None:
         self._stop.set()
@@ -66,12 +72,14 @@ class SerialScanner:
                 log.warning("kiosk: cannot open the scanner at %s: %s", self._port_name, err)
                 self._stop.wait(REOPEN_S)
                 continue
+            self.opened.set()
             try:
                 self._read(port)
             except (serial.SerialException, OSError) as err:
                 log.warning("kiosk: the scanner at %s failed: %s", self._port_name, err)
                 self._stop.wait(REOPEN_S)
             finally:
+                self.opened.clear()
                 port.close()
 
     def _read(self, port: serial.SerialBase) -> None:

@@ -6,14 +6,26 @@ simulated doors did, not only what the API answered.
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
+from cabinet.kiosk.maintenance import Maintenance
 from firmware_sim import PtyServer, SimulatedBus
+from protocol.hashing import pin_hash
 from tests.cabinet.adapters.harness import CloudPeer
 from tests.cabinet.kiosk.harness import EventReader, KioskRunner
-from tests.cabinet.service.harness import CHANNELS, COURIER, PHONE, PIN, ServiceRunner, put_code
+from tests.cabinet.service.harness import (
+    CHANNELS,
+    COURIER,
+    PHONE,
+    PIN,
+    FakeClock,
+    ServiceRunner,
+    put_code,
+    put_courier,
+)
 from tests.services import Mosquitto, wait_for
 
 Sim = tuple[SimulatedBus, PtyServer]
@@ -172,3 +184,80 @@ def test_the_page_its_text_and_an_unavailable_scan(kiosk: KioskRunner) -> None:
     assert texts["default"] == "en" and set(texts["languages"]) == {"zh-CN", "en"}
     scan = kiosk.http.get("/api/scan-qr")
     assert scan.status_code == 503 and "scan unavailable" in scan.json()["error"]
+
+
+def test_an_idle_courier_is_signed_out_and_the_page_is_told(
+    mosquitto: Mosquitto, peer: CloudPeer, sim: Sim, tmp_path
+) -> None:
+    clock = FakeClock()
+    runner = ServiceRunner(
+        mosquitto, sim[1].path, tmp_path / "journal.sqlite3", clock=clock, tick_s=0.02
+    )
+    kiosk = None
+    try:
+        runner.wait_online()
+        put_courier(peer)
+        kiosk = KioskRunner(runner)
+        events = EventReader(kiosk.url)
+        kiosk.input("CourierSignIn", courier_id=COURIER, pin=PIN)
+        kiosk.input("TrackingEntered", tracking_no="SF4001")
+        clock.advance(181)  # the core's courier_idle_s is 180: the next tick signs them out
+        assert events.next("screen") == {
+            "type": "SignedOut",
+            "courier_id": COURIER,
+            "deposited": 0,
+            "idle": True,
+        }
+        assert kiosk.status()["courier_signed_in"] is False
+        events.close()
+    finally:
+        if kiosk is not None:
+            kiosk.close()
+        runner.close()
+
+
+def test_maintenance_needs_the_technician_pin_and_opens_only_empty_doors(
+    service: ServiceRunner, sim: Sim
+) -> None:
+    clock = FakeClock()
+    maintenance = Maintenance(pin_hash("97531", os.urandom(16)), clock=clock)
+    kiosk = KioskRunner(service, maintenance=maintenance)
+    try:
+        assert kiosk.http.get("/api/maintenance/status").status_code == 401
+        assert kiosk.post("/api/maintenance/open", {"compartment": "A01"}).status_code == 401
+        for left in (4, 3, 2, 1):
+            answer = kiosk.post("/api/maintenance/sign-in", {"pin": "00000"})
+            assert answer.status_code == 403 and answer.json()["attempts_left"] == left
+        locked = kiosk.post("/api/maintenance/sign-in", {"pin": "00000"})  # the fifth in a row
+        assert locked.status_code == 429 and locked.json()["seconds_left"] == 300
+        still = kiosk.post("/api/maintenance/sign-in", {"pin": "97531"})  # right, but locked
+        assert still.status_code == 429
+        clock.advance(300)
+        token = kiosk.post("/api/maintenance/sign-in", {"pin": "97531"}).json()["token"]
+        headers = {"X-Maintenance-Token": token}
+        status = kiosk.http.get("/api/maintenance/status", headers=headers).json()
+        assert status["driver"]["boards"]["1"]["faulted"] is False
+        assert [d["compartment"] for d in status["doors"]] == ["A01", "A02", "A03", "A04"]
+        opened = kiosk.post("/api/maintenance/open", {"compartment": "A04"}, headers=headers)
+        assert opened.json() == {"ok": True, "compartment": "A04"}
+        wait_for(lambda: pulses(sim, "A04") == 1, 5, "A04 unlocked for the test")
+        # A door with a parcel behind it is the dashboard's to open (with a reason, audited).
+        kiosk.input("CourierSignIn", courier_id=COURIER, pin=PIN)
+        kiosk.input("TrackingEntered", tracking_no="SF5001")
+        kiosk.input("PhoneEntered", phone=PHONE)
+        kiosk.input("SizeChosen", size="S")
+        wait_for(lambda: pulses(sim, "A01") == 1, 5, "A01 unlocked for the deposit")
+        sim[0].person.put_parcel(1, CHANNELS["A01"])
+        sim[0].person.close_door(1, CHANNELS["A01"])
+        wait_for(lambda: kiosk.status()["courier"]["door_cycled"], 5, "the deposit door seen shut")
+        kiosk.input("Confirm")
+        kiosk.input("CourierSignOut")
+        refused = kiosk.post("/api/maintenance/open", {"compartment": "A01"}, headers=headers)
+        assert refused.status_code == 409 and "holds a parcel" in refused.json()["error"]
+        unknown = kiosk.post("/api/maintenance/open", {"compartment": "Z9"}, headers=headers)
+        assert unknown.status_code == 422
+        assert pulses(sim, "A01") == 1
+        clock.advance(301)  # the session lapses unused
+        assert kiosk.http.get("/api/maintenance/status", headers=headers).status_code == 401
+    finally:
+        kiosk.close()
