@@ -119,7 +119,7 @@ def demo(
             from locker.demo.story import run_story
 
             console.print(f"ready in {ready_s:.1f} s; running the story\n")
-            code = 0 if run_story(info, stack=stack, echo=console.print) else 1
+            code = 0 if run_story(info, echo=console.print) else 1
         else:
             _print_info(console, info, ready_s)
             while not stopping.wait(0.5):

@@ -93,17 +93,14 @@ class Housekeeper:
 def notice_dispatcher_from_settings(*, engine: Engine, settings: CloudSettings) -> Dispatcher:
     """Return the notice dispatcher the settings describe: Twilio SMS, WeChat if configured."""
     from cloud.notify.dispatcher import Dispatcher
-    from cloud.notify.ports import StaticBindings
     from cloud.notify.sms_twilio import TwilioSms
     from cloud.notify.wechat import WechatTemplates
 
     wechat = WechatTemplates.from_settings(settings) if settings.wechat_app_id else None
-    bindings = StaticBindings(settings.wechat_bindings) if settings.wechat_bindings else None
     return Dispatcher(
         engine=engine,
         sms=TwilioSms.from_settings(settings),
         wechat=wechat,
-        bindings=bindings,
         seal_key=settings.secret_key_bytes,
         base_url=settings.base_url,
     )

@@ -49,7 +49,8 @@ class NoticeSinks:
     def __init__(self, *, page_port: int = 0, wechat_bindings: dict[str, str] | None = None):
         self.twilio = FakeTwilio()
         self.wechat = FakeWechat(app_id=WECHAT_APP_ID)
-        self.wechat_bindings = dict(wechat_bindings or {})  # phone -> openid
+        # phone -> openid, as the cloud has them bound: the page shows whose openid got what
+        self.wechat_bindings = dict(wechat_bindings or {})
         self._phone_of = {openid: phone for phone, openid in self.wechat_bindings.items()}
         self._lock = threading.Lock()
         self._seen: dict[tuple[str, str], tuple[int, str]] = {}  # (channel, id) -> (n, at)
@@ -72,7 +73,6 @@ class NoticeSinks:
             "LOCKER_CLOUD_WECHAT_APP_ID": self.wechat.app_id,
             "LOCKER_CLOUD_WECHAT_APP_SECRET": self.wechat.app_secret,
             "LOCKER_CLOUD_WECHAT_TEMPLATE_ID": WECHAT_TEMPLATE_ID,
-            "LOCKER_CLOUD_WECHAT_BINDINGS": json.dumps(self.wechat_bindings),
         }
 
     def start(self) -> NoticeSinks:

@@ -169,6 +169,7 @@ class DemoStack:
         self._code_keys: dict[str, str] = {}  # cabinet id -> its pickup-code key, for its config
         self._secret_key = secrets.token_hex(32)  # seals codes in the notice outbox, this run
         self._engine: Any = None
+        self._openid = demo_openid()  # the WeChat user the first demo recipient is bound to
 
     # --- ports ---------------------------------------------------------------------------------
 
@@ -320,6 +321,9 @@ class DemoStack:
                 erp = registry.add_erp_key(
                     session=session, key_id=ERP_KEY_ID, name="Demo shop ERP", now=now
                 )
+                recipients = {WECHAT_PHONE: "sms", SMS_PHONE: "sms"}
+                if _bind_wechat(session, WECHAT_PHONE, self._openid, now):
+                    recipients[WECHAT_PHONE] = "wechat"
         finally:
             engine.dispose()
         return DemoInfo(
@@ -332,7 +336,7 @@ class DemoStack:
             erp_key=erp.key,
             cabinets=cabinets,
             couriers=couriers,
-            recipients={WECHAT_PHONE: "wechat", SMS_PHONE: "sms"},
+            recipients=recipients,
             clock_offset_file=self.data_dir / "clock-offset-s",
         )
 
@@ -348,7 +352,7 @@ class DemoStack:
         else:
             info.broker_url = self.options.broker_url
             self.echo(f"MQTT broker: {info.broker_url}")
-        bindings = {WECHAT_PHONE: demo_openid()}
+        bindings = {WECHAT_PHONE: self._openid} if info.recipients[WECHAT_PHONE] == "wechat" else {}
         self.sinks = NoticeSinks(page_port=self._ports["notices"], wechat_bindings=bindings)
         self.sinks.start()
         self.echo(
@@ -542,19 +546,13 @@ class DemoStack:
     # --- stop ----------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop every child (newest first: cabinets, then cloud), then the threads."""
-        for _name, process in reversed(self.processes):
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for name, process in reversed(self.processes):
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.echo(f"{name} did not stop in {STOP_GRACE_S:g} s: killing it")
-                process.kill()
-                process.wait()
+        """Stop every child in stages: the daemons (which publish their offline state), then
+        their simulators, then the workers, then the API; then the broker and the sinks."""
+        stages = ("cabinet-", "sim-", "cloud-worker-", "cloud-api")
+        for prefix in stages:
+            group = [(n, p) for n, p in self.processes if n.startswith(prefix)]
+            self._stop_group(group)
+        self._stop_group([(n, p) for n, p in self.processes if not n.startswith(stages)])
         self.processes.clear()
         if self.sinks is not None:
             self.sinks.stop()
@@ -566,6 +564,20 @@ class DemoStack:
             self._engine.dispose()
             self._engine = None
         self._http.close()
+
+    def _stop_group(self, group: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+        for _name, process in group:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for name, process in group:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.echo(f"{name} did not stop in {STOP_GRACE_S:g} s: killing it")
+                process.kill()
+                process.wait()
 
     def __enter__(self) -> DemoStack:
         return self
@@ -596,6 +608,22 @@ def _die_with_parent() -> None:
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
             libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _bind_wechat(session: Any, phone: str, openid: str, now: datetime) -> bool:
+    """Bind `phone` to a WeChat user where the cloud keeps bindings; return whether it could.
+
+    The cloud learns bindings when a recipient follows the official account and proves their
+    phone; the demo writes the row that flow would leave. Until the cloud has the table, every
+    notice goes by SMS.
+    """
+    try:
+        from cloud.db.models import WechatBinding  # type: ignore[attr-defined]
+    except ImportError:
+        return False
+    session.add(WechatBinding(openid=openid, phone=phone, created_at=now))
+    session.commit()
+    return True
 
 
 def _has_kiosk() -> bool:

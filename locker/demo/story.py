@@ -238,9 +238,9 @@ class Story:
             f"a notice for {self.tn1} reached {mask_phone(WECHAT_PHONE)}",
         )
         notice = notices[0]
-        self.check(
-            notice["channel"] == "wechat", "by WeChat (the phone is bound to WeChat)", notice
-        )
+        channel = self.info.recipients[WECHAT_PHONE]
+        how = "WeChat (the phone is bound to WeChat)" if channel == "wechat" else "SMS"
+        self.check(notice["channel"] == channel, f"by {how}", notice)
         match = _CODE.search(notice["text"])
         self.check(match is not None, "it shows a pickup code", notice["text"])
         assert match is not None
@@ -413,7 +413,7 @@ STEPS: list[tuple[str, str]] = [
 ]
 
 
-def run_story(info: DemoInfo, *, echo: Echo = print, stack: object = None) -> bool:
+def run_story(info: DemoInfo, *, echo: Echo = print) -> bool:
     """Run every step in order, printing each check; return whether all held."""
     story = Story(info, echo=echo)
     started = time.monotonic()
