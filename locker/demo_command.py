@@ -157,6 +157,7 @@ def _print_info(console: Console, info: DemoInfo, ready_s: float) -> None:
     for cabinet in info.cabinets:
         urls.add_row(f"kiosk of {cabinet.id} (touchscreen)", cabinet.kiosk_url)
     urls.add_row("notices (the SMS and WeChat messages sent)", info.notices_url)
+    urls.add_row("doors (be the person at the cabinet: shut a door...)", info.doors_url)
     urls.add_row("cloud API docs (try it with the ERP key)", info.docs_url)
     for cabinet in info.cabinets:
         urls.add_row(f"lock-board simulator of {cabinet.id}", f"{cabinet.sim_url}/state")
@@ -177,8 +178,9 @@ def _print_info(console: Console, info: DemoInfo, ready_s: float) -> None:
     console.print(
         "\nTry it: at a kiosk sign in as a courier, deposit a parcel for a recipient "
         f"(any valid mobile: {phones}),\nread the pickup code on the notices page, and type it "
-        "on the kiosk to pick the parcel up.\nThe simulator plays the person at the doors: "
-        f"`curl -X POST {info.cabinets[0].sim_url}/doors/1/19/close` shuts door A19.\n"
+        "on the kiosk to pick the parcel up.\nWhen a door springs open, put the parcel in and shut "
+        f"the door on the doors page {info.doors_url}\n(or by hand: "
+        f"`curl -X POST {info.cabinets[0].sim_url}/doors/1/19/close` shuts door A19).\n"
         f"Time travel: `echo 259260 > {info.clock_offset_file}` moves the cloud workers 72 h "
         "ahead, so parcels in lockers expire.\n"
         f"Logs: {info.data_dir / 'logs'}   Everything above: {info.data_dir / 'demo.json'}\n"

@@ -20,9 +20,12 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
+
 from cloud.core.phones import mask_phone
 from cloud.fakes.twilio_server import FakeTwilio
 from cloud.fakes.wechat_server import FakeWechat
+from locker.demo import doors_page
 
 HOST = "127.0.0.1"
 SMS_FROM = "+15005550006"  # Twilio's magic test sender
@@ -53,6 +56,8 @@ class NoticeSinks:
         self.wechat_bindings = dict(wechat_bindings or {})
         self._phone_of = {openid: phone for phone, openid in self.wechat_bindings.items()}
         self._lock = threading.Lock()
+        self.cabinets: list[doors_page.SimulatedCabinet] = []  # for the doors page
+        self.http = httpx.Client(timeout=5)
         self._seen: dict[tuple[str, str], tuple[int, str]] = {}  # (channel, id) -> (n, at)
         self._page = ThreadingHTTPServer((HOST, page_port), _page_handler(self))
         self._page.daemon_threads = True
@@ -93,6 +98,7 @@ class NoticeSinks:
             self._thread.join(timeout=5)
             self._thread = None
         self._page.server_close()
+        self.http.close()
         self.twilio.stop()
         self.wechat.stop()
 
@@ -118,7 +124,7 @@ class NoticeSinks:
         """Number messages in the order this page first saw them (the fakes share no order)."""
         seen = self._seen.get((channel, key))
         if seen is None:
-            seen = (len(self._seen) + 1, at.isoformat().replace("+00:00", "Z"))
+            seen = (len(self._seen) + 1, at.isoformat(timespec="seconds").replace("+00:00", "Z"))
             self._seen[(channel, key)] = seen
         return seen
 
@@ -181,7 +187,10 @@ def _page_handler(sinks: NoticeSinks) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
-            if path in ("/", "/notices"):
+            if path == "/doors":
+                page = doors_page.render(sinks.cabinets, sinks.http)
+                self._send(HTTPStatus.OK, "text/html", page.encode())
+            elif path in ("/", "/notices"):
                 self._send(HTTPStatus.OK, "text/html", render_page(sinks.notices()).encode())
             elif path == "/notices.json":
                 body = [asdict(notice) for notice in sinks.notices()]
@@ -189,6 +198,23 @@ def _page_handler(sinks: NoticeSinks) -> type[BaseHTTPRequestHandler]:
             else:
                 error = {"error": f"no page {path}: try / or /notices.json"}
                 self._send(HTTPStatus.NOT_FOUND, "application/json", _json(error))
+
+        def do_POST(self) -> None:
+            # /doors/{cabinet}/{door}/{action}: a button of the doors page
+            parts = self.path.split("?", 1)[0].strip("/").split("/")
+            if len(parts) != 4 or parts[0] != "doors":
+                error = {"error": f"no POST route {self.path}"}
+                self._send(HTTPStatus.NOT_FOUND, "application/json", _json(error))
+                return
+            refused = doors_page.press(sinks.cabinets, sinks.http, *parts[1:])
+            if refused:
+                page = doors_page.render(sinks.cabinets, sinks.http, refused)
+                self._send(HTTPStatus.CONFLICT, "text/html", page.encode())
+                return
+            self.send_response(HTTPStatus.SEE_OTHER)
+            self.send_header("Location", "/doors")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def _send(self, status: HTTPStatus, kind: str, data: bytes) -> None:
             self.send_response(status)

@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 
 from locker.demo.broker import EmbeddedBroker
+from locker.demo.doors_page import SimulatedCabinet
 from locker.demo.sinks import NoticeSinks, demo_openid
 
 MARKER = ".locker-demo"  # a data folder holding it was made by the demo and may be reset
@@ -122,6 +123,7 @@ class DemoInfo:
     api_url: str
     docs_url: str
     notices_url: str
+    doors_url: str
     broker_url: str
     database_url: str
     erp_key: str = field(repr=False)
@@ -331,6 +333,7 @@ class DemoStack:
             api_url=api_url,
             docs_url=f"{api_url}/api/v1/docs",
             notices_url=f"http://{HOST}:{self._ports['notices']}",
+            doors_url=f"http://{HOST}:{self._ports['notices']}/doors",
             broker_url=self.options.broker_url or "",
             database_url=database_url,
             erp_key=erp.key,
@@ -354,6 +357,10 @@ class DemoStack:
             self.echo(f"MQTT broker: {info.broker_url}")
         bindings = {WECHAT_PHONE: self._openid} if info.recipients[WECHAT_PHONE] == "wechat" else {}
         self.sinks = NoticeSinks(page_port=self._ports["notices"], wechat_bindings=bindings)
+        self.sinks.cabinets = [
+            SimulatedCabinet(cabinet.id, cabinet.sim_url, cabinet.doors)
+            for cabinet in info.cabinets
+        ]
         self.sinks.start()
         self.echo(
             f"notice sinks: fake Twilio {self.sinks.twilio.url}, fake WeChat "

@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.services import wait_for
+
 LOCKER = Path(sys.executable).with_name("locker")
 READY_S = 60
 
@@ -120,6 +122,36 @@ def test_the_demo_serves_every_url_it_prints_and_stops_leaving_nothing_running(
             assert status["cabinet_id"] == cabinet["id"] and status["online"] is True
             state = http.get(f"{cabinet['sim_url']}/state").json()
             assert len(state["boards"][0]["doors"]) == 24
+        # What a newcomer does: a courier deposit at the first kiosk, the door shut on the doors
+        # page, the notice with its code on the notices page.
+        kiosk, doors = info["cabinets"][0]["kiosk_url"], info["doors_url"]
+        assert "A19" in http.get(doors).text
+        sf = info["couriers"][0]
+        for body in (
+            {"type": "CourierSignIn", "courier_id": sf["id"], "pin": sf["pin"]},
+            {"type": "TrackingEntered", "tracking_no": "SF0042"},
+            {"type": "PhoneEntered", "phone": "13900139000"},
+            {"type": "SizeChosen", "size": "S"},
+        ):
+            assert http.post(f"{kiosk}/api/input", json=body).status_code == 200
+        wait_for(lambda: "开着 open" in http.get(doors).text, 10, "A19 to open", interval_s=0.2)
+        for action in ("put", "close"):
+            pressed = http.post(f"{doors}/cab-1/A19/{action}", follow_redirects=False)
+            assert pressed.status_code == 303, pressed.text
+        confirmed = wait_for(
+            lambda: http.post(f"{kiosk}/api/input", json={"type": "Confirm"}).status_code == 200,
+            10,
+            "the kiosk to take Confirm once the door is seen shut",
+            interval_s=0.2,
+        )
+        assert confirmed
+        notice = wait_for(
+            lambda: http.get(f"{info['notices_url']}/notices.json").json(),
+            20,
+            "the notice",
+            interval_s=0.2,
+        )
+        assert "SF0042" in notice[0]["text"] and "Pickup code" in notice[0]["text"]
     pids = info["pids"]
     assert len(pids) == 2 + 2 * 2  # API, worker, and a simulator and a daemon per cabinet
     assert all(alive(pid) for pid in pids.values())
