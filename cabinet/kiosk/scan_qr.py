@@ -6,6 +6,10 @@
 reached it keeps the last one only while its nonce is still alive, then shows "scan unavailable"
 until a fetch works again. A recipient's phone needs the cloud to open a door this way, so a
 stale QR would only fail on their phone.
+
+The fetch is the standard library's urllib on a worker thread: one small GET a minute does not
+justify httpx's 4.5 MB in the daemon's memory (`locker bench edge` counts it; the target is
+60 MB).
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-
-import httpx
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,37 @@ REFRESH_S = 60.0
 RETRY_S = 10.0
 FETCH_TIMEOUT_S = 5.0
 MAX_SVG_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What an HTTP GET answered: status, headers (lower-case names) and body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class FetchError(Exception):
+    """The GET failed: no connection, a timeout, or an error status."""
+
+
+def _get(url: str, timeout_s: float) -> Answer:
+    request = urllib.request.Request(url, headers={"Accept": "image/svg+xml"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+            body = answer.read(MAX_SVG_BYTES + 1)
+            headers = {k.lower(): v for k, v in answer.headers.items()}
+            return Answer(answer.status, headers, body)
+    except urllib.error.HTTPError as err:
+        raise FetchError(f"HTTP {err.code} from {url}") from None
+    except (urllib.error.URLError, OSError) as err:  # refused, unreachable, timed out, TLS
+        raise FetchError(f"{url}: {getattr(err, 'reason', err)}") from None
+
+
+async def http_get(url: str, timeout_s: float) -> Answer:
+    """GET `url` on a worker thread (FetchError if it fails)."""
+    return await asyncio.to_thread(_get, url, timeout_s)
 
 
 @dataclass(frozen=True)
@@ -47,14 +82,14 @@ class ScanQr:
         *,
         refresh_s: float = REFRESH_S,
         retry_s: float = RETRY_S,
-        transport: httpx.AsyncBaseTransport | None = None,
+        fetch: Callable[[str, float], Awaitable[Answer]] = http_get,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.endpoint = f"{cloud_api_url.rstrip('/')}/api/v1/cabinets/{cabinet_id}/scan-qr"
         self._refresh_s = refresh_s
         self._retry_s = retry_s
-        self._transport = transport
+        self._fetch = fetch
         self._clock = clock
         self.on_change = on_change
         self._code: ScanCode | None = None
@@ -74,23 +109,22 @@ class ScanQr:
         """Fetch a new QR; True if it worked (a failure keeps the old one while it lives)."""
         started = self._clock()
         try:
-            async with httpx.AsyncClient(
-                transport=self._transport, timeout=FETCH_TIMEOUT_S
-            ) as client:
-                answer = await client.get(self.endpoint)
-            answer.raise_for_status()
-            url = answer.headers.get("X-Scan-URL")
+            answer = await self._fetch(self.endpoint, FETCH_TIMEOUT_S)
+            if answer.status != 200:
+                raise FetchError(f"HTTP {answer.status} from {self.endpoint}")
+            url = answer.headers.get("x-scan-url")
             if not url or not answer.headers.get("content-type", "").startswith("image/svg+xml"):
                 raise ValueError("the answer is not an SVG with an X-Scan-URL header")
-            if len(answer.content) > MAX_SVG_BYTES:
+            if len(answer.body) > MAX_SVG_BYTES:
                 raise ValueError(f"the SVG is over {MAX_SVG_BYTES} bytes")
-        except (httpx.HTTPError, ValueError) as err:
+            svg = answer.body.decode("utf-8")
+        except (FetchError, ValueError) as err:  # UnicodeDecodeError is a ValueError
             self.last_error = f"{type(err).__name__}: {err}"
             log.info("kiosk: scan-to-open QR unavailable (%s)", self.last_error)
             self._announce()
             return False
         self._version += 1
-        self._code = ScanCode(answer.text, url, started, self._version)
+        self._code = ScanCode(svg, url, started, self._version)
         self.last_error = None
         self._announce()
         return True

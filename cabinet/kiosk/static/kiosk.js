@@ -24,6 +24,7 @@ const state = {
   opened: { doors: [], unavailable: [] },
   door: { compartment: null, closed: false },
   retrieval: { doors: [], done: new Set(), unavailable: [] },
+  recipient: null,          // the PhoneAccepted screen, shown above the sizes
   lockedUntil: 0,           // the keypad's lockout, as Date.now() ms
   scanVersion: -1,
   maintToken: null,
@@ -191,6 +192,7 @@ function renderCourier() {
   $("retrieve").textContent = fill(lookup("ui.retrieve"), { count: st ? st.retrievals_due : 0 });
   $("retrieve").disabled = !(st && st.retrievals_due);
   $("phone-tracking").textContent = courier && courier.tracking_no ? courier.tracking_no : "";
+  $("size-recipient").textContent = state.recipient ? screenText(state.recipient) : "";
 }
 
 function renderSizes() {
@@ -289,7 +291,7 @@ function show(screen) {
       break;
     case "PhoneAccepted":
       if (state.status) state.status.free_by_size = screen.free_by_size;
-      $("size-recipient").textContent = screenText(screen);
+      state.recipient = screen;
       clearMsg("size");
       go("courier-size");
       break;
@@ -339,6 +341,11 @@ function show(screen) {
     // pickup
     case "DoorsOpening":
       state.fields.code = "";
+      if (!screen.compartments.length) {  // every door of theirs is faulted: nothing opens
+        say("home", { ui: "unavailable_doors", params: { compartments: screen.unavailable.join(", ") } }, "bad");
+        renderFields();
+        break;
+      }
       state.opened = { doors: screen.compartments, unavailable: screen.unavailable };
       clearMsg("opened");
       go("opened");
@@ -550,9 +557,10 @@ function onKey(event) {
   if (now - scanner.last > SCAN_GAP_MS) scanner.buffer = "";
   scanner.last = now;
   if (event.key === "Enter") {
+    event.preventDefault();   // never a "click" on whatever button was tapped last
     const payload = scanner.buffer.trim();
     scanner.buffer = "";
-    if (payload) { event.preventDefault(); scanned(payload); }
+    if (payload) scanned(payload);
     return;
   }
   if (event.key.length === 1) { scanner.buffer += event.key; event.preventDefault(); }
@@ -719,9 +727,18 @@ function wire() {
   document.addEventListener("keydown", onKey);
   document.addEventListener("pointerdown", touched, { passive: true });
   document.addEventListener("contextmenu", (e) => e.preventDefault());  // a long press is a tap
+  // A tapped button must not keep the focus: the scanner's keystrokes belong to the page.
+  document.addEventListener("mousedown", (e) => { if (e.target.closest("button")) e.preventDefault(); });
   // A lockout counts down on screen, second by second.
   setInterval(() => {
-    if (state.lockedUntil && state.lockedUntil <= Date.now()) { state.lockedUntil = 0; renderDynamic(); }
+    if (state.lockedUntil && state.lockedUntil <= Date.now()) {
+      state.lockedUntil = 0;
+      for (const where of ["home", "opened"]) {
+        const m = state.messages[where];
+        if (m && m.what.type === "KeypadLocked") delete state.messages[where];
+      }
+      renderDynamic();
+    }
     if (state.lockedUntil) for (const where of ["home", "opened"]) {
       const m = state.messages[where];
       if (m && m.what.type === "KeypadLocked") renderMessage(where);

@@ -34,7 +34,7 @@ def cloud_app(
     upgrade(url)
     engine = make_engine(url)
     with Session(engine) as session:
-        register_cabinet(session, cab)
+        register_cabinet(session, cab)  # (again: harmless when the file is reused)
     settings = CloudSettings(database_url=url, base_url=BASE_URL, secret_key=SEAL_KEY.decode())
     return create_app(settings, engine=engine, clock=clock or (lambda: datetime.now(UTC)))
 
@@ -42,11 +42,21 @@ def cloud_app(
 class CloudServer:
     """`cloud_app` served by uvicorn on a free port of 127.0.0.1, on its own thread."""
 
-    def __init__(self, workdir: Path, cab: str = "cab1") -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        workdir: Path,
+        cab: str = "cab1",
+        *,
+        port: int | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            cloud_app(workdir, cab), host="127.0.0.1", port=self.port, log_level="warning"
+            cloud_app(workdir, cab, clock=clock),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
