@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from cabinet.errors import ConfigError
+from protocol.hashing import PIN_HASH_SCHEME
 
 ENV_PREFIX = "LOCKER_"
 _ENV: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("_ENV")
@@ -116,7 +117,20 @@ class CabinetConfig(BaseSettings):
     code_key: SecretStr | None = None
     code_key_file: Path | None = None
     journal_path: Path = Path("/var/lib/locker/journal.sqlite3")
+    # The touchscreen kiosk (cabinet/kiosk): served by the daemon, shown by Chromium in kiosk mode.
     kiosk_port: int = Field(8080, ge=1, le=65535)
+    kiosk_host: str = "127.0.0.1"  # the screen is on this computer: nobody else should reach it
+    kiosk_language: Literal["zh-CN", "en"] = "zh-CN"  # the screen's language until switched
+    kiosk_idle_s: int = Field(60, ge=10, le=3600)  # untouched this long: back to the home screen
+    # The cloud's HTTP API root (https://lockers.example), for the idle screen's scan-to-open QR;
+    # without it the screen says "scan unavailable".
+    cloud_api_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    # The technician's PIN for the maintenance screen, as `locker cabinet pin-hash` prints it
+    # (protocol/hashing.py's scrypt string); without it the maintenance screen stays shut.
+    technician_pin_hash: SecretStr | None = None
+    # A serial QR scanner (a USB scanner that types like a keyboard needs nothing here).
+    scanner_port: str | None = None  # a device path or a pyserial URL
+    scanner_baud: int = Field(9600, ge=300, le=921600)
     alarm_s: int = Field(120, ge=10, le=86400)  # a door left open this long raises door.left_open
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     buses: dict[str, BusConfig] = Field(default_factory=dict)
@@ -208,6 +222,13 @@ def check_config(config: CabinetConfig) -> None:
             )
         if not config.code_key_file.is_file():
             raise ConfigError("code_key_file", f"{config.code_key_file} is not a readable file")
+    if config.technician_pin_hash is not None and not _is_pin_hash(
+        config.technician_pin_hash.get_secret_value()
+    ):
+        raise ConfigError(
+            "technician_pin_hash",
+            "not a PIN hash: make one with `locker cabinet pin-hash` (scrypt$16384$8$1$...)",
+        )
     boards: dict[int, BoardConfig] = {}
     for index, board in enumerate(config.boards):
         key = f"boards[{index}]"
@@ -228,6 +249,11 @@ def check_config(config: CabinetConfig) -> None:
             _check_rs485(key, compartment, boards, locks)
         else:
             _check_gpio(key, compartment, pins)
+
+
+def _is_pin_hash(text: str) -> bool:
+    parts = text.split("$")
+    return len(parts) == 6 and parts[0] == PIN_HASH_SCHEME and all(parts[1:])
 
 
 def _check_rs485(

@@ -41,6 +41,9 @@ class CloudSettings(BaseSettings):
     # Seals pickup codes waiting in the notice outbox and signs short-lived nonces. Set it in
     # production (at least 32 random bytes, hex); the default is for the zero-setup demo only.
     secret_key: SecretStr = SecretStr("insecure-demo-key-change-me-0123456789abcdef")
+    # Demos and end-to-end runs only: a file holding seconds the workers' clock runs ahead
+    # (`cloud.worker.clock`), so a parcel can expire without waiting out its pickup window.
+    clock_offset_file: Path | None = None
 
     twilio_base_url: str = "https://api.twilio.com"
     twilio_account_sid: str = ""

@@ -27,6 +27,13 @@ def edge(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
     ] = None,
+    kiosk: Annotated[
+        bool,
+        typer.Option(
+            help="Serve the touchscreen kiosk in the daemon, with a page's event stream open "
+            "(as deployed); --no-kiosk measures the daemon without it."
+        ),
+    ] = True,
 ) -> None:
     """Time code -> unlock frame over PICKUPS pickups; read the daemon's RSS and idle CPU.
 
@@ -45,7 +52,7 @@ def edge(
     console.print(
         "[bold]locker bench edge[/]: daemon in a subprocess, firmware-sim on a pty "
         "(2 x 48 doors), journal in a tmp dir, [yellow]MQTT link disabled (offline, no broker)"
-        "[/]"
+        f"[/], kiosk {'served' if kiosk else 'not served'}"
     )
     with Progress(
         "[progress.description]{task.description}",
@@ -56,7 +63,10 @@ def edge(
     ) as bar:
         task = bar.add_task("pickups", total=pickups)
         figures = run_bench(
-            pickups, idle_s, progress=lambda done, _total: bar.update(task, completed=done)
+            pickups,
+            idle_s,
+            kiosk=kiosk,
+            progress=lambda done, _total: bar.update(task, completed=done),
         )
     _print(console, figures)
     if json_path is not None:
@@ -110,4 +120,12 @@ def _print(console: Any, figures: dict[str, Any]) -> None:
         f"{figures['deposits']} deposits + {figures['sim_pickup_unlocks']} pickups; "
         f"journal events: {figures['events']}"
     )
+    kiosk = figures.get("kiosk")
+    if kiosk:
+        console.print(
+            f"kiosk served at {kiosk['url']}: {kiosk['screens_streamed']} screens streamed to "
+            f"the open page, {kiosk['status_reads']} status reads"
+        )
+    else:
+        console.print("[yellow]kiosk not served (--no-kiosk)[/]")
     console.print("a benchmark, not a test: it exits 0 whatever the figures")

@@ -26,7 +26,7 @@ EXIT_FAILED = 1
 
 @app.callback()
 def cabinet() -> None:
-    """The edge daemon of one cabinet: doors, journal, MQTT link."""
+    """The edge daemon of one cabinet: doors, journal, MQTT link, touchscreen kiosk."""
 
 
 @app.command("run")
@@ -94,6 +94,7 @@ async def run_daemon(
 
     `on_started(service)` runs once the service is up (tests attach a control channel there).
     """
+    from cabinet.kiosk import RunningKiosk, start_kiosk
     from cabinet.sd_notify import supervised
     from cabinet.service import from_config
 
@@ -102,12 +103,18 @@ async def run_daemon(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     service = from_config(config)
+    kiosk: RunningKiosk | None = None
     try:
         await service.start()
+        kiosk = await start_kiosk(config, service)
         # Under systemd (Type=notify): READY=1 now, watchdog pings earned by the owner task,
         # STOPPING=1 on the way out; nothing without NOTIFY_SOCKET.
         async with supervised(service, config.cabinet_id):
-            log.info("cabinet %s: running; SIGTERM or Ctrl-C stops it", config.cabinet_id)
+            log.info(
+                "cabinet %s: running, kiosk on %s; SIGTERM or Ctrl-C stops it",
+                config.cabinet_id,
+                kiosk.url,
+            )
             if on_started is not None:
                 started = on_started(service)
                 if started is not None:
@@ -115,6 +122,40 @@ async def run_daemon(
             await stop.wait()
             log.info("cabinet %s: stopping", config.cabinet_id)
     finally:
+        if kiosk is not None:
+            await kiosk.stop()  # first: no tap may start a step the service cannot finish
         await service.stop()
         service.journal.close()
     log.info("cabinet %s: stopped", config.cabinet_id)
+
+
+@app.command("pin-hash")
+def pin_hash_command(
+    pin: Annotated[
+        str,
+        typer.Option(
+            prompt="Technician PIN",
+            hide_input=True,
+            confirmation_prompt=True,
+            help="The PIN (asked for, unechoed, when not given; give it here only in scripts).",
+        ),
+    ],
+) -> None:
+    """Print the hash of a technician PIN, for the config's `technician_pin_hash`.
+
+    The maintenance screen (test a door, read the bus's error counters) asks for this PIN. The
+    config keeps only its salted scrypt hash, so whoever reads the config cannot learn the PIN:
+
+        locker cabinet pin-hash        # asks twice, prints scrypt$16384$8$1$...
+
+    then put `technician_pin_hash = "scrypt$..."` in the cabinet's TOML (or give it in
+    LOCKER_TECHNICIAN_PIN_HASH).
+    """
+    import os
+
+    from protocol.hashing import pin_hash
+
+    if not (pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 12):
+        typer.echo("error: the PIN must be 4 to 12 digits (it is typed on the screen's keypad)")
+        raise typer.Exit(EXIT_BAD_CONFIG)
+    typer.echo(pin_hash(pin, os.urandom(16)))

@@ -6,7 +6,13 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from locker.cloud_registry_command import cabinet_app, courier_app, mosquitto_config, site_app
+from locker.cloud_registry_command import (
+    cabinet_app,
+    courier_app,
+    erp_key_app,
+    mosquitto_config,
+    site_app,
+)
 from locker.cloud_serve_command import serve
 
 app = typer.Typer(help="The cloud service: database, workers, API, registry.", no_args_is_help=True)
@@ -16,6 +22,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(site_app, name="site")
 app.add_typer(cabinet_app, name="cabinet")
 app.add_typer(courier_app, name="courier")
+app.add_typer(erp_key_app, name="erp-key")
 app.command(name="serve")(serve)
 app.command(name="mosquitto-config")(mosquitto_config)
 
@@ -150,6 +157,7 @@ def worker(
     from cloud.db.migrate import current_revision_of, head_revision
     from cloud.settings import CloudSettings
     from cloud.worker import MqttClient, Worker, parse_broker_url, subscriptions
+    from cloud.worker.clock import FileOffsetClock, utc_now
 
     settings = CloudSettings()
     url = database_url or settings.database_url
@@ -199,10 +207,18 @@ def worker(
             "outbox until a worker with SMS settings runs",
             err=True,
         )
+    clock = utc_now
+    if settings.clock_offset_file is not None:
+        clock = FileOffsetClock(settings.clock_offset_file)
+        typer.echo(
+            f"worker {client_id}: its clock runs ahead by the seconds in "
+            f"{settings.clock_offset_file} (demo and end-to-end runs only)"
+        )
     runner = Worker(
         engine=engine,
         client=client,
         seal_key=settings.secret_key_bytes,
+        clock=clock,
         resend_interval_s=resend_interval_s,
         notices=notices,
     )

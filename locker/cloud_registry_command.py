@@ -18,6 +18,9 @@ import typer
 site_app = typer.Typer(help="Sites and the policies their cabinets run by.", no_args_is_help=True)
 cabinet_app = typer.Typer(help="Cabinets: compartments and credentials.", no_args_is_help=True)
 courier_app = typer.Typer(help="Couriers who log in at the cabinets.", no_args_is_help=True)
+erp_key_app = typer.Typer(
+    help="API keys of the ERPs that announce shipments.", no_args_is_help=True
+)
 
 # Bad input (an unknown site, a bad layout) exits with 2, like a usage error: nothing is written.
 BAD_INPUT = 2
@@ -342,6 +345,27 @@ def courier_add(
         stored = courier_phone(session=session, courier_id=courier_id)
     told = f", told at {mask_phone(stored)} when a parcel expires" if stored else ""
     typer.echo(f"courier {courier_id} added{told}; pushed to {len(cabinets)} cabinet(s)")
+
+
+# --- ERP API keys ---------------------------------------------------------------------------------
+
+
+@erp_key_app.command("add")
+def erp_key_add(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The key id.")],
+    name: Annotated[str, typer.Option("--name", help="Who holds the key.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Add an ERP API key and print it once (the cloud keeps only its hash).
+
+    The ERP sends it in the X-API-Key header, e.g. to `POST /api/v1/shipments`.
+    """
+    from cloud.services.registry import add_erp_key
+
+    with _registry(database_url) as session:
+        credentials = add_erp_key(session=session, key_id=key_id, name=name, now=_now())
+    typer.echo(f"ERP key {key_id} added; it is shown only now:")
+    typer.echo(credentials.key)
 
 
 # --- a small TOML writer (the standard library only reads TOML) -----------------------------------

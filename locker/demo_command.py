@@ -1,47 +1,188 @@
-"""`locker demo`: the README's main job. Today: one simulated cabinet's lock-board bus.
-
-The full demo (embedded broker, cloud, cabinets with kiosks, notice sinks) grows here as the
-cabinet daemon and cloud land; until then it starts what exists, so a newcomer can already open
-doors on a simulated cabinet and watch its frames.
-"""
+"""`locker demo`: the README's main job: the whole system on this machine, or its scripted story."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
-from locker.sim_command import PolarityChoice, ReplyHead, sim
+from locker.demo.stack import (
+    COURIERS,
+    DemoError,
+    DemoInfo,
+    DemoStack,
+    Options,
+    default_data_dir,
+)
 
 
 def demo(
-    control_port: Annotated[
+    cabinets: Annotated[
+        int, typer.Option("--cabinets", min=1, max=20, help="How many simulated cabinets.")
+    ] = 2,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Folder for the demo's database, cabinet journals, configs and logs; emptied "
+            "at each start (only if the demo made it). Default: "
+            "~/.local/share/parcel-lockers/demo.",
+            show_default=False,
+        ),
+    ] = None,
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            "--broker",
+            help="A real MQTT broker, mqtt://HOST[:PORT], instead of the embedded one. It must "
+            "accept the cabinets' credentials (the demo writes the Mosquitto password and ACL "
+            "lines into DATA/mosquitto/).",
+            show_default=False,
+        ),
+    ] = None,
+    http_port: Annotated[
         int,
-        typer.Option(min=0, max=65535, help="HTTP control port of the simulator; 0 picks one."),
-    ] = 8485,
+        typer.Option(
+            "--http-port",
+            min=0,
+            max=65535,
+            help="The cloud API's port. The notices page is on the next port, kiosks on "
+            "+11, +12, ..., simulator controls on +41, +42, ...; 0 picks free ports.",
+        ),
+    ] = 8000,
+    story: Annotated[
+        bool,
+        typer.Option(
+            "--story",
+            help="Run the scripted story end to end, print each step and what it checked, "
+            "then stop; exit 0 only if every step held.",
+        ),
+    ] = False,
+    language: Annotated[
+        str, typer.Option("--language", help="Of the notices and kiosks: zh-CN or en.")
+    ] = "zh-CN",
 ) -> None:
-    """Run the demo: a simulated 48-door cabinet (two 24-lock RS485 boards) on a pty.
+    """Run the whole system on this machine: cloud, broker, simulated cabinets with kiosks.
 
-    Open `http://127.0.0.1:8485/state` to see every door, `POST /doors/1/3/close` to act as a
-    person, and point a serial terminal at the printed pty to speak the board frames by hand.
-    Ctrl-C stops it and leaves nothing running.
+    Starts an embedded MQTT broker (amqtt) unless --broker names one; the cloud's API and
+    worker on SQLite in the data folder; and per cabinet a lock-board simulator, the cabinet
+    daemon and its kiosk. Notices go to local stand-ins for Twilio and WeChat, shown on the
+    notices page: deposit a parcel at a kiosk as a courier, read the pickup code there, and
+    pick the parcel up at the kiosk with it. Every URL and credential is printed.
+
+    Ctrl-C (or SIGTERM) stops everything; nothing is left running.
+
+    `locker demo --story` instead runs a scripted story (a shipment announced by the ERP, a
+    courier deposit, the notice and its code, a pickup, an expiry and the courier's retrieval,
+    a jammed lock) and exits 0 only if every step held.
     """
-    Console().print(
-        "[bold]Parcel lockers demo[/]: a simulated cabinet with 2 lock boards x 24 doors.\n"
-        "The cabinet daemon, kiosk and cloud join this demo as they are built "
-        "(see README.md)."
+    if language not in ("zh-CN", "en"):
+        raise typer.BadParameter("must be zh-CN or en", param_hint="'--language'")
+    console = Console(soft_wrap=True, highlight=False)
+    options = Options(
+        data_dir=data or _default_data(console),
+        cabinets=cabinets,
+        http_port=http_port,
+        broker_url=broker,
+        # A real broker may want the cloud workers to log in: the usual variables say as whom.
+        cloud_mqtt_username=os.environ.get("LOCKER_CLOUD_MQTT_USERNAME"),
+        cloud_mqtt_password=os.environ.get("LOCKER_CLOUD_MQTT_PASSWORD"),
+        language=language,
     )
-    sim(
-        boards=2,
-        locks=24,
-        first_address=1,
-        link=None,
-        baud=9600,
-        wire_time=False,
-        polarity=PolarityChoice.normal,
-        reply_head=ReplyHead.h8a,
-        reports=False,
-        pulse_ms=50,
-        control_port=control_port,
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+        raise KeyboardInterrupt  # unwinds whatever is starting; `finally` stops it all
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    started_at = time.monotonic()
+    stack = DemoStack(options, echo=lambda line: console.print(f"  [green]✓[/] {escape(line)}"))
+    code = 0
+    try:
+        console.print(f"[bold]Parcel lockers demo[/]: data in {escape(str(stack.data_dir))}")
+        with console.status("starting: broker, cloud, cabinets ...", spinner="dots"):
+            info = stack.start()
+        ready_s = time.monotonic() - started_at
+        if story:
+            from locker.demo.story import run_story
+
+            console.print(f"ready in {ready_s:.1f} s; running the story\n")
+            code = 0 if run_story(info, echo=console.print) else 1
+        else:
+            _print_info(console, info, ready_s)
+            while not stopping.wait(0.5):
+                pass
+    except KeyboardInterrupt:
+        console.print("\nstopping ...")
+    except DemoError as err:
+        console.print(f"[red]error:[/] {escape(str(err))}")
+        code = 1
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        stack.stop()
+    console.print("stopped: nothing is left running.")
+    if code:
+        sys.exit(code)
+
+
+def _default_data(console: Console) -> Path:
+    """The demo folder under the user's home, or a temporary one where that cannot be made."""
+    path = default_data_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        path = Path(tempfile.mkdtemp(prefix="locker-demo-"))
+        console.print(f"cannot use {default_data_dir()} ({err}); using {path} instead")
+    return path
+
+
+def _print_info(console: Console, info: DemoInfo, ready_s: float) -> None:
+    console.print(f"\n[bold green]Ready in {ready_s:.1f} s.[/] Open these:\n")
+    urls = Table(show_header=True, header_style="bold")
+    urls.add_column("what")
+    urls.add_column("URL")
+    for cabinet in info.cabinets:
+        urls.add_row(f"kiosk of {cabinet.id} (touchscreen)", cabinet.kiosk_url)
+    urls.add_row("notices (the SMS and WeChat messages sent)", info.notices_url)
+    urls.add_row("doors (be the person at the cabinet: shut a door...)", info.doors_url)
+    urls.add_row("cloud API docs (try it with the ERP key)", info.docs_url)
+    for cabinet in info.cabinets:
+        urls.add_row(f"lock-board simulator of {cabinet.id}", f"{cabinet.sim_url}/state")
+    console.print(urls)
+    people = Table(show_header=True, header_style="bold", title="Credentials")
+    people.add_column("who")
+    people.add_column("id")
+    people.add_column("PIN / key", overflow="fold")
+    for courier_id, pin, carrier, name in COURIERS:
+        people.add_row(f"courier ({carrier}, {name})", courier_id, pin)
+    people.add_row("technician (kiosk maintenance screen)", "", info.technician_pin)
+    people.add_row("ERP (X-API-Key header)", "demo-erp", info.erp_key)
+    console.print(people)
+    phones = ", ".join(
+        f"{phone} ({'WeChat' if channel == 'wechat' else 'SMS'})"
+        for phone, channel in info.recipients.items()
     )
+    console.print(
+        "\nTry it: at a kiosk sign in as a courier, deposit a parcel for a recipient "
+        f"(any valid mobile: {phones}),\nread the pickup code on the notices page, and type it "
+        "on the kiosk to pick the parcel up.\nWhen a door springs open, put the parcel in and shut "
+        f"the door on the doors page {info.doors_url}\n(or by hand: "
+        f"`curl -X POST {info.cabinets[0].sim_url}/doors/1/19/close` shuts door A19).\n"
+        f"Time travel: `echo 259260 > {info.clock_offset_file}` moves the cloud workers 72 h "
+        "ahead, so parcels in lockers expire.\n"
+        f"Logs: {info.data_dir / 'logs'}   Everything above: {info.data_dir / 'demo.json'}\n"
+    )
+    console.print("[bold]Ctrl-C stops the demo.[/]")

@@ -19,6 +19,7 @@ from cloud.api.routes import (
     scan,
     scan_page,
     scan_wechat,
+    shipments,
     wechat,
 )
 from cloud.api.schemas import ErrorPublic, FieldErrorPublic
@@ -34,6 +35,7 @@ The parcel-locker cloud's API.
 
 - **health**: whether the service and its database answer (open).
 - **cabinets**: presence, occupancy by size, compartments (`X-API-Key`).
+- **shipments**: the ERP announces a shipment (`X-API-Key`, `Idempotency-Key`).
 - **parcels** and **tracking**: parcels, their status, ERP order state, timeline and overdue fee
   (`X-API-Key`). Phone numbers are always masked; codes and their hashes are never shown.
 - **scan-to-open**: the idle-screen QR and the recipient page's steps (open; proven by a
@@ -48,6 +50,7 @@ Errors are JSON `{"detail": "...", "errors": [{"field", "message"}]}`; `errors` 
 TAGS = [
     {"name": "health", "description": "Liveness and database reachability."},
     {"name": "cabinets", "description": "Cabinets, their presence and compartments."},
+    {"name": "shipments", "description": "The ERP announces the parcels couriers will bring."},
     {"name": "parcels", "description": "Parcels as the ERP sees them."},
     {"name": "tracking", "description": "A shipment's status and timeline by tracking number."},
     {"name": "scan-to-open", "description": "Open a door by scanning the cabinet's screen."},
@@ -99,7 +102,7 @@ def create_app(
     app.state.sms = sms
     app.state.wechat_oauth = wechat_oauth
     app.state.clock = clock
-    for module in (health, cabinets, parcels, scan, scan_wechat, callbacks, wechat):
+    for module in (health, cabinets, parcels, shipments, scan, scan_wechat, callbacks, wechat):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(scan_page.router)  # the QR's URL: short, outside the API's prefix
     app.add_exception_handler(StarletteHTTPException, _http_error)

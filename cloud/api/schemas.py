@@ -128,6 +128,22 @@ class TrackingPublic(BaseModel):
     overdue_fee: OverdueFeePublic | None
 
 
+class ShipmentRequest(BaseModel):
+    """Announce a shipment: the parcel a courier will bring to a cabinet."""
+
+    order_no: str = Field(min_length=1, max_length=64, examples=["SO-2026-000123"])
+    tracking_no: str = Field(
+        min_length=1,
+        max_length=40,
+        examples=["SF1234567890"],
+        description="As the courier will scan or type it: letters, digits, '-' (kept upper case)",
+    )
+    phone: str = Field(
+        min_length=8, max_length=16, examples=["+8613812341234"], description="E.164"
+    )
+    cabinet_id: str = Field(min_length=1, max_length=64, examples=["cab-0001"])
+
+
 # --- scan-to-open ---------------------------------------------------------------------------------
 
 

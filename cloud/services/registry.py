@@ -24,7 +24,16 @@ from cloud.core.errors import CoreError
 from cloud.core.phones import normalize_phone
 from cloud.db import repo
 from cloud.db.engine import write_session
-from cloud.db.models import Cabinet, CabinetCreate, Compartment, Courier, Site, SiteCreate
+from cloud.db.models import (
+    Cabinet,
+    CabinetCreate,
+    Compartment,
+    Courier,
+    ErpApiKey,
+    Site,
+    SiteCreate,
+)
+from cloud.services.queries import hash_api_key
 from protocol.hashing import pin_hash
 from protocol.messages import CourierEntry, PutCouriersData
 from protocol.topics import (
@@ -351,3 +360,55 @@ def courier_phone(*, session: Session, courier_id: str) -> str | None:
     """Return a courier's phone (E.164), None if unknown or not given."""
     courier = session.get(Courier, courier_id)
     return courier.phone if courier else None
+
+
+# --- ERP API keys ---------------------------------------------------------------------------------
+
+ERP_KEY_BYTES = 32  # 43 URL-safe characters
+ERP_KEY_PREFIX = "lk_"  # says what the string is when it turns up in a config or a log
+
+
+@dataclass(frozen=True)
+class ErpKeyCredentials:
+    """A new ERP API key: the clear key exists only here, the cloud keeps its hash."""
+
+    key_id: str
+    key: str = field(repr=False)
+
+
+def add_erp_key(
+    *,
+    session: Session,
+    key_id: str,
+    name: str,
+    now: datetime,
+    webhook_url: str | None = None,
+    token_bytes: Callable[[int], bytes] = secrets.token_bytes,
+) -> ErpKeyCredentials:
+    """Add an ERP API key (kept as its SHA-256) and commit; return the clear key, once.
+
+    Raise RegistryError (nothing written) for a bad or taken id.
+    """
+    _check_id(key_id, "key id")
+    if not name.strip():
+        raise RegistryError("the ERP's name must not be empty")
+    key = ERP_KEY_PREFIX + base64.urlsafe_b64encode(token_bytes(ERP_KEY_BYTES)).decode().rstrip("=")
+    write_session(session)
+    try:
+        if session.get(ErpApiKey, key_id) is not None:
+            raise RegistryError(f"ERP key {key_id!r} exists already")
+        session.add(
+            ErpApiKey(
+                id=key_id,
+                name=name,
+                key_prefix=key[:8],
+                key_hash=hash_api_key(key),
+                webhook_url=webhook_url,
+                created_at=now,
+            )
+        )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return ErpKeyCredentials(key_id=key_id, key=key)

@@ -17,12 +17,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from cloud.core.codes import RandBelow
+from cloud.worker.clock import utc_now
 from cloud.worker.commands import DEFAULT_RESEND_INTERVAL_S, CommandDispatcher
 from cloud.worker.ingest_loop import IngestLoop
 from cloud.worker.mqtt import MqttClient, Received
@@ -55,11 +56,6 @@ def subscriptions(*, shared: bool) -> list[str]:
     if shared:
         return [SHARED_EVENT_SUBSCRIPTION, STATE_SUBSCRIPTION, SHARED_ACK_SUBSCRIPTION]
     return [EVENT_SUBSCRIPTION, STATE_SUBSCRIPTION, ACK_SUBSCRIPTION]
-
-
-def utc_now() -> datetime:
-    """Return the wall clock, aware UTC."""
-    return datetime.now(UTC)
 
 
 @dataclass

@@ -89,7 +89,9 @@ class _Marks:
         self.journal_ns.clear()
 
 
-async def _serve_daemon(port_path: str, journal_path: Path, poll_interval_s: float) -> None:
+async def _serve_daemon(
+    port_path: str, journal_path: Path, poll_interval_s: float, kiosk: bool = True
+) -> None:
     import serial
 
     from cabinet.core import Config
@@ -145,6 +147,15 @@ async def _serve_daemon(port_path: str, journal_path: Path, poll_interval_s: flo
         tick_s=1.0,
     )
     await service.start()
+    kiosk_server = kiosk_app = None
+    if kiosk:  # as deployed: the touchscreen's HTTP server in the same process and loop
+        from cabinet.kiosk.app import Kiosk, build_app
+        from cabinet.kiosk.server import KioskServer
+
+        kiosk_app = Kiosk(service, language="zh-CN")
+        kiosk_server = KioskServer(build_app(kiosk_app), "127.0.0.1", 0)
+        await kiosk_server.start()
+        await kiosk_app.start()
 
     async def wait_until(test: Callable[[], bool], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -227,11 +238,15 @@ async def _serve_daemon(port_path: str, journal_path: Path, poll_interval_s: flo
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    _say({"ready": True, "pid": os.getpid()})
+    kiosk_url = kiosk_server.url if kiosk_server is not None else None
+    _say({"ready": True, "pid": os.getpid(), "kiosk_url": kiosk_url})
     try:
         while line := await reader.readline():
             _say(await answer(json.loads(line)))
     finally:  # stdin closed: the harness is done
+        if kiosk_app is not None and kiosk_server is not None:
+            await kiosk_app.stop()
+            await kiosk_server.stop()
         await service.stop()
         journal.close()
 
@@ -247,7 +262,9 @@ def _say(message: dict[str, Any]) -> None:
 class DaemonProcess:
     """The daemon in a subprocess, spoken to one JSON line at a time."""
 
-    def __init__(self, port_path: str, workdir: Path, poll_interval_s: float) -> None:
+    def __init__(
+        self, port_path: str, workdir: Path, poll_interval_s: float, kiosk: bool = True
+    ) -> None:
         self._log = (workdir / "daemon.log").open("w")
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
         self.process = subprocess.Popen(
@@ -262,6 +279,7 @@ class DaemonProcess:
                 str(workdir / "journal.sqlite3"),
                 "--poll-interval-s",
                 str(poll_interval_s),
+                "--kiosk" if kiosk else "--no-kiosk",
             ],
             env=env,
             stdin=subprocess.PIPE,
@@ -280,6 +298,7 @@ class DaemonProcess:
             self.close()
             raise RuntimeError(f"the daemon did not start: {ready}")
         self.pid = self.process.pid
+        self.kiosk_url: str | None = ready.get("kiosk_url")
         self.confirm_retries = 0  # Confirms refused because a stale reading showed the door open
 
     def _read(self) -> None:
@@ -323,6 +342,46 @@ class DaemonProcess:
         self._log.close()
 
 
+class _Page:
+    """What the touchscreen's page does to the daemon: an event stream open all along."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        self.url = url
+        self.screens = 0
+        self.statuses = 0
+        self._client = httpx.Client(timeout=httpx.Timeout(10, read=None))
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        import httpx
+
+        with (
+            contextlib.suppress(httpx.HTTPError, RuntimeError),
+            self._client.stream("GET", f"{self.url}/api/events") as answer,
+        ):
+            for line in answer.iter_lines():
+                if line == "event: screen":
+                    self.screens += 1
+
+    def status(self) -> dict[str, Any]:
+        self.statuses += 1
+        return self._client.get(f"{self.url}/api/status").json()
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "screens_streamed": self.screens,
+            "status_reads": self.statuses,
+            "free_by_size": self.status()["free_by_size"],
+        }
+
+    def close(self) -> None:
+        self._client.close()
+
+
 def _confirm(daemon: DaemonProcess, compartment: str) -> dict[str, Any]:
     """The courier confirms once the door is seen shut; again if a stale reading reopened it."""
     for _ in range(5):
@@ -362,9 +421,14 @@ def run_bench(
     idle_s: float,
     *,
     poll_interval_s: float = 0.5,
+    kiosk: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Deposit, code and pick up `pickups` parcels through a daemon; return the figures."""
+    """Deposit, code and pick up `pickups` parcels through a daemon; return the figures.
+
+    With `kiosk` the daemon also serves the touchscreen's HTTP API, and a page's event stream
+    stays open throughout (as Chromium's does), so its memory is counted.
+    """
     from firmware_sim import BoardConfig, PtyServer, SimulatedBus
     from protocol.hashing import code_hash, pin_hash
 
@@ -379,7 +443,8 @@ def run_bench(
     deposits = 0
     rss_by_round_mb: list[float] = []  # after each fill-and-empty of the doors: growth shows
     with tempfile.TemporaryDirectory(prefix="locker-bench-") as tmp, PtyServer(bus) as server:
-        daemon = DaemonProcess(server.path, Path(tmp), poll_interval_s)
+        daemon = DaemonProcess(server.path, Path(tmp), poll_interval_s, kiosk)
+        page = _Page(daemon.kiosk_url) if daemon.kiosk_url else None
         try:
             daemon.ask(
                 {
@@ -446,6 +511,8 @@ def run_bench(
                     if progress is not None:
                         progress(done, pickups)
                 daemon.ask({"op": "wait_parcels", "count": 0})
+                if page is not None:
+                    page.status()
                 rss_by_round_mb.append(round(_memory_mb(daemon.pid)[0], 1))
             with bus.lock:
                 pulses = sum(d.pulses for b in bus.boards for d in b.doors.values())
@@ -460,7 +527,10 @@ def run_bench(
             confirm_retries = daemon.confirm_retries
             # Last: loading every journalled event leaves the daemon's heap bigger than it was.
             events = daemon.ask({"op": "events"})["events"]
+            kiosk_figures = page.figures() if page is not None else None
         finally:
+            if page is not None:
+                page.close()
             daemon.close()
     return {
         "pickups": len(written_ms),
@@ -484,12 +554,16 @@ def run_bench(
         "rss_by_round_mb": rss_by_round_mb,
         "idle_cpu_pct": 100 * cpu_s / wall_s,
         "idle_s": wall_s,
+        "kiosk": kiosk_figures,
         "setup": {
             "doors": BOARDS * CHANNELS,
             "boards": BOARDS,
             "poll_interval_s": poll_interval_s,
             "sim_pulse_s": PULSE_S,
             "link": "disabled (no broker: offline)",
+            "kiosk": "served on 127.0.0.1 in the daemon, one page's event stream open"
+            if kiosk
+            else "not served",
             "journal": "SQLite WAL, synchronous=FULL, in a temporary directory",
             "latency": "submit(CodeEntered) called -> serial write of the 0x8A frame returned",
             "rss": "the daemon process alone (/proc/<pid>/status VmRSS)",
@@ -520,8 +594,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", required=True)
     parser.add_argument("--journal", type=Path, required=True)
     parser.add_argument("--poll-interval-s", type=float, default=0.5)
+    parser.add_argument("--kiosk", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args(argv)
-    asyncio.run(_serve_daemon(args.port, args.journal, args.poll_interval_s))
+    asyncio.run(_serve_daemon(args.port, args.journal, args.poll_interval_s, args.kiosk))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import pytest
 from cabinet.config import load_config
 from cabinet.drivers import GpioDriver, MixedDriver, Rs485Driver, build_driver
 from cabinet.errors import ConfigError
+from protocol.hashing import pin_hash, verify_pin
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 ENV = {"LOCKER_CODE_KEY": "test-key"}
@@ -90,6 +91,31 @@ def test_the_environment_overrides_the_file(tmp_path):
     assert "s3cret" not in repr(config) and "test-key" not in repr(config)
 
 
+def test_the_kiosk_settings_have_defaults_and_load_from_file_and_environment(tmp_path):
+    config = load_config(write(tmp_path, BASE), env={})
+    assert (config.kiosk_host, config.kiosk_port) == ("127.0.0.1", 8080)
+    assert config.kiosk_language == "zh-CN" and config.kiosk_idle_s == 60
+    assert config.cloud_api_url is None and config.technician_pin_hash is None
+    assert config.scanner_port is None
+    hashed = pin_hash("2468", b"0123456789abcdef")
+    text = BASE.replace(
+        'code_key = "k"\n',
+        f'code_key = "k"\nkiosk_language = "en"\ntechnician_pin_hash = "{hashed}"\n',
+        1,
+    )
+    env = {
+        "LOCKER_KIOSK_IDLE_S": "90",
+        "LOCKER_CLOUD_API_URL": "https://lockers.example.com",
+        "LOCKER_SCANNER_PORT": "/dev/ttyACM0",
+    }
+    config = load_config(write(tmp_path, text), env=env)
+    assert config.kiosk_language == "en" and config.kiosk_idle_s == 90
+    assert config.cloud_api_url == "https://lockers.example.com"
+    assert config.scanner_port == "/dev/ttyACM0"
+    assert verify_pin("2468", config.technician_pin_hash.get_secret_value())
+    assert hashed not in repr(config)
+
+
 def test_a_key_file_is_read_when_no_key_is_given(tmp_path):
     key_file = tmp_path / "code.key"
     key_file.write_text("from-file\n")
@@ -148,6 +174,30 @@ BAD = [
     ),
     ("no code key", ('code_key = "k"', ""), "code_key", "LOCKER_CODE_KEY"),
     ("bad cabinet id", ('cabinet_id = "cab-t"', 'cabinet_id = "cab t"'), "cabinet_id", "pattern"),
+    (
+        "kiosk language",
+        ('code_key = "k"', 'code_key = "k"\nkiosk_language = "fr"'),
+        "kiosk_language",
+        "'zh-CN' or 'en'",
+    ),
+    (
+        "kiosk idle too short",
+        ('code_key = "k"', 'code_key = "k"\nkiosk_idle_s = 2'),
+        "kiosk_idle_s",
+        "greater than or equal to 10",
+    ),
+    (
+        "cloud url without a scheme",
+        ('code_key = "k"', 'code_key = "k"\ncloud_api_url = "lockers.example.com"'),
+        "cloud_api_url",
+        "pattern",
+    ),
+    (
+        "technician PIN in clear",
+        ('code_key = "k"', 'code_key = "k"\ntechnician_pin_hash = "2468"'),
+        "technician_pin_hash",
+        "locker cabinet pin-hash",
+    ),
 ]
 
 

@@ -1,6 +1,6 @@
 """Test-only entry point: the real daemon (`run_daemon`) plus a JSON control channel on stdin.
 
-The kiosk does not exist yet, so the kill -9 tests drive the daemon through this: each stdin
+The kill -9 tests drive the daemon through this rather than the kiosk's HTTP API: each stdin
 line is `{"input": "<kiosk input class>", "args": {...}}` or `{"query": "cabinet"}`; each answer
 is one stdout line, `{"ok": true, "screens": [...]}` or `{"ok": false, "error": "..."}`. The
 first line out is `{"ready": true}` once the service has started (after its reconcile step).

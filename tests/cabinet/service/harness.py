@@ -68,6 +68,7 @@ class ServiceRunner:
         journal_path: Path,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        tick_s: float | None = None,
     ) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -95,7 +96,9 @@ class ServiceRunner:
                 firmware="test-1",
             ),
             clock=clock,
-            tick_s=None,  # no timers run in these tests: they submit a Tick when they need one
+            # By default no timers run: tests submit a Tick when they need one. With `tick_s`
+            # (and a FakeClock) the service ticks by itself, as in production.
+            tick_s=tick_s,
         )
         self.screens: list[object] = []  # what the kiosk would show unasked (door shut, timers)
         self.service.add_screen_listener(lambda show: self.screens.append(show.screen))

@@ -13,16 +13,26 @@ from pathlib import Path
 from typing import Any
 
 from tests.cabinet.service.harness import CHANNELS, CODE_KEY, LAYOUT
-from tests.services import Mosquitto
+from tests.services import Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 LOCKER = Path(sys.executable).parent / "locker"
 
 
 def write_config(
-    path: Path, *, broker: Mosquitto, serial_port: str, journal: Path, extra: str = ""
+    path: Path,
+    *,
+    broker: Mosquitto,
+    serial_port: str,
+    journal: Path,
+    extra: str = "",
+    kiosk_port: int | None = None,
 ) -> Path:
-    """A config for cab1: the sim's pty with fast bus clocks, the test broker, a tmp journal."""
+    """A config for cab1: the sim's pty with fast bus clocks, the test broker, a tmp journal.
+
+    The kiosk gets a free port (`kiosk_port` to choose it), so daemons of parallel tests never
+    meet on the default 8080.
+    """
     doors = "".join(
         f'\n[[layout.compartments]]\nid = "{c.id}"\nsize = "{c.size}"\nlow_door = '
         f'{str(c.low).lower()}\ndriver = "rs485"\nboard = 1\nchannel = {CHANNELS[c.id]}\n'
@@ -30,7 +40,7 @@ def write_config(
     )
     path.write_text(
         f'cabinet_id = "cab1"\ncode_key = "{CODE_KEY.decode()}"\njournal_path = "{journal}"\n'
-        f"{extra}\n"
+        f"kiosk_port = {kiosk_port or free_port()}\n{extra}\n"
         f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nkeepalive_s = 5\n\n'
         f'[buses.main]\nport = "{serial_port}"\nquery_timeout_s = 0.05\n'
         "unlock_timeout_s = 0.3\nquiet_gap_s = 0.01\ninter_request_gap_s = 0.001\n"

@@ -6,11 +6,13 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from firmware_sim import PtyServer, SimulatedBus
 from tests.cabinet.adapters.harness import CloudPeer
 from tests.cabinet.service.harness import CHANNELS, COURIER, PHONE, PIN, put_code, put_courier
 from tests.cabinet.service.process import Daemon, run_cli, write_config
-from tests.services import Mosquitto, wait_for
+from tests.services import Mosquitto, free_port, wait_for
 
 Sim = tuple[SimulatedBus, PtyServer]
 
@@ -18,11 +20,13 @@ Sim = tuple[SimulatedBus, PtyServer]
 def test_run_comes_online_and_stops_cleanly_on_sigterm(
     tmp_path: Path, mosquitto: Mosquitto, peer: CloudPeer, sim: Sim
 ) -> None:
+    kiosk_port = free_port()
     config = write_config(
         tmp_path / "cab.toml",
         broker=mosquitto,
         serial_port=str(sim[1].link),
         journal=tmp_path / "journal.sqlite3",
+        kiosk_port=kiosk_port,
     )
     process = run_cli(config)
     try:
@@ -37,6 +41,10 @@ def test_run_comes_online_and_stops_cleanly_on_sigterm(
         assert {c["id"]: c["state"] for c in birth["compartments"]} == dict.fromkeys(
             CHANNELS, "free"
         )
+        # The same process serves the touchscreen, on the configured port of 127.0.0.1.
+        status = httpx.get(f"http://127.0.0.1:{kiosk_port}/api/status", timeout=5).json()
+        assert status["cabinet_id"] == "cab1" and status["online"] is True
+        assert status["free_by_size"] == {"S": 1, "M": 1, "L": 1, "XL": 1}
         process.send_signal(signal.SIGTERM)
         _out, err = process.communicate(timeout=15)
     finally:

@@ -25,6 +25,7 @@ ROUTES = {
     ("get", "/api/v1/parcels"),
     ("get", "/api/v1/parcels/{parcel_id}"),
     ("get", "/api/v1/tracking/{tracking_no}"),
+    ("post", "/api/v1/shipments"),
     ("post", "/api/v1/scan/{cab}/{nonce}/otp"),
     ("post", "/api/v1/scan/{cab}/{nonce}/verify"),
     ("post", "/api/v1/scan/{cab}/open"),

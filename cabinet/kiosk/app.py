@@ -1,0 +1,365 @@
+"""The kiosk's HTTP adapter: the touchscreen page, its JSON API and its event stream.
+
+    GET  /                         the page (static/index.html; plain JS, no reloads in a flow)
+    POST /api/input                {"type": "<screen input>", ...its fields}
+                                   200 {"screens": [{"type": "<screen>", ...its fields}]}
+                                   422 {"error": ...}  the body is not a screen input (nothing done)
+                                   409 {"error": ..., "state": ..., "action": ...}  not allowed
+                                       now (a Confirm before the door shut...): re-read the status
+                                   503 {"error": ...}  the cabinet is shutting down
+    POST /api/keypad-active        the first digit of a code was typed (holds RS485 polls)
+    GET  /api/status               cabinet id, cloud online, free doors by size, the courier
+    GET  /api/events               server-sent events: `screen` (unasked screens: a door shut, an
+                                   idle sign-out, a serial scan), `status` (when it changes)
+    GET  /api/i18n                 the text of every screen in zh-CN and en, and the default
+    GET  /api/scan-qr              the idle screen's scan-to-open QR (SVG), 503 while unavailable
+    POST /api/maintenance/sign-in  {"pin": ...} -> {"token": ...}; 403 wrong (attempts_left),
+                                   429 locked (seconds_left), 404 not set up
+    GET  /api/maintenance/status   board and bus counters, every door's health   } header
+    POST /api/maintenance/open     {"compartment": ...}: open an empty door      } X-Maintenance-
+    POST /api/maintenance/sign-out                                               } Token
+
+Every handler runs on the daemon's loop and hands inputs to `CabinetService.submit`, so the
+service's one owner task stays the only writer of the cabinet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from cabinet.core.allocation import free_by_size
+from cabinet.core.compartments import CompartmentState
+from cabinet.core.effects import Show
+from cabinet.core.errors import CoreError, IllegalTransition
+from cabinet.core.inputs import CompartmentOpen, Input, QrScanned
+from cabinet.core.lockout import locked_for_s
+from cabinet.kiosk.feed import Feed
+from cabinet.kiosk.maintenance import Maintenance, MaintenanceRefused
+from cabinet.kiosk.scan_qr import ScanQr
+from cabinet.kiosk.wire import BadBody, parse_input, screen_json
+from cabinet.service import CabinetService, ServiceStopped
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+I18N = HERE / "i18n"
+LANGUAGES = ("zh-CN", "en")
+MAX_BODY_BYTES = 8 * 1024
+STATUS_EVERY_S = 1.0  # how often a change of status is looked for while a page listens
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def load_texts() -> dict[str, Any]:
+    """Every language file, by language tag."""
+    return {lang: json.loads((I18N / f"{lang}.json").read_text("utf-8")) for lang in LANGUAGES}
+
+
+class Kiosk:
+    """What the screen talks to: the service, the event feed, the scan QR, maintenance."""
+
+    def __init__(
+        self,
+        service: CabinetService,
+        *,
+        language: str = "zh-CN",
+        idle_s: int = 60,
+        scan: ScanQr | None = None,
+        maintenance: Maintenance | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if language not in LANGUAGES:
+            raise ValueError(f"kiosk language {language!r}: one of {', '.join(LANGUAGES)}")
+        self.service = service
+        self.language = language
+        self.idle_s = idle_s
+        self.scan = scan
+        self.maintenance = maintenance or Maintenance(None)
+        self.feed = Feed()
+        self.texts = load_texts()
+        self._clock = clock
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_status: dict[str, Any] | None = None
+        service.add_screen_listener(self._unasked)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._watch_status(), name="kiosk-status"))
+        if self.scan is not None:
+            self._tasks.append(asyncio.create_task(self.scan.run(), name="kiosk-scan-qr"))
+
+    async def stop(self) -> None:
+        self.feed.close()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    # --- what the screen does -----------------------------------------------------------------
+
+    async def submit(self, inp: Input) -> list[dict[str, Any]]:
+        """Run a screen input; its screens as JSON (CoreError / ServiceStopped pass through)."""
+        shows = await self.service.submit(inp)
+        self.status_changed()
+        return [screen_json(show.screen) for show in shows]
+
+    async def scanned(self, payload: str) -> None:
+        """A serial scanner read a QR: run it and tell the page, which asked for nothing."""
+        try:
+            screens = await self.submit(QrScanned(payload))
+        except CoreError as err:  # a courier is signed in: the screen is theirs
+            log.info("kiosk: a scan was refused: %s", err)
+            return
+        for screen in screens:
+            self.feed.publish("screen", screen)
+
+    def _unasked(self, show: Show) -> None:
+        self.feed.publish("screen", screen_json(show.screen))
+        self.status_changed()
+
+    def status(self) -> dict[str, Any]:
+        cabinet = self.service.cabinet
+        session = cabinet.session
+        link = self.service.link
+        courier = None
+        if session is not None:
+            courier = {
+                "courier_id": session.courier_id,
+                "step": session.step.value,
+                "deposited": session.deposited,
+                "compartment": session.draft.compartment,
+                "door_cycled": session.draft.door_cycled,
+                "tracking_no": session.draft.tracking_no,
+            }
+        code = self.scan.current() if self.scan is not None else None
+        return {
+            "cabinet_id": cabinet.cabinet_id,
+            "online": link is not None and link.online.is_set(),
+            "free_by_size": {
+                size.value: count
+                for size, count in free_by_size(cabinet.compartments.values()).items()
+            },
+            "courier_signed_in": session is not None,
+            "courier": courier,
+            "retrievals_due": sum(1 for p in cabinet.parcels.values() if p.retrieve),
+            "keypad_locked_s": locked_for_s(cabinet.keypad, cabinet.config.keypad, self._clock()),
+            "code_digits": cabinet.config.code_digits,
+            "scan": {"available": code is not None, "version": code.version if code else 0},
+            "language": self.language,
+            "idle_s": self.idle_s,
+            "maintenance": self.maintenance.configured,
+        }
+
+    def status_changed(self) -> None:
+        """Publish the status if it differs from the last one published."""
+        if not self.feed.subscribers:
+            return
+        status = self.status()
+        status.pop("keypad_locked_s")  # it counts down by itself; the page counts too
+        if status != self._last_status:
+            self._last_status = status
+            self.feed.publish("status", self.status())
+
+    async def _watch_status(self) -> None:
+        # The link's state and the QR's life change without a step: look now and then.
+        while True:
+            await asyncio.sleep(STATUS_EVERY_S)
+            try:
+                self.status_changed()
+            except ServiceStopped:
+                return
+
+    # --- maintenance --------------------------------------------------------------------------
+
+    def doors(self) -> list[dict[str, Any]]:
+        """Every door's health, for the maintenance screen."""
+        cabinet = self.service.cabinet
+        out_of_service = set(self.service.driver.health().get("out_of_service", ()))
+        return [
+            {
+                "compartment": c.id,
+                "size": c.size.value,
+                "state": c.state.value,
+                "door": c.door.value,
+                "holds_parcel": c.parcel_id is not None,
+                "unlock_pending": c.unlocked_at is not None,
+                "board_faulted": c.id in out_of_service,
+            }
+            for c in cabinet.compartments.values()
+        ]
+
+    async def test_open(self, compartment: str) -> None:
+        """Unlock an empty door for the technician (a full one is the dashboard's to open)."""
+        cabinet = self.service.cabinet
+        door = cabinet.compartment(compartment)
+        if door.parcel_id is not None:
+            raise IllegalTransition(
+                f"door {compartment} holds a parcel: open it from the dashboard, with a reason",
+                state=door.state.value,
+                action="maintenance.open",
+            )
+        if cabinet.session is not None or door.state in (
+            CompartmentState.RESERVED,
+            CompartmentState.OPENING,
+        ):
+            raise IllegalTransition(
+                f"door {compartment} is in use ({door.state.value})",
+                state=door.state.value,
+                action="maintenance.open",
+            )
+        await self.service.submit(CompartmentOpen(compartment, "maintenance test", "technician"))
+
+
+# --- the routes -------------------------------------------------------------------------------
+
+
+def _error(status: int, message: str, **detail: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **detail}, status_code=status, headers=NO_STORE)
+
+
+async def _json_body(request: Request) -> Any:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise BadBody(f"the body is over {MAX_BODY_BYTES} bytes")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadBody(f"the body is not JSON: {err}") from None
+
+
+def _refused(err: CoreError) -> JSONResponse:
+    if isinstance(err, IllegalTransition):
+        return _error(409, str(err), state=err.state, action=err.action)
+    return _error(422, str(err))
+
+
+def build_app(kiosk: Kiosk) -> Starlette:
+    """The Starlette app serving `kiosk`."""
+
+    async def page(_request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers=NO_STORE)
+
+    async def post_input(request: Request) -> Response:
+        try:
+            inp = parse_input(await _json_body(request))
+        except BadBody as err:
+            return _error(422, str(err))
+        try:
+            screens = await kiosk.submit(inp)
+        except CoreError as err:
+            return _refused(err)
+        except ServiceStopped as err:
+            return _error(503, str(err))
+        return JSONResponse({"screens": screens}, headers=NO_STORE)
+
+    async def keypad_active(_request: Request) -> Response:
+        kiosk.service.keypad_active()
+        return JSONResponse({"ok": True}, headers=NO_STORE)
+
+    async def status(_request: Request) -> Response:
+        try:
+            return JSONResponse(kiosk.status(), headers=NO_STORE)
+        except ServiceStopped as err:
+            return _error(503, str(err))
+
+    async def events(_request: Request) -> Response:
+        return StreamingResponse(
+            kiosk.feed.stream(),
+            media_type="text/event-stream",
+            headers={**NO_STORE, "X-Accel-Buffering": "no"},
+        )
+
+    async def i18n(_request: Request) -> Response:
+        return JSONResponse({"default": kiosk.language, "languages": kiosk.texts})
+
+    async def scan_qr(_request: Request) -> Response:
+        code = kiosk.scan.current() if kiosk.scan is not None else None
+        if code is None:
+            reason = "no cloud_api_url in the config" if kiosk.scan is None else "cloud unreachable"
+            return _error(503, f"scan unavailable: {reason}")
+        return Response(
+            code.svg,
+            media_type="image/svg+xml",
+            headers={**NO_STORE, "X-Scan-URL": code.url, "X-Scan-Version": str(code.version)},
+        )
+
+    async def maintenance_sign_in(request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+        except BadBody as err:
+            return _error(422, str(err))
+        pin = body.get("pin") if isinstance(body, dict) else None
+        if not isinstance(pin, str) or not pin:
+            return _error(422, 'the body must be {"pin": "<the technician PIN>"}')
+        try:
+            token = await kiosk.maintenance.sign_in(pin)
+        except MaintenanceRefused as err:
+            return _error(err.status, str(err), **err.detail)
+        return JSONResponse({"token": token}, headers=NO_STORE)
+
+    def _technician(request: Request) -> bool:
+        return kiosk.maintenance.check(request.headers.get("X-Maintenance-Token"))
+
+    async def maintenance_status(request: Request) -> Response:
+        if not _technician(request):
+            return _error(401, "sign in with the technician PIN first")
+        return JSONResponse(
+            {
+                "status": kiosk.status(),
+                "driver": kiosk.service.driver.health(),
+                "doors": kiosk.doors(),
+            },
+            headers=NO_STORE,
+        )
+
+    async def maintenance_open(request: Request) -> Response:
+        if not _technician(request):
+            return _error(401, "sign in with the technician PIN first")
+        try:
+            body = await _json_body(request)
+        except BadBody as err:
+            return _error(422, str(err))
+        compartment = body.get("compartment") if isinstance(body, dict) else None
+        if not isinstance(compartment, str):
+            return _error(422, 'the body must be {"compartment": "<door id>"}')
+        try:
+            await kiosk.test_open(compartment)
+        except CoreError as err:
+            return _refused(err)
+        return JSONResponse({"ok": True, "compartment": compartment}, headers=NO_STORE)
+
+    async def maintenance_sign_out(_request: Request) -> Response:
+        kiosk.maintenance.sign_out()
+        return JSONResponse({"ok": True}, headers=NO_STORE)
+
+    return Starlette(
+        routes=[
+            Route("/", page),
+            Route("/api/input", post_input, methods=["POST"]),
+            Route("/api/keypad-active", keypad_active, methods=["POST"]),
+            Route("/api/status", status),
+            Route("/api/events", events),
+            Route("/api/i18n", i18n),
+            Route("/api/scan-qr", scan_qr),
+            Route("/api/maintenance/sign-in", maintenance_sign_in, methods=["POST"]),
+            Route("/api/maintenance/status", maintenance_status),
+            Route("/api/maintenance/open", maintenance_open, methods=["POST"]),
+            Route("/api/maintenance/sign-out", maintenance_sign_out, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ]
+    )

@@ -1,0 +1,233 @@
+"""ERP shipments: announce one (`announce_shipment`), exactly once per Idempotency-Key.
+
+An ERP announces a shipment before the courier brings it (design.md, "Parcel life": `announced`).
+The announcement is the core's `Announce` transition, written with its timeline row and webhook
+in one transaction. An ERP retries a POST whose answer it never got, so every announce carries an
+Idempotency-Key: the first request with a key stores its answer beside the parcel, in the same
+commit; a retry with the same key and body gets that answer again and creates nothing; the same
+key with another body is refused. Refused requests store nothing, not even their key, so a
+corrected retry with the same key goes through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from cloud.core import parcels as core
+from cloud.core.phones import normalize_phone
+from cloud.db import repo
+from cloud.db.engine import write_session
+from cloud.db.models import Cabinet, IdempotencyKey, Parcel, Site
+
+# The cabinet takes tracking numbers trimmed, upper case, [A-Z0-9-], at most 40 characters
+# (cabinet/core/deposit.py); an announcement must name the parcel the same way or no deposit
+# would ever match it.
+TRACKING_MAX_CHARS = 40
+_TRACKING = re.compile(r"[A-Z0-9-]+")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+IDEMPOTENCY_KEY_MAX_CHARS = 128
+# Parcels that still hold their tracking number: a second live one would be ambiguous.
+_LIVE = (core.Status.ANNOUNCED.value, core.Status.IN_LOCKER.value)
+
+
+class ShipmentError(Exception):
+    """A shipment request refused; nothing was written. `field` names the bad input, if one."""
+
+    status_code = 422
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidShipment(ShipmentError):
+    """The request is malformed: a bad phone, tracking number or key (HTTP 422)."""
+
+
+class UnknownCabinet(ShipmentError):
+    """The cabinet named does not exist (HTTP 422: the body is wrong, the URL is fine)."""
+
+
+class ShipmentConflict(ShipmentError):
+    """Not possible now: the tracking number is live already, or the key was used (HTTP 409)."""
+
+    status_code = 409
+
+
+@dataclass(frozen=True)
+class ShipmentCreate:
+    """What announcing a shipment takes (already shaped by the API's schema)."""
+
+    order_no: str
+    tracking_no: str
+    phone: str
+    cabinet_id: str
+
+
+@dataclass(frozen=True)
+class Announced:
+    """The answer to an announce: the parcel row's id, and whether this was a replay."""
+
+    parcel_row_id: str
+    replayed: bool
+    response: dict[str, Any] | None = None  # the stored answer of a replay
+
+
+def normalize_tracking_no(text: str) -> str:
+    """Return the tracking number as the cabinet keys it, or raise InvalidShipment."""
+    tracking_no = text.strip().upper()
+    if not tracking_no or len(tracking_no) > TRACKING_MAX_CHARS:
+        raise InvalidShipment(
+            f"the tracking number must be 1-{TRACKING_MAX_CHARS} characters", field="tracking_no"
+        )
+    if not _TRACKING.fullmatch(tracking_no):
+        raise InvalidShipment(
+            "the tracking number may hold only letters, digits and '-'", field="tracking_no"
+        )
+    return tracking_no
+
+
+def _phone(text: str) -> str:
+    if not _E164.fullmatch(text):
+        raise InvalidShipment("the phone must be in E.164 form, e.g. +8613812341234", field="phone")
+    try:
+        return normalize_phone(text)
+    except ValueError as err:
+        raise InvalidShipment(f"the phone is not usable: {err}", field="phone") from None
+
+
+def request_hash(shipment: ShipmentCreate) -> str:
+    """Return the fingerprint a reused Idempotency-Key is compared by."""
+    canonical = json.dumps(vars(shipment), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def announce_shipment(
+    *,
+    session: Session,
+    api_key_id: str,
+    idempotency_key: str,
+    shipment: ShipmentCreate,
+    now: datetime,
+    render: Callable[[Parcel], dict[str, Any]],
+) -> Announced:
+    """Announce a shipment once per (API key, Idempotency-Key) and commit.
+
+    `render(row)` makes the answer stored for replays (the API's public view of the parcel).
+    Raise InvalidShipment / UnknownCabinet / ShipmentConflict with nothing written.
+    """
+    key = idempotency_key.strip()
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX_CHARS:
+        raise InvalidShipment(
+            f"the Idempotency-Key header must be 1-{IDEMPOTENCY_KEY_MAX_CHARS} characters",
+            field="Idempotency-Key",
+        )
+    shipment = ShipmentCreate(
+        order_no=shipment.order_no.strip(),
+        tracking_no=normalize_tracking_no(shipment.tracking_no),
+        phone=_phone(shipment.phone.strip()),
+        cabinet_id=shipment.cabinet_id.strip(),
+    )
+    if not shipment.order_no:
+        raise InvalidShipment("the order number must not be empty", field="order_no")
+    fingerprint = request_hash(shipment)
+    try:
+        return _announce(session, api_key_id, key, shipment, fingerprint, now, render)
+    except IntegrityError:
+        # Another request with the same key committed first (PostgreSQL lets both reach the
+        # insert): theirs is the answer, as for any retry.
+        session.rollback()
+        replay = _replay(session, api_key_id, key, fingerprint)
+        session.rollback()
+        if replay is None:  # pragma: no cover - the conflict was on another constraint
+            raise
+        return replay
+
+
+def _announce(
+    session: Session,
+    api_key_id: str,
+    key: str,
+    shipment: ShipmentCreate,
+    fingerprint: str,
+    now: datetime,
+    render: Callable[[Parcel], dict[str, Any]],
+) -> Announced:
+    session.rollback()  # a write transaction must begin fresh (BEGIN IMMEDIATE on SQLite)
+    write_session(session)
+    try:
+        replay = _replay(session, api_key_id, key, fingerprint)
+        if replay is not None:
+            session.rollback()
+            return replay
+        cabinet = session.get(Cabinet, shipment.cabinet_id)
+        if cabinet is None:
+            raise UnknownCabinet(f"no cabinet {shipment.cabinet_id!r}", field="cabinet_id")
+        live = session.exec(
+            select(Parcel.id).where(
+                Parcel.tracking_no == shipment.tracking_no, col(Parcel.status).in_(_LIVE)
+            )
+        ).first()
+        if live is not None:
+            raise ShipmentConflict(
+                f"tracking number {shipment.tracking_no} is already announced or in a locker "
+                f"(parcel {live})",
+                field="tracking_no",
+            )
+        event = core.Announce(
+            tracking_no=shipment.tracking_no,
+            cabinet_id=cabinet.id,
+            phone=shipment.phone,
+            order_no=shipment.order_no,
+        )
+        parcel, effects = core.apply(None, event, now)
+        row = repo.store_parcel(session=session, row=None, parcel=parcel, now=now)
+        site = session.get(Site, cabinet.site_id)
+        assert site is not None  # the foreign key guarantees it
+        repo.write_effects(
+            session=session,
+            parcel_row=row,
+            effects=effects,
+            policy=repo.site_policy(site),
+            seal_key=b"",  # an announcement queues no notice, so nothing is sealed
+            now=now,
+        )
+        session.flush()
+        session.add(
+            IdempotencyKey(
+                api_key_id=api_key_id,
+                key=key,
+                request_hash=fingerprint,
+                response_status=201,
+                response_body=render(row),
+                created_at=now,
+            )
+        )
+        row_id = row.id
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return Announced(parcel_row_id=row_id, replayed=False)
+
+
+def _replay(session: Session, api_key_id: str, key: str, fingerprint: str) -> Announced | None:
+    stored = session.get(IdempotencyKey, (api_key_id, key))
+    if stored is None:
+        return None
+    if stored.request_hash != fingerprint:
+        raise ShipmentConflict(
+            "this Idempotency-Key was used for another request: use a new key for a new shipment",
+            field="Idempotency-Key",
+        )
+    body = stored.response_body or {}
+    return Announced(parcel_row_id=str(body.get("id", "")), replayed=True, response=body)

@@ -1,0 +1,441 @@
+"""`locker demo --story`: a shipment's life across the running demo, each step checked.
+
+The story acts only as the people and systems around the lockers do, over the same interfaces:
+the ERP calls the cloud API with its key; the courier and the recipient press the kiosk's buttons
+through its JSON API (the requests the touchscreen page makes); the person at the cabinet opens,
+fills, empties and shuts doors through the simulator's control API, which also says which doors
+were pulsed and opened and breaks a lock on demand; the recipient reads the code off the notices
+page, where the fake SMS and WeChat services show what they were sent. Nothing reaches into a
+process's memory or database.
+
+    1. the ERP announces a shipment (and a retried POST creates nothing more)
+    2. a courier deposits it at a kiosk
+    3. the recipient's notice arrives with a pickup code
+    4. the recipient picks the parcel up with that code
+    5. a second parcel expires (the workers' clock jumps 72 h ahead) and the courier takes it back
+    6. a jammed lock: the cabinet moves the parcel to another door
+
+`run_story(info)` prints each step and every check; it returns True only if every check held.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from rich.markup import escape
+
+from cloud.core.phones import mask_phone
+from locker.demo.stack import COURIERS, SMS_PHONE, WECHAT_PHONE, CabinetInfo, DemoInfo
+
+WAIT_S = 30.0
+EXPIRY_JUMP_S = 72 * 3600 + 60  # the demo site's 72 h pickup window, and a minute
+_CODE = re.compile(r"(?:取件码|[Pp]ickup code)\s*(\d{6,10})")
+
+Echo = Callable[[str], None]
+
+
+class StoryFailed(Exception):
+    """A check did not hold; the message says what was expected and what was seen."""
+
+
+class Story:
+    """The story's actors over HTTP, and its checks."""
+
+    def __init__(self, info: DemoInfo, *, echo: Echo, wait_s: float = WAIT_S) -> None:
+        self.info = info
+        self.echo = echo
+        self.wait_s = wait_s
+        self.http = httpx.Client(timeout=60)
+        self.checks = 0
+        self.run_id = secrets.token_hex(3).upper()
+
+    # --- checks --------------------------------------------------------------------------------
+
+    def check(self, holds: bool, what: str, seen: object = None) -> None:
+        if not holds:
+            raise StoryFailed(f"{what}: not so (saw {seen!r})")
+        self.checks += 1
+        self.echo(f"    [green]✓[/] {escape(what)}")
+
+    def wait(self, probe: Callable[[], Any], what: str, timeout_s: float | None = None) -> Any:
+        """Poll `probe` until it returns something truthy; that is the check."""
+        deadline = time.monotonic() + (timeout_s or self.wait_s)
+        last: Any = None
+        while True:
+            last = probe()
+            if last:
+                self.check(True, what)
+                return last
+            if time.monotonic() > deadline:
+                raise StoryFailed(f"{what}: not within {timeout_s or self.wait_s:g} s")
+            time.sleep(0.2)
+
+    # --- the ERP and the cloud -------------------------------------------------------------------
+
+    def erp(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"X-API-Key": self.info.erp_key, **kwargs.pop("headers", {})}
+        return self.http.request(
+            method, f"{self.info.api_url}/api/v1{path}", headers=headers, **kwargs
+        )
+
+    def tracking(self, tracking_no: str) -> dict[str, Any] | None:
+        answer = self.erp("GET", f"/tracking/{tracking_no}")
+        return answer.json() if answer.status_code == 200 else None
+
+    def status_is(self, tracking_no: str, status: str) -> dict[str, Any] | None:
+        found = self.tracking(tracking_no)
+        return found if found and found["parcel"]["status"] == status else None
+
+    # --- the kiosk -------------------------------------------------------------------------------
+
+    def press(self, cabinet: CabinetInfo, kind: str, **fields: str) -> list[dict[str, Any]]:
+        """Send one input to a kiosk; return its screens (a refusal fails the story)."""
+        answer = self.http.post(f"{cabinet.kiosk_url}/api/input", json={"type": kind, **fields})
+        if answer.status_code != 200:
+            raise StoryFailed(
+                f"kiosk {cabinet.id} refused {kind}: {answer.status_code} {answer.text}"
+            )
+        return answer.json()["screens"]
+
+    def confirm_when_shut(self, cabinet: CabinetInfo) -> list[dict[str, Any]]:
+        """Tap Confirm once the cabinet has seen the door shut (it refuses it before: 409)."""
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            answer = self.http.post(f"{cabinet.kiosk_url}/api/input", json={"type": "Confirm"})
+            if answer.status_code == 200:
+                return answer.json()["screens"]
+            if answer.status_code != 409 or time.monotonic() > deadline:
+                raise StoryFailed(f"kiosk {cabinet.id} refused Confirm: {answer.text}")
+            time.sleep(0.2)
+
+    def kiosk_status(self, cabinet: CabinetInfo) -> dict[str, Any]:
+        return self.http.get(f"{cabinet.kiosk_url}/api/status").json()
+
+    # --- the simulator: the person at the doors, and the hardware's view -------------------------
+
+    def door(self, cabinet: CabinetInfo, compartment: str) -> dict[str, Any]:
+        wiring = next(d for d in cabinet.doors if d["id"] == compartment)
+        state = self.http.get(f"{cabinet.sim_url}/state").json()
+        board = next(b for b in state["boards"] if b["address"] == wiring["board"])
+        return next(d for d in board["doors"] if d["channel"] == wiring["channel"])
+
+    def act(self, cabinet: CabinetInfo, compartment: str, action: str) -> None:
+        wiring = next(d for d in cabinet.doors if d["id"] == compartment)
+        url = f"{cabinet.sim_url}/doors/{wiring['board']}/{wiring['channel']}/{action}"
+        answer = self.http.post(url)
+        if answer.status_code != 200:
+            raise StoryFailed(
+                f"the simulator refused to {action} door {compartment}: {answer.text}"
+            )
+
+    def door_opened(self, cabinet: CabinetInfo, compartment: str, before: int) -> bool:
+        door = self.door(cabinet, compartment)
+        return bool(door["door_open"] and door["times_opened"] > before)
+
+    # --- the notices page ------------------------------------------------------------------------
+
+    def notices_to(self, phone: str) -> list[dict[str, Any]]:
+        notices = self.http.get(f"{self.info.notices_url}/notices.json").json()
+        return [n for n in notices if n["to"] == mask_phone(phone)]
+
+    # --- the courier's deposit, shared by the steps ----------------------------------------------
+
+    def deposit(
+        self, cabinet: CabinetInfo, tracking_no: str, phone: str, size: str, courier: tuple
+    ) -> tuple[str, str, list[dict[str, Any]]]:
+        """Sign in, deposit one parcel, sign out; return (compartment, parcel_id, screens)."""
+        courier_id, pin = courier[0], courier[1]
+        shown = self.press(cabinet, "CourierSignIn", courier_id=courier_id, pin=pin)
+        self.check(
+            _types(shown) == ["SignedIn"], f"courier {courier_id} signed in at {cabinet.id}", shown
+        )
+        shown = self.press(cabinet, "TrackingEntered", tracking_no=tracking_no)
+        self.check(
+            _types(shown) == ["TrackingAccepted"], f"tracking number {tracking_no} taken", shown
+        )
+        national = phone.removeprefix("+86")  # typed as a person would, without the country code
+        shown = self.press(cabinet, "PhoneEntered", phone=national)
+        self.check(
+            _types(shown) == ["PhoneAccepted"],
+            f"recipient's mobile {mask_phone(phone)} taken",
+            shown,
+        )
+        size_screens = self.press(cabinet, "SizeChosen", size=size)
+        opening = [s for s in size_screens if s["type"] == "DepositDoorOpening"]
+        self.check(bool(opening), f"size {size} chosen: a door is being unlocked", size_screens)
+        compartment = opening[-1]["compartment"]
+        self.wait(
+            lambda: self.door(cabinet, compartment)["door_open"],
+            f"door {compartment} sprang open (simulator)",
+        )
+        self.act(cabinet, compartment, "put")
+        self.act(cabinet, compartment, "close")
+        shown = self.confirm_when_shut(cabinet)
+        deposited = [s for s in shown if s["type"] == "Deposited"]
+        self.check(
+            bool(deposited) and deposited[0]["compartment"] == compartment,
+            f"parcel put in, door {compartment} shut, deposit confirmed",
+            shown,
+        )
+        out = self.press(cabinet, "CourierSignOut")
+        self.check(_types(out) == ["SignedOut"], f"courier {courier_id} signed out", out)
+        return compartment, deposited[0]["parcel_id"], size_screens
+
+    # --- the steps -------------------------------------------------------------------------------
+
+    def step_announce(self) -> None:
+        cabinet = self.info.cabinets[0]
+        self.tn1 = f"SF{self.run_id}0001"
+        body = {
+            "order_no": f"SO-{self.run_id}-1",
+            "tracking_no": self.tn1,
+            "phone": WECHAT_PHONE,
+            "cabinet_id": cabinet.id,
+        }
+        key = str(uuid.uuid4())
+        first = self.erp("POST", "/shipments", json=body, headers={"Idempotency-Key": key})
+        self.check(
+            first.status_code == 201,
+            f"POST /api/v1/shipments answered 201 for {self.tn1}",
+            first.text,
+        )
+        parcel = first.json()
+        self.check(parcel["status"] == "announced", "the parcel is announced", parcel["status"])
+        again = self.erp("POST", "/shipments", json=body, headers={"Idempotency-Key": key})
+        self.check(
+            again.status_code == 201 and again.json()["id"] == parcel["id"],
+            "a retried POST with the same Idempotency-Key answers the same parcel",
+            again.text,
+        )
+        parcels = self.erp("GET", "/parcels", params={"status": "announced"}).json()["data"]
+        mine = [p for p in parcels if p["tracking_no"] == self.tn1]
+        self.check(len(mine) == 1, "and created no second one", len(mine))
+
+    def step_deposit(self) -> None:
+        cabinet = self.info.cabinets[0]
+        self.c1, self.p1, _ = self.deposit(cabinet, self.tn1, WECHAT_PHONE, "S", COURIERS[0])
+        found = self.wait(
+            lambda: self.status_is(self.tn1, "in_locker"), "the cloud has it in_locker"
+        )
+        self.check(
+            found["parcel"]["compartment"] == self.c1, f"in compartment {self.c1}", found["parcel"]
+        )
+        self.check(
+            found["parcel"]["order_no"] == f"SO-{self.run_id}-1",
+            "the deposit completed the ERP's announcement (same order number)",
+            found["parcel"]["order_no"],
+        )
+
+    def step_notice(self) -> None:
+        notices = self.wait(
+            lambda: [n for n in self.notices_to(WECHAT_PHONE) if self.tn1 in n["text"]],
+            f"a notice for {self.tn1} reached {mask_phone(WECHAT_PHONE)}",
+        )
+        notice = notices[0]
+        channel = self.info.recipients[WECHAT_PHONE]
+        how = "WeChat (the phone is bound to WeChat)" if channel == "wechat" else "SMS"
+        self.check(notice["channel"] == channel, f"by {how}", notice)
+        match = _CODE.search(notice["text"])
+        self.check(match is not None, "it shows a pickup code", notice["text"])
+        assert match is not None
+        self.code1 = match.group(1)
+        self.check(self.c1 in notice["text"], f"and names compartment {self.c1}", notice["text"])
+        self.echo(f"    notice: {escape(notice['text'])}")
+
+    def step_pickup(self) -> None:
+        cabinet = self.info.cabinets[0]
+        before = self.door(cabinet, self.c1)["times_opened"]
+        shown = self.press(cabinet, "CodeEntered", code=self.code1)
+        opening = [s for s in shown if s["type"] == "DoorsOpening"]
+        self.check(
+            bool(opening) and opening[0]["compartments"] == [self.c1],
+            f"code {self.code1} typed: the kiosk opens door {self.c1}",
+            shown,
+        )
+        self.wait(
+            lambda: self.door_opened(cabinet, self.c1, before), f"door {self.c1} opened (simulator)"
+        )
+        self.act(cabinet, self.c1, "take")
+        self.act(cabinet, self.c1, "close")
+        self.check(
+            not self.door(cabinet, self.c1)["occupied"],
+            "the recipient took the parcel and shut the door",
+        )
+        self.wait(lambda: self.status_is(self.tn1, "picked_up"), "the cloud has it picked_up")
+
+    def step_expiry(self) -> None:
+        cabinet = self.info.cabinets[-1]
+        self.tn2 = f"SF{self.run_id}0002"
+        courier = COURIERS[1]
+        compartment, _parcel_id, _ = self.deposit(cabinet, self.tn2, SMS_PHONE, "M", courier)
+        self.wait(
+            lambda: self.status_is(self.tn2, "in_locker"), f"the cloud has {self.tn2} in_locker"
+        )
+        self.wait(
+            lambda: [n for n in self.notices_to(SMS_PHONE) if self.tn2 in n["text"]],
+            f"its notice reached {mask_phone(SMS_PHONE)} by SMS",
+        )
+        offset_file = self.info.clock_offset_file
+        assert offset_file is not None
+        offset_file.write_text(f"{EXPIRY_JUMP_S}\n")
+        self.echo(
+            "    [yellow]time travel[/]: the cloud workers' clock now runs 72 h ahead (the demo "
+            f"writes {EXPIRY_JUMP_S} s into {offset_file}); the API and cabinets keep real time"
+        )
+        self.wait(
+            lambda: self.status_is(self.tn2, "expired"), "past its 72 h window the cloud expired it"
+        )
+        self.wait(
+            lambda: len([n for n in self.notices_to(SMS_PHONE) if self.tn2 in n["text"]]) >= 2,
+            "the recipient was told it expired",
+        )
+        self.wait(
+            lambda: self.kiosk_status(cabinet)["retrievals_due"] >= 1,
+            f"cabinet {cabinet.id} was told to have it taken back",
+        )
+        courier_id, pin = courier[0], courier[1]
+        shown = self.press(cabinet, "CourierSignIn", courier_id=courier_id, pin=pin)
+        self.check(
+            shown and shown[0]["type"] == "SignedIn" and shown[0]["retrievals_due"] == 1,
+            f"courier {courier_id} signs in: 1 parcel to take back",
+            shown,
+        )
+        before = self.door(cabinet, compartment)["times_opened"]
+        shown = self.press(cabinet, "RetrieveParcels")
+        opening = [s for s in shown if s["type"] == "RetrievalOpening"]
+        self.check(
+            bool(opening) and opening[0]["compartments"] == [compartment],
+            f"'take back' opens door {compartment}",
+            shown,
+        )
+        self.wait(
+            lambda: self.door_opened(cabinet, compartment, before),
+            f"door {compartment} opened (simulator)",
+        )
+        self.act(cabinet, compartment, "take")
+        self.act(cabinet, compartment, "close")
+        self.wait(lambda: self.status_is(self.tn2, "retrieved"), "the cloud has it retrieved")
+        self.wait(
+            lambda: self._try_sign_out(cabinet),
+            f"courier {courier_id} signed out",
+        )
+
+    def _try_sign_out(self, cabinet: CabinetInfo) -> bool:
+        answer = self.http.post(f"{cabinet.kiosk_url}/api/input", json={"type": "CourierSignOut"})
+        return answer.status_code == 200
+
+    def step_jam(self) -> None:
+        cabinet = self.info.cabinets[1] if len(self.info.cabinets) > 1 else self.info.cabinets[0]
+        jammed = self._next_small_door(cabinet)
+        before = self.door(cabinet, jammed)
+        wiring = next(d for d in cabinet.doors if d["id"] == jammed)
+        answer = self.http.post(
+            f"{cabinet.sim_url}/faults/{wiring['board']}",
+            json={"fault": "jam", "channel": wiring["channel"]},
+        )
+        self.check(
+            answer.status_code == 200,
+            f"the simulator jams the lock of {jammed}, the next S door",
+            answer.text,
+        )
+        self.tn3 = f"SF{self.run_id}0003"
+        try:
+            compartment, _, size_screens = self.deposit(
+                cabinet, self.tn3, SMS_PHONE, "S", COURIERS[0]
+            )
+        finally:
+            self.http.post(f"{cabinet.sim_url}/faults/{wiring['board']}/clear")
+        moved = [s for s in size_screens if s["type"] == "DoorMoved"]
+        self.check(
+            bool(moved)
+            and moved[0]["from_compartment"] == jammed
+            and moved[0]["to_compartment"] == compartment,
+            f"the kiosk said: door {jammed} is faulty, use door {compartment}",
+            size_screens,
+        )
+        door = self.door(cabinet, jammed)
+        pulses = door["pulses"] - before["pulses"]
+        self.check(
+            pulses > 0 and door["times_opened"] == before["times_opened"] and not door["occupied"],
+            f"the cabinet pulsed {jammed}'s lock ({pulses}x) but it never opened",
+            door,
+        )
+        found = self.wait(
+            lambda: self.status_is(self.tn3, "in_locker"), f"the cloud has {self.tn3} in_locker"
+        )
+        self.check(
+            found["parcel"]["compartment"] == compartment,
+            f"in compartment {compartment}",
+            found["parcel"],
+        )
+        doors = self._maintenance_doors(cabinet)
+        state = next((d["state"] for d in doors if d["compartment"] == jammed), None)
+        self.check(
+            state == "faulted",
+            f"the technician's maintenance screen shows {jammed} faulted",
+            state,
+        )
+
+    def _next_small_door(self, cabinet: CabinetInfo) -> str:
+        """The S door the cabinet picks next: not low first, then natural order, empty and shut."""
+        candidates = [d for d in cabinet.doors if d["size"] == "S"]
+        candidates.sort(key=lambda d: (d["low_door"], d["channel"]))
+        for wiring in candidates:
+            door = self.door(cabinet, wiring["id"])
+            if not door["occupied"] and not door["door_open"]:
+                return wiring["id"]
+        raise StoryFailed(f"cabinet {cabinet.id} has no empty S door left")
+
+    def _maintenance_doors(self, cabinet: CabinetInfo) -> list[dict[str, Any]]:
+        """Every door's health, as the technician sees it after signing in with the PIN."""
+        url = f"{cabinet.kiosk_url}/api/maintenance"
+        signed_in = self.http.post(f"{url}/sign-in", json={"pin": self.info.technician_pin})
+        if signed_in.status_code != 200:
+            raise StoryFailed(f"the technician PIN was refused: {signed_in.text}")
+        token = {"X-Maintenance-Token": signed_in.json()["token"]}
+        try:
+            return self.http.get(f"{url}/status", headers=token).json()["doors"]
+        finally:
+            self.http.post(f"{url}/sign-out", headers=token)
+
+
+STEPS: list[tuple[str, str]] = [
+    ("step_announce", "The ERP announces a shipment"),
+    ("step_deposit", "A courier deposits it at a kiosk"),
+    ("step_notice", "The recipient's notice arrives with the pickup code"),
+    ("step_pickup", "The recipient picks it up with that code"),
+    ("step_expiry", "A second parcel expires and the courier takes it back"),
+    ("step_jam", "A jammed lock: the parcel goes to another door"),
+]
+
+
+def run_story(info: DemoInfo, *, echo: Echo = print) -> bool:
+    """Run every step in order, printing each check; return whether all held."""
+    story = Story(info, echo=echo)
+    started = time.monotonic()
+    try:
+        for number, (method, title) in enumerate(STEPS, start=1):
+            echo(f"[bold]{number}. {title}[/]")
+            getattr(story, method)()
+    except (StoryFailed, httpx.HTTPError, KeyError, ValueError) as err:
+        echo(f"    [red]✗[/] {escape(str(err))}")
+        logs = escape(str(info.data_dir / "logs"))
+        echo(f"[red bold]The story failed[/] after {story.checks} checks; logs in {logs}")
+        return False
+    finally:
+        story.http.close()
+    echo(
+        f"\n[green bold]The story held:[/] {len(STEPS)} steps, {story.checks} checks, "
+        f"{time.monotonic() - started:.1f} s."
+    )
+    return True
+
+
+def _types(screens: list[dict[str, Any]]) -> list[str]:
+    return [screen["type"] for screen in screens]

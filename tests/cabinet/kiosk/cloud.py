@@ -1,0 +1,70 @@
+"""The real cloud API (scan-to-open QR) over a SQLite file, for the kiosk's QR tests.
+
+The cabinet never imports the cloud; tests may, to face the kiosk with the real endpoint
+rather than a look-alike: `GET /api/v1/cabinets/{cab}/scan-qr` from `cloud.api.create_app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from sqlmodel import Session
+
+from cloud.api import create_app
+from cloud.db.engine import make_engine
+from cloud.db.migrate import upgrade
+from cloud.settings import CloudSettings
+from tests.cloud.db.builders import SEAL_KEY, register_cabinet
+from tests.services import free_port, wait_for
+
+BASE_URL = "https://lockers.example"
+
+
+def cloud_app(
+    workdir: Path, cab: str = "cab1", *, clock: Callable[[], datetime] | None = None
+) -> Any:
+    """The cloud's FastAPI app over a migrated SQLite file that knows cabinet `cab`."""
+    url = f"sqlite:///{workdir / 'cloud.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with Session(engine) as session:
+        register_cabinet(session, cab)  # (again: harmless when the file is reused)
+    settings = CloudSettings(database_url=url, base_url=BASE_URL, secret_key=SEAL_KEY.decode())
+    return create_app(settings, engine=engine, clock=clock or (lambda: datetime.now(UTC)))
+
+
+class CloudServer:
+    """`cloud_app` served by uvicorn on a free port of 127.0.0.1, on its own thread."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        cab: str = "cab1",
+        *,
+        port: int | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            cloud_app(workdir, cab, clock=clock),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._server.serve()), name="cloud-api", daemon=True
+        )
+        self._thread.start()
+        wait_for(lambda: self._server.started, 20, "the cloud API to start")
+
+    def close(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)

@@ -1,0 +1,263 @@
+"""The kiosk's JSON API over a real service, RS485 driver on the simulator's pty and a broker.
+
+These are the calls the page (and the demo) make; each test checks what the cabinet and the
+simulated doors did, not only what the API answered.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from cabinet.kiosk.maintenance import Maintenance
+from firmware_sim import PtyServer, SimulatedBus
+from protocol.hashing import pin_hash
+from tests.cabinet.adapters.harness import CloudPeer
+from tests.cabinet.kiosk.harness import EventReader, KioskRunner
+from tests.cabinet.service.harness import (
+    CHANNELS,
+    COURIER,
+    PHONE,
+    PIN,
+    FakeClock,
+    ServiceRunner,
+    put_code,
+    put_courier,
+)
+from tests.services import Mosquitto, wait_for
+
+Sim = tuple[SimulatedBus, PtyServer]
+
+
+def pulses(sim: Sim, compartment: str) -> int:
+    return sim[0].board(1).doors[CHANNELS[compartment]].pulses
+
+
+def test_a_courier_deposits_and_a_recipient_picks_up_through_the_api(
+    kiosk: KioskRunner, sim: Sim, peer: CloudPeer
+) -> None:
+    bus = sim[0]
+    events = EventReader(kiosk.url)
+    try:
+        assert kiosk.input("CourierSignIn", courier_id=COURIER, pin=PIN) == [
+            {"type": "SignedIn", "courier_id": COURIER, "retrievals_due": 0}
+        ]
+        assert kiosk.status()["courier"]["step"] == "tracking"
+        assert kiosk.input("TrackingEntered", tracking_no=" sf1001 ") == [
+            {"type": "TrackingAccepted", "tracking_no": "SF1001"}
+        ]
+        (accepted,) = kiosk.input("PhoneEntered", phone=PHONE)
+        assert accepted == {
+            "type": "PhoneAccepted",
+            "phone_masked": accepted["phone_masked"],
+            "free_by_size": {"S": 1, "M": 1, "L": 1, "XL": 1},
+        }
+        assert PHONE not in accepted["phone_masked"]  # phones only ever masked on a screen
+        assert kiosk.input("SizeChosen", size="M") == [
+            {"type": "DepositDoorOpening", "compartment": "A02", "size": "M"}
+        ]
+        wait_for(lambda: pulses(sim, "A02") == 1, 5, "door A02 pulsed")
+        bus.person.put_parcel(1, CHANNELS["A02"])
+        bus.person.close_door(1, CHANNELS["A02"])
+        # Nobody asked for this one: the page hears it on the event stream.
+        assert events.next("screen") == {"type": "DepositDoorClosed", "compartment": "A02"}
+        (deposited,) = kiosk.input("Confirm")
+        assert deposited["type"] == "Deposited" and deposited["compartment"] == "A02"
+        assert kiosk.input("CourierSignOut") == [
+            {"type": "SignedOut", "courier_id": COURIER, "deposited": 1, "idle": False}
+        ]
+        assert kiosk.status()["free_by_size"] == {"S": 1, "M": 0, "L": 1, "XL": 1}
+
+        put_code(peer, deposited["parcel_id"], "A02", "31415926", "cmd-code-1")
+        assert kiosk.post("/api/keypad-active").status_code == 200
+        assert kiosk.input("CodeEntered", code="3141 5926") == [
+            {"type": "DoorsOpening", "compartments": ["A02"], "unavailable": []}
+        ]
+        wait_for(lambda: pulses(sim, "A02") == 2, 5, "door A02 pulsed for the pickup")
+        assert pulses(sim, "A01") == pulses(sim, "A03") == pulses(sim, "A04") == 0
+        bus.person.take_parcel(1, CHANNELS["A02"])
+        bus.person.close_door(1, CHANNELS["A02"])
+        assert events.next("screen") == {"type": "ParcelTaken", "compartment": "A02"}
+    finally:
+        events.close()
+
+
+BAD_BODIES = [
+    ("not JSON", b"{type: CodeEntered", "not JSON"),
+    ("not an object", b'["CodeEntered"]', "JSON object"),
+    ("no type", b'{"code": "12345678"}', "unknown input type None"),
+    ("unknown type", b'{"type": "OpenAllDoors"}', "unknown input type 'OpenAllDoors'"),
+    ("a command, not a screen input", b'{"type": "CompartmentOpen"}', "unknown input type"),
+    ("missing field", b'{"type": "CourierSignIn", "courier_id": "C1"}', "needs the field 'pin'"),
+    ("extra field", b'{"type": "Confirm", "door": "A01"}', "takes no field 'door'"),
+    ("not a string", b'{"type": "CodeEntered", "code": 12345678}', "must be a string"),
+    ("bad size", b'{"type": "SizeChosen", "size": "XXL"}', "no size 'XXL'"),
+    ("too long", b'{"type": "QrScanned", "payload": "' + b"x" * 300 + b'"}', "longer than"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "fragment"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
+def test_a_bad_body_is_422_and_changes_nothing(
+    kiosk: KioskRunner, service: ServiceRunner, sim: Sim, case: str, body: bytes, fragment: str
+) -> None:
+    before = service.service.cabinet.to_dict()
+    answer = kiosk.http.post(
+        "/api/input", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 422, case
+    assert fragment in answer.json()["error"]
+    assert service.service.cabinet.to_dict() == before
+    assert all(pulses(sim, c) == 0 for c in CHANNELS)
+
+
+def test_an_input_the_flow_does_not_allow_now_is_409(kiosk: KioskRunner, sim: Sim) -> None:
+    answer = kiosk.post("/api/input", {"type": "Confirm"})
+    assert answer.status_code == 409
+    assert answer.json()["error"] == "Confirm: no courier is signed in"
+    kiosk.input("CourierSignIn", courier_id=COURIER, pin=PIN)
+    answer = kiosk.post("/api/input", {"type": "CodeEntered", "code": "12345678"})
+    assert answer.status_code == 409 and answer.json()["state"] == "courier"
+    assert all(pulses(sim, c) == 0 for c in CHANNELS)
+
+
+def test_wrong_codes_count_down_then_lock_the_keypad(kiosk: KioskRunner, sim: Sim) -> None:
+    assert kiosk.input("CodeEntered", code="11111111") == [
+        {"type": "WrongCode", "attempts_left": 2}
+    ]
+    assert kiosk.input("CodeEntered", code="22222222") == [
+        {"type": "WrongCode", "attempts_left": 1}
+    ]
+    assert kiosk.input("CodeEntered", code="33333333") == [
+        {"type": "KeypadLocked", "seconds_left": 30}
+    ]
+    assert kiosk.status()["keypad_locked_s"] == 30
+    assert kiosk.input("QrScanned", payload="LKR1:cab1:44444444") == [
+        {"type": "KeypadLocked", "seconds_left": 30}
+    ]
+    assert all(pulses(sim, c) == 0 for c in CHANNELS)
+
+
+def test_status_tells_the_cabinet_the_link_and_the_courier(
+    kiosk: KioskRunner, mosquitto: Mosquitto
+) -> None:
+    status = kiosk.status()
+    assert status["cabinet_id"] == "cab1"
+    assert status["online"] is True
+    assert status["free_by_size"] == {"S": 1, "M": 1, "L": 1, "XL": 1}
+    assert status["courier_signed_in"] is False and status["courier"] is None
+    assert status["language"] == "en" and status["code_digits"] == 8
+    assert status["scan"] == {"available": False, "version": 0}
+    kiosk.input("CourierSignIn", courier_id=COURIER, pin=PIN)
+    assert kiosk.status()["courier"]["courier_id"] == COURIER
+    events = EventReader(kiosk.url)
+    try:
+        mosquitto.stop()  # the cloud is unreachable: the page shows its offline badge
+        wait_for(lambda: kiosk.status()["online"] is False, 10, "the link seen down")
+        assert events.next("status", 5)["online"] is False
+        # Deposits go on offline.
+        assert kiosk.input("TrackingEntered", tracking_no="SF2001")[0]["type"] == "TrackingAccepted"
+    finally:
+        events.close()
+
+
+def test_keypad_active_holds_the_bus_polls_until_the_code_is_checked(
+    kiosk: KioskRunner, service: ServiceRunner
+) -> None:
+    def requests() -> int:
+        return service.service.driver.health()["boards"]["1"]["requests"]
+
+    wait_for(lambda: requests() > 5, 5, "polls running")
+    assert kiosk.post("/api/keypad-active").json() == {"ok": True}
+    held = requests()
+    time.sleep(0.3)  # a window in which ~15 polls would otherwise go out
+    assert requests() <= held + 1  # one may have been in flight
+    kiosk.input("CodeEntered", code="12345678")
+    wait_for(lambda: requests() > held + 3, 5, "polls resumed after the code was checked")
+
+
+def test_the_page_its_text_and_an_unavailable_scan(kiosk: KioskRunner) -> None:
+    page = kiosk.http.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    texts = kiosk.http.get("/api/i18n").json()
+    assert texts["default"] == "en" and set(texts["languages"]) == {"zh-CN", "en"}
+    scan = kiosk.http.get("/api/scan-qr")
+    assert scan.status_code == 503 and "scan unavailable" in scan.json()["error"]
+
+
+def test_an_idle_courier_is_signed_out_and_the_page_is_told(
+    mosquitto: Mosquitto, peer: CloudPeer, sim: Sim, tmp_path
+) -> None:
+    clock = FakeClock()
+    runner = ServiceRunner(
+        mosquitto, sim[1].path, tmp_path / "journal.sqlite3", clock=clock, tick_s=0.02
+    )
+    kiosk = None
+    try:
+        runner.wait_online()
+        put_courier(peer)
+        kiosk = KioskRunner(runner)
+        events = EventReader(kiosk.url)
+        kiosk.input("CourierSignIn", courier_id=COURIER, pin=PIN)
+        kiosk.input("TrackingEntered", tracking_no="SF4001")
+        clock.advance(181)  # the core's courier_idle_s is 180: the next tick signs them out
+        assert events.next("screen") == {
+            "type": "SignedOut",
+            "courier_id": COURIER,
+            "deposited": 0,
+            "idle": True,
+        }
+        assert kiosk.status()["courier_signed_in"] is False
+        events.close()
+    finally:
+        if kiosk is not None:
+            kiosk.close()
+        runner.close()
+
+
+def test_maintenance_needs_the_technician_pin_and_opens_only_empty_doors(
+    service: ServiceRunner, sim: Sim
+) -> None:
+    clock = FakeClock()
+    maintenance = Maintenance(pin_hash("97531", os.urandom(16)), clock=clock)
+    kiosk = KioskRunner(service, maintenance=maintenance)
+    try:
+        assert kiosk.http.get("/api/maintenance/status").status_code == 401
+        assert kiosk.post("/api/maintenance/open", {"compartment": "A01"}).status_code == 401
+        for left in (4, 3, 2, 1):
+            answer = kiosk.post("/api/maintenance/sign-in", {"pin": "00000"})
+            assert answer.status_code == 403 and answer.json()["attempts_left"] == left
+        locked = kiosk.post("/api/maintenance/sign-in", {"pin": "00000"})  # the fifth in a row
+        assert locked.status_code == 429 and locked.json()["seconds_left"] == 300
+        still = kiosk.post("/api/maintenance/sign-in", {"pin": "97531"})  # right, but locked
+        assert still.status_code == 429
+        clock.advance(300)
+        token = kiosk.post("/api/maintenance/sign-in", {"pin": "97531"}).json()["token"]
+        headers = {"X-Maintenance-Token": token}
+        status = kiosk.http.get("/api/maintenance/status", headers=headers).json()
+        assert status["driver"]["boards"]["1"]["faulted"] is False
+        assert [d["compartment"] for d in status["doors"]] == ["A01", "A02", "A03", "A04"]
+        opened = kiosk.post("/api/maintenance/open", {"compartment": "A04"}, headers=headers)
+        assert opened.json() == {"ok": True, "compartment": "A04"}
+        wait_for(lambda: pulses(sim, "A04") == 1, 5, "A04 unlocked for the test")
+        # A door with a parcel behind it is the dashboard's to open (with a reason, audited).
+        kiosk.input("CourierSignIn", courier_id=COURIER, pin=PIN)
+        kiosk.input("TrackingEntered", tracking_no="SF5001")
+        kiosk.input("PhoneEntered", phone=PHONE)
+        kiosk.input("SizeChosen", size="S")
+        wait_for(lambda: pulses(sim, "A01") == 1, 5, "A01 unlocked for the deposit")
+        sim[0].person.put_parcel(1, CHANNELS["A01"])
+        sim[0].person.close_door(1, CHANNELS["A01"])
+        wait_for(lambda: kiosk.status()["courier"]["door_cycled"], 5, "the deposit door seen shut")
+        kiosk.input("Confirm")
+        kiosk.input("CourierSignOut")
+        refused = kiosk.post("/api/maintenance/open", {"compartment": "A01"}, headers=headers)
+        assert refused.status_code == 409 and "holds a parcel" in refused.json()["error"]
+        unknown = kiosk.post("/api/maintenance/open", {"compartment": "Z9"}, headers=headers)
+        assert unknown.status_code == 422
+        assert pulses(sim, "A01") == 1
+        clock.advance(301)  # the session lapses unused
+        assert kiosk.http.get("/api/maintenance/status", headers=headers).status_code == 401
+    finally:
+        kiosk.close()
