@@ -166,7 +166,7 @@ def _print_info(console: Console, info: DemoInfo, ready_s: float) -> None:
     people.add_column("who")
     people.add_column("id")
     people.add_column("PIN / key", overflow="fold")
-    for courier_id, pin, carrier, name in COURIERS:
+    for courier_id, pin, carrier, name, _phone in COURIERS:
         people.add_row(f"courier ({carrier}, {name})", courier_id, pin)
     people.add_row("technician (kiosk maintenance screen)", "", info.technician_pin)
     people.add_row("ERP (X-API-Key header)", "demo-erp", info.erp_key)

@@ -53,9 +53,9 @@ SITE_ID = "riverside"
 # Recipients of the demo: the first is bound to WeChat (its notices go there), others get SMS.
 WECHAT_PHONE = "+8613800138000"
 SMS_PHONE = "+8613900139000"
-COURIERS = (
-    ("sf-001", "135790", "SF Express", "Li Wei 李伟"),
-    ("jd-002", "246802", "JD Logistics", "Wang Fang 王芳"),
+COURIERS = (  # id, PIN, carrier, name, phone (told at expiry to take a parcel back)
+    ("sf-001", "135790", "SF Express", "Li Wei 李伟", "+8613700137001"),
+    ("jd-002", "246802", "JD Logistics", "Wang Fang 王芳", "+8613700137002"),
 )
 ERP_KEY_ID = "demo-erp"
 TECHNICIAN_PIN = "975310"  # the kiosk's maintenance screen
@@ -254,7 +254,7 @@ class DemoStack:
         from sqlmodel import Session
 
         from cloud.db.engine import make_engine
-        from cloud.db.models import CabinetCreate, SiteCreate
+        from cloud.db.models import CabinetCreate, SiteCreate, WechatBinding
         from cloud.services import registry
 
         now = datetime.now(UTC)
@@ -309,7 +309,7 @@ class DemoStack:
                     )
                     self._code_keys[cab] = credentials.code_key
                 couriers = []
-                for courier_id, pin, carrier, courier_name in COURIERS:
+                for courier_id, pin, carrier, courier_name, phone in COURIERS:
                     registry.add_courier(
                         session=session,
                         courier_id=courier_id,
@@ -318,14 +318,17 @@ class DemoStack:
                         pin=pin,
                         site_id=SITE_ID,
                         now=now,
+                        phone=phone,
                     )
                     couriers.append(CourierInfo(courier_id, pin, carrier, courier_name))
                 erp = registry.add_erp_key(
                     session=session, key_id=ERP_KEY_ID, name="Demo shop ERP", now=now
                 )
-                recipients = {WECHAT_PHONE: "sms", SMS_PHONE: "sms"}
-                if _bind_wechat(session, WECHAT_PHONE, self._openid, now):
-                    recipients[WECHAT_PHONE] = "wechat"
+                # The row the scan-to-open SMS check or the official account leaves once a
+                # recipient has proved their phone: that phone's notices go by WeChat.
+                session.add(WechatBinding(openid=self._openid, phone=WECHAT_PHONE, created_at=now))
+                session.commit()
+                recipients = {WECHAT_PHONE: "wechat", SMS_PHONE: "sms"}
         finally:
             engine.dispose()
         return DemoInfo(
@@ -493,11 +496,10 @@ class DemoStack:
                 lambda c=cabinet: self._couriers_delivered(info, c.id),
                 f"the couriers to reach cabinet {cabinet.id}",
             )
-            if _has_kiosk():
-                self._wait(
-                    lambda c=cabinet: self._answers(f"{c.kiosk_url}/api/status"),
-                    f"the kiosk of {cabinet.id}",
-                )
+            self._wait(
+                lambda c=cabinet: self._answers(f"{c.kiosk_url}/api/status"),
+                f"the kiosk of {cabinet.id}",
+            )
             self.echo(
                 f"cabinet {cabinet.id}: online, couriers delivered, kiosk {cabinet.kiosk_url}"
             )
@@ -615,28 +617,6 @@ def _die_with_parent() -> None:
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
             libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _bind_wechat(session: Any, phone: str, openid: str, now: datetime) -> bool:
-    """Bind `phone` to a WeChat user where the cloud keeps bindings; return whether it could.
-
-    The cloud learns bindings when a recipient follows the official account and proves their
-    phone; the demo writes the row that flow would leave. Until the cloud has the table, every
-    notice goes by SMS.
-    """
-    try:
-        from cloud.db.models import WechatBinding  # type: ignore[attr-defined]
-    except ImportError:
-        return False
-    session.add(WechatBinding(openid=openid, phone=phone, created_at=now))
-    session.commit()
-    return True
-
-
-def _has_kiosk() -> bool:
-    from cabinet.config import CabinetConfig
-
-    return "cloud_api_url" in CabinetConfig.model_fields
 
 
 def _free_port() -> int:
