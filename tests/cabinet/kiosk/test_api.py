@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import os
 import time
+import tty
 
 import pytest
 
+from cabinet.config import load_config
+from cabinet.kiosk import start_kiosk
 from cabinet.kiosk.maintenance import Maintenance
 from firmware_sim import PtyServer, SimulatedBus
 from protocol.hashing import pin_hash
 from tests.cabinet.adapters.harness import CloudPeer
-from tests.cabinet.kiosk.harness import EventReader, KioskRunner
+from tests.cabinet.kiosk.harness import Api, EventReader, KioskRunner
 from tests.cabinet.service.harness import (
     CHANNELS,
     COURIER,
@@ -26,6 +29,7 @@ from tests.cabinet.service.harness import (
     put_code,
     put_courier,
 )
+from tests.cabinet.service.process import write_config
 from tests.services import Mosquitto, wait_for
 
 Sim = tuple[SimulatedBus, PtyServer]
@@ -261,3 +265,49 @@ def test_maintenance_needs_the_technician_pin_and_opens_only_empty_doors(
         assert kiosk.http.get("/api/maintenance/status", headers=headers).status_code == 401
     finally:
         kiosk.close()
+
+
+def test_a_serial_scanner_opens_the_door_and_the_page_hears_of_it(
+    service: ServiceRunner, sim: Sim, peer: CloudPeer, mosquitto: Mosquitto, tmp_path
+) -> None:
+    controller, device = os.openpty()
+    tty.setraw(device)
+    config = load_config(
+        write_config(
+            tmp_path / "cab.toml",
+            broker=mosquitto,
+            serial_port=str(sim[1].path),
+            journal=tmp_path / "unused.sqlite3",
+            extra=f'scanner_port = "{os.ttyname(device)}"\nkiosk_language = "en"',
+        )
+    )
+    # The daemon's own wiring (start_kiosk), on the test's service.
+    running = service.run(start_kiosk(config, service.service, port=0))
+    events = EventReader(running.url)
+    try:
+        http = Api(running.url)
+        http.input("CourierSignIn", courier_id=COURIER, pin=PIN)
+        http.input("TrackingEntered", tracking_no="SF6001")
+        http.input("PhoneEntered", phone=PHONE)
+        http.input("SizeChosen", size="L")
+        wait_for(lambda: pulses(sim, "A03") == 1, 5, "A03 unlocked for the deposit")
+        sim[0].person.put_parcel(1, CHANNELS["A03"])
+        sim[0].person.close_door(1, CHANNELS["A03"])
+        assert events.next("screen")["type"] == "DepositDoorClosed"
+        (deposited,) = http.input("Confirm")
+        http.input("CourierSignOut")
+        put_code(peer, deposited["parcel_id"], "A03", "27182818", "cmd-code-scan")
+        assert wait_for(lambda: running.scanner.opened.is_set(), 5, "the scanner's port open")
+        os.write(controller, b"LKR1:cab1:27182818\r\n")
+        assert events.next("screen") == {
+            "type": "DoorsOpening",
+            "compartments": ["A03"],
+            "unavailable": [],
+        }
+        wait_for(lambda: pulses(sim, "A03") == 2, 5, "A03 unlocked for the scanned QR")
+        http.close()
+    finally:
+        events.close()
+        service.run(running.stop())
+        os.close(controller)
+        os.close(device)
