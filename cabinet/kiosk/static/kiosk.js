@@ -563,7 +563,14 @@ function onKey(event) {
     if (payload) scanned(payload);
     return;
   }
-  if (event.key.length === 1) { scanner.buffer += event.key; event.preventDefault(); }
+  if (event.key.length === 1) {
+    // A scanned pickup QR opens a door like a typed code: keep the bus free for its unlock.
+    if (!scanner.buffer && state.screen === "home" && !(state.status && state.status.courier_signed_in)) {
+      fetch("/api/keypad-active", { method: "POST" });
+    }
+    scanner.buffer += event.key;
+    event.preventDefault();
+  }
 }
 
 function scanned(payload) {
