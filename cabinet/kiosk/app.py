@@ -170,19 +170,30 @@ class Kiosk:
         if not self.feed.subscribers:
             return
         status = self.status()
-        status.pop("keypad_locked_s")  # it counts down by itself; the page counts too
-        if status != self._last_status:
-            self._last_status = status
-            self.feed.publish("status", self.status())
+        # The lockout counts down by itself (the page counts too): not a change worth sending.
+        compared = {k: v for k, v in status.items() if k != "keypad_locked_s"}
+        if compared != self._last_status:
+            self._last_status = compared
+            self.feed.publish("status", status)
+
+    def _outside_steps(self) -> tuple[object, ...]:
+        """What changes without a step: the broker link, and the scan QR's life."""
+        link = self.service.link
+        code = self.scan.current() if self.scan is not None else None
+        return (link is not None and link.online.is_set(), code.version if code else None)
 
     async def _watch_status(self) -> None:
-        # The link's state and the QR's life change without a step: look now and then.
+        # Steps publish their own changes; only the link and the QR need looking at, cheaply.
+        seen = self._outside_steps()
         while True:
             await asyncio.sleep(STATUS_EVERY_S)
-            try:
-                self.status_changed()
-            except ServiceStopped:
-                return
+            now = self._outside_steps()
+            if now != seen:
+                seen = now
+                try:
+                    self.status_changed()
+                except ServiceStopped:
+                    return
 
     # --- maintenance --------------------------------------------------------------------------
 

@@ -55,9 +55,13 @@ class KioskServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart after a kill -9
         try:
             sock.bind((self._host, self._port))
-        except OSError:
+        except OSError as err:
             sock.close()
-            raise
+            raise OSError(
+                err.errno,
+                f"cannot serve the kiosk on {self._host}:{self._port} ({err.strerror}); "
+                "set kiosk_port to a free port",
+            ) from err
         sock.setblocking(False)
         self._socket = sock
         config = uvicorn.Config(

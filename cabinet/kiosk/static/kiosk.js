@@ -475,7 +475,7 @@ function listen() {
 
 const DIGITS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "del", "0", "go"];
 const KEYBOARD = [
-  ..."1234567890", ..."QWERTYUIOP", ..."ASDFGHJKL-", ..."ZXCVBNM", "del", "clear", "go",
+  ..."1234567890", ..."QWERTYUIOP", ..."ASDFGHJKL-", ..."ZXCVBNM", "del", "go",  // go: 2 wide
 ];
 
 function buildKeys(container) {
@@ -489,7 +489,6 @@ function buildKeys(container) {
     else if (k === "clear") b.dataset.t = "ui.clear";
     else if (k === "go") b.dataset.t = "ui.open";
     else b.textContent = k;
-    if (k === "go" && container.classList.contains("keyboard")) b.style.gridColumn = "span 1";
     b.addEventListener("click", () => press(container.dataset.field, k));
     container.appendChild(b);
   }
@@ -563,7 +562,14 @@ function onKey(event) {
     if (payload) scanned(payload);
     return;
   }
-  if (event.key.length === 1) { scanner.buffer += event.key; event.preventDefault(); }
+  if (event.key.length === 1) {
+    // A scanned pickup QR opens a door like a typed code: keep the bus free for its unlock.
+    if (!scanner.buffer && state.screen === "home" && !(state.status && state.status.courier_signed_in)) {
+      fetch("/api/keypad-active", { method: "POST" });
+    }
+    scanner.buffer += event.key;
+    event.preventDefault();
+  }
 }
 
 function scanned(payload) {

@@ -16,7 +16,32 @@ from cabinet.kiosk.server import KioskServer
 from tests.cabinet.service.harness import ServiceRunner
 
 
-class KioskRunner:
+class Api:
+    """The kiosk's JSON API at `url`, as the page calls it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url, timeout=10)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
+        return self.http.post(path, json=body, **kwargs)
+
+    def input(self, type_: str, **fields: Any) -> list[dict[str, Any]]:
+        """POST /api/input; its screens (the answer must be 200)."""
+        answer = self.post("/api/input", {"type": type_, **fields})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["screens"]
+
+    def status(self) -> dict[str, Any]:
+        answer = self.http.get("/api/status")
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class KioskRunner(Api):
     """A `Kiosk` and its HTTP server for a `ServiceRunner`'s service, on that runner's loop."""
 
     def __init__(
@@ -36,25 +61,10 @@ class KioskRunner:
             return server
 
         self.server = runner.run(start())
-        self.url = self.server.url
-        self.http = httpx.Client(base_url=self.url, timeout=10)
-
-    def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
-        return self.http.post(path, json=body, **kwargs)
-
-    def input(self, type_: str, **fields: Any) -> list[dict[str, Any]]:
-        """POST /api/input; its screens (the answer must be 200)."""
-        answer = self.post("/api/input", {"type": type_, **fields})
-        assert answer.status_code == 200, answer.text
-        return answer.json()["screens"]
-
-    def status(self) -> dict[str, Any]:
-        answer = self.http.get("/api/status")
-        assert answer.status_code == 200, answer.text
-        return answer.json()
+        super().__init__(self.server.url)
 
     def close(self) -> None:
-        self.http.close()
+        super().close()
 
         async def stop() -> None:
             await self.kiosk.stop()

@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import os
 import time
+import tty
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from cabinet.config import load_config
+from cabinet.kiosk import start_kiosk
+from cabinet.kiosk.app import build_app
 from cabinet.kiosk.maintenance import Maintenance
+from cabinet.kiosk.server import KioskServer
 from firmware_sim import PtyServer, SimulatedBus
-from protocol.hashing import pin_hash
+from protocol.hashing import code_hash, pin_hash
 from tests.cabinet.adapters.harness import CloudPeer
-from tests.cabinet.kiosk.harness import EventReader, KioskRunner
+from tests.cabinet.kiosk.harness import Api, EventReader, KioskRunner
 from tests.cabinet.service.harness import (
     CHANNELS,
+    CODE_KEY,
     COURIER,
     PHONE,
     PIN,
@@ -26,6 +33,7 @@ from tests.cabinet.service.harness import (
     put_code,
     put_courier,
 )
+from tests.cabinet.service.process import write_config
 from tests.services import Mosquitto, wait_for
 
 Sim = tuple[SimulatedBus, PtyServer]
@@ -259,5 +267,89 @@ def test_maintenance_needs_the_technician_pin_and_opens_only_empty_doors(
         assert pulses(sim, "A01") == 1
         clock.advance(301)  # the session lapses unused
         assert kiosk.http.get("/api/maintenance/status", headers=headers).status_code == 401
+    finally:
+        kiosk.close()
+
+
+def test_a_serial_scanner_opens_the_door_and_the_page_hears_of_it(
+    service: ServiceRunner, sim: Sim, peer: CloudPeer, mosquitto: Mosquitto, tmp_path
+) -> None:
+    controller, device = os.openpty()
+    tty.setraw(device)
+    config = load_config(
+        write_config(
+            tmp_path / "cab.toml",
+            broker=mosquitto,
+            serial_port=str(sim[1].path),
+            journal=tmp_path / "unused.sqlite3",
+            extra=f'scanner_port = "{os.ttyname(device)}"\nkiosk_language = "en"',
+        )
+    )
+    # The daemon's own wiring (start_kiosk), on the test's service.
+    running = service.run(start_kiosk(config, service.service, port=0))
+    events = EventReader(running.url)
+    try:
+        http = Api(running.url)
+        http.input("CourierSignIn", courier_id=COURIER, pin=PIN)
+        http.input("TrackingEntered", tracking_no="SF6001")
+        http.input("PhoneEntered", phone=PHONE)
+        http.input("SizeChosen", size="L")
+        wait_for(lambda: pulses(sim, "A03") == 1, 5, "A03 unlocked for the deposit")
+        sim[0].person.put_parcel(1, CHANNELS["A03"])
+        sim[0].person.close_door(1, CHANNELS["A03"])
+        assert events.next("screen")["type"] == "DepositDoorClosed"
+        (deposited,) = http.input("Confirm")
+        http.input("CourierSignOut")
+        put_code(peer, deposited["parcel_id"], "A03", "27182818", "cmd-code-scan")
+        assert wait_for(lambda: running.scanner.opened.is_set(), 5, "the scanner's port open")
+        os.write(controller, b"LKR1:cab1:27182818\r\n")
+        assert events.next("screen") == {
+            "type": "DoorsOpening",
+            "compartments": ["A03"],
+            "unavailable": [],
+        }
+        wait_for(lambda: pulses(sim, "A03") == 2, 5, "A03 unlocked for the scanned QR")
+        http.close()
+    finally:
+        events.close()
+        service.run(running.stop())
+        os.close(controller)
+        os.close(device)
+
+
+def test_an_expired_parcel_says_so_and_opens_nothing(
+    kiosk: KioskRunner, sim: Sim, peer: CloudPeer
+) -> None:
+    kiosk.input("CourierSignIn", courier_id=COURIER, pin=PIN)
+    kiosk.input("TrackingEntered", tracking_no="SF7001")
+    kiosk.input("PhoneEntered", phone=PHONE)
+    kiosk.input("SizeChosen", size="XL")
+    wait_for(lambda: pulses(sim, "A04") == 1, 5, "A04 unlocked for the deposit")
+    sim[0].person.put_parcel(1, CHANNELS["A04"])
+    sim[0].person.close_door(1, CHANNELS["A04"])
+    wait_for(lambda: kiosk.status()["courier"]["door_cycled"], 5, "the door seen shut")
+    (deposited,) = kiosk.input("Confirm")
+    kiosk.input("CourierSignOut")
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    entry = {
+        "parcel_id": deposited["parcel_id"],
+        "compartment": "A04",
+        "code_hash": code_hash(CODE_KEY, "16180339"),
+        "expires_at": past,
+    }
+    peer.command("cmd-expired", type="codes.put", data={"entries": [entry]})
+    wait_for(lambda: peer.acks_for("cmd-expired"), 10, "the codes.put ack")
+    assert kiosk.input("CodeEntered", code="16180339") == [{"type": "CodeExpired"}]
+    assert pulses(sim, "A04") == 1  # it stays shut: the courier takes it back
+
+
+def test_a_taken_kiosk_port_is_a_clear_error(service: ServiceRunner) -> None:
+    kiosk = KioskRunner(service)
+    try:
+        server = KioskServer(build_app(kiosk.kiosk), "127.0.0.1", kiosk.server.port)
+        with pytest.raises(
+            OSError, match=r"cannot serve the kiosk on 127\.0\.0\.1:\d+ .*kiosk_port"
+        ):
+            service.run(server.start())
     finally:
         kiosk.close()
