@@ -183,7 +183,9 @@ def cloud(
     ] = None,
     logs: Annotated[
         Path | None,
-        typer.Option(help="Keep the processes' logs and stamps in this folder.", show_default=False),
+        typer.Option(
+            help="Keep the processes' logs and stamps in this folder.", show_default=False
+        ),
     ] = None,
 ) -> None:
     """Step simulated cabinets' deposits through RATES; report the worker's sustained events/s.

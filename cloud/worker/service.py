@@ -178,6 +178,7 @@ class Worker:
         """
         urgent = False
         events: list[Received] = []
+        acks: list[Received] = []
         for received in batch:
             try:
                 kind = parse_topic(received.topic).kind
@@ -189,7 +190,7 @@ class Worker:
             elif kind is TopicKind.STATE:
                 urgent |= self._state(received)
             elif kind is TopicKind.ACK:
-                self._ack(received)
+                acks.append(received)
             else:
                 log.warning(
                     "dropped a message on %r: the cloud does not subscribe to it", received.topic
@@ -198,6 +199,8 @@ class Worker:
             applied_before = self.ingest.stats.applied
             self.ingest.handle(events)
             urgent |= self.ingest.stats.applied != applied_before
+        if acks:
+            self._acks(acks)
         return urgent
 
     def _state(self, received: Received) -> bool:
@@ -219,15 +222,20 @@ class Worker:
             return False
         return result is not None and result.reconnected
 
-    def _ack(self, received: Received) -> None:
-        cab = parse_topic(received.topic).cab
-        try:
-            ack = decode_ack(received.payload)
-        except MessageError as err:
-            log.warning("dropped a command ack of %s: %s", cab, err)
+    def _acks(self, batch: list[Received]) -> None:
+        acks = []
+        for received in batch:
+            cab = parse_topic(received.topic).cab
+            try:
+                acks.append((cab, decode_ack(received.payload)))
+            except MessageError as err:
+                log.warning("dropped a command ack of %s: %s", cab, err)
+        if not acks:
             return
         try:
-            self.commands.record_ack(cab=cab, ack=ack, now=self.clock())
+            self.commands.record_acks(acks=acks, now=self.clock())
         except OperationalError as err:
-            # Unrecorded, the command is resent, and the cabinet acks it again.
-            log.error("could not record an ack of %s: %s", cab, " ".join(str(err).split())[:300])
+            # Unrecorded, the commands are resent, and the cabinets ack them again.
+            log.error(
+                "could not record %d command acks: %s", len(acks), " ".join(str(err).split())[:300]
+            )
