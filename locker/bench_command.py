@@ -133,7 +133,7 @@ def cloud(
         typer.Option(
             help="Offered rates to step through, events/s, rising (comma-separated).",
         ),
-    ] = "250,500,1000,1500,2000,3000,4000,6000",
+    ] = "50,100,200,400,700,1000,1500,2000,3000,4000,6000",
     step_s: Annotated[float, typer.Option(min=1, help="Seconds each rate is offered for.")] = 10.0,
     workers: Annotated[
         int, typer.Option(min=1, max=8, help="`locker cloud worker` processes (shared sub).")
@@ -341,7 +341,8 @@ def _print_cloud(console: Any, figures: dict[str, Any]) -> None:
     console.print(table)
     worker, setup, check = figures["worker"], figures["setup"], figures["consistency"]
     console.print(
-        f"worker CPU {worker['cpu_s']:.1f} s = {worker['cpu_ms_per_event']} ms per event; "
+        f"worker CPU {worker['cpu_s']:.1f} s = {worker['cpu_ms_per_event']} ms per event "
+        f"(bare ingest: {figures['bare_ingest']['cpu_ms_per_event']} ms); "
         f"peak handled {worker['peak_handled_per_s']:.0f} /s (bare: "
         f"{figures['bare_ingest']['peak_handled_per_s']:.0f} /s); load average at the end "
         f"{setup['loadavg_at_end']} on {setup['cpus']} CPUs"

@@ -45,8 +45,9 @@ log = logging.getLogger(__name__)
 # no retained messages, and the retained states are how a starting worker learns who is online.
 SHARED_ACK_SUBSCRIPTION = f"$share/cloud/{ACK_SUBSCRIPTION}"
 
-# Deliveries handled per batch: more amortises the commits, fewer bounds the latency.
-BATCH_MAX = 500
+# Deliveries handled per batch (then due commands go out): more amortises the commits, fewer
+# bounds the latency of a `codes.put`. The ingest loop commits every TXN_MAX_EVENTS events.
+BATCH_MAX = 200
 DISPATCH_EVERY_S = 1.0
 
 

@@ -212,3 +212,22 @@ def test_acks_of_a_batch_are_recorded_together(cabinets: Engine) -> None:
         assert (two.ack_ok, two.ack_error) == (False, "no such compartment")
         assert three.acked_at is None
     assert commands.record_acks(acks=[("CAB-2", Ack(cmd=c3, ok=True))], now=NOW) == 1
+
+
+def test_a_batch_is_cut_into_transactions_of_whole_cabinets() -> None:
+    from cloud.worker.ingest_loop import _chunks
+
+    by_cab = {
+        "A": [deposit("A", s) for s in range(1, 31)],
+        "B": [deposit("B", s) for s in range(1, 31)],
+        "C": [deposit("C", s) for s in range(1, 81)],  # more than one transaction's worth
+        "D": [deposit("D", 1)],
+    }
+    chunks = _chunks(by_cab, 50)
+    assert [list(chunk) for chunk in chunks] == [["A"], ["B"], ["C"], ["D"]]
+    assert _chunks({"A": by_cab["A"][:20], "B": by_cab["B"][:20]}, 50) == [
+        {"A": by_cab["A"][:20], "B": by_cab["B"][:20]}
+    ]
+    assert [e.seq for chunk in chunks for events in chunk.values() for e in events] == [
+        e.seq for events in by_cab.values() for e in events
+    ]
