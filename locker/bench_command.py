@@ -133,7 +133,7 @@ def cloud(
         typer.Option(
             help="Offered rates to step through, events/s, rising (comma-separated).",
         ),
-    ] = "50,100,200,400,700,1000,1500,2000,3000,4000,6000",
+    ] = "25,50,100,200,400,700,1000,1500,2000,3000,4000,6000",
     step_s: Annotated[float, typer.Option(min=1, help="Seconds each rate is offered for.")] = 10.0,
     workers: Annotated[
         int, typer.Option(min=1, max=8, help="`locker cloud worker` processes (shared sub).")

@@ -24,10 +24,11 @@ clock for the whole machine on Linux), and the figures are computed from those s
 per step the offered rate (events published in the step / its length), the handled rate (events
 handled in the step / its length), publish -> handled latency of the step's events (p50 / p95 /
 p99) and the backlog (published - handled) at the step's start and end. A step is *kept up*
-when the handled rate is at least 95 % of the offered one and the backlog grew by no more than a
-quarter second of the offered rate; the sustained rate is the highest kept-up step with every
-lower one kept up too. A step at which the publishers themselves fell behind their schedule is
-marked so: above it the load generator, not the worker, is what was measured.
+when the handled rate is at least 95 % of the offered one and the backlog grew by no more than
+half a second of the offered rate (what is in flight at a few hundred ms of latency); the
+sustained rate is the highest kept-up step with every lower one kept up too. A step at which
+the publishers themselves fell behind their schedule is marked so: above it the load generator,
+not the worker, is what was measured.
 """
 
 from __future__ import annotations
@@ -60,10 +61,10 @@ HOST = "127.0.0.1"
 SITE = "bench-site"
 COMPARTMENTS = 24  # per simulated cabinet, A01..A24 (deposits cycle through them)
 COURIER = "bench-courier"
-DEFAULT_RATES = (50, 100, 200, 400, 700, 1000, 1500, 2000, 3000, 4000, 6000)
+DEFAULT_RATES = (25, 50, 100, 200, 400, 700, 1000, 1500, 2000, 3000, 4000, 6000)
 DEFAULT_STEP_S = 10.0
 KEPT_UP_SHARE = 0.95  # handled / offered
-BACKLOG_GROWTH_S = 0.25  # allowed growth of the backlog over a step, in seconds of offered rate
+BACKLOG_GROWTH_S = 0.5  # allowed growth of the backlog over a step, in seconds of offered rate
 PUBLISHER_BEHIND_SHARE = 0.95  # published / scheduled below this: the load generator fell behind
 DRAIN_TIMEOUT_S = 180.0
 LATENCY_RATE = 1000  # the step whose p99 is held to the latency target
