@@ -155,13 +155,23 @@ class Worker:
                 next_dispatch = time.monotonic() + self.dispatch_every_s
 
     def _drain(self, wait_s: float) -> list[Received]:
+        # Every command ack waiting, first: recording them is cheap, and late they cause resends.
+        acks: list[Received] = []
+        while True:
+            try:
+                acks.append(self.client.acks.get_nowait())
+            except queue.Empty:
+                break
+        if acks:
+            wait_s = 0.0
         try:
             batch = [
                 self.client.inbox.get(timeout=wait_s) if wait_s else self.client.inbox.get_nowait()
             ]
         except queue.Empty:
-            return []
-        while len(batch) < BATCH_MAX:
+            return acks
+        batch = acks + batch
+        while len(batch) < BATCH_MAX + len(acks):
             try:
                 batch.append(self.client.inbox.get_nowait())
             except queue.Empty:

@@ -231,3 +231,33 @@ def test_a_batch_is_cut_into_transactions_of_whole_cabinets() -> None:
     assert [e.seq for chunk in chunks for events in chunk.values() for e in events] == [
         e.seq for events in by_cab.values() for e in events
     ]
+
+
+def test_command_acks_are_taken_before_a_backlog_of_events(engine: Engine) -> None:
+    import paho.mqtt.client as mqtt
+
+    from cloud.worker import MqttClient, Worker
+    from protocol.topics import ack_topic, event_ack_topic
+
+    client = MqttClient(host="127.0.0.1", port=1883, client_id="t", subscriptions=[])
+    worker = Worker(engine=engine, client=client, seal_key=SEAL_KEY)
+
+    def arrive(topic: str, payload: bytes) -> None:  # as paho's thread hands it over
+        message = mqtt.MQTTMessage(topic=topic.encode())
+        message.payload = payload
+        client._on_message(None, None, message)
+
+    for seq in range(1, 6):
+        arrive(event_topic("CAB-1"), encode(deposit("CAB-1", seq)))
+    arrive(ack_topic("CAB-1"), encode(Ack(cmd="c1", ok=True)))
+    arrive(event_ack_topic("CAB-1"), b'{"v":1,"upto":1}')  # not a command ack: keeps its place
+    arrive(ack_topic("CAB-2"), encode(Ack(cmd="c2", ok=True)))
+
+    batch = worker._drain(0)
+    assert [r.topic for r in batch] == [
+        ack_topic("CAB-1"),
+        ack_topic("CAB-2"),
+        *[event_topic("CAB-1")] * 5,
+        event_ack_topic("CAB-1"),
+    ]
+    assert worker._drain(0) == []
