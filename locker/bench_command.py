@@ -129,3 +129,251 @@ def _print(console: Any, figures: dict[str, Any]) -> None:
     else:
         console.print("[yellow]kiosk not served (--no-kiosk)[/]")
     console.print("a benchmark, not a test: it exits 0 whatever the figures")
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of numbers") from None
+    if not rates or any(rate <= 0 for rate in rates) or rates != sorted(rates):
+        raise typer.BadParameter("give rising rates above 0, e.g. 500,1000,2000")
+    return rates
+
+
+@app.command("cloud")
+def cloud(
+    cabinets: Annotated[
+        int, typer.Option(min=1, help="Simulated cabinets, registered in the database first.")
+    ] = 1000,
+    rates: Annotated[
+        str,
+        typer.Option(
+            help="Offered rates to step through, events/s, rising (comma-separated).",
+        ),
+    ] = "25,50,100,200,400,700,1000,1500,2000,3000,4000,6000",
+    step_s: Annotated[float, typer.Option(min=1, help="Seconds each rate is offered for.")] = 10.0,
+    workers: Annotated[
+        int, typer.Option(min=1, max=8, help="`locker cloud worker` processes (shared sub).")
+    ] = 1,
+    publishers: Annotated[
+        int, typer.Option(min=1, max=8, help="Publisher processes the cabinets are split over.")
+    ] = 1,
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Use this broker, mqtt://HOST[:PORT], instead of starting a mosquitto of the "
+                "benchmark's own. It must hold a large backlog for a slow subscriber "
+                "(max_queued_messages), or an overloaded step drops QoS 1 messages."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Use this (empty) database instead of a scratch PostgreSQL one; it is migrated "
+                "and keeps what the run wrote."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    sqlite: Annotated[
+        bool, typer.Option("--sqlite", help="Use a scratch SQLite file instead of PostgreSQL.")
+    ] = False,
+    pg_admin_url: Annotated[
+        str,
+        typer.Option(help="Where the scratch PostgreSQL database is created and dropped."),
+    ] = "postgresql://postgres@127.0.0.1:5432/postgres",
+    all_steps: Annotated[
+        bool,
+        typer.Option(
+            "--all-steps", help="Run every rate even after one was missed (default: stop there)."
+        ),
+    ] = False,
+    bare: Annotated[
+        bool, typer.Option("--bare/--no-bare", help="Also measure the bare durable ingest.")
+    ] = True,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
+    ] = None,
+    logs: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the processes' logs and stamps in this folder.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Step simulated cabinets' deposits through RATES; report the worker's sustained events/s.
+
+    The production `locker cloud worker` (WORKERS processes) runs against a broker and a
+    database of the benchmark's own (a mosquitto on a free port and a scratch PostgreSQL
+    database, both removed at the end). CABINETS simulated cabinets, registered first, publish
+    valid `parcel.deposited` events with contiguous seqs at each rate for STEP_S seconds; their
+    command side times each parcel's publish -> `codes.put` and acks every command. An event is
+    handled once stored, applied (code issued, notice queued) and its `codes.put` published.
+    Then, in the same run, a bare durable ingest (a plain paho subscriber inserting the raw
+    events in batches into one table of the same database) takes the same steps, as a yardstick.
+    A step is kept up when >= 95 % of the offered rate is handled and the backlog does not grow.
+    """
+    from rich.console import Console
+
+    from cloud.worker.mqtt import parse_broker_url
+    from locker.bench.cloud import Options, run_bench
+
+    rate_list = _rates(rates)
+    broker_at = None
+    if broker:
+        try:
+            broker_at = parse_broker_url(broker)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--broker") from None
+    if database_url and sqlite:
+        raise typer.BadParameter("give --database-url or --sqlite, not both")
+    options = Options(
+        cabinets=cabinets,
+        rates=rate_list,
+        step_s=step_s,
+        workers=workers,
+        publishers=publishers,
+        broker=broker_at,
+        database_url=database_url,
+        sqlite=sqlite,
+        pg_admin_url=pg_admin_url,
+        stop_at_first_miss=not all_steps,
+        bare=bare,
+        logs_dir=logs,
+    )
+    console = Console()
+    console.print(
+        f"[bold]locker bench cloud[/]: {workers} x `locker cloud worker`, {cabinets} simulated "
+        f"cabinets over {publishers} publisher process(es), rates {rate_list} events/s, "
+        f"{step_s:g} s each"
+    )
+    try:
+        with console.status("starting") as status:
+
+            def progress(what: str, info: dict[str, Any]) -> None:
+                if what in ("setup", "analysis"):
+                    status.update(info["what"])
+                elif what == "tick":
+                    status.update(
+                        f"{info['phase']}: offering {info['rate']:g} events/s, backlog "
+                        f"~{max(0, info['backlog']):.0f}"
+                    )
+                elif what == "stepped":
+                    console.print(
+                        f"  {info['phase']}: {info['rate']:g} events/s offered; backlog at the "
+                        f"end {info['backlog']}"
+                    )
+                elif what == "missed":
+                    console.print(f"  {info['phase']}: fell behind at {info['rate']:g} events/s")
+                elif what == "drain":
+                    status.update(f"{info['phase']}: draining, {info['left']} events left")
+
+            figures = run_bench(options, progress)
+    except RuntimeError as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(1) from None
+    _print_cloud(console, figures)
+    if json_path is not None:
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")
+        console.print(f"figures written to {json_path}")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _print_cloud(console: Any, figures: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    def verdict(ok: bool) -> str:
+        return "[green]pass[/]" if ok else "[red]FAIL[/]"
+
+    for key, title in (("worker", "cloud worker (fully handled)"), ("bare_ingest", "bare ingest")):
+        part = figures[key]
+        if not part["steps"]:
+            continue
+        table = Table(title=title)
+        for column in (
+            "offered /s",
+            "handled /s",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "backlog start -> end",
+            "",
+        ):
+            table.add_column(column, justify="right")
+        for row in part["steps"]:
+            latency = row["latency_ms"]
+            note = "kept up" if row["kept_up"] else "[red]behind[/]"
+            if row["publisher_behind"]:
+                note += " [yellow](publisher behind)[/]"
+            table.add_row(
+                f"{row['offered_per_s']:.0f}",
+                f"{row['handled_per_s']:.0f}",
+                _ms(latency["p50"]),
+                _ms(latency["p95"]),
+                _ms(latency["p99"]),
+                f"{row['backlog_start']} -> {row['backlog_end']}",
+                note,
+            )
+        console.print(table)
+    summary, targets = figures["summary"], figures["targets"]
+    table = Table(title="against the targets")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    table.add_column("")
+    table.add_row(
+        "sustained events/s, fully handled",
+        f"{summary['sustained_per_s']:.0f}",
+        f">= {targets['sustained_per_s']:.0f}",
+        verdict(summary["sustained_per_s"] >= targets["sustained_per_s"]),
+    )
+    bare = summary["bare_sustained_per_s"]
+    share = summary["share_of_bare"]
+    table.add_row(
+        "bare durable ingest, sustained events/s",
+        f"{bare:.0f}" if bare else "-",
+        "",
+        "",
+    )
+    table.add_row(
+        "worker / bare ingest",
+        f"{100 * share:.0f} %" if share is not None else "-",
+        f">= {100 * targets['share_of_bare']:.0f} %",
+        verdict(share is not None and share >= targets["share_of_bare"]),
+    )
+    p99 = summary["p99_ms_at_1000"]
+    table.add_row(
+        "p99 publish -> codes.put at 1,000 events/s",
+        _ms(p99),
+        f"<= {targets['p99_ms_at_1000']:.0f} ms",
+        verdict(p99 is not None and p99 <= targets["p99_ms_at_1000"]),
+    )
+    console.print(table)
+    worker, setup, check = figures["worker"], figures["setup"], figures["consistency"]
+    console.print(
+        f"worker CPU {worker['cpu_s']:.1f} s = {worker['cpu_ms_per_event']} ms per event "
+        f"(bare ingest: {figures['bare_ingest']['cpu_ms_per_event']} ms); "
+        f"peak handled {worker['peak_handled_per_s']:.0f} /s (bare: "
+        f"{figures['bare_ingest']['peak_handled_per_s']:.0f} /s); load average at the end "
+        f"{setup['loadavg_at_end']} on {setup['cpus']} CPUs"
+    )
+    db = check["database"]
+    console.print(
+        f"checks: {check['published']} published, {check['codes_put_received']} codes.put "
+        f"received ({check['published_without_codes_put']} missing, "
+        f"{check['command_redeliveries']} redelivered), every event acked: "
+        f"{check['every_event_acked']}; database: {db['events']} events, "
+        f"{db['events_applied']} applied, {db['parcels_in_locker']} parcels, "
+        f"{db['codes_put_rows']} codes.put ({db['codes_put_acked']} acked), "
+        f"{db['notices_queued']} notices queued; bare: {check['bare_stored']} of "
+        f"{check['bare_published']} stored"
+    )
+    console.print("a benchmark, not a test: it exits 0 whatever the figures")

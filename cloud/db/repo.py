@@ -19,6 +19,7 @@ from cloud.db.models import (
     Cabinet,
     CabinetCreate,
     CommandOutbox,
+    Compartment,
     NoticeOutbox,
     Parcel,
     ParcelEvent,
@@ -104,6 +105,39 @@ def lock_cabinet(*, session: Session, cab: str) -> Cabinet | None:
         .execution_options(populate_existing=True)
     )
     return session.exec(statement).first()
+
+
+def lock_cabinets(*, session: Session, cabs: Iterable[str]) -> dict[str, Cabinet]:
+    """Return the rows of the known cabinets among `cabs`, each locked for this transaction.
+
+    The rows are locked in id order, so two transactions locking overlapping sets never
+    deadlock. `FOR NO KEY UPDATE` (not `FOR UPDATE`): it still excludes every other locker of
+    the cabinet, but not the foreign-key checks of rows that merely refer to it (a concurrent
+    insert of the cabinet's events does not wait for it). SQLite: `BEGIN IMMEDIATE` serialises.
+    """
+    statement = (
+        select(Cabinet)
+        .where(col(Cabinet.id).in_(sorted(set(cabs))))
+        .order_by(col(Cabinet.id))
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    return {cabinet.id: cabinet for cabinet in session.exec(statement)}
+
+
+def sites_and_compartments(*, session: Session, cabs: Iterable[str]) -> list[Any]:
+    """Load the sites and compartments of cabinets `cabs` into the session; return them.
+
+    Hold on to the list while the session works: `session.get` then finds them without a query.
+    """
+    cabs = sorted(set(cabs))
+    if not cabs:
+        return []
+    sites = select(Site).where(
+        col(Site.id).in_(select(Cabinet.site_id).where(col(Cabinet.id).in_(cabs)))
+    )
+    compartments = select(Compartment).where(col(Compartment.cabinet_id).in_(cabs))
+    return [*session.exec(sites), *session.exec(compartments)]
 
 
 def cabinet_code_key(cabinet: Cabinet) -> bytes:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -71,17 +71,38 @@ def store_events(
     (`Delivery.CONFLICT`) keeps the stored one and is logged as an error.
     """
     now = now or datetime.now(UTC)
-    foreign = [e for e in envelopes if e.cab != cab]
-    if foreign:
-        raise ValueError(f"events of cabinet {foreign[0].cab!r} offered as {cab!r}'s")
-    by_seq: dict[int, EventBase] = {}
-    for envelope in envelopes:
-        by_seq.setdefault(envelope.seq, envelope)
     write_session(session)
     try:
         if repo.get_cabinet(session=session, cab=cab) is None:
             raise UnknownCabinet(f"no cabinet {cab!r} in the registry")
-        rows = [
+        new = stage_events(session=session, by_cab={cab: envelopes}, received_at={cab: now})
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return new[cab]
+
+
+def stage_events(
+    *,
+    session: Session,
+    by_cab: Mapping[str, Sequence[EventBase]],
+    received_at: Mapping[str, datetime],
+) -> dict[str, int]:
+    """Insert the not yet stored events of known cabinets, in the caller's transaction.
+
+    One `INSERT ... ON CONFLICT DO NOTHING` for them all, in (cab, seq) order, so concurrent
+    writers take the unique index's locks in one order; return how many were new per cabinet.
+    """
+    rows = []
+    for cab, envelopes in by_cab.items():
+        foreign = [e for e in envelopes if e.cab != cab]
+        if foreign:
+            raise ValueError(f"events of cabinet {foreign[0].cab!r} offered as {cab!r}'s")
+        by_seq: dict[int, EventBase] = {}
+        for envelope in envelopes:
+            by_seq.setdefault(envelope.seq, envelope)
+        rows += [
             {
                 "cabinet_id": cab,
                 "seq": envelope.seq,
@@ -89,25 +110,23 @@ def store_events(
                 "type": envelope.type,  # type: ignore[attr-defined]
                 "ts": envelope.ts,
                 "data": envelope.data.model_dump(mode="json"),  # type: ignore[attr-defined]
-                "received_at": now,
+                "received_at": received_at[cab],
                 "applied": False,
             }
             for envelope in by_seq.values()
         ]
-        inserted = repo.insert_ignore(
-            session=session,
-            table=InboxEvent.__table__,
-            rows=rows,
-            conflict_columns=["cabinet_id", "seq"],
-            returning=["seq"],
-        )
-        new_seqs = {seq for (seq,) in inserted}
-        _report_redeliveries(session, cab, [e for e in envelopes if e.seq not in new_seqs])
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    return len(new_seqs)
+    rows.sort(key=lambda row: (row["cabinet_id"], row["seq"]))
+    inserted = repo.insert_ignore(
+        session=session,
+        table=InboxEvent.__table__,
+        rows=rows,
+        conflict_columns=["cabinet_id", "seq"],
+        returning=["cabinet_id", "seq"],
+    )
+    new = set(inserted)
+    for cab, envelopes in by_cab.items():
+        _report_redeliveries(session, cab, [e for e in envelopes if (cab, e.seq) not in new])
+    return {cab: sum(1 for c, _ in new if c == cab) for cab in by_cab}
 
 
 def _report_redeliveries(session: Session, cab: str, envelopes: Sequence[EventBase]) -> None:
@@ -154,53 +173,83 @@ def apply_pending(
         cabinet = repo.lock_cabinet(session=session, cab=cab)
         if cabinet is None:
             raise UnknownCabinet(f"no cabinet {cab!r} in the registry")
-        stored = session.exec(
-            select(InboxEvent)
-            .where(InboxEvent.cabinet_id == cab, InboxEvent.seq > cabinet.applied_upto)
-            .order_by(col(InboxEvent.seq))
-            .limit(limit)
-        ).all()
-        step = plan(applied_upto=cabinet.applied_upto, stored=stored, limit=limit)
-        # Rows are loaded one batch at a time, but the ack may cover every stored seq: storing,
-        # not applying, is what makes an event safe for the cabinet to forget.
+        result = apply_locked(
+            session=session,
+            cabinet=cabinet,
+            now=now,
+            seal_key=seal_key,
+            randbelow=randbelow,
+            limit=limit,
+        )
+        if result.applied:
+            session.commit()
+        else:
+            session.rollback()
+    except BaseException:
+        session.rollback()
+        raise
+    return result
+
+
+def apply_locked(
+    *,
+    session: Session,
+    cabinet: Cabinet,
+    now: datetime,
+    seal_key: bytes,
+    randbelow: RandBelow = secrets.randbelow,
+    limit: int = APPLY_BATCH,
+) -> ApplyResult:
+    """Apply what `apply_pending` would, for a cabinet whose row the caller has locked.
+
+    Runs in the caller's transaction and neither commits nor rolls back: a worker applies many
+    cabinets in one transaction this way (`cloud.worker.ingest_loop`).
+    """
+    cab = cabinet.id
+    stored = session.exec(
+        select(InboxEvent)
+        .where(InboxEvent.cabinet_id == cab, InboxEvent.seq > cabinet.applied_upto)
+        .order_by(col(InboxEvent.seq))
+        .limit(limit)
+    ).all()
+    step = plan(applied_upto=cabinet.applied_upto, stored=stored, limit=limit)
+    # Rows are loaded one batch at a time, but the ack may cover every stored seq: storing,
+    # not applying, is what makes an event safe for the cabinet to forget.
+    stored_seqs = [row.seq for row in stored]
+    if len(stored) >= limit:  # fewer than `limit`: those rows are all there is
         stored_seqs = session.exec(
             select(InboxEvent.seq).where(
                 InboxEvent.cabinet_id == cab, InboxEvent.seq > cabinet.applied_upto
             )
         ).all()
-        ack_upto = contiguous_upto(stored_seqs, start=cabinet.applied_upto)
-        waiting = len(stored_seqs) - len(step.apply)
-        if not step.apply:
-            session.rollback()
-            return ApplyResult(applied=0, ack_upto=ack_upto, waiting=waiting)
-        site = session.get(Site, cabinet.site_id)
-        if site is None:  # pragma: no cover - the foreign key forbids it
-            raise LookupError(f"cabinet {cab!r} has no site")
-        applier = _Applier(
-            session=session,
-            cabinet=cabinet,
-            policy=repo.site_policy(site),
-            seal_key=seal_key,
-            randbelow=randbelow,
-            now=now,
-        )
-        anomalies = 0
-        for row in step.apply:
-            anomaly = applier.apply(row)
-            if anomaly is not None:
-                anomalies += 1
-                log.warning("cabinet %s seq %d (%s): %s", cab, row.seq, row.type, anomaly)
-            row.applied = True
-            row.applied_at = now
-            row.anomaly = anomaly[:2000] if anomaly else None
-            session.add(row)
-        cabinet_applied_upto = step.applied_upto or cabinet.applied_upto
-        cabinet.applied_upto = cabinet_applied_upto
-        session.add(cabinet)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+    ack_upto = contiguous_upto(stored_seqs, start=cabinet.applied_upto)
+    waiting = len(stored_seqs) - len(step.apply)
+    if not step.apply:
+        return ApplyResult(applied=0, ack_upto=ack_upto, waiting=waiting)
+    site = session.get(Site, cabinet.site_id)
+    if site is None:  # pragma: no cover - the foreign key forbids it
+        raise LookupError(f"cabinet {cab!r} has no site")
+    applier = _Applier(
+        session=session,
+        cabinet=cabinet,
+        policy=repo.site_policy(site),
+        seal_key=seal_key,
+        randbelow=randbelow,
+        now=now,
+    )
+    anomalies = 0
+    for row in step.apply:
+        anomaly = applier.apply(row)
+        if anomaly is not None:
+            anomalies += 1
+            log.warning("cabinet %s seq %d (%s): %s", cab, row.seq, row.type, anomaly)
+        row.applied = True
+        row.applied_at = now
+        row.anomaly = anomaly[:2000] if anomaly else None
+        session.add(row)
+    cabinet_applied_upto = step.applied_upto or cabinet.applied_upto
+    cabinet.applied_upto = cabinet_applied_upto
+    session.add(cabinet)
     return ApplyResult(
         applied=len(step.apply),
         ack_upto=ack_upto,

@@ -3,25 +3,26 @@
 Every command to a cabinet is a `command_outbox` row, written in the transaction of the change
 that caused it. `CommandDispatcher.tick(now)` publishes the rows that are due: never sent, or sent
 `resend_interval_s` ago without an ack. Any number of workers may tick at once: a row is claimed
-with one conditional `UPDATE` (the one whose update hits the row publishes), so each send happens
-once. The claim is committed before the publish, so a crash in between costs one resend interval,
-never a lost command. A row whose `expires_at` passed unacked is marked expired (`ack_ok` false,
-`ack_error` saying so) and never sent again: the cabinet would drop it anyway. A `codes.put`
-superseded by a later `codes.revoke` or `codes.put` of its parcel (`superseded_by`, set where
-the later one is queued: `repo.supersede_codes_puts`) is never sent again either, so a resend
-cannot reach the cabinet after the command that undid it. `record_ack` stores the cabinet's
-answer (a superseded command the cabinet got anyway is acked like any other).
+with a conditional `UPDATE` (the one whose update hits the row publishes; first sends are claimed
+many to one `UPDATE ... RETURNING`), so each send happens once. The claim is committed before the
+publish, so a crash in between costs one resend interval, never a lost command. A row whose
+`expires_at` passed unacked is marked expired (`ack_ok` false, `ack_error` saying so) and never
+sent again: the cabinet would drop it anyway. A `codes.put` superseded by a later `codes.revoke`
+or `codes.put` of its parcel (`superseded_by`, set where the later one is queued:
+`repo.supersede_codes_puts`) is never sent again either, so a resend cannot reach the cabinet
+after the command that undid it. `record_acks` stores the cabinets' answers, a batch of them in
+one transaction (a superseded command the cabinet got anyway is acked like any other).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, or_, update
+from sqlalchemy import Engine, and_, or_, tuple_, update
 from sqlmodel import Session, col, select
 
 from cloud.db.engine import write_session
@@ -87,13 +88,22 @@ class CommandDispatcher:
                 .limit(self.batch)
             ).all()
             session.expunge_all()
+        envelopes = {row.id: self._envelope(row, now) for row in due}
+        # First sends are claimed together (one UPDATE, one commit): after a burst of deposits
+        # that is hundreds of rows; resends, rare, one by one (each checks its own send_count).
+        fresh = self._claim_fresh(
+            [row.id for row in due if row.sent_at is None and envelopes[row.id] is not None], now
+        )
         sent = resent = 0
         for row in due:
-            envelope = self._envelope(row, now)
+            envelope = envelopes[row.id]
             if envelope is None:
                 continue
-            if not self._claim(row, now, resend_before):
-                continue  # another worker sent it, or it was acked meanwhile
+            if row.sent_at is None:
+                if row.id not in fresh:
+                    continue  # another worker claimed it, or it was acked meanwhile
+            elif not self._claim(row, now, resend_before):
+                continue
             self.publish(cmd_topic(row.cabinet_id), envelope)
             sent += 1
             resent += row.sent_at is not None
@@ -103,23 +113,53 @@ class CommandDispatcher:
 
     def record_ack(self, *, cab: str, ack: Ack, now: datetime) -> bool:
         """Record cabinet `cab`'s ack of a command; return False if it acks nothing we sent it."""
+        return bool(self.record_acks(acks=[(cab, ack)], now=now))
+
+    def record_acks(self, *, acks: Sequence[tuple[str, Ack]], now: datetime) -> int:
+        """Record (cabinet, ack) pairs in one transaction; return how many acked a command.
+
+        The successful ones (nearly all) in one UPDATE; a refusal, which carries its own error,
+        in one of its own. An ack of an unknown or already acked command changes nothing.
+        """
+        recorded: set[tuple[str, str]] = set()
         with Session(self.engine) as session:
-            result = write_session(session).execute(
-                update(CommandOutbox)
-                .where(
-                    col(CommandOutbox.id) == ack.cmd,
-                    col(CommandOutbox.cabinet_id) == cab,
-                    col(CommandOutbox.acked_at).is_(None),
+            connection = write_session(session)
+            ok = {(ack.cmd, cab) for cab, ack in acks if ack.ok}
+            if ok:
+                result = connection.execute(
+                    update(CommandOutbox)
+                    .where(
+                        tuple_(col(CommandOutbox.id), col(CommandOutbox.cabinet_id)).in_(
+                            sorted(ok)
+                        ),
+                        col(CommandOutbox.acked_at).is_(None),
+                    )
+                    .values(acked_at=now, ack_ok=True, ack_error=None)
+                    .returning(col(CommandOutbox.id), col(CommandOutbox.cabinet_id))
                 )
-                .values(acked_at=now, ack_ok=ack.ok, ack_error=ack.error)
-            )
+                recorded.update((row[0], row[1]) for row in result)
+            for cab, ack in acks:
+                if ack.ok:
+                    continue
+                result = connection.execute(
+                    update(CommandOutbox)
+                    .where(
+                        col(CommandOutbox.id) == ack.cmd,
+                        col(CommandOutbox.cabinet_id) == cab,
+                        col(CommandOutbox.acked_at).is_(None),
+                    )
+                    .values(acked_at=now, ack_ok=False, ack_error=ack.error)
+                )
+                if result.rowcount == 1:
+                    recorded.add((ack.cmd, cab))
+                    log.warning("cabinet %s refused command %s: %s", cab, ack.cmd, ack.error)
             session.commit()
-        if result.rowcount == 1:
-            if not ack.ok:
-                log.warning("cabinet %s refused command %s: %s", cab, ack.cmd, ack.error)
-            return True
-        log.info("cabinet %s acked command %r, which is unknown or acked already", cab, ack.cmd)
-        return False
+        for cab, ack in acks:
+            if (ack.cmd, cab) not in recorded:
+                log.info(
+                    "cabinet %s acked command %r, which is unknown or acked already", cab, ack.cmd
+                )
+        return len(recorded)
 
     def _expire(self, now: datetime) -> int:
         with Session(self.engine) as session:
@@ -135,6 +175,27 @@ class CommandDispatcher:
             )
             session.commit()
         return result.rowcount
+
+    def _claim_fresh(self, ids: Sequence[str], now: datetime) -> set[str]:
+        """Claim never-sent rows in one UPDATE; return the ids this worker won."""
+        if not ids:
+            return set()
+        with Session(self.engine) as session:
+            result = write_session(session).execute(
+                update(CommandOutbox)
+                .where(
+                    col(CommandOutbox.id).in_(ids),
+                    col(CommandOutbox.acked_at).is_(None),
+                    col(CommandOutbox.ack_error).is_(None),
+                    col(CommandOutbox.superseded_by).is_(None),  # undone since it was read
+                    col(CommandOutbox.sent_at).is_(None),
+                )
+                .values(sent_at=now, send_count=CommandOutbox.send_count + 1)
+                .returning(col(CommandOutbox.id))
+            )
+            claimed = {row[0] for row in result}
+            session.commit()
+        return claimed
 
     def _claim(self, row: CommandOutbox, now: datetime, resend_before: datetime) -> bool:
         # The same condition that made the row due, re-checked atomically: one claimer wins.

@@ -1,7 +1,8 @@
 """The worker's MQTT adapter: a paho 2.x client that queues what arrives for the worker's thread.
 
 paho calls back on its own network thread; `on_message` only puts the message, with the time it
-arrived, on a `queue.Queue`, and the worker's thread does every database write. Subscriptions are
+arrived, on a `queue.Queue` (command acks on a queue of their own, which the worker empties
+first), and the worker's thread does every database write. Subscriptions are
 made in `on_connect`, so a reconnect (paho retries on its own) subscribes again.
 
 Durability does not come from the broker's acknowledgement. paho PUBACKs a QoS 1 message as soon
@@ -25,7 +26,9 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 
-from protocol.topics import QOS
+from protocol.topics import QOS, TopicKind
+
+ACK_SUFFIX = f"/{TopicKind.ACK}"  # lockers/v1/{cab}/ack (not event-ack: the cloud sends those)
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,9 @@ class MqttClient:
         self.client_id = client_id
         self.subscriptions = tuple(subscriptions)
         self.inbox: queue.Queue[Received] = inbox if inbox is not None else queue.Queue()
+        # Command acks skip the line: behind a backlog of events they would wait longer than
+        # the resend interval, and every command would go out again (`locker bench cloud`).
+        self.acks: queue.Queue[Received] = queue.Queue()
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.sessions = 0  # connections that got their subscriptions: a reconnect adds one
@@ -157,4 +163,5 @@ class MqttClient:
             log.warning("lost the broker %s:%d (%s); reconnecting", self.host, self.port, reason)
 
     def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
-        self.inbox.put(Received(message.topic, bytes(message.payload), datetime.now(UTC)))
+        received = Received(message.topic, bytes(message.payload), datetime.now(UTC))
+        (self.acks if message.topic.endswith(ACK_SUFFIX) else self.inbox).put(received)

@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 # no retained messages, and the retained states are how a starting worker learns who is online.
 SHARED_ACK_SUBSCRIPTION = f"$share/cloud/{ACK_SUBSCRIPTION}"
 
-# Deliveries handled per batch: more amortises the commits, fewer bounds the latency.
-BATCH_MAX = 500
+# Deliveries handled per batch (then due commands go out): more amortises the commits, fewer
+# bounds the latency of a `codes.put`. The ingest loop commits every TXN_MAX_EVENTS events.
+BATCH_MAX = 200
 DISPATCH_EVERY_S = 1.0
 
 
@@ -150,13 +151,23 @@ class Worker:
                 next_dispatch = time.monotonic() + self.dispatch_every_s
 
     def _drain(self, wait_s: float) -> list[Received]:
+        # Every command ack waiting, first: recording them is cheap, and late they cause resends.
+        acks: list[Received] = []
+        while True:
+            try:
+                acks.append(self.client.acks.get_nowait())
+            except queue.Empty:
+                break
+        if acks:
+            wait_s = 0.0
         try:
             batch = [
                 self.client.inbox.get(timeout=wait_s) if wait_s else self.client.inbox.get_nowait()
             ]
         except queue.Empty:
-            return []
-        while len(batch) < BATCH_MAX:
+            return acks
+        batch = acks + batch
+        while len(batch) < BATCH_MAX + len(acks):
             try:
                 batch.append(self.client.inbox.get_nowait())
             except queue.Empty:
@@ -174,6 +185,7 @@ class Worker:
         """
         urgent = False
         events: list[Received] = []
+        acks: list[Received] = []
         for received in batch:
             try:
                 kind = parse_topic(received.topic).kind
@@ -185,7 +197,7 @@ class Worker:
             elif kind is TopicKind.STATE:
                 urgent |= self._state(received)
             elif kind is TopicKind.ACK:
-                self._ack(received)
+                acks.append(received)
             else:
                 log.warning(
                     "dropped a message on %r: the cloud does not subscribe to it", received.topic
@@ -194,6 +206,8 @@ class Worker:
             applied_before = self.ingest.stats.applied
             self.ingest.handle(events)
             urgent |= self.ingest.stats.applied != applied_before
+        if acks:
+            self._acks(acks)
         return urgent
 
     def _state(self, received: Received) -> bool:
@@ -215,15 +229,20 @@ class Worker:
             return False
         return result is not None and result.reconnected
 
-    def _ack(self, received: Received) -> None:
-        cab = parse_topic(received.topic).cab
-        try:
-            ack = decode_ack(received.payload)
-        except MessageError as err:
-            log.warning("dropped a command ack of %s: %s", cab, err)
+    def _acks(self, batch: list[Received]) -> None:
+        acks = []
+        for received in batch:
+            cab = parse_topic(received.topic).cab
+            try:
+                acks.append((cab, decode_ack(received.payload)))
+            except MessageError as err:
+                log.warning("dropped a command ack of %s: %s", cab, err)
+        if not acks:
             return
         try:
-            self.commands.record_ack(cab=cab, ack=ack, now=self.clock())
+            self.commands.record_acks(acks=acks, now=self.clock())
         except OperationalError as err:
-            # Unrecorded, the command is resent, and the cabinet acks it again.
-            log.error("could not record an ack of %s: %s", cab, " ".join(str(err).split())[:300])
+            # Unrecorded, the commands are resent, and the cabinets ack them again.
+            log.error(
+                "could not record %d command acks: %s", len(acks), " ".join(str(err).split())[:300]
+            )

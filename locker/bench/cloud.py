@@ -1,0 +1,1185 @@
+"""`locker bench cloud`: the cloud worker's sustained event rate, beside a bare durable ingest.
+
+Processes, so that what is measured is the worker alone (each stopped by its pid at the end):
+
+- the broker: a `mosquitto` of the benchmark's own on a free port (or `--broker`);
+- the database: a scratch PostgreSQL database made and dropped by the run (or `--database-url`,
+  or `--sqlite`), migrated, with `--cabinets` cabinets registered through the registry;
+- the worker(s): `locker cloud worker`, the production command, unchanged (`--workers`);
+- the cabinets, two sides of them (`python -m locker.bench.cloud publisher|cabinets`):
+  publishers send valid `parcel.deposited` events (protocol models, `protocol.codec.encode`,
+  contiguous seq per cabinet, a fresh parcel id each) on `lockers/v1/{cab}/event` at a paced
+  rate, round-robin over their cabinets; the cabinets' side subscribes to `lockers/v1/+/cmd`
+  and `lockers/v1/+/event-ack`, notes when each parcel's `codes.put` arrived, and acks every
+  command on `lockers/v1/{cab}/ack` as the cabinet's daemon does (so the outbox never resends);
+- the bare ingest (`python -m locker.bench.cloud bare-ingest`): a plain paho subscriber on
+  `lockers/v1/+/event` that inserts the raw payloads into one table of the same database in
+  batches (one multi-row INSERT and one commit per batch), nothing else. It runs after the
+  workers stopped, against the same broker, database, publishers and rate steps.
+
+An event is *handled* when its `codes.put` reached the cabinets' side: by then it was stored,
+applied (parcel row, code issued, timeline, notice queued) and its command published; for the
+bare ingest, when its batch committed. Every process stamps with `time.monotonic_ns()` (one
+clock for the whole machine on Linux), and the figures are computed from those stamps at the end:
+per step the offered rate (events published in the step / its length), the handled rate (events
+handled in the step / its length), publish -> handled latency of the step's events (p50 / p95 /
+p99) and the backlog (published - handled) at the step's start and end. A step is *kept up*
+when the handled rate is at least 95 % of the offered one and the backlog grew by no more than
+half a second of the offered rate (what is in flight at a few hundred ms of latency); the
+sustained rate is the highest kept-up step with every lower one kept up too. A step at which
+the publishers themselves fell behind their schedule is marked so: above it the load generator,
+not the worker, is what was measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import contextlib
+import json
+import math
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HOST = "127.0.0.1"
+SITE = "bench-site"
+COMPARTMENTS = 24  # per simulated cabinet, A01..A24 (deposits cycle through them)
+COURIER = "bench-courier"
+DEFAULT_RATES = (25, 50, 100, 200, 400, 700, 1000, 1500, 2000, 3000, 4000, 6000)
+DEFAULT_STEP_S = 10.0
+KEPT_UP_SHARE = 0.95  # handled / offered
+BACKLOG_GROWTH_S = 0.5  # allowed growth of the backlog over a step, in seconds of offered rate
+PUBLISHER_BEHIND_SHARE = 0.95  # published / scheduled below this: the load generator fell behind
+DRAIN_TIMEOUT_S = 180.0
+LATENCY_RATE = 1000  # the step whose p99 is held to the latency target
+TARGET_SUSTAINED = 2000.0
+TARGET_BARE_SHARE = 0.5
+TARGET_P99_MS = 100.0
+MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+BARE_TABLE = "bench_raw_events"
+BARE_BATCH = 500
+_SEQ = re.compile(rb'"seq":(\d+)')
+
+
+def cabinet_id(index: int) -> str:
+    """The id of simulated cabinet number `index` (0-based)."""
+    return f"bench-{index:05d}"
+
+
+def cabinet_index(cab: str) -> int:
+    return int(cab.rsplit("-", 1)[1])
+
+
+def parcel_id(index: int, seq: int) -> str:
+    """The parcel a deposit names: cabinet and seq in it, so the cmd side can tell which event."""
+    return f"{cabinet_id(index)}.{seq}"
+
+
+# --- records: (cabinet index, seq, monotonic ns) triples written by the roles ---------------------
+
+
+@dataclass
+class Records:
+    """Stamps of events: which cabinet, which seq, when (time.monotonic_ns)."""
+
+    cabs: array = field(default_factory=lambda: array("q"))
+    seqs: array = field(default_factory=lambda: array("q"))
+    times: array = field(default_factory=lambda: array("q"))
+
+    def add(self, cab: int, seq: int, at_ns: int) -> None:
+        self.cabs.append(cab)
+        self.seqs.append(seq)
+        self.times.append(at_ns)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def write(self, path: Path) -> None:
+        with path.open("wb") as out:
+            array("q", [len(self)]).tofile(out)
+            for column in (self.cabs, self.seqs, self.times):
+                column.tofile(out)
+
+    @classmethod
+    def read(cls, path: Path) -> Records:
+        records = cls()
+        with path.open("rb") as source:
+            header = array("q")
+            header.fromfile(source, 1)
+            for column in (records.cabs, records.seqs, records.times):
+                column.fromfile(source, header[0])
+        return records
+
+    def by_key(self) -> dict[tuple[int, int], int]:
+        """The first stamp of each (cabinet, seq)."""
+        first: dict[tuple[int, int], int] = {}
+        for cab, seq, at in zip(self.cabs, self.seqs, self.times, strict=True):
+            first.setdefault((cab, seq), at)
+        return first
+
+
+def _say(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def _mqtt_client(client_id: str):
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv311,
+        clean_session=True,
+    )
+    # Loopback: let QoS 1 messages flow without waiting on PUBACKs in lockstep.
+    client.max_inflight_messages_set(1000)
+    return client
+
+
+def _connect_and_subscribe(client: Any, host: str, port: int, topics: Sequence[str]) -> None:
+    subscribed = threading.Event()
+
+    def on_connect(c, _u, _f, reason, _p):
+        if not reason.is_failure and topics:
+            c.subscribe([(t, 1) for t in topics])
+        elif not topics:
+            subscribed.set()
+
+    client.on_connect = on_connect
+    client.on_subscribe = lambda *_args: subscribed.set()
+    client.connect(host, port, keepalive=60)
+    client.loop_start()
+    if not subscribed.wait(30):
+        raise RuntimeError(f"no connection/subscription to {host}:{port} within 30 s")
+
+
+# --- role: publisher (the cabinets' event side) ---------------------------------------------------
+
+
+def _publisher(args: argparse.Namespace) -> None:
+    from protocol.codec import encode
+    from protocol.messages import ParcelDeposited, ParcelDepositedData, Size
+    from protocol.topics import event_topic
+
+    cabinets = [i for i in range(args.cabinets) if i % args.of == args.index]
+    next_seq = dict.fromkeys(cabinets, 1)
+    topics = {i: event_topic(cabinet_id(i)) for i in cabinets}
+    client = _mqtt_client(f"bench-publisher-{args.index}-{os.getpid()}")
+    acked = [0]
+    client.on_publish = lambda *_args: acked.__setitem__(0, acked[0] + 1)
+    _connect_and_subscribe(client, args.host, args.port, [])
+    records = Records()
+    turn = 0  # round-robin over this publisher's cabinets
+    prepared: list[tuple[int, int, str, bytes]] = []
+    _say({"ready": True, "cabinets": len(cabinets)})
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["op"] == "prepare":
+            count = round(request["rate"] * request["duration_s"])
+            prepared = []
+            ts = datetime.now(UTC)
+            for _ in range(count):
+                cab = cabinets[turn % len(cabinets)]
+                turn += 1
+                seq = next_seq[cab]
+                next_seq[cab] = seq + 1
+                event = ParcelDeposited(
+                    id=f"{cabinet_id(cab)}-e{seq}",
+                    cab=cabinet_id(cab),
+                    seq=seq,
+                    ts=ts,
+                    data=ParcelDepositedData(
+                        parcel_id=parcel_id(cab, seq),
+                        compartment=f"A{(seq - 1) % COMPARTMENTS + 1:02d}",
+                        size=Size.M,
+                        tracking_no=f"BT{cab:05d}{seq:08d}",
+                        phone=f"+86138{(cab * 7919 + seq) % 10**8:08d}",
+                        courier_id=COURIER,
+                    ),
+                )
+                prepared.append((cab, seq, topics[cab], encode(event)))
+            _say({"prepared": len(prepared)})
+        elif request["op"] == "go":
+            interval_ns = round(1e9 / request["rate"]) if request["rate"] else 0
+            start_ns = request["start_at_ns"]
+            worst_late_ns = 0
+            for n, (cab, seq, topic, payload) in enumerate(prepared):
+                due_ns = start_ns + n * interval_ns
+                now_ns = time.monotonic_ns()
+                if due_ns > now_ns + 200_000:
+                    time.sleep((due_ns - now_ns) / 1e9)
+                    now_ns = time.monotonic_ns()
+                worst_late_ns = max(worst_late_ns, now_ns - due_ns)
+                records.add(cab, seq, now_ns)
+                client.publish(topic, payload, qos=1)
+            _say(
+                {
+                    "done": len(prepared),
+                    "ended_ns": time.monotonic_ns(),
+                    "worst_late_ms": worst_late_ns / 1e6,
+                }
+            )
+            prepared = []
+    # stdin closed: wait for the broker's PUBACKs, then leave the stamps behind.
+    deadline = time.monotonic() + 30
+    while acked[0] < len(records) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    records.write(Path(args.out))
+    client.disconnect()
+    client.loop_stop()
+    _say({"closed": True, "published": len(records), "pubacked": acked[0]})
+
+
+# --- role: the cabinets' command side -------------------------------------------------------------
+
+
+def _cabinets_side(args: argparse.Namespace) -> None:
+    from protocol.codec import decode_command, decode_event_ack, encode
+    from protocol.errors import MessageError
+    from protocol.messages import Ack
+    from protocol.topics import ack_topic
+
+    records = Records()
+    lock = threading.Lock()
+    seen_commands: set[str] = set()
+    counts = {"codes": 0, "commands": 0, "redelivered": 0, "bad": 0, "event_acks": 0}
+    by_type: dict[str, int] = {}
+    acked_upto: dict[int, int] = {}
+    client = _mqtt_client(f"bench-cabinets-{os.getpid()}")
+
+    def on_message(c, _u, message) -> None:
+        at_ns = time.monotonic_ns()
+        parts = message.topic.split("/")
+        cab = parts[2]
+        try:
+            if parts[3] == "event-ack":
+                upto = decode_event_ack(message.payload).upto
+                with lock:
+                    counts["event_acks"] += 1
+                    index = cabinet_index(cab)
+                    acked_upto[index] = max(acked_upto.get(index, 0), upto)
+                return
+            command = decode_command(message.payload, cab=cab)
+        except (MessageError, ValueError, IndexError):
+            with lock:
+                counts["bad"] += 1
+            return
+        # Like the daemon: run a command id once, ack it every time it comes.
+        c.publish(ack_topic(cab), encode(Ack(cmd=command.id, ok=True)), qos=1)
+        with lock:
+            counts["commands"] += 1
+            if command.id in seen_commands:
+                counts["redelivered"] += 1
+                return
+            seen_commands.add(command.id)
+            by_type[command.type] = by_type.get(command.type, 0) + 1
+            if command.type == "codes.put":
+                for entry in command.data.entries:
+                    cab_part, _, seq = entry.parcel_id.rpartition(".")
+                    records.add(cabinet_index(cab_part), int(seq), at_ns)
+                    counts["codes"] += 1
+
+    client.on_message = on_message
+    _connect_and_subscribe(
+        client, args.host, args.port, ["lockers/v1/+/cmd", "lockers/v1/+/event-ack"]
+    )
+    _say({"ready": True})
+    _report_until_stdin_closes(lambda: {"codes": counts["codes"]}, lock)
+    client.disconnect()
+    client.loop_stop()
+    records.write(Path(args.out))
+    summary = {**counts, "by_type": by_type, "acked_upto": acked_upto}
+    Path(args.out).with_suffix(".json").write_text(json.dumps(summary))
+    _say({"closed": True, **counts})
+
+
+def _report_until_stdin_closes(snapshot: Callable[[], dict[str, Any]], lock: Any) -> None:
+    closed = threading.Event()
+
+    def wait_stdin() -> None:
+        for _ in sys.stdin:
+            pass
+        closed.set()
+
+    threading.Thread(target=wait_stdin, daemon=True).start()
+    while not closed.wait(0.2):
+        with lock:
+            _say({"progress": snapshot(), "at_ns": time.monotonic_ns()})
+
+
+# --- role: the bare ingest ------------------------------------------------------------------------
+
+
+def _bare_ingest(args: argparse.Namespace) -> None:
+    from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Table
+
+    from cloud.db.engine import make_engine
+
+    engine = make_engine(args.database_url)
+    table = Table(
+        BARE_TABLE,
+        MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("topic", String(200), nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("received_ns", BigInteger, nullable=False),
+    )
+    inbox: queue.Queue[tuple[str, bytes, int]] = queue.Queue()
+    client = _mqtt_client(f"bench-bare-{os.getpid()}")
+    client.on_message = lambda _c, _u, m: inbox.put(
+        (m.topic, bytes(m.payload), time.monotonic_ns())
+    )
+    _connect_and_subscribe(client, args.host, args.port, ["lockers/v1/+/event"])
+    records = Records()
+    lock = threading.Lock()
+    stored = [0]
+    stopping = threading.Event()
+
+    def store_loop() -> None:
+        while not (stopping.is_set() and inbox.empty()):
+            try:
+                batch = [inbox.get(timeout=0.1)]
+            except queue.Empty:
+                continue
+            while len(batch) < BARE_BATCH:
+                try:
+                    batch.append(inbox.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [{"topic": t, "payload": p, "received_ns": r} for t, p, r in batch]
+            with engine.begin() as connection:  # one INSERT of the batch, one commit
+                connection.execute(table.insert(), rows)
+            at_ns = time.monotonic_ns()
+            with lock:
+                for topic, payload, _ in batch:
+                    match = _SEQ.search(payload)
+                    records.add(
+                        cabinet_index(topic.split("/")[2]), int(match[1]) if match else 0, at_ns
+                    )
+                stored[0] += len(batch)
+
+    storer = threading.Thread(target=store_loop)
+    storer.start()
+    _say({"ready": True})
+    _report_until_stdin_closes(lambda: {"stored": stored[0]}, lock)
+    client.disconnect()
+    client.loop_stop()
+    stopping.set()
+    storer.join()
+    records.write(Path(args.out))
+    engine.dispose()
+    _say({"closed": True, "stored": stored[0]})
+
+
+# --- the harness: processes -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _wait_port(host: str, port: int, timeout_s: float, alive: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and alive():
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing accepts on {host}:{port}")
+
+
+def _stop_pid(process: subprocess.Popen, timeout_s: float = 15) -> None:
+    """SIGTERM the process by its pid and reap it; SIGKILL it if it lingers."""
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
+class OwnBroker:
+    """A mosquitto of the benchmark's own on a free loopback port, in a temporary directory."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = next((found for c in MOSQUITTO_CANDIDATES if (found := shutil.which(c))), None)
+        if binary is None:
+            raise RuntimeError(
+                "mosquitto is not installed (run `./dev services`), or pass --broker mqtt://..."
+            )
+        self.port = free_port()
+        config = workdir / "mosquitto.conf"
+        lines = [
+            f"listener {self.port} {HOST}",
+            "allow_anonymous true",
+            "persistence false",
+            # Hold a whole backlog for a slow subscriber instead of dropping QoS 1 messages.
+            "max_queued_messages 10000000",
+            "log_dest stderr",
+        ]
+        if os.geteuid() == 0:
+            lines.append("user root")
+        config.write_text("\n".join(lines) + "\n")
+        self.log_path = workdir / "mosquitto.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [binary, "-c", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            _wait_port(HOST, self.port, 10, lambda: self.process.poll() is None)
+        except RuntimeError:
+            self.stop()
+            tail = self.log_path.read_text()[-500:]
+            raise RuntimeError(f"mosquitto did not start: {tail}") from None
+
+    def stop(self) -> None:
+        _stop_pid(self.process)
+
+
+class Role:
+    """A subprocess of this module spoken to in JSON lines; its progress lines are kept."""
+
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str]) -> None:
+        self._log = log_path.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "locker.bench.cloud", *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env=env,
+        )
+        self._lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.progress: dict[str, Any] = {}
+        threading.Thread(target=self._read, daemon=True).start()
+        self.expect("ready", 60)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            message = json.loads(line)
+            if "progress" in message:
+                self.progress = message["progress"]
+            else:
+                self._lines.put(message)
+
+    def expect(self, key: str, timeout_s: float) -> dict[str, Any]:
+        try:
+            message = self._lines.get(timeout=timeout_s)
+        except queue.Empty:
+            raise RuntimeError(
+                f"{self.process.args[3]} said nothing for {timeout_s:g} s (log: {self._log.name})"
+            ) from None
+        if key not in message:
+            raise RuntimeError(f"{self.process.args[3]} answered {message}, not {key!r}")
+        return message
+
+    def send(self, request: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+
+    def close(self, timeout_s: float = 60) -> dict[str, Any] | None:
+        """Close stdin (the role writes its stamps and exits); return its last words."""
+        if self.process.poll() is not None:
+            self._log.close()
+            return None
+        with contextlib.suppress(OSError):
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+        try:
+            words = self.expect("closed", timeout_s)
+            self.process.wait(10)
+        finally:
+            _stop_pid(self.process)
+            self._log.close()
+        return words
+
+    def kill(self) -> None:
+        _stop_pid(self.process)
+        self._log.close()
+
+
+class WorkerProcess:
+    """`locker cloud worker`, the production command, in a subprocess."""
+
+    def __init__(
+        self, *, url: str, host: str, port: int, name: str, env: dict[str, str], log_path: Path
+    ) -> None:
+        self.log_path = log_path
+        command = [
+            sys.executable,
+            "-c",
+            "from locker.cli import app; app()",
+            "cloud",
+            "worker",
+            "--database-url",
+            url,
+            "--broker",
+            f"mqtt://{host}:{port}",
+            "--client-id",
+            name,
+        ]
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def wait_subscribed(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the worker exited: {self.log_path.read_text()[-1500:]}")
+            if "subscribed to" in self.log_path.read_text(errors="replace"):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the worker did not subscribe in {timeout_s:g} s")
+
+    def cpu_s(self) -> float:
+        return _cpu_s(self.process.pid)
+
+    def stop(self) -> None:
+        _stop_pid(self.process, timeout_s=30)
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- the harness: database ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def scratch_postgres(admin_url: str) -> Iterator[str]:
+    """Create a `locker_bench_...` database; drop it (WITH FORCE) afterwards."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"locker_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.OperationalError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RuntimeError(
+            f"cannot create a scratch database at {admin_url} ({first}); start PostgreSQL "
+            "(`./dev services`), or pass --database-url or --sqlite"
+        ) from None
+    _scheme, _, rest = admin_url.partition("://")
+    netloc = rest.split("/", 1)[0]
+    try:
+        yield f"postgresql+psycopg://{netloc}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def register_cabinets(url: str, count: int) -> None:
+    """Migrate the database and register the site and `count` cabinets through the registry."""
+    from sqlmodel import Session
+
+    from cloud.db.engine import make_engine
+    from cloud.db.migrate import upgrade
+    from cloud.db.models import CabinetCreate, SiteCreate
+    from cloud.services.registry import CompartmentSpec, add_cabinet, add_site
+
+    upgrade(url)
+    engine = make_engine(url)
+    now = datetime.now(UTC)
+    layout = [CompartmentSpec(f"A{n:02d}", "M") for n in range(1, COMPARTMENTS + 1)]
+    try:
+        with Session(engine) as session:
+            add_site(session=session, site_create=SiteCreate(id=SITE, name="Bench estate"), now=now)
+        for index in range(count):
+            with Session(engine) as session:
+                add_cabinet(
+                    session=session,
+                    cabinet_create=CabinetCreate(
+                        id=cabinet_id(index), site_id=SITE, name=f"Bench {index}"
+                    ),
+                    compartments=layout,
+                    now=now,
+                )
+    finally:
+        engine.dispose()
+
+
+def database_counts(url: str) -> dict[str, int]:
+    """What the workers left in the database: the figures the report checks against."""
+    from sqlalchemy import text
+
+    from cloud.db.engine import make_engine
+
+    queries = {
+        "events": "SELECT count(*) FROM events",
+        "events_applied": "SELECT count(*) FROM events WHERE applied AND anomaly IS NULL",
+        "anomalies": "SELECT count(*) FROM events WHERE anomaly IS NOT NULL",
+        "parcels_in_locker": "SELECT count(*) FROM parcels WHERE status = 'in_locker'",
+        "codes_put_rows": "SELECT count(*) FROM command_outbox WHERE type = 'codes.put'",
+        "codes_put_sent": "SELECT count(*) FROM command_outbox "
+        "WHERE type = 'codes.put' AND sent_at IS NOT NULL",
+        "codes_put_acked": "SELECT count(*) FROM command_outbox "
+        "WHERE type = 'codes.put' AND acked_at IS NOT NULL",
+        "codes_put_resent": "SELECT count(*) FROM command_outbox WHERE send_count > 1",
+        "notices_queued": "SELECT count(*) FROM notice_outbox",
+        "applied_upto_sum": "SELECT coalesce(sum(applied_upto), 0) FROM cabinets",
+    }
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {k: int(connection.execute(text(q)).scalar_one()) for k, q in queries.items()}
+    finally:
+        engine.dispose()
+
+
+def _count_acked(url: str) -> int:
+    from sqlalchemy import text
+
+    from cloud.db.engine import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(
+                    text("SELECT count(*) FROM command_outbox WHERE acked_at IS NOT NULL")
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def _create_bare_table(url: str) -> None:
+    from sqlalchemy import text
+
+    from cloud.db.engine import make_engine
+
+    engine = make_engine(url)
+    serial = "BIGSERIAL" if engine.dialect.name == "postgresql" else "INTEGER"
+    blob = "BYTEA" if engine.dialect.name == "postgresql" else "BLOB"
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    f"CREATE TABLE {BARE_TABLE} (id {serial} PRIMARY KEY, topic VARCHAR(200) "
+                    f"NOT NULL, payload {blob} NOT NULL, received_ns BIGINT NOT NULL)"
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+# --- the harness: the run -------------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    """What `locker bench cloud` was asked for."""
+
+    cabinets: int = 1000
+    rates: Sequence[float] = DEFAULT_RATES
+    step_s: float = DEFAULT_STEP_S
+    workers: int = 1
+    publishers: int = 1
+    broker: tuple[str, int] | None = None
+    database_url: str | None = None
+    sqlite: bool = False
+    pg_admin_url: str = DEFAULT_PG_ADMIN_URL
+    stop_at_first_miss: bool = True
+    bare: bool = True
+    logs_dir: Path | None = None  # keep the processes' logs there (default: a temporary dir)
+
+
+@dataclass
+class Phase:
+    """One phase's raw material: the step windows and the stamps."""
+
+    name: str
+    steps: list[dict[str, Any]] = field(default_factory=list)  # rate, start_ns, end_ns, late
+    cpu_s: float = 0.0  # of the measured process(es): the worker(s) or the bare ingester
+    wall_s: float = 0.0
+
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+def run_bench(options: Options, progress: Progress | None = None) -> dict[str, Any]:
+    """Run both phases on fresh processes; return the figures (see the module's docstring)."""
+    say = progress or (lambda _what, _info: None)
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="locker-bench-cloud-")))
+        if options.logs_dir is not None:
+            options.logs_dir.mkdir(parents=True, exist_ok=True)
+            tmp = options.logs_dir
+        if options.broker is None:
+            broker = OwnBroker(tmp)
+            stack.callback(broker.stop)
+            host, port = HOST, broker.port
+            broker_shown = f"own mosquitto on {HOST}:{port} (persistence off)"
+        else:
+            host, port = options.broker
+            broker_shown = f"mqtt://{host}:{port}"
+        if options.database_url:
+            url = options.database_url
+        elif options.sqlite:
+            url = f"sqlite:///{tmp / 'cloud.db'}"
+        else:
+            url = stack.enter_context(scratch_postgres(options.pg_admin_url))
+        say("setup", {"what": f"registering {options.cabinets} cabinets"})
+        register_cabinets(url, options.cabinets)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
+        env["LOCKER_CLOUD_SECRET_KEY"] = os.urandom(32).hex()
+        common = ["--host", host, "--port", str(port)]
+
+        cmd_side = Role(
+            ["cabinets", *common, "--out", str(tmp / "handled.bin")], tmp / "cabinets.log", env
+        )
+        stack.callback(cmd_side.kill)
+        publishers = []
+        for index in range(options.publishers):
+            role = Role(
+                [
+                    "publisher",
+                    *common,
+                    "--cabinets",
+                    str(options.cabinets),
+                    "--index",
+                    str(index),
+                    "--of",
+                    str(options.publishers),
+                    "--out",
+                    str(tmp / f"published-{index}.bin"),
+                ],
+                tmp / f"publisher-{index}.log",
+                env,
+            )
+            stack.callback(role.kill)
+            publishers.append(role)
+
+        # Phase 1: the workers.
+        workers = [
+            WorkerProcess(
+                url=url,
+                host=host,
+                port=port,
+                name=f"bench-worker-{n}",
+                env=env,
+                log_path=tmp / f"worker-{n}.log",
+            )
+            for n in range(options.workers)
+        ]
+        for worker in workers:
+            stack.callback(worker.stop)
+        for worker in workers:
+            worker.wait_subscribed()
+        worker_phase = Phase("worker")
+        cpu_before = sum(w.cpu_s() for w in workers)
+        wall_before = time.monotonic()
+        _run_steps(
+            worker_phase, options, publishers, lambda: int(cmd_side.progress.get("codes", 0)), say
+        )
+        published_1 = sum(s["published"] for s in worker_phase.steps)
+        drained_1 = _drain(
+            lambda: int(cmd_side.progress.get("codes", 0)), published_1, "worker", say
+        )
+        # Over the steps and the drain: all the work the phase's events caused.
+        worker_phase.cpu_s = sum(w.cpu_s() for w in workers) - cpu_before
+        worker_phase.wall_s = time.monotonic() - wall_before
+        # The acks the cabinets sent must be recorded before the workers go, or they'd resend.
+        _wait(lambda: _count_acked(url) >= published_1, 30)
+        for worker in workers:
+            worker.stop()
+        counts = database_counts(url)
+        worker_logs = {w.log_path.name: _log_summary(w.log_path) for w in workers}
+
+        # Phase 2: the bare ingest, same broker, database, publishers and steps.
+        bare_phase = Phase("bare ingest")
+        drained_2 = True
+        bare_stored = 0
+        if options.bare:
+            _create_bare_table(url)
+            bare = Role(
+                ["bare-ingest", *common, "--database-url", url, "--out", str(tmp / "bare.bin")],
+                tmp / "bare.log",
+                env,
+            )
+            stack.callback(bare.kill)
+            cpu_before = _cpu_s(bare.process.pid)
+            wall_before = time.monotonic()
+            _run_steps(
+                bare_phase, options, publishers, lambda: int(bare.progress.get("stored", 0)), say
+            )
+            published_2 = sum(s["published"] for s in bare_phase.steps)
+            drained_2 = _drain(
+                lambda: int(bare.progress.get("stored", 0)), published_2, "bare ingest", say
+            )
+            bare_phase.cpu_s = _cpu_s(bare.process.pid) - cpu_before
+            bare_phase.wall_s = time.monotonic() - wall_before
+            words = bare.close() or {}
+            bare_stored = int(words.get("stored", 0))
+
+        publisher_words = [p.close() or {} for p in publishers]
+        cmd_words = cmd_side.close() or {}
+        published = Records()
+        for index in range(options.publishers):
+            part = Records.read(tmp / f"published-{index}.bin")
+            published.cabs.extend(part.cabs)
+            published.seqs.extend(part.seqs)
+            published.times.extend(part.times)
+        handled = Records.read(tmp / "handled.bin")
+        cmd_summary = json.loads((tmp / "handled.json").read_text())
+        bare_records = Records.read(tmp / "bare.bin") if options.bare else Records()
+        say("analysis", {"what": "computing the figures"})
+        return _figures(
+            options=options,
+            url=url,
+            broker_shown=broker_shown,
+            phases=(worker_phase, bare_phase),
+            published=published,
+            handled=handled,
+            bare_records=bare_records,
+            counts=counts,
+            cmd_summary=cmd_summary,
+            cmd_words=cmd_words,
+            publisher_words=publisher_words,
+            drained=(drained_1, drained_2),
+            bare_stored=bare_stored,
+            worker_logs=worker_logs,
+        )
+
+
+def _wait(test: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not test():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _log_summary(path: Path) -> dict[str, int]:
+    text = path.read_text(errors="replace")
+    return {
+        "errors": text.count(" ERROR "),
+        "warnings": text.count(" WARNING "),
+        "tracebacks": text.count("Traceback"),
+    }
+
+
+def _run_steps(
+    phase: Phase,
+    options: Options,
+    publishers: list[Role],
+    handled_now: Callable[[], int],
+    say: Progress,
+) -> None:
+    published_total = 0
+    for rate in options.rates:
+        share = rate / len(publishers)
+        for publisher in publishers:
+            publisher.send({"op": "prepare", "rate": share, "duration_s": options.step_s})
+        for publisher in publishers:
+            publisher.expect("prepared", 120)
+        start_ns = time.monotonic_ns() + 200_000_000
+        for publisher in publishers:
+            publisher.send({"op": "go", "rate": share, "start_at_ns": start_ns})
+        end_ns = start_ns + round(options.step_s * 1e9)
+        say("step", {"phase": phase.name, "rate": rate, "handled": handled_now()})
+        while time.monotonic_ns() < end_ns:
+            time.sleep(0.25)
+            say(
+                "tick",
+                {
+                    "phase": phase.name,
+                    "rate": rate,
+                    "backlog": published_total
+                    + rate * max(0, time.monotonic_ns() - start_ns) / 1e9
+                    - handled_now(),
+                },
+            )
+        done = [publisher.expect("done", options.step_s + 120) for publisher in publishers]
+        published = sum(d["done"] for d in done)
+        published_total += published
+        time.sleep(0.3)  # the progress lines run a little behind
+        backlog = published_total - handled_now()
+        phase.steps.append(
+            {
+                "rate": rate,
+                "start_ns": start_ns,
+                "end_ns": end_ns,
+                "publish_end_ns": max(d["ended_ns"] for d in done),
+                "published": published,
+                "worst_late_ms": max(d["worst_late_ms"] for d in done),
+            }
+        )
+        say("stepped", {"phase": phase.name, "rate": rate, "backlog": backlog})
+        if options.stop_at_first_miss and backlog > _allowed_growth(rate) + rate * 0.5:
+            say("missed", {"phase": phase.name, "rate": rate, "backlog": backlog})
+            break
+
+
+def _allowed_growth(rate: float) -> float:
+    return max(20.0, rate * BACKLOG_GROWTH_S)
+
+
+def _drain(handled_now: Callable[[], int], total: int, name: str, say: Progress) -> bool:
+    say("drain", {"phase": name, "left": total - handled_now()})
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while handled_now() < total:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+        say("drain", {"phase": name, "left": total - handled_now()})
+    return True
+
+
+# --- figures --------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty, sorted sequence."""
+    return values[max(0, math.ceil(q / 100 * len(values)) - 1)]
+
+
+def _step_figures(
+    steps: list[dict[str, Any]], published: Records, handled: Records
+) -> list[dict[str, Any]]:
+    handled_at = handled.by_key()
+    pub_times = sorted(published.times)
+    done_times = sorted(handled_at.values())
+    rows = []
+    for step in steps:
+        start, end = step["start_ns"], step["end_ns"]
+        seconds = (end - start) / 1e9
+        in_step = [
+            (cab, seq, at)
+            for cab, seq, at in zip(published.cabs, published.seqs, published.times, strict=True)
+            if start <= at < step["publish_end_ns"] + 1
+        ]
+        latencies = sorted(
+            (handled_at[(cab, seq)] - at) / 1e6
+            for cab, seq, at in in_step
+            if (cab, seq) in handled_at
+        )
+
+        def backlog(at_ns: int) -> int:
+            return bisect.bisect_right(pub_times, at_ns) - bisect.bisect_right(done_times, at_ns)
+
+        offered = (
+            bisect.bisect_left(pub_times, end) - bisect.bisect_left(pub_times, start)
+        ) / seconds
+        handled_rate = (
+            bisect.bisect_left(done_times, end) - bisect.bisect_left(done_times, start)
+        ) / seconds
+        growth = backlog(end) - backlog(start)
+        publisher_behind = step["published"] / seconds < PUBLISHER_BEHIND_SHARE * step["rate"] or (
+            (step["publish_end_ns"] - end) / 1e9 > 0.5
+        )
+        kept_up = handled_rate >= KEPT_UP_SHARE * offered and growth <= _allowed_growth(offered)
+        rows.append(
+            {
+                "target_rate": step["rate"],
+                "offered_per_s": round(offered, 1),
+                "handled_per_s": round(handled_rate, 1),
+                "published": step["published"],
+                "handled": len(latencies),
+                "latency_ms": {
+                    "p50": percentile(latencies, 50) if latencies else None,
+                    "p95": percentile(latencies, 95) if latencies else None,
+                    "p99": percentile(latencies, 99) if latencies else None,
+                    "max": latencies[-1] if latencies else None,
+                },
+                "backlog_start": backlog(start),
+                "backlog_end": backlog(end),
+                "kept_up": kept_up,
+                "publisher_behind": publisher_behind,
+                "publisher_worst_late_ms": round(step["worst_late_ms"], 1),
+            }
+        )
+    return rows
+
+
+def _sustained(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    best = None
+    for row in rows:
+        if not row["kept_up"]:
+            break
+        best = row
+    capacity = max((row["handled_per_s"] for row in rows), default=0.0)
+    return {
+        "sustained_per_s": best["handled_per_s"] if best else 0.0,
+        "sustained_step": best["target_rate"] if best else None,
+        "sustained_step_publisher_behind": bool(best and best["publisher_behind"]),
+        "every_step_kept_up": all(row["kept_up"] for row in rows),
+        "peak_handled_per_s": capacity,
+    }
+
+
+def _figures(
+    *,
+    options: Options,
+    url: str,
+    broker_shown: str,
+    phases: tuple[Phase, Phase],
+    published: Records,
+    handled: Records,
+    bare_records: Records,
+    counts: dict[str, int],
+    cmd_summary: dict[str, Any],
+    cmd_words: dict[str, Any],
+    publisher_words: list[dict[str, Any]],
+    drained: tuple[bool, bool],
+    bare_stored: int,
+    worker_logs: dict[str, Any],
+) -> dict[str, Any]:
+    from sqlalchemy.engine import make_url
+
+    worker_phase, bare_phase = phases
+    first_bare_ns = bare_phase.steps[0]["start_ns"] if bare_phase.steps else None
+    # The publishers' stamps of each phase (the bare phase's events come after the workers').
+    phase_1 = Records()
+    phase_2 = Records()
+    for cab, seq, at in zip(published.cabs, published.seqs, published.times, strict=True):
+        (phase_2 if first_bare_ns is not None and at >= first_bare_ns else phase_1).add(
+            cab, seq, at
+        )
+    worker_rows = _step_figures(worker_phase.steps, phase_1, handled)
+    bare_rows = _step_figures(bare_phase.steps, phase_2, bare_records)
+    worker_summary = _sustained(worker_rows)
+    bare_summary = _sustained(bare_rows)
+    at_latency_rate = next((r for r in worker_rows if r["target_rate"] == LATENCY_RATE), None)
+    p99_at_rate = at_latency_rate["latency_ms"]["p99"] if at_latency_rate else None
+
+    # Consistency: every published event got exactly one codes.put, and the database agrees.
+    handled_keys = set(handled.by_key())
+    published_keys = {(c, s) for c, s in zip(phase_1.cabs, phase_1.seqs, strict=True)}
+    last_seq: dict[int, int] = {}
+    for cab, seq in published_keys:
+        last_seq[cab] = max(last_seq.get(cab, 0), seq)
+    acked_upto = {int(k): v for k, v in cmd_summary["acked_upto"].items()}
+    event_acked_all = all(acked_upto.get(cab, 0) >= seq for cab, seq in last_seq.items())
+    consistency = {
+        "published": len(phase_1),
+        "codes_put_received": len(handled_keys),
+        "codes_put_for_unpublished": len(handled_keys - published_keys),
+        "published_without_codes_put": len(published_keys - handled_keys),
+        "codes_put_commands_received": cmd_summary["by_type"].get("codes.put", 0),
+        "command_redeliveries": cmd_summary["redelivered"],
+        "bad_messages": cmd_summary["bad"],
+        "every_event_acked": event_acked_all,
+        "pubacked": sum(int(w.get("pubacked", 0)) for w in publisher_words),
+        "drained": drained[0],
+        "database": counts,
+        "bare_published": len(phase_2),
+        "bare_stored": bare_stored,
+        "bare_drained": drained[1],
+    }
+    ratio = (
+        worker_summary["sustained_per_s"] / bare_summary["sustained_per_s"]
+        if bare_summary["sustained_per_s"]
+        else None
+    )
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (0.0, 0.0, 0.0)
+    del cmd_words
+    return {
+        "setup": {
+            "cabinets": options.cabinets,
+            "workers": options.workers,
+            "publishers": options.publishers,
+            "step_s": options.step_s,
+            "rates": list(options.rates),
+            "broker": broker_shown,
+            "database": make_url(url).render_as_string(hide_password=True),
+            "database_backend": make_url(url).get_backend_name(),
+            "cpus": os.cpu_count(),
+            "loadavg_at_end": [round(x, 2) for x in load],
+            "handled_means": "codes.put received by the cabinets' side (worker); batch "
+            "committed (bare ingest)",
+        },
+        "worker": {
+            "steps": worker_rows,
+            **worker_summary,
+            "cpu_s": round(worker_phase.cpu_s, 2),
+            "cpu_ms_per_event": round(1000 * worker_phase.cpu_s / len(phase_1), 3)
+            if len(phase_1)
+            else None,
+            "logs": worker_logs,
+        },
+        "bare_ingest": {
+            "steps": bare_rows,
+            **bare_summary,
+            "cpu_s": round(bare_phase.cpu_s, 2),
+            "cpu_ms_per_event": round(1000 * bare_phase.cpu_s / len(phase_2), 3)
+            if len(phase_2)
+            else None,
+        },
+        "summary": {
+            "sustained_per_s": worker_summary["sustained_per_s"],
+            "bare_sustained_per_s": bare_summary["sustained_per_s"],
+            "share_of_bare": round(ratio, 3) if ratio is not None else None,
+            "p99_ms_at_1000": p99_at_rate,
+        },
+        "targets": {
+            "sustained_per_s": TARGET_SUSTAINED,
+            "share_of_bare": TARGET_BARE_SHARE,
+            "p99_ms_at_1000": TARGET_P99_MS,
+        },
+        "consistency": consistency,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The roles' entry point: `python -m locker.bench.cloud publisher|cabinets|bare-ingest ...`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("role", choices=["publisher", "cabinets", "bare-ingest"])
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--cabinets", type=int, default=0)
+    parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--of", type=int, default=1)
+    parser.add_argument("--database-url", default="")
+    args = parser.parse_args(argv)
+    {"publisher": _publisher, "cabinets": _cabinets_side, "bare-ingest": _bare_ingest}[args.role](
+        args
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""The worker's batched ingestion: many cabinets in one transaction, on SQLite and PostgreSQL.
+
+One batch of deliveries is locked, stored and applied in one transaction and committed once,
+then event-acked; a batch that fails in the middle is redone cabinet by cabinet. Exactly once
+holds throughout: each event stored once, applied once, in seq order, stopping at a gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from cloud.db.models import Cabinet, CommandOutbox, InboxEvent, NoticeOutbox, Parcel, ParcelEvent
+from cloud.worker import IngestLoop
+from cloud.worker.mqtt import Received
+from protocol.codec import decode_event_ack, encode
+from protocol.messages import Ack, EventBase
+from protocol.topics import event_topic
+from tests.cloud.db.builders import SEAL_KEY, T0, deposited, register_cabinet
+from tests.cloud.worker.harness import ScriptedCabinet, count, distinct, make_worker, start_workers
+from tests.services import Mosquitto
+
+NOW = T0 + timedelta(minutes=5)
+CABS = ("CAB-1", "CAB-2", "CAB-3", "CAB-4")
+
+
+def deposit(cab: str, seq: int) -> EventBase:
+    """Deposit `seq` of cabinet `cab`, of a parcel no other cabinet has."""
+    event = deposited(seq, cab)
+    return event.model_copy(
+        update={
+            "data": event.data.model_copy(
+                update={"parcel_id": f"{cab}-P{seq}", "tracking_no": f"{cab}-T{seq}"}
+            )
+        }
+    )
+
+
+def deliveries(pairs: Iterable[tuple[str, int]]) -> list[Received]:
+    return [Received(event_topic(cab), encode(deposit(cab, seq)), NOW) for cab, seq in pairs]
+
+
+class Acks:
+    """A publisher that records the event-acks the loop sends."""
+
+    def __init__(self) -> None:
+        self.upto: dict[str, list[int]] = {}
+
+    def __call__(self, topic: str, payload: bytes) -> bool:
+        cab = topic.split("/")[2]
+        self.upto.setdefault(cab, []).append(decode_event_ack(payload).upto)
+        return True
+
+
+@pytest.fixture
+def cabinets(engine: Engine) -> Engine:
+    with Session(engine) as session:
+        for cab in CABS:
+            register_cabinet(session, cab)
+    return engine
+
+
+def loop(engine: Engine, acks: Acks, randbelow: Callable[[int], int] | None = None) -> IngestLoop:
+    extra = {"randbelow": randbelow} if randbelow else {}
+    return IngestLoop(engine=engine, publish=acks, seal_key=SEAL_KEY, clock=lambda: NOW, **extra)
+
+
+def applied_seqs(engine: Engine, cab: str) -> list[int]:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(InboxEvent.seq)
+            .where(InboxEvent.cabinet_id == cab, col(InboxEvent.applied))
+            .order_by(col(InboxEvent.seq))
+        )
+        return list(rows)
+
+
+def applied_upto(engine: Engine, cab: str) -> int:
+    with Session(engine) as session:
+        return session.get(Cabinet, cab).applied_upto
+
+
+def test_one_batch_of_cabinets_with_duplicates_and_a_gap(cabinets: Engine) -> None:
+    acks = Acks()
+    ingest = loop(cabinets, acks)
+    order = [("CAB-1", 2), ("CAB-2", 1), ("CAB-1", 1), ("CAB-1", 2), ("CAB-1", 5)]
+    order += [("CAB-2", 1), ("CAB-1", 3), ("CAB-2", 2)]
+    batch = deliveries(order)
+    batch.append(Received(event_topic("CAB-9"), encode(deposit("CAB-9", 1)), NOW))  # unknown
+    batch.append(Received(event_topic("CAB-3"), b'{"v":1,"seq":"x"}', NOW))  # malformed
+
+    assert ingest.handle(batch) == {"CAB-1": 3, "CAB-2": 2}
+    assert ingest.stats.fallback_batches == 0  # one transaction did it all
+    assert acks.upto == {"CAB-1": [3], "CAB-2": [2]}  # not 5: seq 4 is missing
+    assert ingest.stats.dropped == 2
+    assert (ingest.stats.stored, ingest.stats.applied) == (6, 5)
+    assert applied_seqs(cabinets, "CAB-1") == [1, 2, 3]  # 5 waits for 4
+    assert applied_seqs(cabinets, "CAB-2") == [1, 2]
+    assert count(cabinets, InboxEvent, InboxEvent.cabinet_id == "CAB-1") == 4
+    assert count(cabinets, Parcel) == 5
+    assert count(cabinets, InboxEvent, InboxEvent.cabinet_id == "CAB-9") == 0
+
+    # The missing seq arrives with a redelivery of 5: the gap fills, 4 and 5 apply, once each.
+    assert ingest.handle(deliveries([("CAB-1", 5), ("CAB-1", 4), ("CAB-2", 2)])) == {
+        "CAB-1": 5,
+        "CAB-2": 2,
+    }
+    assert acks.upto == {"CAB-1": [3, 5], "CAB-2": [2, 2]}
+    assert applied_seqs(cabinets, "CAB-1") == [1, 2, 3, 4, 5]
+    assert applied_upto(cabinets, "CAB-1") == 5
+    assert count(cabinets, Parcel) == distinct(cabinets, Parcel.parcel_id) == 7
+    assert count(cabinets, ParcelEvent) == distinct(cabinets, ParcelEvent.parcel_row_id) == 7
+    assert count(cabinets, CommandOutbox, CommandOutbox.type == "codes.put") == 7
+    assert count(cabinets, NoticeOutbox) == 7
+
+
+def test_a_batch_that_fails_midway_commits_nothing_and_is_redone_cabinet_by_cabinet(
+    cabinets: Engine,
+) -> None:
+    calls = []
+
+    def crashing_once(n: int) -> int:
+        # The third code drawn in the batch: two deposits are applied in its transaction.
+        calls.append(n)
+        if len(calls) == 3:
+            raise RuntimeError("the process dies here")
+        return len(calls) * 7919 % n
+
+    acks = Acks()
+    ingest = loop(cabinets, acks, randbelow=crashing_once)
+    batch = deliveries([(cab, seq) for seq in (1, 2) for cab in CABS])
+
+    assert ingest.handle(batch) == dict.fromkeys(CABS, 2)
+    assert ingest.stats.fallback_batches == 1
+    # Redone cabinet by cabinet: 3 codes in the failed transaction (rolled back), then 8.
+    assert len(calls) == 3 + 8
+    assert acks.upto == {cab: [2] for cab in CABS}
+    for cab in CABS:
+        assert applied_seqs(cabinets, cab) == [1, 2]
+    assert count(cabinets, Parcel) == distinct(cabinets, Parcel.parcel_id) == 8
+    assert count(cabinets, ParcelEvent) == 8
+    assert count(cabinets, CommandOutbox, CommandOutbox.type == "codes.put") == 8
+    assert count(cabinets, NoticeOutbox) == 8
+
+
+def test_two_workers_on_interleaved_cabinets_apply_each_event_once(
+    cabinets: Engine, mosquitto: Mosquitto
+) -> None:
+    n = 15
+    peers = [ScriptedCabinet(mosquitto, cab) for cab in CABS]
+    workers = start_workers(
+        make_worker(cabinets, mosquitto, "w1"), make_worker(cabinets, mosquitto, "w2")
+    )
+    try:
+        # Every cabinet's events interleaved with the others', and each seq sent twice.
+        for seq in [*range(1, n + 1), *range(1, n + 1)]:
+            for peer in peers:
+                peer.publish_events([deposit(peer.cab, seq)])
+        for peer in peers:
+            peer.wait_acked(n)
+            peer.wait_commands(n)
+    finally:
+        for worker in workers:
+            worker.stop()
+        for peer in peers:
+            peer.close()
+    assert all(worker.ingest.stats.received for worker in workers)
+    for cab in CABS:
+        assert applied_seqs(cabinets, cab) == list(range(1, n + 1))
+        assert applied_upto(cabinets, cab) == n
+    total = n * len(CABS)
+    assert count(cabinets, Parcel) == distinct(cabinets, Parcel.parcel_id) == total
+    assert count(cabinets, ParcelEvent) == total
+    assert count(cabinets, CommandOutbox, CommandOutbox.type == "codes.put") == total
+
+
+def test_acks_of_a_batch_are_recorded_together(cabinets: Engine) -> None:
+    from cloud.worker import CommandDispatcher
+
+    ingest = loop(cabinets, Acks())
+    ingest.handle(deliveries([("CAB-1", 1), ("CAB-1", 2), ("CAB-2", 1)]))
+    sent: list[bytes] = []
+    commands = CommandDispatcher(engine=cabinets, publish=lambda _t, p: sent.append(p))
+    assert commands.tick(NOW).sent == 3
+    assert (
+        CommandDispatcher(engine=cabinets, publish=lambda _t, p: sent.append(p)).tick(NOW).sent == 0
+    )  # claimed already: a second dispatcher sends none of them again
+    with Session(cabinets) as session:
+        rows = session.exec(select(CommandOutbox).order_by(col(CommandOutbox.created_at))).all()
+    by_cab = {(row.cabinet_id, row.id) for row in rows}
+    (c1, c2) = sorted(cid for cab, cid in by_cab if cab == "CAB-1")
+    (c3,) = [cid for cab, cid in by_cab if cab == "CAB-2"]
+
+    recorded = commands.record_acks(
+        acks=[
+            ("CAB-1", Ack(cmd=c1, ok=True)),
+            ("CAB-1", Ack(cmd=c1, ok=True)),  # the same ack twice in one batch
+            ("CAB-1", Ack.failure(c2, "no such compartment")),
+            ("CAB-1", Ack(cmd=c3, ok=True)),  # another cabinet's command: changes nothing
+            ("CAB-2", Ack(cmd="unknown", ok=True)),
+        ],
+        now=NOW,
+    )
+    assert recorded == 2
+    with Session(cabinets) as session:
+        one, two, three = (session.get(CommandOutbox, cid) for cid in (c1, c2, c3))
+        assert (one.ack_ok, one.ack_error, one.acked_at) == (True, None, NOW)
+        assert (two.ack_ok, two.ack_error) == (False, "no such compartment")
+        assert three.acked_at is None
+    assert commands.record_acks(acks=[("CAB-2", Ack(cmd=c3, ok=True))], now=NOW) == 1
+
+
+def test_a_batch_is_cut_into_transactions_of_whole_cabinets() -> None:
+    from cloud.worker.ingest_loop import _chunks
+
+    by_cab = {
+        "A": [deposit("A", s) for s in range(1, 31)],
+        "B": [deposit("B", s) for s in range(1, 31)],
+        "C": [deposit("C", s) for s in range(1, 81)],  # more than one transaction's worth
+        "D": [deposit("D", 1)],
+    }
+    chunks = _chunks(by_cab, 50)
+    assert [list(chunk) for chunk in chunks] == [["A"], ["B"], ["C"], ["D"]]
+    assert _chunks({"A": by_cab["A"][:20], "B": by_cab["B"][:20]}, 50) == [
+        {"A": by_cab["A"][:20], "B": by_cab["B"][:20]}
+    ]
+    assert [e.seq for chunk in chunks for events in chunk.values() for e in events] == [
+        e.seq for events in by_cab.values() for e in events
+    ]
+
+
+def test_command_acks_are_taken_before_a_backlog_of_events(engine: Engine) -> None:
+    import paho.mqtt.client as mqtt
+
+    from cloud.worker import MqttClient, Worker
+    from protocol.topics import ack_topic, event_ack_topic
+
+    client = MqttClient(host="127.0.0.1", port=1883, client_id="t", subscriptions=[])
+    worker = Worker(engine=engine, client=client, seal_key=SEAL_KEY)
+
+    def arrive(topic: str, payload: bytes) -> None:  # as paho's thread hands it over
+        message = mqtt.MQTTMessage(topic=topic.encode())
+        message.payload = payload
+        client._on_message(None, None, message)
+
+    for seq in range(1, 6):
+        arrive(event_topic("CAB-1"), encode(deposit("CAB-1", seq)))
+    arrive(ack_topic("CAB-1"), encode(Ack(cmd="c1", ok=True)))
+    arrive(event_ack_topic("CAB-1"), b'{"v":1,"upto":1}')  # not a command ack: keeps its place
+    arrive(ack_topic("CAB-2"), encode(Ack(cmd="c2", ok=True)))
+
+    batch = worker._drain(0)
+    assert [r.topic for r in batch] == [
+        ack_topic("CAB-1"),
+        ack_topic("CAB-2"),
+        *[event_topic("CAB-1")] * 5,
+        event_ack_topic("CAB-1"),
+    ]
+    assert worker._drain(0) == []
