@@ -16,6 +16,7 @@ from cloud.api.routes import (
     callbacks,
     health,
     parcels,
+    pickup_page,
     scan,
     scan_page,
     scan_wechat,
@@ -105,6 +106,7 @@ def create_app(
     for module in (health, cabinets, parcels, shipments, scan, scan_wechat, callbacks, wechat):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(scan_page.router)  # the QR's URL: short, outside the API's prefix
+    app.include_router(pickup_page.router)  # a notice's link, likewise
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     return app
