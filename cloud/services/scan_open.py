@@ -37,6 +37,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import qrcode
 from qrcode.image.svg import SvgPathImage
@@ -137,6 +138,35 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign_claims(secret_key: bytes, purpose: bytes, claims: dict[str, object]) -> str:
+    """Return `claims` as `<body>.<mac>` (URL-safe base64 of compact JSON, HMAC for `purpose`)."""
+    body = json.dumps(claims, separators=(",", ":")).encode()
+    mac = hmac.new(_subkey(secret_key, purpose), body, "sha256").digest()
+    return f"{_b64(body)}.{_b64(mac)}"
+
+
+def verify_claims(secret_key: bytes, purpose: bytes, signed: str, what: str) -> dict[str, Any]:
+    """Return the claims `sign_claims` made for `purpose`; raise TokenError naming `what`.
+
+    The caller checks the fields it needs (and turns their absence into a TokenError too).
+    """
+    body_text, _, mac_text = signed.partition(".")
+    try:
+        body, mac = _unb64(body_text), _unb64(mac_text)
+    except ValueError:
+        raise TokenError(f"{what} is malformed") from None
+    expected = hmac.new(_subkey(secret_key, purpose), body, "sha256").digest()
+    if not mac or not hmac.compare_digest(expected, mac):
+        raise TokenError(f"{what} does not verify")
+    try:
+        claims = json.loads(body)
+    except ValueError:
+        raise TokenError(f"{what} is malformed") from None
+    if not isinstance(claims, dict):
+        raise TokenError(f"{what} is malformed")
+    return claims
 
 
 # --- the idle-screen QR ---------------------------------------------------------------------------
@@ -367,26 +397,14 @@ def make_token(
     *, secret_key: bytes, cab: str, parcel_ids: Sequence[str], actor: str, expires_at: datetime
 ) -> str:
     """Return a signed session token (it holds the masked phone, never the number)."""
-    body = json.dumps(
-        {"cab": cab, "pids": list(parcel_ids), "actor": actor, "exp": int(expires_at.timestamp())},
-        separators=(",", ":"),
-    ).encode()
-    mac = hmac.new(_subkey(secret_key, _SESSION_PURPOSE), body, "sha256").digest()
-    return f"{_b64(body)}.{_b64(mac)}"
+    claims = {"cab": cab, "pids": list(parcel_ids), "actor": actor}
+    return sign_claims(secret_key, _SESSION_PURPOSE, {**claims, "exp": int(expires_at.timestamp())})
 
 
 def check_token(*, secret_key: bytes, token: str, cab: str, now: datetime) -> TokenClaims:
     """Return a session token's claims, or raise TokenError."""
-    body_text, _, mac_text = token.partition(".")
+    claims = verify_claims(secret_key, _SESSION_PURPOSE, token, "the session token")
     try:
-        body, mac = _unb64(body_text), _unb64(mac_text)
-    except ValueError:
-        raise TokenError("the session token is malformed") from None
-    expected = hmac.new(_subkey(secret_key, _SESSION_PURPOSE), body, "sha256").digest()
-    if not mac or not hmac.compare_digest(expected, mac):
-        raise TokenError("the session token does not verify")
-    try:
-        claims = json.loads(body)
         claimed_cab, expires_s = str(claims["cab"]), int(claims["exp"])
         parcel_ids, actor = tuple(map(str, claims["pids"])), str(claims["actor"])
     except (ValueError, KeyError, TypeError):
