@@ -22,6 +22,7 @@ from cloud.core.policies import SitePolicy
 from cloud.db import repo
 from cloud.db.engine import write_session
 from cloud.db.models import Cabinet, Parcel, Site
+from cloud.services.parcel_step import apply_parcel_event
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,13 @@ def confirm_return(
         row = _lock_parcel(session, parcel_id, skip_locked=False)
         if row is None:
             raise UnknownParcel(f"no parcel {parcel_id!r}")
-        _transition(
-            session, row, core.ConfirmReturn(note=note), _policy_of(session, row), seal_key, now
+        apply_parcel_event(
+            session=session,
+            row=row,
+            event=core.ConfirmReturn(note=note),
+            policy=_policy_of(session, row),
+            seal_key=seal_key,
+            now=now,
         )
         status = core.Status(row.status)  # read before the commit expires the row
         session.commit()
@@ -120,7 +126,14 @@ def _apply_due(
         if row is None or not again:
             session.rollback()
             return False
-        _transition(session, row, again[0].event, policy, seal_key, now)
+        apply_parcel_event(
+            session=session,
+            row=row,
+            event=again[0].event,
+            policy=policy,
+            seal_key=seal_key,
+            now=now,
+        )
         session.commit()
     except CoreError as err:
         session.rollback()
@@ -130,27 +143,6 @@ def _apply_due(
         session.rollback()
         raise
     return True
-
-
-def _transition(
-    session: Session,
-    row: Parcel,
-    event: core.Event,
-    policy: SitePolicy,
-    seal_key: bytes,
-    now: datetime,
-) -> None:
-    after, effects = core.apply(repo.parcel_to_core(row), event, now)  # raises before any write
-    stored = repo.store_parcel(session=session, row=row, parcel=after, now=now)
-    repo.write_effects(
-        session=session,
-        parcel_row=stored,
-        effects=effects,
-        policy=policy,
-        seal_key=seal_key,
-        now=now,
-        cab=row.cabinet_id,
-    )
 
 
 def _lock_parcel(session: Session, parcel_id: str, *, skip_locked: bool) -> Parcel | None:

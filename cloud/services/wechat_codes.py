@@ -32,6 +32,7 @@ from cloud.core.wechat_push import ResendSummary
 from cloud.db import repo
 from cloud.db.engine import write_session
 from cloud.db.models import Site, WechatInbox
+from cloud.services.parcel_step import apply_parcel_event
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +102,13 @@ def resend_codes(
                 )
                 try:
                     with session.begin_nested():
-                        event = core.ReissueCode(code=code, reason=REISSUE_REASON)
-                        after, effects = core.apply(repo.parcel_to_core(row), event, now)
-                        stored = repo.store_parcel(session=session, row=row, parcel=after, now=now)
-                        repo.write_effects(
+                        apply_parcel_event(
                             session=session,
-                            parcel_row=stored,
-                            effects=effects,
+                            row=row,
+                            event=core.ReissueCode(code=code, reason=REISSUE_REASON),
                             policy=policy,
                             seal_key=seal_key,
                             now=now,
-                            cab=cab,
                         )
                 except CoreError as err:  # the cabinet is offline: the new hash could not reach it
                     log.info("WeChat resend of %s refused: %s", row.parcel_id, err)

@@ -32,6 +32,7 @@ from cloud.db import repo
 from cloud.db.engine import write_session
 from cloud.db.models import Cabinet, Compartment, Parcel, Site
 from cloud.services.ingest import UnknownCabinet
+from cloud.services.parcel_step import apply_parcel_event
 from cloud.worker.commands import resend_now
 from protocol.messages import CompartmentState, State
 
@@ -200,16 +201,8 @@ def _apply_clock(
     """Apply a pause or resume to one parcel in a savepoint; return 1 if it applied, else 0."""
     try:
         with session.begin_nested():
-            after, effects = core.apply(repo.parcel_to_core(row), event, now)
-            stored = repo.store_parcel(session=session, row=row, parcel=after, now=now)
-            repo.write_effects(
-                session=session,
-                parcel_row=stored,
-                effects=effects,
-                policy=policy,
-                seal_key=seal_key,
-                now=now,
-                cab=cabinet.id,
+            apply_parcel_event(
+                session=session, row=row, event=event, policy=policy, seal_key=seal_key, now=now
             )
     except CoreError as err:
         # A resume without a pause (the parcel arrived while offline) is nothing to do.
