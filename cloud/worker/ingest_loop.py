@@ -40,6 +40,7 @@ from tenacity import (
 from cloud.core.codes import RandBelow
 from cloud.db import repo
 from cloud.db.engine import write_session
+from cloud.services.deposit_batch import DepositBatch
 from cloud.services.ingest import (
     ApplyResult,
     UnknownCabinet,
@@ -223,6 +224,8 @@ class IngestLoop:
                 # rows in it, applying reads each cabinet's site and compartments without SQL.
                 preloaded = repo.sites_and_compartments(session=session, cabs=known)
                 stored = stage_events(session=session, by_cab=known, received_at=received_at)
+                # New parcels' deposits are written set-based, a statement per table for all.
+                batch = DepositBatch.prepare(session=session, by_cab=known)
                 now = self.clock()
                 results = {
                     cab: apply_locked(
@@ -231,9 +234,11 @@ class IngestLoop:
                         now=now,
                         seal_key=self.seal_key,
                         randbelow=self.randbelow,
+                        batch=batch,
                     )
                     for cab in sorted(known)
                 }
+                batch.flush(session)
                 session.commit()
             except BaseException:
                 session.rollback()
