@@ -22,6 +22,7 @@ from cloud.db.models import (
     CabinetCreate,
     CommandOutbox,
     Compartment,
+    InboxEvent,
     NoticeOutbox,
     Parcel,
     ParcelEvent,
@@ -127,10 +128,14 @@ def lock_cabinets(*, session: Session, cabs: Iterable[str]) -> dict[str, Cabinet
     return {cabinet.id: cabinet for cabinet in session.exec(statement)}
 
 
-def sites_and_compartments(*, session: Session, cabs: Iterable[str]) -> list[Any]:
+def sites_and_compartments(
+    *, session: Session, cabs: Iterable[str], doors: Iterable[str] | None = None
+) -> list[Any]:
     """Load the sites and compartments of cabinets `cabs` into the session; return them.
 
-    Hold on to the list while the session works: `session.get` then finds them without a query.
+    `doors` limits the compartments to those ids (a set-based deposit needs no compartment row;
+    loading 24 of them per cabinet cost more than the deposits). Hold on to the list while the
+    session works: `session.get` then finds them without a query.
     """
     cabs = sorted(set(cabs))
     if not cabs:
@@ -138,8 +143,42 @@ def sites_and_compartments(*, session: Session, cabs: Iterable[str]) -> list[Any
     sites = select(Site).where(
         col(Site.id).in_(select(Cabinet.site_id).where(col(Cabinet.id).in_(cabs)))
     )
-    compartments = select(Compartment).where(col(Compartment.cabinet_id).in_(cabs))
-    return [*session.exec(sites), *session.exec(compartments)]
+    loaded = list(session.exec(sites))
+    wanted = None if doors is None else sorted(set(doors))
+    if wanted is None or wanted:
+        compartments = select(Compartment).where(col(Compartment.cabinet_id).in_(cabs))
+        if wanted is not None:
+            compartments = compartments.where(col(Compartment.id).in_(wanted))
+        loaded += session.exec(compartments)
+    return loaded
+
+
+def pending_events(
+    *, session: Session, cabinets: Iterable[Cabinet], limit: int
+) -> dict[str, list[InboxEvent]]:
+    """Return the stored, not yet applied events of each cabinet, in seq order (one query).
+
+    A cabinet with `limit` or more of them is left out (its caller reads it in batches), and so
+    are, if the query stopped at `limit` rows, the last cabinet it read and those after it.
+    """
+    by_id = {cabinet.id: cabinet for cabinet in cabinets}
+    if not by_id:
+        return {}
+    statement = (
+        select(InboxEvent)
+        .join(Cabinet, col(Cabinet.id) == col(InboxEvent.cabinet_id))
+        .where(col(InboxEvent.cabinet_id).in_(sorted(by_id)))
+        .where(col(InboxEvent.seq) > col(Cabinet.applied_upto))
+        .order_by(col(InboxEvent.cabinet_id), col(InboxEvent.seq))
+        .limit(limit)
+    )
+    rows = session.exec(statement).all()
+    found: dict[str, list[InboxEvent]] = {cab: [] for cab in by_id}
+    for row in rows:
+        found[row.cabinet_id].append(row)
+    if len(rows) >= limit:  # the query stopped in the last cabinet read: it and those after
+        found = {cab: events for cab, events in found.items() if cab < rows[-1].cabinet_id}
+    return {cab: events for cab, events in found.items() if len(events) < limit}
 
 
 def cabinet_code_key(cabinet: Cabinet) -> bytes:
@@ -706,6 +745,30 @@ def set_compartment_states(*, session: Session, states: dict[tuple[str, str], st
         loaded = session.identity_map.get(session.identity_key(Compartment, (cab, door)))
         if loaded is not None:
             set_committed_value(loaded, "state", state)
+
+
+def mark_events_applied(*, session: Session, marks: Sequence[dict[str, Any]]) -> None:
+    """Mark stored events applied: `marks` hold cab, event_seq, at, anomaly (one executemany)."""
+    if not marks:
+        return
+    table = InboxEvent.__table__
+    session.connection().execute(
+        update(table)
+        .where(table.c.cabinet_id == bindparam("cab"), table.c.seq == bindparam("event_seq"))
+        .values(applied=True, applied_at=bindparam("at"), anomaly=bindparam("anomaly")),
+        list(marks),
+    )
+
+
+def set_applied_upto(*, session: Session, uptos: dict[str, int]) -> None:
+    """Set cabinets' `applied_upto` (one executemany)."""
+    if not uptos:
+        return
+    table = Cabinet.__table__
+    session.connection().execute(
+        update(table).where(table.c.id == bindparam("cab")).values(applied_upto=bindparam("upto")),
+        [{"cab": cab, "upto": upto} for cab, upto in uptos.items()],
+    )
 
 
 _DEFAULTS: dict[type[SQLModel], dict[str, Any]] = {}

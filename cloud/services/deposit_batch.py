@@ -25,12 +25,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
 from cloud.core import parcels as core
 from cloud.core.policies import SitePolicy
 from cloud.db import repo
-from cloud.db.models import CommandOutbox, NoticeOutbox, Parcel, ParcelEvent, WebhookOutbox
+from cloud.db.models import (
+    Cabinet,
+    CommandOutbox,
+    InboxEvent,
+    NoticeOutbox,
+    Parcel,
+    ParcelEvent,
+    WebhookOutbox,
+)
 from protocol.messages import EventBase
 
 DEPOSITED = "parcel.deposited"
@@ -55,6 +64,8 @@ class DepositBatch:
     unannounced: set[str]  # tracking numbers of those events no announcement waited for
     live_hashes: dict[str, set[str]]  # per cabinet; the appliers grow them as they issue codes
     _rows: list[_Rows] = field(default_factory=list)
+    _applied: list[dict[str, Any]] = field(default_factory=list)  # events marked applied
+    _uptos: dict[str, int] = field(default_factory=dict)  # cabinets' new applied_upto
     _doors: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @classmethod
@@ -134,9 +145,23 @@ class DepositBatch:
         self.new_parcel_ids.discard(parcel.parcel_id)  # not new any more: a second is not taken
         self._doors[(cab, parcel.compartment)] = "occupied"
 
+    def mark_applied(self, row: InboxEvent, *, at: datetime, anomaly: str | None) -> None:
+        """Mark a stored event applied (with its anomaly, if the core refused it) at `flush`."""
+        self._applied.append(
+            {"cab": row.cabinet_id, "event_seq": row.seq, "at": at, "anomaly": anomaly}
+        )
+        # The loaded row says so at once, and is not dirty: the UPDATE is `flush`'s.
+        for name, value in (("applied", True), ("applied_at", at), ("anomaly", anomaly)):
+            set_committed_value(row, name, value)
+
+    def advance(self, cabinet: Cabinet, applied_upto: int) -> None:
+        """Set a cabinet's `applied_upto` at `flush` (the loaded row says so at once)."""
+        self._uptos[cabinet.id] = applied_upto
+        set_committed_value(cabinet, "applied_upto", applied_upto)
+
     def flush(self, session: Session) -> None:
         """Write the kept rows in the caller's transaction, one statement per table; empty."""
-        if not self._rows and not self._doors:
+        if not (self._rows or self._doors or self._applied or self._uptos):
             return
         session.flush()  # the ORM's pending changes came first, so they are written first
         rows, self._rows = self._rows, []
@@ -170,3 +195,7 @@ class DepositBatch:
         )
         doors, self._doors = self._doors, {}
         repo.set_compartment_states(session=session, states=doors)
+        applied, self._applied = self._applied, []
+        repo.mark_events_applied(session=session, marks=applied)
+        uptos, self._uptos = self._uptos, {}
+        repo.set_applied_upto(session=session, uptos=uptos)

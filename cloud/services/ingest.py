@@ -201,20 +201,26 @@ def apply_locked(
     randbelow: RandBelow = secrets.randbelow,
     limit: int = APPLY_BATCH,
     batch: DepositBatch | None = None,
+    pending: Sequence[InboxEvent] | None = None,
 ) -> ApplyResult:
     """Apply what `apply_pending` would, for a cabinet whose row the caller has locked.
 
     Runs in the caller's transaction and neither commits nor rolls back: a worker applies many
     cabinets in one transaction this way (`cloud.worker.ingest_loop`). With a `batch`, the
     deposits it takes are left in it: the caller must `batch.flush(session)` before committing.
+    `pending`, if given, are the cabinet's stored events not applied yet, fewer than `limit`,
+    in seq order (`repo.pending_events`, one query for many cabinets).
     """
     cab = cabinet.id
-    stored = session.exec(
-        select(InboxEvent)
-        .where(InboxEvent.cabinet_id == cab, InboxEvent.seq > cabinet.applied_upto)
-        .order_by(col(InboxEvent.seq))
-        .limit(limit)
-    ).all()
+    if pending is not None and len(pending) < limit:
+        stored = pending
+    else:
+        stored = session.exec(
+            select(InboxEvent)
+            .where(InboxEvent.cabinet_id == cab, InboxEvent.seq > cabinet.applied_upto)
+            .order_by(col(InboxEvent.seq))
+            .limit(limit)
+        ).all()
     step = plan(applied_upto=cabinet.applied_upto, stored=stored, limit=limit)
     # Rows are loaded one batch at a time, but the ack may cover every stored seq: storing,
     # not applying, is what makes an event safe for the cabinet to forget.
@@ -248,13 +254,19 @@ def apply_locked(
         if anomaly is not None:
             anomalies += 1
             log.warning("cabinet %s seq %d (%s): %s", cab, row.seq, row.type, anomaly)
+        if batch is not None:  # one UPDATE for the transaction's events, not one each
+            batch.mark_applied(row, at=now, anomaly=anomaly[:2000] if anomaly else None)
+            continue
         row.applied = True
         row.applied_at = now
         row.anomaly = anomaly[:2000] if anomaly else None
         session.add(row)
     cabinet_applied_upto = step.applied_upto or cabinet.applied_upto
-    cabinet.applied_upto = cabinet_applied_upto
-    session.add(cabinet)
+    if batch is not None:
+        batch.advance(cabinet, cabinet_applied_upto)
+    else:
+        cabinet.applied_upto = cabinet_applied_upto
+        session.add(cabinet)
     return ApplyResult(
         applied=len(step.apply),
         ack_upto=ack_upto,

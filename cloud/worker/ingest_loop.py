@@ -40,8 +40,9 @@ from tenacity import (
 from cloud.core.codes import RandBelow
 from cloud.db import repo
 from cloud.db.engine import write_session
-from cloud.services.deposit_batch import DepositBatch
+from cloud.services.deposit_batch import DEPOSITED, DepositBatch
 from cloud.services.ingest import (
+    APPLY_BATCH,
     ApplyResult,
     UnknownCabinet,
     apply_locked,
@@ -221,11 +222,22 @@ class IngestLoop:
                 cabinets = repo.lock_cabinets(session=session, cabs=by_cab)
                 known = {cab: events for cab, events in by_cab.items() if cab in cabinets}
                 # Held for the transaction: the session's identity map is weak, and with these
-                # rows in it, applying reads each cabinet's site and compartments without SQL.
-                preloaded = repo.sites_and_compartments(session=session, cabs=known)
+                # rows in it, applying reads each cabinet's site, and the doors its events other
+                # than deposits name, without SQL.
+                doors = [
+                    door
+                    for events in known.values()
+                    for event in events
+                    if getattr(event, "type", None) != DEPOSITED
+                    and isinstance(door := getattr(event.data, "compartment", None), str)
+                ]
+                preloaded = repo.sites_and_compartments(session=session, cabs=known, doors=doors)
                 stored = stage_events(session=session, by_cab=known, received_at=received_at)
                 # New parcels' deposits are written set-based, a statement per table for all.
                 batch = DepositBatch.prepare(session=session, by_cab=known)
+                pending = repo.pending_events(
+                    session=session, cabinets=[cabinets[cab] for cab in known], limit=APPLY_BATCH
+                )
                 now = self.clock()
                 results = {
                     cab: apply_locked(
@@ -235,6 +247,7 @@ class IngestLoop:
                         seal_key=self.seal_key,
                         randbelow=self.randbelow,
                         batch=batch,
+                        pending=pending.get(cab),
                     )
                     for cab in sorted(known)
                 }

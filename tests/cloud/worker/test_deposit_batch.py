@@ -265,3 +265,29 @@ def test_a_batch_of_deposits_writes_what_the_per_event_path_writes(
         ).all()
         assert sorted(refused) == [("CAB-2", 1), ("CAB-3", 2)]
         assert session.get(Compartment, ("CAB-1", "A01")).state == "occupied"  # P-C went in last
+
+
+def test_pending_events_are_read_for_many_cabinets_at_once_and_only_whole(engine: Engine) -> None:
+    with Session(engine) as session:
+        for cab in CABS:
+            register_cabinet(session, cab)
+        store_events(session=session, cab="CAB-1", envelopes=[deposited(1, "CAB-1")], now=NOW)
+        store_events(
+            session=session, cab="CAB-2", envelopes=[deposited(s, "CAB-2") for s in (1, 2, 3)]
+        )
+        store_events(session=session, cab="CAB-3", envelopes=[deposited(2, "CAB-3")], now=NOW)
+        session.get(Cabinet, "CAB-2").applied_upto = 1  # seq 1 applied already
+        session.commit()
+        cabinets = session.exec(select(Cabinet)).all()
+
+        def seqs(limit: int) -> dict[str, list[int]]:
+            found = repo.pending_events(session=session, cabinets=cabinets, limit=limit)
+            return {cab: [row.seq for row in rows] for cab, rows in found.items()}
+
+        assert seqs(10) == {"CAB-1": [1], "CAB-2": [2, 3], "CAB-3": [2]}
+        # CAB-2 holds the limit: left to read in batches; CAB-3 was not reached, so not known.
+        assert seqs(2) == {"CAB-1": [1]}
+        # Stopped at the limit inside CAB-2 (3 rows) or CAB-3 (4): that one may hold more.
+        assert seqs(3) == {"CAB-1": [1]}
+        assert seqs(4) == {"CAB-1": [1], "CAB-2": [2, 3]}
+        assert seqs(1) == {}
