@@ -291,3 +291,18 @@ def test_pending_events_are_read_for_many_cabinets_at_once_and_only_whole(engine
         assert seqs(3) == {"CAB-1": [1]}
         assert seqs(4) == {"CAB-1": [1], "CAB-2": [2, 3]}
         assert seqs(1) == {}
+
+
+def test_deposits_share_a_transaction_with_fewer_savepointed_events() -> None:
+    from cloud.worker.ingest_loop import _chunks
+
+    deposits = {cab: [deposited(s, cab) for s in range(1, 31)] for cab in ("A", "B", "C", "D")}
+    # 120 deposits, none of them in a savepoint of its own: one transaction.
+    assert [list(chunk) for chunk in _chunks(deposits, 200, 50)] == [["A", "B", "C", "D"]]
+    # 30 pickups each: at most 50 events other than deposits in one transaction.
+    pickups = {cab: [picked_up(s, s, cab) for s in range(1, 31)] for cab in ("A", "B", "C")}
+    assert [list(chunk) for chunk in _chunks(pickups, 200, 50)] == [["A"], ["B"], ["C"]]
+    mixed = {"A": deposits["A"], "B": pickups["B"][:21], "C": pickups["C"]}  # 51 others
+    assert [list(chunk) for chunk in _chunks(mixed, 200, 50)] == [["A", "B"], ["C"]]
+    # Without the second limit, as before: about `max_events` events each.
+    assert [list(chunk) for chunk in _chunks(pickups, 200)] == [["A", "B", "C"]]
