@@ -6,8 +6,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, func, update
+from pydantic_core import PydanticUndefined
+from sqlalchemy import Table, bindparam, func, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, select
 from ulid import ULID
 
@@ -20,6 +22,7 @@ from cloud.db.models import (
     CabinetCreate,
     CommandOutbox,
     Compartment,
+    InboxEvent,
     NoticeOutbox,
     Parcel,
     ParcelEvent,
@@ -125,10 +128,14 @@ def lock_cabinets(*, session: Session, cabs: Iterable[str]) -> dict[str, Cabinet
     return {cabinet.id: cabinet for cabinet in session.exec(statement)}
 
 
-def sites_and_compartments(*, session: Session, cabs: Iterable[str]) -> list[Any]:
+def sites_and_compartments(
+    *, session: Session, cabs: Iterable[str], doors: Iterable[str] | None = None
+) -> list[Any]:
     """Load the sites and compartments of cabinets `cabs` into the session; return them.
 
-    Hold on to the list while the session works: `session.get` then finds them without a query.
+    `doors` limits the compartments to those ids (a set-based deposit needs no compartment row;
+    loading 24 of them per cabinet cost more than the deposits). Hold on to the list while the
+    session works: `session.get` then finds them without a query.
     """
     cabs = sorted(set(cabs))
     if not cabs:
@@ -136,8 +143,42 @@ def sites_and_compartments(*, session: Session, cabs: Iterable[str]) -> list[Any
     sites = select(Site).where(
         col(Site.id).in_(select(Cabinet.site_id).where(col(Cabinet.id).in_(cabs)))
     )
-    compartments = select(Compartment).where(col(Compartment.cabinet_id).in_(cabs))
-    return [*session.exec(sites), *session.exec(compartments)]
+    loaded = list(session.exec(sites))
+    wanted = None if doors is None else sorted(set(doors))
+    if wanted is None or wanted:
+        compartments = select(Compartment).where(col(Compartment.cabinet_id).in_(cabs))
+        if wanted is not None:
+            compartments = compartments.where(col(Compartment.id).in_(wanted))
+        loaded += session.exec(compartments)
+    return loaded
+
+
+def pending_events(
+    *, session: Session, cabinets: Iterable[Cabinet], limit: int
+) -> dict[str, list[InboxEvent]]:
+    """Return the stored, not yet applied events of each cabinet, in seq order (one query).
+
+    A cabinet with `limit` or more of them is left out (its caller reads it in batches), and so
+    are, if the query stopped at `limit` rows, the last cabinet it read and those after it.
+    """
+    by_id = {cabinet.id: cabinet for cabinet in cabinets}
+    if not by_id:
+        return {}
+    statement = (
+        select(InboxEvent)
+        .join(Cabinet, col(Cabinet.id) == col(InboxEvent.cabinet_id))
+        .where(col(InboxEvent.cabinet_id).in_(sorted(by_id)))
+        .where(col(InboxEvent.seq) > col(Cabinet.applied_upto))
+        .order_by(col(InboxEvent.cabinet_id), col(InboxEvent.seq))
+        .limit(limit)
+    )
+    rows = session.exec(statement).all()
+    found: dict[str, list[InboxEvent]] = {cab: [] for cab in by_id}
+    for row in rows:
+        found[row.cabinet_id].append(row)
+    if len(rows) >= limit:  # the query stopped in the last cabinet read: it and those after
+        found = {cab: events for cab, events in found.items() if cab < rows[-1].cabinet_id}
+    return {cab: events for cab, events in found.items() if len(events) < limit}
 
 
 def cabinet_code_key(cabinet: Cabinet) -> bytes:
@@ -173,13 +214,44 @@ def parcel_to_core(row: Parcel) -> core.Parcel:
     )
 
 
+def parcel_values(parcel: core.Parcel, now: datetime) -> dict[str, Any]:
+    """Return the parcel row's columns for the core's `parcel`, but its id and created_at."""
+    return {
+        "status": parcel.status.value,
+        "tracking_no": parcel.tracking_no,
+        "cabinet_id": parcel.cabinet_id,
+        "phone": parcel.phone,
+        "order_no": parcel.order_no,
+        "parcel_id": parcel.parcel_id,
+        "compartment": parcel.compartment,
+        "size": parcel.size,
+        "courier_id": parcel.courier_id,
+        "code_hash": parcel.code_hash,
+        "code_generation": parcel.code_generation,
+        "announced_at": parcel.announced_at,
+        "deposited_at": parcel.deposited_at,
+        "clock_started_at": parcel.clock_started_at,
+        "window_s": parcel.window_s,
+        "pauses": [_pause_to_json(p) for p in parcel.pauses],
+        "reminded_at": parcel.reminded_at,
+        "told_deadline": parcel.told_deadline,
+        "left_locker_at": parcel.left_locker_at,
+        "updated_at": now,
+    }
+
+
+def new_parcel_id(parcel: core.Parcel) -> str:
+    """The row id of a new parcel: the cabinet's parcel_id if it named one, else a ULID."""
+    return parcel.parcel_id or new_id()
+
+
 def store_parcel(
     *, session: Session, row: Parcel | None, parcel: core.Parcel, now: datetime
 ) -> Parcel:
     """Write the core's `parcel` into `row` (None: a new row named by its parcel_id or a ULID)."""
     if row is None:
         row = Parcel(
-            id=parcel.parcel_id or new_id(),
+            id=new_parcel_id(parcel),
             tracking_no=parcel.tracking_no,
             status=parcel.status.value,
             cabinet_id=parcel.cabinet_id,
@@ -187,26 +259,8 @@ def store_parcel(
             created_at=now,
             updated_at=now,
         )
-    row.status = parcel.status.value
-    row.tracking_no = parcel.tracking_no
-    row.cabinet_id = parcel.cabinet_id
-    row.phone = parcel.phone
-    row.order_no = parcel.order_no
-    row.parcel_id = parcel.parcel_id
-    row.compartment = parcel.compartment
-    row.size = parcel.size
-    row.courier_id = parcel.courier_id
-    row.code_hash = parcel.code_hash
-    row.code_generation = parcel.code_generation
-    row.announced_at = parcel.announced_at
-    row.deposited_at = parcel.deposited_at
-    row.clock_started_at = parcel.clock_started_at
-    row.window_s = parcel.window_s
-    row.pauses = [_pause_to_json(p) for p in parcel.pauses]
-    row.reminded_at = parcel.reminded_at
-    row.told_deadline = parcel.told_deadline
-    row.left_locker_at = parcel.left_locker_at
-    row.updated_at = now
+    for name, value in parcel_values(parcel, now).items():
+        setattr(row, name, value)
     session.add(row)
     return row
 
@@ -326,25 +380,10 @@ def write_effects(
         match effect:
             case core.TimelineEntry():
                 session.add(
-                    ParcelEvent(
-                        parcel_row_id=parcel_row.id,
-                        status=effect.status.value,
-                        at=effect.at,
-                        source=effect.source.value,
-                        note=effect.note[:2000],
-                        cabinet_id=cab,
-                        seq=seq,
-                        created_at=now,
-                    )
+                    ParcelEvent(**timeline_values(parcel_row.id, effect, now=now, cab=cab, seq=seq))
                 )
             case core.CodesPut():
-                entry = CodeEntry(
-                    parcel_id=effect.parcel_id,
-                    compartment=effect.compartment,
-                    code_hash=effect.code_hash,
-                    expires_at=effect.expires_at,
-                )
-                data = PutCodesData(entries=[entry])
+                data = codes_put_data(effect)
                 command = enqueue_command(
                     session=session,
                     cab=effect.cabinet_id,
@@ -383,25 +422,60 @@ def write_effects(
                     now=now,
                 )
             case core.Webhook():
-                session.add(
-                    WebhookOutbox(
-                        parcel_row_id=parcel_row.id,
-                        event=effect.status.value,
-                        payload={
-                            "status": effect.status.value,
-                            "erp_state": effect.erp_state.value,
-                            "at": _iso(effect.at),
-                            "tracking_no": effect.tracking_no,
-                            "order_no": effect.order_no,
-                            "parcel_id": effect.parcel_id,
-                            "cabinet_id": effect.cabinet_id,
-                        },
-                        next_attempt_at=now,
-                        created_at=now,
-                    )
-                )
+                session.add(WebhookOutbox(**webhook_values(parcel_row.id, effect, now=now)))
             case _:  # pragma: no cover - a new effect type must be handled here
                 raise TypeError(f"unknown effect {type(effect).__name__}")
+
+
+def timeline_values(
+    parcel_row_id: str,
+    effect: core.TimelineEntry,
+    *,
+    now: datetime,
+    cab: str | None,
+    seq: int | None,
+) -> dict[str, Any]:
+    """Return a `parcel_events` row's columns (but its id) for a timeline entry."""
+    return {
+        "parcel_row_id": parcel_row_id,
+        "status": effect.status.value,
+        "at": effect.at,
+        "source": effect.source.value,
+        "note": effect.note[:2000],
+        "cabinet_id": cab,
+        "seq": seq,
+        "created_at": now,
+    }
+
+
+def codes_put_data(effect: core.CodesPut) -> PutCodesData:
+    """Return the `codes.put` command's data for one parcel's code."""
+    entry = CodeEntry(
+        parcel_id=effect.parcel_id,
+        compartment=effect.compartment,
+        code_hash=effect.code_hash,
+        expires_at=effect.expires_at,
+    )
+    return PutCodesData(entries=[entry])
+
+
+def webhook_values(parcel_row_id: str, effect: core.Webhook, *, now: datetime) -> dict[str, Any]:
+    """Return a `webhook_outbox` row's columns (but its id and defaults) for a webhook."""
+    return {
+        "parcel_row_id": parcel_row_id,
+        "event": effect.status.value,
+        "payload": {
+            "status": effect.status.value,
+            "erp_state": effect.erp_state.value,
+            "at": _iso(effect.at),
+            "tracking_no": effect.tracking_no,
+            "order_no": effect.order_no,
+            "parcel_id": effect.parcel_id,
+            "cabinet_id": effect.cabinet_id,
+        },
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 def enqueue_command(
@@ -418,16 +492,25 @@ def enqueue_command(
     `parcel_id` names the one parcel a `codes.put` is about, so a newer command can supersede it.
     """
     row = CommandOutbox(
-        id=new_id(),
-        cabinet_id=cab,
-        type=type,
-        data=data.model_dump(mode="json"),
-        created_at=now,
-        expires_at=now + timedelta(seconds=COMMAND_TTL_S),
-        parcel_id=parcel_id,
+        **command_values(cab=cab, type=type, data=data, now=now, parcel_id=parcel_id)
     )
     session.add(row)
     return row
+
+
+def command_values(
+    *, cab: str, type: str, data: Any, now: datetime, parcel_id: str | None = None
+) -> dict[str, Any]:
+    """Return a new `command_outbox` row's columns (but its defaults), with a fresh id."""
+    return {
+        "id": new_id(),
+        "cabinet_id": cab,
+        "type": type,
+        "data": data.model_dump(mode="json"),
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=COMMAND_TTL_S),
+        "parcel_id": parcel_id,
+    }
 
 
 def supersede_codes_puts(
@@ -472,8 +555,22 @@ def enqueue_notice(
     The pickup code, if the notice shows one, is sealed (`cloud.db.sealing`); the dispatcher
     renders the text at send time, so the clear code never reaches the database.
     """
+    added = insert_ignore(
+        session=session,
+        table=NoticeOutbox.__table__,
+        rows=[notice_values(parcel_row_id, notify, policy=policy, seal_key=seal_key, now=now)],
+        conflict_columns=["dedupe_key"],
+        returning=["dedupe_key"],
+    )
+    return bool(added)
+
+
+def notice_values(
+    parcel_row_id: str, notify: core.Notify, *, policy: SitePolicy, seal_key: bytes, now: datetime
+) -> dict[str, Any]:
+    """Return a queued `notice_outbox` row's columns (but its id and defaults), code sealed."""
     code_sealed = seal(seal_key, notify.code, context=notify.dedupe_key) if notify.code else None
-    values = {
+    return {
         "dedupe_key": notify.dedupe_key,
         "parcel_row_id": parcel_row_id,
         "kind": notify.kind.value,
@@ -487,14 +584,6 @@ def enqueue_notice(
         "next_attempt_at": send_after(notify.kind, now, policy),
         "created_at": now,
     }
-    added = insert_ignore(
-        session=session,
-        table=NoticeOutbox.__table__,
-        rows=[values],
-        conflict_columns=["dedupe_key"],
-        returning=["dedupe_key"],
-    )
-    return bool(added)
 
 
 def insert_ignore(
@@ -515,15 +604,14 @@ def insert_ignore(
     insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
     if insert is None:
         raise NotImplementedError(f"no INSERT ... ON CONFLICT for {dialect}")
-    statement = (
-        insert(table)
-        .values(list(rows))
-        .on_conflict_do_nothing(index_elements=list(conflict_columns))
-    )
+    # The rows go as executemany parameters, not as `.values(rows)`: one compiled statement
+    # (cached) that SQLAlchemy sends as multi-row INSERTs ("insertmanyvalues"); a statement with
+    # the rows inlined is compiled anew for every batch, which cost more than the INSERT.
+    statement = insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
     if returning:
         statement = statement.returning(*(table.c[name] for name in returning))
     session.flush()
-    result = session.connection().execute(statement)
+    result = session.connection().execute(statement, list(rows))
     return [tuple(row) for row in result] if returning else []
 
 
@@ -554,3 +642,150 @@ def _pause_from_json(data: dict[str, Any]) -> Pause:
 
 def _iso(at: datetime) -> str:
     return at.isoformat()
+
+
+# --- set-based writes: many rows per statement, for the worker's batches of deposits --------------
+
+
+def parcel_ids_taken(*, session: Session, parcel_ids: Iterable[str]) -> set[str]:
+    """Return which of `parcel_ids` a parcel row has already."""
+    wanted = sorted(set(parcel_ids))
+    if not wanted:
+        return set()
+    statement = select(Parcel.parcel_id).where(col(Parcel.parcel_id).in_(wanted))
+    return {parcel_id for parcel_id in session.exec(statement) if parcel_id}
+
+
+def announced_tracking_nos(*, session: Session, tracking_nos: Iterable[str]) -> set[str]:
+    """Return which of `tracking_nos` an announcement (status announced) waits for."""
+    wanted = sorted(set(tracking_nos))
+    if not wanted:
+        return set()
+    statement = select(Parcel.tracking_no).where(
+        col(Parcel.tracking_no).in_(wanted), Parcel.status == core.Status.ANNOUNCED.value
+    )
+    return set(session.exec(statement))
+
+
+def live_code_hashes_of(*, session: Session, cabs: Iterable[str]) -> dict[str, set[str]]:
+    """`live_code_hashes` of many cabinets in one query: {cabinet: its live code hashes}."""
+    wanted = sorted(set(cabs))
+    found: dict[str, set[str]] = {cab: set() for cab in wanted}
+    if not wanted:
+        return found
+    statement = select(Parcel.cabinet_id, Parcel.code_hash).where(
+        col(Parcel.cabinet_id).in_(wanted),
+        col(Parcel.status).in_(LIVE_STATUSES),
+        col(Parcel.code_hash).is_not(None),
+    )
+    for cab, code_hash in session.exec(statement):
+        if code_hash:
+            found[cab].add(code_hash)
+    return found
+
+
+def unacked_codes_puts(
+    *, session: Session, parcel_ids: Iterable[str]
+) -> list[tuple[str, str, str]]:
+    """Return (id, cabinet_id, parcel_id) of the `codes.put`s of these parcels a newer one would
+    supersede (`supersede_codes_puts`)."""
+    wanted = sorted(set(parcel_ids))
+    if not wanted:
+        return []
+    statement = select(CommandOutbox.id, CommandOutbox.cabinet_id, CommandOutbox.parcel_id).where(
+        col(CommandOutbox.parcel_id).in_(wanted),
+        col(CommandOutbox.type) == "codes.put",
+        col(CommandOutbox.acked_at).is_(None),
+        col(CommandOutbox.ack_error).is_(None),
+        col(CommandOutbox.superseded_by).is_(None),
+    )
+    return [(id_, cab, parcel_id) for id_, cab, parcel_id in session.exec(statement)]
+
+
+def mark_superseded(*, session: Session, by: dict[str, str]) -> None:
+    """Set `superseded_by` of command `id` to `by[id]` for each (one executemany)."""
+    if not by:
+        return
+    table = CommandOutbox.__table__
+    session.connection().execute(
+        update(table)
+        .where(table.c.id == bindparam("old_id"))
+        .values(superseded_by=bindparam("new_id")),
+        [{"old_id": old, "new_id": new} for old, new in by.items()],
+    )
+
+
+def insert_rows(*, session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]]) -> None:
+    """Insert `rows` into `model`'s table in one statement, each filled with the model's
+    defaults, so a row is what the ORM would have written for `model(**row)`."""
+    if not rows:
+        return
+    table = model.__table__  # type: ignore[attr-defined]
+    session.connection().execute(table.insert(), with_defaults(model, rows))
+
+
+def with_defaults(model: type[SQLModel], rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return `rows`, each filled with `model`'s plain field defaults where it has no value."""
+    defaults = _column_defaults(model)
+    return [{**defaults, **row} for row in rows]
+
+
+def set_compartment_states(*, session: Session, states: dict[tuple[str, str], str]) -> None:
+    """Set compartments' `state` (one executemany); keep loaded rows in step, not dirty."""
+    if not states:
+        return
+    table = Compartment.__table__
+    session.connection().execute(
+        update(table)
+        .where(table.c.cabinet_id == bindparam("cab"), table.c.id == bindparam("door"))
+        .values(state=bindparam("new_state")),
+        [{"cab": cab, "door": door, "new_state": state} for (cab, door), state in states.items()],
+    )
+    for (cab, door), state in states.items():
+        loaded = session.identity_map.get(session.identity_key(Compartment, (cab, door)))
+        if loaded is not None:
+            set_committed_value(loaded, "state", state)
+
+
+def mark_events_applied(*, session: Session, marks: Sequence[dict[str, Any]]) -> None:
+    """Mark stored events applied: `marks` hold cab, event_seq, at, anomaly (one executemany)."""
+    if not marks:
+        return
+    table = InboxEvent.__table__
+    session.connection().execute(
+        update(table)
+        .where(table.c.cabinet_id == bindparam("cab"), table.c.seq == bindparam("event_seq"))
+        .values(applied=True, applied_at=bindparam("at"), anomaly=bindparam("anomaly")),
+        list(marks),
+    )
+
+
+def set_applied_upto(*, session: Session, uptos: dict[str, int]) -> None:
+    """Set cabinets' `applied_upto` (one executemany)."""
+    if not uptos:
+        return
+    table = Cabinet.__table__
+    session.connection().execute(
+        update(table).where(table.c.id == bindparam("cab")).values(applied_upto=bindparam("upto")),
+        [{"cab": cab, "upto": upto} for cab, upto in uptos.items()],
+    )
+
+
+_DEFAULTS: dict[type[SQLModel], dict[str, Any]] = {}
+
+
+def _column_defaults(model: type[SQLModel]) -> dict[str, Any]:
+    """The model's plain field defaults, for its columns (an autoincrement id is left out)."""
+    if model not in _DEFAULTS:
+        table = model.__table__  # type: ignore[attr-defined]
+        defaults = {}
+        for name, field in model.model_fields.items():
+            if name not in table.c or field.default_factory is not None:
+                continue
+            if field.default is PydanticUndefined:
+                continue
+            if table.c[name].primary_key and field.default is None:
+                continue  # autoincrement: the database numbers it
+            defaults[name] = field.default
+        _DEFAULTS[model] = defaults
+    return _DEFAULTS[model]

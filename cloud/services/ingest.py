@@ -34,6 +34,7 @@ from cloud.core.policies import SitePolicy
 from cloud.db import repo
 from cloud.db.engine import write_session
 from cloud.db.models import Alarm, Cabinet, Compartment, InboxEvent, Site
+from cloud.services.deposit_batch import DEPOSITED, DepositBatch
 from protocol.messages import EventBase
 
 log = logging.getLogger(__name__)
@@ -199,19 +200,27 @@ def apply_locked(
     seal_key: bytes,
     randbelow: RandBelow = secrets.randbelow,
     limit: int = APPLY_BATCH,
+    batch: DepositBatch | None = None,
+    pending: Sequence[InboxEvent] | None = None,
 ) -> ApplyResult:
     """Apply what `apply_pending` would, for a cabinet whose row the caller has locked.
 
     Runs in the caller's transaction and neither commits nor rolls back: a worker applies many
-    cabinets in one transaction this way (`cloud.worker.ingest_loop`).
+    cabinets in one transaction this way (`cloud.worker.ingest_loop`). With a `batch`, the
+    deposits it takes are left in it: the caller must `batch.flush(session)` before committing.
+    `pending`, if given, are the cabinet's stored events not applied yet, fewer than `limit`,
+    in seq order (`repo.pending_events`, one query for many cabinets).
     """
     cab = cabinet.id
-    stored = session.exec(
-        select(InboxEvent)
-        .where(InboxEvent.cabinet_id == cab, InboxEvent.seq > cabinet.applied_upto)
-        .order_by(col(InboxEvent.seq))
-        .limit(limit)
-    ).all()
+    if pending is not None and len(pending) < limit:
+        stored = pending
+    else:
+        stored = session.exec(
+            select(InboxEvent)
+            .where(InboxEvent.cabinet_id == cab, InboxEvent.seq > cabinet.applied_upto)
+            .order_by(col(InboxEvent.seq))
+            .limit(limit)
+        ).all()
     step = plan(applied_upto=cabinet.applied_upto, stored=stored, limit=limit)
     # Rows are loaded one batch at a time, but the ack may cover every stored seq: storing,
     # not applying, is what makes an event safe for the cabinet to forget.
@@ -236,6 +245,8 @@ def apply_locked(
         seal_key=seal_key,
         randbelow=randbelow,
         now=now,
+        _live_hashes=batch.live_hashes.get(cab) if batch is not None else None,
+        batch=batch,
     )
     anomalies = 0
     for row in step.apply:
@@ -243,13 +254,19 @@ def apply_locked(
         if anomaly is not None:
             anomalies += 1
             log.warning("cabinet %s seq %d (%s): %s", cab, row.seq, row.type, anomaly)
+        if batch is not None:  # one UPDATE for the transaction's events, not one each
+            batch.mark_applied(row, at=now, anomaly=anomaly[:2000] if anomaly else None)
+            continue
         row.applied = True
         row.applied_at = now
         row.anomaly = anomaly[:2000] if anomaly else None
         session.add(row)
     cabinet_applied_upto = step.applied_upto or cabinet.applied_upto
-    cabinet.applied_upto = cabinet_applied_upto
-    session.add(cabinet)
+    if batch is not None:
+        batch.advance(cabinet, cabinet_applied_upto)
+    else:
+        cabinet.applied_upto = cabinet_applied_upto
+        session.add(cabinet)
     return ApplyResult(
         applied=len(step.apply),
         ack_upto=ack_upto,
@@ -272,8 +289,15 @@ class _Applier:
     # The cabinet's live code hashes, read once per batch and grown with every code issued in it.
     # A hash that stopped being live in the batch stays in: that only ever avoids a free code.
     _live_hashes: set[str] | None = None
+    # The transaction's set-based deposits (`cloud.services.deposit_batch`), or None: per event.
+    batch: DepositBatch | None = None
 
     def apply(self, row: InboxEvent) -> str | None:
+        if self.batch is not None:
+            if row.type == DEPOSITED and self._batched_deposit(row):
+                return None
+            # Whatever comes next reads the database: the batch's rows must be in it by then.
+            self.batch.flush(self.session)
         handler = getattr(self, "_" + row.type.replace(".", "_"), None)
         if handler is None:
             return f"unknown event type {row.type!r}"
@@ -287,14 +311,17 @@ class _Applier:
     # --- parcels ----------------------------------------------------------------------------------
 
     def _parcel_deposited(self, row: InboxEvent, data: dict[str, Any]) -> str | None:
-        parcel_id = data["parcel_id"]
-        existing = repo.get_parcel_by_parcel_id(session=self.session, parcel_id=parcel_id)
+        existing = repo.get_parcel_by_parcel_id(session=self.session, parcel_id=data["parcel_id"])
         target = existing or repo.find_announcement(
             session=self.session, tracking_no=data["tracking_no"]
         )
-        code = self._issue_code()
-        event = core.Deposit(
-            parcel_id=parcel_id,
+        self._transition(row, target, self._deposit(row, data))
+        self._set_compartment(data["compartment"], state="occupied")
+        return None
+
+    def _deposit(self, row: InboxEvent, data: dict[str, Any]) -> core.Deposit:
+        return core.Deposit(
+            parcel_id=data["parcel_id"],
             cabinet_id=self.cabinet.id,
             compartment=data["compartment"],
             size=data["size"],
@@ -302,12 +329,29 @@ class _Applier:
             phone=data["phone"],
             courier_id=data["courier_id"],
             at=row.ts,
-            code=code,
+            code=self._issue_code(),
             window_s=self.policy.pickup_window_s,
         )
-        self._transition(row, target, event)
-        self._set_compartment(data["compartment"], state="occupied")
-        return None
+
+    def _batched_deposit(self, row: InboxEvent) -> bool:
+        """Leave a new parcel's deposit to the batch; False: it takes the per-event path."""
+        assert self.batch is not None
+        if not self.batch.takes(row.data):
+            return False
+        try:
+            # What `_parcel_deposited` does for a parcel with no row and no announcement.
+            after, effects = core.apply(None, self._deposit(row, row.data), self.now)
+            self.batch.add(
+                parcel=after,
+                effects=effects,
+                policy=self.policy,
+                seal_key=self.seal_key,
+                now=self.now,
+                seq=row.seq,
+            )
+        except (CoreError, ValueError, KeyError):
+            return False  # the per-event path refuses it again, and records why
+        return True
 
     def _parcel_picked_up(self, row: InboxEvent, data: dict[str, Any]) -> str | None:
         event = core.PickUp(

@@ -40,7 +40,9 @@ from tenacity import (
 from cloud.core.codes import RandBelow
 from cloud.db import repo
 from cloud.db.engine import write_session
+from cloud.services.deposit_batch import DEPOSITED, DepositBatch
 from cloud.services.ingest import (
+    APPLY_BATCH,
     ApplyResult,
     UnknownCabinet,
     apply_locked,
@@ -63,10 +65,13 @@ Publish = Callable[[str, bytes], object]
 DB_ATTEMPTS = 5
 DB_RETRY_MAX_WAIT_S = 1.0
 _SHOWN_CHARS = 200  # of a hostile topic in a log line
-# Events per transaction. Each is applied in a savepoint, and PostgreSQL caches 64
-# subtransactions per backend: past that every visibility check reads pg_subtrans, and a
-# 400-event transaction costs twice per event what a 50-event one does (`locker bench cloud`).
-TXN_MAX_EVENTS = 50
+# Events per transaction. An event applied the per-event way gets a savepoint, and PostgreSQL
+# caches 64 subtransactions per backend: past that every visibility check reads pg_subtrans, and
+# a 400-event transaction cost twice per event what a 50-event one did (`locker bench cloud`).
+# Deposits of new parcels are written set-based, without one (`cloud.services.deposit_batch`):
+# up to TXN_MAX_EVENTS events go in a transaction, of which at most TXN_MAX_SAVEPOINTS others.
+TXN_MAX_EVENTS = 200
+TXN_MAX_SAVEPOINTS = 50
 
 
 @dataclass
@@ -84,17 +89,22 @@ class IngestStats:
 
 
 def _chunks(
-    by_cab: dict[str, list[EventBase]], max_events: int
+    by_cab: dict[str, list[EventBase]], max_events: int, max_others: int | None = None
 ) -> list[dict[str, list[EventBase]]]:
-    """Split a batch into groups of whole cabinets holding about `max_events` events each."""
+    """Split a batch into groups of whole cabinets holding about `max_events` events each, and
+    about `max_others` events other than deposits (None: no such limit)."""
     chunks: list[dict[str, list[EventBase]]] = []
-    size = max_events
+    size = others = max_events
     for cab, events in by_cab.items():
-        if size + len(events) > max_events:
+        more = sum(1 for event in events if getattr(event, "type", None) != DEPOSITED)
+        if size + len(events) > max_events or (
+            max_others is not None and others + more > max_others
+        ):
             chunks.append({})
-            size = 0
+            size = others = 0
         chunks[-1][cab] = events
         size += len(events)
+        others += more
     return chunks
 
 
@@ -146,7 +156,7 @@ class IngestLoop:
             by_cab.setdefault(event.cab, []).append(event)
             received_at.setdefault(event.cab, received.received_at)
         acked: dict[str, int] = {}
-        for chunk in _chunks(by_cab, TXN_MAX_EVENTS):
+        for chunk in _chunks(by_cab, TXN_MAX_EVENTS, TXN_MAX_SAVEPOINTS):
             acked.update(self._handle_chunk(chunk, received_at))
         return acked
 
@@ -220,9 +230,22 @@ class IngestLoop:
                 cabinets = repo.lock_cabinets(session=session, cabs=by_cab)
                 known = {cab: events for cab, events in by_cab.items() if cab in cabinets}
                 # Held for the transaction: the session's identity map is weak, and with these
-                # rows in it, applying reads each cabinet's site and compartments without SQL.
-                preloaded = repo.sites_and_compartments(session=session, cabs=known)
+                # rows in it, applying reads each cabinet's site, and the doors its events other
+                # than deposits name, without SQL.
+                doors = [
+                    door
+                    for events in known.values()
+                    for event in events
+                    if getattr(event, "type", None) != DEPOSITED
+                    and isinstance(door := getattr(event.data, "compartment", None), str)
+                ]
+                preloaded = repo.sites_and_compartments(session=session, cabs=known, doors=doors)
                 stored = stage_events(session=session, by_cab=known, received_at=received_at)
+                # New parcels' deposits are written set-based, a statement per table for all.
+                batch = DepositBatch.prepare(session=session, by_cab=known)
+                pending = repo.pending_events(
+                    session=session, cabinets=[cabinets[cab] for cab in known], limit=APPLY_BATCH
+                )
                 now = self.clock()
                 results = {
                     cab: apply_locked(
@@ -231,9 +254,12 @@ class IngestLoop:
                         now=now,
                         seal_key=self.seal_key,
                         randbelow=self.randbelow,
+                        batch=batch,
+                        pending=pending.get(cab),
                     )
                     for cab in sorted(known)
                 }
+                batch.flush(session)
                 session.commit()
             except BaseException:
                 session.rollback()
