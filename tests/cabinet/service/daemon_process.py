@@ -18,30 +18,10 @@ import sys
 from typing import Any
 
 from cabinet.config import load_config
-from cabinet.core import inputs
 from cabinet.core.errors import CoreError
+from cabinet.kiosk.wire import SCREEN_INPUTS
 from cabinet.service import CabinetService
 from locker.cabinet_command import run_daemon
-
-# What the kiosk will be able to send (door readings and commands come from elsewhere).
-KIOSK_INPUTS = {
-    cls.__name__: cls
-    for cls in (
-        inputs.CourierSignIn,
-        inputs.CourierSignOut,
-        inputs.TrackingEntered,
-        inputs.PhoneEntered,
-        inputs.SizeChosen,
-        inputs.Confirm,
-        inputs.Reopen,
-        inputs.Larger,
-        inputs.Cancel,
-        inputs.RetrieveParcels,
-        inputs.CodeEntered,
-        inputs.QrScanned,
-        inputs.ResendRequested,
-    )
-}
 
 
 def _say(message: dict[str, Any]) -> None:
@@ -52,7 +32,7 @@ def _say(message: dict[str, Any]) -> None:
 async def _answer(service: CabinetService, request: dict[str, Any]) -> dict[str, Any]:
     if request.get("query") == "cabinet":
         return {"ok": True, "cabinet": service.cabinet.to_dict()}
-    cls = KIOSK_INPUTS[request["input"]]
+    cls = SCREEN_INPUTS[request["input"]]  # what the kiosk may send
     try:
         shows = await service.submit(cls(**request.get("args", {})))
     except CoreError as err:
