@@ -19,8 +19,10 @@ app = typer.Typer(
         "offline. Cabinets talk to the cloud over MQTT (topics `lockers/v1/{cab}/...`). The "
         "cloud issues pickup codes, sends SMS / WeChat notices, handles expiry and returns, "
         "serves the ERP and the property managers' dashboard.\n\n"
-        "Start with `locker sim --help` to run a simulated lock-board bus, or "
-        "`locker protocol schema DIR` to export the cabinet-cloud contract."
+        "Start with `locker demo`: the whole system on this machine (cloud, broker, simulated "
+        "cabinets with their kiosks), with every URL and credential printed; `locker demo "
+        "--story` plays a scripted day end to end. `locker protocol schema DIR` exports the "
+        "cabinet-cloud contract."
     ),
     no_args_is_help=True,
     rich_markup_mode="markdown",
