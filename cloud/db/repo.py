@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic_core import PydanticUndefined
-from sqlalchemy import Table, bindparam, func, update
+from sqlalchemy import Column, Table, bindparam, delete, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, select
@@ -17,6 +17,7 @@ from cloud.core import parcels as core
 from cloud.core.notices import NoticeKind, send_after
 from cloud.core.pauses import Pause, PauseReason
 from cloud.core.policies import Language, SitePolicy
+from cloud.db.engine import write_session
 from cloud.db.models import (
     Cabinet,
     CabinetCreate,
@@ -789,3 +790,18 @@ def _column_defaults(model: type[SQLModel]) -> dict[str, Any]:
             defaults[name] = field.default
         _DEFAULTS[model] = defaults
     return _DEFAULTS[model]
+
+
+def delete_older_than(*, session: Session, column: Column[datetime], before: datetime) -> int:
+    """Delete the rows of `column`'s table whose `column` is before `before`; commit; count them.
+
+    Housekeeping for tables that are only logs (one-time codes, pushed-message ids).
+    """
+    write_session(session)
+    try:
+        result = session.connection().execute(delete(column.table).where(column < before))
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return result.rowcount

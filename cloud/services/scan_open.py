@@ -41,7 +41,7 @@ from typing import Any
 
 import qrcode
 from qrcode.image.svg import SvgPathImage
-from sqlalchemy import delete, func
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from cloud.core.codes import (
@@ -494,17 +494,13 @@ OTP_KEEP_S = 24 * 3600  # a day outlasts every code's life and every rate-limit 
 
 def forget_old_otps(*, session: Session, now: datetime) -> int:
     """Delete one-time-code rows older than OTP_KEEP_S; commit; return how many."""
-    _begin_write(session)
-    try:
-        table = ScanOtp.__table__
-        result = session.connection().execute(
-            delete(table).where(table.c.created_at < now - timedelta(seconds=OTP_KEEP_S))
-        )
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    return result.rowcount
+    if session.in_transaction():
+        session.rollback()  # a write transaction must begin fresh (BEGIN IMMEDIATE on SQLite)
+    return repo.delete_older_than(
+        session=session,
+        column=ScanOtp.__table__.c.created_at,
+        before=now - timedelta(seconds=OTP_KEEP_S),
+    )
 
 
 def _begin_write(session: Session) -> None:

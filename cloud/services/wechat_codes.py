@@ -20,7 +20,6 @@ import logging
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
 from sqlmodel import Session
 
 from cloud.core import parcels as core
@@ -138,14 +137,8 @@ def resend_codes(
 
 def forget_old_pushes(*, session: Session, now: datetime) -> int:
     """Delete pushed-message records older than INBOX_KEEP_S; commit; return how many."""
-    write_session(session)
-    try:
-        table = WechatInbox.__table__
-        result = session.connection().execute(
-            delete(table).where(table.c.received_at < now - timedelta(seconds=INBOX_KEEP_S))
-        )
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    return result.rowcount
+    return repo.delete_older_than(
+        session=session,
+        column=WechatInbox.__table__.c.received_at,
+        before=now - timedelta(seconds=INBOX_KEEP_S),
+    )
