@@ -364,6 +364,16 @@ def verify_otp(
     except BaseException:
         session.rollback()
         raise
+    token, expires_at = phone_token(
+        secret_key=secret_key, cab=cab, phone=phone, parcels=parcels, now=now
+    )
+    return ScanSession(token=token, expires_at=expires_at, parcels=parcels)
+
+
+def phone_token(
+    *, secret_key: bytes, cab: str, phone: str, parcels: Sequence[Parcel], now: datetime
+) -> tuple[str, datetime]:
+    """Return the session token (and its expiry) of a proven `phone` for its `parcels` at `cab`."""
     expires_at = now + timedelta(seconds=SESSION_TTL_S)
     token = make_token(
         secret_key=secret_key,
@@ -372,7 +382,7 @@ def verify_otp(
         actor=mask_phone(phone),
         expires_at=expires_at,
     )
-    return ScanSession(token=token, expires_at=expires_at, parcels=parcels)
+    return token, expires_at
 
 
 _OTP_MESSAGES = {

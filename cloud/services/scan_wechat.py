@@ -24,11 +24,9 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from cloud.core.phones import mask_phone
 from cloud.db import repo
 from cloud.notify.wechat_oauth import WechatOAuth, WechatSignInError
 from cloud.services.scan_open import (
-    SESSION_TTL_S,
     VERIFY_NONCE_TTL_S,
     NonceError,
     ScanError,
@@ -37,7 +35,7 @@ from cloud.services.scan_open import (
     _subkey,
     check_nonce,
     ensure_cabinet,
-    make_token,
+    phone_token,
     sign_claims,
     verify_claims,
 )
@@ -120,13 +118,8 @@ def sign_in(
         return WechatSignIn(nonce=nonce, bind_ticket=ticket)
     parcels = repo.live_parcels(session=session, cab=cab, phone=phone)
     session.rollback()
-    expires_at = now + timedelta(seconds=SESSION_TTL_S)
-    token = make_token(
-        secret_key=secret_key,
-        cab=cab,
-        parcel_ids=[p.parcel_id for p in parcels if p.parcel_id],
-        actor=mask_phone(phone),
-        expires_at=expires_at,
+    token, expires_at = phone_token(
+        secret_key=secret_key, cab=cab, phone=phone, parcels=parcels, now=now
     )
     return WechatSignIn(nonce=nonce, token=token, expires_at=expires_at)
 
