@@ -7,20 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from firmware_sim import BoardConfig, PtyServer, SimulatedBus
+from firmware_sim import PtyServer, SimulatedBus
 from tests.cabinet.adapters.harness import CloudPeer
 from tests.cabinet.kiosk.harness import KioskRunner
 from tests.cabinet.service.harness import ServiceRunner, put_courier
 from tests.services import Mosquitto
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[tuple[SimulatedBus, PtyServer]]:
-    """One 24-channel board on a pty."""
-    bus = SimulatedBus([BoardConfig(address=1, channels=24)], pulse_s=0.01, query_reply_s=0.001)
-    server = PtyServer(bus, link=tmp_path / "ttyLOCK").start()
-    yield bus, server
-    server.close()
 
 
 @pytest.fixture
