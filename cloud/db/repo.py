@@ -7,8 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic_core import PydanticUndefined
-from sqlalchemy import Column, Table, bindparam, delete, func, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Column, Table, delete, func, tuple_, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, select
 from ulid import ULID
@@ -17,6 +16,7 @@ from cloud.core import parcels as core
 from cloud.core.notices import NoticeKind, send_after
 from cloud.core.pauses import Pause, PauseReason
 from cloud.core.policies import Language, SitePolicy
+from cloud.db import bulk
 from cloud.db.engine import write_session
 from cloud.db.models import (
     Cabinet,
@@ -599,21 +599,14 @@ def insert_ignore(
 
     `returning` names the columns to return for each row actually inserted (not the skipped).
     """
-    if not rows:
-        return []
-    dialect = session.get_bind().dialect.name
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
-    if insert is None:
-        raise NotImplementedError(f"no INSERT ... ON CONFLICT for {dialect}")
-    # The rows go as executemany parameters, not as `.values(rows)`: one compiled statement
-    # (cached) that SQLAlchemy sends as multi-row INSERTs ("insertmanyvalues"); a statement with
-    # the rows inlined is compiled anew for every batch, which cost more than the INSERT.
-    statement = insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
-    if returning:
-        statement = statement.returning(*(table.c[name] for name in returning))
     session.flush()
-    result = session.connection().execute(statement, list(rows))
-    return [tuple(row) for row in result] if returning else []
+    return bulk.insert(
+        session.connection(),
+        table,
+        rows,
+        conflict_columns=conflict_columns,
+        returning=returning,
+    )
 
 
 def count_rows(*, session: Session, model: type[SQLModel]) -> int:
@@ -663,7 +656,8 @@ def announced_tracking_nos(*, session: Session, tracking_nos: Iterable[str]) -> 
     if not wanted:
         return set()
     statement = select(Parcel.tracking_no).where(
-        col(Parcel.tracking_no).in_(wanted), Parcel.status == core.Status.ANNOUNCED.value
+        col(Parcel.tracking_no).in_(wanted),
+        Parcel.status == core.Status.ANNOUNCED.value,
     )
     return set(session.exec(statement))
 
@@ -686,15 +680,15 @@ def live_code_hashes_of(*, session: Session, cabs: Iterable[str]) -> dict[str, s
 
 
 def unacked_codes_puts(
-    *, session: Session, parcel_ids: Iterable[str]
+    *, session: Session, parcels: Iterable[tuple[str, str]]
 ) -> list[tuple[str, str, str]]:
-    """Return (id, cabinet_id, parcel_id) of the `codes.put`s of these parcels a newer one would
-    supersede (`supersede_codes_puts`)."""
-    wanted = sorted(set(parcel_ids))
+    """Return (id, cabinet_id, parcel_id) of the `codes.put`s of these (cabinet, parcel_id)s a
+    newer one would supersede (`supersede_codes_puts`)."""
+    wanted = sorted(set(parcels))
     if not wanted:
         return []
     statement = select(CommandOutbox.id, CommandOutbox.cabinet_id, CommandOutbox.parcel_id).where(
-        col(CommandOutbox.parcel_id).in_(wanted),
+        tuple_(col(CommandOutbox.cabinet_id), col(CommandOutbox.parcel_id)).in_(sorted(wanted)),
         col(CommandOutbox.type) == "codes.put",
         col(CommandOutbox.acked_at).is_(None),
         col(CommandOutbox.ack_error).is_(None),
@@ -707,12 +701,11 @@ def mark_superseded(*, session: Session, by: dict[str, str]) -> None:
     """Set `superseded_by` of command `id` to `by[id]` for each (one executemany)."""
     if not by:
         return
-    table = CommandOutbox.__table__
-    session.connection().execute(
-        update(table)
-        .where(table.c.id == bindparam("old_id"))
-        .values(superseded_by=bindparam("new_id")),
-        [{"old_id": old, "new_id": new} for old, new in by.items()],
+    bulk.update_rows(
+        session.connection(),
+        CommandOutbox.__table__,
+        [{"id": old, "superseded_by": new} for old, new in by.items()],
+        key=("id",),
     )
 
 
@@ -721,8 +714,7 @@ def insert_rows(*, session: Session, model: type[SQLModel], rows: Sequence[dict[
     defaults, so a row is what the ORM would have written for `model(**row)`."""
     if not rows:
         return
-    table = model.__table__  # type: ignore[attr-defined]
-    session.connection().execute(table.insert(), with_defaults(model, rows))
+    bulk.insert(session.connection(), model.__table__, with_defaults(model, rows))  # type: ignore[attr-defined]
 
 
 def with_defaults(model: type[SQLModel], rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -735,12 +727,11 @@ def set_compartment_states(*, session: Session, states: dict[tuple[str, str], st
     """Set compartments' `state` (one executemany); keep loaded rows in step, not dirty."""
     if not states:
         return
-    table = Compartment.__table__
-    session.connection().execute(
-        update(table)
-        .where(table.c.cabinet_id == bindparam("cab"), table.c.id == bindparam("door"))
-        .values(state=bindparam("new_state")),
-        [{"cab": cab, "door": door, "new_state": state} for (cab, door), state in states.items()],
+    bulk.update_rows(
+        session.connection(),
+        Compartment.__table__,
+        [{"cabinet_id": cab, "id": door, "state": state} for (cab, door), state in states.items()],
+        key=("cabinet_id", "id"),
     )
     for (cab, door), state in states.items():
         loaded = session.identity_map.get(session.identity_key(Compartment, (cab, door)))
@@ -752,12 +743,20 @@ def mark_events_applied(*, session: Session, marks: Sequence[dict[str, Any]]) ->
     """Mark stored events applied: `marks` hold cab, event_seq, at, anomaly (one executemany)."""
     if not marks:
         return
-    table = InboxEvent.__table__
-    session.connection().execute(
-        update(table)
-        .where(table.c.cabinet_id == bindparam("cab"), table.c.seq == bindparam("event_seq"))
-        .values(applied=True, applied_at=bindparam("at"), anomaly=bindparam("anomaly")),
-        list(marks),
+    bulk.update_rows(
+        session.connection(),
+        InboxEvent.__table__,
+        [
+            {
+                "cabinet_id": mark["cab"],
+                "seq": mark["event_seq"],
+                "applied": True,
+                "applied_at": mark["at"],
+                "anomaly": mark["anomaly"],
+            }
+            for mark in marks
+        ],
+        key=("cabinet_id", "seq"),
     )
 
 
@@ -765,10 +764,11 @@ def set_applied_upto(*, session: Session, uptos: dict[str, int]) -> None:
     """Set cabinets' `applied_upto` (one executemany)."""
     if not uptos:
         return
-    table = Cabinet.__table__
-    session.connection().execute(
-        update(table).where(table.c.id == bindparam("cab")).values(applied_upto=bindparam("upto")),
-        [{"cab": cab, "upto": upto} for cab, upto in uptos.items()],
+    bulk.update_rows(
+        session.connection(),
+        Cabinet.__table__,
+        [{"id": cab, "applied_upto": upto} for cab, upto in uptos.items()],
+        key=("id",),
     )
 
 

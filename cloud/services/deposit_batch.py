@@ -171,15 +171,11 @@ class DepositBatch:
             session=session, model=ParcelEvent, rows=[t for r in rows for t in r.timeline]
         )
         # As `repo.supersede_codes_puts`: an older unacked put of the parcel is never sent again.
-        newest = {command["parcel_id"]: command["id"] for command in commands}
-        older = repo.unacked_codes_puts(session=session, parcel_ids=newest)
+        newest = {(c["cabinet_id"], c["parcel_id"]): c["id"] for c in commands}
+        older = repo.unacked_codes_puts(session=session, parcels=newest)
         repo.mark_superseded(
             session=session,
-            by={
-                old_id: newest[parcel_id]
-                for old_id, cab, parcel_id in older
-                if any(c["cabinet_id"] == cab and c["parcel_id"] == parcel_id for c in commands)
-            },
+            by={old_id: newest[(cab, parcel_id)] for old_id, cab, parcel_id in older},
         )
         repo.insert_rows(session=session, model=CommandOutbox, rows=commands)
         notices = [n for r in rows for n in r.notices]

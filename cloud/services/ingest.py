@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -127,7 +128,8 @@ def stage_events(
     new = set(inserted)
     for cab, envelopes in by_cab.items():
         _report_redeliveries(session, cab, [e for e in envelopes if (cab, e.seq) not in new])
-    return {cab: sum(1 for c, _ in new if c == cab) for cab in by_cab}
+    per_cab = Counter(c for c, _ in new)
+    return {cab: per_cab[cab] for cab in by_cab}
 
 
 def _report_redeliveries(session: Session, cab: str, envelopes: Sequence[EventBase]) -> None:
@@ -137,7 +139,7 @@ def _report_redeliveries(session: Session, cab: str, envelopes: Sequence[EventBa
         session.exec(
             select(InboxEvent.seq, InboxEvent.event_id).where(
                 InboxEvent.cabinet_id == cab,
-                col(InboxEvent.seq).in_({e.seq for e in envelopes}),
+                col(InboxEvent.seq).in_(sorted({e.seq for e in envelopes})),
             )
         ).all()
     )
