@@ -697,6 +697,16 @@ def unacked_codes_puts(
     return [(id_, cab, parcel_id) for id_, cab, parcel_id in session.exec(statement)]
 
 
+def superseded_among(*, session: Session, ids: Sequence[str]) -> set[str]:
+    """Return which of the commands `ids` a later command has superseded."""
+    if not ids:
+        return set()
+    statement = select(CommandOutbox.id).where(
+        col(CommandOutbox.id).in_(list(ids)), col(CommandOutbox.superseded_by).is_not(None)
+    )
+    return set(session.exec(statement))
+
+
 def mark_superseded(*, session: Session, by: dict[str, str]) -> None:
     """Set `superseded_by` of command `id` to `by[id]` for each (one executemany)."""
     if not by:

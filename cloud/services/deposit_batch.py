@@ -16,6 +16,13 @@ deposit outside what it read, or of a parcel_id already in the batch, takes the 
 A conflict the read could not foresee (another transaction inserting the same parcel_id) fails
 the INSERT, and with it the transaction, which the worker then does again cabinet by cabinet on
 the per-event path (`cloud.worker.ingest_loop`).
+
+A batched deposit's `codes.put` is written already claimed (sent once, now) with its envelope
+kept in `sends`: the worker publishes those right after the commit, where the command
+dispatcher would have read the rows back, claimed them in a second transaction and re-encoded
+them. A crash between the commit and the publish costs the command one resend interval, as a
+crash between the dispatcher's claim and its publish does. A send the same transaction
+superseded (a pickup right behind its deposit) is dropped from `sends` (`drop_superseded`).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from sqlmodel import Session
 
 from cloud.core import parcels as core
 from cloud.core.policies import SitePolicy
-from cloud.db import repo
+from cloud.db import bulk, repo
 from cloud.db.models import (
     Cabinet,
     CommandOutbox,
@@ -40,7 +47,8 @@ from cloud.db.models import (
     ParcelEvent,
     WebhookOutbox,
 )
-from protocol.messages import EventBase
+from protocol.codec import encode
+from protocol.messages import EventBase, PutCodes
 
 DEPOSITED = "parcel.deposited"
 
@@ -54,6 +62,16 @@ class _Rows:
     commands: list[dict[str, Any]] = field(default_factory=list)
     notices: list[dict[str, Any]] = field(default_factory=list)
     webhooks: list[dict[str, Any]] = field(default_factory=list)
+    sends: list[Send] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """A claimed command to publish once the transaction that wrote it has committed."""
+
+    cab: str
+    command_id: str
+    payload: bytes  # the encoded envelope
 
 
 @dataclass
@@ -67,6 +85,11 @@ class DepositBatch:
     _applied: list[dict[str, Any]] = field(default_factory=list)  # events marked applied
     _uptos: dict[str, int] = field(default_factory=dict)  # cabinets' new applied_upto
     _doors: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Commands written claimed, to publish after the commit (`Send`), and whether the
+    # transaction applied other events after some, which may have superseded them.
+    sends: list[Send] = field(default_factory=list)
+    others_after_sends: bool = False
+    taken: int = 0  # deposits added (their commands are in `sends`)
 
     @classmethod
     def prepare(
@@ -122,15 +145,24 @@ class DepositBatch:
                         repo.timeline_values(row_id, effect, now=now, cab=cab, seq=seq)
                     )
                 case core.CodesPut():
-                    rows.commands.append(
-                        repo.command_values(
-                            cab=effect.cabinet_id,
-                            type="codes.put",
-                            data=repo.codes_put_data(effect),
-                            now=now,
-                            parcel_id=effect.parcel_id,
-                        )
+                    data = repo.codes_put_data(effect)
+                    command = repo.command_values(
+                        cab=effect.cabinet_id,
+                        type="codes.put",
+                        data=data,
+                        now=now,
+                        parcel_id=effect.parcel_id,
                     )
+                    command.update(sent_at=now, send_count=1)  # claimed: `sends` publishes it
+                    rows.commands.append(command)
+                    envelope = PutCodes(
+                        id=command["id"],
+                        cab=effect.cabinet_id,
+                        ts=now,
+                        expires_at=command["expires_at"],
+                        data=data,
+                    )
+                    rows.sends.append(Send(effect.cabinet_id, command["id"], encode(envelope)))
                 case core.Notify():
                     rows.notices.append(
                         repo.notice_values(
@@ -142,6 +174,7 @@ class DepositBatch:
                 case _:
                     raise ValueError(f"a deposit's {type(effect).__name__} is not batched")
         self._rows.append(rows)
+        self.taken += 1
         self.new_parcel_ids.discard(parcel.parcel_id)  # not new any more: a second is not taken
         self._doors[(cab, parcel.compartment)] = "occupied"
 
@@ -159,12 +192,31 @@ class DepositBatch:
         self._uptos[cabinet.id] = applied_upto
         set_committed_value(cabinet, "applied_upto", applied_upto)
 
+    def before_other_event(self, session: Session) -> None:
+        """Flush, before an event that takes the per-event path (it reads the database)."""
+        self.flush(session)
+        self.others_after_sends |= bool(self.sends)
+
+    def drop_superseded(self, session: Session) -> None:
+        """Drop from `sends` what a later command of this transaction superseded (call last)."""
+        if self.sends and self.others_after_sends:
+            gone = repo.superseded_among(session=session, ids=[s.command_id for s in self.sends])
+            self.sends = [send for send in self.sends if send.command_id not in gone]
+            # Never sent after all: the rows must not say they were.
+            bulk.update_rows(
+                session.connection(),
+                CommandOutbox.__table__,
+                [{"id": command_id, "sent_at": None, "send_count": 0} for command_id in gone],
+                key=("id",),
+            )
+
     def flush(self, session: Session) -> None:
         """Write the kept rows in the caller's transaction, one statement per table; empty."""
         if not (self._rows or self._doors or self._applied or self._uptos):
             return
         session.flush()  # the ORM's pending changes came first, so they are written first
         rows, self._rows = self._rows, []
+        self.sends += [send for r in rows for send in r.sends]
         commands = [command for r in rows for command in r.commands]
         repo.insert_rows(session=session, model=Parcel, rows=[r.parcel for r in rows])
         repo.insert_rows(

@@ -299,7 +299,7 @@ class _Applier:
             if row.type == DEPOSITED and self._batched_deposit(row):
                 return None
             # Whatever comes next reads the database: the batch's rows must be in it by then.
-            self.batch.flush(self.session)
+            self.batch.before_other_event(self.session)
         handler = getattr(self, "_" + row.type.replace(".", "_"), None)
         if handler is None:
             return f"unknown event type {row.type!r}"

@@ -3,8 +3,10 @@
 Decode every delivery (a malformed or foreign message is logged with its reason and dropped),
 then, for the batch's cabinets in one transaction per TXN_MAX_EVENTS events: lock their rows
 (in id order), store their events (one `INSERT ... ON CONFLICT DO NOTHING`), apply each
-cabinet's stored events in seq order (`apply_locked`), commit once; only then publish each
-cabinet's `event-ack` with the highest seq stored without a gap. One commit per few dozen
+cabinet's stored events in seq order (`apply_locked`), commit once; only then publish the
+`codes.put` of the deposits written set-based (claimed in that transaction,
+`cloud.services.deposit_batch`) and each cabinet's `event-ack` with the highest seq stored
+without a gap. One commit per few dozen
 events instead of two per cabinet is what `locker bench cloud` measures.
 
 If that transaction fails (after the retries a deadlock or serialization failure gets), the
@@ -54,7 +56,7 @@ from cloud.worker.mqtt import Received
 from protocol.codec import decode_event, encode
 from protocol.errors import MessageError, TopicError
 from protocol.messages import EventAck, EventBase
-from protocol.topics import TopicKind, event_ack_topic, parse_topic
+from protocol.topics import TopicKind, cmd_topic, event_ack_topic, parse_topic
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,8 @@ class IngestStats:
     dropped: int = 0
     stored: int = 0
     applied: int = 0
+    batched: int = 0  # of the applied, deposits written set-based, their codes.put sent here
+    commands_sent: int = 0  # codes.put published right after their transaction committed
     acks_sent: int = 0
     failed_batches: int = 0  # a cabinet's events left unacked after a database error
     fallback_batches: int = 0  # batches that failed as one transaction, done cabinet by cabinet
@@ -167,7 +171,7 @@ class IngestLoop:
             # Sorted so that concurrent workers insert overlapping seqs in one order.
             events.sort(key=lambda event: event.seq)
         try:
-            unknown, stored, results = self._store_and_apply_all(by_cab, received_at)
+            unknown, stored, results, batch = self._store_and_apply_all(by_cab, received_at)
         except Exception as err:  # retried already if it was transient (OperationalError)
             self.stats.fallback_batches += 1
             log.warning(
@@ -182,6 +186,10 @@ class IngestLoop:
             self.stats.dropped += len(by_cab[cab])
             log.warning("dropped %d event(s): no cabinet %r in the registry", len(by_cab[cab]), cab)
         self.stats.stored += sum(stored.values())
+        self.stats.batched += batch.taken
+        for send in batch.sends:  # committed: now the cabinets may have them
+            self.publish(cmd_topic(send.cab), send.payload)
+            self.stats.commands_sent += 1
         for cab, result in results.items():
             self.stats.applied += result.applied
             self.stats.cabinets.add(cab)
@@ -218,7 +226,7 @@ class IngestLoop:
     )
     def _store_and_apply_all(
         self, by_cab: dict[str, list[EventBase]], received_at: dict[str, datetime]
-    ) -> tuple[list[str], dict[str, int], dict[str, ApplyResult]]:
+    ) -> tuple[list[str], dict[str, int], dict[str, ApplyResult], DepositBatch]:
         """Lock, store and apply every cabinet of the batch in one transaction; commit once.
 
         The locks come first, all of them, in id order: a transaction that holds one cabinet
@@ -260,12 +268,13 @@ class IngestLoop:
                     for cab in sorted(known)
                 }
                 batch.flush(session)
+                batch.drop_superseded(session)
                 session.commit()
             except BaseException:
                 session.rollback()
                 raise
             del preloaded
-        return [cab for cab in by_cab if cab not in cabinets], stored, results
+        return [cab for cab in by_cab if cab not in cabinets], stored, results, batch
 
     def _ingest(self, cab: str, events: list[EventBase], received_at: datetime) -> int | None:
         """Store, then apply, one cabinet's events, each step committed; ack; return the upto."""

@@ -203,9 +203,11 @@ class Worker:
                     "dropped a message on %r: the cloud does not subscribe to it", received.topic
                 )
         if events:
-            applied_before = self.ingest.stats.applied
+            stats = self.ingest.stats
+            applied_before, batched_before = stats.applied, stats.batched
             self.ingest.handle(events)
-            urgent |= self.ingest.stats.applied != applied_before
+            # Batched deposits' codes.put went out already; any other event may have queued one.
+            urgent |= stats.applied - applied_before > stats.batched - batched_before
         if acks:
             self._acks(acks)
         return urgent

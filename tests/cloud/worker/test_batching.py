@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from cloud.db.models import Cabinet, CommandOutbox, InboxEvent, NoticeOutbox, Parcel, ParcelEvent
 from cloud.worker import IngestLoop
 from cloud.worker.mqtt import Received
-from protocol.codec import decode_event_ack, encode
+from protocol.codec import decode_command, decode_event_ack, encode
 from protocol.messages import Ack, EventBase
 from protocol.topics import event_topic
 from tests.cloud.db.builders import SEAL_KEY, T0, deposited, register_cabinet
@@ -45,13 +45,17 @@ def deliveries(pairs: Iterable[tuple[str, int]]) -> list[Received]:
 
 
 class Acks:
-    """A publisher that records the event-acks the loop sends."""
+    """A publisher that records the event-acks the loop sends, and the commands."""
 
     def __init__(self) -> None:
         self.upto: dict[str, list[int]] = {}
+        self.commands: list[tuple[str, str]] = []  # (cabinet, command id)
 
     def __call__(self, topic: str, payload: bytes) -> bool:
-        cab = topic.split("/")[2]
+        cab, kind = topic.split("/")[2:4]
+        if kind == "cmd":
+            self.commands.append((cab, decode_command(payload, cab=cab).id))
+            return True
         self.upto.setdefault(cab, []).append(decode_event_ack(payload).upto)
         return True
 
@@ -116,6 +120,11 @@ def test_one_batch_of_cabinets_with_duplicates_and_a_gap(cabinets: Engine) -> No
     assert count(cabinets, ParcelEvent) == distinct(cabinets, ParcelEvent.parcel_row_id) == 7
     assert count(cabinets, CommandOutbox, CommandOutbox.type == "codes.put") == 7
     assert count(cabinets, NoticeOutbox) == 7
+    # Each deposit's codes.put went out after its commit, once, and its row says it was sent.
+    with Session(cabinets) as session:
+        sent = session.exec(select(CommandOutbox.cabinet_id, CommandOutbox.id)).all()
+        assert sorted(acks.commands) == sorted(sent)
+        assert {row.send_count for row in session.exec(select(CommandOutbox))} == {1}
 
 
 def test_a_batch_that_fails_midway_commits_nothing_and_is_redone_cabinet_by_cabinet(
@@ -181,14 +190,13 @@ def test_two_workers_on_interleaved_cabinets_apply_each_event_once(
 def test_acks_of_a_batch_are_recorded_together(cabinets: Engine) -> None:
     from cloud.worker import CommandDispatcher
 
-    ingest = loop(cabinets, Acks())
+    published = Acks()
+    ingest = loop(cabinets, published)
     ingest.handle(deliveries([("CAB-1", 1), ("CAB-1", 2), ("CAB-2", 1)]))
+    assert len(published.commands) == 3  # the ingest loop sent each codes.put after its commit
     sent: list[bytes] = []
     commands = CommandDispatcher(engine=cabinets, publish=lambda _t, p: sent.append(p))
-    assert commands.tick(NOW).sent == 3
-    assert (
-        CommandDispatcher(engine=cabinets, publish=lambda _t, p: sent.append(p)).tick(NOW).sent == 0
-    )  # claimed already: a second dispatcher sends none of them again
+    assert commands.tick(NOW).sent == 0  # claimed already: the dispatcher sends none again
     with Session(cabinets) as session:
         rows = session.exec(select(CommandOutbox).order_by(col(CommandOutbox.created_at))).all()
     by_cab = {(row.cabinet_id, row.id) for row in rows}

@@ -36,9 +36,9 @@ from cloud.db.models import (
 from cloud.db.sealing import unseal
 from cloud.services import deposit_batch
 from cloud.services.ingest import apply_pending, store_events
-from cloud.worker import IngestLoop
+from cloud.worker import CommandDispatcher, IngestLoop
 from cloud.worker.mqtt import Received
-from protocol.codec import encode
+from protocol.codec import decode_command, encode
 from protocol.hashing import code_hash
 from protocol.messages import EventBase
 from protocol.topics import event_topic
@@ -225,8 +225,19 @@ def test_a_batch_of_deposits_writes_what_the_per_event_path_writes(
     events = scenario()
     taken = count_batched(monkeypatch)
 
+    published: dict[str, list[tuple[str, str]]] = {"batched": [], "per_event": []}
+
+    def publisher(side: str) -> Callable[[str, bytes], bool]:
+        def publish(topic: str, payload: bytes) -> bool:
+            if topic.endswith("/cmd"):
+                command = decode_command(payload)
+                published[side].append((command.type, command.model_dump_json(include={"data"})))
+            return True
+
+        return publish
+
     ingest = IngestLoop(
-        engine=batched, publish=lambda *_: True, seal_key=SEAL_KEY, clock=lambda: NOW
+        engine=batched, publish=publisher("batched"), seal_key=SEAL_KEY, clock=lambda: NOW
     )
     ingest.randbelow = Draws()
     received = [Received(event_topic(e.cab), encode(e), NOW) for e in events]
@@ -241,6 +252,12 @@ def test_a_batch_of_deposits_writes_what_the_per_event_path_writes(
             mine = [e for e in events if e.cab == cab]
             store_events(session=session, cab=cab, envelopes=mine, now=NOW)
             apply_pending(session=session, cab=cab, now=NOW, seal_key=SEAL_KEY, randbelow=draws)
+    # The per-event path leaves its commands to the dispatcher; the batch sent its deposits'
+    # codes.put itself, and the dispatcher sends what the batch's other events queued.
+    for engine, side in ((batched, "batched"), (per_event, "per_event")):
+        CommandDispatcher(engine=engine, publish=publisher(side)).tick(NOW)
+    assert sorted(published["batched"]) == sorted(published["per_event"])
+    assert len(published["batched"]) >= 5
     assert snapshot(batched) == snapshot(per_event)
 
     # And what that is, in a user's terms.
