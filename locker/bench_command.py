@@ -365,6 +365,17 @@ def _print_cloud(console: Any, figures: dict[str, Any]) -> None:
         f"{figures['bare_ingest']['peak_handled_per_s']:.0f} /s); load average at the end "
         f"{setup['loadavg_at_end']} on {setup['cpus']} CPUs"
     )
+    for name, phase in (("worker", worker), ("bare ingest", figures["bare_ingest"])):
+        by_role = phase.get("cpu_ms_per_event_by_role")
+        if by_role:
+            parts = ", ".join(f"{role} {ms}" for role, ms in by_role.items() if role != "total")
+            cpus = setup["cpus"] or 1
+            console.print(
+                f"CPU ms per event, {name} phase: {parts}; total {by_role['total']}, so "
+                f"{cpus} CPUs hold at most ~{1000 * cpus / by_role['total']:.0f} events/s"
+                if by_role["total"]
+                else f"CPU ms per event, {name} phase: {parts}"
+            )
     db = check["database"]
     console.print(
         f"checks: {check['published']} published, {check['codes_put_received']} codes.put "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, text
 from sqlmodel import Field, SQLModel
 
 from cloud.db.scan_models import ScanOtp  # noqa: F401  (its table joins this metadata)
@@ -254,6 +254,9 @@ class InboxEvent(SQLModel, table=True):
 # --- outboxes -------------------------------------------------------------------------------------
 
 
+COMMANDS_IN_PLAY = "acked_at IS NULL AND ack_error IS NULL AND superseded_by IS NULL"
+
+
 class CommandOutbox(SQLModel, table=True):
     """A command to a cabinet: resent until acked, expired or superseded. `id` is the envelope's.
 
@@ -266,6 +269,15 @@ class CommandOutbox(SQLModel, table=True):
     __table_args__ = (
         Index("ix_command_outbox_pending", "cabinet_id", "acked_at", "created_at"),
         Index("ix_command_outbox_parcel", "cabinet_id", "parcel_id"),
+        # What the dispatcher reads every second: only the commands still in play, so its
+        # query costs what is unacked (a few in-flight rows), not what the outbox ever held.
+        Index(
+            "ix_command_outbox_due",
+            "created_at",
+            "id",
+            postgresql_where=text(COMMANDS_IN_PLAY),
+            sqlite_where=text(COMMANDS_IN_PLAY),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=ID_LENGTH)

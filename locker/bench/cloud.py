@@ -149,8 +149,9 @@ def _mqtt_client(client_id: str):
         protocol=mqtt.MQTTv311,
         clean_session=True,
     )
-    # Loopback: let QoS 1 messages flow without waiting on PUBACKs in lockstep.
-    client.max_inflight_messages_set(1000)
+    # No inflight limit (0): QoS 1 messages flow without waiting on PUBACKs in lockstep, and
+    # paho skips its scan of every unacked message at each PUBACK (`cloud.worker.mqtt`).
+    client.max_inflight_messages_set(0)
     return client
 
 
@@ -577,6 +578,41 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _postgres_pids() -> list[int]:
+    """The local PostgreSQL server's processes (its backends do the database's work)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    pids.append(int(entry.name))
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds used by groups of processes between `start` and `stop`."""
+
+    def __init__(self, roles: dict[str, Callable[[], Sequence[int]]]) -> None:
+        self.roles = roles
+        self._before: dict[str, dict[int, float]] = {}
+
+    def _read(self) -> dict[str, dict[int, float]]:
+        return {role: {pid: _cpu_s(pid) for pid in pids()} for role, pids in self.roles.items()}
+
+    def start(self) -> None:
+        self._before = self._read()
+
+    def stop(self) -> dict[str, float]:
+        after = self._read()
+        # A process that started meanwhile counts from 0; one that ended is not counted.
+        return {
+            role: round(
+                sum(cpu - self._before.get(role, {}).get(pid, 0.0) for pid, cpu in now.items()), 2
+            )
+            for role, now in after.items()
+        }
+
+
 # --- the harness: database ------------------------------------------------------------------------
 
 
@@ -731,6 +767,8 @@ class Phase:
     steps: list[dict[str, Any]] = field(default_factory=list)  # rate, start_ns, end_ns, late
     cpu_s: float = 0.0  # of the measured process(es): the worker(s) or the bare ingester
     wall_s: float = 0.0
+    # CPU seconds of every process the phase ran, by role: what the machine spent on it.
+    cpu_by_role: dict[str, float] = field(default_factory=dict)
 
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -738,6 +776,8 @@ Progress = Callable[[str, dict[str, Any]], None]
 
 def run_bench(options: Options, progress: Progress | None = None) -> dict[str, Any]:
     """Run both phases on fresh processes; return the figures (see the module's docstring)."""
+    from sqlalchemy.engine import make_url
+
     say = progress or (lambda _what, _info: None)
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="locker-bench-cloud-")))
@@ -806,6 +846,21 @@ def run_bench(options: Options, progress: Progress | None = None) -> dict[str, A
         for worker in workers:
             worker.wait_subscribed()
         worker_phase = Phase("worker")
+        shared: dict[str, Callable[[], Sequence[int]]] = {
+            "publishers": lambda: [p.process.pid for p in publishers],
+            "broker": lambda: [broker.process.pid] if options.broker is None else [],
+            "postgresql": _postgres_pids
+            if make_url(url).get_backend_name() == "postgresql"
+            else list,
+        }
+        meter = CpuMeter(
+            {
+                "worker": lambda: [w.process.pid for w in workers],
+                "cabinets_side": lambda: [cmd_side.process.pid],
+                **shared,
+            }
+        )
+        meter.start()
         cpu_before = sum(w.cpu_s() for w in workers)
         wall_before = time.monotonic()
         _run_steps(
@@ -818,6 +873,7 @@ def run_bench(options: Options, progress: Progress | None = None) -> dict[str, A
         # Over the steps and the drain: all the work the phase's events caused.
         worker_phase.cpu_s = sum(w.cpu_s() for w in workers) - cpu_before
         worker_phase.wall_s = time.monotonic() - wall_before
+        worker_phase.cpu_by_role = meter.stop()
         # The acks the cabinets sent must be recorded before the workers go, or they'd resend.
         _wait(lambda: _count_acked(url) >= published_1, 30)
         for worker in workers:
@@ -837,6 +893,8 @@ def run_bench(options: Options, progress: Progress | None = None) -> dict[str, A
                 env,
             )
             stack.callback(bare.kill)
+            meter = CpuMeter({"bare_ingest": lambda: [bare.process.pid], **shared})
+            meter.start()
             cpu_before = _cpu_s(bare.process.pid)
             wall_before = time.monotonic()
             _run_steps(
@@ -848,6 +906,7 @@ def run_bench(options: Options, progress: Progress | None = None) -> dict[str, A
             )
             bare_phase.cpu_s = _cpu_s(bare.process.pid) - cpu_before
             bare_phase.wall_s = time.monotonic() - wall_before
+            bare_phase.cpu_by_role = meter.stop()
             words = bare.close() or {}
             bare_stored = int(words.get("stored", 0))
 
@@ -1139,6 +1198,7 @@ def _figures(
             "cpu_ms_per_event": round(1000 * worker_phase.cpu_s / len(phase_1), 3)
             if len(phase_1)
             else None,
+            "cpu_ms_per_event_by_role": _per_event(worker_phase.cpu_by_role, len(phase_1)),
             "logs": worker_logs,
         },
         "bare_ingest": {
@@ -1148,6 +1208,7 @@ def _figures(
             "cpu_ms_per_event": round(1000 * bare_phase.cpu_s / len(phase_2), 3)
             if len(phase_2)
             else None,
+            "cpu_ms_per_event_by_role": _per_event(bare_phase.cpu_by_role, len(phase_2)),
         },
         "summary": {
             "sustained_per_s": worker_summary["sustained_per_s"],
@@ -1162,6 +1223,14 @@ def _figures(
         },
         "consistency": consistency,
     }
+
+
+def _per_event(cpu_by_role: dict[str, float], events: int) -> dict[str, float] | None:
+    """CPU ms per event of each role, and their total: what one event costs the machine."""
+    if not events or not cpu_by_role:
+        return None
+    shares = {role: round(1000 * cpu / events, 3) for role, cpu in cpu_by_role.items()}
+    return {**shares, "total": round(sum(shares.values()), 3)}
 
 
 def main(argv: list[str] | None = None) -> None:

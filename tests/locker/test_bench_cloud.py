@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.services import Mosquitto
 
 LOCKER = Path(sys.executable).parent / "locker"
@@ -79,6 +81,20 @@ def test_bench_cloud_handles_every_event_once_on_postgres(
             latency = step["latency_ms"]
             assert step["handled"] == step["published"]
             assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+    # What each process spent per event; the broker is the test's own, so not counted.
+    by_role = figures["worker"]["cpu_ms_per_event_by_role"]
+    assert set(by_role) == {
+        "worker",
+        "cabinets_side",
+        "publishers",
+        "broker",
+        "postgresql",
+        "total",
+    }
+    assert by_role["worker"] > 0 and by_role["publishers"] > 0 and by_role["postgresql"] > 0
+    assert by_role["broker"] == 0
+    assert by_role["total"] == pytest.approx(sum(v for k, v in by_role.items() if k != "total"))
+    assert set(figures["bare_ingest"]["cpu_ms_per_event_by_role"]) >= {"bare_ingest", "total"}
     assert figures["worker"]["logs"]["worker-0.log"]["tracebacks"] == 0
     assert figures["setup"]["cabinets"] == 20
     assert figures["targets"] == {
