@@ -222,13 +222,8 @@ class DepositBatch:
         repo.insert_rows(
             session=session, model=ParcelEvent, rows=[t for r in rows for t in r.timeline]
         )
-        # As `repo.supersede_codes_puts`: an older unacked put of the parcel is never sent again.
-        newest = {(c["cabinet_id"], c["parcel_id"]): c["id"] for c in commands}
-        older = repo.unacked_codes_puts(session=session, parcels=newest)
-        repo.mark_superseded(
-            session=session,
-            by={old_id: newest[(cab, parcel_id)] for old_id, cab, parcel_id in older},
-        )
+        # No older codes.put to supersede (`repo.supersede_codes_puts`): a put is only ever
+        # queued for a parcel row, parcel rows are never deleted, and these parcel_ids had none.
         repo.insert_rows(session=session, model=CommandOutbox, rows=commands)
         notices = [n for r in rows for n in r.notices]
         if notices:

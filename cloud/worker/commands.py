@@ -22,9 +22,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, or_, tuple_, update
+from sqlalchemy import Engine, and_, or_, update
 from sqlmodel import Session, col, select
 
+from cloud.db import bulk
 from cloud.db.engine import write_session
 from cloud.db.models import CommandOutbox
 from protocol.codec import decode_command, encode
@@ -125,19 +126,24 @@ class CommandDispatcher:
         with Session(self.engine) as session:
             connection = write_session(session)
             ok = {(ack.cmd, cab) for cab, ack in acks if ack.ok}
-            if ok:
-                result = connection.execute(
-                    update(CommandOutbox)
-                    .where(
-                        tuple_(col(CommandOutbox.id), col(CommandOutbox.cabinet_id)).in_(
-                            sorted(ok)
-                        ),
-                        col(CommandOutbox.acked_at).is_(None),
-                    )
-                    .values(acked_at=now, ack_ok=True, ack_error=None)
-                    .returning(col(CommandOutbox.id), col(CommandOutbox.cabinet_id))
-                )
-                recorded.update((row[0], row[1]) for row in result)
+            changed = bulk.update_rows(
+                connection,
+                CommandOutbox.__table__,
+                [
+                    {
+                        "id": cmd,
+                        "cabinet_id": cab,
+                        "acked_at": now,
+                        "ack_ok": True,
+                        "ack_error": None,
+                    }
+                    for cmd, cab in sorted(ok)
+                ],
+                key=("id", "cabinet_id"),
+                only_if_null=("acked_at",),
+                returning=("id", "cabinet_id"),
+            )
+            recorded.update((row[0], row[1]) for row in changed)
             for cab, ack in acks:
                 if ack.ok:
                     continue
