@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -154,9 +155,22 @@ def sites_and_compartments(
     return loaded
 
 
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A stored, not yet applied event as the apply step reads it (`pending_events`): the
+    columns of an `InboxEvent` row, read as a plain row rather than an ORM object."""
+
+    cabinet_id: str
+    seq: int
+    event_id: str
+    type: str
+    ts: datetime
+    data: dict[str, Any]
+
+
 def pending_events(
     *, session: Session, cabinets: Iterable[Cabinet], limit: int
-) -> dict[str, list[InboxEvent]]:
+) -> dict[str, list[StoredEvent]]:
     """Return the stored, not yet applied events of each cabinet, in seq order (one query).
 
     A cabinet with `limit` or more of them is left out (its caller reads it in batches), and so
@@ -165,16 +179,17 @@ def pending_events(
     by_id = {cabinet.id: cabinet for cabinet in cabinets}
     if not by_id:
         return {}
+    events = InboxEvent.__table__.c
     statement = (
-        select(InboxEvent)
-        .join(Cabinet, col(Cabinet.id) == col(InboxEvent.cabinet_id))
-        .where(col(InboxEvent.cabinet_id).in_(sorted(by_id)))
-        .where(col(InboxEvent.seq) > col(Cabinet.applied_upto))
-        .order_by(col(InboxEvent.cabinet_id), col(InboxEvent.seq))
+        select(events.cabinet_id, events.seq, events.event_id, events.type, events.ts, events.data)
+        .join(Cabinet, col(Cabinet.id) == events.cabinet_id)
+        .where(events.cabinet_id.in_(sorted(by_id)))
+        .where(events.seq > col(Cabinet.applied_upto))
+        .order_by(events.cabinet_id, events.seq)
         .limit(limit)
     )
-    rows = session.exec(statement).all()
-    found: dict[str, list[InboxEvent]] = {cab: [] for cab in by_id}
+    rows = [StoredEvent(*row) for row in _core_rows(session, statement)]
+    found: dict[str, list[StoredEvent]] = {cab: [] for cab in by_id}
     for row in rows:
         found[row.cabinet_id].append(row)
     if len(rows) >= limit:  # the query stopped in the last cabinet read: it and those after

@@ -178,14 +178,16 @@ class DepositBatch:
         self.new_parcel_ids.discard(parcel.parcel_id)  # not new any more: a second is not taken
         self._doors[(cab, parcel.compartment)] = "occupied"
 
-    def mark_applied(self, row: InboxEvent, *, at: datetime, anomaly: str | None) -> None:
+    def mark_applied(
+        self, row: InboxEvent | repo.StoredEvent, *, at: datetime, anomaly: str | None
+    ) -> None:
         """Mark a stored event applied (with its anomaly, if the core refused it) at `flush`."""
         self._applied.append(
             {"cab": row.cabinet_id, "event_seq": row.seq, "at": at, "anomaly": anomaly}
         )
-        # The loaded row says so at once, and is not dirty: the UPDATE is `flush`'s.
-        for name, value in (("applied", True), ("applied_at", at), ("anomaly", anomaly)):
-            set_committed_value(row, name, value)
+        if isinstance(row, InboxEvent):  # a loaded row says so at once, not dirty: `flush` writes
+            for name, value in (("applied", True), ("applied_at", at), ("anomaly", anomaly)):
+                set_committed_value(row, name, value)
 
     def advance(self, cabinet: Cabinet, applied_upto: int) -> None:
         """Set a cabinet's `applied_upto` at `flush` (the loaded row says so at once)."""

@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 APPLY_BATCH = 500
 
 
+# A stored event being applied: an ORM row, or a plain one (`repo.pending_events`).
+StoredRow = InboxEvent | repo.StoredEvent
+
+
 class UnknownCabinet(LookupError):
     """An event names a cabinet the registry does not have: a foreign message, to be dropped."""
 
@@ -203,7 +207,7 @@ def apply_locked(
     randbelow: RandBelow = secrets.randbelow,
     limit: int = APPLY_BATCH,
     batch: DepositBatch | None = None,
-    pending: Sequence[InboxEvent] | None = None,
+    pending: Sequence[repo.StoredEvent] | None = None,
 ) -> ApplyResult:
     """Apply what `apply_pending` would, for a cabinet whose row the caller has locked.
 
@@ -259,6 +263,8 @@ def apply_locked(
         if batch is not None:  # one UPDATE for the transaction's events, not one each
             batch.mark_applied(row, at=now, anomaly=anomaly[:2000] if anomaly else None)
             continue
+        if not isinstance(row, InboxEvent):
+            raise TypeError("events read by repo.pending_events are applied with a DepositBatch")
         row.applied = True
         row.applied_at = now
         row.anomaly = anomaly[:2000] if anomaly else None
@@ -294,7 +300,7 @@ class _Applier:
     # The transaction's set-based deposits (`cloud.services.deposit_batch`), or None: per event.
     batch: DepositBatch | None = None
 
-    def apply(self, row: InboxEvent) -> str | None:
+    def apply(self, row: StoredRow) -> str | None:
         if self.batch is not None:
             if row.type == DEPOSITED and self._batched_deposit(row):
                 return None
@@ -312,7 +318,7 @@ class _Applier:
 
     # --- parcels ----------------------------------------------------------------------------------
 
-    def _parcel_deposited(self, row: InboxEvent, data: dict[str, Any]) -> str | None:
+    def _parcel_deposited(self, row: StoredRow, data: dict[str, Any]) -> str | None:
         existing = repo.get_parcel_by_parcel_id(session=self.session, parcel_id=data["parcel_id"])
         target = existing or repo.find_announcement(
             session=self.session, tracking_no=data["tracking_no"]
@@ -321,7 +327,7 @@ class _Applier:
         self._set_compartment(data["compartment"], state="occupied")
         return None
 
-    def _deposit(self, row: InboxEvent, data: dict[str, Any]) -> core.Deposit:
+    def _deposit(self, row: StoredRow, data: dict[str, Any]) -> core.Deposit:
         return core.Deposit(
             parcel_id=data["parcel_id"],
             cabinet_id=self.cabinet.id,
@@ -335,7 +341,7 @@ class _Applier:
             window_s=self.policy.pickup_window_s,
         )
 
-    def _batched_deposit(self, row: InboxEvent) -> bool:
+    def _batched_deposit(self, row: StoredRow) -> bool:
         """Leave a new parcel's deposit to the batch; False: it takes the per-event path."""
         assert self.batch is not None
         if not self.batch.takes(row.data):
@@ -355,7 +361,7 @@ class _Applier:
             return False  # the per-event path refuses it again, and records why
         return True
 
-    def _parcel_picked_up(self, row: InboxEvent, data: dict[str, Any]) -> str | None:
+    def _parcel_picked_up(self, row: StoredRow, data: dict[str, Any]) -> str | None:
         event = core.PickUp(
             parcel_id=data["parcel_id"],
             compartment=data["compartment"],
@@ -364,7 +370,7 @@ class _Applier:
         )
         return self._left_locker(row, data, event)
 
-    def _parcel_retrieved(self, row: InboxEvent, data: dict[str, Any]) -> str | None:
+    def _parcel_retrieved(self, row: StoredRow, data: dict[str, Any]) -> str | None:
         event = core.Retrieve(
             parcel_id=data["parcel_id"],
             compartment=data["compartment"],
@@ -375,7 +381,7 @@ class _Applier:
         return self._left_locker(row, data, event)
 
     def _left_locker(
-        self, row: InboxEvent, data: dict[str, Any], event: core.PickUp | core.Retrieve
+        self, row: StoredRow, data: dict[str, Any], event: core.PickUp | core.Retrieve
     ) -> str | None:
         # The door is empty whatever the cloud thinks of the parcel: the cabinet saw it go.
         self._set_compartment(data["compartment"], state="free")
@@ -389,7 +395,7 @@ class _Applier:
             return f"{type(err).__name__}: {err}"
         return None
 
-    def _notice_resend_requested(self, row: InboxEvent, data: dict[str, Any]) -> str | None:
+    def _notice_resend_requested(self, row: StoredRow, data: dict[str, Any]) -> str | None:
         phone = data["phone"]
         parcels = repo.live_parcels(session=self.session, cab=self.cabinet.id, phone=phone)
         if not parcels:
@@ -418,7 +424,7 @@ class _Applier:
         self._live_hashes.add(code.code_hash)
         return code
 
-    def _transition(self, row: InboxEvent, target: Any, event: core.Event) -> None:
+    def _transition(self, row: StoredRow, target: Any, event: core.Event) -> None:
         before = repo.parcel_to_core(target) if target is not None else None
         after, effects = core.apply(before, event, self.now)  # raises before anything is written
         stored = repo.store_parcel(session=self.session, row=target, parcel=after, now=self.now)
@@ -435,7 +441,7 @@ class _Applier:
 
     # --- compartments and alarms ------------------------------------------------------------------
 
-    def _compartment_service(self, row: InboxEvent, data: dict[str, Any]) -> str | None:
+    def _compartment_service(self, row: StoredRow, data: dict[str, Any]) -> str | None:
         compartment = self.session.get(Compartment, (self.cabinet.id, data["compartment"]))
         if compartment is None:
             return f"compartment {data['compartment']!r} is not in the cabinet's inventory"
@@ -446,13 +452,13 @@ class _Applier:
         self._compartment_clock(row, data["compartment"], usable=compartment.in_service)
         return None
 
-    def _lock_fault(self, row: InboxEvent, data: dict[str, Any]) -> str | None:
+    def _lock_fault(self, row: StoredRow, data: dict[str, Any]) -> str | None:
         self._alarm(row, data)
         self._set_compartment(data["compartment"], state="faulted")
         self._compartment_clock(row, data["compartment"], usable=False)
         return None
 
-    def _compartment_clock(self, row: InboxEvent, compartment_id: str, *, usable: bool) -> None:
+    def _compartment_clock(self, row: StoredRow, compartment_id: str, *, usable: bool) -> None:
         """Pause (or resume) the deadline of the parcel behind a faulted (or repaired) door."""
         for target in repo.live_parcels(
             session=self.session, cab=self.cabinet.id, compartment=compartment_id
@@ -463,7 +469,7 @@ class _Applier:
             if event is not None:
                 self._transition(row, target, event)
 
-    def _alarm(self, row: InboxEvent, data: dict[str, Any]) -> str | None:
+    def _alarm(self, row: StoredRow, data: dict[str, Any]) -> str | None:
         detail = data.get("detail") or (f"{data['seconds']} s" if "seconds" in data else "")
         self.session.add(
             Alarm(
