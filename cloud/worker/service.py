@@ -2,9 +2,10 @@
 
 paho's thread only queues deliveries (`cloud.worker.mqtt`); `Worker.run` drains the queue in
 batches and routes them: events to `IngestLoop`, presence to `PresenceTracker`, command acks to
-`CommandDispatcher.record_ack`. After every batch that applied events, and at least every
-`dispatch_every_s`, the dispatcher publishes due commands (the `codes.put` of a fresh deposit
-goes out right after its event is applied); the same tick runs the housekeeper
+`CommandDispatcher.record_ack`. The `codes.put` of a new parcel's deposit is published by the
+ingest loop right after the transaction that wrote it (`cloud.services.deposit_batch`); after a
+batch whose other events may have queued commands, and at least every `dispatch_every_s`, the
+dispatcher publishes what is due (those, and resends); the same tick runs the housekeeper
 (`cloud.worker.schedule`): reminders and expiry, and notices when given a notice dispatcher.
 """
 
