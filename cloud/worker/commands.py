@@ -1,20 +1,20 @@
 """The command outbox dispatcher: publish each command, resend it until acked or expired.
 
-Every command to a cabinet is a `command_outbox` row, written in the transaction of the change
-that caused it. `CommandDispatcher.tick(now)` publishes the rows that are due: never sent, or sent
-`resend_interval_s` ago without an ack (a new parcel's `codes.put` is written sent and published
-by the ingest loop, `cloud.services.deposit_batch`: here it is only ever resent). The due query
-reads a partial index of the commands still in play (`ix_command_outbox_due`), so its cost is
-what is unacked, not what the outbox ever held. Any number of workers may tick at once: a row
-is claimed with a conditional `UPDATE` (the one whose update hits the row publishes; first sends
-are claimed many to one `UPDATE ... RETURNING`), so each send happens once. The claim is
-committed before the publish, so a crash in between costs one resend interval, never a lost
-command. A row whose `expires_at` passed unacked is marked expired (`ack_ok` false, `ack_error` saying so) and never
-sent again: the cabinet would drop it anyway. A `codes.put` superseded by a later `codes.revoke`
-or `codes.put` of its parcel (`superseded_by`, set where the later one is queued:
-`repo.supersede_codes_puts`) is never sent again either, so a resend cannot reach the cabinet
-after the command that undid it. `record_acks` stores the cabinets' answers, a batch of them in
-one transaction (a superseded command the cabinet got anyway is acked like any other).
+Every command to a cabinet is a `command_outbox` row, written in the transaction of the change that
+caused it. `CommandDispatcher.tick(now)` publishes the rows that are due: never sent, or sent
+`resend_interval_s` ago without an ack (a new parcel's `codes.put` is written sent and published by
+the ingest loop, `cloud.services.deposit_batch`: here it is only ever resent). The due query reads a
+partial index of the commands still in play (`ix_command_outbox_due`), so its cost is what is
+unacked, not what the outbox ever held. Any number of workers may tick at once: a row is claimed
+with a conditional `UPDATE` (the one whose update hits the row publishes; first sends are claimed
+many to one `UPDATE ... RETURNING`), so each send happens once. The claim is committed before the
+publish, so a crash in between costs one resend interval, never a lost command. A row whose
+`expires_at` passed unacked is marked expired (`ack_ok` false, `ack_error` saying so) and never sent
+again: the cabinet would drop it anyway. A `codes.put` superseded by a later `codes.revoke` or
+`codes.put` of its parcel (`superseded_by`, set where the later one is queued:
+`repo.supersede_codes_puts`) is never sent again either, so a resend cannot reach the cabinet after
+the command that undid it. `record_acks` stores the cabinets' answers, a batch of them in one
+transaction (a superseded command the cabinet got anyway is acked like any other).
 """
 
 from __future__ import annotations
