@@ -203,6 +203,7 @@ class Mosquitto:
             f"listener {self.port} {self.host}",
             f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
             "persistence true",
+            "set_tcp_nodelay true",  # as deploy/compose/mosquitto.conf
             f"persistence_location {self.workdir}/",
             "max_queued_messages 1000000",
             "log_dest stderr",

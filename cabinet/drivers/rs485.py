@@ -60,6 +60,7 @@ _STOP, _UNLOCK, _READ, _POLL = 0, 1, 2, 3
 # is still seen within this time.
 MAX_POLL_HOLD_S = 10.0
 
+
 @dataclass(frozen=True)
 class BoardSpec:
     """One board on the bus: its DIP address and the variant quirks it has."""

@@ -112,7 +112,7 @@ def update_rows(
         sql = (
             f"UPDATE {_quote(table.name)} AS t SET "
             + ", ".join(assignments)
-            + f" FROM {_recordset(table, names)} WHERE {' AND '.join(where)}"
+            + f" FROM {_sized_recordset(table, names, len(rows))} WHERE {' AND '.join(where)}"
         )
         if returning:
             sql += f" RETURNING {', '.join('t.' + _quote(name) for name in returning)}"
@@ -184,6 +184,18 @@ def _sql_type(column_type: TypeEngine[Any]) -> str:
 def _recordset(table: Table, names: Sequence[str], alias: str = "u") -> str:
     columns = ", ".join(f"{_quote(name)} {_sql_type(table.c[name].type)}" for name in names)
     return f"json_to_recordset(%s::json) AS {alias}({columns})"
+
+
+def _sized_recordset(table: Table, names: Sequence[str], rows: int) -> str:
+    """The recordset of an UPDATE's rows, with a bound on their number the planner can see.
+
+    PostgreSQL guesses 100 rows for any `json_to_recordset`, and against a table of some
+    thousand rows that guess makes a hash join over all of them: updating one compartment of
+    24,000 took 5.8 ms, where an index lookup takes 0.1. A LIMIT of the next power of two gives
+    it the right size at the cost of a few statement texts per table.
+    """
+    bound = 1 << max(0, rows - 1).bit_length()
+    return f"(SELECT * FROM {_recordset(table, names, alias='r')} LIMIT {bound}) AS u"
 
 
 def _document(names: Sequence[str], rows: Sequence[Row]) -> tuple[str]:

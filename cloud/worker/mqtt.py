@@ -16,8 +16,10 @@ and the cabinet sends them again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
+import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +58,15 @@ def parse_broker_url(url: str) -> tuple[str, int]:
     if parts.path not in ("", "/"):
         raise BrokerUrlError(f"broker URL {url!r} has a path; use mqtt://host:port")
     return parts.hostname, port
+
+
+def _no_delay(_client: mqtt.Client, _userdata: object, sock: object) -> None:
+    """Send small packets at once: paho leaves Nagle's algorithm on, and an `event-ack` written
+    right behind a `codes.put` then waits for the broker's delayed ACK, 40 ms on Linux (the p50
+    of `locker bench cloud` at 25 events/s was 42 ms)."""
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +118,7 @@ class MqttClient:
         # unacked message at each PUBACK: `locker bench cloud` measured that scan at a tenth of
         # the worker's CPU. The broker bounds what it queues for us; we bound nothing it needs.
         self._client.max_inflight_messages_set(0)
+        self._client.on_socket_open = _no_delay
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe

@@ -152,6 +152,12 @@ def _mqtt_client(client_id: str):
     # No inflight limit (0): QoS 1 messages flow without waiting on PUBACKs in lockstep, and
     # paho skips its scan of every unacked message at each PUBACK (`cloud.worker.mqtt`).
     client.max_inflight_messages_set(0)
+
+    def no_delay(_c: Any, _u: Any, sock: Any) -> None:  # as cloud.worker.mqtt does
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    client.on_socket_open = no_delay
     return client
 
 
@@ -445,6 +451,7 @@ class OwnBroker:
             "persistence false",
             # Hold a whole backlog for a slow subscriber instead of dropping QoS 1 messages.
             "max_queued_messages 10000000",
+            "set_tcp_nodelay true",  # as deploy/compose/mosquitto.conf
             "log_dest stderr",
         ]
         if os.geteuid() == 0:
