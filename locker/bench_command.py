@@ -369,12 +369,9 @@ def _print_cloud(console: Any, figures: dict[str, Any]) -> None:
         by_role = phase.get("cpu_ms_per_event_by_role")
         if by_role:
             parts = ", ".join(f"{role} {ms}" for role, ms in by_role.items() if role != "total")
-            cpus = setup["cpus"] or 1
             console.print(
-                f"CPU ms per event, {name} phase: {parts}; total {by_role['total']}, so "
-                f"{cpus} CPUs hold at most ~{1000 * cpus / by_role['total']:.0f} events/s"
-                if by_role["total"]
-                else f"CPU ms per event, {name} phase: {parts}"
+                f"CPU ms per event, {name} phase (the whole phase, low rates included: an "
+                f"event costs less in a bigger batch): {parts}; total {by_role['total']}"
             )
     db = check["database"]
     console.print(
