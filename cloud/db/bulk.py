@@ -160,24 +160,24 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+# The type a column's values are read as from the JSON document, first match wins (a BigInteger
+# is an Integer too). Strings as text, not varchar(n): assigning text to the column refuses a
+# value that is too long, as a plain INSERT does.
+_SQL_TYPES: tuple[tuple[type[TypeEngine[Any]], str], ...] = (
+    (DateTime, "timestamptz"),
+    (BigInteger, "bigint"),
+    (Integer, "integer"),
+    (Boolean, "boolean"),
+    (JSON, "json"),
+    (String, "text"),
+)
+
+
 def _sql_type(column_type: TypeEngine[Any]) -> str:
-    """The type a column's values are read as from the JSON document."""
-    if isinstance(column_type, TypeDecorator):
-        column_type = column_type.impl_instance
-    if isinstance(column_type, DateTime):
-        return "timestamptz"
-    if isinstance(column_type, BigInteger):
-        return "bigint"
-    if isinstance(column_type, Integer):
-        return "integer"
-    if isinstance(column_type, Boolean):
-        return "boolean"
-    if isinstance(column_type, JSON):
-        return "json"
-    if isinstance(column_type, String):
-        # As text, not varchar(n): assigning text to the column refuses a value that is too long,
-        # as a plain INSERT does.
-        return "text"
+    plain = _plain(column_type)
+    for kind, name in _SQL_TYPES:
+        if isinstance(plain, kind):
+            return name
     raise NotImplementedError(f"no JSON form for a {column_type!r} column")
 
 
