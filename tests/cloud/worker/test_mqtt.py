@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from sqlalchemy import Engine
 
 from cloud.db.models import InboxEvent
 from cloud.worker import parse_broker_url
-from cloud.worker.mqtt import BrokerUrlError
+from cloud.worker.mqtt import BrokerUrlError, MqttClient
 from tests.cloud.db.builders import deposited
 from tests.cloud.worker.harness import (
     WAIT_S,
@@ -50,3 +52,21 @@ def test_one_plain_worker_survives_a_broker_restart(engine: Engine, mosquitto: M
         worker.stop()
         cabinet.close()
     assert count(engine, InboxEvent) == 10
+
+
+def test_the_worker_sends_small_packets_at_once(mosquitto: Mosquitto) -> None:
+    """TCP_NODELAY on every connection, a reconnect's too: with Nagle's algorithm an event-ack
+    written right behind a codes.put waits for the broker's delayed ACK (40 ms on Linux)."""
+    client = MqttClient(
+        host=mosquitto.host, port=mosquitto.port, client_id="nodelay", subscriptions=["x/#"]
+    )
+    client.start()
+    try:
+        for sessions in (1, 2):
+            wait_for(lambda n=sessions: client.sessions == n, WAIT_S, "the client to subscribe")
+            sock = client._client.socket()
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+            if sessions == 1:
+                mosquitto.restart()
+    finally:
+        client.stop()
