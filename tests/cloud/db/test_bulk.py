@@ -146,11 +146,13 @@ def test_rows_must_hold_the_same_columns(session: Session, cab: str) -> None:
         bulk.insert(session.connection(), InboxEvent.__table__, [_event(1), short])
 
 
+# PostgreSQL only: SQLite does not enforce varchar lengths.
+@pytest.mark.parametrize(
+    "db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 def test_a_value_too_long_for_its_column_is_refused_on_postgresql(
     session: Session, cab: str
 ) -> None:
-    if session.get_bind().dialect.name != "postgresql":
-        pytest.skip("SQLite does not enforce varchar lengths")
     with pytest.raises(DBAPIError, match="too long"):
         bulk.insert(session.connection(), InboxEvent.__table__, [_event(1, type="x" * 65)])
     session.rollback()
