@@ -217,6 +217,8 @@ def cloud(
     Then, in the same run, a bare durable ingest (a plain paho subscriber inserting the raw
     events in batches into one table of the same database) takes the same steps, as a yardstick.
     A step is kept up when >= 95 % of the offered rate is handled and the backlog does not grow.
+    Each phase also reports the CPU every process spent per event (worker, cabinets' side,
+    publishers, broker, PostgreSQL): what an event costs the whole machine, load included.
     """
     from rich.console import Console
 
