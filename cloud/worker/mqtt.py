@@ -60,7 +60,7 @@ def parse_broker_url(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
-def _no_delay(_client: mqtt.Client, _userdata: object, sock: object) -> None:
+def no_delay(_client: mqtt.Client, _userdata: object, sock: object) -> None:
     """Send small packets at once: paho leaves Nagle's algorithm on, and an `event-ack` written
     right behind a `codes.put` then waits for the broker's delayed ACK, 40 ms on Linux (the p50
     of `locker bench cloud` at 25 events/s was 42 ms)."""
@@ -118,7 +118,7 @@ class MqttClient:
         # unacked message at each PUBACK: `locker bench cloud` measured that scan at a tenth of
         # the worker's CPU. The broker bounds what it queues for us; we bound nothing it needs.
         self._client.max_inflight_messages_set(0)
-        self._client.on_socket_open = _no_delay
+        self._client.on_socket_open = no_delay
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe

@@ -143,6 +143,8 @@ def _say(message: dict[str, Any]) -> None:
 def _mqtt_client(client_id: str):
     import paho.mqtt.client as mqtt
 
+    from cloud.worker.mqtt import no_delay
+
     client = mqtt.Client(
         callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
@@ -152,11 +154,6 @@ def _mqtt_client(client_id: str):
     # No inflight limit (0): QoS 1 messages flow without waiting on PUBACKs in lockstep, and
     # paho skips its scan of every unacked message at each PUBACK (`cloud.worker.mqtt`).
     client.max_inflight_messages_set(0)
-
-    def no_delay(_c: Any, _u: Any, sock: Any) -> None:  # as cloud.worker.mqtt does
-        if isinstance(sock, socket.socket):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
     client.on_socket_open = no_delay
     return client
 
@@ -576,9 +573,6 @@ class WorkerProcess:
             time.sleep(0.1)
         raise RuntimeError(f"the worker did not subscribe in {timeout_s:g} s")
 
-    def cpu_s(self) -> float:
-        return _cpu_s(self.process.pid)
-
     def stop(self) -> None:
         _stop_pid(self.process, timeout_s=30)
 
@@ -874,7 +868,6 @@ def run_bench(options: Options, progress: Progress | None = None) -> dict[str, A
             }
         )
         meter.start()
-        cpu_before = sum(w.cpu_s() for w in workers)
         wall_before = time.monotonic()
         _run_steps(
             worker_phase, options, publishers, lambda: int(cmd_side.progress.get("codes", 0)), say
@@ -884,9 +877,9 @@ def run_bench(options: Options, progress: Progress | None = None) -> dict[str, A
             lambda: int(cmd_side.progress.get("codes", 0)), published_1, "worker", say
         )
         # Over the steps and the drain: all the work the phase's events caused.
-        worker_phase.cpu_s = sum(w.cpu_s() for w in workers) - cpu_before
         worker_phase.wall_s = time.monotonic() - wall_before
         worker_phase.cpu_by_role = meter.stop()
+        worker_phase.cpu_s = worker_phase.cpu_by_role["worker"]
         # The acks the cabinets sent must be recorded before the workers go, or they'd resend.
         _wait(lambda: _count_acked(url) >= published_1, 30)
         for worker in workers:
@@ -908,7 +901,6 @@ def run_bench(options: Options, progress: Progress | None = None) -> dict[str, A
             stack.callback(bare.kill)
             meter = CpuMeter({"bare_ingest": lambda: [bare.process.pid], **shared})
             meter.start()
-            cpu_before = _cpu_s(bare.process.pid)
             wall_before = time.monotonic()
             _run_steps(
                 bare_phase, options, publishers, lambda: int(bare.progress.get("stored", 0)), say
@@ -917,9 +909,9 @@ def run_bench(options: Options, progress: Progress | None = None) -> dict[str, A
             drained_2 = _drain(
                 lambda: int(bare.progress.get("stored", 0)), published_2, "bare ingest", say
             )
-            bare_phase.cpu_s = _cpu_s(bare.process.pid) - cpu_before
             bare_phase.wall_s = time.monotonic() - wall_before
             bare_phase.cpu_by_role = meter.stop()
+            bare_phase.cpu_s = bare_phase.cpu_by_role["bare_ingest"]
             words = bare.close() or {}
             bare_stored = int(words.get("stored", 0))
 
@@ -1205,24 +1197,10 @@ def _figures(
             "committed (bare ingest)",
         },
         "worker": {
-            "steps": worker_rows,
-            **worker_summary,
-            "cpu_s": round(worker_phase.cpu_s, 2),
-            "cpu_ms_per_event": round(1000 * worker_phase.cpu_s / len(phase_1), 3)
-            if len(phase_1)
-            else None,
-            "cpu_ms_per_event_by_role": _per_event(worker_phase.cpu_by_role, len(phase_1)),
+            **_phase_figures(worker_phase, worker_rows, worker_summary, len(phase_1)),
             "logs": worker_logs,
         },
-        "bare_ingest": {
-            "steps": bare_rows,
-            **bare_summary,
-            "cpu_s": round(bare_phase.cpu_s, 2),
-            "cpu_ms_per_event": round(1000 * bare_phase.cpu_s / len(phase_2), 3)
-            if len(phase_2)
-            else None,
-            "cpu_ms_per_event_by_role": _per_event(bare_phase.cpu_by_role, len(phase_2)),
-        },
+        "bare_ingest": _phase_figures(bare_phase, bare_rows, bare_summary, len(phase_2)),
         "summary": {
             "sustained_per_s": worker_summary["sustained_per_s"],
             "bare_sustained_per_s": bare_summary["sustained_per_s"],
@@ -1235,6 +1213,19 @@ def _figures(
             "p99_ms_at_1000": TARGET_P99_MS,
         },
         "consistency": consistency,
+    }
+
+
+def _phase_figures(
+    phase: Phase, rows: list[dict[str, Any]], summary: dict[str, Any], events: int
+) -> dict[str, Any]:
+    """A phase's steps, sustained rate and what its events cost in CPU."""
+    return {
+        "steps": rows,
+        **summary,
+        "cpu_s": round(phase.cpu_s, 2),
+        "cpu_ms_per_event": round(1000 * phase.cpu_s / events, 3) if events else None,
+        "cpu_ms_per_event_by_role": _per_event(phase.cpu_by_role, events),
     }
 
 
