@@ -269,3 +269,29 @@ def test_command_acks_are_taken_before_a_backlog_of_events(engine: Engine) -> No
         event_ack_topic("CAB-1"),
     ]
     assert worker._drain(0) == []
+
+
+def test_a_worker_dead_between_commit_and_publish_loses_no_codes_put(cabinets: Engine) -> None:
+    """The deposits' codes.put are written claimed and published after the commit: a worker that
+    dies in between (here: its publish raises) leaves them to the dispatcher's resend."""
+    from cloud.worker import CommandDispatcher
+
+    class DiesAtFirstCommand(Acks):
+        def __call__(self, topic: str, payload: bytes) -> bool:
+            if topic.endswith("/cmd"):
+                raise SystemExit("killed after the commit, before the publish")
+            return super().__call__(topic, payload)
+
+    ingest = loop(cabinets, DiesAtFirstCommand())
+    with pytest.raises(SystemExit):
+        ingest.handle(deliveries([("CAB-1", 1), ("CAB-1", 2), ("CAB-2", 1)]))
+    assert count(cabinets, Parcel) == 3  # committed: the events are safe
+
+    sent = Acks()
+    commands = CommandDispatcher(engine=cabinets, publish=sent, resend_interval_s=30)
+    assert commands.tick(NOW + timedelta(seconds=29)).sent == 0  # looks in flight until then
+    result = commands.tick(NOW + timedelta(seconds=30))
+    assert (result.sent, result.resent) == (3, 3)
+    with Session(cabinets) as session:
+        rows = session.exec(select(CommandOutbox.cabinet_id, CommandOutbox.id)).all()
+    assert sorted(sent.commands) == sorted(rows)
