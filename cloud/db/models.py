@@ -40,6 +40,16 @@ def _json(*, nullable: bool = False) -> Any:
     return Field(default=None if nullable else ..., sa_type=JSON, nullable=nullable)
 
 
+def _none_means_none(default: Any) -> Any:
+    """A nullable policy column whose None is a choice ("no quiet hours", "no reminder").
+
+    The default applies to a new model object only. Without `sa_column_kwargs` SQLModel would
+    also make it the column's INSERT default, and SQLAlchemy's ORM fires a column default in
+    place of an explicit None, so a site created without quiet hours got 22:00-08:00.
+    """
+    return Field(default=default, sa_column_kwargs={"default": None})
+
+
 # --- sites and their policies ---------------------------------------------------------------------
 
 
@@ -51,10 +61,10 @@ class SiteBase(SQLModel):
 
     name: str = Field(max_length=200)
     pickup_window_s: int = 72 * 3600
-    reminder_before_s: int | None = 24 * 3600
+    reminder_before_s: int | None = _none_means_none(24 * 3600)
     code_length: int = 8
-    quiet_start: time | None = time(22, 0)
-    quiet_end: time | None = time(8, 0)
+    quiet_start: time | None = _none_means_none(time(22, 0))
+    quiet_end: time | None = _none_means_none(time(8, 0))
     timezone: str = Field(default="Asia/Shanghai", max_length=64)
     language: str = Field(default="zh-CN", max_length=8)
     overdue_fee_per_day_minor: int = 0
