@@ -8,6 +8,8 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
+from datetime import time as wall_time
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -72,6 +74,16 @@ def demo(
     language: Annotated[
         str, typer.Option("--language", help="Of the notices and kiosks: zh-CN or en.")
     ] = "zh-CN",
+    site_time: Annotated[
+        str | None,
+        typer.Option(
+            "--site-time",
+            metavar="HH:MM",
+            help="Start the cloud workers' clock at this time of day in the site's zone "
+            "(Asia/Shanghai), e.g. 23:30 to see the night; default: the real time.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the whole system on this machine: cloud, broker, simulated cabinets with kiosks.
 
@@ -89,6 +101,7 @@ def demo(
     """
     if language not in ("zh-CN", "en"):
         raise typer.BadParameter("must be zh-CN or en", param_hint="'--language'")
+    start_at = _parse_site_time(site_time) if site_time is not None else None
     console = Console(soft_wrap=True, highlight=False)
     options = Options(
         data_dir=data or _default_data(console),
@@ -99,6 +112,7 @@ def demo(
         cloud_mqtt_username=os.environ.get("LOCKER_CLOUD_MQTT_USERNAME"),
         cloud_mqtt_password=os.environ.get("LOCKER_CLOUD_MQTT_PASSWORD"),
         language=language,
+        site_time=start_at,
     )
     stopping = threading.Event()
 
@@ -186,3 +200,12 @@ def _print_info(console: Console, info: DemoInfo, ready_s: float) -> None:
         f"Logs: {info.data_dir / 'logs'}   Everything above: {info.data_dir / 'demo.json'}\n"
     )
     console.print("[bold]Ctrl-C stops the demo.[/]")
+
+
+def _parse_site_time(text: str) -> wall_time:
+    try:
+        return datetime.strptime(text.strip(), "%H:%M").time()
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a time of day as HH:MM (e.g. 23:30)", param_hint="'--site-time'"
+        ) from None

@@ -14,7 +14,9 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from datetime import time as wall_time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,20 @@ log = logging.getLogger(__name__)
 def utc_now() -> datetime:
     """Return the wall clock, aware UTC."""
     return datetime.now(UTC)
+
+
+def offset_to_local_time(now: datetime, zone: ZoneInfo, at: wall_time) -> float:
+    """Return the seconds from `now` to the next `at` on the wall clocks of `zone` (0 to < 1 day).
+
+    Written into the offset file before the workers start, it pins the hour of day they live at,
+    so a run (the demo's story, its tests) can be made to meet a site's night or its day on
+    purpose, whatever hour it really is.
+    """
+    local = now.astimezone(zone)
+    target = datetime.combine(local.date(), at, tzinfo=zone)
+    if target < local:
+        target = datetime.combine(local.date() + timedelta(days=1), at, tzinfo=zone)
+    return (target - now).total_seconds()
 
 
 class FileOffsetClock:

@@ -32,8 +32,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from datetime import time as wall_time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -50,6 +52,7 @@ READY_TIMEOUT_S = 60.0
 DOOR_SIZES = ("XL",) * 2 + ("L",) * 4 + ("M",) * 12 + ("S",) * 6
 LOW_DOORS = 6
 SITE_ID = "riverside"
+SITE_TIMEZONE = "Asia/Shanghai"
 # Recipients of the demo: the first is bound to WeChat (its notices go there), others get SMS.
 WECHAT_PHONE = "+8613800138000"
 SMS_PHONE = "+8613900139000"
@@ -88,6 +91,9 @@ class Options:
     cloud_mqtt_username: str | None = None
     cloud_mqtt_password: str | None = None
     language: str = "zh-CN"
+    # The site's wall-clock time the cloud workers start at (None: the real time). Tests run
+    # the story at a night and at a day hour this way, so an hour-dependence fails at any hour.
+    site_time: wall_time | None = None
 
 
 @dataclass
@@ -131,6 +137,7 @@ class DemoInfo:
     couriers: list[CourierInfo] = field(default_factory=list)
     recipients: dict[str, str] = field(default_factory=dict)  # phone -> "wechat" | "sms"
     clock_offset_file: Path | None = None
+    clock_base_offset_s: float = 0.0  # what the offset file held at start (see Options.site_time)
     technician_pin: str = field(default=TECHNICIAN_PIN, repr=False)
     pids: dict[str, int] = field(default_factory=dict)
 
@@ -210,12 +217,28 @@ class DemoStack:
         self.echo(f"database ready: {_shown_url(database_url)}")
         info = self._seed(database_url)
         self.info = info
+        self._set_site_time(info)
         self._write_mosquitto_files(info)
         self.echo(
             f"demo data: site {SITE_ID}, {len(info.cabinets)} cabinets, "
             f"{len(info.couriers)} couriers, an ERP key"
         )
         return info
+
+    def _set_site_time(self, info: DemoInfo) -> None:
+        """Start the workers' clock at `Options.site_time` of the site's zone, if one is set."""
+        if self.options.site_time is None or info.clock_offset_file is None:
+            return
+        from cloud.worker.clock import offset_to_local_time
+
+        zone = ZoneInfo(SITE_TIMEZONE)
+        offset_s = offset_to_local_time(datetime.now(UTC), zone, self.options.site_time)
+        info.clock_base_offset_s = round(offset_s)
+        info.clock_offset_file.write_text(f"{info.clock_base_offset_s}\n")
+        self.echo(
+            f"the cloud workers' clock starts at {self.options.site_time:%H:%M} {zone.key} "
+            f"({info.clock_base_offset_s} s ahead of the real time)"
+        )
 
     def _write_mosquitto_files(self, info: DemoInfo) -> None:
         """Write DATA/mosquitto/passwd and acl from the registry's lines, for a real broker."""
@@ -269,6 +292,7 @@ class DemoStack:
                         id=SITE_ID,
                         name="Riverside Gardens 滨江花园",
                         language=self.options.language,
+                        timezone=SITE_TIMEZONE,
                         quiet_start=None,
                         quiet_end=None,  # a demo runs at any hour: reminders go at once
                     ),

@@ -283,10 +283,12 @@ class Story:
         )
         offset_file = self.info.clock_offset_file
         assert offset_file is not None
-        offset_file.write_text(f"{EXPIRY_JUMP_S}\n")
+        offset_s = self.info.clock_base_offset_s + EXPIRY_JUMP_S
+        offset_file.write_text(f"{offset_s:g}\n")
         self.echo(
-            "    [yellow]time travel[/]: the cloud workers' clock now runs 72 h ahead (the demo "
-            f"writes {EXPIRY_JUMP_S} s into {offset_file}); the API and cabinets keep real time"
+            "    [yellow]time travel[/]: the cloud workers' clock now runs 72 h further ahead "
+            f"(the demo writes {offset_s:g} s into {offset_file}); the API and cabinets keep "
+            "real time"
         )
         self.wait(
             lambda: self.status_is(self.tn2, "expired"), "past its 72 h window the cloud expired it"

@@ -4,6 +4,7 @@ three cabinets (each a real daemon with its kiosk on a simulated lock board)."""
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ def test_the_story_holds_over_mosquitto_and_postgresql_with_two_workers_and_thre
         cloud_mqtt_username=CLOUD_MQTT_USER,
         cloud_mqtt_password=CLOUD_PASSWORD,
         language="en",
+        site_time=time(2, 0),  # a night hour of the site; test_demo.py runs a day one too
     )
     lines: list[str] = []
     stack = DemoStack(options, echo=lines.append)
