@@ -91,14 +91,26 @@ def site_add(
         typer.Option("--reminder-before-h", min=0, help="Remind this long before (0: never)."),
     ] = 24,
     code_length: Annotated[int, typer.Option("--code-length", help="Pickup code digits.")] = 8,
+    quiet_hours: Annotated[
+        str,
+        typer.Option(
+            "--quiet-hours",
+            metavar="HH:MM-HH:MM|none",
+            help="Local times between which reminders and expiry texts wait (the deposit "
+            "notice and a code resend never do); `none` for no quiet hours.",
+        ),
+    ] = "22:00-08:00",
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Add a site with its pickup policy."""
+    """Add a site with its pickup policy; `site show` prints it back."""
+    from cloud.core.errors import PolicyError
+    from cloud.core.policies import parse_quiet_hours
     from cloud.db.models import SiteCreate
     from cloud.services.registry import add_site
 
     reminder_s = round(reminder_before_h * 3600) or None
     try:
+        quiet_start, quiet_end = parse_quiet_hours(quiet_hours)
         site_create = SiteCreate(
             id=site_id,
             name=name,
@@ -107,12 +119,45 @@ def site_add(
             pickup_window_s=round(pickup_window_h * 3600),
             reminder_before_s=reminder_s,
             code_length=code_length,
+            quiet_start=quiet_start,
+            quiet_end=quiet_end,
         )
-    except ValueError as err:
+    except (PolicyError, ValueError) as err:
         _bad_input(err)
     with _registry(database_url) as session:
         add_site(session=session, site_create=site_create, now=_now())
     typer.echo(f"site {site_id} added")
+
+
+@site_app.command("show")
+def site_show(
+    site_id: Annotated[str, typer.Argument(metavar="ID", help="The site's id.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Print a site's policy as it is stored (what its cabinets and notices run by)."""
+    from cloud.core.policies import format_quiet_hours
+    from cloud.db.models import Site
+
+    with _registry(database_url) as session:
+        site = session.get(Site, site_id)
+        if site is None:
+            _bad_input(f"no site {site_id!r}")
+        reminder = (
+            "none" if site.reminder_before_s is None else f"{site.reminder_before_s / 3600:g} h"
+        )
+        rows = {
+            "site": site.id,
+            "name": site.name,
+            "timezone": site.timezone,
+            "language": site.language,
+            "pickup window": f"{site.pickup_window_s / 3600:g} h",
+            "reminder before": reminder,
+            "quiet hours": format_quiet_hours(site.quiet_start, site.quiet_end),
+            "code length": str(site.code_length),
+        }
+    width = max(map(len, rows))
+    for label, value in rows.items():
+        typer.echo(f"{label + ':':<{width + 1}} {value}")
 
 
 # --- cabinets -------------------------------------------------------------------------------------

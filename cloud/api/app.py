@@ -21,6 +21,7 @@ from cloud.api.routes import (
     scan_page,
     scan_wechat,
     shipments,
+    sites,
     wechat,
 )
 from cloud.api.schemas import ErrorPublic, FieldErrorPublic
@@ -50,6 +51,7 @@ Errors are JSON `{"detail": "...", "errors": [{"field", "message"}]}`; `errors` 
 
 TAGS = [
     {"name": "health", "description": "Liveness and database reachability."},
+    {"name": "sites", "description": "Sites and the policy their cabinets run by."},
     {"name": "cabinets", "description": "Cabinets, their presence and compartments."},
     {"name": "shipments", "description": "The ERP announces the parcels couriers will bring."},
     {"name": "parcels", "description": "Parcels as the ERP sees them."},
@@ -103,7 +105,17 @@ def create_app(
     app.state.sms = sms
     app.state.wechat_oauth = wechat_oauth
     app.state.clock = clock
-    for module in (health, cabinets, parcels, shipments, scan, scan_wechat, callbacks, wechat):
+    for module in (
+        health,
+        sites,
+        cabinets,
+        parcels,
+        shipments,
+        scan,
+        scan_wechat,
+        callbacks,
+        wechat,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(scan_page.router)  # the QR's URL: short, outside the API's prefix
     app.include_router(pickup_page.router)  # a notice's link, likewise

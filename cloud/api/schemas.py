@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 
 from pydantic import BaseModel, Field
 
@@ -51,6 +51,20 @@ class CabinetPublic(BaseModel):
     last_seen_at: datetime | None
     firmware: str | None
     occupancy: list[OccupancyPublic]
+
+
+class SitePublic(BaseModel):
+    """A site's policy as its cabinets and notices run by it."""
+
+    id: str
+    name: str
+    timezone: str = Field(description="IANA zone of the quiet hours and the deadlines' wall time")
+    language: str
+    pickup_window_s: int
+    reminder_before_s: int | None = Field(description="null: no reminder")
+    code_length: int
+    quiet_start: time | None = Field(description="local wall time; null with quiet_end: none")
+    quiet_end: time | None = Field(description="local wall time; null with quiet_start: none")
 
 
 class CabinetsPublic(BaseModel):

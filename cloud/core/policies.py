@@ -123,6 +123,34 @@ class SitePolicy:
         return end.astimezone(at.tzinfo)
 
 
+NO_QUIET_HOURS = "none"
+
+
+def parse_quiet_hours(text: str) -> tuple[time | None, time | None]:
+    """Return (start, end) of quiet hours written `HH:MM-HH:MM`, or (None, None) for "none"."""
+    cleaned = text.strip().lower()
+    if cleaned in (NO_QUIET_HOURS, "off", ""):
+        return None, None
+    start_text, dash, end_text = cleaned.partition("-")
+    try:
+        if not dash:
+            raise ValueError
+        start = datetime.strptime(start_text.strip(), "%H:%M").time()
+        end = datetime.strptime(end_text.strip(), "%H:%M").time()
+    except ValueError:
+        raise PolicyError(
+            "quiet_hours", f"{text!r} is not HH:MM-HH:MM (e.g. 22:00-08:00) or {NO_QUIET_HOURS!r}"
+        ) from None
+    return start, end
+
+
+def format_quiet_hours(start: time | None, end: time | None) -> str:
+    """Return quiet hours as `parse_quiet_hours` reads them back."""
+    if start is None or end is None:
+        return NO_QUIET_HOURS
+    return f"{start:%H:%M}-{end:%H:%M}"
+
+
 def _check_int(field: str, value: object, low: int, high: int) -> None:
     # bool is an int to Python, but `True` seconds is always a mistake.
     if not isinstance(value, int) or isinstance(value, bool):

@@ -94,6 +94,11 @@ def list_cabinets(*, session: Session) -> list[CabinetView]:
     return [CabinetView(c, _occupancy(by_cabinet.get(c.id, []))) for c in cabinets]
 
 
+def get_site(*, session: Session, site_id: str) -> Site | None:
+    """Return a site with its policy columns."""
+    return session.get(Site, site_id)
+
+
 def get_cabinet(*, session: Session, cab: str) -> CabinetView | None:
     """Return one cabinet with its occupancy."""
     cabinet = repo.get_cabinet(session=session, cab=cab)

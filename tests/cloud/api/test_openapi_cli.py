@@ -18,6 +18,7 @@ from locker.cli import app as locker_app
 
 ROUTES = {
     ("get", "/api/v1/health"),
+    ("get", "/api/v1/sites/{site_id}"),
     ("get", "/api/v1/cabinets"),
     ("get", "/api/v1/cabinets/{cab}"),
     ("get", "/api/v1/cabinets/{cab}/compartments"),
