@@ -3,12 +3,12 @@
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from protocol.messages import COMMAND_TYPES, EVENT_TYPES
 from protocol.schema import INDEX_FILE, write_schemas
 
-jsonschema = pytest.importorskip("jsonschema")
 Validator = jsonschema.Draft202012Validator
 
 FIXTURES = Path(__file__).parent / "fixtures"

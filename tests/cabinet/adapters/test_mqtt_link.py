@@ -17,7 +17,7 @@ import pytest
 from cabinet.mqtt_link import LinkSettings
 from protocol.codec import decode_state
 from tests.cabinet.adapters.harness import CAB, CloudPeer, LinkRunner
-from tests.services import Mosquitto, MqttProbe, free_port, wait_for
+from tests.services import Mosquitto, MqttProbe, free_port, missing_service, wait_for
 
 LINK_PROCESS = Path(__file__).with_name("link_process.py")
 
@@ -298,6 +298,8 @@ def test_settings_and_journal_must_name_the_same_cabinet(tmp_path: Path) -> None
 
 def make_certificates(directory: Path) -> dict[str, Path]:
     """A throwaway CA and a server certificate for 127.0.0.1 signed by it (openssl CLI)."""
+    if shutil.which("openssl") is None:
+        missing_service("the openssl command is not installed (Debian: apt-get install openssl)")
     paths = {name: directory / f"{name}.pem" for name in ("ca", "ca-key", "server", "server-key")}
 
     def openssl(*args: str) -> None:
@@ -353,7 +355,6 @@ def make_certificates(directory: Path) -> dict[str, Path]:
     return paths
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_tls_with_the_cabinets_ca_and_a_clear_error_without_it(
     mosquitto_factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

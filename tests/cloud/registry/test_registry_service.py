@@ -22,7 +22,7 @@ from cloud.services.registry import (
     mosquitto_password_hash,
     verify_mosquitto_password,
 )
-from tests.services import MOSQUITTO_PASSWD_CANDIDATES, find_executable
+from tests.services import MOSQUITTO_PASSWD_CANDIDATES, find_executable, missing_service
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
 SPECS = [CompartmentSpec("A01", "S"), CompartmentSpec("A02", "XL", low_door=True)]
@@ -71,7 +71,7 @@ def test_password_hash_matches_mosquitto_passwd_both_ways(tmp_path: Path) -> Non
     assert not verify_mosquitto_password("s3cret!", stored)
     tool = find_executable(MOSQUITTO_PASSWD_CANDIDATES)
     if tool is None:
-        pytest.skip("mosquitto_passwd is not installed")
+        missing_service("mosquitto_passwd is not installed")
     passwd = tmp_path / "passwd"
     subprocess.run([tool, "-c", "-b", str(passwd), "u", "s3cret"], check=True)
     theirs = passwd.read_text().strip().split(":", 1)[1]
