@@ -6,6 +6,9 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
 from cabinet.core.screens import PhoneProblem
+from protocol.phones import mask_phone
+
+__all__ = ["mask_phone", "parse_phone"]
 
 MAX_TYPED_CHARS = 32  # longer than any number with spaces; phonenumbers needs no more
 _MOBILE = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
@@ -28,10 +31,3 @@ def parse_phone(typed: str, region: str = "CN") -> str | PhoneProblem:
     if phonenumbers.number_type(number) not in _MOBILE:
         return PhoneProblem.NOT_MOBILE
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
-
-
-def mask_phone(e164: str) -> str:
-    """Show only the country code and prefix and the last four digits: +86138****5678."""
-    if len(e164) <= 8:
-        return "*" * len(e164)
-    return e164[:-8] + "****" + e164[-4:]

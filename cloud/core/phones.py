@@ -1,15 +1,17 @@
-"""Phone numbers: parse to E.164, and mask for every log line and page (`+86 138****1234`).
+"""Phone numbers: parse to E.164; masked for every log line and page by `protocol.phones`.
 
-`mask_phone` is the one masking function of the cloud: the dashboard, the pickup page, log lines
-and notice log forms all go through it, so a number is shown the same way everywhere and never
-in full.
+`mask_phone` (re-exported here) is the one masking function of cabinet and cloud alike: the
+dashboard, the pickup page, log lines and notice log forms all go through it, so a number is
+shown the same way everywhere and never in full.
 """
 
 from __future__ import annotations
 
 import phonenumbers
 
-DEFAULT_REGION = "CN"
+from protocol.phones import DEFAULT_REGION, mask_phone
+
+__all__ = ["DEFAULT_REGION", "mask_phone", "normalize_phone"]
 
 
 def normalize_phone(text: str, default_region: str = DEFAULT_REGION) -> str:
@@ -21,25 +23,3 @@ def normalize_phone(text: str, default_region: str = DEFAULT_REGION) -> str:
     if not phonenumbers.is_valid_number(number):
         raise ValueError("not a valid phone number for its country")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def mask_phone(phone: str | None) -> str:
-    """Mask a phone for display: country code, first digits, `****`, last four digits.
-
-    `+8613812341234` → `+86 138****1234`. At least four digits, and at least a third of the
-    national number, are always hidden; anything that does not parse shows no digit at all.
-    """
-    if not phone:
-        return "****"
-    try:
-        number = phonenumbers.parse(phone, None if phone.startswith("+") else DEFAULT_REGION)
-    except phonenumbers.NumberParseException:
-        return "****"
-    national = phonenumbers.national_significant_number(number)
-    hidden = max(4, -(-len(national) // 3))
-    if len(national) <= hidden:
-        return f"+{number.country_code} ****"
-    tail = min(4, len(national) - hidden)
-    head = min(3, len(national) - hidden - tail)
-    hidden = len(national) - head - tail
-    return f"+{number.country_code} {national[:head]}{'*' * hidden}{national[-tail:]}"

@@ -158,7 +158,7 @@ def test_phone_is_stored_as_e164_and_shown_masked(typed: str) -> None:
     h.do(TrackingEntered("SF3002"))
     (screen,) = shown(h.do(PhoneEntered(typed)))
     assert isinstance(screen, PhoneAccepted)
-    assert screen.phone_masked == "+86138****5678"
+    assert screen.phone_masked == "+86 138****5678"  # the one rule, protocol.phones
     assert screen.free_by_size == {Size.S: 3, Size.M: 2, Size.L: 1, Size.XL: 1}
     assert h.cab.session is not None and h.cab.session.draft.phone == PHONE_E164
 
