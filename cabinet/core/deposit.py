@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from cabinet.core import effects as fx
 from cabinet.core.allocation import allocate, free_by_size
-from cabinet.core.compartments import Compartment, CompartmentState, Door, Size, Trigger, transition
+from cabinet.core.compartments import Compartment, CompartmentState, Door, Trigger, transition
 from cabinet.core.effects import Effect, Show, Unlock
 from cabinet.core.errors import IllegalTransition
 from cabinet.core.inputs import (
@@ -378,8 +378,3 @@ def idle(cabinet: Cabinet, now: datetime, ctx: Context) -> list[Effect]:
         assert session is not None
     cabinet.session = None
     return [*effects, Show(SignedOut(session.courier_id, session.deposited, idle=True))]
-
-
-def sizes_free(cabinet: Cabinet) -> dict[Size, int]:
-    """Free doors per size, for the kiosk's size buttons."""
-    return free_by_size(cabinet.compartments.values())

@@ -104,15 +104,6 @@ class CabinetCreate(CabinetBase):
     site_id: str = Field(max_length=ID_LENGTH)
 
 
-class CabinetPublic(CabinetBase):
-    """A cabinet as the API shows it: no secrets."""
-
-    id: str
-    site_id: str
-    online: bool | None
-    last_seen_at: datetime | None
-
-
 class Cabinet(CabinetBase, table=True):
     __tablename__ = "cabinets"
 
@@ -176,15 +167,6 @@ class ParcelBase(SQLModel):
     tracking_no: str = Field(max_length=ID_LENGTH, index=True)
     order_no: str | None = Field(default=None, max_length=ID_LENGTH, index=True)
     status: str = Field(max_length=16)
-
-
-class ParcelPublic(ParcelBase):
-    """A parcel as the API shows it: no phone (routes show it masked), never the code hash."""
-
-    id: str
-    parcel_id: str | None
-    cabinet_id: str
-    compartment: str | None
 
 
 class Parcel(ParcelBase, table=True):

@@ -295,14 +295,6 @@ def encode(frame: Frame) -> bytes:
     return body + bytes([checksum(body)])
 
 
-def expects_reply(request: Request) -> bool:
-    """Whether a board answers `request` at all.
-
-    lockboard.md gives no reply for unlock-many and hold; the host confirms those by querying.
-    """
-    return not isinstance(request, UnlockMany | Hold)
-
-
 def is_reply_to(request: Request, reply: Reply) -> bool:
     """Whether `reply` answers `request`: right kind, right board, right channel."""
     match request, reply:
