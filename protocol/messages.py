@@ -622,7 +622,7 @@ class Ack(_Envelope):
     A sender writes `error` only beside `ok: false` (the JSON Schema says so). The decoder is
     liberal there: a string `error` beside `ok: true` (a cabinet that copied the contract's
     example, often as `""`) is dropped, so the success still counts instead of the whole ack
-    being rejected and the command resent until it expires (docs/mqtt.md, "Acks").
+    being rejected and the command resent until it expires (docs/mqtt.md#acks).
     """
 
     model_config = ConfigDict(json_schema_extra=_ack_schema_rules)

@@ -2,7 +2,7 @@
 
 The old contract text showed `"error": "..."` beside `"ok": true`; a cabinet sending that (or
 `"error": ""`) had its whole ack dropped as malformed, so the cloud kept resending the command
-until it expired. The decoder now ignores an `error` beside `ok: true` (docs/mqtt.md, "Acks").
+until it expired. The decoder now ignores an `error` beside `ok: true` (docs/mqtt.md#acks).
 """
 
 from __future__ import annotations
