@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from cabinet.drivers.rs485 import BusTiming
 from cloud.core.parcels import ERP_STATES, TRANSITIONS, Status
+from protocol.asyncapi import asyncapi_document
 from protocol.codec import decode
 from protocol.lockboard.family_8a import ReplyDecoder, RequestDecoder, checksum
 from protocol.messages import (
@@ -38,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 SCHEMAS = DOCS / "schemas"
 REFRESH_SCHEMAS = "locker protocol schema docs/schemas"
+ASYNCAPI = DOCS / "asyncapi.json"
+REFRESH_ASYNCAPI = "locker protocol asyncapi docs/asyncapi.json"
 
 # Pages another branch writes at the same time. A link to one is allowed while it is missing;
 # once the page exists it must leave this set (the test below says so), so nothing stays excused.
@@ -201,6 +204,30 @@ def test_the_committed_json_schemas_are_current(tmp_path: Path) -> None:
         name for name in fresh.keys() | committed.keys() if fresh.get(name) != committed.get(name)
     )
     assert not stale, f"docs/schemas is stale ({', '.join(stale)}): run `{REFRESH_SCHEMAS}`"
+
+
+def test_the_committed_asyncapi_document_is_current() -> None:
+    committed = json.loads(ASYNCAPI.read_text(encoding="utf-8"))
+    assert committed == asyncapi_document(), (
+        f"docs/asyncapi.json is stale: run `{REFRESH_ASYNCAPI}`"
+    )
+
+
+def test_the_asyncapi_document_describes_every_topic_and_message() -> None:
+    document = json.loads(ASYNCAPI.read_text(encoding="utf-8"))
+    assert document["asyncapi"] == "3.0.0"
+    channels = document["channels"]
+    assert {c["address"] for c in channels.values()} == {topic_template(k) for k in TopicKind}
+    for operation in document["operations"].values():
+        kind = TopicKind(operation["channel"]["$ref"].rsplit("/", 1)[1])
+        # Written from the cloud's side: it receives what cabinets publish.
+        assert operation["action"] == ("receive" if kind.publisher == "cabinet" else "send")
+        assert operation["bindings"]["mqtt"]["qos"] == QOS
+        assert operation["bindings"]["mqtt"]["retain"] is kind.retained
+    names = {m["name"] for m in document["components"]["messages"].values()}
+    assert {*EVENT_TYPES, *COMMAND_TYPES, "state", "ack", "event-ack"} == names
+    for message in document["components"]["messages"].values():
+        assert (DOCS / message["payload"]["$ref"]).is_file(), message["payload"]
 
 
 # --- docs/mqtt.md ---------------------------------------------------------------------------------
