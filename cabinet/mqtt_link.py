@@ -14,8 +14,9 @@ It deals in protocol envelopes and callbacks only (no cabinet core), over MQTT 3
 - unacked events still unacked `resend_unacked_after_s` after they were last sent are sent
   again, in seq order, while connected: a cloud worker that died holding them (a shared
   subscriber's in-flight messages die with it) must not leave them waiting for the cabinet's
-  next reconnect, which may be weeks away. design.md asks for the re-send on reconnect; this
-  adds it on silence too, which the cloud's idempotent ingest by (cab, seq) makes harmless;
+  next reconnect, which may be weeks away. The contract once asked only for the re-send on
+  reconnect; this adds it on silence too (docs/mqtt.md#resend), which the cloud's idempotent
+  ingest by (cab, seq) makes harmless;
 - connection lost or refused: reconnect after an exponential delay with full jitter (tenacity),
   bounded by `reconnect_max_delay_s`, so a fleet does not reconnect in step after a broker restart.
 

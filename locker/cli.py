@@ -59,5 +59,28 @@ def protocol_schema(
     typer.echo(f"wrote {len(written)} schema files to {out_dir}")
 
 
+@protocol_app.command("asyncapi")
+def protocol_asyncapi(
+    out_file: Annotated[
+        Path,
+        typer.Argument(
+            help="File to write the AsyncAPI document to (JSON), e.g. docs/asyncapi.json."
+        ),
+    ],
+    schemas_ref: Annotated[
+        str,
+        typer.Option(help="Where the JSON Schema files are, relative to OUT_FILE."),
+    ] = "schemas/",
+) -> None:
+    """Write the AsyncAPI 3.0 document of the cabinet-cloud MQTT contract to OUT_FILE.
+
+    Channels, operations (from the cloud's side), QoS and retain bindings; each message's
+    payload refers to its JSON Schema file (`locker protocol schema`), so write those beside it.
+    """
+    from protocol.asyncapi import write_asyncapi
+
+    typer.echo(f"wrote {write_asyncapi(out_file, schemas_ref)}")
+
+
 def main() -> None:  # pragma: no cover - console-script entry
     app()

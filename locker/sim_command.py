@@ -79,7 +79,7 @@ def sim(
 ) -> None:
     """Serve simulated RS485 lock-control boards on a virtual serial port (a pty).
 
-    The boards speak the real "8A/80" frames (shared/lockboard.md) and have doors with
+    The boards speak the real "8A/80" frames (docs/lockboard.md) and have doors with
     physics: an unlock pulse releases a latch and the door springs open; it stays open until
     someone closes it; a latched door opens only when forced. Faults (jammed locks, stuck
     sensors, silent or garbling boards, power cuts) are injected through the control server.

@@ -617,7 +617,13 @@ def _ack_schema_rules(schema: dict[str, Any]) -> None:
 
 
 class Ack(_Envelope):
-    """The cabinet's answer to command `cmd`, on lockers/v1/{cab}/ack; `error` says why not ok."""
+    """The cabinet's answer to command `cmd`, on lockers/v1/{cab}/ack; `error` says why not ok.
+
+    A sender writes `error` only beside `ok: false` (the JSON Schema says so). The decoder is
+    liberal there: a string `error` beside `ok: true` (a cabinet that copied the contract's
+    example, often as `""`) is dropped, so the success still counts instead of the whole ack
+    being rejected and the command resent until it expires (docs/mqtt.md#acks).
+    """
 
     model_config = ConfigDict(json_schema_extra=_ack_schema_rules)
     TOPIC_KIND: ClassVar[TopicKind] = TopicKind.ACK
@@ -625,6 +631,14 @@ class Ack(_Envelope):
     cmd: Id
     ok: bool
     error: Annotated[str, _printable_text(1024)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_error_beside_ok(cls, data: Any) -> Any:
+        # `ok` must be a real true (strict): `"ok": 1` still fails below with a clear reason.
+        if isinstance(data, dict) and data.get("ok") is True and isinstance(data.get("error"), str):
+            return {key: value for key, value in data.items() if key != "error"}
+        return data
 
     @classmethod
     def failure(cls, cmd: str, error: str) -> Ack:
@@ -636,8 +650,6 @@ class Ack(_Envelope):
     def _error_iff_failed(self) -> Self:
         if not self.ok and self.error is None:
             raise ValueError("a failed ack (ok false) needs an error")
-        if self.ok and self.error is not None:
-            raise ValueError("a successful ack (ok true) has no error")
         return self
 
 

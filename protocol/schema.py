@@ -3,7 +3,11 @@
 The schemas describe the wire (what `protocol.codec.encode` writes and `decode` accepts), generated
 from the pydantic models so they cannot drift. A few rules live only in the decoder: a command's
 `expires_at` is after its `ts`, ids in one list are unique, and the payload's `cab` matches the
-topic's.
+topic's. One goes the other way: the ack schema tells senders to leave `error` out beside
+`ok: true`, while the decoder ignores one it finds there.
+
+The committed copy lives in docs/schemas/ (`locker protocol schema docs/schemas` refreshes it;
+tests/test_docs.py fails when it is stale).
 """
 
 from __future__ import annotations

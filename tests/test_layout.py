@@ -1,4 +1,4 @@
-"""Enforce design.md's one-way imports between the parts and the I/O-free pure cores."""
+"""Enforce docs/architecture.md's one-way imports between the parts and the I/O-free pure cores."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ PARTS = {
     "firmware_sim": ROOT / "firmware-sim" / "firmware_sim",
 }
 
-# What each part must never import (design.md: locker → cabinet, cloud, firmware-sim → protocol).
+# What each part must never import (docs/architecture.md#imports-run-one-way:
+# locker → cabinet, cloud, firmware-sim → protocol).
 FORBIDDEN_IMPORTS = {
     "protocol": {"cabinet", "cloud", "firmware_sim", "locker"},
     "cabinet": {"cloud", "firmware_sim", "locker"},

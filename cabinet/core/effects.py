@@ -1,7 +1,8 @@
 """What the core asks the adapters to do, in order: unlock a door, send an event, show, log.
 
-Event data is JSON-ready (str, int, bool) and carries exactly the fields design.md lists for its
-type, so the MQTT adapter wraps `Emit(type, data)` in an envelope (v, id, cab, seq, ts) 1:1.
+Event data is JSON-ready (str, int, bool) and carries exactly the fields docs/mqtt.md#events
+lists for its type, so the MQTT adapter wraps `Emit(type, data)` in an envelope (v, id, cab,
+seq, ts) 1:1.
 The builders below are the only way the core makes an `Emit`.
 """
 
@@ -45,7 +46,7 @@ class Log:
 
 Effect = Unlock | Emit | Show | Log
 
-# design.md's data fields per event type; the builders produce exactly these.
+# The data fields per event type (docs/mqtt.md#events); the builders produce exactly these.
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "parcel.deposited": ("parcel_id", "compartment", "size", "tracking_no", "phone", "courier_id"),
     "parcel.picked_up": ("compartment", "parcel_id", "method"),

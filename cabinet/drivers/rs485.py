@@ -1,4 +1,4 @@
-"""Door driver for RS485 lock-control boards ("8A/80" family, shared/lockboard.md) over pyserial.
+"""Door driver for RS485 lock-control boards ("8A/80" family, docs/lockboard.md) over pyserial.
 
 One `Rs485Driver` owns one bus (one serial port) with any number of boards on it. A single worker
 thread owns the port and runs one transaction at a time from a priority queue (unlocks first,
@@ -52,7 +52,7 @@ from protocol.lockboard.family_8a import (
 
 log = logging.getLogger(__name__)
 
-# Job priorities: lower runs first (lockboard.md: unlocks go ahead of queued status polls).
+# Job priorities: lower runs first (docs/lockboard.md#the-drivers-rules: unlocks before polls).
 _STOP, _UNLOCK, _READ, _POLL = 0, 1, 2, 3
 
 
@@ -73,7 +73,7 @@ class BoardSpec:
 
 @dataclass(frozen=True)
 class BusTiming:
-    """The bus's clocks (lockboard.md's figures are the defaults; tests shorten them)."""
+    """The bus's clocks (docs/lockboard.md#line-and-timing; tests shorten them)."""
 
     query_timeout_s: float = 0.1
     unlock_timeout_s: float = 1.5
@@ -374,7 +374,7 @@ class Rs485Driver:
             self._take_reports(frames)
             self._add_stats(None, before)
 
-    # One transaction: the sequence lockboard.md prescribes.
+    # One transaction: the sequence of docs/lockboard.md#the-drivers-rules.
     def _transact(self, request: Request, address: int, timeout_s: float) -> _Heard:
         """Send `request` and return what came back; `_NotSent` if the write failed."""
         spec = self._boards[address]
@@ -419,7 +419,7 @@ class Rs485Driver:
     def _read_until_quiet(self, timeout_s: float, request: Request) -> tuple[list[Frame], int]:
         """Read until the reply to `request` is complete, or the line went quiet, or timeout.
 
-        lockboard.md frames a reply by 25 ms of quiet because replies carry no length. Our
+        docs/lockboard.md frames a reply by 25 ms of quiet because replies carry no length. Our
         decoder already knows the shape `request` is answered with and checks its CHK, so a
         decoded reply is complete: waiting out the gap as well would add 25 ms to every
         transaction, and an unlock queued behind a status poll would wait for it. Bytes that

@@ -1,6 +1,6 @@
 """The exactly-once, in-order rule for a cabinet's events: what to store, apply and `event-ack`.
 
-The contract (design.md): `seq` rises by exactly 1 per event per cabinet; the cabinet resends
+The contract (docs/mqtt.md#seq): `seq` rises by exactly 1 per event per cabinet; the cabinet resends
 anything not covered by an `event-ack`, in order, as often as it takes; the broker may deliver
 twice, late, or to another worker. The cloud therefore
 

@@ -1,5 +1,5 @@
 # Every transition of a parcel's life is in TRANSITIONS, in this file, and nowhere else.
-"""The parcel life of the cloud (design.md "Parcel life"): one table, `apply(parcel, event, now)`.
+"""The parcel life of the cloud (docs/parcel-life.md): one table, `apply(parcel, event, now)`.
 
     from        event               to          by          what else happens
     ----------  ------------------  ----------  ----------  ------------------------------------
@@ -27,7 +27,7 @@ effects, and a Webhook whenever the status changes. Anything not in the table ra
 IllegalTransition, as do the guards inside the rows; the parcel passed in is never changed
 (parcels are frozen), so a refused event leaves nothing behind.
 
-Decisions the design left open:
+Decisions the original design left open (docs/parcel-life.md explains each):
 
 - A courier may deposit a parcel the ERP never announced: it is created directly in_locker
   (`(none) + Deposit`), with no order number; the ERP links it by tracking number from the

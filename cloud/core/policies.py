@@ -1,7 +1,8 @@
 """A site's policy: pickup window, reminder, code length, quiet hours, overdue fee, resend limit.
 
-One frozen dataclass with the defaults design.md and issue 4 name, validated on construction so a
-bad value is refused where it is typed (CLI, API) and never surfaces later in a worker.
+One frozen dataclass with the defaults docs/parcel-life.md and issue 4 name, validated on
+construction so a bad value is refused where it is typed (CLI, API) and never surfaces later in a
+worker.
 Quiet hours are wall-clock times in the site's own time zone (an IANA name such as
 "Asia/Shanghai"), so they follow daylight saving where the site has it.
 """

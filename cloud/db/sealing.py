@@ -1,9 +1,9 @@
 """Seal a pickup code for the notice outbox, so the database never holds it in clear.
 
-The code must wait in the outbox until its notice is sent, but design.md forbids keeping it in
-clear. It is sealed with AES-256-GCM (the `cryptography` library) under a key derived from the
-cloud's secret key (settings, never in the database), with the notice's dedupe key as associated
-data, so a sealed code cannot be moved to another notice.
+The code must wait in the outbox until its notice is sent, but the contract forbids keeping it
+in clear (docs/mqtt.md#pickup-codes). It is sealed with AES-256-GCM (the `cryptography` library)
+under a key derived from the cloud's secret key (settings, never in the database), with the
+notice's dedupe key as associated data, so a sealed code cannot be moved to another notice.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A cabinet gets two secrets at registration, shown once and stored only as the cloud needs them:
 its pickup-code key (the cloud must hash codes with it, so it is kept) and its MQTT password
 (kept only as Mosquitto's PBKDF2-SHA512 hash, the `$7$` line `mosquitto_passwd` writes). Its
-ACL lets it touch only its own topics (design.md, "The cabinet ↔ cloud contract"). A courier's
+ACL lets it touch only its own topics (docs/mqtt.md#transport). A courier's
 PIN is kept as `protocol.hashing.pin_hash` and pushed with `couriers.put` to the site's cabinets.
 """
 

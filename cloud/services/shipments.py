@@ -1,6 +1,6 @@
 """ERP shipments: announce one (`announce_shipment`), exactly once per Idempotency-Key.
 
-An ERP announces a shipment before the courier brings it (design.md, "Parcel life": `announced`).
+An ERP announces a shipment before the courier brings it (docs/parcel-life.md: `announced`).
 The announcement is the core's `Announce` transition, written with its timeline row and webhook
 in one transaction. An ERP retries a POST whose answer it never got, so every announce carries an
 Idempotency-Key: the first request with a key stores its answer beside the parcel, in the same

@@ -1,6 +1,6 @@
 """A faithful simulator of RS485 lock-control boards and their doors, served on a pty.
 
-It speaks the "8A/80" frames of shared/lockboard.md through the codec in `protocol.lockboard`,
+It speaks the "8A/80" frames of docs/lockboard.md through the codec in `protocol.lockboard`,
 so the cabinet daemon opens it with pyserial exactly as it would open /dev/ttyUSB0:
 
     bus = SimulatedBus([BoardConfig(address=1, channels=24)], pulse_s=0.01)

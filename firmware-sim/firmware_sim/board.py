@@ -54,7 +54,7 @@ CORRUPT_MODES = ("checksum", "flip", "truncate")  # see control.Faults.corrupt
 
 @dataclass(frozen=True)
 class BoardConfig:
-    """What a board is: its DIP address, size and the variant quirks lockboard.md names."""
+    """What a board is: its DIP address, size and the variant quirks docs/lockboard.md names."""
 
     address: int
     channels: int = 24

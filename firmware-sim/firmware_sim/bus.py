@@ -23,7 +23,7 @@ from firmware_sim.control import Faults, Person
 from firmware_sim.errors import ConfigError, UnknownBoardError
 from protocol.lockboard.family_8a import Request, RequestDecoder, StateReport, encode
 
-QUERY_REPLY_S = 0.005  # a board's turnaround for anything but a pulse (lockboard.md: ≤ 100 ms)
+QUERY_REPLY_S = 0.005  # a board's turnaround for anything but a pulse (docs/lockboard.md: ≤ 100 ms)
 PULSE_S = 0.05  # one lock's unlock pulse (real boards: up to 1 s)
 
 

@@ -57,7 +57,7 @@ COURIER, PIN = "BENCH-C1", "246810"
 PHONE = "13812345678"
 BOARDS, CHANNELS = 2, 48  # 96 doors, all size M
 PULSE_S = 0.02  # the simulated lock's pulse: after the unlock frame, so outside the window
-HEAD_UNLOCK = 0x8A  # lockboard.md: the unlock request's first byte
+HEAD_UNLOCK = 0x8A  # docs/lockboard.md: the unlock request's first byte
 
 TARGET_P99_MS = 6.0  # a 5-byte frame's own wire time at 9600 baud
 TARGET_RSS_MB = 60.0
@@ -123,7 +123,7 @@ async def _serve_daemon(
         port,
         [BoardSpec(b, CHANNELS) for b in range(1, BOARDS + 1)],
         locks,
-        timing=BusTiming(poll_interval_s=poll_interval_s),  # otherwise lockboard.md's clocks
+        timing=BusTiming(poll_interval_s=poll_interval_s),  # otherwise the documented clocks
     )
     journal = Journal.open(journal_path, cab=CAB)
     commit_step = journal.commit_step

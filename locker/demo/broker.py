@@ -1,10 +1,11 @@
 """The demo's embedded MQTT broker: amqtt on 127.0.0.1, in a thread of its own event loop.
 
 amqtt is an MQTT 3.1.1 broker in pure Python: QoS 1, retained messages and Last Wills, which is
-all the cabinet ↔ cloud contract needs (design.md). It has no shared subscriptions, so the demo
-runs one cloud worker with plain subscriptions (`locker cloud worker --no-shared`). It takes any
-client without a password and enforces no ACLs: it listens on loopback only, for the zero-setup
-demo. Production and the end-to-end tests use Mosquitto with the registry's passwords and ACLs.
+all the cabinet ↔ cloud contract needs (docs/mqtt.md#transport). It has no shared
+subscriptions, so the demo runs one cloud worker with plain subscriptions (`locker cloud worker
+--no-shared`). It takes any client without a password and enforces no ACLs: it listens on
+loopback only, for the zero-setup demo. Production and the end-to-end tests use Mosquitto with
+the registry's passwords and ACLs.
 """
 
 from __future__ import annotations

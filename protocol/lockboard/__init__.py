@@ -1,6 +1,6 @@
 """RS485 lock-control board protocols: one sans-I/O codec module per board family.
 
-Each family module (today `family_8a`, the common "8A/80" boards of ../shared/lockboard.md)
+Each family module (today `family_8a`, the common "8A/80" boards of docs/lockboard.md)
 offers the same shape, so the cabinet's driver and the simulator never depend on a family's bytes:
 
 - frame classes (frozen dataclasses) for every request and reply;

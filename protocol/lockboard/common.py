@@ -31,7 +31,7 @@ class Polarity(Enum):
         return bit_set if self is Polarity.NORMAL else not bit_set
 
 
-# One-lock status bytes, default polarity (lockboard.md, "Lock state SS").
+# One-lock status bytes, default polarity (docs/lockboard.md#frames).
 LOCK_OPEN = 0x00
 LOCK_CLOSED = 0x11
 LOCK_STATE_BYTES = frozenset({LOCK_OPEN, LOCK_CLOSED})

@@ -1,6 +1,6 @@
 """The common "8A/80" lock-board family: its frames, encoder and streaming decoders.
 
-Frames are exactly those of ../shared/lockboard.md: a head byte, then bytes, then CHK, the XOR of
+Frames are exactly those of docs/lockboard.md: a head byte, then bytes, then CHK, the XOR of
 every byte before it. Nothing here does I/O or reads a clock: bytes go in, frames come out.
 
 Replies carry no length byte, and some are byte-for-byte ambiguous without context (a head-80

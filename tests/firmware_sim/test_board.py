@@ -31,7 +31,7 @@ def one_board(clock, **config) -> SimulatedBus:
 
 
 def test_an_unlock_releases_the_latch_and_the_door_springs_open(bus):
-    assert wire(bus, Unlock(1, 1)) == bytes.fromhex("8A 01 01 00 8A")  # lockboard.md golden
+    assert wire(bus, Unlock(1, 1)) == bytes.fromhex("8A 01 01 00 8A")  # docs/lockboard.md golden
     door = bus.board(1).door(1)
     assert (door.state, door.latched, door.door_open, door.pulses) == ("open", False, True, 1)
     assert bus.board(1).saw("door_opened", 1)

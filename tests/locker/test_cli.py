@@ -34,3 +34,10 @@ def test_protocol_schema_writes_one_valid_schema_per_message(tmp_path):
     for path in (tmp_path / "schemas").glob("*.json"):
         if path.name != "index.json":
             assert json.loads(path.read_text())["$schema"].endswith("2020-12/schema")
+
+
+def test_protocol_asyncapi_writes_what_docs_holds(tmp_path):
+    result = runner.invoke(app, ["protocol", "asyncapi", str(tmp_path / "asyncapi.json")])
+    assert result.exit_code == 0, result.output
+    committed = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
+    assert (tmp_path / "asyncapi.json").read_text() == committed.read_text()

@@ -1,4 +1,4 @@
-"""Golden bytes of every frame in lockboard.md's tables, held to the byte in both directions.
+"""Golden bytes of every frame in docs/lockboard.md#golden-frames, held to the byte both ways.
 
 These come from the spec, not from our encoder, so a codec bug shared by the cabinet's driver
 and the simulator still fails here.
@@ -27,7 +27,7 @@ from protocol.lockboard.family_8a import (
     is_reply_to,
 )
 
-# (what, frame, the bytes lockboard.md gives, what the host has in flight when a reply arrives)
+# (what, frame, the bytes docs/lockboard.md gives, what the host has in flight when a reply arrives)
 REQUESTS = [
     ("unlock board 1 lock 1", Unlock(1, 1), "8A 01 01 11 9B"),
     ("unlock all on board 1", UnlockAll(1), "8A 01 00 11 9A"),
@@ -40,6 +40,7 @@ REQUESTS = [
         "90 01 02 02 02 93",
     ),
     ("hold lock 1 of board 1 open", Hold(1, 1, on=True), "9A 01 01 11 8B"),
+    ("stop holding lock 1 of board 1", Hold(1, 1, on=False), "9B 01 01 11 8A"),
 ]
 
 REPLIES = [

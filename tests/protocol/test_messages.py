@@ -254,7 +254,7 @@ def mutate(name: str, change) -> bytes:
             "'free'",
         ),
         ("ack", mutate("ack.failed", lambda p: p.pop("error")), None, "needs an error"),
-        ("ack", mutate("ack.ok", lambda p: p.update(error="late")), None, "has no error"),
+        ("ack", mutate("ack.ok", lambda p: p.update(ok=1, error="")), "ok", "boolean"),
         ("event-ack", mutate("event-ack", lambda p: p.update(upto=-1)), "upto", "greater than"),
     ],
 )
@@ -405,6 +405,22 @@ def test_will_omits_what_it_does_not_know():
         "boot": 37,
         "ts": "2024-06-03T00:58:12Z",
     }
+
+
+@pytest.mark.parametrize("error", ["", "...", "late", "\u0000 not even one line"])
+def test_an_error_beside_ok_true_is_ignored_not_a_reason_to_drop_the_ack(error):
+    # Cabinets copy the contract's old example (`"error": "..."` beside `"ok": true`) literally.
+    payload = mutate("ack.ok", lambda p: p.update(error=error))
+    ack = decode(f"lockers/v1/{CAB}/ack", payload)
+    assert (ack.ok, ack.error) == (True, None)
+    assert encode(ack) == encode(Ack(cmd=ack.cmd, ok=True))
+    assert Ack(cmd="c-1", ok=True, error="x").error is None
+
+
+def test_a_failed_ack_still_needs_a_real_error():
+    for error in ("", None):
+        payload = mutate("ack.failed", lambda p, e=error: p.update(error=e))
+        assert decode_error("ack", payload).field in ("error", None)
 
 
 def test_successful_ack_omits_error():

@@ -55,7 +55,7 @@ def fake_verify_pin(pin: str, stored: str) -> bool:
 
 
 def check_event(effect: Emit) -> None:
-    """The event carries exactly design.md's fields and passes the contract's data model."""
+    """The event carries exactly the fields of docs/mqtt.md#events and passes the data model."""
     assert tuple(effect.data) == EVENT_FIELDS[effect.type], effect.type
     model = EVENT_TYPES[effect.type].model_fields["data"].annotation
     model.model_validate_json(json.dumps(effect.data))  # type: ignore[union-attr]

@@ -1,4 +1,4 @@
-"""The RS485 driver against firmware-sim on a real pty: the acceptance list of lockboard.md."""
+"""The RS485 driver against firmware-sim on a real pty: docs/lockboard.md#the-drivers-rules."""
 
 from __future__ import annotations
 
