@@ -51,9 +51,7 @@ def is_json(content_type: str | None) -> bool:
     return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
-async def send_error(
-    send: Send, status: int, body: dict[str, Any], *, close: bool = False
-) -> None:
+async def send_error(send: Send, status: int, body: dict[str, Any], *, close: bool = False) -> None:
     """Answer with a JSON error; `close` asks the server to drop the connection after it."""
     payload = json.dumps(body).encode()
     headers = [
