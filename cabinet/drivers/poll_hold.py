@@ -2,71 +2,51 @@
 
 The kiosk asks for a hold at a code's first digit so the unlock it earns never waits behind a
 poll. A hold that anyone can renew would blind the cabinet: `POST /api/keypad-active` every 3 s
-once kept polls off for good, and a forced door went unseen for 27 s. So:
+once kept polls off for good, and a forced door went unseen for 27 s. So two caps:
 
-- one hold (one code entry: from the first request until `release` or its lapse) lasts at most
-  MAX_HOLD_S from its start, however often it is renewed;
-- after a hold ends, the next starts no sooner than GAP_S later, so polls run in between
-  (GAP_S is several poll intervals: BusTiming.poll_interval_s is 0.5 s);
-- at most BUDGET_S of any WINDOW_S are held.
+- per entry: one hold (a code entry: from its first request until `release` or its lapse) ends
+  at most MAX_HOLD_S after it began, however often it is renewed;
+- in total: however holds follow one another (renewed, released and taken again at once), no
+  board goes unpolled for MAX_UNPOLLED_S: once its last poll is that old, it is polled through
+  any hold.
 
-A door forced at any moment is therefore seen within MAX_HOLD_S plus one poll interval (and the
-poll's own time on the bus). A person types an 8-digit code in well under MAX_HOLD_S.
+So a door forced at any moment is seen within MAX_UNPOLLED_S plus one poll interval (and the
+poll's own time on the bus). A person types an 8-digit code in well under MAX_HOLD_S, and a
+released hold costs nothing: polls go on between codes as before.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 
 MAX_HOLD_S = 10.0
-GAP_S = 2.0
-BUDGET_S = 20.0
-WINDOW_S = 60.0
-
-
-@dataclass
-class _Hold:
-    start: float
-    until: float
-    cap: float  # the latest `until` this hold may reach
+MAX_UNPOLLED_S = 10.0
 
 
 @dataclass
 class PollHold:
-    """Holds of status polls, capped per hold and in total; `now` is monotonic seconds."""
+    """The current hold of status polls; `now` is monotonic seconds."""
 
     max_hold_s: float = MAX_HOLD_S
-    gap_s: float = GAP_S
-    budget_s: float = BUDGET_S
-    window_s: float = WINDOW_S
-    _holds: list[_Hold] = field(default_factory=list)  # oldest first; the last may be live
+    max_unpolled_s: float = MAX_UNPOLLED_S
+    _start: float = -math.inf
+    _until: float = -math.inf
 
-    def hold(self, now: float, seconds: float) -> tuple[float, float]:
-        """Hold polls for `seconds` from `now`, within the caps; the (start, end) granted."""
-        current = self._holds[-1] if self._holds else None
-        if current is not None and now < current.until:  # a renewal of the live hold
-            current.until = min(current.cap, max(current.until, now + seconds))
-            return current.start, current.until
-        start = now if current is None else max(now, current.until + self.gap_s)
-        spent = sum(
-            max(0.0, min(h.until, start) - max(h.start, start - self.window_s)) for h in self._holds
-        )
-        # Any window of WINDOW_S that ends inside the new hold sees at most `spent` of the past,
-        # so a hold of at most `budget_s - spent` keeps every window within the budget.
-        allowed = max(0.0, min(self.max_hold_s, self.budget_s - spent))
-        length = max(0.0, min(seconds, allowed))
-        self._holds.append(_Hold(start, start + length, start + allowed))
-        horizon = now - self.window_s - self.max_hold_s
-        self._holds = [h for h in self._holds if h.until >= horizon]
-        return start, start + length
+    def hold(self, now: float, seconds: float) -> float:
+        """Hold polls for `seconds` from `now` within the entry's cap; when the hold ends."""
+        if now < self._until:  # a renewal: the entry keeps its start
+            self._until = min(self._start + self.max_hold_s, max(self._until, now + seconds))
+        else:
+            self._start, self._until = now, now + min(seconds, self.max_hold_s)
+        return self._until
 
     def release(self, now: float) -> None:
-        """End the live hold now (the code was checked), or drop one not yet begun."""
-        if self._holds and now < self._holds[-1].until:
-            live = self._holds[-1]
-            live.until = live.cap = max(live.start, now)
+        """End the hold now (the code was checked)."""
+        self._until = min(self._until, now)
 
-    def held(self, now: float) -> bool:
-        """Whether polls are held at `now`."""
-        last = self._holds[-1] if self._holds else None
-        return last is not None and last.start <= now < last.until
+    def held(self, now: float, last_polled: float | None) -> bool:
+        """Whether a board last polled at `last_polled` (None: never) is to be skipped now."""
+        if not now < self._until or last_polled is None:
+            return False
+        return now - last_polled < self.max_unpolled_s

@@ -57,8 +57,9 @@ log = logging.getLogger(__name__)
 _STOP, _UNLOCK, _READ, _POLL = 0, 1, 2, 3
 
 
-# The longest a typed code may keep status polls off the bus, however often it is renewed: a door
-# opened by hand (forced) is still seen within this plus a poll interval (poll_hold.py's caps).
+# The longest a typed code may keep status polls off the bus, however often it is renewed, and
+# the longest any board goes unpolled whatever the holds: a door opened by hand (forced) is seen
+# within MAX_UNPOLLED_S plus a poll interval (poll_hold.py).
 MAX_POLL_HOLD_S = MAX_HOLD_S
 
 
@@ -175,6 +176,7 @@ class Rs485Driver:
         self._order = itertools.count()
         self._queued_polls: dict[int, concurrent.futures.Future[Any]] = {}
         self._poll_hold = PollHold()  # polls are skipped while it holds (under _hold_lock)
+        self._last_polled: dict[int, float] = {}  # board -> self._clock() of its last poll
         self._hold_lock = threading.Lock()
         self._queued_lock = threading.Lock()
         self._health_lock = threading.Lock()
@@ -220,10 +222,12 @@ class Rs485Driver:
         with self._hold_lock:
             self._poll_hold.release(self._clock())
 
-    def polls_held(self) -> bool:
-        """Whether status polls are being skipped now."""
+    def polls_held(self, address: int | None = None) -> bool:
+        """Whether status polls (of board `address`; default: of every board) are skipped now."""
         with self._hold_lock:
-            return self._poll_hold.held(self._clock())
+            now = self._clock()
+            boards = self._boards if address is None else (address,)
+            return all(self._poll_hold.held(now, self._last_polled.get(a)) for a in boards)
 
     async def poll(self) -> dict[str, bool]:
         futures = [self._queue_poll(address) for address in self._boards]
@@ -317,8 +321,10 @@ class Rs485Driver:
         def run() -> None:
             with self._queued_lock:
                 self._queued_polls.pop(address, None)
-            if self.polls_held():
+            if self.polls_held(address):
                 return  # someone is typing a code: keep the bus free for its unlock
+            with self._hold_lock:
+                self._last_polled[address] = self._clock()
             self._poll_board(address)
 
         self._jobs.put(_Job(_POLL, next(self._order), run, future))

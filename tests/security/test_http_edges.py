@@ -360,40 +360,38 @@ class FakeMonotonic:
 
 
 POLL_INTERVAL_S = BusTiming().poll_interval_s  # the production cadence of status polls
-# A forced door is seen by the first poll after the hold that hid it ends.
-FORCED_DOOR_SEEN_WITHIN_S = MAX_POLL_HOLD_S + POLL_INTERVAL_S
+# A forced door is seen by the first poll once its board has gone MAX_UNPOLLED_S unpolled.
+FORCED_DOOR_SEEN_WITHIN_S = poll_hold.MAX_UNPOLLED_S + POLL_INTERVAL_S
+FAST = BusTiming(
+    query_timeout_s=0.05,
+    unlock_timeout_s=0.3,
+    quiet_gap_s=0.01,
+    inter_request_gap_s=0.001,
+    poll_interval_s=0,  # the test polls, at POLL_INTERVAL_S of injected time
+    idle_read_s=0.005,
+)
+CHANNELS = {"D1": 1, "D2": 2, "D3": 3}
+FORCED_AT = {"D1": 1.0, "D2": 13.0, "D3": 47.0}  # seconds into the attack
 
 
-def test_renewing_the_keypad_hold_every_3_s_cannot_hide_a_forced_door() -> None:
-    """Finding: `POST /api/keypad-active` every 3 s stopped RS485 polls indefinitely, so a
-    forced door went unseen for 27 s.
+def attack(hold_every_s: float, release: bool) -> tuple[dict[str, float], list[bool]]:
+    """Poll at POLL_INTERVAL_S of injected time for 120 s while an attacker asks for a hold every
+    `hold_every_s` (and, with `release`, submits a wrong code first, which releases the hold).
 
-    The kiosk's handler calls `CabinetService.keypad_active`, which is
-    `driver.hold_polls(KEYPAD_HOLD_S)`; here that call is made every 3 s of injected time
-    while the polls run at the production cadence, on the simulated board.
+    The kiosk's `POST /api/keypad-active` is `CabinetService.keypad_active`, which is
+    `driver.hold_polls(KEYPAD_HOLD_S)`; a checked code is `driver.release_polls()`. The doors of
+    FORCED_AT are forced open on the simulated board. Returns when each was seen, and whether
+    polls were held at each step.
     """
-    assert poll_hold.GAP_S > POLL_INTERVAL_S  # a poll always runs between two holds
-    assert MAX_POLL_HOLD_S == poll_hold.MAX_HOLD_S == 10.0
-    assert FORCED_DOOR_SEEN_WITHIN_S == 10.5
     bus = SimulatedBus([BoardConfig(address=1, channels=24)], pulse_s=0.01, query_reply_s=0.001)
     clock = FakeMonotonic()
-    fast = BusTiming(
-        query_timeout_s=0.05,
-        unlock_timeout_s=0.3,
-        quiet_gap_s=0.01,
-        inter_request_gap_s=0.001,
-        poll_interval_s=0,  # the test polls, at POLL_INTERVAL_S of injected time
-        idle_read_s=0.005,
-    )
-    forced_at = {"D1": 1.0, "D2": 13.0, "D3": 47.0}  # seconds into the attack
-    channels = {"D1": 1, "D2": 2, "D3": 3}
 
-    async def attack(path: str) -> tuple[dict[str, float], list[bool]]:
+    async def run(path: str) -> tuple[dict[str, float], list[bool]]:
         driver = Rs485Driver(
             path,
             [BoardSpec(1, 24)],
-            {door: (1, ch) for door, ch in channels.items()},
-            timing=fast,
+            {door: (1, ch) for door, ch in CHANNELS.items()},
+            timing=FAST,
             clock=clock,
         )
         await driver.start()
@@ -401,17 +399,21 @@ def test_renewing_the_keypad_hold_every_3_s_cannot_hide_a_forced_door() -> None:
             seen: dict[str, float] = {}
             held: list[bool] = []
             start = clock.now
+            clock.now = start - POLL_INTERVAL_S
+            await driver.poll()  # the cabinet has been polling all along
+            every = round(hold_every_s / POLL_INTERVAL_S)
             for step in range(int(120 / POLL_INTERVAL_S)):
                 t = step * POLL_INTERVAL_S
                 clock.now = start + t
-                if step % int(3 / POLL_INTERVAL_S) == 0:
-                    driver.hold_polls(KEYPAD_HOLD_S)  # the attacker's POST /api/keypad-active
-                for door, when in forced_at.items():
+                if step % every == 0:
+                    if release:
+                        driver.release_polls()
+                    driver.hold_polls(KEYPAD_HOLD_S)
+                for door, when in FORCED_AT.items():
                     if when == t:
-                        bus.person.force_door(1, channels[door])
+                        bus.person.force_door(1, CHANNELS[door])
                 held.append(driver.polls_held())
-                readings = await driver.poll()
-                for door, is_open in readings.items():
+                for door, is_open in (await driver.poll()).items():
                     if is_open and door not in seen:
                         seen[door] = t
             return seen, held
@@ -419,35 +421,52 @@ def test_renewing_the_keypad_hold_every_3_s_cannot_hide_a_forced_door() -> None:
             await driver.close()
 
     with PtyServer(bus) as server:
-        seen, held = asyncio.run(asyncio.wait_for(attack(server.path), 60))
+        return asyncio.run(asyncio.wait_for(run(server.path), 60))
 
-    for door, when in forced_at.items():
-        assert door in seen, f"{door} forced at {when} s was never seen"
-        assert seen[door] - when <= FORCED_DOOR_SEEN_WITHIN_S, (door, when, seen[door])
-    # Polls are never held longer than one hold, nor more than the budget in any window.
+
+def longest_run(held: list[bool]) -> float:
     longest = run = 0
     for is_held in held:
         run = run + 1 if is_held else 0
         longest = max(longest, run)
-    assert longest * POLL_INTERVAL_S <= poll_hold.MAX_HOLD_S
-    window = int(poll_hold.WINDOW_S / POLL_INTERVAL_S)
-    most = max(sum(held[i : i + window]) for i in range(len(held) - window + 1))
-    assert most * POLL_INTERVAL_S <= poll_hold.BUDGET_S
-    # And the hold still works for a person typing: the first code's polls were held.
-    assert held[0] is True
+    return longest * POLL_INTERVAL_S
 
 
-def test_a_hold_lasts_one_entry_and_polls_run_between_holds() -> None:
-    """Finding (the rule in numbers): per entry at most MAX_HOLD_S, then GAP_S of polls."""
+def test_renewing_the_keypad_hold_every_3_s_cannot_hide_a_forced_door() -> None:
+    """Finding: `POST /api/keypad-active` every 3 s stopped RS485 polling indefinitely, so a
+    forced door went unseen for 27 s."""
+    assert MAX_POLL_HOLD_S == poll_hold.MAX_HOLD_S == 10.0
+    assert FORCED_DOOR_SEEN_WITHIN_S == 10.5
+    seen, held = attack(hold_every_s=3.0, release=False)
+    for door, when in FORCED_AT.items():
+        assert door in seen, f"{door} forced at {when} s was never seen"
+        assert seen[door] - when <= FORCED_DOOR_SEEN_WITHIN_S, (door, when, seen[door])
+    assert held[0] is True  # the hold still does its job for a person typing a code
+    assert longest_run(held) <= poll_hold.MAX_HOLD_S  # per entry: renewals do not extend it
+
+
+def test_releasing_and_retaking_the_hold_cannot_hide_a_forced_door_either() -> None:
+    """Finding (the total cap): a hold released by a wrong code and taken again at once, every
+    poll interval, must not keep polls off for good either."""
+    seen, held = attack(hold_every_s=POLL_INTERVAL_S, release=True)
+    for door, when in FORCED_AT.items():
+        assert door in seen, f"{door} forced at {when} s was never seen"
+        assert seen[door] - when <= FORCED_DOOR_SEEN_WITHIN_S, (door, when, seen[door])
+    assert longest_run(held) <= poll_hold.MAX_UNPOLLED_S
+
+
+def test_a_hold_lasts_one_entry_and_no_board_goes_unpolled_past_the_cap() -> None:
+    """Finding (the rule in numbers): one entry holds at most MAX_HOLD_S; a board last polled
+    MAX_UNPOLLED_S ago is polled through any hold."""
     hold = poll_hold.PollHold()
-    assert hold.hold(0.0, 8.0) == (0.0, 8.0)
-    assert hold.hold(3.0, 8.0) == (0.0, 10.0)  # renewed, capped at the entry's start + 10 s
-    assert hold.hold(9.0, 8.0) == (0.0, 10.0)
-    assert hold.hold(10.5, 8.0) == (12.0, 20.0)  # a new entry starts after the gap
-    hold.release(13.0)  # the code was checked
-    assert not hold.held(13.0)
-    # At most BUDGET_S (20 s) held in any WINDOW_S (60 s): 10 + 1 held so far, 9 s left.
-    assert hold.hold(13.5, 8.0) == (15.0, 23.0)
-    assert hold.hold(30.0, 8.0) == (30.0, 31.0)  # 10 + 1 + 8 held: 1 s left
-    assert hold.hold(61.0, 8.0) == (61.0, 62.0)  # [1, 61] still holds 9 + 1 + 8 + 1
-    assert hold.hold(75.0, 8.0) == (75.0, 83.0)  # [15, 75] holds 8 + 1 + 1: room again
+    polled = 0.0
+    assert hold.hold(0.0, 8.0) == 8.0
+    assert hold.hold(3.0, 8.0) == 10.0  # renewed, capped at the entry's start + 10 s
+    assert hold.hold(9.0, 8.0) == 10.0
+    assert hold.held(9.0, polled) and not hold.held(10.0, polled)
+    assert hold.hold(10.0, 8.0) == 18.0  # a new entry (the last one lapsed)
+    assert not hold.held(10.0, polled)  # but the board was last polled 10 s ago: poll it
+    assert hold.held(10.0, 10.0)  # polled now: the hold applies again
+    hold.release(12.0)  # the code was checked
+    assert not hold.held(12.0, 10.0)
+    assert not hold.held(5.0, None)  # a board never polled is polled at once
