@@ -134,7 +134,8 @@ class DoorDriver(Protocol):
         On a shared RS485 bus an unlock that arrives while a poll is in flight waits for the
         poll's reply and the inter-request gap. A person types a code over seconds, so the kiosk
         calls this at the first digit and the unlock finds the bus free. Drivers without a bus
-        (GPIO) have nothing to hold.
+        (GPIO) have nothing to hold. A bus driver caps the hold (cabinet/drivers/poll_hold.py),
+        since anyone who reaches the kiosk can ask for one: doors must never go unseen for long.
         """
 
     def release_polls(self) -> None:

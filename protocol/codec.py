@@ -31,6 +31,8 @@ from protocol.topics import Topic, TopicKind, parse_topic
 # hostile payloads cannot exhaust a cabinet's memory. Senders split bigger batches.
 MAX_PAYLOAD_BYTES = 256 * 1024
 _SHOWN_CHARS = 64
+# No contract nests past 5 levels; a few thousand would crash a recursive parser or validator.
+MAX_JSON_DEPTH = 32
 _ID = re.compile(ID_PATTERN)
 
 M = TypeVar("M", bound=BaseModel)
@@ -117,6 +119,37 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return fields
 
 
+def strict_loads(text: str | bytes) -> Any:
+    """Parse JSON as every receiver of ours does (MQTT payloads, the cloud API, the kiosk).
+
+    ValueError (naming the problem) for: not JSON, a duplicate key, NaN or Infinity, an integer
+    of more than 4300 digits, or arrays and objects nested more than MAX_JSON_DEPTH deep.
+    """
+    try:
+        value = json.loads(
+            text, parse_constant=_reject_constant, object_pairs_hook=_reject_duplicate_keys
+        )
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_JSON_DEPTH} deep") from None
+    # ValueError covers JSONDecodeError, UnicodeDecodeError and too-long ints: they pass through.
+    _check_depth(value)
+    return value
+
+
+def _check_depth(value: Any) -> None:
+    # Iterative, so a deep value cannot overflow the stack here; pydantic and json.dumps recurse
+    # on whatever passes, so the limit is kept far below the interpreter's.
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nested more than {MAX_JSON_DEPTH} deep")
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children)
+
+
 def _load(payload: bytes) -> dict[str, Any]:
     """Check the payload is a JSON object of protocol version 1 and return it."""
     if isinstance(payload, bytearray | memoryview):
@@ -132,12 +165,8 @@ def _load(payload: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as err:
         raise MessageError(None, f"payload is not UTF-8 (byte {err.start})") from None
     try:
-        fields = json.loads(
-            text, parse_constant=_reject_constant, object_pairs_hook=_reject_duplicate_keys
-        )
-    except RecursionError:
-        raise MessageError(None, "payload is not JSON: nested too deeply") from None
-    except ValueError as err:  # JSONDecodeError, and ints of more than 4300 digits
+        fields = strict_loads(text)
+    except ValueError as err:
         raise MessageError(None, f"payload is not JSON: {err}") from None
     if not isinstance(fields, dict):
         raise MessageError(None, f"payload is a JSON {type(fields).__name__}, not an object")

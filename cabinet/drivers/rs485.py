@@ -30,6 +30,7 @@ from typing import Any
 
 import serial
 
+from cabinet.drivers.poll_hold import MAX_HOLD_S, PollHold
 from cabinet.errors import DriverClosed, DriverError, UnknownCompartment
 from cabinet.ports import ChangeFeed, DoorChange, UnlockOutcome, UnlockResult
 from protocol.lockboard.common import DecoderStats, Polarity
@@ -56,9 +57,10 @@ log = logging.getLogger(__name__)
 _STOP, _UNLOCK, _READ, _POLL = 0, 1, 2, 3
 
 
-# The longest a typed code may keep status polls off the bus: a door opened by hand (forced)
-# is still seen within this time.
-MAX_POLL_HOLD_S = 10.0
+# The longest a typed code may keep status polls off the bus, however often it is renewed, and
+# the longest any board goes unpolled whatever the holds: a door opened by hand (forced) is seen
+# within MAX_UNPOLLED_S plus a poll interval (poll_hold.py).
+MAX_POLL_HOLD_S = MAX_HOLD_S
 
 
 @dataclass(frozen=True)
@@ -145,8 +147,10 @@ class Rs485Driver:
         baud: int = BAUD_RATE,
         echo: bool = False,
         name: str = "rs485",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
+        self._clock = clock  # for poll holds only (tests move it); the bus's own waits are real
         self.timing = timing or BusTiming()
         self._port_spec = port
         self._baud = baud
@@ -171,7 +175,9 @@ class Rs485Driver:
         self._jobs: queue.PriorityQueue[_Job] = queue.PriorityQueue()
         self._order = itertools.count()
         self._queued_polls: dict[int, concurrent.futures.Future[Any]] = {}
-        self._polls_held_until = 0.0  # time.monotonic(); polls are skipped until then
+        self._poll_hold = PollHold()  # polls are skipped while it holds (under _hold_lock)
+        self._last_polled: dict[int, float] = {}  # board -> self._clock() of its last poll
+        self._hold_lock = threading.Lock()
         self._queued_lock = threading.Lock()
         self._health_lock = threading.Lock()
         self._line_free_at = 0.0
@@ -208,11 +214,20 @@ class Rs485Driver:
         return await self._submit(_READ, lambda: self._read_one(address, channel))
 
     def hold_polls(self, seconds: float) -> None:
-        """Skip status polls for `seconds` (at most MAX_POLL_HOLD_S: doors must not go unseen)."""
-        self._polls_held_until = time.monotonic() + min(seconds, MAX_POLL_HOLD_S)
+        """Skip status polls for `seconds`, within PollHold's caps: doors must not go unseen."""
+        with self._hold_lock:
+            self._poll_hold.hold(self._clock(), seconds)
 
     def release_polls(self) -> None:
-        self._polls_held_until = 0.0
+        with self._hold_lock:
+            self._poll_hold.release(self._clock())
+
+    def polls_held(self, address: int | None = None) -> bool:
+        """Whether status polls (of board `address`; default: of every board) are skipped now."""
+        with self._hold_lock:
+            now = self._clock()
+            boards = self._boards if address is None else (address,)
+            return all(self._poll_hold.held(now, self._last_polled.get(a)) for a in boards)
 
     async def poll(self) -> dict[str, bool]:
         futures = [self._queue_poll(address) for address in self._boards]
@@ -306,8 +321,10 @@ class Rs485Driver:
         def run() -> None:
             with self._queued_lock:
                 self._queued_polls.pop(address, None)
-            if time.monotonic() < self._polls_held_until:
+            if self.polls_held(address):
                 return  # someone is typing a code: keep the bus free for its unlock
+            with self._hold_lock:
+                self._last_polled[address] = self._clock()
             self._poll_board(address)
 
         self._jobs.put(_Job(_POLL, next(self._order), run, future))

@@ -29,8 +29,13 @@ from cloud.db.engine import make_engine
 from cloud.notify.ports import Sender
 from cloud.notify.wechat_oauth import WechatOAuth
 from cloud.settings import CloudSettings
+from protocol.http_edge import BodyGuard
 
 API_PREFIX = "/api/v1"
+# The largest body anyone legitimately sends is a few KiB (a shipment is ~300 bytes, a WeChat
+# push ~1 KiB, a Twilio status callback ~1 KiB): 64 KiB leaves room, and an attacker's 80 MB
+# POST is refused before a byte of it is kept.
+MAX_BODY_BYTES = 64 * 1024
 
 DESCRIPTION = """\
 The parcel-locker cloud's API.
@@ -47,6 +52,8 @@ The parcel-locker cloud's API.
   with the account's Token): a bound recipient who writes to the account gets new codes.
 
 Errors are JSON `{"detail": "...", "errors": [{"field", "message"}]}`; `errors` is set on 422.
+A request body over 64 KiB is refused with 413; a JSON body with a duplicate key, NaN, or nested
+more than 32 deep with 422.
 """
 
 TAGS = [
@@ -121,7 +128,14 @@ def create_app(
     app.include_router(pickup_page.router)  # a notice's link, likewise
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(BodyGuard, max_bytes=MAX_BODY_BYTES, render=_edge_error)
     return app
+
+
+def _edge_error(status_code: int, message: str) -> dict[str, object]:
+    """BodyGuard's refusals in the API's error shape (a bad JSON body is a 422 on `body`)."""
+    errors = [FieldErrorPublic(field="body", message=message)] if status_code == 422 else None
+    return ErrorPublic(detail=message, errors=errors).model_dump(exclude_none=True)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -16,6 +16,9 @@ from cloud.db import repo
 from cloud.db.models import Cabinet, Compartment, ErpApiKey, Parcel, ParcelEvent, Site
 
 MAX_PAGE = 500
+# A page deeper than this is refused (422), not sent to SQL: 2**63 overflows the driver's BIGINT
+# (a 500), and a deep OFFSET scans every row it skips. Filter by cabinet or status to go further.
+MAX_OFFSET = 1_000_000
 
 
 def database_ok(*, session: Session) -> bool:

@@ -404,7 +404,7 @@ class Story:
         try:
             return self.http.get(f"{url}/status", headers=token).json()["doors"]
         finally:
-            self.http.post(f"{url}/sign-out", headers=token)
+            self.http.post(f"{url}/sign-out", json={}, headers=token)
 
 
 STEPS: list[tuple[str, str]] = [

@@ -388,6 +388,15 @@ function recipientScreen() {
 
 // --- talking to the cabinet -------------------------------------------------------------------
 
+// Every POST is JSON: the kiosk refuses any other (so another site's form cannot post to it).
+function keypadActive() {
+  fetch("/api/keypad-active", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: "{}",
+  });
+}
+
 async function send(type, fields) {
   if (state.busy) return null;
   state.busy = true;
@@ -505,7 +514,7 @@ function press(field, key) {
   if (key === "del") f[field] = f[field].slice(0, -1);
   else if (key === "clear") f[field] = "";
   else if (f[field].length < FIELD_MAX[field]) {
-    if (field === "code" && f.code === "") fetch("/api/keypad-active", { method: "POST" });
+    if (field === "code" && f.code === "") keypadActive();
     f[field] += key;
   }
   renderFields();
@@ -565,7 +574,7 @@ function onKey(event) {
   if (event.key.length === 1) {
     // A scanned pickup QR opens a door like a typed code: keep the bus free for its unlock.
     if (!scanner.buffer && state.screen === "home" && !(state.status && state.status.courier_signed_in)) {
-      fetch("/api/keypad-active", { method: "POST" });
+      keypadActive();
     }
     scanner.buffer += event.key;
     event.preventDefault();

@@ -52,7 +52,7 @@ def list_parcels(
         Status | None, Query(alias="status", description="Only parcels in this status")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=queries.MAX_OFFSET)] = 0,
 ) -> ParcelsPublic:
     """List parcels, newest first, optionally of one cabinet and in one status."""
     views = queries.list_parcels(

@@ -24,7 +24,8 @@ class Api:
         self.http = httpx.Client(base_url=url, timeout=10)
 
     def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
-        return self.http.post(path, json=body, **kwargs)
+        # Always JSON, as the page sends it (the kiosk refuses any other POST).
+        return self.http.post(path, json={} if body is None else body, **kwargs)
 
     def input(self, type_: str, **fields: Any) -> list[dict[str, Any]]:
         """POST /api/input; its screens (the answer must be 200)."""

@@ -57,14 +57,30 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
+# What the kiosk's guard answers a request that is not its page's own (cabinet/kiosk/guard.py).
+GUARD_REFUSALS = {413, 415}
+
+
 @pytest.fixture
-def open_page(browser: Any) -> Iterator[Any]:
+def api_calls() -> list[tuple[str, int]]:
+    """Every /api/ call the pages made: (method and path, status)."""
+    return []
+
+
+@pytest.fixture
+def open_page(browser: Any, api_calls: list[tuple[str, int]]) -> Iterator[Any]:
     contexts: list[Any] = []
+
+    def seen(response: Any) -> None:
+        path = response.url.split("/", 3)[-1]
+        if path.startswith("api/"):
+            api_calls.append((f"{response.request.method} /{path}", response.status))
 
     def open_(url: str, *, clock: bool = False) -> Any:
         context = browser.new_context(viewport=VIEWPORT, has_touch=True)
         contexts.append(context)
         page = context.new_page()
+        page.on("response", seen)
         if clock:
             page.clock.install()  # the test moves the page's time instead of waiting
         page.goto(url)
@@ -74,6 +90,13 @@ def open_page(browser: Any) -> Iterator[Any]:
     yield open_
     for context in contexts:
         context.close()
+    # The page's own calls pass the kiosk's Host, Origin and JSON checks (403 only for a PIN).
+    refused = [
+        (call, status)
+        for call, status in api_calls
+        if status in GUARD_REFUSALS or (status == 403 and "maintenance/sign-in" not in call)
+    ]
+    assert refused == []
 
 
 def pulses(sim: Sim, compartment: str) -> int:
@@ -259,7 +282,7 @@ def test_a_courier_deposits_three_parcels_and_two_recipients_pick_up(
 
 
 def test_wrong_codes_lock_the_keypad_and_it_says_how_long_offline_too(
-    tmp_path: Path, mosquitto: Mosquitto, sim: Sim, open_page: Any
+    tmp_path: Path, mosquitto: Mosquitto, sim: Sim, open_page: Any, api_calls: list[Any]
 ) -> None:
     # The broker named in the config is not there: the cloud is unreachable all along.
     dead = Mosquitto.__new__(Mosquitto)
@@ -291,6 +314,9 @@ def test_wrong_codes_lock_the_keypad_and_it_says_how_long_offline_too(
         text_of(page, "#home-msg", "locked")
         assert daemon.status()["keypad_locked_s"] > 0
         assert all(pulses(sim, c) == 0 for c in CHANNELS)
+        # Each code's first digit held the bus polls: the page's JSON POST was taken.
+        holds = [status for call, status in api_calls if call == "POST /api/keypad-active"]
+        assert holds and set(holds) == {200}
     finally:
         daemon.close()
 
