@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -13,7 +15,9 @@ from cloud.db.migrate import upgrade
 from locker.cli import app
 from tests.services import Mosquitto, wait_for
 
-ENV = {"COLUMNS": "200"}
+# The worker refuses to start without a strong secret key: every run here is given one.
+SECRET_ENV = {"LOCKER_CLOUD_SECRET_KEY": secrets.token_hex(32)}
+ENV = {"COLUMNS": "200", **SECRET_ENV}
 
 
 def test_help_teaches() -> None:
@@ -67,7 +71,9 @@ def test_the_worker_runs_until_sigterm(tmp_path: Path, mosquitto: Mosquitto) -> 
         *("--broker", f"mqtt://{mosquitto.host}:{mosquitto.port}"),
     ]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **SECRET_ENV}
+        )
     try:
         wait_for(
             lambda: (
