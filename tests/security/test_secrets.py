@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import stat
+import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -67,6 +68,7 @@ from tests.cloud.api import conftest as api_fixtures
 from tests.cloud.api.conftest import BASE_URL, NOW, Clock
 from tests.cloud.db.builders import CAB, CODE_KEY, PHONE, SITE, T0, Recording, deposited
 from tests.cloud.notify.conftest import CALLBACK_URL
+from tests.deploy.tools import DEPLOY, debian, require_tool
 
 # The key that shipped as the default until issue 11: public, in every clone of the repository.
 PUBLIC_KEY = "insecure-demo-key-change-me-0123456789abcdef"
@@ -100,11 +102,11 @@ def test_the_api_and_the_worker_refuse_to_start_without_a_secret_key(
     """Finding: the cloud started silently with a public default secret key.
 
     A fresh host runs `locker cloud serve` / `worker` with no LOCKER_CLOUD_SECRET_KEY: each
-    exits non-zero with one paragraph naming the setting and how to make one, no traceback, and
-    before it touches the database (a migrated one: before issue 11 the API would have served).
+    exits non-zero with one paragraph naming the setting and how to make one, no traceback.
+    The database is left empty: the key is checked first, before the revision check that would
+    otherwise answer (and a test of the old code fails instead of serving forever).
     """
     url = f"sqlite:///{tmp_path / 'cloud.db'}"
-    upgrade(url)
     result = CliRunner().invoke(app, [*command, "--database-url", url], env=_no_secret_env())
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit)  # a clean exit, not a crash
@@ -467,3 +469,48 @@ def test_twilios_request_log_is_not_emitted_at_info(
     from_twilio = [r for r in caplog.records if r.name.startswith("twilio")]
     assert [r.getMessage() for r in from_twilio] == ["a twilio warning"]
     assert twilio.account_sid not in caplog.text
+
+
+# --- the deploy files require the key -------------------------------------------------------------
+
+
+def env_file_values(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines as systemd's EnvironmentFile= and compose's --env-file read them."""
+    lines = path.read_text().splitlines()
+    pairs = (line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def test_the_deploy_env_files_require_the_secret_key(tmp_path: Path) -> None:
+    """Finding: a deployment could leave the secret key to a default.
+
+    The systemd env example names only real settings and leaves the key empty: a host that
+    installs it as is gets an API that refuses to start, naming the setting. Compose refuses to
+    resolve without the key (each other value of its env.example filled in).
+    """
+    systemd = env_file_values(DEPLOY / "systemd" / "cloud.env.example")
+    fields = {f"LOCKER_CLOUD_{name.upper()}" for name in CloudSettings.model_fields}
+    assert systemd.keys() <= fields, systemd.keys() - fields
+    assert systemd[SECRET_KEY_ENV] == ""
+    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    env = _no_secret_env() | systemd | {"LOCKER_CLOUD_DATABASE_URL": url}
+    result = CliRunner().invoke(app, ["cloud", "serve"], env=env)
+    assert result.exit_code == 2 and f"{SECRET_KEY_ENV} is not set" in result.output
+
+    compose = DEPLOY / "compose"
+    assert env_file_values(compose / "env.example")[SECRET_KEY_ENV] == ""
+    tool = require_tool("docker-compose", debian("docker-compose"))
+    filled = tmp_path / ".env"
+    filled.write_text(
+        "".join(
+            f"{key}={value or 'filled-in'}\n"
+            for key, value in env_file_values(compose / "env.example").items()
+            if key != SECRET_KEY_ENV
+        )
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LOCKER_", "POSTGRES_"))}
+    resolved = subprocess.run(
+        [tool, "--env-file", str(filled), "-f", str(compose / "compose.yaml"), "config", "-q"],
+        cwd=compose, env=clean, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert resolved.returncode != 0 and f"set {SECRET_KEY_ENV} in .env" in resolved.stderr
