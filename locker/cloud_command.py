@@ -167,7 +167,7 @@ def worker(
     from cloud.logs import setup_logging
     from cloud.worker import MqttClient, Worker, parse_broker_url, subscriptions
     from cloud.worker.clock import FileOffsetClock, utc_now
-    from locker.cloud_settings import cloud_settings
+    from locker.cloud_settings import check_secret_opens_the_database, cloud_settings
 
     # Refuse before anything opens: the worker seals pickup codes and unseals code keys with it.
     settings = cloud_settings(need_secret=True)
@@ -195,6 +195,7 @@ def worker(
             err=True,
         )
         raise typer.Exit(1)
+    check_secret_opens_the_database(engine, settings)
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
     client = MqttClient(
         host=host,

@@ -35,7 +35,7 @@ def serve(
     from cloud.db.engine import make_engine
     from cloud.db.migrate import current_revision_of, head_revision
     from cloud.logs import quiet_chatty_libraries
-    from locker.cloud_settings import cloud_settings
+    from locker.cloud_settings import check_secret_opens_the_database, cloud_settings
 
     # Refuse before anything opens: without a strong secret key anyone could sign a session.
     settings = cloud_settings(need_secret=True)
@@ -55,6 +55,7 @@ def serve(
             err=True,
         )
         raise typer.Exit(1)
+    check_secret_opens_the_database(engine, settings)
     typer.echo(f"API on http://{host}:{port}/api/v1 (database {shown})")
     quiet_chatty_libraries()
     try:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from cloud.settings import CloudSettings
 
 # A setting is missing or refused: like a usage error (the cabinet daemon's bad config is 2 too).
@@ -33,3 +35,22 @@ def cloud_settings(*, need_secret: bool) -> CloudSettings:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(EXIT_BAD_SETTINGS) from None
     return settings
+
+
+def check_secret_opens_the_database(engine: Engine, settings: CloudSettings) -> None:
+    """Exit 2 if the secret key does not unseal the database's code keys (another key's)."""
+    from sqlmodel import Session
+
+    from cloud.db.repo import seal_key_opens_code_keys
+    from cloud.settings import SECRET_KEY_ENV
+
+    with Session(engine) as session:
+        opens = seal_key_opens_code_keys(session=session, seal_key=settings.require_secret_key())
+    if not opens:
+        typer.echo(
+            f"error: {SECRET_KEY_ENV} does not open the cabinets' code keys in this database: "
+            "it is not the key they were sealed with. Set the key this database was set up "
+            "with (every API and worker shares one).",
+            err=True,
+        )
+        raise typer.Exit(EXIT_BAD_SETTINGS)

@@ -33,7 +33,7 @@ from cloud.db.models import (
     WebhookOutbox,
     WechatBinding,
 )
-from cloud.db.sealing import seal, seal_bytes, unseal_bytes
+from cloud.db.sealing import SealError, seal, seal_bytes, unseal_bytes
 from protocol.messages import CodeEntry, ParcelIdsData, PutCodesData
 
 # A command the cabinet has not acked by then is dropped by it and no longer resent by us: a week
@@ -212,6 +212,23 @@ def pending_events(
 def cabinet_code_key(cabinet: Cabinet, *, seal_key: bytes) -> bytes:
     """Return the key a cabinet's pickup-code hashes are made with (unsealed); raise SealError."""
     return unseal_bytes(seal_key, cabinet.code_key, context=code_key_context(cabinet.id))
+
+
+def seal_key_opens_code_keys(*, session: Session, seal_key: bytes) -> bool:
+    """Whether `seal_key` unseals the stored code keys (checked on one cabinet; True if none).
+
+    A process started with another secret key than the one the keys were sealed under could
+    issue no code: it is told at startup rather than at the first deposit.
+    """
+    cabinet = session.exec(select(Cabinet).order_by(col(Cabinet.id)).limit(1)).first()
+    session.rollback()
+    if cabinet is None:
+        return True
+    try:
+        cabinet_code_key(cabinet, seal_key=seal_key)
+    except SealError:
+        return False
+    return True
 
 
 def code_key_context(cab: str) -> str:

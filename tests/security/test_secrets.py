@@ -116,6 +116,29 @@ def test_the_api_and_the_worker_refuse_to_start_without_a_secret_key(
     assert len(result.output.strip().splitlines()) == 1  # one paragraph
 
 
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_another_secret_key_than_the_databases_is_refused_at_startup(
+    tmp_path: Path, command: str
+) -> None:
+    """The key that sealed the code keys is the only one that works: a process given another
+    (a typo, a lost key replaced) is stopped at startup, naming the setting, rather than
+    failing at the first deposit.
+    """
+    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        deposit_with(engine, seal_key=secrets.token_hex(32).encode())
+    finally:
+        engine.dispose()
+    args = ["cloud", command, "--database-url", url, "--broker", "mqtt://127.0.0.1:1"]
+    args = args[:-2] if command == "serve" else args
+    env = _no_secret_env() | {SECRET_KEY_ENV: secrets.token_hex(32)}
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 2, result.output
+    assert f"{SECRET_KEY_ENV} does not open the cabinets' code keys" in result.output
+
+
 WEAK_KEYS = {
     "public default": PUBLIC_KEY,
     "short": "s3cret-s3cret-s3cret",
