@@ -14,7 +14,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "LOCKER_CLOUD_"
@@ -203,9 +203,8 @@ def load_settings(**values: object) -> CloudSettings:
         raise SettingsError(" ".join(_describe(error) for error in err.errors())) from None
 
 
-def _describe(error: object) -> str:
-    assert isinstance(error, dict)
-    if error.get("type") == "weak_secret_key":
-        return str(error["msg"])
-    names = ".".join(str(part) for part in error.get("loc", ()))
-    return f"{ENV_PREFIX}{names.upper()}: {error.get('msg')}."
+def _describe(error: ErrorDetails) -> str:
+    if error["type"] == "weak_secret_key":
+        return error["msg"]
+    names = "__".join(str(part) for part in error["loc"])
+    return f"{ENV_PREFIX}{names.upper()}: {error['msg']}."

@@ -89,3 +89,16 @@ def test_the_worker_runs_until_sigterm(tmp_path: Path, mosquitto: Mosquitto) -> 
         if process.poll() is None:
             process.kill()
     assert "worker w-term: stopped" in log_path.read_text()
+
+
+def test_a_bad_setting_is_refused_in_one_line_naming_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    result = CliRunner().invoke(
+        app,
+        ["cloud", "worker", "--database-url", url],
+        env={**ENV, "LOCKER_CLOUD_MQTT_PORT": "eighteen"},
+    )
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)  # a clean exit, not a traceback
+    assert result.output.startswith("error: LOCKER_CLOUD_MQTT_PORT: Input should be a valid")
+    assert "eighteen" not in result.output  # a setting's value may be a secret: never echoed
