@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -131,10 +132,16 @@ def test_another_secret_key_than_the_databases_is_refused_at_startup(
         deposit_with(engine, seal_key=secrets.token_hex(32).encode())
     finally:
         engine.dispose()
-    args = ["cloud", command, "--database-url", url, "--broker", "mqtt://127.0.0.1:1"]
-    args = args[:-2] if command == "serve" else args
     env = _no_secret_env() | {SECRET_KEY_ENV: secrets.token_hex(32)}
-    result = CliRunner().invoke(app, args, env=env)
+    with socket.socket() as taken:  # were the check gone, serve would fail to bind, not serve
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        where = {
+            "serve": ["--port", str(taken.getsockname()[1])],
+            "worker": ["--broker", "mqtt://127.0.0.1:1"],
+        }
+        args = ["cloud", command, "--database-url", url, *where[command]]
+        result = CliRunner().invoke(app, args, env=env)
     assert result.exit_code == 2, result.output
     assert f"{SECRET_KEY_ENV} does not open the cabinets' code keys" in result.output
 
