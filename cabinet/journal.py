@@ -25,6 +25,8 @@ its event loop's thread only; each call is short (one small transaction).
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -45,6 +47,43 @@ SCHEMA_VERSION = 1
 # redelivery is expired anyway, so forgetting its id cannot make it run twice.
 COMMAND_RETENTION = timedelta(days=7)
 INTERRUPTED = "interrupted: the cabinet restarted while running this command; not run again"
+
+log = logging.getLogger(__name__)
+
+# SQLite's own files beside the database: made with the database file's mode, so a private
+# database has private ones; any left from before are tightened too.
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def make_private(path: Path) -> None:
+    """Create the SQLite file `path` mode 0600 if missing; take group and other access away.
+
+    SQLite creates a database 0644 less the umask (readable by every local user), and its -wal
+    and -shm files copy the database's mode: creating the file first, 0600, keeps all three
+    private whatever the umask. A file we cannot chmod (another owner's) is left as it is.
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(descriptor).st_mode & 0o077:
+            _tighten(lambda: os.fchmod(descriptor, 0o600), path)
+    finally:
+        os.close(descriptor)
+    for suffix in SQLITE_SIDE_FILES:
+        side = path.with_name(path.name + suffix)
+        try:
+            loose = side.stat().st_mode & 0o077
+        except FileNotFoundError:
+            continue
+        if loose:
+            _tighten(lambda side=side: side.chmod(0o600), side)
+
+
+def _tighten(chmod: Callable[[], None], path: Path) -> None:
+    try:
+        chmod()
+    except PermissionError:
+        log.warning("%s is readable by other users and not ours to chmod: make it 0600", path)
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -131,6 +170,8 @@ class Journal:
     ) -> Journal:
         """Open (or create) the journal at `path` for cabinet `cab`."""
         validate_cabinet_id(cab)
+        if str(path) not in ("", ":memory:"):
+            make_private(Path(path))  # it holds the codes' hashes and the outbound events
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a step is one transaction.
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         try:

@@ -1,12 +1,103 @@
-"""The cloud's settings, from `LOCKER_CLOUD_*` environment variables (pydantic-settings)."""
+"""The cloud's settings, from `LOCKER_CLOUD_*` environment variables (pydantic-settings).
+
+The secret key has no default: the API, the workers and every command that seals or signs
+refuse to run without one (`CloudSettings.require_secret_key`), and a weak or public value is
+refused wherever it is given (`secret_key_problem`), so the key that shipped with the code
+until issue 11 can never be configured again.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+from itertools import pairwise
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "LOCKER_CLOUD_"
+SECRET_KEY_ENV = f"{ENV_PREFIX}SECRET_KEY"
+# 256 bits: the strength of the HMAC-SHA256 and AES-256 keys derived from it.
+MIN_SECRET_KEY_BYTES = 32
+MAKE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_hex(32))"'
+# Values published with the code: whoever reads the repository knows them.
+PUBLIC_SECRET_KEYS = frozenset({"insecure-demo-key-change-me-0123456789abcdef"})
+# A run this long of characters one code point apart ("456789ab", "zyxwvuts") is typed, not
+# drawn: in a random 64-hex-digit key it turns up with probability < 64 * 2 * 16**-7 < 1e-6.
+_SEQUENTIAL_RUN = 8
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
+
+
+class SettingsError(ValueError):
+    """The settings are missing or refuse a value; the message is one readable paragraph."""
+
+
+def secret_key_problem(value: str) -> str | None:
+    """Return why `value` is not a strong secret key, or None if it is one.
+
+    Strong: at least 32 bytes of key material written as hex (64+ digits) or base64 (43+
+    characters, as `secrets.token_urlsafe(32)` or `openssl rand -base64 32` make), not a public
+    value, and not a made-by-hand pattern (repeats, runs, one letter case, few characters).
+    """
+    if value in PUBLIC_SECRET_KEYS:
+        return "it is the public demo key published with the code"
+    if _HEX.fullmatch(value):
+        bits = 4 * len(value)
+        # Random hex has both: P(no letter in 64 digits) = (10/16)**64 < 1e-13.
+        one_kind = value.isdigit() or not any(c.isdigit() for c in value)
+    elif _BASE64.fullmatch(value):
+        bits = 6 * len(value.rstrip("="))
+        # Random base64 has both cases: P(one case only in 43 characters) < 2 * (38/64)**43.
+        one_kind = value.lower() == value or value.upper() == value
+    else:
+        return "it is not hex or base64 (a random key is written as one of them)"
+    if bits < 8 * MIN_SECRET_KEY_BYTES:
+        return (
+            f"it holds {bits // 8} bytes of key material, fewer than {MIN_SECRET_KEY_BYTES} "
+            "(64 hex digits or 43 base64 characters)"
+        )
+    if one_kind or len(set(value)) < 8 or _repeats(value) or _has_run(value):
+        return "it looks typed rather than drawn at random (repeats, runs or too few characters)"
+    return None
+
+
+def _repeats(value: str) -> bool:
+    # A key made of one block said again ("abcabcabc..."): its tail equals a shift of itself.
+    return any(value[shift:] == value[:-shift] for shift in range(1, len(value) // 2 + 1))
+
+
+def _has_run(value: str) -> bool:
+    # Characters one code point apart, all the same way: "3456789a" or "hgfedcba".
+    run, step = 1, 0
+    for before, after in pairwise(value):
+        delta = ord(after) - ord(before)
+        if delta not in (1, -1):
+            run, step = 1, 0
+        elif delta == step:
+            run += 1
+        else:
+            run, step = 2, delta
+        if run >= _SEQUENTIAL_RUN:
+            return True
+    return False
+
+
+def secret_key_message(problem: str | None = None) -> str:
+    """The one paragraph a user sees when the secret key is missing (None) or refused."""
+    what = (
+        f"{SECRET_KEY_ENV} is not set"
+        if problem is None
+        else f"{SECRET_KEY_ENV} is refused: {problem}"
+    )
+    return (
+        f"{what}. The cloud signs scan-to-open sessions and seals pickup codes and cabinet code "
+        f"keys with it, so it needs at least {MIN_SECRET_KEY_BYTES} random bytes and has no "
+        f"default. Make one with `{MAKE_SECRET_KEY}`, keep it secret, and give the same value "
+        "to every API and worker process (a new value cannot open what the old one sealed)."
+    )
 
 
 def default_data_dir() -> Path:
@@ -23,7 +114,10 @@ class CloudSettings(BaseSettings):
     so tests point them at local fakes.
     """
 
-    model_config = SettingsConfigDict(env_prefix="LOCKER_CLOUD_", extra="ignore")
+    # hide_input_in_errors: a refused secret key must not be echoed into an error or a log.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", hide_input_in_errors=True
+    )
 
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str = ""  # empty: sqlite:///<data_dir>/cloud.db
@@ -38,9 +132,10 @@ class CloudSettings(BaseSettings):
 
     # The public URL of the API: links in notices, the pickup page, scan-to-open.
     base_url: str = "http://127.0.0.1:8000"
-    # Seals pickup codes waiting in the notice outbox and signs short-lived nonces. Set it in
-    # production (at least 32 random bytes, hex); the default is for the zero-setup demo only.
-    secret_key: SecretStr = SecretStr("insecure-demo-key-change-me-0123456789abcdef")
+    # Signs scan-to-open nonces and sessions, seals pickup codes in the notice outbox and the
+    # cabinets' code keys. No default: unset (None), whatever needs it refuses to run
+    # (`require_secret_key`); commands that need no secret (`db current`) still work.
+    secret_key: SecretStr | None = None
     # Demos and end-to-end runs only: a file holding seconds the workers' clock runs ahead
     # (`cloud.worker.clock`), so a parcel can expire without waiting out its pickup window.
     clock_offset_file: Path | None = None
@@ -59,13 +154,57 @@ class CloudSettings(BaseSettings):
     # Where the webpage authorization (OAuth2) page lives: scan-to-open's WeChat sign-in.
     wechat_open_base_url: str = "https://open.weixin.qq.com"
 
+    @field_validator("secret_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `LOCKER_CLOUD_SECRET_KEY=` in an env file means "not set", and is told as such.
+        return None if value == "" else value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        problem = secret_key_problem(value.get_secret_value())
+        if problem is not None:
+            # A custom error: its message is ours alone (no "Value error, " prefix, no input).
+            raise PydanticCustomError("weak_secret_key", secret_key_message(problem))
+        return value
+
     @model_validator(mode="after")
     def _default_database(self) -> CloudSettings:
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'cloud.db'}"
         return self
 
+    def require_secret_key(self) -> bytes:
+        """Return the secret key as bytes; raise SettingsError (one paragraph) if it is unset.
+
+        The one check the API, the workers and the commands that seal go through at startup.
+        """
+        if self.secret_key is None:
+            raise SettingsError(secret_key_message())
+        return self.secret_key.get_secret_value().encode()
+
     @property
     def secret_key_bytes(self) -> bytes:
-        """The secret key as bytes, for `cloud.db.sealing`."""
-        return self.secret_key.get_secret_value().encode()
+        """The secret key as bytes, for `cloud.db.sealing` and the scan-to-open signatures."""
+        return self.require_secret_key()
+
+
+def load_settings(**values: object) -> CloudSettings:
+    """Return the settings from the environment (and `values`); raise SettingsError.
+
+    The error names each refused setting by its variable, in words, without its value.
+    """
+    try:
+        return CloudSettings(**values)  # type: ignore[arg-type]
+    except ValidationError as err:
+        raise SettingsError(" ".join(_describe(error) for error in err.errors())) from None
+
+
+def _describe(error: ErrorDetails) -> str:
+    if error["type"] == "weak_secret_key":
+        return error["msg"]
+    names = "__".join(str(part) for part in error["loc"])
+    return f"{ENV_PREFIX}{names.upper()}: {error['msg']}."

@@ -42,9 +42,9 @@ DatabaseUrl = Annotated[
 def _database_url(url: str | None) -> str:
     if url:
         return url
-    from cloud.settings import CloudSettings
+    from locker.cloud_settings import cloud_settings
 
-    return CloudSettings().database_url
+    return cloud_settings(need_secret=False).database_url
 
 
 def _shown(url: str) -> str:
@@ -64,8 +64,13 @@ def db_upgrade(
     database_url: DatabaseUrl = None,
     revision: Annotated[str, typer.Argument(help="Revision to upgrade to.")] = "head",
 ) -> None:
-    """Create or upgrade the cloud's tables (Alembic migrations), printing each step."""
+    """Create or upgrade the cloud's tables (Alembic migrations), printing each step.
+
+    Sealing the cabinets' code keys (0007) needs LOCKER_CLOUD_SECRET_KEY if any cabinet exists.
+    """
     from cloud.db.migrate import current_revision, upgrade
+    from cloud.settings import SettingsError
+    from locker.cloud_settings import EXIT_BAD_SETTINGS
 
     url = _database_url(database_url)
     typer.echo(f"database: {_shown(url)}")
@@ -74,6 +79,9 @@ def db_upgrade(
         typer.echo(f"at revision: {before or '(empty)'}")
         upgrade(url, revision, echo=typer.echo)
         after = current_revision(url)
+    except SettingsError as err:  # a migration needs a setting: the whole paragraph, no cut
+        typer.echo(f"error: upgrade stopped: {err}", err=True)
+        raise typer.Exit(EXIT_BAD_SETTINGS) from None
     except Exception as err:  # a CLI reports the reason in one line instead of a traceback
         _fail("upgrade failed", err)
     if after == before:
@@ -146,7 +154,8 @@ def worker(
     Stores each event once by (cabinet, seq), applies them in seq order exactly once (any number
     of workers may run), and publishes event-ack only after the commit; tracks each cabinet's
     presence from its retained state; publishes the command outbox and resends each command
-    until the cabinet acks it or it expires. Run `locker cloud db upgrade` first.
+    until the cabinet acks it or it expires. Run `locker cloud db upgrade` first. It refuses to
+    start without LOCKER_CLOUD_SECRET_KEY (at least 32 random bytes).
     """
     import logging
     import os
@@ -155,11 +164,13 @@ def worker(
 
     from cloud.db.engine import make_engine
     from cloud.db.migrate import current_revision_of, head_revision
-    from cloud.settings import CloudSettings
+    from cloud.logs import setup_logging
     from cloud.worker import MqttClient, Worker, parse_broker_url, subscriptions
     from cloud.worker.clock import FileOffsetClock, utc_now
+    from locker.cloud_settings import check_secret_opens_the_database, cloud_settings
 
-    settings = CloudSettings()
+    # Refuse before anything opens: the worker seals pickup codes and unseals code keys with it.
+    settings = cloud_settings(need_secret=True)
     url = database_url or settings.database_url
     if broker:
         try:
@@ -171,9 +182,7 @@ def worker(
     client_id = (
         client_id or f"{settings.mqtt_client_id_prefix}-{socket.gethostname()}-{os.getpid()}"
     )
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(logging.INFO)
     engine = make_engine(url)
     try:
         current = current_revision_of(engine)
@@ -186,6 +195,7 @@ def worker(
             err=True,
         )
         raise typer.Exit(1)
+    check_secret_opens_the_database(engine, settings)
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
     client = MqttClient(
         host=host,

@@ -52,9 +52,9 @@ def _registry(database_url: str | None) -> Iterator[Any]:
 
     from cloud.db.engine import make_engine
     from cloud.services.registry import RegistryError
-    from cloud.settings import CloudSettings
+    from locker.cloud_settings import cloud_settings
 
-    engine = make_engine(database_url or CloudSettings().database_url)
+    engine = make_engine(database_url or cloud_settings(need_secret=False).database_url)
     try:
         with Session(engine) as session:
             yield session
@@ -187,7 +187,7 @@ def cabinet_add(
     """Add a cabinet and its compartments; print its daemon config, password and ACL lines.
 
     The secrets are printed once and kept by the cloud only as it needs them: the code key
-    (to hash pickup codes) and the MQTT password's hash.
+    (to hash pickup codes), sealed under LOCKER_CLOUD_SECRET_KEY, and the MQTT password's hash.
     """
     from cloud.db.models import CabinetCreate
     from cloud.services.registry import (
@@ -195,6 +195,9 @@ def cabinet_add(
         layout_compartments,
         mosquitto_acl_lines,
     )
+    from locker.cloud_settings import cloud_settings
+
+    seal_key = cloud_settings(need_secret=True).require_secret_key()
 
     try:
         parsed = tomllib.loads(layout.read_text())
@@ -206,7 +209,11 @@ def cabinet_add(
             id=cabinet_id, site_id=site, name=name or cabinet_id, address=address
         )
         credentials = add_cabinet(
-            session=session, cabinet_create=cabinet_create, compartments=compartments, now=_now()
+            session=session,
+            cabinet_create=cabinet_create,
+            compartments=compartments,
+            now=_now(),
+            seal_key=seal_key,
         )
     config = daemon_config(
         parsed,
@@ -237,11 +244,10 @@ def cabinet_cloud_acl(
 ) -> None:
     """Print the ACL block of the cloud workers' user (once per broker, beside the cabinets')."""
     from cloud.services.registry import DEFAULT_CLOUD_MQTT_USER, mosquitto_cloud_acl_lines
-    from cloud.settings import CloudSettings
+    from locker.cloud_settings import cloud_settings
 
-    typer.echo(
-        mosquitto_cloud_acl_lines(user or CloudSettings().mqtt_username or DEFAULT_CLOUD_MQTT_USER)
-    )
+    user = user or cloud_settings(need_secret=False).mqtt_username or DEFAULT_CLOUD_MQTT_USER
+    typer.echo(mosquitto_cloud_acl_lines(user))
 
 
 def mosquitto_config(
@@ -274,9 +280,9 @@ def mosquitto_config(
     eclipse-mosquitto image).
     """
     from cloud.services.registry import DEFAULT_CLOUD_MQTT_USER, mosquitto_auth
-    from cloud.settings import CloudSettings
+    from locker.cloud_settings import cloud_settings
 
-    settings = CloudSettings()
+    settings = cloud_settings(need_secret=False)
     user = cloud_user or settings.mqtt_username or DEFAULT_CLOUD_MQTT_USER
     if settings.mqtt_password is None or not settings.mqtt_password.get_secret_value():
         _bad_input(

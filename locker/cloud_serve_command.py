@@ -25,7 +25,8 @@ def serve(
     """Serve the API at /api/v1 (OpenAPI at /api/v1/openapi.json), until SIGINT or SIGTERM.
 
     Stateless: run as many as you like against one database. Run `locker cloud db upgrade`
-    first. Settings (base URL, secret key, Twilio) come from LOCKER_CLOUD_* variables.
+    first. Settings (base URL, secret key, Twilio) come from LOCKER_CLOUD_* variables; it
+    refuses to start without LOCKER_CLOUD_SECRET_KEY (at least 32 random bytes).
     """
     import uvicorn
     from sqlalchemy.engine import make_url
@@ -33,9 +34,11 @@ def serve(
     from cloud.api import create_app
     from cloud.db.engine import make_engine
     from cloud.db.migrate import current_revision_of, head_revision
-    from cloud.settings import CloudSettings
+    from cloud.logs import quiet_chatty_libraries
+    from locker.cloud_settings import check_secret_opens_the_database, cloud_settings
 
-    settings = CloudSettings()
+    # Refuse before anything opens: without a strong secret key anyone could sign a session.
+    settings = cloud_settings(need_secret=True)
     if database_url:
         settings = settings.model_copy(update={"database_url": database_url})
     shown = make_url(settings.database_url).render_as_string(hide_password=True)
@@ -52,7 +55,9 @@ def serve(
             err=True,
         )
         raise typer.Exit(1)
+    check_secret_opens_the_database(engine, settings)
     typer.echo(f"API on http://{host}:{port}/api/v1 (database {shown})")
+    quiet_chatty_libraries()
     try:
         uvicorn.run(create_app(settings, engine=engine), host=host, port=port)
     finally:

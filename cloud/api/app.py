@@ -86,10 +86,13 @@ def create_app(
     `sms` sends the scan-to-open codes (default: Twilio from the settings, if configured);
     `wechat_oauth` signs scan-to-open users in with WeChat (default: from the settings, if an
     app id is set);
-    `clock` is injectable so tests move time instead of sleeping. The app keeps nothing between
+    `clock` is injectable so tests move time instead of sleeping. Raise SettingsError if the
+    settings have no secret key. The app keeps nothing between
     requests beyond these, so any number of replicas may serve one database.
     """
     settings = settings or CloudSettings()
+    # Refuse to build an API that would sign sessions with no key (SettingsError, one paragraph).
+    settings.require_secret_key()
     if engine is None:
         engine = make_engine(settings.database_url)
     if sms is None and settings.twilio_account_sid:

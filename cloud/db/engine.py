@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,42 @@ SQLITE_BEGIN = "sqlite_begin"
 # transaction may run on another server connection). `?prepare_threshold=none` turns preparing
 # off, a number sets the threshold (deploy/SCALING.md).
 PREPARE_THRESHOLD = "prepare_threshold"
+
+log = logging.getLogger(__name__)
+
+# SQLite's own files beside the database: made with the database file's mode, so a private
+# database has private ones; any left from before are tightened too.
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def make_private(path: Path) -> None:
+    """Create the SQLite file `path` mode 0600 if missing; take group and other access away.
+
+    SQLite creates a database 0644 less the umask (readable by every local user), and its -wal
+    and -shm files copy the database's mode: creating the file first, 0600, keeps all three
+    private whatever the umask. A file we cannot chmod (another owner's) is left as it is.
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(descriptor).st_mode & 0o077:
+            _tighten(lambda: os.fchmod(descriptor, 0o600), path)
+    finally:
+        os.close(descriptor)
+    for suffix in SQLITE_SIDE_FILES:
+        side = path.with_name(path.name + suffix)
+        try:
+            loose = side.stat().st_mode & 0o077
+        except FileNotFoundError:
+            continue
+        if loose:
+            _tighten(lambda side=side: side.chmod(0o600), side)
+
+
+def _tighten(chmod: Callable[[], None], path: Path) -> None:
+    try:
+        chmod()
+    except PermissionError:
+        log.warning("%s is readable by other users and not ours to chmod: make it 0600", path)
 
 
 def make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
@@ -52,8 +91,10 @@ def _prepare_threshold(value: str | tuple[str, ...]) -> int | None:
 
 def _sqlite_engine(url: str, *, echo: bool, **kwargs: Any) -> Engine:
     database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if database and database != ":memory:" and not database.startswith("file:"):
+        # The path as SQLite opens it (it does not expand `~`).
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        make_private(Path(database))  # it holds hashes, sealed codes and keys, phone numbers
     connect_args = kwargs.pop("connect_args", {})
     # Sessions hop between threads (a worker pool, FastAPI's threadpool); the pool keeps one
     # connection to one thread at a time, which is all sqlite3 needs.

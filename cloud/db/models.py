@@ -109,7 +109,8 @@ class Cabinet(CabinetBase, table=True):
 
     id: str = Field(primary_key=True, max_length=ID_LENGTH)
     site_id: str = _fk("sites.id", index=True)
-    # The HMAC key of its pickup-code hashes (hex): provisioned with the cabinet, never on MQTT.
+    # The HMAC key of its pickup-code hashes: provisioned with the cabinet, never on MQTT, and
+    # stored sealed under the secret key (`repo.cabinet_code_key`): a 64-byte key seals to 127.
     code_key: str = Field(max_length=128)
     mqtt_password_hash: str | None = Field(default=None, max_length=256)
     online: bool | None = None  # None: never seen

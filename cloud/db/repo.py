@@ -33,12 +33,15 @@ from cloud.db.models import (
     WebhookOutbox,
     WechatBinding,
 )
-from cloud.db.sealing import seal
+from cloud.db.sealing import SealError, seal, seal_bytes, unseal_bytes
 from protocol.messages import CodeEntry, ParcelIdsData, PutCodesData
 
 # A command the cabinet has not acked by then is dropped by it and no longer resent by us: a week
 # covers any realistic outage, and a stale codes.put is harmless (the code's own expiry rules).
 COMMAND_TTL_S = 7 * 24 * 3600
+
+# The longest code key a cabinet may have: sealed, it still fits `cabinets.code_key` (128).
+CODE_KEY_MAX_BYTES = 64
 
 # Parcels whose pickup code a cabinet still honours: their hashes must stay unique.
 LIVE_STATUSES = (core.Status.IN_LOCKER.value,)
@@ -81,12 +84,21 @@ def site_policy(site: Site) -> SitePolicy:
 
 
 def create_cabinet(
-    *, session: Session, cabinet_create: CabinetCreate, code_key: bytes, now: datetime
+    *,
+    session: Session,
+    cabinet_create: CabinetCreate,
+    code_key: bytes,
+    seal_key: bytes,
+    now: datetime,
 ) -> Cabinet:
-    """Add a cabinet with its pickup-code key (the registry makes the key and MQTT password)."""
-    cabinet = Cabinet.model_validate(
-        cabinet_create, update={"code_key": code_key.hex(), "created_at": now}
-    )
+    """Add a cabinet with its pickup-code key (the registry makes the key and MQTT password).
+
+    The key is stored sealed under `seal_key` (the settings' secret key), never in clear.
+    """
+    if not code_key or len(code_key) > CODE_KEY_MAX_BYTES:
+        raise ValueError(f"a cabinet's code key has 1 to {CODE_KEY_MAX_BYTES} bytes")
+    sealed = seal_bytes(seal_key, code_key, context=code_key_context(cabinet_create.id))
+    cabinet = Cabinet.model_validate(cabinet_create, update={"code_key": sealed, "created_at": now})
     session.add(cabinet)
     session.flush()  # its compartments refer to it (see create_site)
     return cabinet
@@ -197,9 +209,31 @@ def pending_events(
     return {cab: events for cab, events in found.items() if len(events) < limit}
 
 
-def cabinet_code_key(cabinet: Cabinet) -> bytes:
-    """Return the key a cabinet's pickup-code hashes are made with."""
-    return bytes.fromhex(cabinet.code_key)
+def cabinet_code_key(cabinet: Cabinet, *, seal_key: bytes) -> bytes:
+    """Return the key a cabinet's pickup-code hashes are made with (unsealed); raise SealError."""
+    return unseal_bytes(seal_key, cabinet.code_key, context=code_key_context(cabinet.id))
+
+
+def seal_key_opens_code_keys(*, session: Session, seal_key: bytes) -> bool:
+    """Whether `seal_key` unseals the stored code keys (checked on one cabinet; True if none).
+
+    A process started with another secret key than the one the keys were sealed under could
+    issue no code: it is told at startup rather than at the first deposit.
+    """
+    cabinet = session.exec(select(Cabinet).order_by(col(Cabinet.id)).limit(1)).first()
+    session.rollback()
+    if cabinet is None:
+        return True
+    try:
+        cabinet_code_key(cabinet, seal_key=seal_key)
+    except SealError:
+        return False
+    return True
+
+
+def code_key_context(cab: str) -> str:
+    """The associated data a cabinet's code key is sealed with: it opens for that row only."""
+    return f"cabinets.code_key/{cab}"
 
 
 # --- parcels --------------------------------------------------------------------------------------

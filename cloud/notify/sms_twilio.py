@@ -144,6 +144,9 @@ def record_status_callback(
     left "maybe sent" (it crashed before recording the SID) settles it as sent: the callback's
     `ref` names the attempt.
     """
+    if not auth_token:
+        # An empty key verifies what anybody signs with it: refuse rather than check.
+        raise SignatureError("no Twilio auth token is set: a callback cannot be verified")
     if not signature or not RequestValidator(auth_token).validate(url, form, signature):
         raise SignatureError("X-Twilio-Signature does not verify")
     sid = form.get("MessageSid") or form.get("SmsSid")

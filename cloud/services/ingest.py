@@ -419,7 +419,7 @@ class _Applier:
             length=self.policy.code_length,
             live_hashes=self._live_hashes,
             randbelow=self.randbelow,
-            code_key=repo.cabinet_code_key(self.cabinet),
+            code_key=repo.cabinet_code_key(self.cabinet, seal_key=self.seal_key),
         )
         self._live_hashes.add(code.code_hash)
         return code

@@ -247,9 +247,12 @@ def add_cabinet(
     cabinet_create: CabinetCreate,
     compartments: Sequence[CompartmentSpec],
     now: datetime,
+    seal_key: bytes,
     token_bytes: Callable[[int], bytes] = secrets.token_bytes,
 ) -> CabinetCredentials:
     """Add a cabinet, its compartments and credentials and commit; return the credentials.
+
+    The code key is stored sealed under `seal_key` (the settings' secret key).
 
     Raise RegistryError (nothing written) for an unknown site or a taken id.
     """
@@ -266,7 +269,11 @@ def add_cabinet(
         if session.get(Cabinet, cab) is not None:
             raise RegistryError(f"cabinet {cab!r} exists already")
         cabinet = repo.create_cabinet(
-            session=session, cabinet_create=cabinet_create, code_key=code_key.encode(), now=now
+            session=session,
+            cabinet_create=cabinet_create,
+            code_key=code_key.encode(),
+            seal_key=seal_key,
+            now=now,
         )
         cabinet.mqtt_password_hash = password_hash
         session.add(cabinet)

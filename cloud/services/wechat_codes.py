@@ -97,7 +97,7 @@ def resend_codes(
                     length=policy.code_length,
                     live_hashes=live_hashes,
                     randbelow=randbelow,
-                    code_key=repo.cabinet_code_key(cabinet),
+                    code_key=repo.cabinet_code_key(cabinet, seal_key=seal_key),
                 )
                 try:
                     with session.begin_nested():

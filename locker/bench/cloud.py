@@ -650,7 +650,7 @@ def scratch_postgres(admin_url: str) -> Iterator[str]:
             )
 
 
-def register_cabinets(url: str, count: int) -> None:
+def register_cabinets(url: str, count: int, *, seal_key: bytes) -> None:
     """Migrate the database and register the site and `count` cabinets through the registry."""
     from sqlmodel import Session
 
@@ -675,6 +675,7 @@ def register_cabinets(url: str, count: int) -> None:
                     ),
                     compartments=layout,
                     now=now,
+                    seal_key=seal_key,
                 )
     finally:
         engine.dispose()
@@ -806,9 +807,10 @@ def run_bench(options: Options, progress: Progress | None = None) -> dict[str, A
         else:
             url = stack.enter_context(scratch_postgres(options.pg_admin_url))
         say("setup", {"what": f"registering {options.cabinets} cabinets"})
-        register_cabinets(url, options.cabinets)
+        secret_key = os.urandom(32).hex()  # the cloud's secret: seals the cabinets' code keys
+        register_cabinets(url, options.cabinets, seal_key=secret_key.encode())
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
-        env["LOCKER_CLOUD_SECRET_KEY"] = os.urandom(32).hex()
+        env["LOCKER_CLOUD_SECRET_KEY"] = secret_key
         common = ["--host", host, "--port", str(port)]
 
         cmd_side = Role(

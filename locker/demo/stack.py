@@ -176,7 +176,9 @@ class DemoStack:
         self._ports = self._plan_ports()
         self._http = httpx.Client(timeout=5)
         self._code_keys: dict[str, str] = {}  # cabinet id -> its pickup-code key, for its config
-        self._secret_key = secrets.token_hex(32)  # seals codes in the notice outbox, this run
+        # The cloud's secret key, new each run (it has no default): signs scan-to-open sessions,
+        # seals codes in the notice outbox and the cabinets' code keys.
+        self._secret_key = secrets.token_hex(32)
         self._engine: Any = None
         self._openid = demo_openid()  # the WeChat user the first demo recipient is bound to
 
@@ -313,6 +315,7 @@ class DemoStack:
                         ),
                         compartments=specs,
                         now=now,
+                        seal_key=self._secret_key.encode(),
                     )
                     folder = self.data_dir / "cabinets" / cab
                     folder.mkdir(parents=True)

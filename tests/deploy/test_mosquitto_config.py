@@ -9,6 +9,7 @@ gets every cabinet's events over the workers' shared subscription.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import stat
 import tomllib
@@ -29,6 +30,7 @@ from tests.services import Mosquitto, MqttProbe, wait_for
 LAYOUT = DEPLOY / "cabinet-rs485-24.toml"
 SHIPPED_CONF = DEPLOY / "compose" / "mosquitto.conf"
 CLOUD_PASSWORD = "cloud-broker-pw"
+SECRET_KEY = secrets.token_hex(32)
 # The test's broker picks its own listener, store and log; the rest of the shipped file counts.
 HARNESS_KEYS = ("listener", "persistence_location", "log_dest")
 
@@ -38,6 +40,7 @@ def cli(*args: str, password: str | None = CLOUD_PASSWORD):
         "COLUMNS": "200",
         "LOCKER_CLOUD_MQTT_PASSWORD": password,
         "LOCKER_CLOUD_MQTT_USERNAME": None,
+        "LOCKER_CLOUD_SECRET_KEY": SECRET_KEY,  # `cabinet add` seals the code key with it
     }
     return CliRunner().invoke(app, ["cloud", *args], env=env)
 

@@ -39,13 +39,24 @@ _FORM_BODY = {
 @router.post(
     "/twilio/status",
     response_model=CallbackPublic,
-    responses=error_responses(403, 422),
+    responses=error_responses(403, 422, 503),
     openapi_extra=_FORM_BODY,
 )
 async def twilio_status(
     request: Request, session: SessionDep, settings: SettingsDep, now: NowDep
 ) -> CallbackPublic:
-    """Record a Twilio message status callback; 403 unless `X-Twilio-Signature` verifies."""
+    """Record a Twilio message status callback; 403 unless `X-Twilio-Signature` verifies.
+
+    503 if no Twilio auth token is set: there is nothing to verify against, and a signature
+    made with an empty key is one anybody can make.
+    """
+    auth_token = settings.twilio_auth_token.get_secret_value()
+    if not auth_token:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "Twilio status callbacks are off: LOCKER_CLOUD_TWILIO_AUTH_TOKEN is not set, so no "
+            "callback can be verified",
+        )
     # Parsed by hand: FastAPI's Form() needs python-multipart for a body this simple.
     form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
     # Twilio signs the URL it was given, which we built from base_url (a proxy may sit between).
@@ -57,7 +68,7 @@ async def twilio_status(
         row = await run_in_threadpool(
             record_status_callback,
             session=session,
-            auth_token=settings.twilio_auth_token.get_secret_value(),
+            auth_token=auth_token,
             url=url,
             form=form,
             signature=request.headers.get("X-Twilio-Signature"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -38,11 +40,16 @@ ROUTES = {
     ("post", "/api/v1/wechat/push"),
 }
 
+# The API refuses to start without a strong secret key: every run here is given one.
+SECRET_ENV = {"LOCKER_CLOUD_SECRET_KEY": secrets.token_hex(32)}
+
 REDIRECTS = {"/api/v1/scan/{cab}/{nonce}/wechat", "/api/v1/scan/{cab}/wechat/callback"}
 
 
 def openapi(tmp_path: Path) -> dict:
-    settings = CloudSettings(database_url=f"sqlite:///{tmp_path / 'cloud.db'}")
+    settings = CloudSettings(
+        database_url=f"sqlite:///{tmp_path / 'cloud.db'}", secret_key=secrets.token_hex(32)
+    )
     return create_app(settings).openapi()
 
 
@@ -85,7 +92,9 @@ def test_serve_help_names_its_options() -> None:
 
 def test_serve_refuses_a_database_that_is_not_migrated(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'empty.db'}"
-    result = CliRunner().invoke(locker_app, ["cloud", "serve", "--database-url", url])
+    result = CliRunner().invoke(
+        locker_app, ["cloud", "serve", "--database-url", url], env=SECRET_ENV
+    )
     assert result.exit_code == 1
     assert "locker cloud db upgrade" in result.output
 
@@ -98,7 +107,12 @@ def test_serve_answers_health_over_http(tmp_path: Path) -> None:
         port = probe.getsockname()[1]
     command = [str(Path(sys.executable).parent / "locker"), "cloud", "serve"]
     command += ["--database-url", url, "--port", str(port)]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **SECRET_ENV},
+    )
     try:
         deadline_s = time.monotonic() + 20
         while True:

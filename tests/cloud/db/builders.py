@@ -28,7 +28,8 @@ T0 = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
 CAB = "CAB-1"
 SITE = "site-1"
 CODE_KEY = b"cabinet-CAB-1-code-key-32-bytes!"
-SEAL_KEY = b"test-seal-key-0123456789abcdef"
+# The cloud's secret key in tests: strong (32 random bytes as hex), as the settings require.
+SEAL_KEY = b"cd86694b89ba5dd79ec6d332efbb15cd9140423e9d02c620610ed0a6224aae2e"
 PHONE = "+8613812341234"
 
 
@@ -43,6 +44,7 @@ def register_cabinet(session: Session, cab: str = CAB, *, compartments: int = 4)
             session=session,
             cabinet_create=CabinetCreate(id=cab, site_id=SITE, name="Gate 1", address="1 Road"),
             code_key=CODE_KEY,
+            seal_key=SEAL_KEY,
             now=T0,
         )
         session.flush()

@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 
 from cloud.db import bulk, repo
 from cloud.db.models import CabinetCreate, CommandOutbox, InboxEvent, SiteCreate
+from tests.cloud.db.builders import SEAL_KEY
 
 T0 = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
 
@@ -25,6 +26,7 @@ def cab(session: Session) -> str:
         session=session,
         cabinet_create=CabinetCreate(id="c1", site_id="s1", name="C"),
         code_key=bytes(32),
+        seal_key=SEAL_KEY,
         now=T0,
     )
     session.commit()

@@ -14,6 +14,7 @@ from cloud.db.migrate import upgrade
 from cloud.db.models import ErpApiKey
 from cloud.settings import CloudSettings
 from locker.cli import app
+from tests.cloud.db.builders import SEAL_KEY
 
 
 def cli(*args: str):
@@ -33,7 +34,8 @@ def test_the_printed_key_opens_the_api_and_only_its_hash_is_kept(tmp_path: Path)
             row = session.exec(select(ErpApiKey)).one()
         assert (row.id, row.name, row.key_prefix) == ("shop", "The shop's ERP", key[:8])
         assert key not in row.key_hash
-        with TestClient(create_app(CloudSettings(database_url=url), engine=engine)) as client:
+        settings = CloudSettings(database_url=url, secret_key=SEAL_KEY.decode())
+        with TestClient(create_app(settings, engine=engine)) as client:
             assert client.get("/api/v1/cabinets", headers={"X-API-Key": key}).status_code == 200
             assert (
                 client.get("/api/v1/cabinets", headers={"X-API-Key": key + "x"}).status_code == 401

@@ -11,6 +11,7 @@ from sqlmodel import Session, func, select
 from typer.testing import CliRunner
 
 from cabinet.config import load_config
+from cloud.db import repo
 from cloud.db.engine import make_engine
 from cloud.db.migrate import upgrade
 from cloud.db.models import Cabinet, CommandOutbox, Compartment, Courier
@@ -22,9 +23,10 @@ from cloud.services.registry import (
 from locker.cli import app
 from locker.cloud_registry_command import ACL_HEADER, PASSWORD_HEADER
 from protocol.hashing import verify_pin
+from tests.cloud.db.builders import SEAL_KEY
 from tests.services import MqttProbe
 
-ENV = {"COLUMNS": "200"}
+ENV = {"COLUMNS": "200", "LOCKER_CLOUD_SECRET_KEY": SEAL_KEY.decode()}
 LAYOUT = Path(__file__).parents[3] / "deploy" / "cabinet-rs485-24.toml"
 
 
@@ -79,8 +81,10 @@ def test_cabinet_add_prints_a_config_the_daemon_loads(url: str, tmp_path: Path) 
     with Session(engine) as session:
         cabinet = session.get(Cabinet, "cab-7")
         assert cabinet is not None and cabinet.address == "1 Road"
-        # The cabinet hashes codes with the key's text as bytes; the cloud keeps those bytes.
-        assert bytes.fromhex(cabinet.code_key) == config["code_key"].encode()
+        # The cabinet hashes codes with the key's text as bytes; the cloud keeps those bytes,
+        # sealed under its secret key.
+        assert config["code_key"] not in cabinet.code_key
+        assert repo.cabinet_code_key(cabinet, seal_key=SEAL_KEY) == config["code_key"].encode()
         assert cabinet.mqtt_password_hash == password_line.split(":", 1)[1]
         assert config["mqtt"]["password"] not in (cabinet.mqtt_password_hash or "")
     engine.dispose()

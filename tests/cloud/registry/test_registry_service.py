@@ -22,6 +22,7 @@ from cloud.services.registry import (
     mosquitto_password_hash,
     verify_mosquitto_password,
 )
+from tests.cloud.db.builders import SEAL_KEY
 from tests.services import MOSQUITTO_PASSWD_CANDIDATES, find_executable, missing_service
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
@@ -37,12 +38,14 @@ def test_cabinet_site_and_courier_on_both_databases(engine: Engine) -> None:
                 cabinet_create=CabinetCreate(id="c1", site_id="s2", name="Gate"),
                 compartments=SPECS,
                 now=NOW,
+                seal_key=SEAL_KEY,
             )
         creds = add_cabinet(
             session=session,
             cabinet_create=CabinetCreate(id="c1", site_id="s1", name="Gate"),
             compartments=SPECS,
             now=NOW,
+            seal_key=SEAL_KEY,
         )
         pushed = add_courier(
             session=session, courier_id="k1", carrier="SF", pin="1234", site_id="s1", now=NOW

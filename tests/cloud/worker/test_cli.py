@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -13,7 +15,9 @@ from cloud.db.migrate import upgrade
 from locker.cli import app
 from tests.services import Mosquitto, wait_for
 
-ENV = {"COLUMNS": "200"}
+# The worker refuses to start without a strong secret key: every run here is given one.
+SECRET_ENV = {"LOCKER_CLOUD_SECRET_KEY": secrets.token_hex(32)}
+ENV = {"COLUMNS": "200", **SECRET_ENV}
 
 
 def test_help_teaches() -> None:
@@ -67,7 +71,9 @@ def test_the_worker_runs_until_sigterm(tmp_path: Path, mosquitto: Mosquitto) -> 
         *("--broker", f"mqtt://{mosquitto.host}:{mosquitto.port}"),
     ]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **SECRET_ENV}
+        )
     try:
         wait_for(
             lambda: (
@@ -83,3 +89,16 @@ def test_the_worker_runs_until_sigterm(tmp_path: Path, mosquitto: Mosquitto) -> 
         if process.poll() is None:
             process.kill()
     assert "worker w-term: stopped" in log_path.read_text()
+
+
+def test_a_bad_setting_is_refused_in_one_line_naming_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    result = CliRunner().invoke(
+        app,
+        ["cloud", "worker", "--database-url", url],
+        env={**ENV, "LOCKER_CLOUD_MQTT_PORT": "eighteen"},
+    )
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)  # a clean exit, not a traceback
+    assert result.output.startswith("error: LOCKER_CLOUD_MQTT_PORT: Input should be a valid")
+    assert "eighteen" not in result.output  # a setting's value may be a secret: never echoed
