@@ -471,6 +471,72 @@ def account_add(
     typer.echo(f"account {username} added: {account.role}{bound}")
 
 
+Reason = Annotated[
+    str, typer.Option("--reason", help="Why (kept in the audit log).", show_default=False)
+]
+
+
+@account_app.command("set-role")
+def account_set_role(
+    username: Annotated[str, typer.Argument(metavar="USERNAME")],
+    role: Annotated[str, typer.Option("--role", help="operator_admin, site_manager or carrier.")],
+    reason: Reason,
+    site: Annotated[
+        list[str] | None, typer.Option("--site", help="A site manager's site (repeatable).")
+    ] = None,
+    carrier: Annotated[
+        str | None,
+        typer.Option("--carrier", help="A carrier account's carrier.", show_default=False),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Give an account another role and binding (its sites or carrier are replaced)."""
+    from cloud.services.accounts import change_account
+
+    with _registry(database_url) as session:
+        account = change_account(
+            session=session,
+            username=username,
+            now=_now(),
+            role=role,
+            site_ids=site or (),
+            carrier_id=carrier,
+            reason=reason,
+        )
+    scope = ", ".join(account.site_ids) or account.carrier_id or "everything"
+    typer.echo(f"account {username} is now {account.role} ({scope})")
+
+
+def _set_disabled(username: str, disabled: bool, reason: str, database_url: str | None) -> None:
+    from cloud.services.accounts import change_account
+
+    with _registry(database_url) as session:
+        change_account(
+            session=session, username=username, now=_now(), disabled=disabled, reason=reason
+        )
+    typer.echo(f"account {username} {'disabled' if disabled else 'enabled'}")
+
+
+@account_app.command("disable")
+def account_disable(
+    username: Annotated[str, typer.Argument(metavar="USERNAME")],
+    reason: Reason,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Disable an account: it can no longer sign in (kept for the audit log)."""
+    _set_disabled(username, True, reason, database_url)
+
+
+@account_app.command("enable")
+def account_enable(
+    username: Annotated[str, typer.Argument(metavar="USERNAME")],
+    reason: Reason,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Enable a disabled account again."""
+    _set_disabled(username, False, reason, database_url)
+
+
 @account_app.command("list")
 def account_list(database_url: DatabaseUrl = None) -> None:
     """List the console accounts: username, role, sites or carrier, enabled or not."""

@@ -50,6 +50,39 @@ class AccountView:
     created_at: datetime
 
 
+def _role(role: str) -> PrincipalKind:
+    try:
+        kind = PrincipalKind(role)
+    except ValueError:
+        kind = None
+    if kind not in ACCOUNT_ROLES:
+        raise RegistryError(f"the role must be one of {', '.join(ACCOUNT_ROLES)}, not {role!r}")
+    assert kind is not None
+    return kind
+
+
+def _binding(kind: PrincipalKind, site_ids: Sequence[str], carrier_id: str | None) -> list[str]:
+    """Return the sorted sites of a role's binding; RegistryError for a binding it cannot have."""
+    sites = sorted(set(site_ids))
+    if kind is PrincipalKind.SITE_MANAGER and not sites:
+        raise RegistryError("a site manager needs at least one site (--site)")
+    if kind is not PrincipalKind.SITE_MANAGER and sites:
+        raise RegistryError(f"a {kind} account is not bound to sites: drop --site")
+    if (kind is PrincipalKind.CARRIER) != (carrier_id is not None):
+        raise RegistryError(
+            "a carrier account names its carrier (--carrier); other roles name none"
+        )
+    return sites
+
+
+def _check_binding_exists(session: Session, sites: Sequence[str], carrier_id: str | None) -> None:
+    if carrier_id is not None and session.get(Carrier, carrier_id) is None:
+        raise RegistryError(f"no carrier {carrier_id!r}")
+    for site_id in sites:
+        if session.get(Site, site_id) is None:
+            raise RegistryError(f"no site {site_id!r}")
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
@@ -77,36 +110,19 @@ def add_account(
     """
     if not _USERNAME.match(username):
         raise RegistryError("the username must be 3-120 of A-Z a-z 0-9 _ . @ -")
-    try:
-        kind = PrincipalKind(role)
-    except ValueError:
-        kind = None
-    if kind not in ACCOUNT_ROLES:
-        raise RegistryError(f"the role must be one of {', '.join(ACCOUNT_ROLES)}, not {role!r}")
+    kind = _role(role)
     if not PASSWORD_MIN_CHARS <= len(password) <= PASSWORD_MAX_CHARS:
         raise RegistryError(
             f"the password must be {PASSWORD_MIN_CHARS}-{PASSWORD_MAX_CHARS} characters"
         )
-    sites = sorted(set(site_ids))
-    if kind is PrincipalKind.SITE_MANAGER and not sites:
-        raise RegistryError("a site manager needs at least one site (--site)")
-    if kind is not PrincipalKind.SITE_MANAGER and sites:
-        raise RegistryError(f"a {kind} account is not bound to sites: drop --site")
-    if (kind is PrincipalKind.CARRIER) != (carrier_id is not None):
-        raise RegistryError(
-            "a carrier account names its carrier (--carrier); other roles name none"
-        )
+    sites = _binding(kind, site_ids, carrier_id)
     password_hash = hash_password(password)  # slow on purpose: before the write transaction
     account_id = str(ULID())
     write_session(session)
     try:
         if session.exec(select(Account.id).where(Account.username == username)).first():
             raise RegistryError(f"account {username!r} exists already")
-        if carrier_id is not None and session.get(Carrier, carrier_id) is None:
-            raise RegistryError(f"no carrier {carrier_id!r}")
-        for site_id in sites:
-            if session.get(Site, site_id) is None:
-                raise RegistryError(f"no site {site_id!r}")
+        _check_binding_exists(session, sites, carrier_id)
         account = Account(
             id=account_id,
             username=username,
@@ -139,6 +155,86 @@ def add_account(
         session.rollback()
         raise
     return AccountView(account_id, username, kind.value, carrier_id, tuple(sites), False, now)
+
+
+def change_account(
+    *,
+    session: Session,
+    username: str,
+    now: datetime,
+    role: str | None = None,
+    site_ids: Sequence[str] | None = None,
+    carrier_id: str | None = None,
+    disabled: bool | None = None,
+    reason: str = "",
+    actor: Principal | None = None,
+) -> AccountView:
+    """Change an account's role and binding (given together) and/or disable or enable it;
+    commit with an audit row saying what it was and what it became.
+
+    `role` None keeps the role and binding. RegistryError (nothing written) for an unknown
+    account or a binding the role cannot have.
+    """
+    write_session(session)
+    try:
+        account = session.exec(select(Account).where(Account.username == username)).first()
+        if account is None:
+            raise RegistryError(f"no account {username!r}")
+        old_sites = sorted(
+            session.exec(select(AccountSite.site_id).where(AccountSite.account_id == account.id))
+        )
+        before = {
+            "role": account.role,
+            "site_ids": old_sites,
+            "carrier_id": account.carrier_id,
+            "disabled": account.disabled,
+        }
+        sites = old_sites
+        if role is not None:
+            kind = _role(role)
+            sites = _binding(kind, site_ids or (), carrier_id)
+            _check_binding_exists(session, sites, carrier_id)
+            account.role, account.carrier_id = kind.value, carrier_id
+            for link in session.exec(
+                select(AccountSite).where(AccountSite.account_id == account.id)
+            ):
+                session.delete(link)
+            session.flush()
+            session.add_all(AccountSite(account_id=account.id, site_id=s) for s in sites)
+        if disabled is not None:
+            account.disabled = disabled
+        session.add(account)
+        after = {
+            "role": account.role,
+            "site_ids": sites,
+            "carrier_id": account.carrier_id,
+            "disabled": account.disabled,
+        }
+        who = actor or audit.cli_principal()
+        entry = AuditEntry(
+            who.kind,
+            who.id,
+            Action.MANAGE_ACCOUNTS,
+            ResourceKind.ACCOUNT,
+            account.id,
+            reason=reason,
+            detail={"op": "change", "username": username, "before": before, "after": after},
+        )
+        audit.record(session=session, entry=entry, now=now)
+        view = AccountView(
+            account.id,
+            account.username,
+            account.role,
+            account.carrier_id,
+            tuple(sites),
+            account.disabled,
+            account.created_at,
+        )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return view
 
 
 def list_accounts(*, session: Session) -> list[AccountView]:

@@ -125,3 +125,51 @@ def test_bad_accounts_are_refused_with_the_reason_and_nothing_written(tmp_path: 
             assert all(a.action != "manage_accounts" for a in session.exec(select(AuditLog)))
     finally:
         engine.dispose()
+
+
+def test_a_role_change_and_a_disable_replace_the_binding_and_are_audited_with_before_and_after(
+    tmp_path: Path,
+) -> None:
+    url = _registry(tmp_path)
+    db = ("--database-url", url)
+    made = cli(
+        "account", "add", "mgr", "--role", "site_manager", "--site", "s1", "--password-stdin",
+        *db, stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    moved = cli(
+        "account", "set-role", "mgr", "--role", "site_manager", "--site", "s2",
+        "--reason", "moved to the campus", *db,
+    )  # fmt: skip
+    assert moved.exit_code == 0, moved.output
+    assert "account mgr is now site_manager (s2)" in moved.output
+    off = cli("account", "disable", "mgr", "--reason", "left the company", *db)
+    assert off.exit_code == 0, off.output
+    bad = cli("account", "set-role", "mgr", "--role", "carrier", "--reason", "x", *db)
+    assert bad.exit_code == 2 and "names its carrier" in bad.output
+    unknown = cli("account", "disable", "nobody", "--reason", "x", *db)
+    assert unknown.exit_code == 2 and "no account 'nobody'" in unknown.output
+    assert cli("account", "list", *db).output.splitlines() == ["mgr\tsite_manager\ts2\tdisabled"]
+
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            changes = [
+                a
+                for a in session.exec(select(AuditLog).order_by(AuditLog.id))
+                if a.detail.get("op") == "change"
+            ]
+        assert [(c.reason, c.detail["before"], c.detail["after"]) for c in changes] == [
+            (
+                "moved to the campus",
+                {"role": "site_manager", "site_ids": ["s1"], "carrier_id": None, "disabled": False},
+                {"role": "site_manager", "site_ids": ["s2"], "carrier_id": None, "disabled": False},
+            ),
+            (
+                "left the company",
+                {"role": "site_manager", "site_ids": ["s2"], "carrier_id": None, "disabled": False},
+                {"role": "site_manager", "site_ids": ["s2"], "carrier_id": None, "disabled": True},
+            ),
+        ]
+    finally:
+        engine.dispose()
