@@ -398,6 +398,20 @@ def erp_key_add(
     typer.echo(credentials.key)
 
 
+@erp_key_app.command("revoke")
+def erp_key_revoke(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The key id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revoke an ERP API key: the API refuses it from now on."""
+    from cloud.services.registry import revoke_erp_key
+
+    with _registry(database_url) as session:
+        revoke_erp_key(session=session, key_id=key_id, reason=reason, now=_now())
+    typer.echo(f"ERP key {key_id} revoked")
+
+
 # --- carriers -------------------------------------------------------------------------------------
 
 

@@ -258,7 +258,9 @@ def list_accounts(*, session: Session) -> list[AccountView]:
 
 
 def principal_of(*, session: Session, account: Account) -> Principal:
-    """Return the principal a signed-in (enabled) account acts as."""
+    """Return the principal a signed-in account acts as; ValueError for a disabled one."""
+    if account.disabled:
+        raise ValueError(f"account {account.username!r} is disabled")
     site_ids = frozenset(
         session.exec(select(AccountSite.site_id).where(AccountSite.account_id == account.id))
     )

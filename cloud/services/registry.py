@@ -540,3 +540,38 @@ def add_erp_key(
         session.rollback()
         raise
     return ErpKeyCredentials(key_id=key_id, key=key)
+
+
+def revoke_erp_key(
+    *, session: Session, key_id: str, reason: str, now: datetime, actor: Principal | None = None
+) -> None:
+    """Revoke an ERP key (the API refuses it from now on) and commit, with its audit row.
+
+    RegistryError (nothing written) for an unknown or already revoked key or an empty reason.
+    """
+    if not reason.strip():
+        raise RegistryError("say why the key is revoked (--reason)")
+    write_session(session)
+    try:
+        key = session.get(ErpApiKey, key_id)
+        if key is None:
+            raise RegistryError(f"no ERP key {key_id!r}")
+        if key.revoked_at is not None:
+            raise RegistryError(f"ERP key {key_id!r} was revoked already")
+        key.revoked_at = now
+        session.add(key)
+        who = actor or audit.cli_principal()
+        entry = AuditEntry(
+            who.kind,
+            who.id,
+            Action.MANAGE_KEYS,
+            ResourceKind.API_KEY,
+            key_id,
+            reason=reason.strip(),
+            detail={"op": "revoke"},
+        )
+        audit.record(session=session, entry=entry, now=now)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise

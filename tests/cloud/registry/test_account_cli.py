@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
@@ -154,6 +155,9 @@ def test_a_role_change_and_a_disable_replace_the_binding_and_are_audited_with_be
     engine = make_engine(url)
     try:
         with Session(engine) as session:
+            account = session.exec(select(Account)).one()
+            with pytest.raises(ValueError, match="disabled"):
+                principal_of(session=session, account=account)  # a disabled account acts as no one
             changes = [
                 a
                 for a in session.exec(select(AuditLog).order_by(AuditLog.id))

@@ -110,3 +110,30 @@ def test_a_bound_key_keeps_its_sites_and_its_creation_is_audited(tmp_path: Path)
         assert rows[0].detail["site_ids"] == ["s1", "s2"]
     finally:
         engine.dispose()
+
+
+def test_a_revoked_key_is_refused_and_its_revocation_audited_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    url = _registry_with_a_site_and_a_carrier(tmp_path)
+    made = cli(
+        "erp-key", "add", "sf-erp", "--name", "SF", "--carrier", "SF", "--site", "s1",
+        "--database-url", url,
+    )  # fmt: skip
+    key = made.output.strip().splitlines()[-1]
+    no_reason = cli("erp-key", "revoke", "sf-erp", "--reason", " ", "--database-url", url)
+    assert no_reason.exit_code == 2 and "say why" in no_reason.output
+    revoked = cli("erp-key", "revoke", "sf-erp", "--reason", "leaked", "--database-url", url)
+    assert revoked.exit_code == 0, revoked.output
+    again = cli("erp-key", "revoke", "sf-erp", "--reason", "leaked", "--database-url", url)
+    assert again.exit_code == 2 and "revoked already" in again.output
+    engine = make_engine(url)
+    try:
+        settings = CloudSettings(database_url=url, secret_key=secrets.token_hex(32))
+        with TestClient(create_app(settings, engine=engine)) as client:
+            assert client.get("/api/v1/cabinets", headers={"X-API-Key": key}).status_code == 401
+        with Session(engine) as session:
+            rows = session.exec(select(AuditLog).where(AuditLog.resource_id == "sf-erp")).all()
+        assert [(r.detail["op"], r.reason) for r in rows] == [("add", ""), ("revoke", "leaked")]
+    finally:
+        engine.dispose()
