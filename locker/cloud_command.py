@@ -7,7 +7,9 @@ from typing import Annotated, NoReturn
 import typer
 
 from locker.cloud_registry_command import (
+    account_app,
     cabinet_app,
+    carrier_app,
     courier_app,
     erp_key_app,
     mosquitto_config,
@@ -23,6 +25,8 @@ app.add_typer(site_app, name="site")
 app.add_typer(cabinet_app, name="cabinet")
 app.add_typer(courier_app, name="courier")
 app.add_typer(erp_key_app, name="erp-key")
+app.add_typer(carrier_app, name="carrier")
+app.add_typer(account_app, name="account")
 app.command(name="serve")(serve)
 app.command(name="mosquitto-config")(mosquitto_config)
 

@@ -1,4 +1,8 @@
-"""`locker cloud site|cabinet|courier add`: the registry from the command line."""
+"""`locker cloud site|cabinet|courier|carrier|erp-key|account`: the registry from the command line.
+
+Whoever runs these holds the database's credentials: each change is recorded in the audit log
+as an operator admin's act, named `cli:<OS user>` (cloud.services.audit.cli_principal).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,10 @@ cabinet_app = typer.Typer(help="Cabinets: compartments and credentials.", no_arg
 courier_app = typer.Typer(help="Couriers who log in at the cabinets.", no_args_is_help=True)
 erp_key_app = typer.Typer(
     help="API keys of the ERPs that announce shipments.", no_args_is_help=True
+)
+carrier_app = typer.Typer(help="Carriers (courier companies).", no_args_is_help=True)
+account_app = typer.Typer(
+    help="Console accounts: operator admins, site managers, carriers.", no_args_is_help=True
 )
 
 # Bad input (an unknown site, a bad layout) exits with 2, like a usage error: nothing is written.
@@ -405,18 +413,208 @@ def courier_add(
 def erp_key_add(
     key_id: Annotated[str, typer.Argument(metavar="ID", help="The key id.")],
     name: Annotated[str, typer.Option("--name", help="Who holds the key.")],
+    site: Annotated[
+        list[str] | None,
+        typer.Option("--site", help="A site it may announce for and see (repeat for more)."),
+    ] = None,
+    carrier: Annotated[
+        str | None,
+        typer.Option("--carrier", help="The carrier it acts for.", show_default=False),
+    ] = None,
+    merchant: Annotated[
+        str | None,
+        typer.Option("--merchant", help="Or the merchant it acts for (an id).", show_default=False),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Add an ERP API key and print it once (the cloud keeps only its hash).
+    """Add an ERP API key bound to one carrier or merchant and its sites; print it once.
 
-    The ERP sends it in the X-API-Key header, e.g. to `POST /api/v1/shipments`.
+    The key sees and changes only its own shipments (announced under its carrier or merchant)
+    and the cabinets of its sites. The ERP sends it in the X-API-Key header, e.g. to
+    `POST /api/v1/shipments`. The cloud keeps only its hash.
     """
     from cloud.services.registry import add_erp_key
 
     with _registry(database_url) as session:
-        credentials = add_erp_key(session=session, key_id=key_id, name=name, now=_now())
+        credentials = add_erp_key(
+            session=session,
+            key_id=key_id,
+            name=name,
+            now=_now(),
+            carrier_id=carrier,
+            merchant_id=merchant,
+            site_ids=site or (),
+        )
     typer.echo(f"ERP key {key_id} added; it is shown only now:")
     typer.echo(credentials.key)
+
+
+@erp_key_app.command("revoke")
+def erp_key_revoke(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The key id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revoke an ERP API key: the API refuses it from now on."""
+    from cloud.services.registry import revoke_erp_key
+
+    with _registry(database_url) as session:
+        revoke_erp_key(session=session, key_id=key_id, reason=reason, now=_now())
+    typer.echo(f"ERP key {key_id} revoked")
+
+
+# --- carriers -------------------------------------------------------------------------------------
+
+
+@carrier_app.command("add")
+def carrier_add(
+    carrier_id: Annotated[
+        str, typer.Argument(metavar="ID", help="As its couriers' --carrier names it.")
+    ],
+    name: Annotated[str, typer.Option("--name", help="Default: the id.")] = "",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Add a carrier (a courier's first registration adds its carrier too)."""
+    from cloud.services.registry import add_carrier
+
+    with _registry(database_url) as session:
+        add_carrier(session=session, carrier_id=carrier_id, name=name, now=_now())
+    typer.echo(f"carrier {carrier_id} added")
+
+
+# --- console accounts -----------------------------------------------------------------------------
+
+
+@account_app.command("add")
+def account_add(
+    username: Annotated[str, typer.Argument(metavar="USERNAME")],
+    role: Annotated[
+        str,
+        typer.Option("--role", help="operator_admin, site_manager or carrier."),
+    ],
+    site: Annotated[
+        list[str] | None,
+        typer.Option("--site", help="A site manager's site (repeat for more)."),
+    ] = None,
+    carrier: Annotated[
+        str | None,
+        typer.Option("--carrier", help="A carrier account's carrier.", show_default=False),
+    ] = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin", help="Read the password from standard input's first line."
+        ),
+    ] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Add a console account. The password is asked for (hidden) or read from stdin, never
+    taken from the command line, where `ps` and the shell history would show it."""
+    import sys
+
+    from cloud.services.accounts import add_account
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    with _registry(database_url) as session:
+        account = add_account(
+            session=session,
+            username=username,
+            role=role,
+            password=password,
+            now=_now(),
+            site_ids=site or (),
+            carrier_id=carrier,
+        )
+    bound = ""
+    if account.site_ids:
+        bound = f" for site(s) {', '.join(account.site_ids)}"
+    elif account.carrier_id:
+        bound = f" for carrier {account.carrier_id}"
+    typer.echo(f"account {username} added: {account.role}{bound}")
+
+
+Reason = Annotated[
+    str, typer.Option("--reason", help="Why (kept in the audit log).", show_default=False)
+]
+
+
+@account_app.command("set-role")
+def account_set_role(
+    username: Annotated[str, typer.Argument(metavar="USERNAME")],
+    role: Annotated[str, typer.Option("--role", help="operator_admin, site_manager or carrier.")],
+    reason: Reason,
+    site: Annotated[
+        list[str] | None, typer.Option("--site", help="A site manager's site (repeatable).")
+    ] = None,
+    carrier: Annotated[
+        str | None,
+        typer.Option("--carrier", help="A carrier account's carrier.", show_default=False),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Give an account another role and binding (its sites or carrier are replaced)."""
+    from cloud.services.accounts import change_account
+
+    with _registry(database_url) as session:
+        account = change_account(
+            session=session,
+            username=username,
+            now=_now(),
+            role=role,
+            site_ids=site or (),
+            carrier_id=carrier,
+            reason=reason,
+        )
+    scope = ", ".join(account.site_ids) or account.carrier_id or "everything"
+    typer.echo(f"account {username} is now {account.role} ({scope})")
+
+
+def _set_disabled(username: str, disabled: bool, reason: str, database_url: str | None) -> None:
+    from cloud.services.accounts import change_account
+
+    with _registry(database_url) as session:
+        change_account(
+            session=session, username=username, now=_now(), disabled=disabled, reason=reason
+        )
+    typer.echo(f"account {username} {'disabled' if disabled else 'enabled'}")
+
+
+@account_app.command("disable")
+def account_disable(
+    username: Annotated[str, typer.Argument(metavar="USERNAME")],
+    reason: Reason,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Disable an account: it can no longer sign in (kept for the audit log)."""
+    _set_disabled(username, True, reason, database_url)
+
+
+@account_app.command("enable")
+def account_enable(
+    username: Annotated[str, typer.Argument(metavar="USERNAME")],
+    reason: Reason,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Enable a disabled account again."""
+    _set_disabled(username, False, reason, database_url)
+
+
+@account_app.command("list")
+def account_list(database_url: DatabaseUrl = None) -> None:
+    """List the console accounts: username, role, sites or carrier, enabled or not."""
+    from cloud.services.accounts import list_accounts
+
+    with _registry(database_url) as session:
+        accounts = list_accounts(session=session)
+    if not accounts:
+        typer.echo("no accounts")
+    for a in accounts:
+        scope = ",".join(a.site_ids) or a.carrier_id or "-"
+        state = "disabled" if a.disabled else "enabled"
+        typer.echo(f"{a.username}\t{a.role}\t{scope}\t{state}")
 
 
 # --- a small TOML writer (the standard library only reads TOML) -----------------------------------

@@ -31,10 +31,11 @@ Decisions the original design left open (docs/parcel-life.md explains each):
 
 - A courier may deposit a parcel the ERP never announced: it is created directly in_locker
   (`(none) + Deposit`), with no order number; the ERP links it by tracking number from the
-  webhook. A deposit matches an announcement by tracking number alone (`find_announcement`),
-  whatever cabinet it was announced for: the cabinet it is really in wins. If the phone typed at
-  the cabinet differs, the announced one is kept (the ERP has it from the order; the courier
-  typed it) and the timeline says so.
+  webhook. A deposit matches an announcement by tracking number, whatever cabinet it was
+  announced for: the cabinet it is really in wins. Which announcement it completes, if any, is
+  the policy's (`cloud.core.access.choose_announcement`): a differing announced phone is kept
+  only over a courier of the announcing key's carrier (the ERP has it from the order; the
+  courier typed it), and the timeline says so.
 - Facts reported by the cabinet win over the cloud's view: a parcel can be picked up or taken
   back after it expired or was cancelled (the revoke had not reached an offline cabinet yet).
 - The ERP may cancel a parcel already in the locker: its code is revoked and couriers are asked

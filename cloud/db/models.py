@@ -198,6 +198,11 @@ class Parcel(ParcelBase, table=True):
     reminded_at: datetime | None = _time()
     told_deadline: datetime | None = _time()
     left_locker_at: datetime | None = _time()
+    # Who announced it (cloud.core.access): the ERP key and the carrier or merchant it is bound
+    # to. None for a parcel a courier deposited unannounced. No core transition changes them.
+    owner_key_id: str | None = Field(default=None, max_length=ID_LENGTH)
+    owner_carrier_id: str | None = Field(default=None, max_length=100, index=True)
+    owner_merchant_id: str | None = Field(default=None, max_length=ID_LENGTH, index=True)
     created_at: datetime = _time(nullable=False)
     updated_at: datetime = _time(nullable=False)
 
@@ -401,6 +406,15 @@ class ErpApiKey(SQLModel, table=True):
     key_hash: str = Field(max_length=128, unique=True)
     webhook_url: str | None = Field(default=None, max_length=2000)
     webhook_secret: str | None = Field(default=None, max_length=128)  # the HMAC key it verifies
+    # What it acts for: exactly one of a carrier or a merchant (a key with neither, made before
+    # keys were bound, is refused by the API), and its sites in `erp_key_sites`.
+    carrier_id: str | None = Field(
+        default=None,
+        sa_column_args=[ForeignKey("carriers.id")],
+        sa_type=String(100),
+        nullable=True,
+    )
+    merchant_id: str | None = Field(default=None, max_length=ID_LENGTH)
     created_at: datetime = _time(nullable=False)
     revoked_at: datetime | None = _time()
 
@@ -422,28 +436,49 @@ class IdempotencyKey(SQLModel, table=True):
     created_at: datetime = _time(nullable=False, index=True)
 
 
-# --- managers (the dashboard) ---------------------------------------------------------------------
+# --- who may do what (cloud.core.access, docs/who-may-do-what.md) -------------------------------
+
+CARRIER_ID_LENGTH = 100  # a courier's `carrier` names its carrier by this id
 
 
-class Manager(SQLModel, table=True):
-    """A property manager who signs in to the dashboard."""
+class Carrier(SQLModel, table=True):
+    """A courier company. Its id is what its couriers' `carrier` column holds."""
 
-    __tablename__ = "managers"
+    __tablename__ = "carriers"
 
-    id: str = Field(primary_key=True, max_length=ID_LENGTH)
-    email: str = Field(max_length=320, unique=True)
+    id: str = Field(primary_key=True, max_length=CARRIER_ID_LENGTH)
     name: str = Field(default="", max_length=200)
-    password_hash: str = Field(max_length=256)
     created_at: datetime = _time(nullable=False)
 
 
-class ManagerSite(SQLModel, table=True):
-    """A site a manager may see."""
+class Account(SQLModel, table=True):
+    """A console account: an operator admin, a site manager (`account_sites`) or a carrier."""
 
-    __tablename__ = "manager_sites"
+    __tablename__ = "accounts"
 
-    manager_id: str = Field(
-        sa_column_args=[ForeignKey("managers.id", ondelete="CASCADE")],
+    id: str = Field(primary_key=True, max_length=ID_LENGTH)
+    username: str = Field(max_length=120, unique=True)
+    role: str = Field(max_length=32)  # cloud.core.access.ACCOUNT_ROLES
+    password_hash: str = Field(max_length=256)  # argon2id (pwdlib), never the password
+    # A TOTP secret, sealed like the outbox's codes, once the console offers a second factor.
+    totp_secret_sealed: str | None = Field(default=None, max_length=256)
+    carrier_id: str | None = Field(
+        default=None,
+        sa_column_args=[ForeignKey("carriers.id")],
+        sa_type=String(CARRIER_ID_LENGTH),
+        nullable=True,
+    )
+    disabled: bool = False
+    created_at: datetime = _time(nullable=False)
+
+
+class AccountSite(SQLModel, table=True):
+    """A site a site-manager account may see and act on."""
+
+    __tablename__ = "account_sites"
+
+    account_id: str = Field(
+        sa_column_args=[ForeignKey("accounts.id", ondelete="CASCADE")],
         primary_key=True,
         max_length=ID_LENGTH,
     )
@@ -452,3 +487,42 @@ class ManagerSite(SQLModel, table=True):
         primary_key=True,
         max_length=ID_LENGTH,
     )
+
+
+class ErpKeySite(SQLModel, table=True):
+    """A site an ERP key may announce for and see the cabinets of."""
+
+    __tablename__ = "erp_key_sites"
+
+    key_id: str = Field(
+        sa_column_args=[ForeignKey("erp_api_keys.id", ondelete="CASCADE")],
+        primary_key=True,
+        max_length=ID_LENGTH,
+    )
+    site_id: str = Field(
+        sa_column_args=[ForeignKey("sites.id", ondelete="CASCADE")],
+        primary_key=True,
+        max_length=ID_LENGTH,
+    )
+
+
+class AuditLog(SQLModel, table=True):
+    """One privileged act: who (principal kind and id), what, on what, why, when, how it ended.
+
+    Written by `cloud.services.audit.record` in the transaction of the act itself, so an act
+    that committed always has its row and a rolled-back one never does.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_resource", "resource_kind", "resource_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _time(nullable=False, index=True)
+    principal_kind: str = Field(max_length=32)
+    principal_id: str = Field(max_length=120)
+    action: str = Field(max_length=64)
+    resource_kind: str = Field(max_length=32)
+    resource_id: str | None = Field(default=None, max_length=120)
+    reason: str = Field(default="", max_length=2000)
+    outcome: str = Field(default="done", max_length=32)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)

@@ -333,6 +333,15 @@ def find_announcement(*, session: Session, tracking_no: str) -> Parcel | None:
     return next((row for row, view in zip(rows, views, strict=True) if view is found), None)
 
 
+def announcements(*, session: Session, tracking_no: str) -> Sequence[Parcel]:
+    """Return every parcel still announced with `tracking_no`, of whichever client."""
+    return session.exec(
+        select(Parcel)
+        .where(Parcel.tracking_no == tracking_no, Parcel.status == core.Status.ANNOUNCED.value)
+        .order_by(col(Parcel.id))
+    ).all()
+
+
 def live_parcels(
     *, session: Session, cab: str, phone: str | None = None, compartment: str | None = None
 ) -> Sequence[Parcel]:

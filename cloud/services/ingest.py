@@ -25,6 +25,14 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from cloud.core import parcels as core
+from cloud.core.access import (
+    FLAG_ANNOUNCEMENT,
+    Announcement,
+    AuditEntry,
+    PrincipalKind,
+    ResourceKind,
+    choose_announcement,
+)
 from cloud.core.codes import IssuedCode, RandBelow, issue_code
 from cloud.core.errors import CoreError
 from cloud.core.expiry import compartment_event
@@ -34,7 +42,8 @@ from cloud.core.phones import mask_phone
 from cloud.core.policies import SitePolicy
 from cloud.db import repo
 from cloud.db.engine import write_session
-from cloud.db.models import Alarm, Cabinet, Compartment, InboxEvent, Site
+from cloud.db.models import Alarm, Cabinet, Compartment, Courier, InboxEvent, Parcel, Site
+from cloud.services import audit
 from cloud.services.deposit_batch import DEPOSITED, DepositBatch
 from protocol.messages import EventBase
 
@@ -320,12 +329,60 @@ class _Applier:
 
     def _parcel_deposited(self, row: StoredRow, data: dict[str, Any]) -> str | None:
         existing = repo.get_parcel_by_parcel_id(session=self.session, parcel_id=data["parcel_id"])
-        target = existing or repo.find_announcement(
-            session=self.session, tracking_no=data["tracking_no"]
-        )
+        target = existing or self._announcement(data)
         self._transition(row, target, self._deposit(row, data))
         self._set_compartment(data["compartment"], state="occupied")
         return None
+
+    def _announcement(self, data: dict[str, Any]) -> Parcel | None:
+        """The announcement this deposit completes, by the stated rule (who-may-do-what.md):
+        the announced phone wins only over a courier of the announcing key's carrier; an
+        announcement naming another phone is otherwise left announced, and flagged."""
+        rows = repo.announcements(session=self.session, tracking_no=data["tracking_no"])
+        if not rows:
+            return None
+        courier = self.session.get(Courier, data["courier_id"])
+        courier_carrier = courier.carrier if courier is not None else None
+        weighed = [
+            Announcement(
+                ref=r.id,
+                owner_carrier_id=r.owner_carrier_id,
+                phone=r.phone,
+                announced_at=r.announced_at.timestamp() if r.announced_at else 0.0,
+            )
+            for r in rows
+        ]
+        chosen, _how = choose_announcement(
+            weighed, courier_carrier_id=courier_carrier, typed_phone=data["phone"]
+        )
+        for r in rows:
+            if chosen is None or r.id != chosen.ref:
+                self._flag_announcement(r, data, courier_carrier)
+        return next((r for r in rows if chosen is not None and r.id == chosen.ref), None)
+
+    def _flag_announcement(
+        self, announcement: Parcel, data: dict[str, Any], courier_carrier: str | None
+    ) -> None:
+        # For the operator only: the announcing key must not learn where the parcel went.
+        entry = AuditEntry(
+            PrincipalKind.CABINET,
+            self.cabinet.id,
+            FLAG_ANNOUNCEMENT,
+            ResourceKind.PARCEL,
+            announcement.id,
+            reason="a deposit of its tracking number did not complete it: the courier is not "
+            "of the announcing carrier and typed another phone",
+            outcome="flagged",
+            detail={
+                "parcel_id": data["parcel_id"],
+                "courier_id": data["courier_id"],
+                "courier_carrier": courier_carrier,
+                "owner_key_id": announcement.owner_key_id,
+                "owner_carrier_id": announcement.owner_carrier_id,
+                "owner_merchant_id": announcement.owner_merchant_id,
+            },
+        )
+        audit.record(session=self.session, entry=entry, now=self.now)
 
     def _deposit(self, row: StoredRow, data: dict[str, Any]) -> core.Deposit:
         return core.Deposit(

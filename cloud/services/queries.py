@@ -10,10 +10,12 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
+from cloud.core.access import CabinetScope, ParcelScope
 from cloud.core.expiry import OverdueFee, overdue_fee
 from cloud.core.parcels import ErpOrderState, Status, erp_state
 from cloud.db import repo
 from cloud.db.models import Cabinet, Compartment, ErpApiKey, Parcel, ParcelEvent, Site
+from cloud.db.scoping import cabinet_where, parcel_where
 
 MAX_PAGE = 500
 # A page deeper than this is refused (422), not sent to SQL: 2**63 overflows the driver's BIGINT
@@ -88,11 +90,15 @@ def _occupancy(compartments: Sequence[Compartment]) -> list[Occupancy]:
     ]
 
 
-def list_cabinets(*, session: Session) -> list[CabinetView]:
-    """Return every cabinet with its occupancy, by id."""
-    cabinets = session.exec(select(Cabinet).order_by(col(Cabinet.id))).all()
+def list_cabinets(*, session: Session, scope: CabinetScope) -> list[CabinetView]:
+    """Return the cabinets `scope` admits with their occupancy, by id."""
+    where = cabinet_where(scope)
+    cabinets = session.exec(select(Cabinet).where(where).order_by(col(Cabinet.id))).all()
     by_cabinet: dict[str, list[Compartment]] = {}
-    for compartment in session.exec(select(Compartment)).all():
+    compartments = select(Compartment).where(
+        col(Compartment.cabinet_id).in_(select(Cabinet.id).where(where))
+    )
+    for compartment in session.exec(compartments).all():
         by_cabinet.setdefault(compartment.cabinet_id, []).append(compartment)
     return [CabinetView(c, _occupancy(by_cabinet.get(c.id, []))) for c in cabinets]
 
@@ -132,24 +138,29 @@ def _view(row: Parcel, now: datetime) -> ParcelView:
     return ParcelView(row, erp_state(Status(row.status)), repo.parcel_to_core(row).deadline(now))
 
 
-def get_parcel(*, session: Session, parcel_id: str, now: datetime) -> ParcelView | None:
-    """Return a parcel by its cabinet-made `parcel_id` or, failing that, its row id."""
+def find_parcel(*, session: Session, parcel_id: str) -> Parcel | None:
+    """Return a parcel row by its cabinet-made `parcel_id` or, failing that, its row id."""
     row = repo.get_parcel_by_parcel_id(session=session, parcel_id=parcel_id)
-    row = row or session.get(Parcel, parcel_id)
-    return _view(row, now) if row is not None else None
+    return row or session.get(Parcel, parcel_id)
+
+
+def parcel_view(row: Parcel, now: datetime) -> ParcelView:
+    """Return the API's view of a parcel row at `now`."""
+    return _view(row, now)
 
 
 def list_parcels(
     *,
     session: Session,
     now: datetime,
+    scope: ParcelScope,
     cabinet: str | None = None,
     status: Status | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[ParcelView]:
-    """Return parcels, newest first, optionally of one cabinet and one status."""
-    statement = select(Parcel)
+    """Return the parcels `scope` admits, newest first, optionally of one cabinet and status."""
+    statement = select(Parcel).where(parcel_where(scope))
     if cabinet is not None:
         statement = statement.where(Parcel.cabinet_id == cabinet)
     if status is not None:
@@ -168,9 +179,12 @@ class Tracking:
     fee: OverdueFee | None
 
 
-def tracking(*, session: Session, tracking_no: str, now: datetime) -> Tracking | None:
-    """Return the newest parcel with `tracking_no` (a re-sent shipment reuses it) and its story."""
-    statement = select(Parcel).where(Parcel.tracking_no == tracking_no)
+def tracking(
+    *, session: Session, tracking_no: str, now: datetime, scope: ParcelScope
+) -> Tracking | None:
+    """Return the newest parcel with `tracking_no` (a re-sent shipment reuses it) that `scope`
+    admits, and its story: another client's parcel with the number neither shows nor hides it."""
+    statement = select(Parcel).where(Parcel.tracking_no == tracking_no, parcel_where(scope))
     row = session.exec(statement.order_by(col(Parcel.created_at).desc())).first()
     if row is None:
         return None

@@ -20,19 +20,24 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from cloud.core.access import Action, AuditEntry, Principal, ResourceKind
 from cloud.core.errors import CoreError
 from cloud.core.phones import normalize_phone
 from cloud.db import repo
 from cloud.db.engine import write_session
 from cloud.db.models import (
+    CARRIER_ID_LENGTH,
     Cabinet,
     CabinetCreate,
+    Carrier,
     Compartment,
     Courier,
     ErpApiKey,
+    ErpKeySite,
     Site,
     SiteCreate,
 )
+from cloud.services import audit
 from cloud.services.queries import hash_api_key
 from protocol.hashing import pin_hash
 from protocol.messages import CourierEntry, PutCouriersData
@@ -182,10 +187,30 @@ def mosquitto_auth(*, session: Session, cloud_user: str, cloud_password: str) ->
     )
 
 
+# --- the audit of registry changes ---------------------------------------------------------------
+
+
+def _audit(
+    session: Session,
+    actor: Principal | None,
+    action: Action,
+    kind: ResourceKind,
+    resource_id: str,
+    now: datetime,
+    **detail: Any,
+) -> None:
+    """Record a registry change, in its transaction; `actor` None: the operator at the CLI."""
+    who = actor or audit.cli_principal()
+    entry = AuditEntry(who.kind, who.id, action, kind, resource_id, detail=detail)
+    audit.record(session=session, entry=entry, now=now)
+
+
 # --- sites ----------------------------------------------------------------------------------------
 
 
-def add_site(*, session: Session, site_create: SiteCreate, now: datetime) -> Site:
+def add_site(
+    *, session: Session, site_create: SiteCreate, now: datetime, actor: Principal | None = None
+) -> Site:
     """Add a site and commit; raise RegistryError (nothing written) on bad input."""
     _check_id(site_create.id, "site id")
     write_session(session)
@@ -196,6 +221,7 @@ def add_site(*, session: Session, site_create: SiteCreate, now: datetime) -> Sit
             site = repo.create_site(session=session, site_create=site_create, now=now)
         except (CoreError, ValueError) as err:
             raise RegistryError(f"bad site policy: {err}") from err
+        _audit(session, actor, Action.MANAGE_REGISTRY, ResourceKind.SITE, site.id, now, op="add")
         session.commit()
     except BaseException:
         session.rollback()
@@ -249,6 +275,7 @@ def add_cabinet(
     now: datetime,
     seal_key: bytes,
     token_bytes: Callable[[int], bytes] = secrets.token_bytes,
+    actor: Principal | None = None,
 ) -> CabinetCredentials:
     """Add a cabinet, its compartments and credentials and commit; return the credentials.
 
@@ -281,6 +308,16 @@ def add_cabinet(
             session.add(
                 Compartment(cabinet_id=cab, id=spec.id, size=spec.size, low_door=spec.low_door)
             )
+        _audit(
+            session,
+            actor,
+            Action.MANAGE_REGISTRY,
+            ResourceKind.CABINET,
+            cab,
+            now,
+            op="add",
+            site_id=cabinet_create.site_id,
+        )
         session.commit()
     except BaseException:
         session.rollback()
@@ -307,6 +344,7 @@ def add_courier(
     name: str = "",
     phone: str | None = None,
     salt: bytes | None = None,
+    actor: Principal | None = None,
 ) -> list[str]:
     """Add a courier and queue `couriers.put` to every cabinet of the site; commit.
 
@@ -323,8 +361,7 @@ def add_courier(
             raise RegistryError(f"the courier's phone: {err}") from None
     if not _PIN.match(pin):
         raise RegistryError("the PIN must be 4 to 12 digits")
-    if not carrier.strip():
-        raise RegistryError("the carrier must not be empty")
+    carrier = _check_carrier(carrier)
     hashed = pin_hash(pin, salt if salt is not None else secrets.token_bytes(PIN_SALT_BYTES))
     data = PutCouriersData(couriers=[CourierEntry(courier_id=courier_id, pin_hash=hashed)])
     write_session(session)
@@ -333,6 +370,11 @@ def add_courier(
             raise RegistryError(f"no site {site_id!r}")
         if session.get(Courier, courier_id) is not None:
             raise RegistryError(f"courier {courier_id!r} exists already")
+        # A courier's carrier is a carrier row (ERP keys and carrier accounts bind to it): the
+        # first courier of a carrier registers it.
+        if session.get(Carrier, carrier) is None:
+            session.add(Carrier(id=carrier, name=carrier, created_at=now))
+            session.flush()
         session.add(
             Courier(
                 id=courier_id,
@@ -350,11 +392,58 @@ def add_courier(
         )
         for cab in cabinets:
             repo.enqueue_command(session=session, cab=cab, type="couriers.put", data=data, now=now)
+        _audit(
+            session,
+            actor,
+            Action.MANAGE_REGISTRY,
+            ResourceKind.COURIER,
+            courier_id,
+            now,
+            op="add",
+            carrier=carrier,
+            site_id=site_id,
+        )
         session.commit()
     except BaseException:
         session.rollback()
         raise
     return cabinets
+
+
+def _check_carrier(value: str) -> str:
+    carrier = value.strip()
+    if not carrier:
+        raise RegistryError("the carrier must not be empty")
+    if len(carrier) > CARRIER_ID_LENGTH:
+        raise RegistryError(f"the carrier must be at most {CARRIER_ID_LENGTH} characters")
+    return carrier
+
+
+def add_carrier(
+    *, session: Session, carrier_id: str, name: str, now: datetime, actor: Principal | None = None
+) -> Carrier:
+    """Add a carrier (a courier company) and commit; RegistryError if it exists already."""
+    carrier_id = _check_carrier(carrier_id)
+    write_session(session)
+    try:
+        if session.get(Carrier, carrier_id) is not None:
+            raise RegistryError(f"carrier {carrier_id!r} exists already")
+        carrier = Carrier(id=carrier_id, name=name.strip() or carrier_id, created_at=now)
+        session.add(carrier)
+        _audit(
+            session,
+            actor,
+            Action.MANAGE_REGISTRY,
+            ResourceKind.SYSTEM,
+            carrier_id,
+            now,
+            op="add carrier",
+        )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return carrier
 
 
 def _check_id(value: str, what: str) -> str:
@@ -389,21 +478,44 @@ def add_erp_key(
     key_id: str,
     name: str,
     now: datetime,
+    carrier_id: str | None = None,
+    merchant_id: str | None = None,
+    site_ids: Sequence[str] = (),
     webhook_url: str | None = None,
     token_bytes: Callable[[int], bytes] = secrets.token_bytes,
+    actor: Principal | None = None,
 ) -> ErpKeyCredentials:
     """Add an ERP API key (kept as its SHA-256) and commit; return the clear key, once.
 
-    Raise RegistryError (nothing written) for a bad or taken id.
+    The key acts for exactly one carrier (an existing carrier row) or one merchant, and may
+    announce for and see the cabinets of `site_ids` only (docs/who-may-do-what.md). Raise
+    RegistryError (nothing written) for a bad or taken id, a missing or double binding, an
+    unknown carrier or site.
     """
     _check_id(key_id, "key id")
     if not name.strip():
         raise RegistryError("the ERP's name must not be empty")
+    if (carrier_id is None) == (merchant_id is None):
+        raise RegistryError(
+            "an ERP key acts for exactly one carrier (--carrier) or one merchant (--merchant)"
+        )
+    if merchant_id is not None:
+        _check_id(merchant_id, "merchant id")
+    if not site_ids:
+        raise RegistryError("an ERP key needs at least one site (--site) it may announce for")
+    sites = sorted(set(site_ids))
     key = ERP_KEY_PREFIX + base64.urlsafe_b64encode(token_bytes(ERP_KEY_BYTES)).decode().rstrip("=")
     write_session(session)
     try:
         if session.get(ErpApiKey, key_id) is not None:
             raise RegistryError(f"ERP key {key_id!r} exists already")
+        if carrier_id is not None and session.get(Carrier, carrier_id) is None:
+            raise RegistryError(
+                f"no carrier {carrier_id!r}: add it first (`locker cloud carrier add`)"
+            )
+        for site_id in sites:
+            if session.get(Site, site_id) is None:
+                raise RegistryError(f"no site {site_id!r}")
         session.add(
             ErpApiKey(
                 id=key_id,
@@ -411,11 +523,62 @@ def add_erp_key(
                 key_prefix=key[:8],
                 key_hash=hash_api_key(key),
                 webhook_url=webhook_url,
+                carrier_id=carrier_id,
+                merchant_id=merchant_id,
                 created_at=now,
             )
+        )
+        session.flush()
+        session.add_all(ErpKeySite(key_id=key_id, site_id=site_id) for site_id in sites)
+        _audit(
+            session,
+            actor,
+            Action.MANAGE_KEYS,
+            ResourceKind.API_KEY,
+            key_id,
+            now,
+            op="add",
+            carrier_id=carrier_id,
+            merchant_id=merchant_id,
+            site_ids=sites,
         )
         session.commit()
     except BaseException:
         session.rollback()
         raise
     return ErpKeyCredentials(key_id=key_id, key=key)
+
+
+def revoke_erp_key(
+    *, session: Session, key_id: str, reason: str, now: datetime, actor: Principal | None = None
+) -> None:
+    """Revoke an ERP key (the API refuses it from now on) and commit, with its audit row.
+
+    RegistryError (nothing written) for an unknown or already revoked key or an empty reason.
+    """
+    if not reason.strip():
+        raise RegistryError("say why the key is revoked (--reason)")
+    write_session(session)
+    try:
+        key = session.get(ErpApiKey, key_id)
+        if key is None:
+            raise RegistryError(f"no ERP key {key_id!r}")
+        if key.revoked_at is not None:
+            raise RegistryError(f"ERP key {key_id!r} was revoked already")
+        key.revoked_at = now
+        session.add(key)
+        who = actor or audit.cli_principal()
+        entry = AuditEntry(
+            who.kind,
+            who.id,
+            Action.MANAGE_KEYS,
+            ResourceKind.API_KEY,
+            key_id,
+            reason=reason.strip(),
+            detail={"op": "revoke"},
+        )
+        audit.record(session=session, entry=entry, now=now)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise

@@ -23,10 +23,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from cloud.core import parcels as core
+from cloud.core.access import Action, Principal, decide
 from cloud.core.phones import normalize_phone
 from cloud.db import repo
 from cloud.db.engine import write_session
 from cloud.db.models import Cabinet, IdempotencyKey, Parcel, Site
+from cloud.db.scoping import cabinet_resource
 
 # The cabinet takes tracking numbers trimmed, upper case, [A-Z0-9-], at most 40 characters
 # (cabinet/core/deposit.py); an announcement must name the parcel the same way or no deposit
@@ -54,7 +56,8 @@ class InvalidShipment(ShipmentError):
 
 
 class UnknownCabinet(ShipmentError):
-    """The cabinet named does not exist (HTTP 422: the body is wrong, the URL is fine)."""
+    """The cabinet named does not exist, or not for this key: it is not at one of its sites
+    (HTTP 422: the body is wrong, the URL is fine; the same words either way)."""
 
 
 class ShipmentConflict(ShipmentError):
@@ -114,15 +117,17 @@ def request_hash(shipment: ShipmentCreate) -> str:
 def announce_shipment(
     *,
     session: Session,
-    api_key_id: str,
+    principal: Principal,
     idempotency_key: str,
     shipment: ShipmentCreate,
     now: datetime,
     render: Callable[[Parcel], dict[str, Any]],
 ) -> Announced:
-    """Announce a shipment once per (API key, Idempotency-Key) and commit.
+    """Announce a shipment once per (API key, Idempotency-Key) for `principal` and commit.
 
-    `render(row)` makes the answer stored for replays (the API's public view of the parcel).
+    The parcel is owned by the key's carrier or merchant (only its owner reads it); the cabinet
+    must be at one of the key's sites. `render(row)` makes the answer stored for replays (the
+    API's public view of the parcel).
     Raise InvalidShipment / UnknownCabinet / ShipmentConflict with nothing written.
     """
     key = idempotency_key.strip()
@@ -140,8 +145,9 @@ def announce_shipment(
     if not shipment.order_no:
         raise InvalidShipment("the order number must not be empty", field="order_no")
     fingerprint = request_hash(shipment)
+    api_key_id = principal.id
     try:
-        return _announce(session, api_key_id, key, shipment, fingerprint, now, render)
+        return _announce(session, principal, key, shipment, fingerprint, now, render)
     except IntegrityError:
         # Another request with the same key committed first (PostgreSQL lets both reach the
         # insert): theirs is the answer, as for any retry.
@@ -155,7 +161,7 @@ def announce_shipment(
 
 def _announce(
     session: Session,
-    api_key_id: str,
+    principal: Principal,
     key: str,
     shipment: ShipmentCreate,
     fingerprint: str,
@@ -165,16 +171,27 @@ def _announce(
     session.rollback()  # a write transaction must begin fresh (BEGIN IMMEDIATE on SQLite)
     write_session(session)
     try:
-        replay = _replay(session, api_key_id, key, fingerprint)
+        replay = _replay(session, principal.id, key, fingerprint)
         if replay is not None:
             session.rollback()
             return replay
         cabinet = session.get(Cabinet, shipment.cabinet_id)
-        if cabinet is None:
+        decision = decide(principal, Action.ANNOUNCE_SHIPMENT, cabinet_resource(cabinet))
+        if not decision.allowed:
+            # Another site's cabinet reads as a missing one: the key learns nothing of it.
             raise UnknownCabinet(f"no cabinet {shipment.cabinet_id!r}", field="cabinet_id")
+        assert cabinet is not None
+        # A tracking number is live once per owner. Another client's live parcel with the
+        # same number neither blocks this one (a key announcing first must not lock the real
+        # carrier out) nor is named to it; the deposit decides which announcement it completes
+        # (cloud.core.access.choose_announcement).
         live = session.exec(
             select(Parcel.id).where(
-                Parcel.tracking_no == shipment.tracking_no, col(Parcel.status).in_(_LIVE)
+                Parcel.tracking_no == shipment.tracking_no,
+                col(Parcel.status).in_(_LIVE),
+                Parcel.owner_carrier_id == principal.carrier_id
+                if principal.carrier_id is not None
+                else Parcel.owner_merchant_id == principal.merchant_id,
             )
         ).first()
         if live is not None:
@@ -191,6 +208,9 @@ def _announce(
         )
         parcel, effects = core.apply(None, event, now)
         row = repo.store_parcel(session=session, row=None, parcel=parcel, now=now)
+        row.owner_key_id = principal.id
+        row.owner_carrier_id = principal.carrier_id
+        row.owner_merchant_id = principal.merchant_id
         site = session.get(Site, cabinet.site_id)
         assert site is not None  # the foreign key guarantees it
         repo.write_effects(
@@ -204,7 +224,7 @@ def _announce(
         session.flush()
         session.add(
             IdempotencyKey(
-                api_key_id=api_key_id,
+                api_key_id=principal.id,
                 key=key,
                 request_hash=fingerprint,
                 response_status=201,

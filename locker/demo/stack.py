@@ -61,6 +61,7 @@ COURIERS = (  # id, PIN, carrier, name, phone (told at expiry to take a parcel b
     ("jd-002", "246802", "JD Logistics", "Wang Fang 王芳", "+8613700137002"),
 )
 ERP_KEY_ID = "demo-erp"
+ERP_MERCHANT_ID = "demo-shop"
 TECHNICIAN_PIN = "975310"  # the kiosk's maintenance screen
 
 Echo = Callable[[str], None]
@@ -348,8 +349,15 @@ class DemoStack:
                         phone=phone,
                     )
                     couriers.append(CourierInfo(courier_id, pin, carrier, courier_name))
+                # The shop's ERP acts for its merchant at the demo's site: it sees the parcels
+                # it announced, whichever carrier's courier brings them.
                 erp = registry.add_erp_key(
-                    session=session, key_id=ERP_KEY_ID, name="Demo shop ERP", now=now
+                    session=session,
+                    key_id=ERP_KEY_ID,
+                    name="Demo shop ERP",
+                    now=now,
+                    merchant_id=ERP_MERCHANT_ID,
+                    site_ids=[SITE_ID],
                 )
                 # The row the scan-to-open SMS check or the official account leaves once a
                 # recipient has proved their phone: that phone's notices go by WeChat.

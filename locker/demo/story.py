@@ -88,6 +88,19 @@ class Story:
         answer = self.erp("GET", f"/tracking/{tracking_no}")
         return answer.json() if answer.status_code == 200 else None
 
+    def announce(self, cabinet: CabinetInfo, tracking_no: str, phone: str, order_no: str) -> None:
+        """Announce a shipment: the demo's key sees only the parcels its merchant announced."""
+        body = {
+            "order_no": order_no,
+            "tracking_no": tracking_no,
+            "phone": phone,
+            "cabinet_id": cabinet.id,
+        }
+        answer = self.erp(
+            "POST", "/shipments", json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
+        )
+        self.check(answer.status_code == 201, f"the ERP announced {tracking_no}", answer.text)
+
     def status_is(self, tracking_no: str, status: str) -> dict[str, Any] | None:
         found = self.tracking(tracking_no)
         return found if found and found["parcel"]["status"] == status else None
@@ -273,6 +286,7 @@ class Story:
         cabinet = self.info.cabinets[-1]
         self.tn2 = f"SF{self.run_id}0002"
         courier = COURIERS[1]
+        self.announce(cabinet, self.tn2, SMS_PHONE, f"SO-{self.run_id}-2")
         compartment, _parcel_id, _ = self.deposit(cabinet, self.tn2, SMS_PHONE, "M", courier)
         self.wait(
             lambda: self.status_is(self.tn2, "in_locker"), f"the cloud has {self.tn2} in_locker"
@@ -347,6 +361,7 @@ class Story:
             answer.text,
         )
         self.tn3 = f"SF{self.run_id}0003"
+        self.announce(cabinet, self.tn3, SMS_PHONE, f"SO-{self.run_id}-3")
         try:
             compartment, _, size_screens = self.deposit(
                 cabinet, self.tn3, SMS_PHONE, "S", COURIERS[0]

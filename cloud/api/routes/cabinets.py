@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Response, status
 
-from cloud.api.deps import ApiKeyDep, NowDep, SessionDep, SettingsDep
+from cloud.api.access import ErpPrincipalDep, enforce
+from cloud.api.deps import NowDep, SessionDep, SettingsDep
 from cloud.api.schemas import (
     CabinetPublic,
     CabinetsPublic,
@@ -15,6 +16,8 @@ from cloud.api.schemas import (
     OccupancyPublic,
     error_responses,
 )
+from cloud.core.access import Action, Principal, cabinet_scope, decide
+from cloud.db.scoping import cabinet_resource
 from cloud.services import queries, scan_open
 
 router = APIRouter(prefix="/cabinets", tags=["cabinets"])
@@ -42,31 +45,38 @@ def _not_found(cab: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"no cabinet {cab!r}")
 
 
-@router.get("", response_model=CabinetsPublic, responses=error_responses(401))
-def list_cabinets(session: SessionDep, _key: ApiKeyDep) -> CabinetsPublic:
-    """List every cabinet: online or not, last seen, occupancy by compartment size."""
-    views = queries.list_cabinets(session=session)
+def _visible(session: SessionDep, principal: Principal, cab: str) -> queries.CabinetView:
+    """The cabinet if `principal` may read it; 404 alike for a missing and a hidden one."""
+    view = queries.get_cabinet(session=session, cab=cab)
+    resource = cabinet_resource(view.cabinet if view is not None else None)
+    enforce(decide(principal, Action.READ_CABINET, resource), f"no cabinet {cab!r}")
+    assert view is not None
+    return view
+
+
+@router.get("", response_model=CabinetsPublic, responses=error_responses(401, 403))
+def list_cabinets(session: SessionDep, principal: ErpPrincipalDep) -> CabinetsPublic:
+    """List the cabinets of the key's sites: online or not, last seen, occupancy by size."""
+    views = queries.list_cabinets(session=session, scope=cabinet_scope(principal))
     return CabinetsPublic(data=[_public(v) for v in views], count=len(views))
 
 
-@router.get("/{cab}", response_model=CabinetPublic, responses=error_responses(401, 404, 422))
-def get_cabinet(cab: CabinetId, session: SessionDep, _key: ApiKeyDep) -> CabinetPublic:
-    """Show one cabinet: online or not, last seen, occupancy by compartment size."""
-    view = queries.get_cabinet(session=session, cab=cab)
-    if view is None:
-        raise _not_found(cab)
-    return _public(view)
+@router.get("/{cab}", response_model=CabinetPublic, responses=error_responses(401, 403, 404, 422))
+def get_cabinet(cab: CabinetId, session: SessionDep, principal: ErpPrincipalDep) -> CabinetPublic:
+    """Show one cabinet of the key's sites: online or not, last seen, occupancy by size."""
+    return _public(_visible(session, principal, cab))
 
 
 @router.get(
     "/{cab}/compartments",
     response_model=CompartmentsPublic,
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(401, 403, 404, 422),
 )
-def list_compartments(cab: CabinetId, session: SessionDep, _key: ApiKeyDep) -> CompartmentsPublic:
-    """List a cabinet's compartments: size, state, in service or not."""
-    if queries.get_cabinet(session=session, cab=cab) is None:
-        raise _not_found(cab)
+def list_compartments(
+    cab: CabinetId, session: SessionDep, principal: ErpPrincipalDep
+) -> CompartmentsPublic:
+    """List the compartments of a cabinet of the key's sites: size, state, in service or not."""
+    _visible(session, principal, cab)
     rows = queries.list_compartments(session=session, cab=cab)
     data = [
         CompartmentPublic(

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
-from cloud.api.deps import ApiKeyDep, NowDep, SessionDep
+from cloud.api.access import ErpPrincipalDep, enforce
+from cloud.api.deps import NowDep, SessionDep
 from cloud.api.schemas import (
     OverdueFeePublic,
     ParcelPublic,
@@ -15,8 +16,10 @@ from cloud.api.schemas import (
     TrackingPublic,
     error_responses,
 )
+from cloud.core.access import Action, decide, parcel_scope
 from cloud.core.parcels import Status, erp_state
 from cloud.core.phones import mask_phone
+from cloud.db.scoping import parcel_resource
 from cloud.services import queries
 
 router = APIRouter(tags=["parcels"])
@@ -42,11 +45,11 @@ def parcel_public(view: queries.ParcelView) -> ParcelPublic:
     )
 
 
-@router.get("/parcels", response_model=ParcelsPublic, responses=error_responses(401, 422))
+@router.get("/parcels", response_model=ParcelsPublic, responses=error_responses(401, 403, 422))
 def list_parcels(
     session: SessionDep,
     now: NowDep,
-    _key: ApiKeyDep,
+    principal: ErpPrincipalDep,
     cabinet: Annotated[str | None, Query(max_length=64, description="Only this cabinet's")] = None,
     parcel_status: Annotated[
         Status | None, Query(alias="status", description="Only parcels in this status")
@@ -54,43 +57,58 @@ def list_parcels(
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0, le=queries.MAX_OFFSET)] = 0,
 ) -> ParcelsPublic:
-    """List parcels, newest first, optionally of one cabinet and in one status."""
+    """List the key's parcels, newest first, optionally of one cabinet and in one status.
+
+    A key's parcels: those its carrier or merchant announced, and (a carrier's key) those its
+    couriers deposited unannounced at its sites.
+    """
     views = queries.list_parcels(
-        session=session, now=now, cabinet=cabinet, status=parcel_status, limit=limit, offset=offset
+        session=session,
+        now=now,
+        scope=parcel_scope(principal),
+        cabinet=cabinet,
+        status=parcel_status,
+        limit=limit,
+        offset=offset,
     )
     return ParcelsPublic(data=[parcel_public(v) for v in views], count=len(views))
 
 
 @router.get(
-    "/parcels/{parcel_id}", response_model=ParcelPublic, responses=error_responses(401, 404, 422)
+    "/parcels/{parcel_id}",
+    response_model=ParcelPublic,
+    responses=error_responses(401, 403, 404, 422),
 )
 def get_parcel(
     parcel_id: Annotated[str, Path(min_length=1, max_length=64)],
     session: SessionDep,
     now: NowDep,
-    _key: ApiKeyDep,
+    principal: ErpPrincipalDep,
 ) -> ParcelPublic:
-    """Show one parcel by its cabinet-made parcel_id (or its row id)."""
-    view = queries.get_parcel(session=session, parcel_id=parcel_id, now=now)
-    if view is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no parcel {parcel_id!r}")
-    return parcel_public(view)
+    """Show one of the key's parcels by its cabinet-made parcel_id (or its row id)."""
+    row = queries.find_parcel(session=session, parcel_id=parcel_id)
+    decision = decide(principal, Action.READ_PARCEL, parcel_resource(session, row))
+    enforce(decision, f"no parcel {parcel_id!r}")
+    assert row is not None
+    return parcel_public(queries.parcel_view(row, now))
 
 
 @router.get(
     "/tracking/{tracking_no}",
     response_model=TrackingPublic,
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(401, 403, 404, 422),
     tags=["tracking"],
 )
 def get_tracking(
     tracking_no: Annotated[str, Path(min_length=1, max_length=64)],
     session: SessionDep,
     now: NowDep,
-    _key: ApiKeyDep,
+    principal: ErpPrincipalDep,
 ) -> TrackingPublic:
-    """Show a shipment's status, ERP order state, timeline and overdue fee."""
-    found = queries.tracking(session=session, tracking_no=tracking_no, now=now)
+    """Show one of the key's shipments: status, ERP order state, timeline and overdue fee."""
+    found = queries.tracking(
+        session=session, tracking_no=tracking_no, now=now, scope=parcel_scope(principal)
+    )
     if found is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"no parcel with tracking number {tracking_no!r}"

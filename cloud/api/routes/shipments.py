@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, status
 from fastapi.responses import JSONResponse
 
-from cloud.api.deps import ApiKeyDep, NowDep, SessionDep
+from cloud.api.access import ErpPrincipalDep
+from cloud.api.deps import NowDep, SessionDep
 from cloud.api.routes.parcels import parcel_public
 from cloud.api.schemas import (
     ErrorPublic,
@@ -34,13 +35,13 @@ def _public(row: Parcel) -> dict[str, Any]:
     "/shipments",
     status_code=status.HTTP_201_CREATED,
     response_model=ParcelPublic,
-    responses=error_responses(401, 409, 422),
+    responses=error_responses(401, 403, 409, 422),
 )
 def announce_shipment(
     body: ShipmentRequest,
     session: SessionDep,
     now: NowDep,
-    api_key: ApiKeyDep,
+    principal: ErpPrincipalDep,
     idempotency_key: Annotated[
         str,
         Header(
@@ -54,8 +55,12 @@ def announce_shipment(
 ) -> JSONResponse:
     """Announce a shipment for a cabinet: the parcel is `announced` until a courier deposits it.
 
-    The courier's deposit matches it by tracking number; the recipient's phone given here is the
-    one the notice goes to. A retry with the same Idempotency-Key answers as the first request
+    The cabinet must be at one of the key's sites; the parcel is the key's carrier's or
+    merchant's, and no other key sees it. The courier's deposit matches it by tracking number;
+    the phone given here gets the code if the depositing courier is of the key's carrier or
+    typed the same phone (docs/who-may-do-what.md, "A deposit meets an announcement").
+
+    A retry with the same Idempotency-Key answers as the first request
     did (header `Idempotent-Replayed: true`); the same key with another body is a 409.
     """
     shipment = shipments.ShipmentCreate(
@@ -67,7 +72,7 @@ def announce_shipment(
     try:
         result = shipments.announce_shipment(
             session=session,
-            api_key_id=api_key.id,
+            principal=principal,
             idempotency_key=idempotency_key,
             shipment=shipment,
             now=now,

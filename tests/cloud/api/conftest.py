@@ -11,19 +11,31 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from cloud.api import create_app
-from cloud.db.models import ErpApiKey
+from cloud.db.models import Carrier, Courier, ErpApiKey, ErpKeySite
 from cloud.fakes.twilio_server import FakeTwilio
 from cloud.services.ingest import apply_pending, store_events
 from cloud.services.queries import hash_api_key
 from cloud.settings import CloudSettings
 from protocol.messages import EventBase
-from tests.cloud.db.builders import CAB, SEAL_KEY, T0, Recording, deposited, register_cabinet
+from tests.cloud.db.builders import (
+    CAB,
+    SEAL_KEY,
+    SITE,
+    T0,
+    Recording,
+    deposited,
+    register_cabinet,
+)
 
 NOW = T0 + timedelta(minutes=5)
 BASE_URL = "https://lockers.example"
 FROM = "+15005550006"
 API_KEY = "erp-test-key-0123456789abcdef0123456789"
 HEADERS = {"X-API-Key": API_KEY}
+# The test key acts for the carrier of the builders' courier (`courier-7`), at the site of CAB:
+# it sees the parcels that courier deposits there and announces for CAB.
+CARRIER = "SF Express"
+COURIER = "courier-7"
 
 
 class Clock:
@@ -66,17 +78,25 @@ def settings(db_url: str, twilio: FakeTwilio) -> CloudSettings:
 
 @pytest.fixture
 def client(engine: Engine, settings: CloudSettings, clock: Clock) -> Iterator[TestClient]:
-    """The API over the migrated test database, with one live ERP API key (`HEADERS`)."""
+    """The API over the migrated test database, with one live ERP API key (`HEADERS`) bound to
+    `CARRIER` and the site of CAB, whose courier `COURIER` is registered."""
     with Session(engine) as session:
+        register_cabinet(session)
+        session.add(Carrier(id=CARRIER, name=CARRIER, created_at=T0))
+        session.add(Courier(id=COURIER, carrier=CARRIER, pin_hash="x", created_at=T0))
+        session.flush()
         session.add(
             ErpApiKey(
                 id="erp-1",
                 name="Test ERP",
                 key_prefix=API_KEY[:8],
                 key_hash=hash_api_key(API_KEY),
+                carrier_id=CARRIER,
                 created_at=T0,
             )
         )
+        session.flush()
+        session.add(ErpKeySite(key_id="erp-1", site_id=SITE))
         session.commit()
     with TestClient(create_app(settings, engine=engine, clock=clock)) as test_client:
         yield test_client

@@ -72,3 +72,36 @@ def test_cli_upgrade_reports_a_bad_url_in_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit)  # a clean exit, not a crash
     assert "error: upgrade failed:" in result.output
+
+
+def test_0008_turns_the_couriers_carriers_into_rows_and_drops_the_unused_managers(
+    db_url: str,
+) -> None:
+    """An existing registry keeps its couriers' carriers as rows keys and accounts bind to."""
+    from sqlalchemy import inspect
+    from sqlmodel import Session, select
+
+    from cloud.db.models import Carrier
+
+    upgrade(db_url, "0007_sealed_code_keys")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            for n, carrier in enumerate(("SF Express", "SF Express", "JD")):
+                connection.execute(
+                    text(
+                        "INSERT INTO couriers (id, carrier, name, pin_hash, created_at) "
+                        "VALUES (:id, :carrier, '', 'x', :at)"
+                    ),
+                    {"id": f"c{n}", "carrier": carrier, "at": "2026-12-01 10:00:00"},
+                )
+        upgrade(db_url)
+        tables = set(inspect(engine).get_table_names())
+        assert {"accounts", "account_sites", "carriers", "erp_key_sites", "audit_log"} <= tables
+        assert not {"managers", "manager_sites"} & tables
+        with Session(engine) as session:
+            carriers = session.exec(select(Carrier).order_by(Carrier.id)).all()
+        assert [(c.id, c.name) for c in carriers] == [("JD", "JD"), ("SF Express", "SF Express")]
+        assert all(c.created_at.tzinfo is not None for c in carriers)
+    finally:
+        engine.dispose()

@@ -1,0 +1,133 @@
+"""Every route's owner, and the dependency that turns an ERP key into a policy principal.
+
+`ROUTES` declares, for every route the app serves, the action it performs and the kinds of
+principal that may call it (cloud.core.access). tests/security/test_access.py walks the app's
+routes and fails on one this table does not name, so a new route cannot ship without an owner.
+A route for ERP clients must also carry `ErpPrincipalDep`, which refuses a key bound to nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, status
+from sqlmodel import select
+
+from cloud.api.deps import ApiKeyDep, SessionDep
+from cloud.core.access import Action, Decision, Principal, PrincipalKind
+from cloud.db.models import ErpApiKey, ErpKeySite
+
+K = PrincipalKind
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    """What a route does (`action`) and who may call it (`kinds`); `why` for the open ones."""
+
+    action: Action
+    kinds: frozenset[PrincipalKind]
+    why: str = ""
+
+
+def _rule(action: Action, *kinds: PrincipalKind, why: str = "") -> RouteRule:
+    return RouteRule(action, frozenset(kinds), why)
+
+
+_ERP = (K.ERP_CLIENT,)
+_DOCS = "the API's own description: no data"
+
+# (method, path) -> rule. HEAD is served with GET and declared with it.
+ROUTES: dict[tuple[str, str], RouteRule] = {
+    ("GET", "/api/v1/openapi.json"): _rule(Action.READ_HEALTH, K.ANYONE, why=_DOCS),
+    ("GET", "/api/v1/docs"): _rule(Action.READ_HEALTH, K.ANYONE, why=_DOCS),
+    ("GET", "/docs/oauth2-redirect"): _rule(Action.READ_HEALTH, K.ANYONE, why=_DOCS),
+    ("GET", "/api/v1/health"): _rule(Action.READ_HEALTH, K.ANYONE, why="liveness, no data"),
+    ("GET", "/api/v1/cabinets"): _rule(Action.READ_CABINET, *_ERP),
+    ("GET", "/api/v1/cabinets/{cab}"): _rule(Action.READ_CABINET, *_ERP),
+    ("GET", "/api/v1/cabinets/{cab}/compartments"): _rule(Action.READ_CABINET, *_ERP),
+    # The design gives it to the cabinet alone (its credentials); gating it is part 3 of
+    # issue 11 (scan-to-open). Until that lands it answers anyone, as it always did.
+    ("GET", "/api/v1/cabinets/{cab}/scan-qr"): _rule(
+        Action.CABINET_LINK, K.CABINET, K.ANYONE, why="the idle screen's QR (see part 3)"
+    ),
+    ("GET", "/api/v1/parcels"): _rule(Action.READ_PARCEL, *_ERP),
+    ("GET", "/api/v1/parcels/{parcel_id}"): _rule(Action.READ_PARCEL, *_ERP),
+    ("GET", "/api/v1/tracking/{tracking_no}"): _rule(Action.READ_PARCEL, *_ERP),
+    ("POST", "/api/v1/shipments"): _rule(Action.ANNOUNCE_SHIPMENT, *_ERP),
+    # Scan-to-open: a person at the cabinet proves a phone (nonce from the screen, then an OTP
+    # or WeChat) and becomes a recipient bound to that cabinet and that phone's parcels. The
+    # door it opens is a recipient's own pickup, not a remote open by staff: its trace is the
+    # parcel's timeline (picked up, method qr) and the command outbox, not the audit log.
+    ("POST", "/api/v1/scan/{cab}/{nonce}/otp"): _rule(Action.SCAN_TO_OPEN, K.ANYONE),
+    ("POST", "/api/v1/scan/{cab}/{nonce}/verify"): _rule(Action.SCAN_TO_OPEN, K.ANYONE),
+    ("GET", "/api/v1/scan/{cab}/{nonce}/wechat"): _rule(Action.SCAN_TO_OPEN, K.ANYONE),
+    ("GET", "/api/v1/scan/{cab}/wechat/callback"): _rule(Action.SCAN_TO_OPEN, K.ANYONE),
+    ("POST", "/api/v1/scan/{cab}/session"): _rule(Action.READ_PARCEL, K.RECIPIENT),
+    ("POST", "/api/v1/scan/{cab}/open"): _rule(Action.PICK_UP, K.RECIPIENT),
+    ("GET", "/s/{cab}/{nonce}"): _rule(Action.SCAN_TO_OPEN, K.ANYONE, why="the QR's page"),
+    ("GET", "/pickup/{cab}"): _rule(Action.SCAN_TO_OPEN, K.ANYONE, why="a notice's link"),
+    # Renders the QR of a code the recipient already holds: it proves nothing by itself.
+    ("POST", "/pickup/{cab}/qr"): _rule(Action.PICK_UP, K.RECIPIENT),
+    ("POST", "/api/v1/callbacks/twilio/status"): _rule(Action.PROVIDER_CALLBACK, K.PROVIDER),
+    ("GET", "/api/v1/wechat/push"): _rule(Action.PROVIDER_CALLBACK, K.PROVIDER),
+    ("POST", "/api/v1/wechat/push"): _rule(Action.PROVIDER_CALLBACK, K.PROVIDER),
+}
+
+
+def iter_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, str, Any]]:
+    """Yield (method, full path, route) for every route, inside included routers too."""
+    for route in routes:
+        original = getattr(route, "original_router", None)
+        if original is not None:  # FastAPI >= 0.120 keeps an included router as one route
+            yield from iter_routes(original.routes, prefix + route.include_context.prefix)
+            continue
+        for method in sorted(getattr(route, "methods", None) or ()):
+            if method != "HEAD":
+                yield method, prefix + route.path, route
+
+
+# --- ERP clients ----------------------------------------------------------------------------------
+
+
+def erp_principal_of(key: ErpApiKey, site_ids: frozenset[str]) -> Principal:
+    """Return the principal an ERP key acts as; ValueError for a key bound to nothing."""
+    return Principal(
+        K.ERP_CLIENT,
+        key.id,
+        site_ids=site_ids,
+        carrier_id=key.carrier_id,
+        merchant_id=key.merchant_id,
+    )
+
+
+UNBOUND_KEY = (
+    "this X-API-Key is bound to no carrier or merchant: ask the operator for a new key "
+    "(`locker cloud erp-key add --carrier C | --merchant M --site S`)"
+)
+
+
+def get_erp_principal(session: SessionDep, key: ApiKeyDep) -> Principal:
+    """The ERP client a request's X-API-Key acts for; 403 for a legacy key bound to nothing."""
+    site_ids = frozenset(
+        session.exec(select(ErpKeySite.site_id).where(ErpKeySite.key_id == key.id))
+    )
+    session.rollback()  # end the read: a service may open a write transaction next
+    try:
+        return erp_principal_of(key, site_ids)
+    except ValueError:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, UNBOUND_KEY) from None
+
+
+ErpPrincipalDep = Annotated[Principal, Depends(get_erp_principal)]
+
+
+def enforce(decision: Decision, not_found: str) -> None:
+    """Raise the HTTP refusal of a refused decision: 404 with `not_found` (the same words as
+    for a missing resource), or 403 with the decision's reason."""
+    if decision.allowed:
+        return
+    if decision.http_status == status.HTTP_404_NOT_FOUND:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, not_found)
+    raise HTTPException(status.HTTP_403_FORBIDDEN, decision.reason)
