@@ -41,7 +41,8 @@ class Action(StrEnum):
     """What a principal asks to do."""
 
     READ_HEALTH = "read_health"
-    READ_CABINET = "read_cabinet"  # a cabinet, its presence, occupancy and compartments
+    # A cabinet, its presence, occupancy and compartments; its site's policy goes with it.
+    READ_CABINET = "read_cabinet"
     READ_ALARMS = "read_alarms"
     READ_PARCEL = "read_parcel"  # a parcel and its tracking timeline
     READ_REPORTS = "read_reports"

@@ -29,7 +29,7 @@ from cloud.api import create_app
 from cloud.api.app import MAX_BODY_BYTES as CLOUD_MAX_BODY_BYTES
 from cloud.db.engine import make_engine
 from cloud.db.migrate import upgrade
-from cloud.db.models import ErpApiKey, Parcel
+from cloud.db.models import ErpApiKey, ErpKeySite, Parcel
 from cloud.db.repo import count_rows
 from cloud.services.queries import MAX_OFFSET, hash_api_key
 from cloud.settings import CloudSettings
@@ -39,7 +39,7 @@ from tests.cabinet.conftest import peer, sim  # noqa: F401  (fixtures the kiosk 
 from tests.cabinet.kiosk.conftest import kiosk, service  # noqa: F401
 from tests.cabinet.kiosk.harness import KioskRunner
 from tests.cabinet.service.harness import COURIER, PIN, ServiceRunner
-from tests.cloud.db.builders import CAB, T0, register_cabinet
+from tests.cloud.db.builders import CAB, SITE, T0, register_cabinet
 
 API_KEY = "erp-edge-key-0123456789abcdef0123456789"
 MB = 1024 * 1024
@@ -105,11 +105,14 @@ def cloud(tmp_path: Path) -> Iterator[tuple[TestClient, Engine]]:
                 name="ERP",
                 key_prefix=API_KEY[:8],
                 key_hash=hash_api_key(API_KEY),
+                merchant_id="shop",
                 created_at=T0,
             )
         )
         session.commit()
         register_cabinet(session)
+        session.add(ErpKeySite(key_id="erp-1", site_id=SITE))
+        session.commit()
     settings = CloudSettings(database_url=url, secret_key=secrets.token_hex(32))
     app = create_app(settings, engine=engine)
     with TestClient(app, raise_server_exceptions=False) as client:

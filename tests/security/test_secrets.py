@@ -25,6 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy import Engine, text
@@ -37,7 +38,7 @@ from cabinet.journal import Journal
 from cloud.api import create_app
 from cloud.db import repo
 from cloud.db.engine import make_engine
-from cloud.db.migrate import current_revision_of, head_revision, upgrade
+from cloud.db.migrate import alembic_config, current_revision_of, head_revision, upgrade
 from cloud.db.models import (
     Cabinet,
     CabinetCreate,
@@ -340,7 +341,10 @@ def test_the_migration_seals_existing_keys_and_needs_the_secret(
         old_row = repo.cabinet_code_key(cabinet, seal_key=public).hex()
         notice = session.exec(select(NoticeOutbox)).one()
         code = unseal(public, notice.code_sealed or "", context=notice.dedupe_key)
-    with engine.begin() as connection:  # back to what revision 0006 stored
+    # Back to what revision 0006 stored: the later revisions undone, then this one's key in clear.
+    engine.dispose()
+    command.downgrade(alembic_config(db_url), "0007_sealed_code_keys")
+    with engine.begin() as connection:
         connection.execute(text("UPDATE cabinets SET code_key = :k"), {"k": old_row})
         connection.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": old})
 

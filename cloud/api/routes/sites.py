@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, Path
 
-from cloud.api.deps import ApiKeyDep, SessionDep
+from cloud.api.access import ErpPrincipalDep, enforce
+from cloud.api.deps import SessionDep
 from cloud.api.schemas import SitePublic, error_responses
+from cloud.core.access import Action, Resource, ResourceKind, decide
 from cloud.services import queries
 
 router = APIRouter(prefix="/sites", tags=["sites"])
@@ -17,10 +19,11 @@ SiteId = Annotated[
 ]
 
 
-@router.get("/{site_id}", response_model=SitePublic, responses=error_responses(401, 404, 422))
-def get_site(site_id: SiteId, session: SessionDep, _key: ApiKeyDep) -> SitePublic:
-    """Show a site's pickup policy; null quiet hours mean texts may go at any hour."""
+@router.get("/{site_id}", response_model=SitePublic, responses=error_responses(401, 403, 404, 422))
+def get_site(site_id: SiteId, session: SessionDep, principal: ErpPrincipalDep) -> SitePublic:
+    """Show one of the key's sites and its pickup policy; null quiet hours: texts at any hour."""
     site = queries.get_site(session=session, site_id=site_id)
-    if site is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site_id!r}")
+    resource = Resource(ResourceKind.SITE, site.id) if site is not None else None
+    # Reading a site's policy goes with reading its cabinets: the same principals, the same scope.
+    enforce(decide(principal, Action.READ_CABINET, resource), f"no site {site_id!r}")
     return SitePublic.model_validate(site, from_attributes=True)

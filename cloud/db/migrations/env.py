@@ -30,16 +30,26 @@ def run_migrations_online() -> None:
     echo = config.attributes.get("echo")
     try:
         with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # Batch mode rebuilds a table (copy, drop, rename); with foreign keys on, the
+                # drop would cascade-delete the rows that point at it (a parcel's notices).
+                # The pragma is a no-op inside a transaction: set it on the bare connection.
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
             context.configure(
                 connection=connection,
                 target_metadata=target_metadata,
                 # SQLite cannot ALTER most things: batch mode rebuilds the table instead.
-                render_as_batch=connection.dialect.name == "sqlite",
+                render_as_batch=sqlite,
                 compare_type=True,
                 on_version_apply=_on_version_apply(echo) if echo else None,
             )
             with context.begin_transaction():
                 context.run_migrations()
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
     finally:
         engine.dispose()
 

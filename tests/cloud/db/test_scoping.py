@@ -11,7 +11,7 @@ from cloud.db.models import Cabinet as CabinetRow
 from cloud.db.models import CabinetCreate, Carrier, Courier, Parcel, SiteCreate
 from cloud.db.scoping import cabinet_where, parcel_resource, parcel_where
 from tests.cloud.core.test_access import PRINCIPALS, WORLD
-from tests.cloud.db.builders import PHONE, T0
+from tests.cloud.db.builders import PHONE, SEAL_KEY, T0
 
 # The world's parcels: which courier deposited each (the courier's carrier is in `couriers`).
 COURIER_OF = {"SF": "sf-1", "JD": "jd-1"}
@@ -25,6 +25,7 @@ def _build(session: Session) -> None:
             session=session,
             cabinet_create=CabinetCreate(id=cab, site_id=site, name=cab),
             code_key=b"k" * 32,
+            seal_key=SEAL_KEY,
             now=T0,
         )
     for carrier, courier in COURIER_OF.items():
