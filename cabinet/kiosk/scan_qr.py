@@ -4,10 +4,10 @@
 `X-Scan-URL` header) carries a nonce that lives 5 minutes. The cloud gives it to the cabinet only:
 the GET carries HTTP Basic with the cabinet's MQTT username and password (what the cabinet is
 provisioned with anyway), so a nonce means someone stood at this screen. The kiosk fetches a new
-one every `refresh_s` (well inside that life) and serves it at `/api/scan-qr`; when the cloud cannot be
-reached it keeps the last one only while its nonce is still alive, then shows "scan unavailable"
-until a fetch works again. A recipient's phone needs the cloud to open a door this way, so a
-stale QR would only fail on their phone.
+one every `refresh_s` (well inside that life) and serves it at `/api/scan-qr`; when the cloud
+cannot be reached it keeps the last one only while its nonce is still alive, then shows "scan
+unavailable" until a fetch works again. A recipient's phone needs the cloud to open a door this
+way, so a stale QR would only fail on their phone.
 
 The fetch is the standard library's urllib on a worker thread: one small GET a minute does not
 justify httpx's 4.5 MB in the daemon's memory (`locker bench edge` counts it; the target is
