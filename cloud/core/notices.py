@@ -126,11 +126,11 @@ TEMPLATES: dict[tuple[NoticeKind, Language], str] = {
     ),
     # `deadline` is when the code dies; the text is short because the recipient is waiting.
     (NoticeKind.SCAN_OTP, Language.ZH_CN): (
-        "{cabinet}扫码取件验证码 {code}，{deadline} 前有效。请勿告诉他人。"
+        "{cabinet}（{address}）扫码取件验证码 {code}，{deadline} 前有效。请勿告诉他人。"
     ),
     (NoticeKind.SCAN_OTP, Language.EN): (
-        "{code} is your one-time code to open your locker at {cabinet}, valid until {deadline}. "
-        "Never share it."
+        "{code} is your one-time code to open your locker at {cabinet} ({address}), valid until "
+        "{deadline}. Never share it."
     ),
     # `deadline` is when the phone was proven by the other WeChat user.
     (NoticeKind.WECHAT_REBOUND, Language.ZH_CN): (
