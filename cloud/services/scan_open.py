@@ -398,8 +398,11 @@ def _lock_cabinet(*, session: Session, cab: str) -> None:
 
     Requests at one cabinet then count and write their limits' log one after the other (SQLite
     serialises all writers anyway; PostgreSQL would otherwise let two count the same total).
+    `FOR NO KEY UPDATE`, as `repo.lock_cabinets`: rows that merely refer to the cabinet (another
+    transaction's command or event insert) do not wait for it, so no lock cycle with them.
     """
-    found = session.exec(select(Cabinet.id).where(Cabinet.id == cab).with_for_update()).first()
+    locked = select(Cabinet.id).where(Cabinet.id == cab).with_for_update(key_share=True)
+    found = session.exec(locked).first()
     if found is None:
         raise UnknownCabinet(f"no cabinet {cab!r}")
 
