@@ -25,7 +25,6 @@ The flow (issue 4 item 6), every step a request the page makes:
      ├── NonceError             the QR's nonce is malformed, forged, for another cabinet or stale
      ├── UnknownCabinet         no such cabinet
      ├── RateLimited            too many codes asked for, or wrong codes typed: `retry_after_s`
-     ├── SmsUnavailable         no SMS sender configured, or it failed
      ├── OtpRefused             wrong, expired, used or locked code: `outcome`
      ├── TokenError             the session token is malformed, forged, expired or for another cab
      └── NotOpenable            the parcel is not in the token or no longer in the locker
@@ -128,10 +127,6 @@ class RateLimited(ScanError):
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
-
-
-class SmsUnavailable(ScanError):
-    """The one-time code could not be texted."""
 
 
 class OtpRefused(ScanError):

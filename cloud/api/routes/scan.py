@@ -35,7 +35,7 @@ def _http(err: scan_open.ScanError) -> HTTPException:
         case scan_open.RateLimited():
             headers = {"Retry-After": str(err.retry_after_s)}
             return HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(err), headers=headers)
-        case scan_open.SmsUnavailable() | scan_wechat.WechatUnavailable():
+        case scan_wechat.WechatUnavailable():
             return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(err))
         case scan_open.OtpRefused():
             return HTTPException(status.HTTP_401_UNAUTHORIZED, str(err))
