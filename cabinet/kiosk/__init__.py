@@ -59,7 +59,18 @@ async def start_kiosk(
     from cabinet.kiosk.scanner import SerialScanner
     from cabinet.kiosk.server import KioskServer
 
-    scan = ScanQr(config.cloud_api_url, config.cabinet_id) if config.cloud_api_url else None
+    scan = None
+    if config.cloud_api_url:
+        # The cloud gives the scan QR to the cabinet only: it asks for the MQTT credentials.
+        password = config.mqtt.password.get_secret_value() if config.mqtt.password else None
+        if password is None:
+            log.warning("kiosk: no mqtt.password, so the cloud will refuse the scan-to-open QR")
+        scan = ScanQr(
+            config.cloud_api_url,
+            config.cabinet_id,
+            username=config.mqtt.username,
+            password=password,
+        )
     pin_hash = config.technician_pin_hash
     kiosk = Kiosk(
         service,

@@ -1,11 +1,13 @@
 """The idle screen's scan-to-open QR, fetched from the cloud over HTTP and kept fresh.
 
 `GET {cloud_api_url}/api/v1/cabinets/{cab}/scan-qr` answers an SVG whose URL (also in the
-`X-Scan-URL` header) carries a nonce that lives 5 minutes. The kiosk fetches a new one every
-`refresh_s` (well inside that life) and serves it at `/api/scan-qr`; when the cloud cannot be
-reached it keeps the last one only while its nonce is still alive, then shows "scan unavailable"
-until a fetch works again. A recipient's phone needs the cloud to open a door this way, so a
-stale QR would only fail on their phone.
+`X-Scan-URL` header) carries a nonce that lives 5 minutes. The cloud gives it to the cabinet only:
+the GET carries HTTP Basic with the cabinet's MQTT username and password (what the cabinet is
+provisioned with anyway), so a nonce means someone stood at this screen. The kiosk fetches a new
+one every `refresh_s` (well inside that life) and serves it at `/api/scan-qr`; when the cloud
+cannot be reached it keeps the last one only while its nonce is still alive, then shows "scan
+unavailable" until a fetch works again. A recipient's phone needs the cloud to open a door this
+way, so a stale QR would only fail on their phone.
 
 The fetch is the standard library's urllib on a worker thread: one small GET a minute does not
 justify httpx's 4.5 MB in the daemon's memory (`locker bench edge` counts it; the target is
@@ -15,6 +17,7 @@ justify httpx's 4.5 MB in the daemon's memory (`locker bench edge` counts it; th
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 import urllib.error
@@ -44,8 +47,13 @@ class FetchError(Exception):
     """The GET failed: no connection, a timeout, or an error status."""
 
 
-def _get(url: str, timeout_s: float) -> Answer:
-    request = urllib.request.Request(url, headers={"Accept": "image/svg+xml"})
+def basic_auth(username: str, password: str) -> str:
+    """The `Authorization` header's value for HTTP Basic."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def _get(url: str, timeout_s: float, headers: dict[str, str]) -> Answer:
+    request = urllib.request.Request(url, headers={"Accept": "image/svg+xml", **headers})
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as answer:
             body = answer.read(MAX_SVG_BYTES + 1)
@@ -57,9 +65,9 @@ def _get(url: str, timeout_s: float) -> Answer:
         raise FetchError(f"{url}: {getattr(err, 'reason', err)}") from None
 
 
-async def http_get(url: str, timeout_s: float) -> Answer:
-    """GET `url` on a worker thread (FetchError if it fails)."""
-    return await asyncio.to_thread(_get, url, timeout_s)
+async def http_get(url: str, timeout_s: float, headers: dict[str, str]) -> Answer:
+    """GET `url` with `headers` on a worker thread (FetchError if it fails)."""
+    return await asyncio.to_thread(_get, url, timeout_s, headers)
 
 
 @dataclass(frozen=True)
@@ -73,20 +81,29 @@ class ScanCode:
 
 
 class ScanQr:
-    """Fetch the cabinet's scan-to-open QR from the cloud, now and every `refresh_s`."""
+    """Fetch the cabinet's scan-to-open QR from the cloud, now and every `refresh_s`.
+
+    `username` and `password` are the cabinet's MQTT credentials (the username defaults to the
+    cabinet id, as the registry provisions it); without a password the cloud answers 401.
+    """
 
     def __init__(
         self,
         cloud_api_url: str,
         cabinet_id: str,
         *,
+        password: str | None = None,
+        username: str | None = None,
         refresh_s: float = REFRESH_S,
         retry_s: float = RETRY_S,
-        fetch: Callable[[str, float], Awaitable[Answer]] = http_get,
+        fetch: Callable[[str, float, dict[str, str]], Awaitable[Answer]] = http_get,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.endpoint = f"{cloud_api_url.rstrip('/')}/api/v1/cabinets/{cabinet_id}/scan-qr"
+        self._headers = (
+            {"Authorization": basic_auth(username or cabinet_id, password)} if password else {}
+        )
         self._refresh_s = refresh_s
         self._retry_s = retry_s
         self._fetch = fetch
@@ -109,7 +126,7 @@ class ScanQr:
         """Fetch a new QR; True if it worked (a failure keeps the old one while it lives)."""
         started = self._clock()
         try:
-            answer = await self._fetch(self.endpoint, FETCH_TIMEOUT_S)
+            answer = await self._fetch(self.endpoint, FETCH_TIMEOUT_S, self._headers)
             if answer.status != 200:
                 raise FetchError(f"HTTP {answer.status} from {self.endpoint}")
             url = answer.headers.get("x-scan-url")

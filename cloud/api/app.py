@@ -26,7 +26,6 @@ from cloud.api.routes import (
 )
 from cloud.api.schemas import ErrorPublic, FieldErrorPublic
 from cloud.db.engine import make_engine
-from cloud.notify.ports import Sender
 from cloud.notify.wechat_oauth import WechatOAuth
 from cloud.settings import CloudSettings
 from protocol.http_edge import BodyGuard
@@ -77,13 +76,12 @@ def create_app(
     settings: CloudSettings | None = None,
     *,
     engine: Engine | None = None,
-    sms: Sender | None = None,
     wechat_oauth: WechatOAuth | None = None,
     clock: Callable[[], datetime] = _utc_now,
 ) -> FastAPI:
     """Build the API over `engine` (default: one on `settings.database_url`).
 
-    `sms` sends the scan-to-open codes (default: Twilio from the settings, if configured);
+    Scan-to-open's codes go out from the notice outbox (the worker), never from a request.
     `wechat_oauth` signs scan-to-open users in with WeChat (default: from the settings, if an
     app id is set);
     `clock` is injectable so tests move time instead of sleeping. Raise SettingsError if the
@@ -95,10 +93,6 @@ def create_app(
     settings.require_secret_key()
     if engine is None:
         engine = make_engine(settings.database_url)
-    if sms is None and settings.twilio_account_sid:
-        from cloud.notify.sms_twilio import TwilioSms
-
-        sms = TwilioSms.from_settings(settings)
     if wechat_oauth is None and settings.wechat_app_id:
         wechat_oauth = WechatOAuth.from_settings(settings)
     app = FastAPI(
@@ -112,7 +106,6 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sms = sms
     app.state.wechat_oauth = wechat_oauth
     app.state.clock = clock
     for module in (

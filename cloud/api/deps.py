@@ -12,7 +12,6 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from cloud.db.models import ErpApiKey
-from cloud.notify.ports import Sender
 from cloud.services import queries
 from cloud.settings import CloudSettings
 
@@ -38,14 +37,9 @@ def get_now(request: Request) -> datetime:
     return clock()
 
 
-def get_sms(request: Request) -> Sender | None:
-    return request.app.state.sms
-
-
 SettingsDep = Annotated[CloudSettings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 NowDep = Annotated[datetime, Depends(get_now)]
-SmsDep = Annotated[Sender | None, Depends(get_sms)]
 
 _api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="An ERP API key (`erp_api_keys`)."

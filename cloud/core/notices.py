@@ -34,6 +34,9 @@ class NoticeKind(StrEnum):
     NEW_DEADLINE = "new_deadline"  # to the recipient, after the clock was paused
     RESEND = "resend"  # to the recipient who asked again: a new code
     WITHDRAWN = "withdrawn"  # to the recipient: cancelled or taken back before expiry
+    SCAN_OTP = "scan_otp"  # to the recipient at a cabinet's QR: a one-time code, by SMS only
+    # To the WeChat user a phone was bound to, before another WeChat user's binding replaces it.
+    WECHAT_REBOUND = "wechat_rebound"
 
 
 class Audience(StrEnum):
@@ -49,7 +52,9 @@ AUDIENCE = {kind: Audience.RECIPIENT for kind in NoticeKind} | {
 
 # Sent at once even at night: the recipient is waiting for it or has just asked for it.
 # Everything else waits for the end of the site's quiet hours.
-URGENT_KINDS = frozenset({NoticeKind.DEPOSITED, NoticeKind.RESEND})
+URGENT_KINDS = frozenset(
+    {NoticeKind.DEPOSITED, NoticeKind.RESEND, NoticeKind.SCAN_OTP, NoticeKind.WECHAT_REBOUND}
+)
 
 
 class Channel(StrEnum):
@@ -118,6 +123,24 @@ TEMPLATES: dict[tuple[NoticeKind, Language], str] = {
     (NoticeKind.WITHDRAWN, Language.EN): (
         "Your parcel {tracking_no} at {cabinet} ({address}) has been withdrawn and its code "
         "no longer works. Please contact the seller. Details: {link}"
+    ),
+    # `deadline` is when the code dies; the text is short because the recipient is waiting.
+    (NoticeKind.SCAN_OTP, Language.ZH_CN): (
+        "{cabinet}（{address}）扫码取件验证码 {code}，{deadline} 前有效。请勿告诉他人。"
+    ),
+    (NoticeKind.SCAN_OTP, Language.EN): (
+        "{code} is your one-time code to open your locker at {cabinet} ({address}), valid until "
+        "{deadline}. Never share it."
+    ),
+    # `deadline` is when the phone was proven by the other WeChat user.
+    (NoticeKind.WECHAT_REBOUND, Language.ZH_CN): (
+        "您手机号的取件通知将不再发送到此微信：另一个微信账号于 {deadline} 在{cabinet}"
+        "（{address}）验证了该手机号并已绑定。如非本人操作，请联系物业。"
+    ),
+    (NoticeKind.WECHAT_REBOUND, Language.EN): (
+        "Parcel notices for your phone will no longer come to this WeChat account: another "
+        "WeChat account proved the phone at {cabinet} ({address}) at {deadline} and is linked "
+        "to it now. If this was not you, contact the site."
     ),
 }
 

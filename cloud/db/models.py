@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, text
 from sqlmodel import Field, SQLModel
 
-from cloud.db.scan_models import ScanOtp  # noqa: F401  (its table joins this metadata)
+from cloud.db.scan_models import ScanOtp, ScanTry  # noqa: F401  (their tables join this metadata)
 from cloud.db.types import UtcDateTime
 
 ID_LENGTH = 64  # the protocol's ids (cabinet, parcel, courier, message) are 1–64 characters
@@ -310,6 +310,9 @@ class NoticeOutbox(SQLModel, table=True):
     kind: str = Field(max_length=32)
     audience: str = Field(max_length=16)
     to_phone: str | None = Field(default=None, max_length=16)  # E.164; None for a courier
+    # A notice that must reach one WeChat user whatever the phone is bound to by send time:
+    # the old binding told of its replacement (`NoticeKind.WECHAT_REBOUND`).
+    to_openid: str | None = Field(default=None, max_length=128)
     courier_id: str | None = Field(default=None, max_length=ID_LENGTH)
     deadline: datetime = _time(nullable=False)
     code_sealed: str | None = Field(default=None, max_length=256)

@@ -203,6 +203,13 @@ class Dispatcher:
             phone = row.to_phone
         if not phone:
             raise _Unsendable(f"no phone for this {row.audience}")
+        if kind is NoticeKind.SCAN_OTP and now >= row.deadline:
+            # The code died in the queue (an outage): a text of a dead code only confuses.
+            raise _Unsendable("the one-time code expired before it could be sent")
+        if kind is NoticeKind.WECHAT_REBOUND and (
+            not row.to_openid or Channel.WECHAT not in self.senders
+        ):
+            raise _Unsendable("no WeChat user or no WeChat sender for a rebinding notice")
         code = None
         if row.code_sealed:
             try:
@@ -238,6 +245,14 @@ class Dispatcher:
         openid = None
         if Channel.WECHAT in self.senders and self.bindings and row.channel != Channel.SMS:
             openid = self.bindings.openid_for(phone)
+        plan = channel_plan(openid)
+        if kind is NoticeKind.SCAN_OTP:
+            # The code proves the phone: it goes to the phone, never to a WeChat user bound to it.
+            openid, plan = None, (Channel.SMS,)
+        elif kind is NoticeKind.WECHAT_REBOUND:
+            # To the user being replaced, by the channel being taken away: not to the phone
+            # (its holder is the one binding) nor to whoever the phone is bound to by now.
+            openid, plan = row.to_openid, (Channel.WECHAT,)
         return _Claim(
             id=row.id,
             token=token,
@@ -245,7 +260,7 @@ class Dispatcher:
             notice=notice,
             phone=phone,
             openid=openid,
-            plan=channel_plan(openid),
+            plan=plan,
             link=context.link,
         )
 

@@ -4,22 +4,27 @@ The flow (issue 4 item 6), every step a request the page makes:
 
 1. the cabinet's idle screen shows a QR of `{base_url}/s/{cab}/{nonce}`; the nonce is the time it
    was made plus an HMAC of (cab, time) under the cloud's secret key: no database state, any API
-   replica can check it, and it dies after NONCE_TTL_S, so a photo of the screen is soon useless;
-2. `request_otp` texts a 6-digit code to the phone typed on the page, but only if that phone has a
-   live parcel in the cabinet; the answer is the same either way, so the page cannot be used to
-   learn who has parcels where. Each request is a `scan_otps` row (the code's keyed hash only),
-   which is also the rate limit's log;
+   replica can check it, and it dies after NONCE_TTL_S, so a photo of the screen is soon useless.
+   Only the cabinet itself may fetch one (`check_cabinet_credentials`: its MQTT password), so a
+   nonce means someone saw the screen;
+2. `request_otp` queues a 6-digit code for the phone typed on the page in the notice outbox, but
+   only if that phone has a live parcel in the cabinet; the answer, and the statements the
+   request runs, are the same either way (one INSERT ... SELECT that inserts one row or none),
+   so the page cannot be used to learn who has parcels where. Each request is a `scan_otps` row
+   (the code's keyed hash only, the parcels it was asked for), which is also the limits' log;
 3. `verify_otp` checks the code against that row (five tries, one use: a counter the client cannot
    reset, which is why this state lives in a table and not in a signed token) and returns a
-   short-lived signed session token listing the phone's live parcels in that cabinet;
+   short-lived signed session token listing the parcels the code was asked for that are still
+   in that cabinet. Every wrong code is a `scan_tries` row: wrong codes are limited per QR nonce,
+   per client address and per cabinet-day, and the last bounds a remote guesser's chance of
+   opening a door (`guess_bound`);
 4. `open_parcel` checks the token, then writes the `compartment.open` command to the outbox and a
    timeline row, in one transaction.
 
-    ScanError                   refused; nothing changed (but a wrong try or failed SMS counts)
+    ScanError                   refused; nothing changed (but a wrong try counts)
      ├── NonceError             the QR's nonce is malformed, forged, for another cabinet or stale
      ├── UnknownCabinet         no such cabinet
-     ├── RateLimited            too many codes asked for: `retry_after_s`
-     ├── SmsUnavailable         no SMS sender configured, or it failed
+     ├── RateLimited            too many codes asked for, or wrong codes typed: `retry_after_s`
      ├── OtpRefused             wrong, expired, used or locked code: `outcome`
      ├── TokenError             the session token is malformed, forged, expired or for another cab
      └── NotOpenable            the parcel is not in the token or no longer in the locker
@@ -41,10 +46,11 @@ from typing import Any
 
 import qrcode
 from qrcode.image.svg import SvgPathImage
-from sqlalchemy import func
+from sqlalchemy import func, insert, literal
 from sqlmodel import Session, col, select
 
 from cloud.core.codes import (
+    OTP_LENGTH,
     OTP_MAX_ATTEMPTS,
     OTP_TTL_S,
     OneTimeCode,
@@ -52,14 +58,16 @@ from cloud.core.codes import (
     check_one_time_code,
     issue_one_time_code,
 )
+from cloud.core.notices import Audience, Channel, NoticeKind
 from cloud.core.parcels import Source, Status
 from cloud.core.phones import mask_phone
 from cloud.db import repo
 from cloud.db.engine import write_session
-from cloud.db.models import CommandOutbox, Parcel, ParcelEvent
-from cloud.db.scan_models import ScanOtp
-from cloud.notify.errors import SendError
-from cloud.notify.ports import OutgoingMessage, Sender
+from cloud.db.models import Cabinet, CommandOutbox, NoticeOutbox, Parcel, ParcelEvent, WechatBinding
+from cloud.db.scan_models import CLIENT_LENGTH, ScanOtp, ScanTry
+from cloud.db.sealing import seal
+from cloud.db.types import UtcDateTime
+from cloud.notify.outbox import QUEUED
 from protocol.messages import OpenCompartmentData
 
 log = logging.getLogger(__name__)
@@ -67,15 +75,29 @@ log = logging.getLogger(__name__)
 RandBelow = Callable[[int], int]
 
 NONCE_TTL_S = 5 * 60  # the kiosk refreshes its QR well within this
+NONCE_REFRESH_S = 60  # how often the kiosk fetches a new QR (cabinet/kiosk/scan_qr.py)
 NONCE_SKEW_S = 30  # an API replica whose clock runs a little behind still accepts a fresh nonce
 # Verifying may come a while after the code was asked for (the SMS takes time to arrive).
 VERIFY_NONCE_TTL_S = NONCE_TTL_S + OTP_TTL_S
 SESSION_TTL_S = 5 * 60
-# Codes a phone may ask for per window, and a cabinet's screen for all phones together: caps the
-# SMS bill and the guesses (5 tries x 3 codes per 10 min against a million codes).
+# Codes asked for, per OTP_WINDOW_S: by one phone; texted at one cabinet (the SMS bill: only codes
+# actually sent count, so requests for random numbers cannot shut real recipients out); by one
+# client address. And per QR nonce: one scan of the screen serves one person or a household.
 OTP_PER_PHONE = 3
 OTP_PER_CABINET = 30
+OTP_PER_CLIENT = 10
+OTP_PER_NONCE = 5
 OTP_WINDOW_S = 10 * 60
+# Wrong codes typed (guesses). Each guess at a 6-digit code wins with probability at most
+# 1 / (10**OTP_LENGTH - OTP_MAX_ATTEMPTS + 1); a cabinet takes at most TRIES_PER_CABINET_DAY of
+# them in any TRIES_WINDOW_S, whoever types them, from wherever, with whichever phone or nonce:
+# a remote guesser opens a door there with probability <= 50 / 999,996 ~ 5.0e-5 a day (the
+# keypad's figure; the bound is 1e-4). The per-nonce and per-address limits make one scan or one
+# address unable to spend that budget alone (and so to shut scan-to-open for the day).
+TRIES_PER_NONCE = 10
+TRIES_PER_CLIENT_DAY = 20
+TRIES_PER_CABINET_DAY = 50
+TRIES_WINDOW_S = 24 * 3600
 # A remote open the cabinet has not received by then must not happen at all: the recipient has
 # walked away, and a door springing open later would leave the parcel to anyone.
 OPEN_COMMAND_TTL_S = 2 * 60
@@ -105,10 +127,6 @@ class RateLimited(ScanError):
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
-
-
-class SmsUnavailable(ScanError):
-    """The one-time code could not be texted."""
 
 
 class OtpRefused(ScanError):
@@ -211,6 +229,23 @@ def qr_svg(text: str) -> str:
     return buffer.getvalue().decode()
 
 
+def cabinet_credentials_ok(*, session: Session, cab: str, username: str, password: str) -> bool:
+    """Whether (`username`, `password`) are cabinet `cab`'s own: its id and its MQTT password.
+
+    What the cabinet already holds, checked against the hash the registry stores (the broker's
+    `password_file` line): fetching a nonce then means being the cabinet, not just knowing its id.
+    """
+    from cloud.services.registry import verify_mosquitto_password
+
+    cabinet = repo.get_cabinet(session=session, cab=cab)
+    session.rollback()
+    if cabinet is None or not cabinet.mqtt_password_hash:
+        return False
+    # Both checks always run: compare_digest for the name, the hash for the password.
+    same_name = hmac.compare_digest(username.encode(), cab.encode())
+    return verify_mosquitto_password(password, cabinet.mqtt_password_hash) and same_name
+
+
 def ensure_cabinet(*, session: Session, cab: str) -> None:
     """Raise UnknownCabinet unless `cab` is registered."""
     if repo.get_cabinet(session=session, cab=cab) is None:
@@ -218,6 +253,20 @@ def ensure_cabinet(*, session: Session, cab: str) -> None:
 
 
 # --- one-time codes -------------------------------------------------------------------------------
+
+
+def guess_bound(*, tries: int = TRIES_PER_CABINET_DAY) -> float:
+    """Return the most a guesser who may type `tries` wrong codes wins: the union bound.
+
+    A code is uniform over 10**OTP_LENGTH values; a guess after k wrong ones at the same code wins
+    with probability 1 / (10**OTP_LENGTH - k), and k < OTP_MAX_ATTEMPTS.
+    """
+    return tries / (10**OTP_LENGTH - OTP_MAX_ATTEMPTS + 1)
+
+
+def nonce_hash(nonce: str) -> str:
+    """Name a nonce in the limits' log without keeping a usable one."""
+    return hashlib.sha256(nonce.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -230,74 +279,208 @@ class OtpRequested:
 def request_otp(
     *,
     session: Session,
-    sms: Sender | None,
     secret_key: bytes,
     cab: str,
     nonce: str,
     phone: str,
     now: datetime,
+    client: str | None = None,
     randbelow: RandBelow = secrets.randbelow,
 ) -> OtpRequested:
-    """Text a one-time code to `phone` (E.164) if it has a live parcel in `cab`; commit.
+    """Queue a one-time code for `phone` (E.164) if it has a live parcel in `cab`; commit.
 
-    Raise NonceError, UnknownCabinet or RateLimited, changing nothing; SmsUnavailable if the
-    text could not be sent (the request still counts against the phone's limit).
+    The text goes through the notice outbox (the dispatcher sends it by SMS only), not from
+    here: the answer must take as long, and run the same statements, whether or not the phone
+    has a parcel. Raise NonceError, UnknownCabinet or RateLimited, changing nothing.
     """
     check_nonce(secret_key=secret_key, cab=cab, nonce=nonce, now=now)
+    nonce_name = nonce_hash(nonce)
     _begin_write(session)
     try:
-        ensure_cabinet(session=session, cab=cab)
-        _check_rate(session=session, cab=cab, phone=phone, now=now)
-        has_parcels = bool(repo.live_parcels(session=session, cab=cab, phone=phone))
-        if has_parcels and sms is None:
-            raise SmsUnavailable("SMS is not configured on this server")
+        _lock_cabinet(session=session, cab=cab)
+        _check_otp_rate(
+            session=session, cab=cab, phone=phone, client=client, nonce_name=nonce_name, now=now
+        )
         code, record = issue_one_time_code(
             phone=phone, randbelow=randbelow, key=_subkey(secret_key, _OTP_PURPOSE), now=now
         )
-        row = ScanOtp(
-            cabinet_id=cab,
+        parcel_ids = list(session.exec(_live_parcel_ids(cab, phone)).all())
+        key = f"scan-otp/{cab}/{secrets.token_hex(12)}"
+        _queue_code_text(
+            session=session,
+            cab=cab,
             phone=phone,
-            code_hash=record.code_hash,
+            key=key,
+            sealed=seal(secret_key, code, context=key),
             expires_at=record.expires_at,
-            attempts_left=record.attempts_left,
-            sent=has_parcels,
-            created_at=now,
+            now=now,
         )
-        session.add(row)
-        session.flush()
-        row_id = row.id
+        session.add(
+            ScanOtp(
+                cabinet_id=cab,
+                phone=phone,
+                code_hash=record.code_hash,
+                expires_at=record.expires_at,
+                attempts_left=record.attempts_left,
+                sent=bool(parcel_ids),
+                client=_client(client),
+                nonce_hash=nonce_name,
+                parcel_ids=parcel_ids,
+                created_at=now,
+            )
+        )
         session.commit()
     except BaseException:
         session.rollback()
         raise
-    if not has_parcels or sms is None:
-        log.info("scan-to-open code for %s at %s: no parcel, none sent", mask_phone(phone), cab)
-        return OtpRequested(expires_at=record.expires_at)
-    # Sent after the commit: a write lock (all of SQLite) must not wait on Twilio. A failed send
-    # still counts against the phone's limit, which is what a limit on SMS traffic should do.
-    text = (
-        f"Parcel locker {cab}: your one-time code is {code}. "
-        f"It expires in {OTP_TTL_S // 60} minutes."
-    )
-    try:
-        sms.send(OutgoingMessage(to=phone, text=text, ref=f"scan-otp.{row_id}"))
-    except SendError as err:
-        log.warning("scan-to-open code to %s not sent: %s", mask_phone(phone), err)
-        raise SmsUnavailable("the code could not be texted: try again in a minute") from None
-    log.info("scan-to-open code sent to %s for cabinet %s", mask_phone(phone), cab)
+    log.info("scan-to-open code asked for %s at %s", mask_phone(phone), cab)
     return OtpRequested(expires_at=record.expires_at)
 
 
-def _check_rate(*, session: Session, cab: str, phone: str, now: datetime) -> None:
+def _live_parcel_ids(cab: str, phone: str) -> Any:
+    return (
+        select(Parcel.id)
+        .where(
+            Parcel.cabinet_id == cab,
+            Parcel.phone == phone,
+            col(Parcel.status).in_(repo.LIVE_STATUSES),
+        )
+        .order_by(col(Parcel.created_at), col(Parcel.id))
+    )
+
+
+def _queue_code_text(
+    *,
+    session: Session,
+    cab: str,
+    phone: str,
+    key: str,
+    sealed: str,
+    expires_at: datetime,
+    now: datetime,
+) -> None:
+    """Queue the code's SMS for the phone's first parcel here, if it has one: one statement.
+
+    INSERT ... SELECT inserts one row or none; the same statement runs either way, in the same
+    transaction, so the time the request takes does not tell whether the phone has a parcel.
+    """
+    outbox = NoticeOutbox.__table__
+    source = _live_parcel_ids(cab, phone).limit(1)
+    values = {
+        "dedupe_key": literal(key),
+        "kind": literal(NoticeKind.SCAN_OTP.value),
+        "audience": literal(Audience.RECIPIENT.value),
+        "to_phone": literal(phone),
+        "deadline": literal(expires_at, UtcDateTime()),
+        "code_sealed": literal(sealed),
+        "channel": literal(Channel.SMS.value),
+        "status": literal(QUEUED),
+        "attempts": literal(0),
+        "next_attempt_at": literal(now, UtcDateTime()),
+        "created_at": literal(now, UtcDateTime()),
+    }
+    columns = ["parcel_row_id", *values]
+    selected = source.with_only_columns(col(Parcel.id), *values.values())
+    session.execute(insert(outbox).from_select(columns, selected))
+
+
+def _client(client: str | None) -> str | None:
+    return client[:CLIENT_LENGTH] if client else None
+
+
+def _lock_cabinet(*, session: Session, cab: str) -> None:
+    """Lock the cabinet's row for this transaction, or raise UnknownCabinet.
+
+    Requests at one cabinet then count and write their limits' log one after the other (SQLite
+    serialises all writers anyway; PostgreSQL would otherwise let two count the same total).
+    `FOR NO KEY UPDATE`, as `repo.lock_cabinets`: rows that merely refer to the cabinet (another
+    transaction's command or event insert) do not wait for it, so no lock cycle with them.
+    """
+    locked = select(Cabinet.id).where(Cabinet.id == cab).with_for_update(key_share=True)
+    found = session.exec(locked).first()
+    if found is None:
+        raise UnknownCabinet(f"no cabinet {cab!r}")
+
+
+def _count(session: Session, statement: Any) -> int:
+    return session.exec(statement).one()
+
+
+def _check_otp_rate(
+    *,
+    session: Session,
+    cab: str,
+    phone: str,
+    client: str | None,
+    nonce_name: str,
+    now: datetime,
+) -> None:
     since = now - timedelta(seconds=OTP_WINDOW_S)
     recent = select(func.count()).select_from(ScanOtp).where(col(ScanOtp.created_at) > since)
-    by_phone = session.exec(recent.where(ScanOtp.phone == phone)).one()
-    by_cabinet = session.exec(recent.where(ScanOtp.cabinet_id == cab)).one()
-    if by_phone >= OTP_PER_PHONE or by_cabinet >= OTP_PER_CABINET:
+    minutes = OTP_WINDOW_S // 60
+    if _count(session, recent.where(ScanOtp.phone == phone)) >= OTP_PER_PHONE:
         raise RateLimited(
-            f"too many codes asked for; try again in {OTP_WINDOW_S // 60} minutes",
+            f"too many codes asked for this number; try again in {minutes} minutes",
             retry_after_s=OTP_WINDOW_S,
         )
+    texted = recent.where(ScanOtp.cabinet_id == cab, col(ScanOtp.sent).is_(True))
+    if _count(session, texted) >= OTP_PER_CABINET:
+        raise RateLimited(
+            f"too many codes asked for at this cabinet; try again in {minutes} minutes",
+            retry_after_s=OTP_WINDOW_S,
+        )
+    if client and _count(session, recent.where(ScanOtp.client == _client(client))) >= (
+        OTP_PER_CLIENT
+    ):
+        raise RateLimited(
+            f"too many codes asked for from this address; try again in {minutes} minutes",
+            retry_after_s=OTP_WINDOW_S,
+        )
+    by_nonce = select(func.count()).select_from(ScanOtp).where(ScanOtp.nonce_hash == nonce_name)
+    if _count(session, by_nonce) >= OTP_PER_NONCE:
+        raise RateLimited(
+            "too many codes asked for with this QR code: scan the cabinet's screen again",
+            retry_after_s=NONCE_REFRESH_S,
+        )
+
+
+def _check_try_rate(
+    *, session: Session, cab: str, client: str | None, nonce_name: str, now: datetime
+) -> None:
+    """Raise RateLimited once the wrong codes allowed are spent (the code is not even checked)."""
+    since = now - timedelta(seconds=TRIES_WINDOW_S)
+    tries = select(func.count()).select_from(ScanTry)
+    by_nonce = tries.where(ScanTry.nonce_hash == nonce_name)
+    if _count(session, by_nonce) >= TRIES_PER_NONCE:
+        raise RateLimited(
+            f"{TRIES_PER_NONCE} wrong codes with this QR code: scan the cabinet's screen again",
+            retry_after_s=NONCE_REFRESH_S,
+        )
+    today = tries.where(col(ScanTry.at) > since)
+    if client and _count(session, today.where(ScanTry.client == _client(client))) >= (
+        TRIES_PER_CLIENT_DAY
+    ):
+        raise RateLimited(
+            "too many wrong codes from this address today: use the pickup code from the SMS",
+            retry_after_s=TRIES_WINDOW_S,
+        )
+    if _count(session, today.where(ScanTry.cabinet_id == cab)) >= TRIES_PER_CABINET_DAY:
+        oldest = session.exec(
+            select(func.min(ScanTry.at)).where(ScanTry.cabinet_id == cab, col(ScanTry.at) > since)
+        ).one()
+        wait_s = TRIES_WINDOW_S
+        if oldest is not None:
+            wait_s = max(1, int((_aware_utc(oldest) - since).total_seconds()) + 1)
+        log.warning("scan-to-open at %s: the day's wrong codes are spent", cab)
+        raise RateLimited(
+            "scan-to-open is paused at this cabinet after too many wrong codes: "
+            "use the pickup code from the SMS on the keypad",
+            retry_after_s=wait_s,
+        )
+
+
+def _aware_utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # --- sessions -------------------------------------------------------------------------------------
@@ -321,17 +504,22 @@ def verify_otp(
     phone: str,
     code: str,
     now: datetime,
+    client: str | None = None,
     bind_openid: str | None = None,
 ) -> ScanSession:
     """Check `code` for `phone` at `cab`; return a session token; commit the try either way.
 
-    `bind_openid` (from a WeChat sign-in's bind ticket) is bound to the phone once it is proven.
-    Raise NonceError, UnknownCabinet or OtpRefused (a wrong try is counted and committed).
+    The session lists only the parcels the code was asked for (and still in the locker here).
+    `bind_openid` (from a WeChat sign-in's bind ticket) is bound to the phone once it is proven;
+    a WeChat user it replaces is told first (`_rebind`). Raise NonceError, UnknownCabinet,
+    RateLimited (no try made) or OtpRefused (a wrong try is counted and committed).
     """
     check_nonce(secret_key=secret_key, cab=cab, nonce=nonce, now=now, ttl_s=VERIFY_NONCE_TTL_S)
+    nonce_name = nonce_hash(nonce)
     _begin_write(session)
     try:
-        ensure_cabinet(session=session, cab=cab)
+        _lock_cabinet(session=session, cab=cab)
+        _check_try_rate(session=session, cab=cab, client=client, nonce_name=nonce_name, now=now)
         row = session.exec(
             select(ScanOtp)
             .where(ScanOtp.cabinet_id == cab, ScanOtp.phone == phone)
@@ -352,13 +540,27 @@ def verify_otp(
         )
         row.attempts_left, row.used = after.attempts_left, after.used
         session.add(row)
+        if after.attempts_left < record.attempts_left:  # a code was compared, and was wrong
+            session.add(
+                ScanTry(cabinet_id=cab, client=_client(client), nonce_hash=nonce_name, at=now)
+            )
         if outcome is not OtpCheck.OK:
             session.commit()  # the wrong try must count even though the request fails
             log.info("scan-to-open code for %s at %s: %s", mask_phone(phone), cab, outcome.value)
             raise OtpRefused(_OTP_MESSAGES[outcome], outcome=outcome)
-        parcels = repo.live_parcels(session=session, cab=cab, phone=phone)
-        if bind_openid is not None:
-            repo.bind_wechat(session=session, openid=bind_openid, phone=phone, now=now)
+        asked = list(row.parcel_ids or [])
+        parcels = session.exec(
+            select(Parcel)
+            .where(
+                Parcel.cabinet_id == cab,
+                Parcel.phone == phone,
+                col(Parcel.id).in_(asked),
+                col(Parcel.status).in_(repo.LIVE_STATUSES),
+            )
+            .order_by(col(Parcel.created_at), col(Parcel.id))
+        ).all()
+        if bind_openid is not None and asked:
+            _rebind(session=session, openid=bind_openid, phone=phone, parcel=asked[0], now=now)
             log.info("WeChat user bound to %s at cabinet %s", mask_phone(phone), cab)
         session.commit()
     except BaseException:
@@ -368,6 +570,42 @@ def verify_otp(
         secret_key=secret_key, cab=cab, phone=phone, parcels=parcels, now=now
     )
     return ScanSession(token=token, expires_at=expires_at, parcels=parcels)
+
+
+def _rebind(*, session: Session, openid: str, phone: str, parcel: str, now: datetime) -> None:
+    """Bind `openid` to `phone`; first queue a notice to each WeChat user bound to it before.
+
+    The notice names its WeChat user (`to_openid`), so it reaches the old binding even though
+    the dispatcher sends it after this commit; it is written before the old bindings go, in the
+    same transaction: no rebinding without its notice. The old bindings go, so the replaced
+    user can no longer sign in to scan-to-open as this phone. `parcel` (one the proven code was
+    asked for) gives the notice its cabinet and site.
+    """
+    previous = session.exec(
+        select(WechatBinding).where(WechatBinding.phone == phone, WechatBinding.openid != openid)
+    ).all()
+    for old in previous:
+        key = f"wechat-rebound/{secrets.token_hex(12)}"
+        session.add(
+            NoticeOutbox(
+                dedupe_key=key,
+                parcel_row_id=parcel,
+                kind=NoticeKind.WECHAT_REBOUND.value,
+                audience=Audience.RECIPIENT.value,
+                to_phone=phone,
+                to_openid=old.openid,
+                deadline=now,
+                channel=Channel.WECHAT.value,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+        log.info("WeChat binding of %s replaced: the old WeChat user is told", mask_phone(phone))
+    session.flush()  # the notices first
+    for old in previous:
+        session.delete(old)
+    session.flush()
+    repo.bind_wechat(session=session, openid=openid, phone=phone, now=now)
 
 
 def phone_token(
@@ -499,17 +737,22 @@ def open_parcel(
     return command
 
 
-OTP_KEEP_S = 24 * 3600  # a day outlasts every code's life and every rate-limit window
+# A day and a code's life outlast every rate-limit window (the tries' day included).
+OTP_KEEP_S = TRIES_WINDOW_S + OTP_TTL_S
 
 
 def forget_old_otps(*, session: Session, now: datetime) -> int:
-    """Delete one-time-code rows older than OTP_KEEP_S; commit; return how many."""
+    """Delete one-time-code and wrong-try rows older than OTP_KEEP_S; commit; return how many."""
     if session.in_transaction():
         session.rollback()  # a write transaction must begin fresh (BEGIN IMMEDIATE on SQLite)
-    return repo.delete_older_than(
-        session=session,
-        column=ScanOtp.__table__.c.created_at,
-        before=now - timedelta(seconds=OTP_KEEP_S),
+    before = now - timedelta(seconds=OTP_KEEP_S)
+    codes = repo.delete_older_than(
+        session=session, column=ScanOtp.__table__.c.created_at, before=before
+    )
+    if session.in_transaction():
+        session.rollback()
+    return codes + repo.delete_older_than(
+        session=session, column=ScanTry.__table__.c.at, before=before
     )
 
 

@@ -120,6 +120,12 @@ def test_the_demo_serves_every_url_it_prints_and_stops_leaving_nothing_running(
             assert page.status_code == 200 and "<!doctype html" in page.text.lower()
             status = http.get(f"{cabinet['kiosk_url']}/api/status").json()
             assert status["cabinet_id"] == cabinet["id"] and status["online"] is True
+            # The idle screen's scan QR: the cloud gives it to the kiosk's own MQTT credentials
+            # (the kiosk may have asked before the API was up: it tries again every 10 s).
+            scan_qr = f"{cabinet['kiosk_url']}/api/scan-qr"
+            wait_for(lambda u=scan_qr: http.get(u).status_code == 200, 20, "the kiosk's scan QR")
+            qr = http.get(scan_qr)
+            assert f"/s/{cabinet['id']}/" in qr.headers["X-Scan-URL"]
             state = http.get(f"{cabinet['sim_url']}/state").json()
             assert len(state["boards"][0]["doors"]) == 24
         # What a newcomer does: a courier deposit at the first kiosk, the door shut on the doors

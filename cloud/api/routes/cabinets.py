@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from cloud.api.access import ErpPrincipalDep, enforce
 from cloud.api.deps import NowDep, SessionDep, SettingsDep
@@ -87,6 +88,13 @@ def list_compartments(
     return CompartmentsPublic(data=data, count=len(data))
 
 
+_cabinet_basic = HTTPBasic(
+    auto_error=False,
+    realm="cabinet",
+    description="The cabinet's id and its MQTT password (what the registry provisioned).",
+)
+
+
 @router.get(
     "/{cab}/scan-qr",
     response_class=Response,
@@ -96,16 +104,31 @@ def list_compartments(
             "description": "The QR (SVG) of `{base_url}/s/{cab}/{nonce}`; the URL is in the "
             "`X-Scan-URL` header. The nonce dies after 5 minutes: refresh it well before.",
         },
-        **error_responses(404, 422),
+        **error_responses(401, 422),
     },
     tags=["scan-to-open"],
 )
-def scan_qr(cab: CabinetId, session: SessionDep, settings: SettingsDep, now: NowDep) -> Response:
-    """Return the cabinet idle screen's scan-to-open QR with a fresh nonce (open: no API key)."""
-    try:
-        scan_open.ensure_cabinet(session=session, cab=cab)
-    except scan_open.UnknownCabinet:
-        raise _not_found(cab) from None
+def scan_qr(
+    cab: CabinetId,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: NowDep,
+    credentials: Annotated[HTTPBasicCredentials | None, Depends(_cabinet_basic)],
+) -> Response:
+    """Return the cabinet idle screen's scan-to-open QR with a fresh nonce.
+
+    Only for the cabinet itself: HTTP Basic with its id and MQTT password. A nonce is what
+    proves a recipient stands at the screen, so nobody else may have one. An unknown cabinet
+    gets the same 401 as a wrong password (the route tells no one which ids exist).
+    """
+    if credentials is None or not scan_open.cabinet_credentials_ok(
+        session=session, cab=cab, username=credentials.username, password=credentials.password
+    ):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "the scan QR is for the cabinet only: give its id and MQTT password (HTTP Basic)",
+            headers={"WWW-Authenticate": 'Basic realm="cabinet"'},
+        )
     nonce = scan_open.make_nonce(secret_key=settings.secret_key_bytes, cab=cab, now=now)
     url = scan_open.scan_url(settings.base_url, cab, nonce)
     return Response(

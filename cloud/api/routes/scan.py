@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, HTTPException, Path, Request, status
 from fastapi.exceptions import RequestValidationError
 
-from cloud.api.deps import NowDep, SessionDep, SettingsDep, SmsDep
+from cloud.api.deps import NowDep, SessionDep, SettingsDep
 from cloud.api.schemas import (
     OpenQueuedPublic,
     OpenRequest,
@@ -35,7 +35,7 @@ def _http(err: scan_open.ScanError) -> HTTPException:
         case scan_open.RateLimited():
             headers = {"Retry-After": str(err.retry_after_s)}
             return HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(err), headers=headers)
-        case scan_open.SmsUnavailable() | scan_wechat.WechatUnavailable():
+        case scan_wechat.WechatUnavailable():
             return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(err))
         case scan_open.OtpRefused():
             return HTTPException(status.HTTP_401_UNAUTHORIZED, str(err))
@@ -43,6 +43,11 @@ def _http(err: scan_open.ScanError) -> HTTPException:
             return HTTPException(status.HTTP_409_CONFLICT, str(err))
         case _:  # NonceError, TokenError
             return HTTPException(status.HTTP_403_FORBIDDEN, str(err))
+
+
+def _client(request: Request) -> str | None:
+    """The client's address, as the server saw it (behind a proxy: uvicorn's --proxy-headers)."""
+    return request.client.host if request.client else None
 
 
 def _phone(text: str) -> str:
@@ -57,28 +62,32 @@ def _phone(text: str) -> str:
     "/{cab}/{nonce}/otp",
     response_model=OtpRequestedPublic,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=error_responses(403, 404, 422, 429, 503),
+    responses=error_responses(403, 404, 422, 429),
 )
 def request_otp(
     cab: CabinetId,
     nonce: Nonce,
     body: OtpRequest,
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    sms: SmsDep,
     now: NowDep,
 ) -> OtpRequestedPublic:
-    """Text a one-time code to the phone if it has a parcel in the cabinet (same answer if not)."""
+    """Queue a one-time code for the phone if it has a parcel in the cabinet (same answer if not).
+
+    The SMS goes out from the notice outbox, so this answers as fast, with the same body, either
+    way. Limited per phone, per cabinet, per client address and per QR nonce (429).
+    """
     phone = _phone(body.phone)
     try:
         done = scan_open.request_otp(
             session=session,
-            sms=sms,
             secret_key=settings.secret_key_bytes,
             cab=cab,
             nonce=nonce,
             phone=phone,
             now=now,
+            client=_client(request),
         )
     except scan_open.ScanError as err:
         raise _http(err) from None
@@ -91,12 +100,13 @@ def request_otp(
 @router.post(
     "/{cab}/{nonce}/verify",
     response_model=ScanSessionPublic,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(401, 403, 404, 422, 429),
 )
 def verify(
     cab: CabinetId,
     nonce: Nonce,
     body: VerifyRequest,
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     now: NowDep,
@@ -104,7 +114,8 @@ def verify(
     """Check the one-time code; return a short-lived token and the phone's parcels here.
 
     With `wechat_ticket` (a WeChat sign-in of an unbound user), that WeChat user is bound to
-    the phone once it is proven, so next time WeChat alone signs them in.
+    the phone once it is proven, so next time WeChat alone signs them in. Wrong codes are
+    limited per QR nonce, per client address and per cabinet-day (429).
     """
     phone = _phone(body.phone)
     try:
@@ -121,6 +132,7 @@ def verify(
             phone=phone,
             code=body.code,
             now=now,
+            client=_client(request),
             bind_openid=openid,
         )
     except scan_open.ScanError as err:

@@ -57,6 +57,7 @@ class KioskDaemon:
         broker: Mosquitto,
         serial_port: str,
         extra: str = "",
+        mqtt_password: str | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -67,6 +68,7 @@ class KioskDaemon:
             journal=workdir / "journal.sqlite3",
             extra=extra,
             kiosk_port=self.port,
+            mqtt_password=mqtt_password,
         )
         self.log_path = workdir / "daemon.log"
         self._log = self.log_path.open("ab")

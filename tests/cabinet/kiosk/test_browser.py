@@ -32,7 +32,7 @@ from tests.cabinet.kiosk.browser import (
     require_chromium,
     shot,
 )
-from tests.cabinet.kiosk.cloud import BASE_URL, CloudServer
+from tests.cabinet.kiosk.cloud import BASE_URL, CABINET_PASSWORD, CloudServer
 from tests.cabinet.service.harness import CHANNELS, COURIER, PIN, events_of, put_code, put_courier
 from tests.services import Mosquitto, free_port, wait_for
 
@@ -161,6 +161,7 @@ def test_a_courier_deposits_three_parcels_and_two_recipients_pick_up(
         broker=mosquitto,
         serial_port=str(sim[1].link),
         extra=f'cloud_api_url = "{cloud.url}"\nkiosk_language = "en"',
+        mqtt_password=CABINET_PASSWORD,  # what the cloud asks of the kiosk for its scan QR
     )
     try:
         put_courier(peer)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cabinet.kiosk.scan_qr import NONCE_LIFE_S, ScanQr
-from tests.cabinet.kiosk.cloud import BASE_URL, CloudServer
+from tests.cabinet.kiosk.cloud import BASE_URL, CABINET_PASSWORD, CloudServer
 
 
 class Clock:
@@ -23,7 +23,13 @@ def test_the_qr_comes_from_the_cloud_and_goes_when_its_nonce_dies_offline(tmp_pa
     cloud_now = [datetime.now(UTC)]
     cloud = CloudServer(tmp_path, clock=lambda: cloud_now[0])
     clock, changes = Clock(), []
-    scan = ScanQr(cloud.url, "cab1", clock=clock, on_change=lambda: changes.append(clock.now))
+    scan = ScanQr(
+        cloud.url,
+        "cab1",
+        password=CABINET_PASSWORD,
+        clock=clock,
+        on_change=lambda: changes.append(clock.now),
+    )
 
     async def until_down() -> None:
         assert scan.current() is None
@@ -63,12 +69,16 @@ def test_the_qr_comes_from_the_cloud_and_goes_when_its_nonce_dies_offline(tmp_pa
         cloud.close()
 
 
-def test_an_unknown_cabinet_gets_no_qr(tmp_path: Path):
+def test_an_unknown_cabinet_or_a_wrong_password_gets_no_qr(tmp_path: Path):
     cloud = CloudServer(tmp_path)
     try:
-        scan = ScanQr(cloud.url + "/", "cab-other")
+        scan = ScanQr(cloud.url + "/", "cab-other", password=CABINET_PASSWORD)
         assert scan.endpoint == f"{cloud.url}/api/v1/cabinets/cab-other/scan-qr"
         assert asyncio.run(scan.refresh()) is False
-        assert scan.current() is None and "404" in scan.last_error
+        assert scan.current() is None and "401" in scan.last_error
+        for password in (None, "not-the-password"):
+            scan = ScanQr(cloud.url, "cab1", password=password)
+            assert asyncio.run(scan.refresh()) is False
+            assert scan.current() is None and "401" in scan.last_error
     finally:
         cloud.close()

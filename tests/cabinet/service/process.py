@@ -27,21 +27,24 @@ def write_config(
     journal: Path,
     extra: str = "",
     kiosk_port: int | None = None,
+    mqtt_password: str | None = None,
 ) -> Path:
     """A config for cab1: the sim's pty with fast bus clocks, the test broker, a tmp journal.
 
     The kiosk gets a free port (`kiosk_port` to choose it), so daemons of parallel tests never
-    meet on the default 8080.
+    meet on the default 8080. `mqtt_password` is the cabinet's (an anonymous test broker ignores
+    it; the cloud checks it when the kiosk fetches its scan QR).
     """
     doors = "".join(
         f'\n[[layout.compartments]]\nid = "{c.id}"\nsize = "{c.size}"\nlow_door = '
         f'{str(c.low).lower()}\ndriver = "rs485"\nboard = 1\nchannel = {CHANNELS[c.id]}\n'
         for c in LAYOUT
     )
+    credentials = f'username = "cab1"\npassword = "{mqtt_password}"\n' if mqtt_password else ""
     path.write_text(
         f'cabinet_id = "cab1"\ncode_key = "{CODE_KEY.decode()}"\njournal_path = "{journal}"\n'
         f"kiosk_port = {kiosk_port or free_port()}\n{extra}\n"
-        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nkeepalive_s = 5\n\n'
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nkeepalive_s = 5\n{credentials}\n'
         f'[buses.main]\nport = "{serial_port}"\nquery_timeout_s = 0.05\n'
         "unlock_timeout_s = 0.3\nquiet_gap_s = 0.01\ninter_request_gap_s = 0.001\n"
         "poll_interval_s = 0.02\n\n"

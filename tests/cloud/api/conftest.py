@@ -36,6 +36,8 @@ HEADERS = {"X-API-Key": API_KEY}
 # it sees the parcels that courier deposits there and announces for CAB.
 CARRIER = "SF Express"
 COURIER = "courier-7"
+# Every test cabinet's MQTT password, which is also what fetches its scan QR (HTTP Basic).
+CAB_PASSWORD = "cabinet-mqtt-password-0123456789abcdef"
 
 
 class Clock:
@@ -116,3 +118,34 @@ def apply(engine: Engine, *envelopes: EventBase, now: datetime = NOW) -> list[st
 def deposit(engine: Engine, count: int = 1) -> list[str]:
     """Deposit parcels P000001.. (seq 1..count) at NOW; return their clear pickup codes."""
     return apply(engine, *(deposited(n) for n in range(1, count + 1)))
+
+
+def cabinet_auth(engine: Engine, cab: str = CAB) -> tuple[str, str]:
+    """Give cabinet `cab` its MQTT password (hash) if it has none; return its Basic credentials."""
+    from cloud.db.models import Cabinet
+    from cloud.services.registry import mosquitto_password_hash
+
+    with Session(engine) as session:
+        cabinet = session.get(Cabinet, cab)
+        assert cabinet is not None, f"register cabinet {cab} first"
+        if not cabinet.mqtt_password_hash:
+            cabinet.mqtt_password_hash = mosquitto_password_hash(CAB_PASSWORD)
+            session.add(cabinet)
+            session.commit()
+    return cab, CAB_PASSWORD
+
+
+def fetch_nonce(client: TestClient, cab: str = CAB) -> str:
+    """Fetch cabinet `cab`'s scan QR as the cabinet does; return its nonce."""
+    answer = client.get(
+        f"/api/v1/cabinets/{cab}/scan-qr", auth=cabinet_auth(client.app.state.engine, cab)
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.headers["X-Scan-URL"].rsplit("/", 1)[1]
+
+
+def deliver(engine: Engine, settings: CloudSettings, now: datetime) -> None:
+    """Run the notice dispatcher once, as the worker does (the scan codes go out this way)."""
+    from cloud.worker.schedule import notice_dispatcher_from_settings
+
+    notice_dispatcher_from_settings(engine=engine, settings=settings).tick(now)
