@@ -251,6 +251,13 @@ def test_an_empty_database_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_cloud_acl_prints_the_workers_block() -> None:
-    result = cli("cabinet", "cloud-acl", "--user", "workers")
+    result = cli("cabinet", "cloud-acl", "--user", "workers", "--workers", "2")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == ["user workers", "topic readwrite lockers/v1/#"]
+    # One user per worker: the broker pins the client id to the user name.
+    assert result.output.splitlines() == [
+        "user workers-1",
+        "topic readwrite lockers/v1/#",
+        "",
+        "user workers-2",
+        "topic readwrite lockers/v1/#",
+    ]
