@@ -80,9 +80,7 @@ def test_acl_conf_grants_a_cabinet_what_the_mosquitto_acl_grants() -> None:
         mosquitto.add(({"write": "publish", "read": "subscribe"}[access], topic))
     assert granted == mosquitto
     cloud = [r for r in rules if DEFAULT_CLOUD_MQTT_USER in r[1]]
-    assert cloud == [
-        ("allow", '{username,{re,"^locker-cloud-[0-9]+$"}}', "all", ["lockers/v1/#"])
-    ]
+    assert cloud == [("allow", '{username,{re,"^locker-cloud-[0-9]+$"}}', "all", ["lockers/v1/#"])]
     # The pattern covers every worker user the registry makes, and no cabinet.
     pattern = re.compile(re.findall(r'"([^"]*)"', cloud[0][1])[0])
     assert all(pattern.search(user) for user in worker_mqtt_users(workers=12))

@@ -33,7 +33,13 @@ CLOUD_PASSWORD = "cloud-broker-pw"
 # The TLS listener's certificates are tested apart (test_the_tls_listener_...), with a CA of the
 # test's own.
 HARNESS_KEYS = (
-    "listener", "persistence_location", "log_dest", "cafile", "certfile", "keyfile", "tls_version"
+    "listener",
+    "persistence_location",
+    "log_dest",
+    "cafile",
+    "certfile",
+    "keyfile",
+    "tls_version",
 )
 
 
@@ -93,9 +99,7 @@ def test_a_real_mosquitto_loads_the_generated_files_and_keeps_cabinets_apart(
     out = tmp_path / "auth"
     result = cli("mosquitto-config", "--out", str(out), "--database-url", url)
     assert result.exit_code == 0, result.output
-    assert (
-        "the workers' users 'locker-cloud-1', 'locker-cloud-2' and 3 cabinet(s)" in result.output
-    )
+    assert "the workers' users 'locker-cloud-1', 'locker-cloud-2' and 3 cabinet(s)" in result.output
     assert stat.S_IMODE((out / "passwd").stat().st_mode) == 0o600
     users = dict(line.split(":", 1) for line in (out / "passwd").read_text().splitlines())
     assert sorted(users) == ["cab-1", "cab-2", "cab-3", "locker-cloud-1", "locker-cloud-2"]
