@@ -23,24 +23,11 @@ from cloud.services.registry import verify_mosquitto_password
 from locker.cli import app
 from locker.cloud_registry_command import PASSWORD_HEADER
 from protocol.topics import SHARED_EVENT_SUBSCRIPTION
-from tests.deploy.tools import DEPLOY
+from tests.deploy.tools import DEPLOY, SHIPPED_CONF, shipped_settings
 from tests.services import Mosquitto, MqttProbe, wait_for
 
 LAYOUT = DEPLOY / "cabinet-rs485-24.toml"
-SHIPPED_CONF = DEPLOY / "compose" / "mosquitto.conf"
 CLOUD_PASSWORD = "cloud-broker-pw"
-# The test's broker picks its own listener, store and log; the rest of the shipped file counts.
-# The TLS listener's certificates are tested apart (test_the_tls_listener_...), with a CA of the
-# test's own.
-HARNESS_KEYS = (
-    "listener",
-    "persistence_location",
-    "log_dest",
-    "cafile",
-    "certfile",
-    "keyfile",
-    "tls_version",
-)
 
 
 def cli(*args: str, password: str | None = CLOUD_PASSWORD):
@@ -71,17 +58,6 @@ def add_cabinet(url: str, cab: str) -> str:
     assert result.exit_code == 0, result.output
     config = result.output.split(PASSWORD_HEADER)[0]
     return tomllib.loads(config)["mqtt"]["password"]
-
-
-def shipped_settings(auth_dir: Path) -> str:
-    """deploy/compose/mosquitto.conf with the auth files at `auth_dir`, minus harness keys."""
-    lines = []
-    for line in SHIPPED_CONF.read_text().splitlines():
-        key = line.split(maxsplit=1)[0] if line.strip() else ""
-        if key in HARNESS_KEYS:
-            continue
-        lines.append(line.replace("/mosquitto/auth/", f"{auth_dir}/"))
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture
