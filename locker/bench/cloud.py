@@ -444,6 +444,9 @@ class OwnBroker:
         config = workdir / "mosquitto.conf"
         lines = [
             f"listener {self.port} {HOST}",
+            # Anonymous, on loopback, for the benchmark's own clients only: without user names
+            # there is no identity to pin (`use_username_as_clientid`, which every broker config
+            # we ship sets, refuses a client that gives none), so it is left out here.
             "allow_anonymous true",
             "persistence false",
             # Hold a whole backlog for a slow subscriber instead of dropping QoS 1 messages.
