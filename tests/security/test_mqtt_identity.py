@@ -367,3 +367,42 @@ def test_the_shipped_tls_listener_serves_mqtt_over_tls_to_the_workers_and_cabine
     finally:
         plain.loop_stop()
     assert broker.running
+
+
+# --- who logs in as whom -------------------------------------------------------------------------
+
+
+def test_a_cabinet_logs_in_as_itself_only(tmp_path: Path) -> None:
+    """The daemon's client id is its cabinet id; with client id = user name at the broker, its
+    user name must be that id too. A config naming another cabinet's user is refused at start."""
+    from cabinet.config import load_config
+    from cabinet.errors import ConfigError
+    from tests.deploy.tools import DEPLOY
+
+    shipped = (DEPLOY / "cabinet-rs485-24.toml").read_text()
+    env = {"LOCKER_CODE_KEY": "k" * 64, "LOCKER_MQTT__PASSWORD": "pw"}
+    ok = tmp_path / "ok.toml"
+    ok.write_text(shipped)
+    assert load_config(ok, env).mqtt.username == load_config(ok, env).cabinet_id
+    other = tmp_path / "other.toml"
+    other.write_text(shipped.replace('username = "cab-0001"', 'username = "cab-0002"'))
+    with pytest.raises(ConfigError) as refused:
+        load_config(other, env)
+    assert refused.value.key == "mqtt.username" and "cab-0001" in refused.value.message
+
+
+def test_a_worker_given_a_user_takes_it_as_its_client_id(tmp_path: Path) -> None:
+    """`locker cloud worker --mqtt-username locker-cloud-1` is client locker-cloud-1; asking for
+    another client id beside a user is refused, as the broker would replace it anyway."""
+    import secrets
+
+    from typer.testing import CliRunner
+
+    from locker.cli import app
+
+    env = {"LOCKER_CLOUD_SECRET_KEY": secrets.token_hex(32), "LOCKER_CLOUD_MQTT_USERNAME": None}
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    args = ["cloud", "worker", "--database-url", url, "--mqtt-username", WORKERS[0]]
+    result = CliRunner().invoke(app, [*args, "--client-id", "worker-x"], env=env)
+    assert result.exit_code == 1
+    assert f"with the broker user {WORKERS[0]!r} the client id is the user name" in result.output
