@@ -319,8 +319,17 @@ def daemon_config(
     if broker_port:
         mqtt["port"] = broker_port
     mqtt.setdefault("host", "localhost")
+    if "port" not in mqtt and not _loopback(mqtt["host"]):
+        # A broker on another host is reached over TLS only (deploy/compose publishes 8883 and
+        # keeps 1883 on its own host): the system's CAs unless the layout names `[mqtt.tls] ca`.
+        mqtt["port"] = 8883
+        mqtt.setdefault("tls", {})
     mqtt.setdefault("port", 1883)
     return config
+
+
+def _loopback(host: str) -> bool:
+    return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
 # --- couriers -------------------------------------------------------------------------------------
