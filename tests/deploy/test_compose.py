@@ -125,6 +125,9 @@ def test_only_tls_ports_are_published_beyond_the_host(tmp_path: Path) -> None:
     assert "http://" not in code and "auto_https" not in code
     assert re.search(r"^\{\$API_DOMAIN\} \{", code, flags=re.M)
     assert "name api" in code and "port 8000" in code
+    # The API takes the client's address from the proxy's X-Forwarded-For (uvicorn's setting),
+    # or every request would seem to come from the proxy (and share its rate limits).
+    assert services["api"]["environment"]["FORWARDED_ALLOW_IPS"] == "*"
 
 
 def mounts_of(service: dict[str, Any]) -> dict[str, str]:
