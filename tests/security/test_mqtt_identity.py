@@ -20,6 +20,8 @@ import datetime as dt
 import ipaddress
 import queue
 import ssl
+import stat
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -291,16 +293,29 @@ def shipped_tls_listener(port: int, tls_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _trial_ca(folder: Path) -> None:
+    """What an operator runs for a trial: deploy/compose/make-trial-ca.sh (openssl)."""
+    script = SHIPPED_CONF.parent / "make-trial-ca.sh"
+    result = subprocess.run(
+        ["sh", str(script), "localhost", str(folder)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert stat.S_IMODE((folder / "server.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((folder / "ca.key").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("make_certificates", [_certificates, _trial_ca], ids=["own-ca", "trial"])
 def test_the_shipped_tls_listener_serves_mqtt_over_tls_to_the_workers_and_cabinets(
-    mosquitto_factory, tmp_path: Path, opened: list
+    mosquitto_factory, tmp_path: Path, opened: list, make_certificates
 ) -> None:
     """Finding (part 5): Mosquitto was published on all interfaces without TLS. The shipped
-    8883 listener, with a CA of the test's own: a worker (LOCKER_CLOUD_MQTT_TLS, _CA_FILE) and a
-    cabinet ([mqtt.tls] ca) connect with the CA; a client that does not trust the CA, and
-    plain MQTT on the TLS port, get nothing."""
+    8883 listener, with a CA of the test's own (made with `cryptography`, and by the shipped
+    make-trial-ca.sh): a worker (LOCKER_CLOUD_MQTT_TLS, _CA_FILE) and a cabinet ([mqtt.tls] ca)
+    connect with the CA; a client that does not trust the CA, and plain MQTT on the TLS port,
+    get nothing."""
     tls = tmp_path / "tls"
     tls.mkdir()
-    _certificates(tls)
+    make_certificates(tls)
     auth = tmp_path / "auth"
     auth.mkdir()
     users = {CAB_A: PASSWORDS[CAB_A], WORKERS[0]: WORKER_PASSWORD}
