@@ -9,6 +9,7 @@ gets every cabinet's events over the workers' shared subscription.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import stat
 import tomllib
@@ -35,6 +36,8 @@ def cli(*args: str, password: str | None = CLOUD_PASSWORD):
         "COLUMNS": "200",
         "LOCKER_CLOUD_MQTT_PASSWORD": password,
         "LOCKER_CLOUD_MQTT_USERNAME": None,
+        # The cloud's settings need a strong secret key (it will have no default).
+        "LOCKER_CLOUD_SECRET_KEY": secrets.token_hex(32),
     }
     return CliRunner().invoke(app, ["cloud", *args], env=env)
 
