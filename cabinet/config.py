@@ -222,6 +222,14 @@ def check_config(config: CabinetConfig) -> None:
             )
         if not config.code_key_file.is_file():
             raise ConfigError("code_key_file", f"{config.code_key_file} is not a readable file")
+    if config.mqtt.username is not None and config.mqtt.username != config.cabinet_id:
+        # The broker pins the client id to the user name and the ACL gives the user name's own
+        # topics: a cabinet logs in as itself, and its client id is its id.
+        raise ConfigError(
+            "mqtt.username",
+            f"must be the cabinet id {config.cabinet_id!r} (the broker's user for this cabinet), "
+            f"not {config.mqtt.username!r}",
+        )
     if config.technician_pin_hash is not None and not _is_pin_hash(
         config.technician_pin_hash.get_secret_value()
     ):

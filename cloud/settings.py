@@ -125,9 +125,15 @@ class CloudSettings(BaseSettings):
     # The broker the workers subscribe to.
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    # One user per worker (`locker cloud mosquitto-config --workers N` makes locker-cloud-1 ...
+    # locker-cloud-N): the broker pins the client id to the user name, so it is the worker's
+    # client id too (`locker cloud worker --mqtt-username` overrides this per process).
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    # TLS to the broker (Mosquitto's 8883 listener); with no CA file, the system's CA store.
     mqtt_tls: bool = False
+    mqtt_ca_file: Path | None = None
+    # The client id of a worker without a broker user (the anonymous demo broker only).
     mqtt_client_id_prefix: str = "locker-cloud"
 
     # The public URL of the API: links in notices, the pickup page, scan-to-open.

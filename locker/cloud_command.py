@@ -136,11 +136,26 @@ def worker(
             ),
         ),
     ] = True,
+    mqtt_username: Annotated[
+        str | None,
+        typer.Option(
+            "--mqtt-username",
+            help=(
+                "This worker's broker user, one per worker (locker-cloud-1, locker-cloud-2, ... "
+                "from `locker cloud mosquitto-config --workers N`); it is the client id too. "
+                "Default: LOCKER_CLOUD_MQTT_USERNAME."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     client_id: Annotated[
         str | None,
         typer.Option(
             "--client-id",
-            help="MQTT client id; unique per worker. Default: PREFIX-HOSTNAME-PID.",
+            help=(
+                "MQTT client id, for a broker without users (the demo's); unique per worker. "
+                "Default: the broker user, else PREFIX-HOSTNAME-PID."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -183,8 +198,21 @@ def worker(
             _fail("bad --broker", err)
     else:
         host, port = settings.mqtt_host, settings.mqtt_port
+    username = mqtt_username or settings.mqtt_username
+    if username and client_id and client_id != username:
+        # The broker replaces the client id by the user name (use_username_as_clientid): a
+        # different one would only mislead whoever reads the logs.
+        _fail(
+            "bad --client-id",
+            ValueError(
+                f"with the broker user {username!r} the client id is the user name, "
+                f"not {client_id!r}"
+            ),
+        )
     client_id = (
-        client_id or f"{settings.mqtt_client_id_prefix}-{socket.gethostname()}-{os.getpid()}"
+        username
+        or client_id
+        or f"{settings.mqtt_client_id_prefix}-{socket.gethostname()}-{os.getpid()}"
     )
     setup_logging(logging.INFO)
     engine = make_engine(url)
@@ -206,8 +234,10 @@ def worker(
         port=port,
         client_id=client_id,
         subscriptions=subscriptions(shared=shared),
-        username=settings.mqtt_username,
+        username=username,
         password=password,
+        tls=settings.mqtt_tls,
+        ca_file=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
     )
     notices = None
     if settings.twilio_account_sid:

@@ -242,20 +242,33 @@ def cabinet_add(
 @cabinet_app.command("cloud-acl")
 def cabinet_cloud_acl(
     user: Annotated[
-        str | None,
+        str,
         typer.Option(
             "--user",
-            help="The workers' broker user. Default: LOCKER_CLOUD_MQTT_USERNAME or locker-cloud.",
-            show_default=False,
+            help="The stem of the workers' broker users: STEM-1, STEM-2, ...",
         ),
-    ] = None,
+    ] = "locker-cloud",
+    workers: Annotated[
+        int,
+        typer.Option("--workers", min=1, help="How many workers get a user of their own."),
+    ] = 2,
 ) -> None:
-    """Print the ACL block of the cloud workers' user (once per broker, beside the cabinets')."""
-    from cloud.services.registry import DEFAULT_CLOUD_MQTT_USER, mosquitto_cloud_acl_lines
-    from locker.cloud_settings import cloud_settings
+    """Print the ACL blocks of the cloud workers' users (once per broker, beside the cabinets').
 
-    user = user or cloud_settings(need_secret=False).mqtt_username or DEFAULT_CLOUD_MQTT_USER
-    typer.echo(mosquitto_cloud_acl_lines(user))
+    Each worker has a user of its own (STEM-1 ... STEM-N): the broker pins the client id to the
+    user name, so a shared user would let one worker's connection close another's.
+    """
+    from cloud.services.registry import (
+        RegistryError,
+        mosquitto_cloud_acl_lines,
+        worker_mqtt_users,
+    )
+
+    try:
+        users = worker_mqtt_users(user, workers)
+    except RegistryError as err:
+        _bad_input(err)
+    typer.echo("\n\n".join(mosquitto_cloud_acl_lines(name) for name in users))
 
 
 def mosquitto_config(
@@ -268,38 +281,50 @@ def mosquitto_config(
         ),
     ],
     cloud_user: Annotated[
-        str | None,
+        str,
         typer.Option(
             "--cloud-user",
-            help="The workers' broker user. Default: LOCKER_CLOUD_MQTT_USERNAME or locker-cloud.",
-            show_default=False,
+            help="The stem of the workers' broker users: STEM-1, STEM-2, ...",
         ),
-    ] = None,
+    ] = "locker-cloud",
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="How many workers get a user of their own (worker n: --mqtt-username STEM-n).",
+        ),
+    ] = 2,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Write Mosquitto's password file and ACL for every cabinet in the registry.
 
     Each cabinet gets the user, password hash and ACL block `cabinet add` printed for it (its
-    own topics only); the cloud's workers get one user for every cabinet's topics (shared
-    subscriptions included), with the password from LOCKER_CLOUD_MQTT_PASSWORD, the one the
-    workers log in with. Point mosquitto.conf's `password_file` and `acl_file` at the two files
-    (deploy/compose/mosquitto.conf does) and send the broker SIGHUP to reload them after adding
-    a cabinet. `passwd` is written mode 0600: give it to the broker's user (uid 1883 in the
-    eclipse-mosquitto image).
+    own topics only); each of the cloud's workers gets a user of its own, STEM-1 ... STEM-N,
+    for every cabinet's topics (shared subscriptions included), with the password from
+    LOCKER_CLOUD_MQTT_PASSWORD, the one the workers log in with. The broker pins each client id
+    to its user name (`use_username_as_clientid`), so workers must not share a user. Point
+    mosquitto.conf's `password_file` and `acl_file` at the two files (deploy/compose/mosquitto.conf
+    does) and send the broker SIGHUP to reload them after adding a cabinet. `passwd` is written
+    mode 0600: give it to the broker's user (uid 1883 in the eclipse-mosquitto image).
     """
-    from cloud.services.registry import DEFAULT_CLOUD_MQTT_USER, mosquitto_auth
+    from cloud.services.registry import RegistryError, mosquitto_auth, worker_mqtt_users
     from locker.cloud_settings import cloud_settings
 
     settings = cloud_settings(need_secret=False)
-    user = cloud_user or settings.mqtt_username or DEFAULT_CLOUD_MQTT_USER
+    try:
+        users = worker_mqtt_users(cloud_user, workers)
+    except RegistryError as err:
+        _bad_input(err)
+    shown = ", ".join(repr(user) for user in users)
     if settings.mqtt_password is None or not settings.mqtt_password.get_secret_value():
         _bad_input(
-            "set LOCKER_CLOUD_MQTT_PASSWORD to the workers' broker password: the cloud's user "
-            f"{user!r} goes into the password file with it"
+            "set LOCKER_CLOUD_MQTT_PASSWORD to the workers' broker password: the workers' users "
+            f"{shown} go into the password file with it"
         )
     password = settings.mqtt_password.get_secret_value()
     with _registry(database_url) as session:
-        auth = mosquitto_auth(session=session, cloud_user=user, cloud_password=password)
+        auth = mosquitto_auth(session=session, cloud_users=users, cloud_password=password)
     try:
         out.mkdir(parents=True, exist_ok=True)
         _write_replacing(out / "passwd", auth.password_file, mode=0o600)
@@ -308,7 +333,7 @@ def mosquitto_config(
         typer.echo(f"error: cannot write into {out}: {err}", err=True)
         raise typer.Exit(1) from err
     typer.echo(
-        f"wrote {out / 'passwd'} and {out / 'acl'}: the cloud's user {user!r} and "
+        f"wrote {out / 'passwd'} and {out / 'acl'}: the workers' users {shown} and "
         f"{len(auth.cabinets)} cabinet(s)"
     )
     if auth.without_password:
@@ -354,8 +379,17 @@ def daemon_config(
     if broker_port:
         mqtt["port"] = broker_port
     mqtt.setdefault("host", "localhost")
+    if "port" not in mqtt and not _loopback(mqtt["host"]):
+        # A broker on another host is reached over TLS only (deploy/compose publishes 8883 and
+        # keeps 1883 on its own host): the system's CAs unless the layout names `[mqtt.tls] ca`.
+        mqtt["port"] = 8883
+        mqtt.setdefault("tls", {})
     mqtt.setdefault("port", 1883)
     return config
+
+
+def _loopback(host: str) -> bool:
+    return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
 # --- couriers -------------------------------------------------------------------------------------

@@ -212,6 +212,11 @@ class Mosquitto:
             # Run as root, mosquitto drops to the `mosquitto` user, which cannot write its store
             # in pytest's private tmp dir (and fails to save only at shutdown): stay root.
             lines.append("user root")
+        if not self.allow_anonymous:
+            # As every broker we ship: the client id is the user name, so one cabinet's
+            # credentials cannot take another's session (tests/security/test_mqtt_identity.py).
+            # Mosquitto refuses a client without a user name under it: anonymous brokers only.
+            lines.append("use_username_as_clientid true")
         if self.users:
             lines.append(f"password_file {self.workdir / 'passwd'}")
         if self.acl is not None:

@@ -48,11 +48,8 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/api/v1/cabinets"): _rule(Action.READ_CABINET, *_ERP),
     ("GET", "/api/v1/cabinets/{cab}"): _rule(Action.READ_CABINET, *_ERP),
     ("GET", "/api/v1/cabinets/{cab}/compartments"): _rule(Action.READ_CABINET, *_ERP),
-    # The design gives it to the cabinet alone (its credentials); gating it is part 3 of
-    # issue 11 (scan-to-open). Until that lands it answers anyone, as it always did.
-    ("GET", "/api/v1/cabinets/{cab}/scan-qr"): _rule(
-        Action.CABINET_LINK, K.CABINET, K.ANYONE, why="the idle screen's QR (see part 3)"
-    ),
+    # The idle screen's QR: the cabinet itself, by HTTP Basic with its MQTT password.
+    ("GET", "/api/v1/cabinets/{cab}/scan-qr"): _rule(Action.CABINET_LINK, K.CABINET),
     ("GET", "/api/v1/parcels"): _rule(Action.READ_PARCEL, *_ERP),
     ("GET", "/api/v1/parcels/{parcel_id}"): _rule(Action.READ_PARCEL, *_ERP),
     ("GET", "/api/v1/tracking/{tracking_no}"): _rule(Action.READ_PARCEL, *_ERP),

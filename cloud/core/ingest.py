@@ -12,6 +12,10 @@ twice, late, or to another worker. The cloud therefore
    seq up to it is durably stored: never more, or the cabinet would forget an event the cloud
    does not have.
 
+Before storing, `refusal` screens each delivery for what no cabinet can have sent: a seq so far
+past the last applied one (or past 2^53) that it could only wait behind a gap forever, and a
+timestamp from the future. Such an event is not stored and not acked, and the reason is logged.
+
 Presence (`state`, retained, with `boot`) is ordered by `protocol.messages.State.supersedes`,
 which this core reuses rather than restates; `expiry.presence_event` says what a change means
 for the parcels' deadline clocks.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
@@ -74,6 +79,42 @@ class IngestPlan(Generic[E]):
     def applied_upto(self) -> int | None:
         """The last applied seq once `apply` is done (None: nothing to apply)."""
         return self.apply[-1].seq if self.apply else None
+
+
+# The largest seq ever stored: 2^53, the last integer every JSON reader (JavaScript's doubles)
+# holds exactly. A cabinet sending 1,000 events a second would reach it in 285,000 years.
+MAX_SEQ = 2**53
+# How far past the last applied seq an event may be stored. Seqs are gapless, and a cabinet
+# resends everything not acked in seq order, so a real event lies at most its cabinet's backlog
+# ahead: 10,000,000 is 115 days of one event a second, offline all along (a busy cabinet sends
+# a few thousand a day). Anything beyond would wait behind a gap forever.
+MAX_SEQ_AHEAD = 10_000_000
+# How far ahead of the cloud's clock an event's `ts` may be. A cabinet's clock may drift, or
+# start wrong until NTP corrects it; a day covers that. Old timestamps are always fine: a
+# cabinet back from days offline resends its journal with the times the events happened.
+MAX_TS_AHEAD = timedelta(days=1)
+
+
+def refusal(*, seq: int, ts: datetime, applied_upto: int, now: datetime) -> str | None:
+    """Why an incoming event must not be stored (None: store it), given its cabinet's last
+    applied seq and the cloud's clock `now`.
+
+    A refused event is not acked either: if a real cabinet did send it, it stays in that
+    cabinet's journal and the log says why the cloud would not take it.
+    """
+    if seq > MAX_SEQ:
+        return f"seq {seq} is beyond 2^53 (MAX_SEQ)"
+    if seq > applied_upto + MAX_SEQ_AHEAD:
+        return (
+            f"seq {seq} is more than {MAX_SEQ_AHEAD:,} past the last applied seq "
+            f"{applied_upto} (MAX_SEQ_AHEAD): it would wait behind a gap forever"
+        )
+    if ts > now + MAX_TS_AHEAD:
+        return (
+            f"its ts {ts.isoformat()} is more than {MAX_TS_AHEAD} ahead of the cloud's clock "
+            f"{now.isoformat()} (MAX_TS_AHEAD)"
+        )
+    return None
 
 
 def plan(*, applied_upto: int, stored: Iterable[E], limit: int | None = None) -> IngestPlan[E]:

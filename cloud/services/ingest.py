@@ -36,7 +36,7 @@ from cloud.core.access import (
 from cloud.core.codes import IssuedCode, RandBelow, issue_code
 from cloud.core.errors import CoreError
 from cloud.core.expiry import compartment_event
-from cloud.core.ingest import Delivery, classify_delivery, contiguous_upto, plan
+from cloud.core.ingest import Delivery, classify_delivery, contiguous_upto, plan, refusal
 from cloud.core.notices import resend_decision
 from cloud.core.phones import mask_phone
 from cloud.core.policies import SitePolicy
@@ -88,9 +88,15 @@ def store_events(
     now = now or datetime.now(UTC)
     write_session(session)
     try:
-        if repo.get_cabinet(session=session, cab=cab) is None:
+        cabinet = repo.get_cabinet(session=session, cab=cab)
+        if cabinet is None:
             raise UnknownCabinet(f"no cabinet {cab!r} in the registry")
-        new = stage_events(session=session, by_cab={cab: envelopes}, received_at={cab: now})
+        new = stage_events(
+            session=session,
+            by_cab={cab: envelopes},
+            received_at={cab: now},
+            applied_upto={cab: cabinet.applied_upto},
+        )
         session.commit()
     except BaseException:
         session.rollback()
@@ -103,11 +109,14 @@ def stage_events(
     session: Session,
     by_cab: Mapping[str, Sequence[EventBase]],
     received_at: Mapping[str, datetime],
+    applied_upto: Mapping[str, int],
 ) -> dict[str, int]:
     """Insert the not yet stored events of known cabinets, in the caller's transaction.
 
     One `INSERT ... ON CONFLICT DO NOTHING` for them all, in (cab, seq) order, so concurrent
     writers take the unique index's locks in one order; return how many were new per cabinet.
+    An event the core refuses (`cloud.core.ingest.refusal`: a seq no cabinet can have reached,
+    a timestamp from the future, against the time it was received) is left out and logged.
     """
     rows = []
     for cab, envelopes in by_cab.items():
@@ -116,6 +125,21 @@ def stage_events(
             raise ValueError(f"events of cabinet {foreign[0].cab!r} offered as {cab!r}'s")
         by_seq: dict[int, EventBase] = {}
         for envelope in envelopes:
+            why = refusal(
+                seq=envelope.seq,
+                ts=envelope.ts,
+                applied_upto=applied_upto[cab],
+                now=received_at[cab],
+            )
+            if why is not None:
+                log.warning(
+                    "refused event %s of cabinet %s, seq %d: %s; not stored, not acked",
+                    envelope.id,
+                    cab,
+                    envelope.seq,
+                    why,
+                )
+                continue
             by_seq.setdefault(envelope.seq, envelope)
         rows += [
             {
@@ -139,8 +163,10 @@ def stage_events(
         returning=["cabinet_id", "seq"],
     )
     new = set(inserted)
+    offered = {(row["cabinet_id"], row["seq"]) for row in rows}
     for cab, envelopes in by_cab.items():
-        _report_redeliveries(session, cab, [e for e in envelopes if (cab, e.seq) not in new])
+        again = [e for e in envelopes if (cab, e.seq) in offered and (cab, e.seq) not in new]
+        _report_redeliveries(session, cab, again)
     per_cab = Counter(c for c, _ in new)
     return {cab: per_cab[cab] for cab in by_cab}
 

@@ -56,7 +56,12 @@ MOSQUITTO_SALT_BYTES = 12
 MQTT_PASSWORD_BYTES = 24  # 32 URL-safe characters
 CODE_KEY_BYTES = 32  # as 64 hex characters: the cabinet takes the key as that text's bytes
 PIN_SALT_BYTES = 16
+# The workers' broker users are this stem and a number: locker-cloud-1, locker-cloud-2, ... The
+# broker pins each connection's client id to its user name (Mosquitto's
+# `use_username_as_clientid`), so two workers must not share a user: the second would take the
+# first one's session. One user per worker; compose and the systemd units number them.
 DEFAULT_CLOUD_MQTT_USER = "locker-cloud"
+DEFAULT_CLOUD_WORKERS = 2
 
 SIZES = ("S", "M", "L", "XL")
 _ID = re.compile(rf"^{CABINET_ID_PATTERN}$")
@@ -165,20 +170,45 @@ def mosquitto_cloud_acl_lines(user: str = DEFAULT_CLOUD_MQTT_USER) -> str:
     return f"user {user}\ntopic readwrite lockers/v1/#"
 
 
-def mosquitto_auth(*, session: Session, cloud_user: str, cloud_password: str) -> MosquittoAuth:
-    """Return the password file and ACL of every registered cabinet plus the cloud's user.
+def worker_mqtt_users(
+    stem: str = DEFAULT_CLOUD_MQTT_USER, workers: int = DEFAULT_CLOUD_WORKERS
+) -> tuple[str, ...]:
+    """Return the broker user of each of `workers` workers: `<stem>-1` ... `<stem>-<workers>`.
+
+    Worker n logs in as `<stem>-n` (`locker cloud worker --mqtt-username`), and that is its
+    client id too, so no two workers, and no cabinet, can take each other's session.
+    """
+    if workers < 1:
+        raise RegistryError(f"the number of workers must be at least 1, not {workers}")
+    _check_id(stem, "the workers' broker user")
+    return tuple(_check_id(f"{stem}-{n}", "a worker's broker user") for n in range(1, workers + 1))
+
+
+def mosquitto_auth(
+    *, session: Session, cloud_users: Sequence[str], cloud_password: str
+) -> MosquittoAuth:
+    """Return the password file and ACL of every registered cabinet plus the workers' users.
 
     The cabinets' lines are the ones `cabinet add` printed (the stored `$7$` hash, the same ACL
-    block); the cloud's password is hashed here, with a fresh salt.
+    block); the workers' password is hashed here, with a fresh salt per user.
     """
-    _check_id(cloud_user, "the cloud's broker user")
+    if not cloud_users:
+        raise RegistryError("at least one worker user is needed")
+    for user in cloud_users:
+        _check_id(user, "the cloud's broker user")
     cabinets = list(session.exec(select(Cabinet).order_by(col(Cabinet.id))))
-    if cloud_user in {c.id for c in cabinets}:
-        raise RegistryError(f"the cloud's broker user {cloud_user!r} is also a cabinet id")
+    taken = sorted(set(cloud_users) & {c.id for c in cabinets})
+    if taken:
+        raise RegistryError(f"the cloud's broker user {taken[0]!r} is also a cabinet id")
     users = [c for c in cabinets if c.mqtt_password_hash]
-    passwords = [password_file_line(cloud_user, mosquitto_password_hash(cloud_password))]
+    passwords = [
+        password_file_line(user, mosquitto_password_hash(cloud_password)) for user in cloud_users
+    ]
     passwords += [password_file_line(c.id, c.mqtt_password_hash or "") for c in users]
-    blocks = [mosquitto_cloud_acl_lines(cloud_user), *(mosquitto_acl_lines(c.id) for c in users)]
+    blocks = [
+        *(mosquitto_cloud_acl_lines(user) for user in cloud_users),
+        *(mosquitto_acl_lines(c.id) for c in users),
+    ]
     return MosquittoAuth(
         password_file="\n".join(passwords) + "\n",
         acl_file="\n\n".join(blocks) + "\n",

@@ -248,7 +248,12 @@ class IngestLoop:
                     and isinstance(door := getattr(event.data, "compartment", None), str)
                 ]
                 preloaded = repo.sites_and_compartments(session=session, cabs=known, doors=doors)
-                stored = stage_events(session=session, by_cab=known, received_at=received_at)
+                stored = stage_events(
+                    session=session,
+                    by_cab=known,
+                    received_at=received_at,
+                    applied_upto={cab: cabinets[cab].applied_upto for cab in known},
+                )
                 # New parcels' deposits are written set-based, a statement per table for all.
                 batch = DepositBatch.prepare(session=session, by_cab=known)
                 pending = repo.pending_events(

@@ -90,6 +90,8 @@ class MqttClient:
         subscriptions: Sequence[str],
         username: str | None = None,
         password: str | None = None,
+        tls: bool = False,
+        ca_file: str | None = None,
         inbox: queue.Queue[Received] | None = None,
     ) -> None:
         self.host = host
@@ -112,6 +114,10 @@ class MqttClient:
         )
         if username is not None:
             self._client.username_pw_set(username, password)
+        if tls or ca_file:
+            # Verifies the broker's certificate and host name (paho's defaults), against
+            # `ca_file` or the system's CA store.
+            self._client.tls_set(ca_certs=ca_file)
         self._client.reconnect_delay_set(RECONNECT_MIN_DELAY_S, RECONNECT_MAX_DELAY_S)
         # No limit on QoS 1 messages in flight (0). paho's default, 20, holds a burst of
         # codes.put and event-acks back until PUBACKs come, and with any limit paho scans every

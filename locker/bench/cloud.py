@@ -444,6 +444,10 @@ class OwnBroker:
         config = workdir / "mosquitto.conf"
         lines = [
             f"listener {self.port} {HOST}",
+            # Anonymous, on loopback, for the benchmark's own clients only. One publisher speaks
+            # for every simulated cabinet, which per-cabinet users and ACLs would refuse, so
+            # there are no user names to pin the client ids to (`use_username_as_clientid`,
+            # set in every broker config we ship, refuses a client that gives none).
             "allow_anonymous true",
             "persistence false",
             # Hold a whole backlog for a slow subscriber instead of dropping QoS 1 messages.

@@ -6,6 +6,10 @@ subscriptions, so the demo runs one cloud worker with plain subscriptions (`lock
 --no-shared`). It takes any client without a password and enforces no ACLs: it listens on
 loopback only, for the zero-setup demo. Production and the end-to-end tests use Mosquitto with
 the registry's passwords and ACLs.
+
+Nor can it pin a client id to a user name as our Mosquitto configs do (`use_username_as_clientid`):
+amqtt 0.12 has no such setting, and its clients give no user names to pin to. A client on this
+loopback port can therefore take another's session, which only the demo's own processes reach.
 """
 
 from __future__ import annotations

@@ -250,14 +250,24 @@ class DemoStack:
         folder = self.data_dir / "mosquitto"
         folder.mkdir()
         lines = [cabinet.password_file_line for cabinet in info.cabinets]
-        user = self.options.cloud_mqtt_username or CLOUD_MQTT_USER
+        users = self._worker_users()
         if self.options.cloud_mqtt_password:
-            lines.append(f"{user}:{mosquitto_password_hash(self.options.cloud_mqtt_password)}")
+            password = self.options.cloud_mqtt_password
+            lines += [f"{user}:{mosquitto_password_hash(password)}" for user in users]
         passwd = folder / "passwd"
         passwd.write_text("\n".join(lines) + "\n")
         passwd.chmod(0o600)
-        acl = [cabinet.acl for cabinet in info.cabinets] + [mosquitto_cloud_acl_lines(user)]
+        acl = [cabinet.acl for cabinet in info.cabinets]
+        acl += [mosquitto_cloud_acl_lines(user) for user in users]
         (folder / "acl").write_text("\n\n".join(acl) + "\n")
+
+    def _worker_users(self) -> tuple[str, ...]:
+        """Each worker's broker user: a broker that pins client id = user name (ours do) would
+        let workers sharing one user close each other's connection."""
+        from cloud.services.registry import worker_mqtt_users
+
+        stem = self.options.cloud_mqtt_username or CLOUD_MQTT_USER
+        return worker_mqtt_users(stem, max(1, self.options.workers))
 
     def _reset_data_dir(self) -> None:
         path = self.data_dir
@@ -421,8 +431,6 @@ class DemoStack:
             "LOCKER_CLOUD_CLOCK_OFFSET_FILE": str(info.clock_offset_file),
             **self.sinks.cloud_env(),
         }
-        if self.options.cloud_mqtt_username:
-            env["LOCKER_CLOUD_MQTT_USERNAME"] = self.options.cloud_mqtt_username
         if self.options.cloud_mqtt_password:
             env["LOCKER_CLOUD_MQTT_PASSWORD"] = self.options.cloud_mqtt_password
         return env
@@ -436,9 +444,14 @@ class DemoStack:
             shared = self.options.broker_url is not None
         if not shared and self.options.workers > 1:
             raise DemoError("several workers need a broker with shared subscriptions")
+        users = self._worker_users()
         for n in range(1, self.options.workers + 1):
-            args = ["cloud", "worker", "--broker", info.broker_url, "--client-id"]
-            args += [f"demo-worker-{n}", "--shared" if shared else "--no-shared"]
+            args = ["cloud", "worker", "--broker", info.broker_url]
+            if self.options.cloud_mqtt_password:  # a broker with users: one per worker
+                args += ["--mqtt-username", users[n - 1]]
+            else:
+                args += ["--client-id", f"demo-worker-{n}"]
+            args += ["--shared" if shared else "--no-shared"]
             args += ["--resend-interval-s", "5"]
             self._spawn(f"cloud-worker-{n}", args, env)
 

@@ -17,6 +17,7 @@ from cloud.services.registry import (
     DEFAULT_CLOUD_MQTT_USER,
     MOSQUITTO_PBKDF2_ITERATIONS,
     mosquitto_acl_lines,
+    worker_mqtt_users,
 )
 from protocol.topics import SHARED_EVENT_SUBSCRIPTION
 from tests.deploy.tools import DEPLOY
@@ -27,6 +28,9 @@ EMQX = DEPLOY / "emqx"
 def test_emqx_conf_parses_and_sets_what_scaling_md_relies_on() -> None:
     conf = ConfigFactory.parse_file(str(EMQX / "emqx.conf"))
     assert conf["mqtt"]["shared_subscription_strategy"] == "hash_topic"
+    # Client id = user name, as Mosquitto's use_username_as_clientid: one cabinet's password
+    # cannot take another cabinet's (or a worker's) session (tests/security/test_mqtt_identity.py).
+    assert conf["mqtt"]["use_username_as_clientid"] is True
     assert SHARED_EVENT_SUBSCRIPTION.startswith("$share/cloud/")  # the group the workers join
     (auth,) = conf["authentication"]
     assert (auth["backend"], auth["user_id_type"]) == ("built_in_database", "username")
@@ -76,5 +80,9 @@ def test_acl_conf_grants_a_cabinet_what_the_mosquitto_acl_grants() -> None:
         mosquitto.add(({"write": "publish", "read": "subscribe"}[access], topic))
     assert granted == mosquitto
     cloud = [r for r in rules if DEFAULT_CLOUD_MQTT_USER in r[1]]
-    assert cloud == [("allow", '{username,{eq,"locker-cloud"}}', "all", ["lockers/v1/#"])]
+    assert cloud == [("allow", '{username,{re,"^locker-cloud-[0-9]+$"}}', "all", ["lockers/v1/#"])]
+    # The pattern covers every worker user the registry makes, and no cabinet.
+    pattern = re.compile(re.findall(r'"([^"]*)"', cloud[0][1])[0])
+    assert all(pattern.search(user) for user in worker_mqtt_users(workers=12))
+    assert not any(pattern.search(name) for name in (cab, "locker-cloud", "locker-cloud-x"))
     assert rules[-1][:2] == ("deny", "all")

@@ -24,15 +24,12 @@ from cloud.services.registry import verify_mosquitto_password
 from locker.cli import app
 from locker.cloud_registry_command import PASSWORD_HEADER
 from protocol.topics import SHARED_EVENT_SUBSCRIPTION
-from tests.deploy.tools import DEPLOY
+from tests.deploy.tools import DEPLOY, SHIPPED_CONF, shipped_settings
 from tests.services import Mosquitto, MqttProbe, wait_for
 
 LAYOUT = DEPLOY / "cabinet-rs485-24.toml"
-SHIPPED_CONF = DEPLOY / "compose" / "mosquitto.conf"
 CLOUD_PASSWORD = "cloud-broker-pw"
 SECRET_KEY = secrets.token_hex(32)
-# The test's broker picks its own listener, store and log; the rest of the shipped file counts.
-HARNESS_KEYS = ("listener", "persistence_location", "log_dest")
 
 
 def cli(*args: str, password: str | None = CLOUD_PASSWORD):
@@ -66,17 +63,6 @@ def add_cabinet(url: str, cab: str) -> str:
     return tomllib.loads(config)["mqtt"]["password"]
 
 
-def shipped_settings(auth_dir: Path) -> str:
-    """deploy/compose/mosquitto.conf with the auth files at `auth_dir`, minus harness keys."""
-    lines = []
-    for line in SHIPPED_CONF.read_text().splitlines():
-        key = line.split(maxsplit=1)[0] if line.strip() else ""
-        if key in HARNESS_KEYS:
-            continue
-        lines.append(line.replace("/mosquitto/auth/", f"{auth_dir}/"))
-    return "\n".join(lines) + "\n"
-
-
 @pytest.fixture
 def probes() -> Iterator[list[MqttProbe]]:
     opened: list[MqttProbe] = []
@@ -92,14 +78,17 @@ def test_a_real_mosquitto_loads_the_generated_files_and_keeps_cabinets_apart(
     out = tmp_path / "auth"
     result = cli("mosquitto-config", "--out", str(out), "--database-url", url)
     assert result.exit_code == 0, result.output
-    assert "the cloud's user 'locker-cloud' and 3 cabinet(s)" in result.output
+    assert "the workers' users 'locker-cloud-1', 'locker-cloud-2' and 3 cabinet(s)" in result.output
     assert stat.S_IMODE((out / "passwd").stat().st_mode) == 0o600
     users = dict(line.split(":", 1) for line in (out / "passwd").read_text().splitlines())
-    assert sorted(users) == ["cab-1", "cab-2", "cab-3", "locker-cloud"]
-    assert verify_mosquitto_password(CLOUD_PASSWORD, users["locker-cloud"])
+    assert sorted(users) == ["cab-1", "cab-2", "cab-3", "locker-cloud-1", "locker-cloud-2"]
+    assert verify_mosquitto_password(CLOUD_PASSWORD, users["locker-cloud-1"])
+    assert verify_mosquitto_password(CLOUD_PASSWORD, users["locker-cloud-2"])
 
     broker = mosquitto_factory(allow_anonymous=False, extra_config=shipped_settings(out))
-    assert "acl_file" in broker.config_path.read_text()  # the shipped settings are in force
+    config = broker.config_path.read_text()
+    assert "acl_file" in config  # the shipped settings are in force
+    assert "use_username_as_clientid true" in SHIPPED_CONF.read_text()
 
     def probe(client_id: str, user: str, password: str) -> MqttProbe:
         opened = MqttProbe(broker, client_id, username=user, password=password)
@@ -108,7 +97,7 @@ def test_a_real_mosquitto_loads_the_generated_files_and_keeps_cabinets_apart(
 
     assert probe("guess", "cab-1", passwords["cab-2"]).connack().is_failure
     assert probe("anonymous-ish", "nobody", "x").connack().is_failure
-    cloud = probe("worker-1", "locker-cloud", CLOUD_PASSWORD).connected()
+    cloud = probe("locker-cloud-1", "locker-cloud-1", CLOUD_PASSWORD).connected()
     cab1 = probe("cab-1", "cab-1", passwords["cab-1"]).connected()
     cab2 = probe("cab-2", "cab-2", passwords["cab-2"]).connected()
     cloud.subscribe(SHARED_EVENT_SUBSCRIPTION)  # as the workers do: $share/cloud/...
@@ -167,8 +156,9 @@ def test_a_cloud_user_named_like_a_cabinet_is_refused(
 ) -> None:
     url, _ = registry
     out = tmp_path / "auth"
+    # Worker users are the stem and a number: `cab` would make cab-1, a cabinet's user.
     result = cli(
-        "mosquitto-config", "--out", str(out), "--cloud-user", "cab-2", "--database-url", url
+        "mosquitto-config", "--out", str(out), "--cloud-user", "cab", "--database-url", url
     )
-    assert result.exit_code == 2 and "also a cabinet id" in result.output
+    assert result.exit_code == 2 and "'cab-1' is also a cabinet id" in result.output
     assert not out.exists()

@@ -32,3 +32,29 @@ def require_tool(name: str, how_to_get: str) -> str:
     if in_ci():
         pytest.fail(f"CI needs {name}: {message}", pytrace=False)
     pytest.skip(message)
+
+
+SHIPPED_CONF = DEPLOY / "compose" / "mosquitto.conf"
+# The test's broker picks its own listener, store and log; the rest of the shipped file counts.
+# The TLS listener is tested apart, with a CA of the test's own
+# (tests/security/test_mqtt_identity.py).
+HARNESS_KEYS = (
+    "listener",
+    "persistence_location",
+    "log_dest",
+    "cafile",
+    "certfile",
+    "keyfile",
+    "tls_version",
+)
+
+
+def shipped_settings(auth_dir: Path) -> str:
+    """deploy/compose/mosquitto.conf with the auth files at `auth_dir`, minus harness keys."""
+    lines = []
+    for line in SHIPPED_CONF.read_text().splitlines():
+        key = line.split(maxsplit=1)[0] if line.strip() else ""
+        if key in HARNESS_KEYS:
+            continue
+        lines.append(line.replace("/mosquitto/auth/", f"{auth_dir}/"))
+    return "\n".join(lines) + "\n"

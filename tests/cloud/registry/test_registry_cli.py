@@ -21,7 +21,7 @@ from cloud.services.registry import (
     verify_mosquitto_password,
 )
 from locker.cli import app
-from locker.cloud_registry_command import ACL_HEADER, PASSWORD_HEADER
+from locker.cloud_registry_command import ACL_HEADER, PASSWORD_HEADER, daemon_config, to_toml
 from protocol.hashing import verify_pin
 from tests.cloud.db.builders import SEAL_KEY
 from tests.services import MqttProbe
@@ -255,6 +255,31 @@ def test_an_empty_database_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_cloud_acl_prints_the_workers_block() -> None:
-    result = cli("cabinet", "cloud-acl", "--user", "workers")
+    result = cli("cabinet", "cloud-acl", "--user", "workers", "--workers", "2")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == ["user workers", "topic readwrite lockers/v1/#"]
+    # One user per worker: the broker pins the client id to the user name.
+    assert result.output.splitlines() == [
+        "user workers-1",
+        "topic readwrite lockers/v1/#",
+        "",
+        "user workers-2",
+        "topic readwrite lockers/v1/#",
+    ]
+
+
+def test_a_cabinet_reaches_a_remote_broker_over_tls_by_default(tmp_path: Path) -> None:
+    """The printed config of a cabinet whose broker is another host says TLS on 8883 (the port
+    deploy/compose publishes; 1883 stays on the broker's host), and the daemon loads it."""
+    secrets = {"cabinet_id": "cab-1", "code_key": "k" * 64, "mqtt_password": "pw"}
+    layout = {"layout": {"compartments": [{"id": "A01", "size": "M", "driver": "gpio"}]}}
+    layout["layout"]["compartments"][0] |= {"relay_pin": 17, "sensor_pin": 27}
+    remote = daemon_config(layout, **secrets, broker_host="mqtt.example.com")
+    assert (remote["mqtt"]["port"], remote["mqtt"]["tls"]) == (8883, {})
+    path = tmp_path / "cabinet.toml"
+    path.write_text(to_toml(remote))
+    loaded = load_config(path, env={})
+    assert loaded.mqtt.tls is not None and loaded.mqtt.port == 8883
+    local = daemon_config(layout, **secrets, broker_host="127.0.0.1")
+    assert (local["mqtt"]["port"], "tls" in local["mqtt"]) == (1883, False)
+    explicit = daemon_config(layout, **secrets, broker_host="mqtt.example.com", broker_port=1884)
+    assert (explicit["mqtt"]["port"], "tls" in explicit["mqtt"]) == (1884, False)
