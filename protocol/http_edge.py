@@ -65,6 +65,25 @@ async def send_error(send: Send, status: int, body: dict[str, Any], *, close: bo
     await send({"type": "http.response.body", "body": payload})
 
 
+async def drain(receive: Receive, *, max_bytes: int) -> bool:
+    """Read and drop a request's body; True if it ended within `max_bytes`.
+
+    A refusal sent while the client's body is still unread would make the server close with
+    bytes in its receive buffer: the kernel then answers with a reset, which can reach the
+    client before the refusal does. A small body is cheaper to read than to lose the answer.
+    """
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return False  # the client went away
+        seen += len(message.get("body", b""))
+        if seen > max_bytes:
+            return False
+        if not message.get("more_body", False):
+            return True
+
+
 class BodyGuard:
     """Limit request bodies to `max_bytes` and hold JSON bodies to the strict rule."""
 

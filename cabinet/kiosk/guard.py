@@ -11,7 +11,8 @@ any page the kiosk ever shows, could otherwise reach the API:
 - Every POST must be `application/json`: an HTML form or a `text/plain` fetch from another origin
   cannot send that without a preflight, which this API never grants (415).
 
-A pure ASGI middleware: it refuses before the app reads a byte of the body.
+A pure ASGI middleware: it refuses before the app sees the request; a small refused body
+is read and dropped first, so the refusal reaches the client.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from protocol.http_edge import App, Receive, Scope, Send, header, is_json, send_error
+from protocol.http_edge import App, Receive, Scope, Send, drain, header, is_json, send_error
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+# What a refused request's body may be read up to (the kiosk's body limit) before it is dropped.
+REFUSED_BODY_READ_BYTES = 8 * 1024
 
 
 def _bracketed(address: str) -> str:
@@ -48,6 +51,12 @@ def _error(message: str) -> dict[str, Any]:
     return {"error": message}
 
 
+async def _refuse(receive: Receive, send: Send, status: int, message: str) -> None:
+    # A refused request's small body is read first, so the answer is not lost to a reset.
+    whole = await drain(receive, max_bytes=REFUSED_BODY_READ_BYTES)
+    await send_error(send, status, _error(message), close=not whole)
+
+
 class SameOrigin:
     """Refuse requests that are not from the kiosk's own page (see the module's docstring)."""
 
@@ -62,15 +71,15 @@ class SameOrigin:
         host = (header(scope, b"host") or "").strip().lower()
         if host not in hosts:
             message = f"Host {host[:64]!r} is not this kiosk: open it at http://localhost:<port>"
-            await send_error(send, 403, _error(message), close=True)
+            await _refuse(receive, send, 403, message)
             return
         origin = header(scope, b"origin")
         if origin is not None and origin.strip().lower() not in {f"http://{h}" for h in hosts}:
             message = f"requests from {origin[:64]!r} are refused: only the kiosk's page may call"
-            await send_error(send, 403, _error(message), close=True)
+            await _refuse(receive, send, 403, message)
             return
         if scope["method"] not in SAFE_METHODS and not is_json(header(scope, b"content-type")):
             message = "send the body as application/json"
-            await send_error(send, 415, _error(message), close=True)
+            await _refuse(receive, send, 415, message)
             return
         await self.app(scope, receive, send)
