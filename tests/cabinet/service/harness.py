@@ -129,7 +129,9 @@ class ServiceRunner:
         if self._closed:
             return
         self._closed = True
-        self.run(self.service.stop())
+        # stop() may take the owner's drain (5 s) plus the driver thread's join (5 s) and paho's
+        # loop_stop; a loaded CI machine needs more than run()'s 10 s default for all three.
+        self.run(self.service.stop(), timeout_s=30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
         self.journal.close()
