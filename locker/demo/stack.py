@@ -25,7 +25,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,6 +41,8 @@ import httpx
 from locker.demo.broker import EmbeddedBroker
 from locker.demo.doors_page import SimulatedCabinet
 from locker.demo.sinks import NoticeSinks, demo_openid
+from locker.harness.ports import free_port, port_free
+from locker.harness.processes import clean_env, stop_all
 
 MARKER = ".locker-demo"  # a data folder holding it was made by the demo and may be reset
 HOST = "127.0.0.1"
@@ -190,7 +191,7 @@ class DemoStack:
         names = ["api", "notices"] + [f"kiosk-{i}" for i in range(1, n + 1)]
         names += [f"sim-{i}" for i in range(1, n + 1)]
         if base == 0:
-            return {name: _free_port() for name in names}
+            return {name: free_port() for name in names}
         offsets = {"api": 0, "notices": 1}
         offsets |= {f"kiosk-{i}": 10 + i for i in range(1, n + 1)}
         offsets |= {f"sim-{i}": 40 + i for i in range(1, n + 1)}
@@ -201,7 +202,7 @@ class DemoStack:
 
     def _check_ports(self) -> None:
         for name, port in self._ports.items():
-            if not _port_free(port):
+            if not port_free(port):
                 raise DemoError(
                     f"port {port} (for the {name}) is taken: is another demo running? "
                     "Stop it, or pick other ports with --http-port"
@@ -623,18 +624,13 @@ class DemoStack:
         self._http.close()
 
     def _stop_group(self, group: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
-        for _name, process in group:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for name, process in group:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.echo(f"{name} did not stop in {STOP_GRACE_S:g} s: killing it")
-                process.kill()
-                process.wait()
+        stop_all(
+            group,
+            STOP_GRACE_S,
+            on_kill=lambda name: self.echo(
+                f"{name} did not stop in {STOP_GRACE_S:g} s: killing it"
+            ),
+        )
 
     def __enter__(self) -> DemoStack:
         return self
@@ -654,9 +650,7 @@ def _locker() -> str:
 
 def _clean_env() -> dict[str, str]:
     """This environment without LOCKER_* settings: each child gets exactly the demo's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return clean_env(PYTHONUNBUFFERED="1")
 
 
 def _die_with_parent() -> None:
@@ -665,23 +659,6 @@ def _die_with_parent() -> None:
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
             libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As the servers bind: connections of a run just stopped (TIME_WAIT) do not count.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def _shown_url(url: str) -> str:

@@ -7,8 +7,6 @@ it they skip, naming the fix; under CI=true they fail, like the other service fi
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from locker.harness.processes import stop_pid
 from tests.cabinet.service.process import LOCKER, ROOT, clean_env, write_config
 from tests.services import Mosquitto, free_port, in_ci, wait_for
 
@@ -98,13 +97,7 @@ class KioskDaemon:
         return httpx.get(f"{self.url}/api/status", timeout=5).json()
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+        stop_pid(self.process, timeout_s=10)
         self._log.close()
 
 
