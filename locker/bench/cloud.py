@@ -41,21 +41,22 @@ import math
 import os
 import queue
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from locker.harness import ServiceMissing
+from locker.harness.mosquitto import Mosquitto
+from locker.harness.postgres import DEFAULT_ADMIN_URL, create_database
+from locker.harness.processes import JsonLinesProcess, clean_env, cpu_s, stop_pid
 
 HOST = "127.0.0.1"
 SITE = "bench-site"
@@ -71,8 +72,6 @@ LATENCY_RATE = 1000  # the step whose p99 is held to the latency target
 TARGET_SUSTAINED = 2000.0
 TARGET_BARE_SHARE = 0.5
 TARGET_P99_MS = 100.0
-MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
-DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 BARE_TABLE = "bench_raw_events"
 BARE_BATCH = 500
 _SEQ = re.compile(rb'"seq":(\d+)')
@@ -402,144 +401,68 @@ def _bare_ingest(args: argparse.Namespace) -> None:
 # --- the harness: processes -----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _wait_port(host: str, port: int, timeout_s: float, alive: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and alive():
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing accepts on {host}:{port}")
-
-
-def _stop_pid(process: subprocess.Popen, timeout_s: float = 15) -> None:
-    """SIGTERM the process by its pid and reap it; SIGKILL it if it lingers."""
-    if process.poll() is not None:
-        return
-    os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(5)
-
-
-class OwnBroker:
+def own_broker(workdir: Path) -> Mosquitto:
     """A mosquitto of the benchmark's own on a free loopback port, in a temporary directory."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = next((found for c in MOSQUITTO_CANDIDATES if (found := shutil.which(c))), None)
-        if binary is None:
-            raise RuntimeError(
-                "mosquitto is not installed (run `./dev services`), or pass --broker mqtt://..."
-            )
-        self.port = free_port()
-        config = workdir / "mosquitto.conf"
-        lines = [
-            f"listener {self.port} {HOST}",
+    try:
+        broker = Mosquitto(
+            workdir,
             # Anonymous, on loopback, for the benchmark's own clients only. One publisher speaks
             # for every simulated cabinet, which per-cabinet users and ACLs would refuse, so
             # there are no user names to pin the client ids to (`use_username_as_clientid`,
             # set in every broker config we ship, refuses a client that gives none).
-            "allow_anonymous true",
-            "persistence false",
-            # Hold a whole backlog for a slow subscriber instead of dropping QoS 1 messages.
-            "max_queued_messages 10000000",
-            "set_tcp_nodelay true",  # as deploy/compose/mosquitto.conf
-            "log_dest stderr",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        config.write_text("\n".join(lines) + "\n")
-        self.log_path = workdir / "mosquitto.log"
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [binary, "-c", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            _wait_port(HOST, self.port, 10, lambda: self.process.poll() is None)
-        except RuntimeError:
-            self.stop()
-            tail = self.log_path.read_text()[-500:]
-            raise RuntimeError(f"mosquitto did not start: {tail}") from None
-
-    def stop(self) -> None:
-        _stop_pid(self.process)
+            allow_anonymous=True,
+            persistence=False,
+            max_queued_messages=10_000_000,
+        )
+        broker.start()
+    except ServiceMissing as err:
+        raise RuntimeError(f"{err} (run `./dev services`), or pass --broker mqtt://...") from None
+    except (RuntimeError, TimeoutError) as err:
+        raise RuntimeError(f"mosquitto did not start: {err}") from None
+    return broker
 
 
-class Role:
+class Role(JsonLinesProcess):
     """A subprocess of this module spoken to in JSON lines; its progress lines are kept."""
 
     def __init__(self, argv: list[str], log_path: Path, env: dict[str, str]) -> None:
-        self._log = log_path.open("w")
-        self.process = subprocess.Popen(
+        self.progress: dict[str, Any] = {}
+        super().__init__(
             [sys.executable, "-m", "locker.bench.cloud", *argv],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
+            log_path=log_path,
+            name=argv[0],
             env=env,
         )
-        self._lines: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.progress: dict[str, Any] = {}
-        threading.Thread(target=self._read, daemon=True).start()
         self.expect("ready", 60)
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            message = json.loads(line)
-            if "progress" in message:
-                self.progress = message["progress"]
-            else:
-                self._lines.put(message)
+    def on_line(self, line: str) -> None:
+        message = json.loads(line)
+        if "progress" in message:
+            self.progress = message["progress"]
+        else:
+            super().on_line(line)
 
     def expect(self, key: str, timeout_s: float) -> dict[str, Any]:
         try:
-            message = self._lines.get(timeout=timeout_s)
-        except queue.Empty:
-            raise RuntimeError(
-                f"{self.process.args[3]} said nothing for {timeout_s:g} s (log: {self._log.name})"
-            ) from None
+            message = self.next(timeout_s)
+        except TimeoutError as err:
+            raise RuntimeError(f"{err} (log: {self.log_name})") from None
         if key not in message:
-            raise RuntimeError(f"{self.process.args[3]} answered {message}, not {key!r}")
+            raise RuntimeError(f"{self.name} answered {message}, not {key!r}")
         return message
-
-    def send(self, request: dict[str, Any]) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
 
     def close(self, timeout_s: float = 60) -> dict[str, Any] | None:
         """Close stdin (the role writes its stamps and exits); return its last words."""
         if self.process.poll() is not None:
-            self._log.close()
+            self.stop()
             return None
-        with contextlib.suppress(OSError):
-            assert self.process.stdin is not None
-            self.process.stdin.close()
+        self.close_stdin()
         try:
             words = self.expect("closed", timeout_s)
             self.process.wait(10)
         finally:
-            _stop_pid(self.process)
-            self._log.close()
+            self.stop()
         return words
-
-    def kill(self) -> None:
-        _stop_pid(self.process)
-        self._log.close()
 
 
 class WorkerProcess:
@@ -578,15 +501,7 @@ class WorkerProcess:
         raise RuntimeError(f"the worker did not subscribe in {timeout_s:g} s")
 
     def stop(self) -> None:
-        _stop_pid(self.process, timeout_s=30)
-
-
-def _cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        stop_pid(self.process, timeout_s=30)
 
 
 def _postgres_pids() -> list[int]:
@@ -608,7 +523,7 @@ class CpuMeter:
         self._before: dict[str, dict[int, float]] = {}
 
     def _read(self) -> dict[str, dict[int, float]]:
-        return {role: {pid: _cpu_s(pid) for pid in pids()} for role, pids in self.roles.items()}
+        return {role: {pid: cpu_s(pid) for pid in pids()} for role, pids in self.roles.items()}
 
     def start(self) -> None:
         self._before = self._read()
@@ -630,28 +545,17 @@ class CpuMeter:
 @contextlib.contextmanager
 def scratch_postgres(admin_url: str) -> Iterator[str]:
     """Create a `locker_bench_...` database; drop it (WITH FORCE) afterwards."""
-    import psycopg
-    from psycopg import sql
-
-    name = f"locker_bench_{uuid.uuid4().hex[:10]}"
     try:
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.OperationalError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        database = create_database(admin_url, prefix="locker_bench_")
+    except ServiceMissing as err:
         raise RuntimeError(
-            f"cannot create a scratch database at {admin_url} ({first}); start PostgreSQL "
+            f"cannot create a scratch database: {err}; start PostgreSQL "
             "(`./dev services`), or pass --database-url or --sqlite"
         ) from None
-    _scheme, _, rest = admin_url.partition("://")
-    netloc = rest.split("/", 1)[0]
     try:
-        yield f"postgresql+psycopg://{netloc}/{name}"
+        yield database.url
     finally:
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        database.drop()
 
 
 def register_cabinets(url: str, count: int, *, seal_key: bytes) -> None:
@@ -765,7 +669,7 @@ class Options:
     broker: tuple[str, int] | None = None
     database_url: str | None = None
     sqlite: bool = False
-    pg_admin_url: str = DEFAULT_PG_ADMIN_URL
+    pg_admin_url: str = DEFAULT_ADMIN_URL
     stop_at_first_miss: bool = True
     bare: bool = True
     logs_dir: Path | None = None  # keep the processes' logs there (default: a temporary dir)
@@ -781,6 +685,7 @@ class Phase:
     wall_s: float = 0.0
     # CPU seconds of every process the phase ran, by role: what the machine spent on it.
     cpu_by_role: dict[str, float] = field(default_factory=dict)
+    drained: bool = True  # every event published in the phase was handled before the timeout
 
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -788,16 +693,64 @@ Progress = Callable[[str, dict[str, Any]], None]
 
 def run_bench(options: Options, progress: Progress | None = None) -> dict[str, Any]:
     """Run both phases on fresh processes; return the figures (see the module's docstring)."""
-    from sqlalchemy.engine import make_url
-
     say = progress or (lambda _what, _info: None)
     with contextlib.ExitStack() as stack:
+        run = _Run.set_up(options, stack, say)
+        run.register()
+        run.start_load()
+        worker_phase, counts, worker_logs = run.worker_phase()
+        bare_phase, drained_2, bare_stored = run.bare_phase()
+        publisher_words = [p.close() or {} for p in run.publishers]
+        cmd_words = run.cmd_side.close() or {}
+        published, handled, bare_records = run.stamps()
+        cmd_summary = json.loads((run.tmp / "handled.json").read_text())
+        say("analysis", {"what": "computing the figures"})
+        return _figures(
+            options=options,
+            url=run.url,
+            broker_shown=run.broker_shown,
+            phases=(worker_phase, bare_phase),
+            published=published,
+            handled=handled,
+            bare_records=bare_records,
+            counts=counts,
+            cmd_summary=cmd_summary,
+            cmd_words=cmd_words,
+            publisher_words=publisher_words,
+            drained=(run.drained_1, drained_2),
+            bare_stored=bare_stored,
+            worker_logs=worker_logs,
+        )
+
+
+@dataclass
+class _Run:
+    """One run's broker, database and processes, and its phases in order; `stack` stops all."""
+
+    options: Options
+    stack: contextlib.ExitStack
+    say: Progress
+    tmp: Path
+    url: str
+    host: str
+    port: int
+    broker_shown: str
+    broker: Mosquitto | None
+    env: dict[str, str] = field(default_factory=dict)
+    cmd_side: Role = field(init=False)
+    publishers: list[Role] = field(default_factory=list)
+    drained_1: bool = True
+
+    @classmethod
+    def set_up(cls, options: Options, stack: contextlib.ExitStack, say: Progress) -> _Run:
+        """The working folder, the broker (ours unless given) and the database (likewise)."""
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="locker-bench-cloud-")))
         if options.logs_dir is not None:
             options.logs_dir.mkdir(parents=True, exist_ok=True)
             tmp = options.logs_dir
+        broker = None
         if options.broker is None:
-            broker = OwnBroker(tmp)
+            broker = own_broker(tmp)
             stack.callback(broker.stop)
             host, port = HOST, broker.port
             broker_shown = f"own mosquitto on {HOST}:{port} (persistence off)"
@@ -810,145 +763,131 @@ def run_bench(options: Options, progress: Progress | None = None) -> dict[str, A
             url = f"sqlite:///{tmp / 'cloud.db'}"
         else:
             url = stack.enter_context(scratch_postgres(options.pg_admin_url))
-        say("setup", {"what": f"registering {options.cabinets} cabinets"})
+        return cls(options, stack, say, tmp, url, host, port, broker_shown, broker)
+
+    @property
+    def common(self) -> list[str]:
+        return ["--host", self.host, "--port", str(self.port)]
+
+    def register(self) -> None:
+        """Register the cabinets under a fresh cloud secret, which the workers are given."""
+        self.say("setup", {"what": f"registering {self.options.cabinets} cabinets"})
         secret_key = os.urandom(32).hex()  # the cloud's secret: seals the cabinets' code keys
-        register_cabinets(url, options.cabinets, seal_key=secret_key.encode())
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
-        env["LOCKER_CLOUD_SECRET_KEY"] = secret_key
-        common = ["--host", host, "--port", str(port)]
+        register_cabinets(self.url, self.options.cabinets, seal_key=secret_key.encode())
+        self.env = clean_env(LOCKER_CLOUD_SECRET_KEY=secret_key)
 
-        cmd_side = Role(
-            ["cabinets", *common, "--out", str(tmp / "handled.bin")], tmp / "cabinets.log", env
-        )
-        stack.callback(cmd_side.kill)
-        publishers = []
-        for index in range(options.publishers):
-            role = Role(
-                [
-                    "publisher",
-                    *common,
-                    "--cabinets",
-                    str(options.cabinets),
-                    "--index",
-                    str(index),
-                    "--of",
-                    str(options.publishers),
-                    "--out",
-                    str(tmp / f"published-{index}.bin"),
-                ],
-                tmp / f"publisher-{index}.log",
-                env,
-            )
-            stack.callback(role.kill)
-            publishers.append(role)
+    def _role(self, argv: list[str], log_name: str) -> Role:
+        role = Role(argv, self.tmp / log_name, self.env)
+        self.stack.callback(role.kill)
+        return role
 
-        # Phase 1: the workers.
+    def start_load(self) -> None:
+        """The cabinets' command side, then the publishers (each owning a share of cabinets)."""
+        out = ["--out", str(self.tmp / "handled.bin")]
+        self.cmd_side = self._role(["cabinets", *self.common, *out], "cabinets.log")
+        of = self.options.publishers
+        for index in range(of):
+            argv = ["publisher", *self.common, "--cabinets", str(self.options.cabinets)]
+            argv += ["--index", str(index), "--of", str(of)]
+            argv += ["--out", str(self.tmp / f"published-{index}.bin")]
+            self.publishers.append(self._role(argv, f"publisher-{index}.log"))
+
+    def _shared_cpu(self) -> dict[str, Callable[[], Sequence[int]]]:
+        """The processes both phases run, whose CPU each phase's events cost too."""
+        from sqlalchemy.engine import make_url
+
+        postgres = make_url(self.url).get_backend_name() == "postgresql"
+        broker = self.broker
+        return {
+            "publishers": lambda: [p.process.pid for p in self.publishers],
+            "broker": lambda: [broker.pid] if broker is not None and broker.pid else [],
+            "postgresql": _postgres_pids if postgres else list,
+        }
+
+    def _start_workers(self) -> list[WorkerProcess]:
         workers = [
             WorkerProcess(
-                url=url,
-                host=host,
-                port=port,
+                url=self.url,
+                host=self.host,
+                port=self.port,
                 name=f"bench-worker-{n}",
-                env=env,
-                log_path=tmp / f"worker-{n}.log",
+                env=self.env,
+                log_path=self.tmp / f"worker-{n}.log",
             )
-            for n in range(options.workers)
+            for n in range(self.options.workers)
         ]
         for worker in workers:
-            stack.callback(worker.stop)
+            self.stack.callback(worker.stop)
         for worker in workers:
             worker.wait_subscribed()
-        worker_phase = Phase("worker")
-        shared: dict[str, Callable[[], Sequence[int]]] = {
-            "publishers": lambda: [p.process.pid for p in publishers],
-            "broker": lambda: [broker.process.pid] if options.broker is None else [],
-            "postgresql": _postgres_pids
-            if make_url(url).get_backend_name() == "postgresql"
-            else list,
-        }
+        return workers
+
+    def _measured(
+        self, phase: Phase, meter: CpuMeter, handled_now: Callable[[], int], measured: str
+    ) -> int:
+        """Run the steps and the drain with the meter on; return how many were published."""
+        meter.start()
+        wall_before = time.monotonic()
+        _run_steps(phase, self.options, self.publishers, handled_now, self.say)
+        published = sum(s["published"] for s in phase.steps)
+        drained = _drain(handled_now, published, phase.name, self.say)
+        # Over the steps and the drain: all the work the phase's events caused.
+        phase.wall_s = time.monotonic() - wall_before
+        phase.cpu_by_role = meter.stop()
+        phase.cpu_s = phase.cpu_by_role[measured]
+        phase.drained = drained
+        return published
+
+    def worker_phase(self) -> tuple[Phase, dict[str, int], dict[str, Any]]:
+        """Phase 1: the workers take the steps; their database counts and logs after."""
+        workers = self._start_workers()
+        phase = Phase("worker")
         meter = CpuMeter(
             {
                 "worker": lambda: [w.process.pid for w in workers],
-                "cabinets_side": lambda: [cmd_side.process.pid],
-                **shared,
+                "cabinets_side": lambda: [self.cmd_side.process.pid],
+                **self._shared_cpu(),
             }
         )
-        meter.start()
-        wall_before = time.monotonic()
-        _run_steps(
-            worker_phase, options, publishers, lambda: int(cmd_side.progress.get("codes", 0)), say
-        )
-        published_1 = sum(s["published"] for s in worker_phase.steps)
-        drained_1 = _drain(
-            lambda: int(cmd_side.progress.get("codes", 0)), published_1, "worker", say
-        )
-        # Over the steps and the drain: all the work the phase's events caused.
-        worker_phase.wall_s = time.monotonic() - wall_before
-        worker_phase.cpu_by_role = meter.stop()
-        worker_phase.cpu_s = worker_phase.cpu_by_role["worker"]
+
+        def codes() -> int:
+            return int(self.cmd_side.progress.get("codes", 0))
+
+        published = self._measured(phase, meter, codes, "worker")
+        self.drained_1 = phase.drained
         # The acks the cabinets sent must be recorded before the workers go, or they'd resend.
-        _wait(lambda: _count_acked(url) >= published_1, 30)
+        _wait(lambda: _count_acked(self.url) >= published, 30)
         for worker in workers:
             worker.stop()
-        counts = database_counts(url)
-        worker_logs = {w.log_path.name: _log_summary(w.log_path) for w in workers}
+        logs = {w.log_path.name: _log_summary(w.log_path) for w in workers}
+        return phase, database_counts(self.url), logs
 
-        # Phase 2: the bare ingest, same broker, database, publishers and steps.
-        bare_phase = Phase("bare ingest")
-        drained_2 = True
-        bare_stored = 0
-        if options.bare:
-            _create_bare_table(url)
-            bare = Role(
-                ["bare-ingest", *common, "--database-url", url, "--out", str(tmp / "bare.bin")],
-                tmp / "bare.log",
-                env,
-            )
-            stack.callback(bare.kill)
-            meter = CpuMeter({"bare_ingest": lambda: [bare.process.pid], **shared})
-            meter.start()
-            wall_before = time.monotonic()
-            _run_steps(
-                bare_phase, options, publishers, lambda: int(bare.progress.get("stored", 0)), say
-            )
-            published_2 = sum(s["published"] for s in bare_phase.steps)
-            drained_2 = _drain(
-                lambda: int(bare.progress.get("stored", 0)), published_2, "bare ingest", say
-            )
-            bare_phase.wall_s = time.monotonic() - wall_before
-            bare_phase.cpu_by_role = meter.stop()
-            bare_phase.cpu_s = bare_phase.cpu_by_role["bare_ingest"]
-            words = bare.close() or {}
-            bare_stored = int(words.get("stored", 0))
+    def bare_phase(self) -> tuple[Phase, bool, int]:
+        """Phase 2: the bare ingest, same broker, database, publishers and steps."""
+        phase = Phase("bare ingest")
+        if not self.options.bare:
+            return phase, True, 0
+        _create_bare_table(self.url)
+        out = ["--out", str(self.tmp / "bare.bin")]
+        bare = self._role(
+            ["bare-ingest", *self.common, "--database-url", self.url, *out], "bare.log"
+        )
+        meter = CpuMeter({"bare_ingest": lambda: [bare.process.pid], **self._shared_cpu()})
+        self._measured(phase, meter, lambda: int(bare.progress.get("stored", 0)), "bare_ingest")
+        words = bare.close() or {}
+        return phase, phase.drained, int(words.get("stored", 0))
 
-        publisher_words = [p.close() or {} for p in publishers]
-        cmd_words = cmd_side.close() or {}
+    def stamps(self) -> tuple[Records, Records, Records]:
+        """What the roles wrote: published (all publishers), handled, and the bare ingest's."""
         published = Records()
-        for index in range(options.publishers):
-            part = Records.read(tmp / f"published-{index}.bin")
+        for index in range(self.options.publishers):
+            part = Records.read(self.tmp / f"published-{index}.bin")
             published.cabs.extend(part.cabs)
             published.seqs.extend(part.seqs)
             published.times.extend(part.times)
-        handled = Records.read(tmp / "handled.bin")
-        cmd_summary = json.loads((tmp / "handled.json").read_text())
-        bare_records = Records.read(tmp / "bare.bin") if options.bare else Records()
-        say("analysis", {"what": "computing the figures"})
-        return _figures(
-            options=options,
-            url=url,
-            broker_shown=broker_shown,
-            phases=(worker_phase, bare_phase),
-            published=published,
-            handled=handled,
-            bare_records=bare_records,
-            counts=counts,
-            cmd_summary=cmd_summary,
-            cmd_words=cmd_words,
-            publisher_words=publisher_words,
-            drained=(drained_1, drained_2),
-            bare_stored=bare_stored,
-            worker_logs=worker_logs,
-        )
+        handled = Records.read(self.tmp / "handled.bin")
+        bare = Records.read(self.tmp / "bare.bin") if self.options.bare else Records()
+        return published, handled, bare
 
 
 def _wait(test: Callable[[], bool], timeout_s: float) -> bool:
