@@ -174,6 +174,16 @@ class JsonLinesProcess:
             assert self.process.stdin is not None
             self.process.stdin.close()
 
+    def finish(self, timeout_s: float = 10) -> int:
+        """Close stdin, the child's cue to finish; kill -9 it if it has not exited in time."""
+        self.close_stdin()
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_pid(self.process)
+        self._log.close()
+        return self.process.returncode
+
     def stop(self, timeout_s: float = 15) -> int:
         """SIGTERM by pid (SIGKILL if it lingers); return the exit status."""
         stop_pid(self.process, timeout_s)
