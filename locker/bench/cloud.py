@@ -178,96 +178,139 @@ def _connect_and_subscribe(client: Any, host: str, port: int, topics: Sequence[s
 
 
 def _publisher(args: argparse.Namespace) -> None:
-    from protocol.codec import encode
-    from protocol.messages import ParcelDeposited, ParcelDepositedData, Size
-    from protocol.topics import event_topic
-
     cabinets = [i for i in range(args.cabinets) if i % args.of == args.index]
-    next_seq = dict.fromkeys(cabinets, 1)
-    topics = {i: event_topic(cabinet_id(i)) for i in cabinets}
-    client = _mqtt_client(f"bench-publisher-{args.index}-{os.getpid()}")
-    acked = [0]
-    client.on_publish = lambda *_args: acked.__setitem__(0, acked[0] + 1)
-    _connect_and_subscribe(client, args.host, args.port, [])
-    records = Records()
-    turn = 0  # round-robin over this publisher's cabinets
-    prepared: list[tuple[int, int, str, bytes]] = []
+    publisher = _Publisher(cabinets, f"bench-publisher-{args.index}-{os.getpid()}")
+    _connect_and_subscribe(publisher.client, args.host, args.port, [])
     _say({"ready": True, "cabinets": len(cabinets)})
     for line in sys.stdin:
         request = json.loads(line)
         if request["op"] == "prepare":
-            count = round(request["rate"] * request["duration_s"])
-            prepared = []
-            ts = datetime.now(UTC)
-            for _ in range(count):
-                cab = cabinets[turn % len(cabinets)]
-                turn += 1
-                seq = next_seq[cab]
-                next_seq[cab] = seq + 1
-                event = ParcelDeposited(
-                    id=f"{cabinet_id(cab)}-e{seq}",
-                    cab=cabinet_id(cab),
-                    seq=seq,
-                    ts=ts,
-                    data=ParcelDepositedData(
-                        parcel_id=parcel_id(cab, seq),
-                        compartment=f"A{(seq - 1) % COMPARTMENTS + 1:02d}",
-                        size=Size.M,
-                        tracking_no=f"BT{cab:05d}{seq:08d}",
-                        phone=f"+86138{(cab * 7919 + seq) % 10**8:08d}",
-                        courier_id=COURIER,
-                    ),
-                )
-                prepared.append((cab, seq, topics[cab], encode(event)))
-            _say({"prepared": len(prepared)})
+            _say({"prepared": publisher.prepare(request["rate"], request["duration_s"])})
         elif request["op"] == "go":
-            interval_ns = round(1e9 / request["rate"]) if request["rate"] else 0
-            start_ns = request["start_at_ns"]
-            worst_late_ns = 0
-            for n, (cab, seq, topic, payload) in enumerate(prepared):
-                due_ns = start_ns + n * interval_ns
-                now_ns = time.monotonic_ns()
-                if due_ns > now_ns + 200_000:
-                    time.sleep((due_ns - now_ns) / 1e9)
-                    now_ns = time.monotonic_ns()
-                worst_late_ns = max(worst_late_ns, now_ns - due_ns)
-                records.add(cab, seq, now_ns)
-                client.publish(topic, payload, qos=1)
-            _say(
-                {
-                    "done": len(prepared),
-                    "ended_ns": time.monotonic_ns(),
-                    "worst_late_ms": worst_late_ns / 1e6,
-                }
-            )
-            prepared = []
+            _say(publisher.go(request["rate"], request["start_at_ns"]))
     # stdin closed: wait for the broker's PUBACKs, then leave the stamps behind.
-    deadline = time.monotonic() + 30
-    while acked[0] < len(records) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    records.write(Path(args.out))
-    client.disconnect()
-    client.loop_stop()
-    _say({"closed": True, "published": len(records), "pubacked": acked[0]})
+    publisher.close(Path(args.out))
+    _say({"closed": True, "published": len(publisher.records), "pubacked": publisher.acked})
+
+
+class _Publisher:
+    """The events of its cabinets, round-robin, prepared ahead and published on schedule."""
+
+    def __init__(self, cabinets: list[int], client_id: str) -> None:
+        from protocol.topics import event_topic
+
+        self.cabinets = cabinets
+        self.next_seq = dict.fromkeys(cabinets, 1)
+        self.topics = {i: event_topic(cabinet_id(i)) for i in cabinets}
+        self.client = _mqtt_client(client_id)
+        self.acked = 0
+        self.client.on_publish = self._on_publish
+        self.records = Records()
+        self.turn = 0  # round-robin over this publisher's cabinets
+        self.prepared: list[tuple[int, int, str, bytes]] = []
+
+    def _on_publish(self, *_args: Any) -> None:
+        self.acked += 1
+
+    def prepare(self, rate: float, duration_s: float) -> int:
+        """Encode the next step's events (not timed: only their sending is paced)."""
+        from protocol.codec import encode
+
+        self.prepared = []
+        ts = datetime.now(UTC)
+        for _ in range(round(rate * duration_s)):
+            cab = self.cabinets[self.turn % len(self.cabinets)]
+            self.turn += 1
+            seq = self.next_seq[cab]
+            self.next_seq[cab] = seq + 1
+            self.prepared.append((cab, seq, self.topics[cab], encode(_deposit(cab, seq, ts))))
+        return len(self.prepared)
+
+    def go(self, rate: float, start_ns: int) -> dict[str, Any]:
+        """Publish the prepared events at `rate`, the first at `start_ns`; say how late it ran."""
+        interval_ns = round(1e9 / rate) if rate else 0
+        worst_late_ns = 0
+        for n, (cab, seq, topic, payload) in enumerate(self.prepared):
+            due_ns = start_ns + n * interval_ns
+            now_ns = time.monotonic_ns()
+            if due_ns > now_ns + 200_000:
+                time.sleep((due_ns - now_ns) / 1e9)
+                now_ns = time.monotonic_ns()
+            worst_late_ns = max(worst_late_ns, now_ns - due_ns)
+            self.records.add(cab, seq, now_ns)
+            self.client.publish(topic, payload, qos=1)
+        done = len(self.prepared)
+        self.prepared = []
+        return {"done": done, "ended_ns": time.monotonic_ns(), "worst_late_ms": worst_late_ns / 1e6}
+
+    def close(self, out: Path) -> None:
+        deadline = time.monotonic() + 30
+        while self.acked < len(self.records) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.records.write(out)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _deposit(cab: int, seq: int, ts: datetime) -> Any:
+    """A valid `parcel.deposited` of cabinet `cab`, its parcel named after cabinet and seq."""
+    from protocol.messages import ParcelDeposited, ParcelDepositedData, Size
+
+    return ParcelDeposited(
+        id=f"{cabinet_id(cab)}-e{seq}",
+        cab=cabinet_id(cab),
+        seq=seq,
+        ts=ts,
+        data=ParcelDepositedData(
+            parcel_id=parcel_id(cab, seq),
+            compartment=f"A{(seq - 1) % COMPARTMENTS + 1:02d}",
+            size=Size.M,
+            tracking_no=f"BT{cab:05d}{seq:08d}",
+            phone=f"+86138{(cab * 7919 + seq) % 10**8:08d}",
+            courier_id=COURIER,
+        ),
+    )
 
 
 # --- role: the cabinets' command side -------------------------------------------------------------
 
 
 def _cabinets_side(args: argparse.Namespace) -> None:
-    import orjson
+    side = _CabinetsSide(f"bench-cabinets-{os.getpid()}")
+    _connect_and_subscribe(
+        side.client, args.host, args.port, ["lockers/v1/+/cmd", "lockers/v1/+/event-ack"]
+    )
+    _say({"ready": True})
+    _report_until_stdin_closes(lambda: {"codes": side.counts["codes"]}, side.lock)
+    side.client.disconnect()
+    side.client.loop_stop()
+    side.records.write(Path(args.out))
+    summary = {**side.counts, "by_type": side.by_type, "acked_upto": side.acked_upto}
+    Path(args.out).with_suffix(".json").write_text(json.dumps(summary))
+    _say({"closed": True, **side.counts})
 
-    from protocol.topics import ack_topic
 
-    records = Records()
-    lock = threading.Lock()
-    seen_commands: set[str] = set()
-    counts = {"codes": 0, "commands": 0, "redelivered": 0, "bad": 0, "event_acks": 0}
-    by_type: dict[str, int] = {}
-    acked_upto: dict[int, int] = {}
-    client = _mqtt_client(f"bench-cabinets-{os.getpid()}")
+class _CabinetsSide:
+    """Every cabinet's command side: acks each command, notes when each codes.put came."""
 
-    def on_message(c, _u, message) -> None:
+    def __init__(self, client_id: str) -> None:
+        import orjson
+
+        from protocol.topics import ack_topic
+
+        # Bound once: on_message runs for every command of the run.
+        self._loads, self._dumps, self._ack_topic = orjson.loads, orjson.dumps, ack_topic
+        self._bad = (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError)
+        self.records = Records()
+        self.lock = threading.Lock()
+        self.seen_commands: set[str] = set()
+        self.counts = {"codes": 0, "commands": 0, "redelivered": 0, "bad": 0, "event_acks": 0}
+        self.by_type: dict[str, int] = {}
+        self.acked_upto: dict[int, int] = {}
+        self.client = _mqtt_client(client_id)
+        self.client.on_message = self.on_message
+
+    def on_message(self, client: Any, _userdata: Any, message: Any) -> None:
         at_ns = time.monotonic_ns()
         parts = message.topic.split("/")
         cab = parts[2]
@@ -275,49 +318,43 @@ def _cabinets_side(args: argparse.Namespace) -> None:
         # the machine is not the worker's. The worker builds every command with those models;
         # the test suite holds the daemon's side of the contract.
         try:
-            body = orjson.loads(message.payload)
+            body = self._loads(message.payload)
             if parts[3] == "event-ack":
-                upto = int(body["upto"])
-                with lock:
-                    counts["event_acks"] += 1
-                    index = cabinet_index(cab)
-                    acked_upto[index] = max(acked_upto.get(index, 0), upto)
+                self._event_ack(cab, int(body["upto"]))
                 return
             command_id, command_type = str(body["id"]), str(body["type"])
             if body["cab"] != cab:
                 raise ValueError("a command for another cabinet")
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
-            with lock:
-                counts["bad"] += 1
+        except self._bad:
+            with self.lock:
+                self.counts["bad"] += 1
             return
+        self._command(client, cab, command_id, command_type, body, at_ns)
+
+    def _event_ack(self, cab: str, upto: int) -> None:
+        with self.lock:
+            self.counts["event_acks"] += 1
+            index = cabinet_index(cab)
+            self.acked_upto[index] = max(self.acked_upto.get(index, 0), upto)
+
+    def _command(
+        self, client: Any, cab: str, command_id: str, command_type: str, body: Any, at_ns: int
+    ) -> None:
         # Like the daemon: run a command id once, ack it every time it comes.
-        ack = orjson.dumps({"v": 1, "cmd": command_id, "ok": True})
-        c.publish(ack_topic(cab), ack, qos=1)
-        with lock:
-            counts["commands"] += 1
-            if command_id in seen_commands:
-                counts["redelivered"] += 1
+        ack = self._dumps({"v": 1, "cmd": command_id, "ok": True})
+        client.publish(self._ack_topic(cab), ack, qos=1)
+        with self.lock:
+            self.counts["commands"] += 1
+            if command_id in self.seen_commands:
+                self.counts["redelivered"] += 1
                 return
-            seen_commands.add(command_id)
-            by_type[command_type] = by_type.get(command_type, 0) + 1
+            self.seen_commands.add(command_id)
+            self.by_type[command_type] = self.by_type.get(command_type, 0) + 1
             if command_type == "codes.put":
                 for entry in body["data"]["entries"]:
                     cab_part, _, seq = entry["parcel_id"].rpartition(".")
-                    records.add(cabinet_index(cab_part), int(seq), at_ns)
-                    counts["codes"] += 1
-
-    client.on_message = on_message
-    _connect_and_subscribe(
-        client, args.host, args.port, ["lockers/v1/+/cmd", "lockers/v1/+/event-ack"]
-    )
-    _say({"ready": True})
-    _report_until_stdin_closes(lambda: {"codes": counts["codes"]}, lock)
-    client.disconnect()
-    client.loop_stop()
-    records.write(Path(args.out))
-    summary = {**counts, "by_type": by_type, "acked_upto": acked_upto}
-    Path(args.out).with_suffix(".json").write_text(json.dumps(summary))
-    _say({"closed": True, **counts})
+                    self.records.add(cabinet_index(cab_part), int(seq), at_ns)
+                    self.counts["codes"] += 1
 
 
 def _report_until_stdin_closes(snapshot: Callable[[], dict[str, Any]], lock: Any) -> None:
@@ -338,19 +375,10 @@ def _report_until_stdin_closes(snapshot: Callable[[], dict[str, Any]], lock: Any
 
 
 def _bare_ingest(args: argparse.Namespace) -> None:
-    from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Table
-
     from cloud.db.engine import make_engine
 
     engine = make_engine(args.database_url)
-    table = Table(
-        BARE_TABLE,
-        MetaData(),
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("topic", String(200), nullable=False),
-        Column("payload", LargeBinary, nullable=False),
-        Column("received_ns", BigInteger, nullable=False),
-    )
+    table = _bare_table()
     inbox: queue.Queue[tuple[str, bytes, int]] = queue.Queue()
     client = _mqtt_client(f"bench-bare-{os.getpid()}")
     client.on_message = lambda _c, _u, m: inbox.put(
@@ -364,15 +392,9 @@ def _bare_ingest(args: argparse.Namespace) -> None:
 
     def store_loop() -> None:
         while not (stopping.is_set() and inbox.empty()):
-            try:
-                batch = [inbox.get(timeout=0.1)]
-            except queue.Empty:
+            batch = _take_batch(inbox)
+            if not batch:
                 continue
-            while len(batch) < BARE_BATCH:
-                try:
-                    batch.append(inbox.get_nowait())
-                except queue.Empty:
-                    break
             rows = [{"topic": t, "payload": p, "received_ns": r} for t, p, r in batch]
             with engine.begin() as connection:  # one INSERT of the batch, one commit
                 connection.execute(table.insert(), rows)
@@ -396,6 +418,33 @@ def _bare_ingest(args: argparse.Namespace) -> None:
     records.write(Path(args.out))
     engine.dispose()
     _say({"closed": True, "stored": stored[0]})
+
+
+def _bare_table() -> Any:
+    from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Table
+
+    return Table(
+        BARE_TABLE,
+        MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("topic", String(200), nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("received_ns", BigInteger, nullable=False),
+    )
+
+
+def _take_batch(inbox: queue.Queue[tuple[str, bytes, int]]) -> list[tuple[str, bytes, int]]:
+    """What has arrived, up to BARE_BATCH (waiting 0.1 s for the first); [] if nothing came."""
+    try:
+        batch = [inbox.get(timeout=0.1)]
+    except queue.Empty:
+        return []
+    while len(batch) < BARE_BATCH:
+        try:
+            batch.append(inbox.get_nowait())
+        except queue.Empty:
+            break
+    return batch
 
 
 # --- the harness: processes -----------------------------------------------------------------------
@@ -701,7 +750,7 @@ def run_bench(options: Options, progress: Progress | None = None) -> dict[str, A
         worker_phase, counts, worker_logs = run.worker_phase()
         bare_phase, drained_2, bare_stored = run.bare_phase()
         publisher_words = [p.close() or {} for p in run.publishers]
-        cmd_words = run.cmd_side.close() or {}
+        run.cmd_side.close()
         published, handled, bare_records = run.stamps()
         cmd_summary = json.loads((run.tmp / "handled.json").read_text())
         say("analysis", {"what": "computing the figures"})
@@ -715,7 +764,6 @@ def run_bench(options: Options, progress: Progress | None = None) -> dict[str, A
             bare_records=bare_records,
             counts=counts,
             cmd_summary=cmd_summary,
-            cmd_words=cmd_words,
             publisher_words=publisher_words,
             drained=(run.drained_1, drained_2),
             bare_stored=bare_stored,
@@ -917,28 +965,12 @@ def _run_steps(
 ) -> None:
     published_total = 0
     for rate in options.rates:
-        share = rate / len(publishers)
-        for publisher in publishers:
-            publisher.send({"op": "prepare", "rate": share, "duration_s": options.step_s})
-        for publisher in publishers:
-            publisher.expect("prepared", 120)
-        start_ns = time.monotonic_ns() + 200_000_000
-        for publisher in publishers:
-            publisher.send({"op": "go", "rate": share, "start_at_ns": start_ns})
-        end_ns = start_ns + round(options.step_s * 1e9)
+        start_ns, end_ns = _offer(options, publishers, rate)
         say("step", {"phase": phase.name, "rate": rate, "handled": handled_now()})
         while time.monotonic_ns() < end_ns:
             time.sleep(0.25)
-            say(
-                "tick",
-                {
-                    "phase": phase.name,
-                    "rate": rate,
-                    "backlog": published_total
-                    + rate * max(0, time.monotonic_ns() - start_ns) / 1e9
-                    - handled_now(),
-                },
-            )
+            backlog_now = published_total + rate * max(0, time.monotonic_ns() - start_ns) / 1e9
+            say("tick", {"phase": phase.name, "rate": rate, "backlog": backlog_now - handled_now()})
         done = [publisher.expect("done", options.step_s + 120) for publisher in publishers]
         published = sum(d["done"] for d in done)
         published_total += published
@@ -958,6 +990,19 @@ def _run_steps(
         if options.stop_at_first_miss and backlog > _allowed_growth(rate) + rate * 0.5:
             say("missed", {"phase": phase.name, "rate": rate, "backlog": backlog})
             break
+
+
+def _offer(options: Options, publishers: list[Role], rate: float) -> tuple[int, int]:
+    """Have the publishers prepare a step at `rate` and start it together; its (start, end)."""
+    share = rate / len(publishers)
+    for publisher in publishers:
+        publisher.send({"op": "prepare", "rate": share, "duration_s": options.step_s})
+    for publisher in publishers:
+        publisher.expect("prepared", 120)
+    start_ns = time.monotonic_ns() + 200_000_000
+    for publisher in publishers:
+        publisher.send({"op": "go", "rate": share, "start_at_ns": start_ns})
+    return start_ns, start_ns + round(options.step_s * 1e9)
 
 
 def _allowed_growth(rate: float) -> float:
@@ -989,56 +1034,54 @@ def _step_figures(
     handled_at = handled.by_key()
     pub_times = sorted(published.times)
     done_times = sorted(handled_at.values())
-    rows = []
-    for step in steps:
-        start, end = step["start_ns"], step["end_ns"]
-        seconds = (end - start) / 1e9
-        in_step = [
-            (cab, seq, at)
-            for cab, seq, at in zip(published.cabs, published.seqs, published.times, strict=True)
-            if start <= at < step["publish_end_ns"] + 1
-        ]
-        latencies = sorted(
-            (handled_at[(cab, seq)] - at) / 1e6
-            for cab, seq, at in in_step
-            if (cab, seq) in handled_at
-        )
+    return [_step_row(step, published, handled_at, pub_times, done_times) for step in steps]
 
-        def backlog(at_ns: int) -> int:
-            return bisect.bisect_right(pub_times, at_ns) - bisect.bisect_right(done_times, at_ns)
 
-        offered = (
-            bisect.bisect_left(pub_times, end) - bisect.bisect_left(pub_times, start)
-        ) / seconds
-        handled_rate = (
-            bisect.bisect_left(done_times, end) - bisect.bisect_left(done_times, start)
-        ) / seconds
-        growth = backlog(end) - backlog(start)
-        publisher_behind = step["published"] / seconds < PUBLISHER_BEHIND_SHARE * step["rate"] or (
-            (step["publish_end_ns"] - end) / 1e9 > 0.5
-        )
-        kept_up = handled_rate >= KEPT_UP_SHARE * offered and growth <= _allowed_growth(offered)
-        rows.append(
-            {
-                "target_rate": step["rate"],
-                "offered_per_s": round(offered, 1),
-                "handled_per_s": round(handled_rate, 1),
-                "published": step["published"],
-                "handled": len(latencies),
-                "latency_ms": {
-                    "p50": percentile(latencies, 50) if latencies else None,
-                    "p95": percentile(latencies, 95) if latencies else None,
-                    "p99": percentile(latencies, 99) if latencies else None,
-                    "max": latencies[-1] if latencies else None,
-                },
-                "backlog_start": backlog(start),
-                "backlog_end": backlog(end),
-                "kept_up": kept_up,
-                "publisher_behind": publisher_behind,
-                "publisher_worst_late_ms": round(step["worst_late_ms"], 1),
-            }
-        )
-    return rows
+def _step_row(
+    step: dict[str, Any],
+    published: Records,
+    handled_at: dict[tuple[int, int], int],
+    pub_times: list[int],
+    done_times: list[int],
+) -> dict[str, Any]:
+    """One step's rates, latencies and backlog, from the sorted stamps of the whole phase."""
+    start, end = step["start_ns"], step["end_ns"]
+    seconds = (end - start) / 1e9
+    latencies = sorted(
+        (handled_at[(cab, seq)] - at) / 1e6
+        for cab, seq, at in zip(published.cabs, published.seqs, published.times, strict=True)
+        if start <= at < step["publish_end_ns"] + 1 and (cab, seq) in handled_at
+    )
+
+    def backlog(at_ns: int) -> int:
+        return bisect.bisect_right(pub_times, at_ns) - bisect.bisect_right(done_times, at_ns)
+
+    def rate(times: list[int]) -> float:
+        return (bisect.bisect_left(times, end) - bisect.bisect_left(times, start)) / seconds
+
+    offered, handled_rate = rate(pub_times), rate(done_times)
+    growth = backlog(end) - backlog(start)
+    publisher_behind = step["published"] / seconds < PUBLISHER_BEHIND_SHARE * step["rate"] or (
+        (step["publish_end_ns"] - end) / 1e9 > 0.5
+    )
+    return {
+        "target_rate": step["rate"],
+        "offered_per_s": round(offered, 1),
+        "handled_per_s": round(handled_rate, 1),
+        "published": step["published"],
+        "handled": len(latencies),
+        "latency_ms": {
+            "p50": percentile(latencies, 50) if latencies else None,
+            "p95": percentile(latencies, 95) if latencies else None,
+            "p99": percentile(latencies, 99) if latencies else None,
+            "max": latencies[-1] if latencies else None,
+        },
+        "backlog_start": backlog(start),
+        "backlog_end": backlog(end),
+        "kept_up": handled_rate >= KEPT_UP_SHARE * offered and growth <= _allowed_growth(offered),
+        "publisher_behind": publisher_behind,
+        "publisher_worst_late_ms": round(step["worst_late_ms"], 1),
+    }
 
 
 def _sustained(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -1068,87 +1111,48 @@ def _figures(
     bare_records: Records,
     counts: dict[str, int],
     cmd_summary: dict[str, Any],
-    cmd_words: dict[str, Any],
     publisher_words: list[dict[str, Any]],
     drained: tuple[bool, bool],
     bare_stored: int,
     worker_logs: dict[str, Any],
 ) -> dict[str, Any]:
-    from sqlalchemy.engine import make_url
-
     worker_phase, bare_phase = phases
-    first_bare_ns = bare_phase.steps[0]["start_ns"] if bare_phase.steps else None
-    # The publishers' stamps of each phase (the bare phase's events come after the workers').
-    phase_1 = Records()
-    phase_2 = Records()
-    for cab, seq, at in zip(published.cabs, published.seqs, published.times, strict=True):
-        (phase_2 if first_bare_ns is not None and at >= first_bare_ns else phase_1).add(
-            cab, seq, at
-        )
+    phase_1, phase_2 = _split_by_phase(published, bare_phase)
     worker_rows = _step_figures(worker_phase.steps, phase_1, handled)
     bare_rows = _step_figures(bare_phase.steps, phase_2, bare_records)
     worker_summary = _sustained(worker_rows)
     bare_summary = _sustained(bare_rows)
-    at_latency_rate = next((r for r in worker_rows if r["target_rate"] == LATENCY_RATE), None)
-    p99_at_rate = at_latency_rate["latency_ms"]["p99"] if at_latency_rate else None
-
-    # Consistency: every published event got exactly one codes.put, and the database agrees.
-    handled_keys = set(handled.by_key())
-    published_keys = {(c, s) for c, s in zip(phase_1.cabs, phase_1.seqs, strict=True)}
-    last_seq: dict[int, int] = {}
-    for cab, seq in published_keys:
-        last_seq[cab] = max(last_seq.get(cab, 0), seq)
-    acked_upto = {int(k): v for k, v in cmd_summary["acked_upto"].items()}
-    event_acked_all = all(acked_upto.get(cab, 0) >= seq for cab, seq in last_seq.items())
     consistency = {
-        "published": len(phase_1),
-        "codes_put_received": len(handled_keys),
-        "codes_put_for_unpublished": len(handled_keys - published_keys),
-        "published_without_codes_put": len(published_keys - handled_keys),
-        "codes_put_commands_received": cmd_summary["by_type"].get("codes.put", 0),
-        "command_redeliveries": cmd_summary["redelivered"],
-        "bad_messages": cmd_summary["bad"],
-        "every_event_acked": event_acked_all,
-        "pubacked": sum(int(w.get("pubacked", 0)) for w in publisher_words),
+        **_consistency(phase_1, handled, cmd_summary, publisher_words),
         "drained": drained[0],
         "database": counts,
         "bare_published": len(phase_2),
         "bare_stored": bare_stored,
         "bare_drained": drained[1],
     }
-    ratio = (
-        worker_summary["sustained_per_s"] / bare_summary["sustained_per_s"]
-        if bare_summary["sustained_per_s"]
-        else None
-    )
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = (0.0, 0.0, 0.0)
-    del cmd_words
     return {
-        "setup": {
-            "cabinets": options.cabinets,
-            "workers": options.workers,
-            "publishers": options.publishers,
-            "step_s": options.step_s,
-            "rates": list(options.rates),
-            "broker": broker_shown,
-            "database": make_url(url).render_as_string(hide_password=True),
-            "database_backend": make_url(url).get_backend_name(),
-            "cpus": os.cpu_count(),
-            "loadavg_at_end": [round(x, 2) for x in load],
-            "handled_means": "codes.put received by the cabinets' side (worker); batch "
-            "committed (bare ingest)",
-        },
+        "setup": _setup_figures(options, url, broker_shown),
         "worker": {
             **_phase_figures(worker_phase, worker_rows, worker_summary, len(phase_1)),
             "logs": worker_logs,
         },
         "bare_ingest": _phase_figures(bare_phase, bare_rows, bare_summary, len(phase_2)),
+        **_headline(worker_rows, worker_summary, bare_summary),
+        "consistency": consistency,
+    }
+
+
+def _headline(
+    worker_rows: list[dict[str, Any]], worker: dict[str, Any], bare: dict[str, Any]
+) -> dict[str, Any]:
+    """The summary against the targets: sustained rate, its share of the bare one, p99."""
+    at_latency_rate = next((r for r in worker_rows if r["target_rate"] == LATENCY_RATE), None)
+    p99_at_rate = at_latency_rate["latency_ms"]["p99"] if at_latency_rate else None
+    ratio = worker["sustained_per_s"] / bare["sustained_per_s"] if bare["sustained_per_s"] else None
+    return {
         "summary": {
-            "sustained_per_s": worker_summary["sustained_per_s"],
-            "bare_sustained_per_s": bare_summary["sustained_per_s"],
+            "sustained_per_s": worker["sustained_per_s"],
+            "bare_sustained_per_s": bare["sustained_per_s"],
             "share_of_bare": round(ratio, 3) if ratio is not None else None,
             "p99_ms_at_1000": p99_at_rate,
         },
@@ -1157,7 +1161,68 @@ def _figures(
             "share_of_bare": TARGET_BARE_SHARE,
             "p99_ms_at_1000": TARGET_P99_MS,
         },
-        "consistency": consistency,
+    }
+
+
+def _split_by_phase(published: Records, bare_phase: Phase) -> tuple[Records, Records]:
+    """The publishers' stamps of each phase (the bare phase's events come after the workers')."""
+    first_bare_ns = bare_phase.steps[0]["start_ns"] if bare_phase.steps else None
+    phase_1 = Records()
+    phase_2 = Records()
+    for cab, seq, at in zip(published.cabs, published.seqs, published.times, strict=True):
+        (phase_2 if first_bare_ns is not None and at >= first_bare_ns else phase_1).add(
+            cab, seq, at
+        )
+    return phase_1, phase_2
+
+
+def _consistency(
+    published: Records,
+    handled: Records,
+    cmd_summary: dict[str, Any],
+    publisher_words: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Every published event got exactly one codes.put, and every event was acked."""
+    handled_keys = set(handled.by_key())
+    published_keys = {(c, s) for c, s in zip(published.cabs, published.seqs, strict=True)}
+    last_seq: dict[int, int] = {}
+    for cab, seq in published_keys:
+        last_seq[cab] = max(last_seq.get(cab, 0), seq)
+    acked_upto = {int(k): v for k, v in cmd_summary["acked_upto"].items()}
+    return {
+        "published": len(published),
+        "codes_put_received": len(handled_keys),
+        "codes_put_for_unpublished": len(handled_keys - published_keys),
+        "published_without_codes_put": len(published_keys - handled_keys),
+        "codes_put_commands_received": cmd_summary["by_type"].get("codes.put", 0),
+        "command_redeliveries": cmd_summary["redelivered"],
+        "bad_messages": cmd_summary["bad"],
+        "every_event_acked": all(acked_upto.get(cab, 0) >= seq for cab, seq in last_seq.items()),
+        "pubacked": sum(int(w.get("pubacked", 0)) for w in publisher_words),
+    }
+
+
+def _setup_figures(options: Options, url: str, broker_shown: str) -> dict[str, Any]:
+    """What ran: sizes, broker, database, the machine."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (0.0, 0.0, 0.0)
+    return {
+        "cabinets": options.cabinets,
+        "workers": options.workers,
+        "publishers": options.publishers,
+        "step_s": options.step_s,
+        "rates": list(options.rates),
+        "broker": broker_shown,
+        "database": make_url(url).render_as_string(hide_password=True),
+        "database_backend": make_url(url).get_backend_name(),
+        "cpus": os.cpu_count(),
+        "loadavg_at_end": [round(x, 2) for x in load],
+        "handled_means": "codes.put received by the cabinets' side (worker); batch "
+        "committed (bare ingest)",
     }
 
 
