@@ -56,7 +56,7 @@ from typing import Any
 from locker.harness import ServiceMissing
 from locker.harness.mosquitto import Mosquitto
 from locker.harness.postgres import DEFAULT_ADMIN_URL, create_database
-from locker.harness.processes import JsonLinesProcess, clean_env, cpu_s, stop_pid
+from locker.harness.processes import JsonLinesProcess, clean_env, cpu_s, locker_cli, stop_pid
 
 HOST = "127.0.0.1"
 SITE = "bench-site"
@@ -521,19 +521,8 @@ class WorkerProcess:
         self, *, url: str, host: str, port: int, name: str, env: dict[str, str], log_path: Path
     ) -> None:
         self.log_path = log_path
-        command = [
-            sys.executable,
-            "-c",
-            "from locker.cli import app; app()",
-            "cloud",
-            "worker",
-            "--database-url",
-            url,
-            "--broker",
-            f"mqtt://{host}:{port}",
-            "--client-id",
-            name,
-        ]
+        command = locker_cli("cloud", "worker", "--database-url", url, "--client-id", name)
+        command += ["--broker", f"mqtt://{host}:{port}"]
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT

@@ -10,6 +10,7 @@ import queue
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,11 @@ def find_executable(candidates: Sequence[str]) -> str | None:
         if found := shutil.which(candidate):
             return found
     return None
+
+
+def locker_cli(*args: str) -> list[str]:
+    """The command line of `locker ARGS...` run by this Python (the venv's, wherever it is)."""
+    return [sys.executable, "-c", "from locker.cli import app; app()", *args]
 
 
 def clean_env(**extra: str) -> dict[str, str]:

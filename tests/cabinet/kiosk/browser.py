@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from locker.harness.processes import stop_pid
-from tests.cabinet.service.process import LOCKER, ROOT, clean_env, write_config
+from tests.cabinet.service.process import ROOT, run_cli, write_config
 from tests.services import Mosquitto, free_port, in_ci, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -71,14 +71,7 @@ class KioskDaemon:
         )
         self.log_path = workdir / "daemon.log"
         self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [str(LOCKER), "cabinet", "run", "--config", str(config)],
-            cwd=ROOT,
-            env=clean_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        self.process = run_cli(config, stdout=self._log, stderr=subprocess.STDOUT)
         try:
             wait_for(self._serving, 20, f"the kiosk on {self.url}")
         except BaseException:

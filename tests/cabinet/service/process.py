@@ -49,15 +49,17 @@ def write_config(
     return path
 
 
-def run_cli(config: Path) -> subprocess.Popen[str]:
-    """`locker cabinet run --config CONFIG`."""
+def run_cli(
+    config: Path, *, stdout: Any = subprocess.PIPE, stderr: Any = subprocess.PIPE
+) -> subprocess.Popen[str]:
+    """`locker cabinet run --config CONFIG`, its output piped (or where `stdout`/`stderr` say)."""
     return subprocess.Popen(
         [str(LOCKER), "cabinet", "run", "--config", str(config)],
         cwd=ROOT,
         env=clean_env(),
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=stdout,
+        stderr=stderr,
         text=True,
     )
 
