@@ -20,7 +20,7 @@ def write_config(
     *,
     broker: Mosquitto,
     serial_port: str,
-    journal: Path,
+    journal: Path | None = None,
     extra: str = "",
     kiosk_port: int | None = None,
     mqtt_password: str | None = None,
@@ -29,8 +29,10 @@ def write_config(
 
     The kiosk gets a free port (`kiosk_port` to choose it), so daemons of parallel tests never
     meet on the default 8080. `mqtt_password` is the cabinet's (an anonymous test broker ignores
-    it; the cloud checks it when the kiosk fetches its scan QR).
+    it; the cloud checks it when the kiosk fetches its scan QR). The journal goes beside the
+    config unless `journal` says where.
     """
+    journal = journal or path.parent / "journal.sqlite3"
     doors = "".join(
         f'\n[[layout.compartments]]\nid = "{c.id}"\nsize = "{c.size}"\nlow_door = '
         f'{str(c.low).lower()}\ndriver = "rs485"\nboard = 1\nchannel = {CHANNELS[c.id]}\n'
