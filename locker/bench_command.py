@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,9 +25,7 @@ def edge(
     idle_s: Annotated[
         float, typer.Option(min=0.1, help="Seconds the daemon sits idle while its CPU is read.")
     ] = 10.0,
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
-    ] = None,
+    json_path: JsonPathOption = None,
     kiosk: Annotated[
         bool,
         typer.Option(
@@ -75,28 +74,18 @@ def edge(
 
 
 def _print(console: Any, figures: dict[str, Any]) -> None:
-    from rich.table import Table
-
     latency, targets = figures["latency_ms"], figures["targets"]
-    table = Table(title=f"edge daemon, {figures['pickups']} pickups")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("target", justify="right")
-    table.add_column("")
-
-    def verdict(ok: bool) -> str:
-        return "[green]pass[/]" if ok else "[red]FAIL[/]"
-
+    table = _targets_table(f"edge daemon, {figures['pickups']} pickups")
     for name in ("p50", "p95", "p99", "max"):
         ok = latency[name] <= targets["p99_ms"]
-        shown = verdict(ok) if name == "p99" else ""
+        shown = _verdict(ok) if name == "p99" else ""
         target = f"≤ {targets['p99_ms']:g} ms" if name == "p99" else ""
         table.add_row(f"code -> unlock frame {name}", f"{latency[name]:.2f} ms", target, shown)
     table.add_row(
         "daemon RSS (after idle)",
         f"{figures['rss_mb']:.1f} MB",
         f"≤ {targets['rss_mb']:g} MB",
-        verdict(figures["rss_mb"] <= targets["rss_mb"]),
+        _verdict(figures["rss_mb"] <= targets["rss_mb"]),
     )
     table.add_row("daemon peak RSS", f"{figures['peak_rss_mb']:.1f} MB", "", "")
     table.add_row("daemon RSS after each round", str(figures["rss_by_round_mb"]), "", "")
@@ -104,10 +93,15 @@ def _print(console: Any, figures: dict[str, Any]) -> None:
         f"daemon idle CPU ({figures['idle_s']:.1f} s)",
         f"{figures['idle_cpu_pct']:.2f} %",
         f"≤ {targets['idle_cpu_pct']:g} % of a core",
-        verdict(figures["idle_cpu_pct"] <= targets["idle_cpu_pct"]),
+        _verdict(figures["idle_cpu_pct"] <= targets["idle_cpu_pct"]),
     )
     console.print(table)
-    parts = figures["latency_parts_ms"]
+    _print_edge_notes(console, figures)
+
+
+def _print_edge_notes(console: Any, figures: dict[str, Any]) -> None:
+    """Where the latency goes, what the simulator saw, the kiosk's share."""
+    parts, targets = figures["latency_parts_ms"], figures["targets"]
     console.print(
         f"parts (p50): submit -> core verdict {parts['submit_to_verdict_p50']:.2f} ms, "
         f"journal commit (fsync) {parts['journal_commit_p50']:.2f} ms "
@@ -141,70 +135,84 @@ def _rates(text: str) -> list[float]:
     return rates
 
 
+# `locker bench cloud`'s options, named so its signature reads as a list.
+CabinetsOption = Annotated[
+    int, typer.Option(min=1, help="Simulated cabinets, registered in the database first.")
+]
+RatesOption = Annotated[
+    str,
+    typer.Option(
+        help="Offered rates to step through, events/s, rising (comma-separated).",
+    ),
+]
+StepSOption = Annotated[float, typer.Option(min=1, help="Seconds each rate is offered for.")]
+WorkersOption = Annotated[
+    int, typer.Option(min=1, max=8, help="`locker cloud worker` processes (shared sub).")
+]
+PublishersOption = Annotated[
+    int, typer.Option(min=1, max=8, help="Publisher processes the cabinets are split over.")
+]
+BrokerOption = Annotated[
+    str | None,
+    typer.Option(
+        help=(
+            "Use this broker, mqtt://HOST[:PORT], instead of starting a mosquitto of the "
+            "benchmark's own. It must hold a large backlog for a slow subscriber "
+            "(max_queued_messages), or an overloaded step drops QoS 1 messages."
+        ),
+        show_default=False,
+    ),
+]
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        help=(
+            "Use this (empty) database instead of a scratch PostgreSQL one; it is migrated "
+            "and keeps what the run wrote."
+        ),
+        show_default=False,
+    ),
+]
+SqliteOption = Annotated[
+    bool, typer.Option("--sqlite", help="Use a scratch SQLite file instead of PostgreSQL.")
+]
+PgAdminUrlOption = Annotated[
+    str,
+    typer.Option(help="Where the scratch PostgreSQL database is created and dropped."),
+]
+AllStepsOption = Annotated[
+    bool,
+    typer.Option(
+        "--all-steps", help="Run every rate even after one was missed (default: stop there)."
+    ),
+]
+BareOption = Annotated[
+    bool, typer.Option("--bare/--no-bare", help="Also measure the bare durable ingest.")
+]
+JsonPathOption = Annotated[
+    Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
+]
+LogsOption = Annotated[
+    Path | None,
+    typer.Option(help="Keep the processes' logs and stamps in this folder.", show_default=False),
+]
+
+
 @app.command("cloud")
 def cloud(
-    cabinets: Annotated[
-        int, typer.Option(min=1, help="Simulated cabinets, registered in the database first.")
-    ] = 1000,
-    rates: Annotated[
-        str,
-        typer.Option(
-            help="Offered rates to step through, events/s, rising (comma-separated).",
-        ),
-    ] = "25,50,100,200,400,700,1000,1500,2000,3000,4000,6000",
-    step_s: Annotated[float, typer.Option(min=1, help="Seconds each rate is offered for.")] = 10.0,
-    workers: Annotated[
-        int, typer.Option(min=1, max=8, help="`locker cloud worker` processes (shared sub).")
-    ] = 1,
-    publishers: Annotated[
-        int, typer.Option(min=1, max=8, help="Publisher processes the cabinets are split over.")
-    ] = 1,
-    broker: Annotated[
-        str | None,
-        typer.Option(
-            help=(
-                "Use this broker, mqtt://HOST[:PORT], instead of starting a mosquitto of the "
-                "benchmark's own. It must hold a large backlog for a slow subscriber "
-                "(max_queued_messages), or an overloaded step drops QoS 1 messages."
-            ),
-            show_default=False,
-        ),
-    ] = None,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            help=(
-                "Use this (empty) database instead of a scratch PostgreSQL one; it is migrated "
-                "and keeps what the run wrote."
-            ),
-            show_default=False,
-        ),
-    ] = None,
-    sqlite: Annotated[
-        bool, typer.Option("--sqlite", help="Use a scratch SQLite file instead of PostgreSQL.")
-    ] = False,
-    pg_admin_url: Annotated[
-        str,
-        typer.Option(help="Where the scratch PostgreSQL database is created and dropped."),
-    ] = "postgresql://postgres@127.0.0.1:5432/postgres",
-    all_steps: Annotated[
-        bool,
-        typer.Option(
-            "--all-steps", help="Run every rate even after one was missed (default: stop there)."
-        ),
-    ] = False,
-    bare: Annotated[
-        bool, typer.Option("--bare/--no-bare", help="Also measure the bare durable ingest.")
-    ] = True,
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
-    ] = None,
-    logs: Annotated[
-        Path | None,
-        typer.Option(
-            help="Keep the processes' logs and stamps in this folder.", show_default=False
-        ),
-    ] = None,
+    cabinets: CabinetsOption = 1000,
+    rates: RatesOption = "25,50,100,200,400,700,1000,1500,2000,3000,4000,6000",
+    step_s: StepSOption = 10.0,
+    workers: WorkersOption = 1,
+    publishers: PublishersOption = 1,
+    broker: BrokerOption = None,
+    database_url: DatabaseUrlOption = None,
+    sqlite: SqliteOption = False,
+    pg_admin_url: PgAdminUrlOption = "postgresql://postgres@127.0.0.1:5432/postgres",
+    all_steps: AllStepsOption = False,
+    bare: BareOption = True,
+    json_path: JsonPathOption = None,
+    logs: LogsOption = None,
 ) -> None:
     """Step simulated cabinets' deposits through RATES; report the worker's sustained events/s.
 
@@ -256,26 +264,7 @@ def cloud(
     )
     try:
         with console.status("starting") as status:
-
-            def progress(what: str, info: dict[str, Any]) -> None:
-                if what in ("setup", "analysis"):
-                    status.update(info["what"])
-                elif what == "tick":
-                    status.update(
-                        f"{info['phase']}: offering {info['rate']:g} events/s, backlog "
-                        f"~{max(0, info['backlog']):.0f}"
-                    )
-                elif what == "stepped":
-                    console.print(
-                        f"  {info['phase']}: {info['rate']:g} events/s offered; backlog at the "
-                        f"end {info['backlog']}"
-                    )
-                elif what == "missed":
-                    console.print(f"  {info['phase']}: fell behind at {info['rate']:g} events/s")
-                elif what == "drain":
-                    status.update(f"{info['phase']}: draining, {info['left']} events left")
-
-            figures = run_bench(options, progress)
+            figures = run_bench(options, _cloud_progress(console, status))
     except RuntimeError as err:
         console.print(f"[red]error:[/] {err}")
         raise typer.Exit(1) from None
@@ -285,30 +274,57 @@ def cloud(
         console.print(f"figures written to {json_path}")
 
 
+def _cloud_progress(console: Any, status: Any) -> Callable[[str, dict[str, Any]], None]:
+    """Show the run's progress: the phase on the status line, each step's end on a line."""
+
+    def progress(what: str, info: dict[str, Any]) -> None:
+        if what in ("setup", "analysis"):
+            status.update(info["what"])
+        elif what == "tick":
+            status.update(
+                f"{info['phase']}: offering {info['rate']:g} events/s, backlog "
+                f"~{max(0, info['backlog']):.0f}"
+            )
+        elif what == "stepped":
+            console.print(
+                f"  {info['phase']}: {info['rate']:g} events/s offered; backlog at the "
+                f"end {info['backlog']}"
+            )
+        elif what == "missed":
+            console.print(f"  {info['phase']}: fell behind at {info['rate']:g} events/s")
+        elif what == "drain":
+            status.update(f"{info['phase']}: draining, {info['left']} events left")
+
+    return progress
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _verdict(ok: bool) -> str:
+    return "[green]pass[/]" if ok else "[red]FAIL[/]"
+
+
 def _print_cloud(console: Any, figures: dict[str, Any]) -> None:
+    _print_steps(console, figures)
+    _print_cloud_targets(console, figures)
+    _print_costs(console, figures)
+    _print_checks(console, figures["consistency"])
+    console.print("a benchmark, not a test: it exits 0 whatever the figures")
+
+
+def _print_steps(console: Any, figures: dict[str, Any]) -> None:
+    """A table of the steps of each phase that ran."""
     from rich.table import Table
 
-    def verdict(ok: bool) -> str:
-        return "[green]pass[/]" if ok else "[red]FAIL[/]"
-
+    columns = ("offered /s", "handled /s", "p50 ms", "p95 ms", "p99 ms", "backlog start -> end")
     for key, title in (("worker", "cloud worker (fully handled)"), ("bare_ingest", "bare ingest")):
         part = figures[key]
         if not part["steps"]:
             continue
         table = Table(title=title)
-        for column in (
-            "offered /s",
-            "handled /s",
-            "p50 ms",
-            "p95 ms",
-            "p99 ms",
-            "backlog start -> end",
-            "",
-        ):
+        for column in (*columns, ""):
             table.add_column(column, justify="right")
         for row in part["steps"]:
             latency = row["latency_ms"]
@@ -318,56 +334,63 @@ def _print_cloud(console: Any, figures: dict[str, Any]) -> None:
             table.add_row(
                 f"{row['offered_per_s']:.0f}",
                 f"{row['handled_per_s']:.0f}",
-                _ms(latency["p50"]),
-                _ms(latency["p95"]),
-                _ms(latency["p99"]),
+                *(_ms(latency[q]) for q in ("p50", "p95", "p99")),
                 f"{row['backlog_start']} -> {row['backlog_end']}",
                 note,
             )
         console.print(table)
+
+
+def _print_cloud_targets(console: Any, figures: dict[str, Any]) -> None:
     summary, targets = figures["summary"], figures["targets"]
-    table = Table(title="against the targets")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("target", justify="right")
-    table.add_column("")
+    table = _targets_table("against the targets")
     table.add_row(
         "sustained events/s, fully handled",
         f"{summary['sustained_per_s']:.0f}",
         f">= {targets['sustained_per_s']:.0f}",
-        verdict(summary["sustained_per_s"] >= targets["sustained_per_s"]),
+        _verdict(summary["sustained_per_s"] >= targets["sustained_per_s"]),
     )
     bare = summary["bare_sustained_per_s"]
     share = summary["share_of_bare"]
-    table.add_row(
-        "bare durable ingest, sustained events/s",
-        f"{bare:.0f}" if bare else "-",
-        "",
-        "",
-    )
+    table.add_row("bare durable ingest, sustained events/s", f"{bare:.0f}" if bare else "-", "", "")
     table.add_row(
         "worker / bare ingest",
         f"{100 * share:.0f} %" if share is not None else "-",
         f">= {100 * targets['share_of_bare']:.0f} %",
-        verdict(share is not None and share >= targets["share_of_bare"]),
+        _verdict(share is not None and share >= targets["share_of_bare"]),
     )
     p99 = summary["p99_ms_at_1000"]
     table.add_row(
         "p99 publish -> codes.put at 1,000 events/s",
         _ms(p99),
         f"<= {targets['p99_ms_at_1000']:.0f} ms",
-        verdict(p99 is not None and p99 <= targets["p99_ms_at_1000"]),
+        _verdict(p99 is not None and p99 <= targets["p99_ms_at_1000"]),
     )
     console.print(table)
-    worker, setup, check = figures["worker"], figures["setup"], figures["consistency"]
+
+
+def _targets_table(title: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    table.add_column("")
+    return table
+
+
+def _print_costs(console: Any, figures: dict[str, Any]) -> None:
+    """CPU per event of each phase, by role, and the machine's load."""
+    worker, bare, setup = figures["worker"], figures["bare_ingest"], figures["setup"]
     console.print(
         f"worker CPU {worker['cpu_s']:.1f} s = {worker['cpu_ms_per_event']} ms per event "
-        f"(bare ingest: {figures['bare_ingest']['cpu_ms_per_event']} ms); "
+        f"(bare ingest: {bare['cpu_ms_per_event']} ms); "
         f"peak handled {worker['peak_handled_per_s']:.0f} /s (bare: "
-        f"{figures['bare_ingest']['peak_handled_per_s']:.0f} /s); load average at the end "
+        f"{bare['peak_handled_per_s']:.0f} /s); load average at the end "
         f"{setup['loadavg_at_end']} on {setup['cpus']} CPUs"
     )
-    for name, phase in (("worker", worker), ("bare ingest", figures["bare_ingest"])):
+    for name, phase in (("worker", worker), ("bare ingest", bare)):
         by_role = phase.get("cpu_ms_per_event_by_role")
         if by_role:
             parts = ", ".join(f"{role} {ms}" for role, ms in by_role.items() if role != "total")
@@ -375,6 +398,9 @@ def _print_cloud(console: Any, figures: dict[str, Any]) -> None:
                 f"CPU ms per event, {name} phase (the whole phase, low rates included: an "
                 f"event costs less in a bigger batch): {parts}; total {by_role['total']}"
             )
+
+
+def _print_checks(console: Any, check: dict[str, Any]) -> None:
     db = check["database"]
     console.print(
         f"checks: {check['published']} published, {check['codes_put_received']} codes.put "
@@ -386,4 +412,3 @@ def _print_cloud(console: Any, figures: dict[str, Any]) -> None:
         f"{db['notices_queued']} notices queued; bare: {check['bare_stored']} of "
         f"{check['bare_published']} stored"
     )
-    console.print("a benchmark, not a test: it exits 0 whatever the figures")

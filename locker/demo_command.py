@@ -28,62 +28,71 @@ from locker.demo.stack import (
     default_data_dir,
 )
 
+# `locker demo`'s options, named so its signature reads as a list.
+CabinetsOption = Annotated[
+    int, typer.Option("--cabinets", min=1, max=20, help="How many simulated cabinets.")
+]
+DataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="Folder for the demo's database, cabinet journals, configs and logs; emptied "
+        "at each start (only if the demo made it). Default: "
+        "~/.local/share/parcel-lockers/demo.",
+        show_default=False,
+    ),
+]
+BrokerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--broker",
+        help="A real MQTT broker, mqtt://HOST[:PORT], instead of the embedded one. It must "
+        "accept the cabinets' credentials (the demo writes the Mosquitto password and ACL "
+        "lines into DATA/mosquitto/).",
+        show_default=False,
+    ),
+]
+HttpPortOption = Annotated[
+    int,
+    typer.Option(
+        "--http-port",
+        min=0,
+        max=65535,
+        help="The cloud API's port. The notices page is on the next port, kiosks on "
+        "+11, +12, ..., simulator controls on +41, +42, ...; 0 picks free ports.",
+    ),
+]
+StoryOption = Annotated[
+    bool,
+    typer.Option(
+        "--story",
+        help="Run the scripted story end to end, print each step and what it checked, "
+        "then stop; exit 0 only if every step held.",
+    ),
+]
+LanguageOption = Annotated[
+    str, typer.Option("--language", help="Of the notices and kiosks: zh-CN or en.")
+]
+SiteTimeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--site-time",
+        metavar="HH:MM",
+        help="Start the cloud workers' clock at this time of day in the site's zone "
+        "(Asia/Shanghai), e.g. 23:30 to see the night; default: the real time.",
+        show_default=False,
+    ),
+]
+
 
 def demo(
-    cabinets: Annotated[
-        int, typer.Option("--cabinets", min=1, max=20, help="How many simulated cabinets.")
-    ] = 2,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            help="Folder for the demo's database, cabinet journals, configs and logs; emptied "
-            "at each start (only if the demo made it). Default: "
-            "~/.local/share/parcel-lockers/demo.",
-            show_default=False,
-        ),
-    ] = None,
-    broker: Annotated[
-        str | None,
-        typer.Option(
-            "--broker",
-            help="A real MQTT broker, mqtt://HOST[:PORT], instead of the embedded one. It must "
-            "accept the cabinets' credentials (the demo writes the Mosquitto password and ACL "
-            "lines into DATA/mosquitto/).",
-            show_default=False,
-        ),
-    ] = None,
-    http_port: Annotated[
-        int,
-        typer.Option(
-            "--http-port",
-            min=0,
-            max=65535,
-            help="The cloud API's port. The notices page is on the next port, kiosks on "
-            "+11, +12, ..., simulator controls on +41, +42, ...; 0 picks free ports.",
-        ),
-    ] = 8000,
-    story: Annotated[
-        bool,
-        typer.Option(
-            "--story",
-            help="Run the scripted story end to end, print each step and what it checked, "
-            "then stop; exit 0 only if every step held.",
-        ),
-    ] = False,
-    language: Annotated[
-        str, typer.Option("--language", help="Of the notices and kiosks: zh-CN or en.")
-    ] = "zh-CN",
-    site_time: Annotated[
-        str | None,
-        typer.Option(
-            "--site-time",
-            metavar="HH:MM",
-            help="Start the cloud workers' clock at this time of day in the site's zone "
-            "(Asia/Shanghai), e.g. 23:30 to see the night; default: the real time.",
-            show_default=False,
-        ),
-    ] = None,
+    cabinets: CabinetsOption = 2,
+    data: DataOption = None,
+    broker: BrokerOption = None,
+    http_port: HttpPortOption = 8000,
+    story: StoryOption = False,
+    language: LanguageOption = "zh-CN",
+    site_time: SiteTimeOption = None,
 ) -> None:
     """Run the whole system on this machine: cloud, broker, simulated cabinets with kiosks.
 
@@ -114,6 +123,14 @@ def demo(
         language=language,
         site_time=start_at,
     )
+    code = _run(console, options, story)
+    console.print("stopped: nothing is left running.")
+    if code:
+        sys.exit(code)
+
+
+def _run(console: Console, options: Options, story: bool) -> int:
+    """Start the stack, then run the story or wait for Ctrl-C/SIGTERM; stop it all; the code."""
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -147,9 +164,7 @@ def demo(
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         stack.stop()
-    console.print("stopped: nothing is left running.")
-    if code:
-        sys.exit(code)
+    return code
 
 
 def _default_data(console: Console) -> Path:

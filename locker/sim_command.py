@@ -35,47 +35,57 @@ def _check_locks(locks: int) -> int:
     return locks
 
 
+# `locker sim`'s options, named so its signature reads as a list.
+BoardsOption = Annotated[
+    int, typer.Option(min=1, max=MAX_ADDRESS, help="How many boards share the bus.")
+]
+LocksOption = Annotated[
+    int,
+    typer.Option(callback=_check_locks, help="Lock channels per board: 8–48 in steps of 8."),
+]
+FirstAddressOption = Annotated[
+    int,
+    typer.Option(min=1, max=MAX_ADDRESS, help="DIP address of the first board; the others follow."),
+]
+LinkOption = Annotated[
+    Path | None,
+    typer.Option(help="Also make this symlink to the pty (e.g. /tmp/ttyLOCK); removed on exit."),
+]
+BaudOption = Annotated[int, typer.Option(min=1, help="Line speed for --wire-time.")]
+WireTimeOption = Annotated[
+    bool, typer.Option(help="Take as long as the wire would: 10 bits per byte at --baud.")
+]
+PolarityOption = Annotated[
+    PolarityChoice, typer.Option(help="Lock status polarity: normal means 0x11 = closed.")
+]
+ReplyHeadOption = Annotated[
+    ReplyHead, typer.Option(help="Head byte of the unlock reply (boards differ).")
+]
+ReportsOption = Annotated[
+    bool, typer.Option(help="Boards send unasked `82` state reports when a lock changes.")
+]
+PulseMsOption = Annotated[
+    int,
+    typer.Option(min=0, max=5000, help="Unlock pulse per lock; the unlock reply follows it."),
+]
+ControlPortOption = Annotated[
+    int,
+    typer.Option(min=0, max=65535, help="HTTP control port on 127.0.0.1; 0 picks a free one."),
+]
+
+
 def sim(
-    boards: Annotated[
-        int, typer.Option(min=1, max=MAX_ADDRESS, help="How many boards share the bus.")
-    ] = 1,
-    locks: Annotated[
-        int,
-        typer.Option(callback=_check_locks, help="Lock channels per board: 8–48 in steps of 8."),
-    ] = 24,
-    first_address: Annotated[
-        int,
-        typer.Option(
-            min=1, max=MAX_ADDRESS, help="DIP address of the first board; the others follow."
-        ),
-    ] = 1,
-    link: Annotated[
-        Path | None,
-        typer.Option(
-            help="Also make this symlink to the pty (e.g. /tmp/ttyLOCK); removed on exit."
-        ),
-    ] = None,
-    baud: Annotated[int, typer.Option(min=1, help="Line speed for --wire-time.")] = 9600,
-    wire_time: Annotated[
-        bool, typer.Option(help="Take as long as the wire would: 10 bits per byte at --baud.")
-    ] = False,
-    polarity: Annotated[
-        PolarityChoice, typer.Option(help="Lock status polarity: normal means 0x11 = closed.")
-    ] = PolarityChoice.normal,
-    reply_head: Annotated[
-        ReplyHead, typer.Option(help="Head byte of the unlock reply (boards differ).")
-    ] = ReplyHead.h8a,
-    reports: Annotated[
-        bool, typer.Option(help="Boards send unasked `82` state reports when a lock changes.")
-    ] = False,
-    pulse_ms: Annotated[
-        int,
-        typer.Option(min=0, max=5000, help="Unlock pulse per lock; the unlock reply follows it."),
-    ] = 50,
-    control_port: Annotated[
-        int,
-        typer.Option(min=0, max=65535, help="HTTP control port on 127.0.0.1; 0 picks a free one."),
-    ] = 0,
+    boards: BoardsOption = 1,
+    locks: LocksOption = 24,
+    first_address: FirstAddressOption = 1,
+    link: LinkOption = None,
+    baud: BaudOption = 9600,
+    wire_time: WireTimeOption = False,
+    polarity: PolarityOption = PolarityChoice.normal,
+    reply_head: ReplyHeadOption = ReplyHead.h8a,
+    reports: ReportsOption = False,
+    pulse_ms: PulseMsOption = 50,
+    control_port: ControlPortOption = 0,
 ) -> None:
     """Serve simulated RS485 lock-control boards on a virtual serial port (a pty).
 
@@ -120,6 +130,31 @@ def sim(
     ]
     bus = SimulatedBus(configs, pulse_s=pulse_ms / 1000)
 
+    _serve(
+        console,
+        bus,
+        configs,
+        link=link,
+        baud=baud,
+        wire_time=wire_time,
+        port=control_port,
+        pulse_ms=pulse_ms,
+    )
+    console.print("stopped.")
+
+
+def _serve(
+    console: Console,
+    bus: SimulatedBus,
+    configs: list[BoardConfig],
+    *,
+    link: Path | None,
+    baud: int,
+    wire_time: bool,
+    port: int,
+    pulse_ms: int,
+) -> None:
+    """Serve the bus on a pty and its control over HTTP until Ctrl-C or SIGTERM."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -136,7 +171,7 @@ def sim(
         raise typer.Exit(code=1) from None
     try:
         server.start()
-        control = ControlServer(bus, port=control_port).start()
+        control = ControlServer(bus, port=port).start()
     except (OSError, SimulatorError) as err:
         server.close()
         console.print(f"[red]cannot start:[/] {escape(str(err))}")
@@ -156,7 +191,6 @@ def sim(
         server.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    console.print("stopped.")
 
 
 def _board_table(configs: list[BoardConfig], pulse_ms: int, wire_time: bool, baud: int) -> Table:

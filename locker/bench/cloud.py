@@ -41,21 +41,22 @@ import math
 import os
 import queue
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from locker.harness import ServiceMissing
+from locker.harness.mosquitto import Mosquitto
+from locker.harness.postgres import DEFAULT_ADMIN_URL, create_database
+from locker.harness.processes import JsonLinesProcess, clean_env, cpu_s, locker_cli, stop_pid
 
 HOST = "127.0.0.1"
 SITE = "bench-site"
@@ -71,8 +72,6 @@ LATENCY_RATE = 1000  # the step whose p99 is held to the latency target
 TARGET_SUSTAINED = 2000.0
 TARGET_BARE_SHARE = 0.5
 TARGET_P99_MS = 100.0
-MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
-DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 BARE_TABLE = "bench_raw_events"
 BARE_BATCH = 500
 _SEQ = re.compile(rb'"seq":(\d+)')
@@ -179,96 +178,139 @@ def _connect_and_subscribe(client: Any, host: str, port: int, topics: Sequence[s
 
 
 def _publisher(args: argparse.Namespace) -> None:
-    from protocol.codec import encode
-    from protocol.messages import ParcelDeposited, ParcelDepositedData, Size
-    from protocol.topics import event_topic
-
     cabinets = [i for i in range(args.cabinets) if i % args.of == args.index]
-    next_seq = dict.fromkeys(cabinets, 1)
-    topics = {i: event_topic(cabinet_id(i)) for i in cabinets}
-    client = _mqtt_client(f"bench-publisher-{args.index}-{os.getpid()}")
-    acked = [0]
-    client.on_publish = lambda *_args: acked.__setitem__(0, acked[0] + 1)
-    _connect_and_subscribe(client, args.host, args.port, [])
-    records = Records()
-    turn = 0  # round-robin over this publisher's cabinets
-    prepared: list[tuple[int, int, str, bytes]] = []
+    publisher = _Publisher(cabinets, f"bench-publisher-{args.index}-{os.getpid()}")
+    _connect_and_subscribe(publisher.client, args.host, args.port, [])
     _say({"ready": True, "cabinets": len(cabinets)})
     for line in sys.stdin:
         request = json.loads(line)
         if request["op"] == "prepare":
-            count = round(request["rate"] * request["duration_s"])
-            prepared = []
-            ts = datetime.now(UTC)
-            for _ in range(count):
-                cab = cabinets[turn % len(cabinets)]
-                turn += 1
-                seq = next_seq[cab]
-                next_seq[cab] = seq + 1
-                event = ParcelDeposited(
-                    id=f"{cabinet_id(cab)}-e{seq}",
-                    cab=cabinet_id(cab),
-                    seq=seq,
-                    ts=ts,
-                    data=ParcelDepositedData(
-                        parcel_id=parcel_id(cab, seq),
-                        compartment=f"A{(seq - 1) % COMPARTMENTS + 1:02d}",
-                        size=Size.M,
-                        tracking_no=f"BT{cab:05d}{seq:08d}",
-                        phone=f"+86138{(cab * 7919 + seq) % 10**8:08d}",
-                        courier_id=COURIER,
-                    ),
-                )
-                prepared.append((cab, seq, topics[cab], encode(event)))
-            _say({"prepared": len(prepared)})
+            _say({"prepared": publisher.prepare(request["rate"], request["duration_s"])})
         elif request["op"] == "go":
-            interval_ns = round(1e9 / request["rate"]) if request["rate"] else 0
-            start_ns = request["start_at_ns"]
-            worst_late_ns = 0
-            for n, (cab, seq, topic, payload) in enumerate(prepared):
-                due_ns = start_ns + n * interval_ns
-                now_ns = time.monotonic_ns()
-                if due_ns > now_ns + 200_000:
-                    time.sleep((due_ns - now_ns) / 1e9)
-                    now_ns = time.monotonic_ns()
-                worst_late_ns = max(worst_late_ns, now_ns - due_ns)
-                records.add(cab, seq, now_ns)
-                client.publish(topic, payload, qos=1)
-            _say(
-                {
-                    "done": len(prepared),
-                    "ended_ns": time.monotonic_ns(),
-                    "worst_late_ms": worst_late_ns / 1e6,
-                }
-            )
-            prepared = []
+            _say(publisher.go(request["rate"], request["start_at_ns"]))
     # stdin closed: wait for the broker's PUBACKs, then leave the stamps behind.
-    deadline = time.monotonic() + 30
-    while acked[0] < len(records) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    records.write(Path(args.out))
-    client.disconnect()
-    client.loop_stop()
-    _say({"closed": True, "published": len(records), "pubacked": acked[0]})
+    publisher.close(Path(args.out))
+    _say({"closed": True, "published": len(publisher.records), "pubacked": publisher.acked})
+
+
+class _Publisher:
+    """The events of its cabinets, round-robin, prepared ahead and published on schedule."""
+
+    def __init__(self, cabinets: list[int], client_id: str) -> None:
+        from protocol.topics import event_topic
+
+        self.cabinets = cabinets
+        self.next_seq = dict.fromkeys(cabinets, 1)
+        self.topics = {i: event_topic(cabinet_id(i)) for i in cabinets}
+        self.client = _mqtt_client(client_id)
+        self.acked = 0
+        self.client.on_publish = self._on_publish
+        self.records = Records()
+        self.turn = 0  # round-robin over this publisher's cabinets
+        self.prepared: list[tuple[int, int, str, bytes]] = []
+
+    def _on_publish(self, *_args: Any) -> None:
+        self.acked += 1
+
+    def prepare(self, rate: float, duration_s: float) -> int:
+        """Encode the next step's events (not timed: only their sending is paced)."""
+        from protocol.codec import encode
+
+        self.prepared = []
+        ts = datetime.now(UTC)
+        for _ in range(round(rate * duration_s)):
+            cab = self.cabinets[self.turn % len(self.cabinets)]
+            self.turn += 1
+            seq = self.next_seq[cab]
+            self.next_seq[cab] = seq + 1
+            self.prepared.append((cab, seq, self.topics[cab], encode(_deposit(cab, seq, ts))))
+        return len(self.prepared)
+
+    def go(self, rate: float, start_ns: int) -> dict[str, Any]:
+        """Publish the prepared events at `rate`, the first at `start_ns`; say how late it ran."""
+        interval_ns = round(1e9 / rate) if rate else 0
+        worst_late_ns = 0
+        for n, (cab, seq, topic, payload) in enumerate(self.prepared):
+            due_ns = start_ns + n * interval_ns
+            now_ns = time.monotonic_ns()
+            if due_ns > now_ns + 200_000:
+                time.sleep((due_ns - now_ns) / 1e9)
+                now_ns = time.monotonic_ns()
+            worst_late_ns = max(worst_late_ns, now_ns - due_ns)
+            self.records.add(cab, seq, now_ns)
+            self.client.publish(topic, payload, qos=1)
+        done = len(self.prepared)
+        self.prepared = []
+        return {"done": done, "ended_ns": time.monotonic_ns(), "worst_late_ms": worst_late_ns / 1e6}
+
+    def close(self, out: Path) -> None:
+        deadline = time.monotonic() + 30
+        while self.acked < len(self.records) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.records.write(out)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _deposit(cab: int, seq: int, ts: datetime) -> Any:
+    """A valid `parcel.deposited` of cabinet `cab`, its parcel named after cabinet and seq."""
+    from protocol.messages import ParcelDeposited, ParcelDepositedData, Size
+
+    return ParcelDeposited(
+        id=f"{cabinet_id(cab)}-e{seq}",
+        cab=cabinet_id(cab),
+        seq=seq,
+        ts=ts,
+        data=ParcelDepositedData(
+            parcel_id=parcel_id(cab, seq),
+            compartment=f"A{(seq - 1) % COMPARTMENTS + 1:02d}",
+            size=Size.M,
+            tracking_no=f"BT{cab:05d}{seq:08d}",
+            phone=f"+86138{(cab * 7919 + seq) % 10**8:08d}",
+            courier_id=COURIER,
+        ),
+    )
 
 
 # --- role: the cabinets' command side -------------------------------------------------------------
 
 
 def _cabinets_side(args: argparse.Namespace) -> None:
-    import orjson
+    side = _CabinetsSide(f"bench-cabinets-{os.getpid()}")
+    _connect_and_subscribe(
+        side.client, args.host, args.port, ["lockers/v1/+/cmd", "lockers/v1/+/event-ack"]
+    )
+    _say({"ready": True})
+    _report_until_stdin_closes(lambda: {"codes": side.counts["codes"]}, side.lock)
+    side.client.disconnect()
+    side.client.loop_stop()
+    side.records.write(Path(args.out))
+    summary = {**side.counts, "by_type": side.by_type, "acked_upto": side.acked_upto}
+    Path(args.out).with_suffix(".json").write_text(json.dumps(summary))
+    _say({"closed": True, **side.counts})
 
-    from protocol.topics import ack_topic
 
-    records = Records()
-    lock = threading.Lock()
-    seen_commands: set[str] = set()
-    counts = {"codes": 0, "commands": 0, "redelivered": 0, "bad": 0, "event_acks": 0}
-    by_type: dict[str, int] = {}
-    acked_upto: dict[int, int] = {}
-    client = _mqtt_client(f"bench-cabinets-{os.getpid()}")
+class _CabinetsSide:
+    """Every cabinet's command side: acks each command, notes when each codes.put came."""
 
-    def on_message(c, _u, message) -> None:
+    def __init__(self, client_id: str) -> None:
+        import orjson
+
+        from protocol.topics import ack_topic
+
+        # Bound once: on_message runs for every command of the run.
+        self._loads, self._dumps, self._ack_topic = orjson.loads, orjson.dumps, ack_topic
+        self._bad = (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError)
+        self.records = Records()
+        self.lock = threading.Lock()
+        self.seen_commands: set[str] = set()
+        self.counts = {"codes": 0, "commands": 0, "redelivered": 0, "bad": 0, "event_acks": 0}
+        self.by_type: dict[str, int] = {}
+        self.acked_upto: dict[int, int] = {}
+        self.client = _mqtt_client(client_id)
+        self.client.on_message = self.on_message
+
+    def on_message(self, client: Any, _userdata: Any, message: Any) -> None:
         at_ns = time.monotonic_ns()
         parts = message.topic.split("/")
         cab = parts[2]
@@ -276,49 +318,43 @@ def _cabinets_side(args: argparse.Namespace) -> None:
         # the machine is not the worker's. The worker builds every command with those models;
         # the test suite holds the daemon's side of the contract.
         try:
-            body = orjson.loads(message.payload)
+            body = self._loads(message.payload)
             if parts[3] == "event-ack":
-                upto = int(body["upto"])
-                with lock:
-                    counts["event_acks"] += 1
-                    index = cabinet_index(cab)
-                    acked_upto[index] = max(acked_upto.get(index, 0), upto)
+                self._event_ack(cab, int(body["upto"]))
                 return
             command_id, command_type = str(body["id"]), str(body["type"])
             if body["cab"] != cab:
                 raise ValueError("a command for another cabinet")
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
-            with lock:
-                counts["bad"] += 1
+        except self._bad:
+            with self.lock:
+                self.counts["bad"] += 1
             return
+        self._command(client, cab, command_id, command_type, body, at_ns)
+
+    def _event_ack(self, cab: str, upto: int) -> None:
+        with self.lock:
+            self.counts["event_acks"] += 1
+            index = cabinet_index(cab)
+            self.acked_upto[index] = max(self.acked_upto.get(index, 0), upto)
+
+    def _command(
+        self, client: Any, cab: str, command_id: str, command_type: str, body: Any, at_ns: int
+    ) -> None:
         # Like the daemon: run a command id once, ack it every time it comes.
-        ack = orjson.dumps({"v": 1, "cmd": command_id, "ok": True})
-        c.publish(ack_topic(cab), ack, qos=1)
-        with lock:
-            counts["commands"] += 1
-            if command_id in seen_commands:
-                counts["redelivered"] += 1
+        ack = self._dumps({"v": 1, "cmd": command_id, "ok": True})
+        client.publish(self._ack_topic(cab), ack, qos=1)
+        with self.lock:
+            self.counts["commands"] += 1
+            if command_id in self.seen_commands:
+                self.counts["redelivered"] += 1
                 return
-            seen_commands.add(command_id)
-            by_type[command_type] = by_type.get(command_type, 0) + 1
+            self.seen_commands.add(command_id)
+            self.by_type[command_type] = self.by_type.get(command_type, 0) + 1
             if command_type == "codes.put":
                 for entry in body["data"]["entries"]:
                     cab_part, _, seq = entry["parcel_id"].rpartition(".")
-                    records.add(cabinet_index(cab_part), int(seq), at_ns)
-                    counts["codes"] += 1
-
-    client.on_message = on_message
-    _connect_and_subscribe(
-        client, args.host, args.port, ["lockers/v1/+/cmd", "lockers/v1/+/event-ack"]
-    )
-    _say({"ready": True})
-    _report_until_stdin_closes(lambda: {"codes": counts["codes"]}, lock)
-    client.disconnect()
-    client.loop_stop()
-    records.write(Path(args.out))
-    summary = {**counts, "by_type": by_type, "acked_upto": acked_upto}
-    Path(args.out).with_suffix(".json").write_text(json.dumps(summary))
-    _say({"closed": True, **counts})
+                    self.records.add(cabinet_index(cab_part), int(seq), at_ns)
+                    self.counts["codes"] += 1
 
 
 def _report_until_stdin_closes(snapshot: Callable[[], dict[str, Any]], lock: Any) -> None:
@@ -339,19 +375,10 @@ def _report_until_stdin_closes(snapshot: Callable[[], dict[str, Any]], lock: Any
 
 
 def _bare_ingest(args: argparse.Namespace) -> None:
-    from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Table
-
     from cloud.db.engine import make_engine
 
     engine = make_engine(args.database_url)
-    table = Table(
-        BARE_TABLE,
-        MetaData(),
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("topic", String(200), nullable=False),
-        Column("payload", LargeBinary, nullable=False),
-        Column("received_ns", BigInteger, nullable=False),
-    )
+    table = _bare_table()
     inbox: queue.Queue[tuple[str, bytes, int]] = queue.Queue()
     client = _mqtt_client(f"bench-bare-{os.getpid()}")
     client.on_message = lambda _c, _u, m: inbox.put(
@@ -365,15 +392,9 @@ def _bare_ingest(args: argparse.Namespace) -> None:
 
     def store_loop() -> None:
         while not (stopping.is_set() and inbox.empty()):
-            try:
-                batch = [inbox.get(timeout=0.1)]
-            except queue.Empty:
+            batch = _take_batch(inbox)
+            if not batch:
                 continue
-            while len(batch) < BARE_BATCH:
-                try:
-                    batch.append(inbox.get_nowait())
-                except queue.Empty:
-                    break
             rows = [{"topic": t, "payload": p, "received_ns": r} for t, p, r in batch]
             with engine.begin() as connection:  # one INSERT of the batch, one commit
                 connection.execute(table.insert(), rows)
@@ -399,147 +420,98 @@ def _bare_ingest(args: argparse.Namespace) -> None:
     _say({"closed": True, "stored": stored[0]})
 
 
+def _bare_table() -> Any:
+    from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Table
+
+    return Table(
+        BARE_TABLE,
+        MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("topic", String(200), nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("received_ns", BigInteger, nullable=False),
+    )
+
+
+def _take_batch(inbox: queue.Queue[tuple[str, bytes, int]]) -> list[tuple[str, bytes, int]]:
+    """What has arrived, up to BARE_BATCH (waiting 0.1 s for the first); [] if nothing came."""
+    try:
+        batch = [inbox.get(timeout=0.1)]
+    except queue.Empty:
+        return []
+    while len(batch) < BARE_BATCH:
+        try:
+            batch.append(inbox.get_nowait())
+        except queue.Empty:
+            break
+    return batch
+
+
 # --- the harness: processes -----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _wait_port(host: str, port: int, timeout_s: float, alive: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and alive():
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing accepts on {host}:{port}")
-
-
-def _stop_pid(process: subprocess.Popen, timeout_s: float = 15) -> None:
-    """SIGTERM the process by its pid and reap it; SIGKILL it if it lingers."""
-    if process.poll() is not None:
-        return
-    os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(5)
-
-
-class OwnBroker:
+def own_broker(workdir: Path) -> Mosquitto:
     """A mosquitto of the benchmark's own on a free loopback port, in a temporary directory."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = next((found for c in MOSQUITTO_CANDIDATES if (found := shutil.which(c))), None)
-        if binary is None:
-            raise RuntimeError(
-                "mosquitto is not installed (run `./dev services`), or pass --broker mqtt://..."
-            )
-        self.port = free_port()
-        config = workdir / "mosquitto.conf"
-        lines = [
-            f"listener {self.port} {HOST}",
+    try:
+        broker = Mosquitto(
+            workdir,
             # Anonymous, on loopback, for the benchmark's own clients only. One publisher speaks
             # for every simulated cabinet, which per-cabinet users and ACLs would refuse, so
             # there are no user names to pin the client ids to (`use_username_as_clientid`,
             # set in every broker config we ship, refuses a client that gives none).
-            "allow_anonymous true",
-            "persistence false",
-            # Hold a whole backlog for a slow subscriber instead of dropping QoS 1 messages.
-            "max_queued_messages 10000000",
-            "set_tcp_nodelay true",  # as deploy/compose/mosquitto.conf
-            "log_dest stderr",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        config.write_text("\n".join(lines) + "\n")
-        self.log_path = workdir / "mosquitto.log"
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [binary, "-c", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            _wait_port(HOST, self.port, 10, lambda: self.process.poll() is None)
-        except RuntimeError:
-            self.stop()
-            tail = self.log_path.read_text()[-500:]
-            raise RuntimeError(f"mosquitto did not start: {tail}") from None
-
-    def stop(self) -> None:
-        _stop_pid(self.process)
+            allow_anonymous=True,
+            persistence=False,
+            max_queued_messages=10_000_000,
+        )
+        broker.start()
+    except ServiceMissing as err:
+        raise RuntimeError(f"{err} (run `./dev services`), or pass --broker mqtt://...") from None
+    except (RuntimeError, TimeoutError) as err:
+        raise RuntimeError(f"mosquitto did not start: {err}") from None
+    return broker
 
 
-class Role:
+class Role(JsonLinesProcess):
     """A subprocess of this module spoken to in JSON lines; its progress lines are kept."""
 
     def __init__(self, argv: list[str], log_path: Path, env: dict[str, str]) -> None:
-        self._log = log_path.open("w")
-        self.process = subprocess.Popen(
+        self.progress: dict[str, Any] = {}
+        super().__init__(
             [sys.executable, "-m", "locker.bench.cloud", *argv],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
+            log_path=log_path,
+            name=argv[0],
             env=env,
         )
-        self._lines: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.progress: dict[str, Any] = {}
-        threading.Thread(target=self._read, daemon=True).start()
         self.expect("ready", 60)
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            message = json.loads(line)
-            if "progress" in message:
-                self.progress = message["progress"]
-            else:
-                self._lines.put(message)
+    def on_line(self, line: str) -> None:
+        message = json.loads(line)
+        if "progress" in message:
+            self.progress = message["progress"]
+        else:
+            super().on_line(line)
 
     def expect(self, key: str, timeout_s: float) -> dict[str, Any]:
         try:
-            message = self._lines.get(timeout=timeout_s)
-        except queue.Empty:
-            raise RuntimeError(
-                f"{self.process.args[3]} said nothing for {timeout_s:g} s (log: {self._log.name})"
-            ) from None
+            message = self.next(timeout_s)
+        except TimeoutError as err:
+            raise RuntimeError(f"{err} (log: {self.log_name})") from None
         if key not in message:
-            raise RuntimeError(f"{self.process.args[3]} answered {message}, not {key!r}")
+            raise RuntimeError(f"{self.name} answered {message}, not {key!r}")
         return message
-
-    def send(self, request: dict[str, Any]) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
 
     def close(self, timeout_s: float = 60) -> dict[str, Any] | None:
         """Close stdin (the role writes its stamps and exits); return its last words."""
         if self.process.poll() is not None:
-            self._log.close()
+            self.stop()
             return None
-        with contextlib.suppress(OSError):
-            assert self.process.stdin is not None
-            self.process.stdin.close()
+        self.close_stdin()
         try:
             words = self.expect("closed", timeout_s)
             self.process.wait(10)
         finally:
-            _stop_pid(self.process)
-            self._log.close()
+            self.stop()
         return words
-
-    def kill(self) -> None:
-        _stop_pid(self.process)
-        self._log.close()
 
 
 class WorkerProcess:
@@ -549,19 +521,8 @@ class WorkerProcess:
         self, *, url: str, host: str, port: int, name: str, env: dict[str, str], log_path: Path
     ) -> None:
         self.log_path = log_path
-        command = [
-            sys.executable,
-            "-c",
-            "from locker.cli import app; app()",
-            "cloud",
-            "worker",
-            "--database-url",
-            url,
-            "--broker",
-            f"mqtt://{host}:{port}",
-            "--client-id",
-            name,
-        ]
+        command = locker_cli("cloud", "worker", "--database-url", url, "--client-id", name)
+        command += ["--broker", f"mqtt://{host}:{port}"]
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
@@ -578,15 +539,7 @@ class WorkerProcess:
         raise RuntimeError(f"the worker did not subscribe in {timeout_s:g} s")
 
     def stop(self) -> None:
-        _stop_pid(self.process, timeout_s=30)
-
-
-def _cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        stop_pid(self.process, timeout_s=30)
 
 
 def _postgres_pids() -> list[int]:
@@ -608,7 +561,7 @@ class CpuMeter:
         self._before: dict[str, dict[int, float]] = {}
 
     def _read(self) -> dict[str, dict[int, float]]:
-        return {role: {pid: _cpu_s(pid) for pid in pids()} for role, pids in self.roles.items()}
+        return {role: {pid: cpu_s(pid) for pid in pids()} for role, pids in self.roles.items()}
 
     def start(self) -> None:
         self._before = self._read()
@@ -630,28 +583,17 @@ class CpuMeter:
 @contextlib.contextmanager
 def scratch_postgres(admin_url: str) -> Iterator[str]:
     """Create a `locker_bench_...` database; drop it (WITH FORCE) afterwards."""
-    import psycopg
-    from psycopg import sql
-
-    name = f"locker_bench_{uuid.uuid4().hex[:10]}"
     try:
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.OperationalError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        database = create_database(admin_url, prefix="locker_bench_")
+    except ServiceMissing as err:
         raise RuntimeError(
-            f"cannot create a scratch database at {admin_url} ({first}); start PostgreSQL "
+            f"cannot create a scratch database: {err}; start PostgreSQL "
             "(`./dev services`), or pass --database-url or --sqlite"
         ) from None
-    _scheme, _, rest = admin_url.partition("://")
-    netloc = rest.split("/", 1)[0]
     try:
-        yield f"postgresql+psycopg://{netloc}/{name}"
+        yield database.url
     finally:
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        database.drop()
 
 
 def register_cabinets(url: str, count: int, *, seal_key: bytes) -> None:
@@ -765,7 +707,7 @@ class Options:
     broker: tuple[str, int] | None = None
     database_url: str | None = None
     sqlite: bool = False
-    pg_admin_url: str = DEFAULT_PG_ADMIN_URL
+    pg_admin_url: str = DEFAULT_ADMIN_URL
     stop_at_first_miss: bool = True
     bare: bool = True
     logs_dir: Path | None = None  # keep the processes' logs there (default: a temporary dir)
@@ -781,6 +723,7 @@ class Phase:
     wall_s: float = 0.0
     # CPU seconds of every process the phase ran, by role: what the machine spent on it.
     cpu_by_role: dict[str, float] = field(default_factory=dict)
+    drained: bool = True  # every event published in the phase was handled before the timeout
 
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -788,16 +731,63 @@ Progress = Callable[[str, dict[str, Any]], None]
 
 def run_bench(options: Options, progress: Progress | None = None) -> dict[str, Any]:
     """Run both phases on fresh processes; return the figures (see the module's docstring)."""
-    from sqlalchemy.engine import make_url
-
     say = progress or (lambda _what, _info: None)
     with contextlib.ExitStack() as stack:
+        run = _Run.set_up(options, stack, say)
+        run.register()
+        run.start_load()
+        worker_phase, counts, worker_logs = run.worker_phase()
+        bare_phase, drained_2, bare_stored = run.bare_phase()
+        publisher_words = [p.close() or {} for p in run.publishers]
+        run.cmd_side.close()
+        published, handled, bare_records = run.stamps()
+        cmd_summary = json.loads((run.tmp / "handled.json").read_text())
+        say("analysis", {"what": "computing the figures"})
+        return _figures(
+            options=options,
+            url=run.url,
+            broker_shown=run.broker_shown,
+            phases=(worker_phase, bare_phase),
+            published=published,
+            handled=handled,
+            bare_records=bare_records,
+            counts=counts,
+            cmd_summary=cmd_summary,
+            publisher_words=publisher_words,
+            drained=(run.drained_1, drained_2),
+            bare_stored=bare_stored,
+            worker_logs=worker_logs,
+        )
+
+
+@dataclass
+class _Run:
+    """One run's broker, database and processes, and its phases in order; `stack` stops all."""
+
+    options: Options
+    stack: contextlib.ExitStack
+    say: Progress
+    tmp: Path
+    url: str
+    host: str
+    port: int
+    broker_shown: str
+    broker: Mosquitto | None
+    env: dict[str, str] = field(default_factory=dict)
+    cmd_side: Role = field(init=False)
+    publishers: list[Role] = field(default_factory=list)
+    drained_1: bool = True
+
+    @classmethod
+    def set_up(cls, options: Options, stack: contextlib.ExitStack, say: Progress) -> _Run:
+        """The working folder, the broker (ours unless given) and the database (likewise)."""
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="locker-bench-cloud-")))
         if options.logs_dir is not None:
             options.logs_dir.mkdir(parents=True, exist_ok=True)
             tmp = options.logs_dir
+        broker = None
         if options.broker is None:
-            broker = OwnBroker(tmp)
+            broker = own_broker(tmp)
             stack.callback(broker.stop)
             host, port = HOST, broker.port
             broker_shown = f"own mosquitto on {HOST}:{port} (persistence off)"
@@ -810,145 +800,131 @@ def run_bench(options: Options, progress: Progress | None = None) -> dict[str, A
             url = f"sqlite:///{tmp / 'cloud.db'}"
         else:
             url = stack.enter_context(scratch_postgres(options.pg_admin_url))
-        say("setup", {"what": f"registering {options.cabinets} cabinets"})
+        return cls(options, stack, say, tmp, url, host, port, broker_shown, broker)
+
+    @property
+    def common(self) -> list[str]:
+        return ["--host", self.host, "--port", str(self.port)]
+
+    def register(self) -> None:
+        """Register the cabinets under a fresh cloud secret, which the workers are given."""
+        self.say("setup", {"what": f"registering {self.options.cabinets} cabinets"})
         secret_key = os.urandom(32).hex()  # the cloud's secret: seals the cabinets' code keys
-        register_cabinets(url, options.cabinets, seal_key=secret_key.encode())
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
-        env["LOCKER_CLOUD_SECRET_KEY"] = secret_key
-        common = ["--host", host, "--port", str(port)]
+        register_cabinets(self.url, self.options.cabinets, seal_key=secret_key.encode())
+        self.env = clean_env(LOCKER_CLOUD_SECRET_KEY=secret_key)
 
-        cmd_side = Role(
-            ["cabinets", *common, "--out", str(tmp / "handled.bin")], tmp / "cabinets.log", env
-        )
-        stack.callback(cmd_side.kill)
-        publishers = []
-        for index in range(options.publishers):
-            role = Role(
-                [
-                    "publisher",
-                    *common,
-                    "--cabinets",
-                    str(options.cabinets),
-                    "--index",
-                    str(index),
-                    "--of",
-                    str(options.publishers),
-                    "--out",
-                    str(tmp / f"published-{index}.bin"),
-                ],
-                tmp / f"publisher-{index}.log",
-                env,
-            )
-            stack.callback(role.kill)
-            publishers.append(role)
+    def _role(self, argv: list[str], log_name: str) -> Role:
+        role = Role(argv, self.tmp / log_name, self.env)
+        self.stack.callback(role.kill)
+        return role
 
-        # Phase 1: the workers.
+    def start_load(self) -> None:
+        """The cabinets' command side, then the publishers (each owning a share of cabinets)."""
+        out = ["--out", str(self.tmp / "handled.bin")]
+        self.cmd_side = self._role(["cabinets", *self.common, *out], "cabinets.log")
+        of = self.options.publishers
+        for index in range(of):
+            argv = ["publisher", *self.common, "--cabinets", str(self.options.cabinets)]
+            argv += ["--index", str(index), "--of", str(of)]
+            argv += ["--out", str(self.tmp / f"published-{index}.bin")]
+            self.publishers.append(self._role(argv, f"publisher-{index}.log"))
+
+    def _shared_cpu(self) -> dict[str, Callable[[], Sequence[int]]]:
+        """The processes both phases run, whose CPU each phase's events cost too."""
+        from sqlalchemy.engine import make_url
+
+        postgres = make_url(self.url).get_backend_name() == "postgresql"
+        broker = self.broker
+        return {
+            "publishers": lambda: [p.process.pid for p in self.publishers],
+            "broker": lambda: [broker.pid] if broker is not None and broker.pid else [],
+            "postgresql": _postgres_pids if postgres else list,
+        }
+
+    def _start_workers(self) -> list[WorkerProcess]:
         workers = [
             WorkerProcess(
-                url=url,
-                host=host,
-                port=port,
+                url=self.url,
+                host=self.host,
+                port=self.port,
                 name=f"bench-worker-{n}",
-                env=env,
-                log_path=tmp / f"worker-{n}.log",
+                env=self.env,
+                log_path=self.tmp / f"worker-{n}.log",
             )
-            for n in range(options.workers)
+            for n in range(self.options.workers)
         ]
         for worker in workers:
-            stack.callback(worker.stop)
+            self.stack.callback(worker.stop)
         for worker in workers:
             worker.wait_subscribed()
-        worker_phase = Phase("worker")
-        shared: dict[str, Callable[[], Sequence[int]]] = {
-            "publishers": lambda: [p.process.pid for p in publishers],
-            "broker": lambda: [broker.process.pid] if options.broker is None else [],
-            "postgresql": _postgres_pids
-            if make_url(url).get_backend_name() == "postgresql"
-            else list,
-        }
+        return workers
+
+    def _measured(
+        self, phase: Phase, meter: CpuMeter, handled_now: Callable[[], int], measured: str
+    ) -> int:
+        """Run the steps and the drain with the meter on; return how many were published."""
+        meter.start()
+        wall_before = time.monotonic()
+        _run_steps(phase, self.options, self.publishers, handled_now, self.say)
+        published = sum(s["published"] for s in phase.steps)
+        drained = _drain(handled_now, published, phase.name, self.say)
+        # Over the steps and the drain: all the work the phase's events caused.
+        phase.wall_s = time.monotonic() - wall_before
+        phase.cpu_by_role = meter.stop()
+        phase.cpu_s = phase.cpu_by_role[measured]
+        phase.drained = drained
+        return published
+
+    def worker_phase(self) -> tuple[Phase, dict[str, int], dict[str, Any]]:
+        """Phase 1: the workers take the steps; their database counts and logs after."""
+        workers = self._start_workers()
+        phase = Phase("worker")
         meter = CpuMeter(
             {
                 "worker": lambda: [w.process.pid for w in workers],
-                "cabinets_side": lambda: [cmd_side.process.pid],
-                **shared,
+                "cabinets_side": lambda: [self.cmd_side.process.pid],
+                **self._shared_cpu(),
             }
         )
-        meter.start()
-        wall_before = time.monotonic()
-        _run_steps(
-            worker_phase, options, publishers, lambda: int(cmd_side.progress.get("codes", 0)), say
-        )
-        published_1 = sum(s["published"] for s in worker_phase.steps)
-        drained_1 = _drain(
-            lambda: int(cmd_side.progress.get("codes", 0)), published_1, "worker", say
-        )
-        # Over the steps and the drain: all the work the phase's events caused.
-        worker_phase.wall_s = time.monotonic() - wall_before
-        worker_phase.cpu_by_role = meter.stop()
-        worker_phase.cpu_s = worker_phase.cpu_by_role["worker"]
+
+        def codes() -> int:
+            return int(self.cmd_side.progress.get("codes", 0))
+
+        published = self._measured(phase, meter, codes, "worker")
+        self.drained_1 = phase.drained
         # The acks the cabinets sent must be recorded before the workers go, or they'd resend.
-        _wait(lambda: _count_acked(url) >= published_1, 30)
+        _wait(lambda: _count_acked(self.url) >= published, 30)
         for worker in workers:
             worker.stop()
-        counts = database_counts(url)
-        worker_logs = {w.log_path.name: _log_summary(w.log_path) for w in workers}
+        logs = {w.log_path.name: _log_summary(w.log_path) for w in workers}
+        return phase, database_counts(self.url), logs
 
-        # Phase 2: the bare ingest, same broker, database, publishers and steps.
-        bare_phase = Phase("bare ingest")
-        drained_2 = True
-        bare_stored = 0
-        if options.bare:
-            _create_bare_table(url)
-            bare = Role(
-                ["bare-ingest", *common, "--database-url", url, "--out", str(tmp / "bare.bin")],
-                tmp / "bare.log",
-                env,
-            )
-            stack.callback(bare.kill)
-            meter = CpuMeter({"bare_ingest": lambda: [bare.process.pid], **shared})
-            meter.start()
-            wall_before = time.monotonic()
-            _run_steps(
-                bare_phase, options, publishers, lambda: int(bare.progress.get("stored", 0)), say
-            )
-            published_2 = sum(s["published"] for s in bare_phase.steps)
-            drained_2 = _drain(
-                lambda: int(bare.progress.get("stored", 0)), published_2, "bare ingest", say
-            )
-            bare_phase.wall_s = time.monotonic() - wall_before
-            bare_phase.cpu_by_role = meter.stop()
-            bare_phase.cpu_s = bare_phase.cpu_by_role["bare_ingest"]
-            words = bare.close() or {}
-            bare_stored = int(words.get("stored", 0))
+    def bare_phase(self) -> tuple[Phase, bool, int]:
+        """Phase 2: the bare ingest, same broker, database, publishers and steps."""
+        phase = Phase("bare ingest")
+        if not self.options.bare:
+            return phase, True, 0
+        _create_bare_table(self.url)
+        out = ["--out", str(self.tmp / "bare.bin")]
+        bare = self._role(
+            ["bare-ingest", *self.common, "--database-url", self.url, *out], "bare.log"
+        )
+        meter = CpuMeter({"bare_ingest": lambda: [bare.process.pid], **self._shared_cpu()})
+        self._measured(phase, meter, lambda: int(bare.progress.get("stored", 0)), "bare_ingest")
+        words = bare.close() or {}
+        return phase, phase.drained, int(words.get("stored", 0))
 
-        publisher_words = [p.close() or {} for p in publishers]
-        cmd_words = cmd_side.close() or {}
+    def stamps(self) -> tuple[Records, Records, Records]:
+        """What the roles wrote: published (all publishers), handled, and the bare ingest's."""
         published = Records()
-        for index in range(options.publishers):
-            part = Records.read(tmp / f"published-{index}.bin")
+        for index in range(self.options.publishers):
+            part = Records.read(self.tmp / f"published-{index}.bin")
             published.cabs.extend(part.cabs)
             published.seqs.extend(part.seqs)
             published.times.extend(part.times)
-        handled = Records.read(tmp / "handled.bin")
-        cmd_summary = json.loads((tmp / "handled.json").read_text())
-        bare_records = Records.read(tmp / "bare.bin") if options.bare else Records()
-        say("analysis", {"what": "computing the figures"})
-        return _figures(
-            options=options,
-            url=url,
-            broker_shown=broker_shown,
-            phases=(worker_phase, bare_phase),
-            published=published,
-            handled=handled,
-            bare_records=bare_records,
-            counts=counts,
-            cmd_summary=cmd_summary,
-            cmd_words=cmd_words,
-            publisher_words=publisher_words,
-            drained=(drained_1, drained_2),
-            bare_stored=bare_stored,
-            worker_logs=worker_logs,
-        )
+        handled = Records.read(self.tmp / "handled.bin")
+        bare = Records.read(self.tmp / "bare.bin") if self.options.bare else Records()
+        return published, handled, bare
 
 
 def _wait(test: Callable[[], bool], timeout_s: float) -> bool:
@@ -978,28 +954,12 @@ def _run_steps(
 ) -> None:
     published_total = 0
     for rate in options.rates:
-        share = rate / len(publishers)
-        for publisher in publishers:
-            publisher.send({"op": "prepare", "rate": share, "duration_s": options.step_s})
-        for publisher in publishers:
-            publisher.expect("prepared", 120)
-        start_ns = time.monotonic_ns() + 200_000_000
-        for publisher in publishers:
-            publisher.send({"op": "go", "rate": share, "start_at_ns": start_ns})
-        end_ns = start_ns + round(options.step_s * 1e9)
+        start_ns, end_ns = _offer(options, publishers, rate)
         say("step", {"phase": phase.name, "rate": rate, "handled": handled_now()})
         while time.monotonic_ns() < end_ns:
             time.sleep(0.25)
-            say(
-                "tick",
-                {
-                    "phase": phase.name,
-                    "rate": rate,
-                    "backlog": published_total
-                    + rate * max(0, time.monotonic_ns() - start_ns) / 1e9
-                    - handled_now(),
-                },
-            )
+            backlog_now = published_total + rate * max(0, time.monotonic_ns() - start_ns) / 1e9
+            say("tick", {"phase": phase.name, "rate": rate, "backlog": backlog_now - handled_now()})
         done = [publisher.expect("done", options.step_s + 120) for publisher in publishers]
         published = sum(d["done"] for d in done)
         published_total += published
@@ -1019,6 +979,19 @@ def _run_steps(
         if options.stop_at_first_miss and backlog > _allowed_growth(rate) + rate * 0.5:
             say("missed", {"phase": phase.name, "rate": rate, "backlog": backlog})
             break
+
+
+def _offer(options: Options, publishers: list[Role], rate: float) -> tuple[int, int]:
+    """Have the publishers prepare a step at `rate` and start it together; its (start, end)."""
+    share = rate / len(publishers)
+    for publisher in publishers:
+        publisher.send({"op": "prepare", "rate": share, "duration_s": options.step_s})
+    for publisher in publishers:
+        publisher.expect("prepared", 120)
+    start_ns = time.monotonic_ns() + 200_000_000
+    for publisher in publishers:
+        publisher.send({"op": "go", "rate": share, "start_at_ns": start_ns})
+    return start_ns, start_ns + round(options.step_s * 1e9)
 
 
 def _allowed_growth(rate: float) -> float:
@@ -1050,56 +1023,54 @@ def _step_figures(
     handled_at = handled.by_key()
     pub_times = sorted(published.times)
     done_times = sorted(handled_at.values())
-    rows = []
-    for step in steps:
-        start, end = step["start_ns"], step["end_ns"]
-        seconds = (end - start) / 1e9
-        in_step = [
-            (cab, seq, at)
-            for cab, seq, at in zip(published.cabs, published.seqs, published.times, strict=True)
-            if start <= at < step["publish_end_ns"] + 1
-        ]
-        latencies = sorted(
-            (handled_at[(cab, seq)] - at) / 1e6
-            for cab, seq, at in in_step
-            if (cab, seq) in handled_at
-        )
+    return [_step_row(step, published, handled_at, pub_times, done_times) for step in steps]
 
-        def backlog(at_ns: int) -> int:
-            return bisect.bisect_right(pub_times, at_ns) - bisect.bisect_right(done_times, at_ns)
 
-        offered = (
-            bisect.bisect_left(pub_times, end) - bisect.bisect_left(pub_times, start)
-        ) / seconds
-        handled_rate = (
-            bisect.bisect_left(done_times, end) - bisect.bisect_left(done_times, start)
-        ) / seconds
-        growth = backlog(end) - backlog(start)
-        publisher_behind = step["published"] / seconds < PUBLISHER_BEHIND_SHARE * step["rate"] or (
-            (step["publish_end_ns"] - end) / 1e9 > 0.5
-        )
-        kept_up = handled_rate >= KEPT_UP_SHARE * offered and growth <= _allowed_growth(offered)
-        rows.append(
-            {
-                "target_rate": step["rate"],
-                "offered_per_s": round(offered, 1),
-                "handled_per_s": round(handled_rate, 1),
-                "published": step["published"],
-                "handled": len(latencies),
-                "latency_ms": {
-                    "p50": percentile(latencies, 50) if latencies else None,
-                    "p95": percentile(latencies, 95) if latencies else None,
-                    "p99": percentile(latencies, 99) if latencies else None,
-                    "max": latencies[-1] if latencies else None,
-                },
-                "backlog_start": backlog(start),
-                "backlog_end": backlog(end),
-                "kept_up": kept_up,
-                "publisher_behind": publisher_behind,
-                "publisher_worst_late_ms": round(step["worst_late_ms"], 1),
-            }
-        )
-    return rows
+def _step_row(
+    step: dict[str, Any],
+    published: Records,
+    handled_at: dict[tuple[int, int], int],
+    pub_times: list[int],
+    done_times: list[int],
+) -> dict[str, Any]:
+    """One step's rates, latencies and backlog, from the sorted stamps of the whole phase."""
+    start, end = step["start_ns"], step["end_ns"]
+    seconds = (end - start) / 1e9
+    latencies = sorted(
+        (handled_at[(cab, seq)] - at) / 1e6
+        for cab, seq, at in zip(published.cabs, published.seqs, published.times, strict=True)
+        if start <= at < step["publish_end_ns"] + 1 and (cab, seq) in handled_at
+    )
+
+    def backlog(at_ns: int) -> int:
+        return bisect.bisect_right(pub_times, at_ns) - bisect.bisect_right(done_times, at_ns)
+
+    def rate(times: list[int]) -> float:
+        return (bisect.bisect_left(times, end) - bisect.bisect_left(times, start)) / seconds
+
+    offered, handled_rate = rate(pub_times), rate(done_times)
+    growth = backlog(end) - backlog(start)
+    publisher_behind = step["published"] / seconds < PUBLISHER_BEHIND_SHARE * step["rate"] or (
+        (step["publish_end_ns"] - end) / 1e9 > 0.5
+    )
+    return {
+        "target_rate": step["rate"],
+        "offered_per_s": round(offered, 1),
+        "handled_per_s": round(handled_rate, 1),
+        "published": step["published"],
+        "handled": len(latencies),
+        "latency_ms": {
+            "p50": percentile(latencies, 50) if latencies else None,
+            "p95": percentile(latencies, 95) if latencies else None,
+            "p99": percentile(latencies, 99) if latencies else None,
+            "max": latencies[-1] if latencies else None,
+        },
+        "backlog_start": backlog(start),
+        "backlog_end": backlog(end),
+        "kept_up": handled_rate >= KEPT_UP_SHARE * offered and growth <= _allowed_growth(offered),
+        "publisher_behind": publisher_behind,
+        "publisher_worst_late_ms": round(step["worst_late_ms"], 1),
+    }
 
 
 def _sustained(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -1129,87 +1100,48 @@ def _figures(
     bare_records: Records,
     counts: dict[str, int],
     cmd_summary: dict[str, Any],
-    cmd_words: dict[str, Any],
     publisher_words: list[dict[str, Any]],
     drained: tuple[bool, bool],
     bare_stored: int,
     worker_logs: dict[str, Any],
 ) -> dict[str, Any]:
-    from sqlalchemy.engine import make_url
-
     worker_phase, bare_phase = phases
-    first_bare_ns = bare_phase.steps[0]["start_ns"] if bare_phase.steps else None
-    # The publishers' stamps of each phase (the bare phase's events come after the workers').
-    phase_1 = Records()
-    phase_2 = Records()
-    for cab, seq, at in zip(published.cabs, published.seqs, published.times, strict=True):
-        (phase_2 if first_bare_ns is not None and at >= first_bare_ns else phase_1).add(
-            cab, seq, at
-        )
+    phase_1, phase_2 = _split_by_phase(published, bare_phase)
     worker_rows = _step_figures(worker_phase.steps, phase_1, handled)
     bare_rows = _step_figures(bare_phase.steps, phase_2, bare_records)
     worker_summary = _sustained(worker_rows)
     bare_summary = _sustained(bare_rows)
-    at_latency_rate = next((r for r in worker_rows if r["target_rate"] == LATENCY_RATE), None)
-    p99_at_rate = at_latency_rate["latency_ms"]["p99"] if at_latency_rate else None
-
-    # Consistency: every published event got exactly one codes.put, and the database agrees.
-    handled_keys = set(handled.by_key())
-    published_keys = {(c, s) for c, s in zip(phase_1.cabs, phase_1.seqs, strict=True)}
-    last_seq: dict[int, int] = {}
-    for cab, seq in published_keys:
-        last_seq[cab] = max(last_seq.get(cab, 0), seq)
-    acked_upto = {int(k): v for k, v in cmd_summary["acked_upto"].items()}
-    event_acked_all = all(acked_upto.get(cab, 0) >= seq for cab, seq in last_seq.items())
     consistency = {
-        "published": len(phase_1),
-        "codes_put_received": len(handled_keys),
-        "codes_put_for_unpublished": len(handled_keys - published_keys),
-        "published_without_codes_put": len(published_keys - handled_keys),
-        "codes_put_commands_received": cmd_summary["by_type"].get("codes.put", 0),
-        "command_redeliveries": cmd_summary["redelivered"],
-        "bad_messages": cmd_summary["bad"],
-        "every_event_acked": event_acked_all,
-        "pubacked": sum(int(w.get("pubacked", 0)) for w in publisher_words),
+        **_consistency(phase_1, handled, cmd_summary, publisher_words),
         "drained": drained[0],
         "database": counts,
         "bare_published": len(phase_2),
         "bare_stored": bare_stored,
         "bare_drained": drained[1],
     }
-    ratio = (
-        worker_summary["sustained_per_s"] / bare_summary["sustained_per_s"]
-        if bare_summary["sustained_per_s"]
-        else None
-    )
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = (0.0, 0.0, 0.0)
-    del cmd_words
     return {
-        "setup": {
-            "cabinets": options.cabinets,
-            "workers": options.workers,
-            "publishers": options.publishers,
-            "step_s": options.step_s,
-            "rates": list(options.rates),
-            "broker": broker_shown,
-            "database": make_url(url).render_as_string(hide_password=True),
-            "database_backend": make_url(url).get_backend_name(),
-            "cpus": os.cpu_count(),
-            "loadavg_at_end": [round(x, 2) for x in load],
-            "handled_means": "codes.put received by the cabinets' side (worker); batch "
-            "committed (bare ingest)",
-        },
+        "setup": _setup_figures(options, url, broker_shown),
         "worker": {
             **_phase_figures(worker_phase, worker_rows, worker_summary, len(phase_1)),
             "logs": worker_logs,
         },
         "bare_ingest": _phase_figures(bare_phase, bare_rows, bare_summary, len(phase_2)),
+        **_headline(worker_rows, worker_summary, bare_summary),
+        "consistency": consistency,
+    }
+
+
+def _headline(
+    worker_rows: list[dict[str, Any]], worker: dict[str, Any], bare: dict[str, Any]
+) -> dict[str, Any]:
+    """The summary against the targets: sustained rate, its share of the bare one, p99."""
+    at_latency_rate = next((r for r in worker_rows if r["target_rate"] == LATENCY_RATE), None)
+    p99_at_rate = at_latency_rate["latency_ms"]["p99"] if at_latency_rate else None
+    ratio = worker["sustained_per_s"] / bare["sustained_per_s"] if bare["sustained_per_s"] else None
+    return {
         "summary": {
-            "sustained_per_s": worker_summary["sustained_per_s"],
-            "bare_sustained_per_s": bare_summary["sustained_per_s"],
+            "sustained_per_s": worker["sustained_per_s"],
+            "bare_sustained_per_s": bare["sustained_per_s"],
             "share_of_bare": round(ratio, 3) if ratio is not None else None,
             "p99_ms_at_1000": p99_at_rate,
         },
@@ -1218,7 +1150,68 @@ def _figures(
             "share_of_bare": TARGET_BARE_SHARE,
             "p99_ms_at_1000": TARGET_P99_MS,
         },
-        "consistency": consistency,
+    }
+
+
+def _split_by_phase(published: Records, bare_phase: Phase) -> tuple[Records, Records]:
+    """The publishers' stamps of each phase (the bare phase's events come after the workers')."""
+    first_bare_ns = bare_phase.steps[0]["start_ns"] if bare_phase.steps else None
+    phase_1 = Records()
+    phase_2 = Records()
+    for cab, seq, at in zip(published.cabs, published.seqs, published.times, strict=True):
+        (phase_2 if first_bare_ns is not None and at >= first_bare_ns else phase_1).add(
+            cab, seq, at
+        )
+    return phase_1, phase_2
+
+
+def _consistency(
+    published: Records,
+    handled: Records,
+    cmd_summary: dict[str, Any],
+    publisher_words: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Every published event got exactly one codes.put, and every event was acked."""
+    handled_keys = set(handled.by_key())
+    published_keys = {(c, s) for c, s in zip(published.cabs, published.seqs, strict=True)}
+    last_seq: dict[int, int] = {}
+    for cab, seq in published_keys:
+        last_seq[cab] = max(last_seq.get(cab, 0), seq)
+    acked_upto = {int(k): v for k, v in cmd_summary["acked_upto"].items()}
+    return {
+        "published": len(published),
+        "codes_put_received": len(handled_keys),
+        "codes_put_for_unpublished": len(handled_keys - published_keys),
+        "published_without_codes_put": len(published_keys - handled_keys),
+        "codes_put_commands_received": cmd_summary["by_type"].get("codes.put", 0),
+        "command_redeliveries": cmd_summary["redelivered"],
+        "bad_messages": cmd_summary["bad"],
+        "every_event_acked": all(acked_upto.get(cab, 0) >= seq for cab, seq in last_seq.items()),
+        "pubacked": sum(int(w.get("pubacked", 0)) for w in publisher_words),
+    }
+
+
+def _setup_figures(options: Options, url: str, broker_shown: str) -> dict[str, Any]:
+    """What ran: sizes, broker, database, the machine."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (0.0, 0.0, 0.0)
+    return {
+        "cabinets": options.cabinets,
+        "workers": options.workers,
+        "publishers": options.publishers,
+        "step_s": options.step_s,
+        "rates": list(options.rates),
+        "broker": broker_shown,
+        "database": make_url(url).render_as_string(hide_password=True),
+        "database_backend": make_url(url).get_backend_name(),
+        "cpus": os.cpu_count(),
+        "loadavg_at_end": [round(x, 2) for x in load],
+        "handled_means": "codes.put received by the cabinets' side (worker); batch "
+        "committed (bare ingest)",
     }
 
 

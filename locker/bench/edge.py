@@ -38,17 +38,17 @@ import dataclasses
 import json
 import math
 import os
-import queue
 import secrets
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from locker.harness.processes import JsonLinesProcess, cpu_s, memory_mb
 
 TYPING_S = 0.12  # from the first digit to the submit: longer than a poll's reply timeout
 CAB = "bench1"
@@ -92,39 +92,34 @@ class _Marks:
 async def _serve_daemon(
     port_path: str, journal_path: Path, poll_interval_s: float, kiosk: bool = True
 ) -> None:
-    import serial
-
-    from cabinet.core import Config
-    from cabinet.core import inputs as core_inputs
-    from cabinet.core.compartments import Compartment, Door, Size
-    from cabinet.core.errors import CoreError
-    from cabinet.drivers.rs485 import BoardSpec, BusTiming, Rs485Driver
-    from cabinet.journal import Journal
-    from cabinet.service import CabinetService
-
+    """The daemon's side: build the service, serve the kiosk, answer stdin until it closes."""
     marks = _Marks()
+    journal = _timed_journal(journal_path, marks)
+    service = _build_service(port_path, journal, poll_interval_s, marks)
+    await service.start()
+    kiosk_parts = await _start_kiosk(service) if kiosk else None
+    answers = _Answers(service, journal, marks)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    kiosk_url = kiosk_parts[1].url if kiosk_parts is not None else None
+    _say({"ready": True, "pid": os.getpid(), "kiosk_url": kiosk_url})
+    try:
+        while line := await reader.readline():
+            _say(await answers.answer(json.loads(line)))
+    finally:  # stdin closed: the harness is done
+        if kiosk_parts is not None:
+            kiosk_app, kiosk_server = kiosk_parts
+            await kiosk_app.stop()
+            await kiosk_server.stop()
+        await service.stop()
+        journal.close()
 
-    class TimedSerial(serial.Serial):
-        """The port the driver writes to, noting when an unlock frame's write returned."""
 
-        def write(self, data: Any) -> int | None:
-            written = super().write(data)
-            if bytes(data[:1]) == bytes([HEAD_UNLOCK]):
-                marks.written_ns.append(time.perf_counter_ns())
-            return written
+def _timed_journal(journal_path: Path, marks: _Marks) -> Any:
+    """The SQLite journal, noting when a step that carries unlocks was durable."""
+    from cabinet.journal import Journal
 
-    port = TimedSerial(port_path, baudrate=9600)
-    locks = {
-        compartment_id(b, ch): (b, ch)
-        for b in range(1, BOARDS + 1)
-        for ch in range(1, CHANNELS + 1)
-    }
-    driver = Rs485Driver(
-        port,
-        [BoardSpec(b, CHANNELS) for b in range(1, BOARDS + 1)],
-        locks,
-        timing=BusTiming(poll_interval_s=poll_interval_s),  # otherwise the documented clocks
-    )
     journal = Journal.open(journal_path, cab=CAB)
     commit_step = journal.commit_step
 
@@ -136,7 +131,39 @@ async def _serve_daemon(
         return result
 
     journal.commit_step = timed_commit_step  # type: ignore[method-assign]
-    service = CabinetService(
+    return journal
+
+
+def _build_service(port_path: str, journal: Any, poll_interval_s: float, marks: _Marks) -> Any:
+    """The production CabinetService on the RS485 driver, its port noting unlock writes."""
+    import serial
+
+    from cabinet.core import Config
+    from cabinet.core.compartments import Compartment, Size
+    from cabinet.drivers.rs485 import BoardSpec, BusTiming, Rs485Driver
+    from cabinet.service import CabinetService
+
+    class TimedSerial(serial.Serial):
+        """The port the driver writes to, noting when an unlock frame's write returned."""
+
+        def write(self, data: Any) -> int | None:
+            written = super().write(data)
+            if bytes(data[:1]) == bytes([HEAD_UNLOCK]):
+                marks.written_ns.append(time.perf_counter_ns())
+            return written
+
+    locks = {
+        compartment_id(b, ch): (b, ch)
+        for b in range(1, BOARDS + 1)
+        for ch in range(1, CHANNELS + 1)
+    }
+    driver = Rs485Driver(
+        TimedSerial(port_path, baudrate=9600),
+        [BoardSpec(b, CHANNELS) for b in range(1, BOARDS + 1)],
+        locks,
+        timing=BusTiming(poll_interval_s=poll_interval_s),  # otherwise the documented clocks
+    )
+    return CabinetService(
         cabinet_id=CAB,
         layout=[Compartment(c, Size.M) for c in locks],
         driver=driver,
@@ -146,109 +173,133 @@ async def _serve_daemon(
         config=Config(),
         tick_s=1.0,
     )
-    await service.start()
-    kiosk_server = kiosk_app = None
-    if kiosk:  # as deployed: the touchscreen's HTTP server in the same process and loop
-        from cabinet.kiosk.app import Kiosk, build_app
-        from cabinet.kiosk.server import KioskServer
 
-        kiosk_app = Kiosk(service, language="zh-CN")
-        kiosk_server = KioskServer(build_app(kiosk_app), "127.0.0.1", 0)
-        await kiosk_server.start()
-        await kiosk_app.start()
 
-    async def wait_until(test: Callable[[], bool], timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while not test():
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.001)
-        return True
+async def _start_kiosk(service: Any) -> tuple[Any, Any]:
+    """As deployed: the touchscreen's HTTP server in the same process and loop."""
+    from cabinet.kiosk.app import Kiosk, build_app
+    from cabinet.kiosk.server import KioskServer
 
-    async def answer(request: dict[str, Any]) -> dict[str, Any]:
-        op = request["op"]
-        if op == "submit":
-            inp = getattr(core_inputs, request["input"])(**request.get("args", {}))
-            marks.clear()
-            submitted_ns = time.perf_counter_ns()
-            try:
-                shows = await service.submit(inp)
-            except CoreError as err:
-                return {"ok": False, "error": str(err)}
-            screens = [
-                {"type": type(s.screen).__name__, **dataclasses.asdict(s.screen)} for s in shows
-            ]
-            timing = None
-            if request.get("timed"):
-                # The unlock may wait for an earlier door to be seen open (one door at a time).
-                await wait_until(lambda: bool(marks.written_ns), 5)
-                if marks.written_ns:
-                    journal_ns = marks.journal_ns[0] if marks.journal_ns else (0, 0)
-                    timing = {
-                        "written_ns": marks.written_ns[0] - submitted_ns,
-                        "verdict_ns": journal_ns[0] - submitted_ns,
-                        "journal_ns": journal_ns[1] - journal_ns[0],
-                        "dispatch_ns": marks.written_ns[0] - journal_ns[1],
-                    }
-            return {"ok": True, "screens": screens, "timing": timing}
-        if op == "keypad":
-            service.keypad_active()
-            return {"ok": True}
-        if op == "codes":
-            expires_at = datetime.now(UTC) + timedelta(days=3)
-            grants = tuple(
-                core_inputs.CodeGrant(e["parcel_id"], e["compartment"], e["code_hash"], expires_at)
-                for e in request["entries"]
+    kiosk_app = Kiosk(service, language="zh-CN")
+    kiosk_server = KioskServer(build_app(kiosk_app), "127.0.0.1", 0)
+    await kiosk_server.start()
+    await kiosk_app.start()
+    return kiosk_app, kiosk_server
+
+
+async def _wait_until(test: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not test():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.001)
+    return True
+
+
+class _Answers:
+    """The daemon's answers to the harness's requests, one method per `op`."""
+
+    def __init__(self, service: Any, journal: Any, marks: _Marks) -> None:
+        self.service = service
+        self.journal = journal
+        self.marks = marks
+        self.ops: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+            "submit": self.submit,
+            "keypad": self.keypad,
+            "codes": self.codes,
+            "couriers": self.couriers,
+            "wait_shut": self.wait_shut,
+            "wait_parcels": self.wait_parcels,
+            "events": self.events,
+        }
+
+    async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = self.ops.get(request["op"])
+        if op is None:
+            return {"ok": False, "error": f"unknown op {request['op']!r}"}
+        return await op(request)
+
+    async def submit(self, request: dict[str, Any]) -> dict[str, Any]:
+        from cabinet.core import inputs as core_inputs
+        from cabinet.core.errors import CoreError
+
+        inp = getattr(core_inputs, request["input"])(**request.get("args", {}))
+        self.marks.clear()
+        submitted_ns = time.perf_counter_ns()
+        try:
+            shows = await self.service.submit(inp)
+        except CoreError as err:
+            return {"ok": False, "error": str(err)}
+        screens = [{"type": type(s.screen).__name__, **dataclasses.asdict(s.screen)} for s in shows]
+        timing = await self._timing(submitted_ns) if request.get("timed") else None
+        return {"ok": True, "screens": screens, "timing": timing}
+
+    async def _timing(self, submitted_ns: int) -> dict[str, int] | None:
+        marks = self.marks
+        # The unlock may wait for an earlier door to be seen open (one door at a time).
+        await _wait_until(lambda: bool(marks.written_ns), 5)
+        if not marks.written_ns:
+            return None
+        journal_ns = marks.journal_ns[0] if marks.journal_ns else (0, 0)
+        return {
+            "written_ns": marks.written_ns[0] - submitted_ns,
+            "verdict_ns": journal_ns[0] - submitted_ns,
+            "journal_ns": journal_ns[1] - journal_ns[0],
+            "dispatch_ns": marks.written_ns[0] - journal_ns[1],
+        }
+
+    async def keypad(self, _request: dict[str, Any]) -> dict[str, Any]:
+        self.service.keypad_active()
+        return {"ok": True}
+
+    async def codes(self, request: dict[str, Any]) -> dict[str, Any]:
+        from cabinet.core import inputs as core_inputs
+
+        expires_at = datetime.now(UTC) + timedelta(days=3)
+        grants = tuple(
+            core_inputs.CodeGrant(e["parcel_id"], e["compartment"], e["code_hash"], expires_at)
+            for e in request["entries"]
+        )
+        await self.service.submit(core_inputs.CodesPut(grants))
+        return {"ok": True}
+
+    async def couriers(self, request: dict[str, Any]) -> dict[str, Any]:
+        from cabinet.core import inputs as core_inputs
+
+        grants = tuple(
+            core_inputs.CourierGrant(c["courier_id"], c["pin_hash"]) for c in request["couriers"]
+        )
+        await self.service.submit(core_inputs.CouriersPut(grants))
+        return {"ok": True}
+
+    async def wait_shut(self, request: dict[str, Any]) -> dict[str, Any]:
+        from cabinet.core.compartments import Door
+
+        # The deposit door seen open then closed, and closed now (a poll reply read just
+        # before the door shut can report it open again after the board's `82` report).
+        def shut() -> bool:
+            cabinet = self.service.cabinet
+            session = cabinet.session
+            return (
+                session is not None
+                and session.draft.door_cycled
+                and cabinet.compartments[request["compartment"]].door is Door.CLOSED
             )
-            await service.submit(core_inputs.CodesPut(grants))
-            return {"ok": True}
-        if op == "couriers":
-            grants = tuple(
-                core_inputs.CourierGrant(c["courier_id"], c["pin_hash"])
-                for c in request["couriers"]
-            )
-            await service.submit(core_inputs.CouriersPut(grants))
-            return {"ok": True}
-        if op == "wait_shut":
-            # The deposit door seen open then closed, and closed now (a poll reply read just
-            # before the door shut can report it open again after the board's `82` report).
-            def shut() -> bool:
-                cabinet = service.cabinet
-                session = cabinet.session
-                return (
-                    session is not None
-                    and session.draft.door_cycled
-                    and cabinet.compartments[request["compartment"]].door is Door.CLOSED
-                )
 
-            return {"ok": await wait_until(shut, request.get("timeout_s", 10))}
-        if op == "wait_parcels":
-            ok = await wait_until(
-                lambda: len(service.cabinet.parcels) == request["count"],
-                request.get("timeout_s", 10),
-            )
-            return {"ok": ok, "parcels": len(service.cabinet.parcels)}
-        if op == "events":
-            counts: dict[str, int] = {}
-            for event in journal.unacked():
-                counts[event.type] = counts.get(event.type, 0) + 1
-            return {"ok": True, "events": counts}
-        return {"ok": False, "error": f"unknown op {op!r}"}
+        return {"ok": await _wait_until(shut, request.get("timeout_s", 10))}
 
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    kiosk_url = kiosk_server.url if kiosk_server is not None else None
-    _say({"ready": True, "pid": os.getpid(), "kiosk_url": kiosk_url})
-    try:
-        while line := await reader.readline():
-            _say(await answer(json.loads(line)))
-    finally:  # stdin closed: the harness is done
-        if kiosk_app is not None and kiosk_server is not None:
-            await kiosk_app.stop()
-            await kiosk_server.stop()
-        await service.stop()
-        journal.close()
+    async def wait_parcels(self, request: dict[str, Any]) -> dict[str, Any]:
+        service, count = self.service, request["count"]
+        ok = await _wait_until(
+            lambda: len(service.cabinet.parcels) == count, request.get("timeout_s", 10)
+        )
+        return {"ok": ok, "parcels": len(service.cabinet.parcels)}
+
+    async def events(self, _request: dict[str, Any]) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for event in self.journal.unacked():
+            counts[event.type] = counts.get(event.type, 0) + 1
+        return {"ok": True, "events": counts}
 
 
 def _say(message: dict[str, Any]) -> None:
@@ -259,66 +310,31 @@ def _say(message: dict[str, Any]) -> None:
 # --- the harness ----------------------------------------------------------------------------
 
 
-class DaemonProcess:
+class DaemonProcess(JsonLinesProcess):
     """The daemon in a subprocess, spoken to one JSON line at a time."""
 
     def __init__(
         self, port_path: str, workdir: Path, poll_interval_s: float, kiosk: bool = True
     ) -> None:
-        self._log = (workdir / "daemon.log").open("w")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "locker.bench.edge",
-                "--daemon",
-                "--port",
-                port_path,
-                "--journal",
-                str(workdir / "journal.sqlite3"),
-                "--poll-interval-s",
-                str(poll_interval_s),
-                "--kiosk" if kiosk else "--no-kiosk",
-            ],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-        )
-        self._lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        argv = [sys.executable, "-m", "locker.bench.edge", "--daemon", "--port", port_path]
+        argv += ["--journal", str(workdir / "journal.sqlite3")]
+        argv += ["--poll-interval-s", str(poll_interval_s), "--kiosk" if kiosk else "--no-kiosk"]
+        super().__init__(argv, log_path=workdir / "daemon.log", name="the daemon")
         try:
-            ready = self._next(30)
+            ready = self.next(30)
         except BaseException:
             self.close()
             raise
         if not ready.get("ready"):
             self.close()
             raise RuntimeError(f"the daemon did not start: {ready}")
-        self.pid = self.process.pid
         self.kiosk_url: str | None = ready.get("kiosk_url")
         self.confirm_retries = 0  # Confirms refused because a stale reading showed the door open
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._lines.put(line)
-
-    def _next(self, timeout_s: float) -> dict[str, Any]:
-        try:
-            return json.loads(self._lines.get(timeout=timeout_s))
-        except queue.Empty:
-            raise TimeoutError(f"the daemon said nothing for {timeout_s:g} s") from None
 
     def ask(
         self, request: dict[str, Any], timeout_s: float = 30, *, refused_ok: bool = False
     ) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        answer = self._next(timeout_s)
+        answer = super().ask(request, timeout_s)
         if not answer.get("ok") and not refused_ok:
             raise RuntimeError(
                 f"the daemon refused {request.get('input', request['op'])}: {answer}"
@@ -330,16 +346,7 @@ class DaemonProcess:
 
     def close(self) -> None:
         """Close stdin (the daemon stops its service and exits); kill it if it lingers."""
-        if self.process.poll() is None:
-            with contextlib.suppress(OSError):
-                assert self.process.stdin is not None
-                self.process.stdin.close()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self._log.close()
+        self.finish(timeout_s=10)
 
 
 class _Page:
@@ -394,26 +401,30 @@ def _confirm(daemon: DaemonProcess, compartment: str) -> dict[str, Any]:
     raise RuntimeError(f"the deposit in {compartment} could not be confirmed: {answer}")
 
 
-def _cpu_s(pid: int) -> float:
-    """utime + stime of every thread of `pid`, in seconds (/proc/<pid>/stat fields 14, 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _memory_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of `pid` in MB (MiB): resident now, and its peak."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) / 1024
-    return values["VmRSS"], values["VmHWM"]
-
-
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of a non-empty list."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+@dataclasses.dataclass
+class _Laps:
+    """What the rounds measured: per pickup the latency and its parts, per round the RSS."""
+
+    written_ms: list[float] = dataclasses.field(default_factory=list)
+    verdict_ms: list[float] = dataclasses.field(default_factory=list)
+    journal_ms: list[float] = dataclasses.field(default_factory=list)
+    # journal durable -> frame written: the driver's queue and bus
+    dispatch_ms: list[float] = dataclasses.field(default_factory=list)
+    deposits: int = 0
+    # after each fill-and-empty of the doors: growth shows
+    rss_by_round_mb: list[float] = dataclasses.field(default_factory=list)
+
+    def add(self, timing: dict[str, int]) -> None:
+        self.written_ms.append(timing["written_ns"] / 1e6)
+        self.verdict_ms.append(timing["verdict_ns"] / 1e6)
+        self.journal_ms.append(timing["journal_ns"] / 1e6)
+        self.dispatch_ms.append(timing["dispatch_ns"] / 1e6)
 
 
 def run_bench(
@@ -430,150 +441,183 @@ def run_bench(
     stays open throughout (as Chromium's does), so its memory is counted.
     """
     from firmware_sim import BoardConfig, PtyServer, SimulatedBus
-    from protocol.hashing import code_hash, pin_hash
 
     bus = SimulatedBus(
         [BoardConfig(b, CHANNELS, sends_reports=True) for b in range(1, BOARDS + 1)],
         pulse_s=PULSE_S,
     )
-    written_ms: list[float] = []
-    verdict_ms: list[float] = []
-    journal_ms: list[float] = []
-    dispatch_ms: list[float] = []  # journal durable -> frame written: the driver's queue and bus
-    deposits = 0
-    rss_by_round_mb: list[float] = []  # after each fill-and-empty of the doors: growth shows
+    laps = _Laps()
     with tempfile.TemporaryDirectory(prefix="locker-bench-") as tmp, PtyServer(bus) as server:
         daemon = DaemonProcess(server.path, Path(tmp), poll_interval_s, kiosk)
         page = _Page(daemon.kiosk_url) if daemon.kiosk_url else None
         try:
-            daemon.ask(
-                {
-                    "op": "couriers",
-                    "couriers": [
-                        {"courier_id": COURIER, "pin_hash": pin_hash(PIN, os.urandom(16))}
-                    ],
-                }
-            )
-            done = 0
-            while done < pickups:
-                batch = min(BOARDS * CHANNELS, pickups - done)
-                # A courier fills `batch` doors, one parcel at a time, through the kiosk flow.
-                daemon.submit("CourierSignIn", courier_id=COURIER, pin=PIN)
-                parcels: list[tuple[str, str]] = []
-                for _ in range(batch):
-                    deposits += 1
-                    daemon.submit("TrackingEntered", tracking_no=f"BENCH{deposits:07d}")
-                    daemon.submit("PhoneEntered", phone=PHONE)
-                    (opening,) = daemon.submit("SizeChosen", size="M")["screens"]
-                    board, channel = lock_of(opening["compartment"])
-                    bus.person.put_parcel(board, channel)
-                    bus.person.close_door(board, channel)
-                    deposited = _confirm(daemon, opening["compartment"])
-                    parcels.append((deposited["parcel_id"], deposited["compartment"]))
-                daemon.submit("CourierSignOut")
-                # The cloud's codes.put: one fresh 8-digit code per parcel, hashed under the key.
-                codes = {pid: f"{secrets.randbelow(10**8):08d}" for pid, _ in parcels}
-                daemon.ask(
-                    {
-                        "op": "codes",
-                        "entries": [
-                            {
-                                "parcel_id": p,
-                                "compartment": c,
-                                "code_hash": code_hash(CODE_KEY, codes[p]),
-                            }
-                            for p, c in parcels
-                        ],
-                    }
-                )
-                for parcel_id, compartment in parcels:
-                    daemon.ask({"op": "keypad"})  # the first digit
-                    time.sleep(TYPING_S)  # the person typing the rest (real time: a benchmark)
-                    answer = daemon.submit("CodeEntered", timed=True, code=codes[parcel_id])
-                    screen = answer["screens"][0]
-                    if (
-                        screen["type"] != "DoorsOpening"
-                        or compartment not in screen["compartments"]
-                    ):
-                        raise RuntimeError(f"code for {compartment} gave {screen}")
-                    timing = answer["timing"]
-                    if timing is None:
-                        raise RuntimeError(f"no unlock frame was written for {compartment}")
-                    written_ms.append(timing["written_ns"] / 1e6)
-                    verdict_ms.append(timing["verdict_ns"] / 1e6)
-                    journal_ms.append(timing["journal_ns"] / 1e6)
-                    dispatch_ms.append(timing["dispatch_ns"] / 1e6)
-                    # The recipient takes the parcel and shuts the door; the `82` report tells.
-                    board, channel = lock_of(compartment)
-                    bus.person.take_parcel(board, channel)
-                    bus.person.close_door(board, channel)
-                    done += 1
-                    if progress is not None:
-                        progress(done, pickups)
-                daemon.ask({"op": "wait_parcels", "count": 0})
-                if page is not None:
-                    page.status()
-                rss_by_round_mb.append(round(_memory_mb(daemon.pid)[0], 1))
-            with bus.lock:
-                pulses = sum(d.pulses for b in bus.boards for d in b.doors.values())
-            rss_busy_mb, _ = _memory_mb(daemon.pid)
-            # Idle: no input, the driver polling both boards and the tick running, as deployed.
-            time.sleep(min(1.0, idle_s))  # let the last steps and closes settle first
-            cpu_before_s, wall_before_s = _cpu_s(daemon.pid), time.monotonic()
-            time.sleep(idle_s)
-            cpu_s = _cpu_s(daemon.pid) - cpu_before_s
-            wall_s = time.monotonic() - wall_before_s
-            rss_mb, peak_rss_mb = _memory_mb(daemon.pid)
-            confirm_retries = daemon.confirm_retries
-            # Last: loading every journalled event leaves the daemon's heap bigger than it was.
-            events = daemon.ask({"op": "events"})["events"]
-            kiosk_figures = page.figures() if page is not None else None
+            _register_courier(daemon)
+            _run_rounds(daemon, bus, page, pickups, laps, progress)
+            at_rest = _measure_at_rest(daemon, bus, page, idle_s)
         finally:
             if page is not None:
                 page.close()
             daemon.close()
+    return _report(laps, at_rest, poll_interval_s=poll_interval_s, kiosk=kiosk)
+
+
+def _register_courier(daemon: DaemonProcess) -> None:
+    from protocol.hashing import pin_hash
+
+    courier = {"courier_id": COURIER, "pin_hash": pin_hash(PIN, os.urandom(16))}
+    daemon.ask({"op": "couriers", "couriers": [courier]})
+
+
+def _run_rounds(
+    daemon: DaemonProcess,
+    bus: Any,
+    page: _Page | None,
+    pickups: int,
+    laps: _Laps,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Round after round: fill up to every door, put their codes, pick every parcel up."""
+    done = 0
+    while done < pickups:
+        parcels = _fill(daemon, bus, min(BOARDS * CHANNELS, pickups - done), laps)
+        codes = _put_codes(daemon, parcels)
+        for parcel_id, compartment in parcels:
+            _pick_up(daemon, bus, compartment, codes[parcel_id], laps)
+            done += 1
+            if progress is not None:
+                progress(done, pickups)
+        daemon.ask({"op": "wait_parcels", "count": 0})
+        if page is not None:
+            page.status()
+        laps.rss_by_round_mb.append(round(memory_mb(daemon.pid)[0], 1))
+
+
+def _fill(daemon: DaemonProcess, bus: Any, batch: int, laps: _Laps) -> list[tuple[str, str]]:
+    """A courier fills `batch` doors, one parcel at a time, through the kiosk flow."""
+    daemon.submit("CourierSignIn", courier_id=COURIER, pin=PIN)
+    parcels: list[tuple[str, str]] = []
+    for _ in range(batch):
+        laps.deposits += 1
+        daemon.submit("TrackingEntered", tracking_no=f"BENCH{laps.deposits:07d}")
+        daemon.submit("PhoneEntered", phone=PHONE)
+        (opening,) = daemon.submit("SizeChosen", size="M")["screens"]
+        board, channel = lock_of(opening["compartment"])
+        bus.person.put_parcel(board, channel)
+        bus.person.close_door(board, channel)
+        deposited = _confirm(daemon, opening["compartment"])
+        parcels.append((deposited["parcel_id"], deposited["compartment"]))
+    daemon.submit("CourierSignOut")
+    return parcels
+
+
+def _put_codes(daemon: DaemonProcess, parcels: list[tuple[str, str]]) -> dict[str, str]:
+    """The cloud's codes.put: one fresh 8-digit code per parcel, hashed under the key."""
+    from protocol.hashing import code_hash
+
+    codes = {pid: f"{secrets.randbelow(10**8):08d}" for pid, _ in parcels}
+    entries = [
+        {"parcel_id": p, "compartment": c, "code_hash": code_hash(CODE_KEY, codes[p])}
+        for p, c in parcels
+    ]
+    daemon.ask({"op": "codes", "entries": entries})
+    return codes
+
+
+def _pick_up(daemon: DaemonProcess, bus: Any, compartment: str, code: str, laps: _Laps) -> None:
+    """A recipient types the code (timed to the unlock frame), takes the parcel, shuts the door."""
+    daemon.ask({"op": "keypad"})  # the first digit
+    time.sleep(TYPING_S)  # the person typing the rest (real time: a benchmark)
+    answer = daemon.submit("CodeEntered", timed=True, code=code)
+    screen = answer["screens"][0]
+    if screen["type"] != "DoorsOpening" or compartment not in screen["compartments"]:
+        raise RuntimeError(f"code for {compartment} gave {screen}")
+    if answer["timing"] is None:
+        raise RuntimeError(f"no unlock frame was written for {compartment}")
+    laps.add(answer["timing"])
+    # The recipient takes the parcel and shuts the door; the `82` report tells.
+    board, channel = lock_of(compartment)
+    bus.person.take_parcel(board, channel)
+    bus.person.close_door(board, channel)
+
+
+def _measure_at_rest(
+    daemon: DaemonProcess, bus: Any, page: _Page | None, idle_s: float
+) -> dict[str, Any]:
+    """After the rounds: the pulses the boards saw, RSS, and the idle CPU over `idle_s`."""
+    with bus.lock:
+        pulses = sum(d.pulses for b in bus.boards for d in b.doors.values())
+    rss_busy_mb, _ = memory_mb(daemon.pid)
+    # Idle: no input, the driver polling both boards and the tick running, as deployed.
+    time.sleep(min(1.0, idle_s))  # let the last steps and closes settle first
+    cpu_before_s, wall_before_s = cpu_s(daemon.pid), time.monotonic()
+    time.sleep(idle_s)
+    idle_cpu_s = cpu_s(daemon.pid) - cpu_before_s
+    wall_s = time.monotonic() - wall_before_s
+    rss_mb, peak_rss_mb = memory_mb(daemon.pid)
+    return {
+        "pulses": pulses,
+        "rss_busy_mb": rss_busy_mb,
+        "idle_cpu_pct": 100 * idle_cpu_s / wall_s,
+        "idle_s": wall_s,
+        "rss_mb": rss_mb,
+        "peak_rss_mb": peak_rss_mb,
+        "confirm_retries": daemon.confirm_retries,
+        # Last: loading every journalled event leaves the daemon's heap bigger than it was.
+        "events": daemon.ask({"op": "events"})["events"],
+        "kiosk": page.figures() if page is not None else None,
+    }
+
+
+def _report(
+    laps: _Laps, at_rest: dict[str, Any], *, poll_interval_s: float, kiosk: bool
+) -> dict[str, Any]:
+    written_ms, pulses = laps.written_ms, at_rest["pulses"]
     return {
         "pickups": len(written_ms),
-        "deposits": deposits,
+        "deposits": laps.deposits,
         "sim_unlock_pulses": pulses,
-        "sim_pickup_unlocks": pulses - deposits,
-        "events": events,
-        "confirm_retries": confirm_retries,
+        "sim_pickup_unlocks": pulses - laps.deposits,
+        "events": at_rest["events"],
+        "confirm_retries": at_rest["confirm_retries"],
         "latency_ms": _summary(written_ms),
         "latency_parts_ms": {
-            "submit_to_verdict_p50": percentile(verdict_ms, 50),
-            "journal_commit_p50": percentile(journal_ms, 50),
-            "journal_commit_p99": percentile(journal_ms, 99),
-            "dispatch_p50": percentile(dispatch_ms, 50),
-            "dispatch_p99": percentile(dispatch_ms, 99),
+            "submit_to_verdict_p50": percentile(laps.verdict_ms, 50),
+            "journal_commit_p50": percentile(laps.journal_ms, 50),
+            "journal_commit_p99": percentile(laps.journal_ms, 99),
+            "dispatch_p50": percentile(laps.dispatch_ms, 50),
+            "dispatch_p99": percentile(laps.dispatch_ms, 99),
         },
         "over_p99_target_pct": 100 * sum(ms > TARGET_P99_MS for ms in written_ms) / len(written_ms),
-        "rss_mb": rss_mb,
-        "rss_after_pickups_mb": rss_busy_mb,
-        "peak_rss_mb": peak_rss_mb,
-        "rss_by_round_mb": rss_by_round_mb,
-        "idle_cpu_pct": 100 * cpu_s / wall_s,
-        "idle_s": wall_s,
-        "kiosk": kiosk_figures,
-        "setup": {
-            "doors": BOARDS * CHANNELS,
-            "boards": BOARDS,
-            "poll_interval_s": poll_interval_s,
-            "sim_pulse_s": PULSE_S,
-            "link": "disabled (no broker: offline)",
-            "kiosk": "served on 127.0.0.1 in the daemon, one page's event stream open"
-            if kiosk
-            else "not served",
-            "journal": "SQLite WAL, synchronous=FULL, in a temporary directory",
-            "latency": "submit(CodeEntered) called -> serial write of the 0x8A frame returned",
-            "rss": "the daemon process alone (/proc/<pid>/status VmRSS)",
-            "idle_cpu": "daemon utime+stime delta / wall time, all threads",
-        },
+        "rss_mb": at_rest["rss_mb"],
+        "rss_after_pickups_mb": at_rest["rss_busy_mb"],
+        "peak_rss_mb": at_rest["peak_rss_mb"],
+        "rss_by_round_mb": laps.rss_by_round_mb,
+        "idle_cpu_pct": at_rest["idle_cpu_pct"],
+        "idle_s": at_rest["idle_s"],
+        "kiosk": at_rest["kiosk"],
+        "setup": _setup(poll_interval_s, kiosk),
         "targets": {
             "p99_ms": TARGET_P99_MS,
             "rss_mb": TARGET_RSS_MB,
             "idle_cpu_pct": TARGET_IDLE_CPU_PCT,
         },
+    }
+
+
+def _setup(poll_interval_s: float, kiosk: bool) -> dict[str, Any]:
+    return {
+        "doors": BOARDS * CHANNELS,
+        "boards": BOARDS,
+        "poll_interval_s": poll_interval_s,
+        "sim_pulse_s": PULSE_S,
+        "link": "disabled (no broker: offline)",
+        "kiosk": "served on 127.0.0.1 in the daemon, one page's event stream open"
+        if kiosk
+        else "not served",
+        "journal": "SQLite WAL, synchronous=FULL, in a temporary directory",
+        "latency": "submit(CodeEntered) called -> serial write of the 0x8A frame returned",
+        "rss": "the daemon process alone (/proc/<pid>/status VmRSS)",
+        "idle_cpu": "daemon utime+stime delta / wall time, all threads",
     }
 
 

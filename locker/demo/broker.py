@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 from concurrent.futures import Future
 from typing import Any
+
+from locker.harness.ports import free_port
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 10.0
@@ -28,13 +29,6 @@ STOP_TIMEOUT_S = 10.0
 
 class BrokerError(RuntimeError):
     """The embedded broker could not start (the port is taken, amqtt refused its config)."""
-
-
-def free_port(host: str = HOST) -> int:
-    """Return a TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 class EmbeddedBroker:

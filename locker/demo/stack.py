@@ -25,7 +25,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,6 +41,8 @@ import httpx
 from locker.demo.broker import EmbeddedBroker
 from locker.demo.doors_page import SimulatedCabinet
 from locker.demo.sinks import NoticeSinks, demo_openid
+from locker.harness.ports import free_port, port_free
+from locker.harness.processes import clean_env, stop_all
 
 MARKER = ".locker-demo"  # a data folder holding it was made by the demo and may be reset
 HOST = "127.0.0.1"
@@ -190,7 +191,7 @@ class DemoStack:
         names = ["api", "notices"] + [f"kiosk-{i}" for i in range(1, n + 1)]
         names += [f"sim-{i}" for i in range(1, n + 1)]
         if base == 0:
-            return {name: _free_port() for name in names}
+            return {name: free_port() for name in names}
         offsets = {"api": 0, "notices": 1}
         offsets |= {f"kiosk-{i}": 10 + i for i in range(1, n + 1)}
         offsets |= {f"sim-{i}": 40 + i for i in range(1, n + 1)}
@@ -201,7 +202,7 @@ class DemoStack:
 
     def _check_ports(self) -> None:
         for name, port in self._ports.items():
-            if not _port_free(port):
+            if not port_free(port):
                 raise DemoError(
                     f"port {port} (for the {name}) is taken: is another demo running? "
                     "Stop it, or pick other ports with --http-port"
@@ -287,93 +288,26 @@ class DemoStack:
         (path / "logs").mkdir()
 
     def _seed(self, database_url: str) -> DemoInfo:
+        """The demo's data, through the registry as an operator would: a site, its cabinets,
+        the couriers, the shop's ERP key, one recipient's WeChat binding."""
         from sqlmodel import Session
 
         from cloud.db.engine import make_engine
-        from cloud.db.models import CabinetCreate, SiteCreate, WechatBinding
-        from cloud.services import registry
+        from cloud.db.models import WechatBinding
 
         now = datetime.now(UTC)
         api_url = f"http://{HOST}:{self._ports['api']}"
         engine = make_engine(database_url)
-        cabinets: list[CabinetInfo] = []
         try:
             with Session(engine) as session:
-                registry.add_site(
-                    session=session,
-                    site_create=SiteCreate(
-                        id=SITE_ID,
-                        name="Riverside Gardens 滨江花园",
-                        language=self.options.language,
-                        timezone=SITE_TIMEZONE,
-                        quiet_start=None,
-                        quiet_end=None,  # a demo runs at any hour: reminders go at once
-                    ),
-                    now=now,
-                )
-                doors = door_layout()
-                specs = registry.layout_compartments({"layout": {"compartments": doors}})
-                for n in range(1, self.options.cabinets + 1):
-                    cab = f"cab-{n}"
-                    name = f"Riverside Gardens, Building {n} 滨江花园{n}号楼"
-                    credentials = registry.add_cabinet(
-                        session=session,
-                        cabinet_create=CabinetCreate(
-                            id=cab,
-                            site_id=SITE_ID,
-                            name=name,
-                            address=f"{n} Riverside Road, lobby 滨江路{n}号大堂",
-                        ),
-                        compartments=specs,
-                        now=now,
-                        seal_key=self._secret_key.encode(),
-                    )
-                    folder = self.data_dir / "cabinets" / cab
-                    folder.mkdir(parents=True)
-                    cabinets.append(
-                        CabinetInfo(
-                            id=cab,
-                            name=name,
-                            kiosk_url=f"http://{HOST}:{self._ports[f'kiosk-{n}']}",
-                            sim_url=f"http://{HOST}:{self._ports[f'sim-{n}']}",
-                            dir=folder,
-                            config_path=folder / "cabinet.toml",
-                            tty_link=folder / "ttyLOCK",
-                            doors=doors,
-                            mqtt_password=credentials.mqtt_password,
-                            password_file_line=credentials.password_file_line,
-                            acl=registry.mosquitto_acl_lines(cab),
-                        )
-                    )
-                    self._code_keys[cab] = credentials.code_key
-                couriers = []
-                for courier_id, pin, carrier, courier_name, phone in COURIERS:
-                    registry.add_courier(
-                        session=session,
-                        courier_id=courier_id,
-                        carrier=carrier,
-                        name=courier_name,
-                        pin=pin,
-                        site_id=SITE_ID,
-                        now=now,
-                        phone=phone,
-                    )
-                    couriers.append(CourierInfo(courier_id, pin, carrier, courier_name))
-                # The shop's ERP acts for its merchant at the demo's site: it sees the parcels
-                # it announced, whichever carrier's courier brings them.
-                erp = registry.add_erp_key(
-                    session=session,
-                    key_id=ERP_KEY_ID,
-                    name="Demo shop ERP",
-                    now=now,
-                    merchant_id=ERP_MERCHANT_ID,
-                    site_ids=[SITE_ID],
-                )
+                self._seed_site(session, now)
+                cabinets = [self._seed_cabinet(session, n, now) for n in self._cabinet_numbers]
+                couriers = self._seed_couriers(session, now)
+                erp_key = self._seed_erp_key(session, now)
                 # The row the scan-to-open SMS check or the official account leaves once a
                 # recipient has proved their phone: that phone's notices go by WeChat.
                 session.add(WechatBinding(openid=self._openid, phone=WECHAT_PHONE, created_at=now))
                 session.commit()
-                recipients = {WECHAT_PHONE: "wechat", SMS_PHONE: "sms"}
         finally:
             engine.dispose()
         return DemoInfo(
@@ -384,12 +318,100 @@ class DemoStack:
             doors_url=f"http://{HOST}:{self._ports['notices']}/doors",
             broker_url=self.options.broker_url or "",
             database_url=database_url,
-            erp_key=erp.key,
+            erp_key=erp_key,
             cabinets=cabinets,
             couriers=couriers,
-            recipients=recipients,
+            recipients={WECHAT_PHONE: "wechat", SMS_PHONE: "sms"},
             clock_offset_file=self.data_dir / "clock-offset-s",
         )
+
+    @property
+    def _cabinet_numbers(self) -> range:
+        return range(1, self.options.cabinets + 1)
+
+    def _seed_site(self, session: Any, now: datetime) -> None:
+        from cloud.db.models import SiteCreate
+        from cloud.services import registry
+
+        site = SiteCreate(
+            id=SITE_ID,
+            name="Riverside Gardens 滨江花园",
+            language=self.options.language,
+            timezone=SITE_TIMEZONE,
+            quiet_start=None,
+            quiet_end=None,  # a demo runs at any hour: reminders go at once
+        )
+        registry.add_site(session=session, site_create=site, now=now)
+
+    def _seed_cabinet(self, session: Any, n: int, now: datetime) -> CabinetInfo:
+        """Cabinet `cab-n` registered, its folder made; its code key kept for its config."""
+        from cloud.db.models import CabinetCreate
+        from cloud.services import registry
+
+        doors = door_layout()
+        cab = f"cab-{n}"
+        name = f"Riverside Gardens, Building {n} 滨江花园{n}号楼"
+        credentials = registry.add_cabinet(
+            session=session,
+            cabinet_create=CabinetCreate(
+                id=cab,
+                site_id=SITE_ID,
+                name=name,
+                address=f"{n} Riverside Road, lobby 滨江路{n}号大堂",
+            ),
+            compartments=registry.layout_compartments({"layout": {"compartments": doors}}),
+            now=now,
+            seal_key=self._secret_key.encode(),
+        )
+        self._code_keys[cab] = credentials.code_key
+        folder = self.data_dir / "cabinets" / cab
+        folder.mkdir(parents=True)
+        return CabinetInfo(
+            id=cab,
+            name=name,
+            kiosk_url=f"http://{HOST}:{self._ports[f'kiosk-{n}']}",
+            sim_url=f"http://{HOST}:{self._ports[f'sim-{n}']}",
+            dir=folder,
+            config_path=folder / "cabinet.toml",
+            tty_link=folder / "ttyLOCK",
+            doors=doors,
+            mqtt_password=credentials.mqtt_password,
+            password_file_line=credentials.password_file_line,
+            acl=registry.mosquitto_acl_lines(cab),
+        )
+
+    def _seed_couriers(self, session: Any, now: datetime) -> list[CourierInfo]:
+        from cloud.services import registry
+
+        couriers = []
+        for courier_id, pin, carrier, courier_name, phone in COURIERS:
+            registry.add_courier(
+                session=session,
+                courier_id=courier_id,
+                carrier=carrier,
+                name=courier_name,
+                pin=pin,
+                site_id=SITE_ID,
+                now=now,
+                phone=phone,
+            )
+            couriers.append(CourierInfo(courier_id, pin, carrier, courier_name))
+        return couriers
+
+    def _seed_erp_key(self, session: Any, now: datetime) -> str:
+        """The shop's ERP acts for its merchant at the demo's site: it sees the parcels it
+        announced, whichever carrier's courier brings them."""
+        from cloud.services import registry
+
+        erp = registry.add_erp_key(
+            session=session,
+            key_id=ERP_KEY_ID,
+            name="Demo shop ERP",
+            now=now,
+            merchant_id=ERP_MERCHANT_ID,
+            site_ids=[SITE_ID],
+        )
+        return erp.key
 
     # --- start ---------------------------------------------------------------------------------
 
@@ -623,18 +645,13 @@ class DemoStack:
         self._http.close()
 
     def _stop_group(self, group: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
-        for _name, process in group:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for name, process in group:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.echo(f"{name} did not stop in {STOP_GRACE_S:g} s: killing it")
-                process.kill()
-                process.wait()
+        stop_all(
+            group,
+            STOP_GRACE_S,
+            on_kill=lambda name: self.echo(
+                f"{name} did not stop in {STOP_GRACE_S:g} s: killing it"
+            ),
+        )
 
     def __enter__(self) -> DemoStack:
         return self
@@ -654,9 +671,7 @@ def _locker() -> str:
 
 def _clean_env() -> dict[str, str]:
     """This environment without LOCKER_* settings: each child gets exactly the demo's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return clean_env(PYTHONUNBUFFERED="1")
 
 
 def _die_with_parent() -> None:
@@ -665,23 +680,6 @@ def _die_with_parent() -> None:
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
             libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As the servers bind: connections of a run just stopped (TIME_WAIT) do not count.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def _shown_url(url: str) -> str:

@@ -295,15 +295,7 @@ class Story:
             lambda: [n for n in self.notices_to(SMS_PHONE) if self.tn2 in n["text"]],
             f"its notice reached {mask_phone(SMS_PHONE)} by SMS",
         )
-        offset_file = self.info.clock_offset_file
-        assert offset_file is not None
-        offset_s = self.info.clock_base_offset_s + EXPIRY_JUMP_S
-        offset_file.write_text(f"{offset_s:g}\n")
-        self.echo(
-            "    [yellow]time travel[/]: the cloud workers' clock now runs 72 h further ahead "
-            f"(the demo writes {offset_s:g} s into {offset_file}); the API and cabinets keep "
-            "real time"
-        )
+        self._travel_past_the_window()
         self.wait(
             lambda: self.status_is(self.tn2, "expired"), "past its 72 h window the cloud expired it"
         )
@@ -315,6 +307,24 @@ class Story:
             lambda: self.kiosk_status(cabinet)["retrievals_due"] >= 1,
             f"cabinet {cabinet.id} was told to have it taken back",
         )
+        self._courier_takes_back(cabinet, compartment, courier)
+
+    def _travel_past_the_window(self) -> None:
+        """Move the cloud workers' clock 72 h ahead (the API and cabinets keep real time)."""
+        offset_file = self.info.clock_offset_file
+        assert offset_file is not None
+        offset_s = self.info.clock_base_offset_s + EXPIRY_JUMP_S
+        offset_file.write_text(f"{offset_s:g}\n")
+        self.echo(
+            "    [yellow]time travel[/]: the cloud workers' clock now runs 72 h further ahead "
+            f"(the demo writes {offset_s:g} s into {offset_file}); the API and cabinets keep "
+            "real time"
+        )
+
+    def _courier_takes_back(
+        self, cabinet: CabinetInfo, compartment: str, courier: tuple[str, ...]
+    ) -> None:
+        """The courier signs in, is told of the parcel, opens its door and takes it back."""
         courier_id, pin = courier[0], courier[1]
         shown = self.press(cabinet, "CourierSignIn", courier_id=courier_id, pin=pin)
         self.check(

@@ -7,8 +7,6 @@ it they skip, naming the fix; under CI=true they fail, like the other service fi
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -17,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.cabinet.service.process import LOCKER, ROOT, clean_env, write_config
+from locker.harness.processes import stop_pid
+from tests.cabinet.service.process import ROOT, run_cli, write_config
 from tests.services import Mosquitto, free_port, in_ci, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -72,14 +71,7 @@ class KioskDaemon:
         )
         self.log_path = workdir / "daemon.log"
         self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [str(LOCKER), "cabinet", "run", "--config", str(config)],
-            cwd=ROOT,
-            env=clean_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        self.process = run_cli(config, stdout=self._log, stderr=subprocess.STDOUT)
         try:
             wait_for(self._serving, 20, f"the kiosk on {self.url}")
         except BaseException:
@@ -98,13 +90,7 @@ class KioskDaemon:
         return httpx.get(f"{self.url}/api/status", timeout=5).json()
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+        stop_pid(self.process, timeout_s=10)
         self._log.close()
 
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import queue
-import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
+from locker.harness.processes import JsonLinesProcess, clean_env
 from tests.cabinet.service.harness import CHANNELS, CODE_KEY, LAYOUT
 from tests.services import Mosquitto, free_port
 
@@ -24,7 +20,7 @@ def write_config(
     *,
     broker: Mosquitto,
     serial_port: str,
-    journal: Path,
+    journal: Path | None = None,
     extra: str = "",
     kiosk_port: int | None = None,
     mqtt_password: str | None = None,
@@ -33,8 +29,10 @@ def write_config(
 
     The kiosk gets a free port (`kiosk_port` to choose it), so daemons of parallel tests never
     meet on the default 8080. `mqtt_password` is the cabinet's (an anonymous test broker ignores
-    it; the cloud checks it when the kiosk fetches its scan QR).
+    it; the cloud checks it when the kiosk fetches its scan QR). The journal goes beside the
+    config unless `journal` says where.
     """
+    journal = journal or path.parent / "journal.sqlite3"
     doors = "".join(
         f'\n[[layout.compartments]]\nid = "{c.id}"\nsize = "{c.size}"\nlow_door = '
         f'{str(c.low).lower()}\ndriver = "rs485"\nboard = 1\nchannel = {CHANNELS[c.id]}\n'
@@ -53,62 +51,40 @@ def write_config(
     return path
 
 
-def clean_env() -> dict[str, str]:
-    """This environment without LOCKER_ overrides, so only the generated config counts."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("LOCKER_")}
-
-
-def run_cli(config: Path) -> subprocess.Popen[str]:
-    """`locker cabinet run --config CONFIG`."""
+def run_cli(
+    config: Path, *, stdout: Any = subprocess.PIPE, stderr: Any = subprocess.PIPE
+) -> subprocess.Popen[str]:
+    """`locker cabinet run --config CONFIG`, its output piped (or where `stdout`/`stderr` say)."""
     return subprocess.Popen(
         [str(LOCKER), "cabinet", "run", "--config", str(config)],
         cwd=ROOT,
         env=clean_env(),
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=stdout,
+        stderr=stderr,
         text=True,
     )
 
 
-class Daemon:
+class Daemon(JsonLinesProcess):
     """The real daemon with the test-only stdin control channel (daemon_process.py)."""
 
     def __init__(self, config: Path, log_path: Path) -> None:
-        self._log = log_path.open("a")
-        self.process = subprocess.Popen(
+        super().__init__(
             [sys.executable, "-m", "tests.cabinet.service.daemon_process", str(config)],
+            log_path=log_path,
+            name="the daemon",
             cwd=ROOT,
-            env=clean_env(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
+            log_mode="a",
         )
-        self._lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
         try:
-            assert self._next(20) == {"ready": True}
+            assert self.next(20) == {"ready": True}
         except BaseException:
             self.kill()  # never leave a daemon behind on the test's pty
             raise
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._lines.put(line)
-
-    def _next(self, timeout_s: float) -> dict[str, Any]:
-        try:
-            return json.loads(self._lines.get(timeout=timeout_s))
-        except queue.Empty:
-            raise TimeoutError(f"the daemon said nothing for {timeout_s:g} s") from None
-
     def ask(self, request: dict[str, Any], timeout_s: float = 10) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        return self._next(timeout_s)
+        return super().ask(request, timeout_s)
 
     def submit(self, name: str, **args: Any) -> list[dict[str, Any]]:
         """Run a kiosk input; return its screens (as dicts with a "type")."""
@@ -122,15 +98,6 @@ class Daemon:
     def door(self, compartment: str) -> str:
         return self.cabinet()["compartments"][compartment]["door"]
 
-    def kill(self) -> None:
-        """kill -9: no clean-up of any kind."""
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-        self._log.close()
-
     def terminate(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(10)
-        self._log.close()
-        return code
+        """SIGTERM, as systemd stops it; return its exit status."""
+        return self.stop(timeout_s=10)

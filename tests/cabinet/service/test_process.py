@@ -25,7 +25,6 @@ def test_run_comes_online_and_stops_cleanly_on_sigterm(
         tmp_path / "cab.toml",
         broker=mosquitto,
         serial_port=str(sim[1].link),
-        journal=tmp_path / "journal.sqlite3",
         kiosk_port=kiosk_port,
     )
     process = run_cli(config)
@@ -63,7 +62,6 @@ def test_run_refuses_a_bad_config_naming_the_key(
         tmp_path / "cab.toml",
         broker=mosquitto,
         serial_port=str(sim[1].link),
-        journal=tmp_path / "journal.sqlite3",
     )
     config.write_text(config.read_text().replace("channel = 4\n", "channel = 30\n"))
     process = run_cli(config)
@@ -100,26 +98,28 @@ def check_events(peer: CloudPeer, types: list[str]) -> list[dict[str, Any]]:
     return [first[seq] for seq in sorted(first)]
 
 
+def _online_then_choose_a_door(
+    daemon: Daemon, peer: CloudPeer, tracking_no: str, size: str
+) -> tuple[str, int]:
+    """Once the daemon is online with a courier: sign in, enter a parcel, choose a size; the
+    door the daemon opened and its channel."""
+    wait_for(lambda: peer.states and peer.states[-1]["online"], 10, "the first birth")
+    put_courier(peer)
+    daemon.submit("CourierSignIn", courier_id=COURIER, pin=PIN)
+    daemon.submit("TrackingEntered", tracking_no=tracking_no)
+    daemon.submit("PhoneEntered", phone=PHONE)
+    (opening,) = daemon.submit("SizeChosen", size=size)
+    return opening["compartment"], CHANNELS[opening["compartment"]]
+
+
 def test_kill_9_mid_deposit_and_mid_pickup(tmp_path: Path, mosquitto: Mosquitto, sim: Sim) -> None:
     bus, server = sim
     peer = AckingPeer(mosquitto)
-    config = write_config(
-        tmp_path / "cab.toml",
-        broker=mosquitto,
-        serial_port=str(server.link),
-        journal=tmp_path / "journal.sqlite3",
-    )
+    config = write_config(tmp_path / "cab.toml", broker=mosquitto, serial_port=str(server.link))
     log_path = tmp_path / "daemon.log"
     daemon = Daemon(config, log_path)
     try:
-        wait_for(lambda: peer.states and peer.states[-1]["online"], 10, "the first birth")
-        put_courier(peer)
-        daemon.submit("CourierSignIn", courier_id=COURIER, pin=PIN)
-        daemon.submit("TrackingEntered", tracking_no="SF3001")
-        daemon.submit("PhoneEntered", phone=PHONE)
-        (opening,) = daemon.submit("SizeChosen", size="M")
-        compartment = opening["compartment"]
-        channel = CHANNELS[compartment]
+        compartment, channel = _online_then_choose_a_door(daemon, peer, "SF3001", "M")
         assert bus.board(1).doors[channel].pulses == 1
         bus.person.put_parcel(1, channel)
 
@@ -174,23 +174,11 @@ def test_kill_9_after_the_deposit_door_shut_and_right_after_the_code(
 ) -> None:
     bus, server = sim
     peer = AckingPeer(mosquitto)
-    config = write_config(
-        tmp_path / "cab.toml",
-        broker=mosquitto,
-        serial_port=str(server.link),
-        journal=tmp_path / "journal.sqlite3",
-    )
+    config = write_config(tmp_path / "cab.toml", broker=mosquitto, serial_port=str(server.link))
     log_path = tmp_path / "daemon.log"
     daemon = Daemon(config, log_path)
     try:
-        wait_for(lambda: peer.states and peer.states[-1]["online"], 10, "the first birth")
-        put_courier(peer)
-        daemon.submit("CourierSignIn", courier_id=COURIER, pin=PIN)
-        daemon.submit("TrackingEntered", tracking_no="SF5001")
-        daemon.submit("PhoneEntered", phone=PHONE)
-        (opening,) = daemon.submit("SizeChosen", size="S")
-        compartment = opening["compartment"]
-        channel = CHANNELS[compartment]
+        compartment, channel = _online_then_choose_a_door(daemon, peer, "SF5001", "S")
         wait_for(lambda: daemon.door(compartment) == "open", 5, "the deposit door seen open")
         bus.person.put_parcel(1, channel)
         bus.person.close_door(1, channel)

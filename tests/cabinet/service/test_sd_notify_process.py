@@ -26,7 +26,6 @@ def test_daemon_is_ready_then_pings_the_watchdog_then_says_stopping(
         tmp_path / "cab.toml",
         broker=mosquitto,
         serial_port=str(sim[1].link),
-        journal=tmp_path / "journal.sqlite3",
     )
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(tmp_path / "notify.sock"))

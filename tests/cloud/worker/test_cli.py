@@ -6,13 +6,13 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from cloud.db.migrate import upgrade
 from locker.cli import app
+from locker.harness.processes import locker_cli
 from tests.services import Mosquitto, wait_for
 
 # The worker refuses to start without a strong secret key: every run here is given one.
@@ -63,13 +63,8 @@ def test_the_worker_runs_until_sigterm(tmp_path: Path, mosquitto: Mosquitto) -> 
     url = f"sqlite:///{tmp_path / 'cloud.db'}"
     upgrade(url)
     log_path = tmp_path / "worker.log"
-    command = [
-        sys.executable,
-        "-c",
-        "from locker.cli import app; app()",
-        *("cloud", "worker", "--database-url", url, "--client-id", "w-term"),
-        *("--broker", f"mqtt://{mosquitto.host}:{mosquitto.port}"),
-    ]
+    command = locker_cli("cloud", "worker", "--database-url", url, "--client-id", "w-term")
+    command += ["--broker", f"mqtt://{mosquitto.host}:{mosquitto.port}"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **SECRET_ENV}

@@ -7,7 +7,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from cloud.db.models import Cabinet, CommandOutbox, InboxEvent, Parcel, ParcelEvent
 from cloud.worker import Worker
+from locker.harness.processes import locker_cli
 from tests.cloud.db.builders import CAB, SEAL_KEY, deposited
 from tests.cloud.worker.harness import (
     WAIT_S,
@@ -156,19 +156,8 @@ def test_a_worker_killed_with_sigkill_mid_stream_loses_nothing(
     engine: Engine, db_url: str, mosquitto: Mosquitto, cabinet: ScriptedCabinet, tmp_path: Path
 ) -> None:
     env = {**os.environ, "LOCKER_CLOUD_SECRET_KEY": SEAL_KEY.decode(), "PYTHONUNBUFFERED": "1"}
-    command = [
-        sys.executable,
-        "-c",
-        "from locker.cli import app; app()",
-        "cloud",
-        "worker",
-        "--database-url",
-        db_url,
-        "--broker",
-        f"mqtt://{mosquitto.host}:{mosquitto.port}",
-        "--client-id",
-        "victim",
-    ]
+    command = locker_cli("cloud", "worker", "--database-url", db_url, "--client-id", "victim")
+    command += ["--broker", f"mqtt://{mosquitto.host}:{mosquitto.port}"]
     log_path = tmp_path / "victim.log"
     with log_path.open("wb") as log:
         victim = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
