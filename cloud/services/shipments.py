@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from cloud import errors
 from cloud.core import parcels as core
 from cloud.core.access import Action, Principal, decide
 from cloud.core.phones import normalize_phone
@@ -41,29 +42,12 @@ IDEMPOTENCY_KEY_MAX_CHARS = 128
 _LIVE = (core.Status.ANNOUNCED.value, core.Status.IN_LOCKER.value)
 
 
-class ShipmentError(Exception):
-    """A shipment request refused; nothing was written. `field` names the bad input, if one."""
-
-    status_code = 422
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+class InvalidShipment(errors.InvalidInput):
+    """The request is malformed: a bad phone, tracking number or key; `field` names it."""
 
 
-class InvalidShipment(ShipmentError):
-    """The request is malformed: a bad phone, tracking number or key (HTTP 422)."""
-
-
-class UnknownCabinet(ShipmentError):
-    """The cabinet named does not exist, or not for this key: it is not at one of its sites
-    (HTTP 422: the body is wrong, the URL is fine; the same words either way)."""
-
-
-class ShipmentConflict(ShipmentError):
-    """Not possible now: the tracking number is live already, or the key was used (HTTP 409)."""
-
-    status_code = 409
+class ShipmentConflict(errors.Conflict):
+    """Not possible now: the tracking number is live already, or the key was used."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +119,7 @@ def announce_shipment(
         raise InvalidShipment(
             f"the Idempotency-Key header must be 1-{IDEMPOTENCY_KEY_MAX_CHARS} characters",
             field="Idempotency-Key",
+            location="header",
         )
     shipment = ShipmentCreate(
         order_no=shipment.order_no.strip(),
@@ -179,7 +164,7 @@ def _announce(
         decision = decide(principal, Action.ANNOUNCE_SHIPMENT, cabinet_resource(cabinet))
         if not decision.allowed:
             # Another site's cabinet reads as a missing one: the key learns nothing of it.
-            raise UnknownCabinet(f"no cabinet {shipment.cabinet_id!r}", field="cabinet_id")
+            raise errors.UnknownCabinet(f"no cabinet {shipment.cabinet_id!r}", field="cabinet_id")
         assert cabinet is not None
         # A tracking number is live once per owner. Another client's live parcel with the
         # same number neither blocks this one (a key announcing first must not lock the real
@@ -248,6 +233,7 @@ def _replay(session: Session, api_key_id: str, key: str, fingerprint: str) -> An
         raise ShipmentConflict(
             "this Idempotency-Key was used for another request: use a new key for a new shipment",
             field="Idempotency-Key",
+            location="header",
         )
     body = stored.response_body or {}
     return Announced(parcel_row_id=str(body.get("id", "")), replayed=True, response=body)

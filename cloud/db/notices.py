@@ -1,0 +1,70 @@
+"""The notice outbox: queue a notice once by dedupe key, and a parcel's resend history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, select
+
+from cloud.core import parcels as core
+from cloud.core.notices import NoticeKind, send_after
+from cloud.core.policies import SitePolicy
+from cloud.db.models import (
+    NoticeOutbox,
+)
+from cloud.db.rows import insert_ignore
+from cloud.db.sealing import seal
+
+
+def enqueue_notice(
+    *,
+    session: Session,
+    parcel_row_id: str,
+    notify: core.Notify,
+    policy: SitePolicy,
+    seal_key: bytes,
+    now: datetime,
+) -> bool:
+    """Queue a notice unless its dedupe key is queued already; return whether it was added.
+
+    The pickup code, if the notice shows one, is sealed (`cloud.db.sealing`); the dispatcher
+    renders the text at send time, so the clear code never reaches the database.
+    """
+    added = insert_ignore(
+        session=session,
+        table=NoticeOutbox.__table__,
+        rows=[notice_values(parcel_row_id, notify, policy=policy, seal_key=seal_key, now=now)],
+        conflict_columns=["dedupe_key"],
+        returning=["dedupe_key"],
+    )
+    return bool(added)
+
+
+def notice_values(
+    parcel_row_id: str, notify: core.Notify, *, policy: SitePolicy, seal_key: bytes, now: datetime
+) -> dict[str, Any]:
+    """Return a queued `notice_outbox` row's columns (but its id and defaults), code sealed."""
+    code_sealed = seal(seal_key, notify.code, context=notify.dedupe_key) if notify.code else None
+    return {
+        "dedupe_key": notify.dedupe_key,
+        "parcel_row_id": parcel_row_id,
+        "kind": notify.kind.value,
+        "audience": notify.audience.value,
+        "to_phone": notify.phone,
+        "courier_id": notify.courier_id,
+        "deadline": notify.deadline,
+        "code_sealed": code_sealed,
+        "status": "queued",
+        "attempts": 0,
+        "next_attempt_at": send_after(notify.kind, now, policy),
+        "created_at": now,
+    }
+
+
+def resend_history(*, session: Session, parcel_row_id: str) -> list[datetime]:
+    """Return when resend notices of a parcel were queued (for `notices.resend_decision`)."""
+    statement = select(NoticeOutbox.created_at).where(
+        NoticeOutbox.parcel_row_id == parcel_row_id, NoticeOutbox.kind == NoticeKind.RESEND.value
+    )
+    return list(session.exec(statement))
