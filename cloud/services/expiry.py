@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from cloud import errors
 from cloud.core import expiry
 from cloud.core import parcels as core
 from cloud.core.errors import CoreError
@@ -31,8 +32,8 @@ log = logging.getLogger(__name__)
 RUN_DUE_LIMIT = 500
 
 
-class UnknownParcel(LookupError):
-    """No parcel of that id: nothing to confirm."""
+# No parcel of that id: nothing to confirm (the tree's, under this module's old name).
+UnknownParcel = errors.UnknownParcel
 
 
 @dataclass(frozen=True)

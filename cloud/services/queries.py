@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlmodel import Session, col, select
@@ -13,6 +14,7 @@ from sqlmodel import Session, col, select
 from cloud.core.access import CabinetScope, ParcelScope
 from cloud.core.expiry import OverdueFee, overdue_fee
 from cloud.core.parcels import ErpOrderState, Status, erp_state
+from cloud.core.phones import mask_phone
 from cloud.db import repo
 from cloud.db.models import Cabinet, Compartment, ErpApiKey, Parcel, ParcelEvent, Site
 from cloud.db.scoping import cabinet_where, parcel_where
@@ -132,6 +134,26 @@ class ParcelView:
     parcel: Parcel
     erp_state: ErpOrderState
     deadline: datetime | None
+
+
+def parcel_record(view: ParcelView) -> dict[str, Any]:
+    """The ERP's view of a parcel (the API's `ParcelPublic`): the phone masked, no code hash."""
+    row = view.parcel
+    return {
+        "id": row.id,
+        "parcel_id": row.parcel_id,
+        "tracking_no": row.tracking_no,
+        "order_no": row.order_no,
+        "status": Status(row.status),
+        "erp_state": view.erp_state,
+        "cabinet_id": row.cabinet_id,
+        "compartment": row.compartment,
+        "size": row.size,
+        "phone_masked": mask_phone(row.phone),
+        "deposited_at": row.deposited_at,
+        "deadline": view.deadline,
+        "left_locker_at": row.left_locker_at,
+    }
 
 
 def _view(row: Parcel, now: datetime) -> ParcelView:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from cloud import errors
 from cloud.core.access import Action, AuditEntry, Principal, ResourceKind
 from cloud.core.errors import CoreError
 from cloud.core.phones import normalize_phone
@@ -74,7 +75,7 @@ _LAYOUT_KEYS = frozenset(
 )
 
 
-class RegistryError(ValueError):
+class RegistryError(errors.InvalidInput):
     """Bad input to the registry (an unknown site, a taken id, a bad layout); nothing written."""
 
 

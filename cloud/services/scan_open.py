@@ -23,11 +23,14 @@ The flow (issue 4 item 6), every step a request the page makes:
 
     ScanError                   refused; nothing changed (but a wrong try counts)
      ├── NonceError             the QR's nonce is malformed, forged, for another cabinet or stale
-     ├── UnknownCabinet         no such cabinet
      ├── RateLimited            too many codes asked for, or wrong codes typed: `retry_after_s`
      ├── OtpRefused             wrong, expired, used or locked code: `outcome`
      ├── TokenError             the session token is malformed, forged, expired or for another cab
      └── NotOpenable            the parcel is not in the token or no longer in the locker
+    (and `cloud.errors.UnknownCabinet`: no such cabinet)
+
+Each is also a node of `cloud.errors`' tree (NonceError and TokenError are Forbidden, OtpRefused
+Unauthenticated, NotOpenable a Conflict), which is how the API chooses their status codes.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from qrcode.image.svg import SvgPathImage
 from sqlalchemy import func, insert, literal
 from sqlmodel import Session, col, select
 
+from cloud import errors
 from cloud.core.codes import (
     OTP_LENGTH,
     OTP_MAX_ATTEMPTS,
@@ -109,27 +113,19 @@ _OTP_PURPOSE = b"locker-scan-otp-v1"
 _MAC_BYTES = 12  # 96 bits: forging one by guessing is out of reach, and the QR stays small
 
 
-class ScanError(Exception):
+class ScanError(errors.CloudError):
     """A scan-to-open step was refused; nothing changed."""
 
 
-class NonceError(ScanError):
+class NonceError(ScanError, errors.Forbidden):
     """The QR's nonce is malformed, forged, for another cabinet or too old."""
 
 
-class UnknownCabinet(ScanError):
-    """No cabinet by that id."""
-
-
-class RateLimited(ScanError):
+class RateLimited(ScanError, errors.RateLimited):
     """Too many one-time codes asked for; try again after `retry_after_s`."""
 
-    def __init__(self, message: str, *, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
-
-class OtpRefused(ScanError):
+class OtpRefused(ScanError, errors.Unauthenticated):
     """The one-time code is wrong, expired, used or locked (`outcome`)."""
 
     def __init__(self, message: str, *, outcome: OtpCheck | None) -> None:
@@ -137,11 +133,11 @@ class OtpRefused(ScanError):
         self.outcome = outcome
 
 
-class TokenError(ScanError):
+class TokenError(ScanError, errors.Forbidden):
     """The session token is malformed, forged, expired or for another cabinet."""
 
 
-class NotOpenable(ScanError):
+class NotOpenable(ScanError, errors.Conflict):
     """The parcel is not one the session may open, or it has left the locker."""
 
 
@@ -249,7 +245,7 @@ def cabinet_credentials_ok(*, session: Session, cab: str, username: str, passwor
 def ensure_cabinet(*, session: Session, cab: str) -> None:
     """Raise UnknownCabinet unless `cab` is registered."""
     if repo.get_cabinet(session=session, cab=cab) is None:
-        raise UnknownCabinet(f"no cabinet {cab!r}")
+        raise errors.UnknownCabinet(f"no cabinet {cab!r}")
 
 
 # --- one-time codes -------------------------------------------------------------------------------
@@ -399,7 +395,7 @@ def _lock_cabinet(*, session: Session, cab: str) -> None:
     locked = select(Cabinet.id).where(Cabinet.id == cab).with_for_update(key_share=True)
     found = session.exec(locked).first()
     if found is None:
-        raise UnknownCabinet(f"no cabinet {cab!r}")
+        raise errors.UnknownCabinet(f"no cabinet {cab!r}")
 
 
 def _count(session: Session, statement: Any) -> int:

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
+from cloud import errors
 from cloud.db import repo
 from cloud.notify.wechat_oauth import WechatOAuth, WechatSignInError
 from cloud.services.scan_open import (
@@ -47,7 +48,7 @@ BIND_TICKET_TTL_S = 15 * 60  # time enough to ask for an SMS code and type it
 BROWSER_COOKIE = "locker_scan_browser"
 
 
-class WechatUnavailable(ScanError):
+class WechatUnavailable(ScanError, errors.Unavailable):
     """WeChat sign-in is not configured, or WeChat would not say who the user is."""
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic_core import to_jsonable_python
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -30,6 +30,7 @@ from cloud.db import repo
 from cloud.db.engine import write_session
 from cloud.db.models import Cabinet, IdempotencyKey, Parcel, Site
 from cloud.db.scoping import cabinet_resource
+from cloud.services import queries
 
 # The cabinet takes tracking numbers trimmed, upper case, [A-Z0-9-], at most 40 characters
 # (cabinet/core/deposit.py); an announcement must name the parcel the same way or no deposit
@@ -66,7 +67,7 @@ class Announced:
 
     parcel_row_id: str
     replayed: bool
-    response: dict[str, Any] | None = None  # the stored answer of a replay
+    response: dict[str, Any]  # the answer, as JSON (a replay's is the stored one)
 
 
 def normalize_tracking_no(text: str) -> str:
@@ -105,13 +106,12 @@ def announce_shipment(
     idempotency_key: str,
     shipment: ShipmentCreate,
     now: datetime,
-    render: Callable[[Parcel], dict[str, Any]],
 ) -> Announced:
     """Announce a shipment once per (API key, Idempotency-Key) for `principal` and commit.
 
     The parcel is owned by the key's carrier or merchant (only its owner reads it); the cabinet
-    must be at one of the key's sites. `render(row)` makes the answer stored for replays (the
-    API's public view of the parcel).
+    must be at one of the key's sites. The answer (`queries.parcel_record`, as JSON) is stored
+    beside the parcel for replays, and returned the first time too.
     Raise InvalidShipment / UnknownCabinet / ShipmentConflict with nothing written.
     """
     key = idempotency_key.strip()
@@ -132,7 +132,7 @@ def announce_shipment(
     fingerprint = request_hash(shipment)
     api_key_id = principal.id
     try:
-        return _announce(session, principal, key, shipment, fingerprint, now, render)
+        return _announce(session, principal, key, shipment, fingerprint, now)
     except IntegrityError:
         # Another request with the same key committed first (PostgreSQL lets both reach the
         # insert): theirs is the answer, as for any retry.
@@ -151,7 +151,6 @@ def _announce(
     shipment: ShipmentCreate,
     fingerprint: str,
     now: datetime,
-    render: Callable[[Parcel], dict[str, Any]],
 ) -> Announced:
     session.rollback()  # a write transaction must begin fresh (BEGIN IMMEDIATE on SQLite)
     write_session(session)
@@ -207,13 +206,15 @@ def _announce(
             now=now,
         )
         session.flush()
+        view = queries.ParcelView(row, core.erp_state(core.Status(row.status)), deadline=None)
+        answer = to_jsonable_python(queries.parcel_record(view))
         session.add(
             IdempotencyKey(
                 api_key_id=principal.id,
                 key=key,
                 request_hash=fingerprint,
                 response_status=201,
-                response_body=render(row),
+                response_body=answer,
                 created_at=now,
             )
         )
@@ -222,7 +223,7 @@ def _announce(
     except BaseException:
         session.rollback()
         raise
-    return Announced(parcel_row_id=row_id, replayed=False)
+    return Announced(parcel_row_id=row_id, replayed=False, response=answer)
 
 
 def _replay(session: Session, api_key_id: str, key: str, fingerprint: str) -> Announced | None:
