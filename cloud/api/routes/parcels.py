@@ -18,7 +18,6 @@ from cloud.api.schemas import (
 )
 from cloud.core.access import Action, decide, parcel_scope
 from cloud.core.parcels import Status, erp_state
-from cloud.db.scoping import parcel_resource
 from cloud.services import queries
 
 router = APIRouter(tags=["parcels"])
@@ -71,7 +70,9 @@ def get_parcel(
 ) -> ParcelPublic:
     """Show one of the key's parcels by its cabinet-made parcel_id (or its row id)."""
     row = queries.find_parcel(session=session, parcel_id=parcel_id)
-    decision = decide(principal, Action.READ_PARCEL, parcel_resource(session, row))
+    decision = decide(
+        principal, Action.READ_PARCEL, queries.parcel_resource(session=session, row=row)
+    )
     enforce(decision, f"no parcel {parcel_id!r}")
     assert row is not None
     return parcel_public(queries.parcel_view(row, now))
