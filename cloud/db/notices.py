@@ -1,11 +1,11 @@
-"""The notice outbox: queue a notice once by dedupe key, and a parcel's resend history."""
+"""The notice outbox: queue a notice once by dedupe key, claim due ones, lock one to settle it."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from cloud.core import parcels as core
 from cloud.core.notices import NoticeKind, send_after
@@ -15,6 +15,13 @@ from cloud.db.models import (
 )
 from cloud.db.rows import insert_ignore
 from cloud.db.sealing import seal
+
+# A notice row's states (cloud.notify.outbox draws the moves between them).
+QUEUED = "queued"
+SENDING = "sending"
+SENT = "sent"
+FAILED = "failed"
+UNKNOWN = "unknown"  # maybe sent: a human decides (or a provider callback settles it)
 
 
 def enqueue_notice(
@@ -55,7 +62,7 @@ def notice_values(
         "courier_id": notify.courier_id,
         "deadline": notify.deadline,
         "code_sealed": code_sealed,
-        "status": "queued",
+        "status": QUEUED,
         "attempts": 0,
         "next_attempt_at": send_after(notify.kind, now, policy),
         "created_at": now,
@@ -68,3 +75,39 @@ def resend_history(*, session: Session, parcel_row_id: str) -> list[datetime]:
         NoticeOutbox.parcel_row_id == parcel_row_id, NoticeOutbox.kind == NoticeKind.RESEND.value
     )
     return list(session.exec(statement))
+
+
+def claim_next_due(*, session: Session, now: datetime) -> NoticeOutbox | None:
+    """Return the next queued notice due at `now`, locked (`SKIP LOCKED`: another dispatcher's
+    claim is passed over, not waited for)."""
+    due = (
+        select(NoticeOutbox)
+        .where(NoticeOutbox.status == QUEUED, col(NoticeOutbox.next_attempt_at) <= now)
+        .order_by(col(NoticeOutbox.next_attempt_at), col(NoticeOutbox.id))
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    return session.exec(due).first()
+
+
+def lock_notice(*, session: Session, notice_id: int) -> NoticeOutbox | None:
+    """Return a notice row locked for this transaction."""
+    locked = select(NoticeOutbox).where(NoticeOutbox.id == notice_id).with_for_update()
+    return session.exec(locked).first()
+
+
+def lock_notice_by_provider_id(*, session: Session, provider_id: str) -> NoticeOutbox | None:
+    """Return the notice a provider knows as `provider_id`, locked for this transaction."""
+    locked = select(NoticeOutbox).where(NoticeOutbox.provider_id == provider_id).with_for_update()
+    return session.exec(locked).first()
+
+
+def lost_sends(*, session: Session, now: datetime, limit: int) -> list[NoticeOutbox]:
+    """Return up to `limit` notices still `sending` after their lease ran out, locked."""
+    stale = (
+        select(NoticeOutbox)
+        .where(NoticeOutbox.status == SENDING, col(NoticeOutbox.next_attempt_at) <= now)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.exec(stale))

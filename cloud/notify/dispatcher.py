@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from cloud.core.codes import RandBelow, pickup_link
 from cloud.core.expiry import overdue_fee
@@ -45,7 +45,7 @@ from cloud.core.notices import (
     retry_delay_s,
 )
 from cloud.core.phones import mask_phone
-from cloud.db import repo
+from cloud.db import notices, repo
 from cloud.db.engine import write_session
 from cloud.db.models import Cabinet, NoticeOutbox, Parcel, Site
 from cloud.db.sealing import SealError, unseal
@@ -160,14 +160,7 @@ class Dispatcher:
         """
         with Session(self.engine, expire_on_commit=False) as session:
             write_session(session)
-            due = (
-                select(NoticeOutbox)
-                .where(NoticeOutbox.status == QUEUED, col(NoticeOutbox.next_attempt_at) <= now)
-                .order_by(col(NoticeOutbox.next_attempt_at), col(NoticeOutbox.id))
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            row = session.exec(due).first()
+            row = notices.claim_next_due(session=session, now=now)
             if row is None:
                 return None, False
             token = secrets.token_hex(8)
@@ -314,8 +307,8 @@ class Dispatcher:
     ) -> str:
         with Session(self.engine) as session:
             write_session(session)
-            locked = select(NoticeOutbox).where(NoticeOutbox.id == claim.id).with_for_update()
-            row = session.exec(locked).one()
+            row = notices.lock_notice(session=session, notice_id=claim.id)
+            assert row is not None  # claimed rows are never deleted
             if row.provider_id != attempt_marker(claim.token):
                 # Settled meanwhile (a provider callback, a human): theirs is the later word.
                 log.warning("%s: row settled elsewhere as %s", claim.notice.log_form(), row.status)
@@ -355,13 +348,7 @@ class Dispatcher:
     def _expire_leases(self, now: datetime) -> int:
         with Session(self.engine) as session:
             write_session(session)
-            stale = (
-                select(NoticeOutbox)
-                .where(NoticeOutbox.status == SENDING, col(NoticeOutbox.next_attempt_at) <= now)
-                .limit(self.batch_size)
-                .with_for_update(skip_locked=True)
-            )
-            rows = list(session.exec(stale))
+            rows = notices.lost_sends(session=session, now=now, limit=self.batch_size)
             for row in rows:
                 row.status = UNKNOWN
                 row.last_error = "dispatcher lost during the send: may have been sent"

@@ -15,12 +15,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from cloud.db.models import NoticeOutbox
-
-QUEUED = "queued"
-SENDING = "sending"
-SENT = "sent"
-FAILED = "failed"
-UNKNOWN = "unknown"  # maybe sent: a human decides (or a provider callback settles it)
+from cloud.db.notices import FAILED as FAILED
+from cloud.db.notices import QUEUED as QUEUED
+from cloud.db.notices import SENDING as SENDING
+from cloud.db.notices import SENT as SENT
+from cloud.db.notices import UNKNOWN as UNKNOWN
 
 
 def attempt_marker(token: str) -> str:
