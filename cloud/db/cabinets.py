@@ -177,3 +177,19 @@ def set_compartment_states(*, session: Session, states: dict[tuple[str, str], st
         loaded = session.identity_map.get(session.identity_key(Compartment, (cab, door)))
         if loaded is not None:
             set_committed_value(loaded, "state", state)
+
+
+def all_sites(*, session: Session) -> list[Site]:
+    """Return every site, by id."""
+    return list(session.exec(select(Site).order_by(col(Site.id))))
+
+
+def all_cabinets(*, session: Session) -> list[Cabinet]:
+    """Return every cabinet, by id."""
+    return list(session.exec(select(Cabinet).order_by(col(Cabinet.id))))
+
+
+def cabinet_ids_at_site(*, session: Session, site_id: str) -> list[str]:
+    """Return the ids of a site's cabinets, sorted."""
+    statement = select(Cabinet.id).where(Cabinet.site_id == site_id).order_by(col(Cabinet.id))
+    return list(session.exec(statement))

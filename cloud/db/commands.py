@@ -15,9 +15,7 @@ from sqlalchemy import and_, or_, update
 from sqlmodel import Session, col, select
 
 from cloud.db import bulk
-from cloud.db.models import (
-    CommandOutbox,
-)
+from cloud.db.models import CommandOutbox
 from cloud.db.rows import new_id
 
 # A command still in play: the cabinet may still act on it, so it is due, resent and claimable.

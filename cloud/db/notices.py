@@ -10,9 +10,7 @@ from sqlmodel import Session, col, select
 from cloud.core import parcels as core
 from cloud.core.notices import NoticeKind, send_after
 from cloud.core.policies import SitePolicy
-from cloud.db.models import (
-    NoticeOutbox,
-)
+from cloud.db.models import NoticeOutbox
 from cloud.db.rows import insert_ignore
 from cloud.db.sealing import seal
 

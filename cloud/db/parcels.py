@@ -10,9 +10,7 @@ from sqlmodel import Session, col, select
 
 from cloud.core import parcels as core
 from cloud.core.pauses import Pause, PauseReason
-from cloud.db.models import (
-    Parcel,
-)
+from cloud.db.models import Cabinet, Parcel
 from cloud.db.rows import core_rows, new_id
 
 # Parcels whose pickup code a cabinet still honours: their hashes must stay unique.
@@ -214,3 +212,46 @@ def _pause_from_json(data: dict[str, Any]) -> Pause:
 
 def _iso(at: datetime) -> str:
     return at.isoformat()
+
+
+# Parcels that still hold their tracking number for their owner: a second one would be ambiguous.
+TRACKED_STATUSES = (core.Status.ANNOUNCED.value, core.Status.IN_LOCKER.value)
+
+
+def tracked_parcel_of_owner(
+    *, session: Session, tracking_no: str, carrier_id: str | None, merchant_id: str | None
+) -> str | None:
+    """Return the row id of the owner's parcel still tracked by `tracking_no`, if any: the
+    carrier's if `carrier_id` is given, else the merchant's."""
+    owner = (
+        Parcel.owner_carrier_id == carrier_id
+        if carrier_id is not None
+        else Parcel.owner_merchant_id == merchant_id
+    )
+    statement = select(Parcel.id).where(
+        Parcel.tracking_no == tracking_no, col(Parcel.status).in_(TRACKED_STATUSES), owner
+    )
+    return session.exec(statement).first()
+
+
+def lock_parcel(*, session: Session, parcel_id: str, skip_locked: bool) -> Parcel | None:
+    """Return the parcel the cabinet named `parcel_id`, locked for this transaction;
+    `skip_locked`: None at once if another transaction holds it."""
+    # populate_existing: the row the lock protects, not a copy the session read before it.
+    statement = (
+        select(Parcel)
+        .where(Parcel.parcel_id == parcel_id)
+        .with_for_update(skip_locked=skip_locked)
+        .execution_options(populate_existing=True)
+    )
+    return session.exec(statement).first()
+
+
+def in_locker_at_site(*, session: Session, site_id: str) -> list[Parcel]:
+    """Return the parcels in a locker of the site's cabinets."""
+    statement = (
+        select(Parcel)
+        .join(Cabinet, col(Cabinet.id) == col(Parcel.cabinet_id))
+        .where(Cabinet.site_id == site_id, Parcel.status == core.Status.IN_LOCKER.value)
+    )
+    return list(session.exec(statement))

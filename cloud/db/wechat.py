@@ -6,9 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from cloud.db.models import (
-    WechatBinding,
-)
+from cloud.db.models import WechatBinding
 
 
 def bind_wechat(*, session: Session, openid: str, phone: str, now: datetime) -> WechatBinding:

@@ -13,14 +13,14 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from cloud import errors
 from cloud.core import expiry
 from cloud.core import parcels as core
 from cloud.core.errors import CoreError
 from cloud.core.policies import SitePolicy
-from cloud.db import repo
+from cloud.db import cabinets, parcels, repo
 from cloud.db.engine import write_session
 from cloud.db.models import Cabinet, Parcel, Site
 from cloud.services.parcel_step import apply_parcel_event
@@ -147,14 +147,7 @@ def _apply_due(
 
 
 def _lock_parcel(session: Session, parcel_id: str, *, skip_locked: bool) -> Parcel | None:
-    # populate_existing: the row the lock protects, not a copy the session read before it.
-    statement = (
-        select(Parcel)
-        .where(Parcel.parcel_id == parcel_id)
-        .with_for_update(skip_locked=skip_locked)
-        .execution_options(populate_existing=True)
-    )
-    return session.exec(statement).first()
+    return parcels.lock_parcel(session=session, parcel_id=parcel_id, skip_locked=skip_locked)
 
 
 def _policy_of(session: Session, row: Parcel) -> SitePolicy:
@@ -166,13 +159,8 @@ def _policy_of(session: Session, row: Parcel) -> SitePolicy:
 
 
 def _sites(session: Session) -> list[Site]:
-    return list(session.exec(select(Site).order_by(col(Site.id))))
+    return cabinets.all_sites(session=session)
 
 
 def _in_locker(session: Session, site_id: str) -> list[Parcel]:
-    statement = (
-        select(Parcel)
-        .join(Cabinet, col(Cabinet.id) == col(Parcel.cabinet_id))
-        .where(Cabinet.site_id == site_id, Parcel.status == core.Status.IN_LOCKER.value)
-    )
-    return list(session.exec(statement))
+    return parcels.in_locker_at_site(session=session, site_id=site_id)

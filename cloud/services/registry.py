@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from cloud import errors
 from cloud.core.access import Action, AuditEntry, Principal, ResourceKind
 from cloud.core.errors import CoreError
 from cloud.core.phones import normalize_phone
+from cloud.db import cabinets as db_cabinets
 from cloud.db import repo
 from cloud.db.engine import write_session
 from cloud.db.models import (
@@ -197,7 +198,7 @@ def mosquitto_auth(
         raise RegistryError("at least one worker user is needed")
     for user in cloud_users:
         _check_id(user, "the cloud's broker user")
-    cabinets = list(session.exec(select(Cabinet).order_by(col(Cabinet.id))))
+    cabinets = db_cabinets.all_cabinets(session=session)
     taken = sorted(set(cloud_users) & {c.id for c in cabinets})
     if taken:
         raise RegistryError(f"the cloud's broker user {taken[0]!r} is also a cabinet id")
@@ -416,11 +417,7 @@ def add_courier(
                 created_at=now,
             )
         )
-        cabinets = list(
-            session.exec(
-                select(Cabinet.id).where(Cabinet.site_id == site_id).order_by(col(Cabinet.id))
-            )
-        )
+        cabinets = db_cabinets.cabinet_ids_at_site(session=session, site_id=site_id)
         for cab in cabinets:
             repo.enqueue_command(session=session, cab=cab, type="couriers.put", data=data, now=now)
         _audit(

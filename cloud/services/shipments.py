@@ -20,15 +20,15 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from cloud import errors
 from cloud.core import parcels as core
 from cloud.core.access import Action, Principal, decide
 from cloud.core.phones import normalize_phone
-from cloud.db import repo
+from cloud.db import parcels, repo
 from cloud.db.engine import write_session
-from cloud.db.models import Cabinet, IdempotencyKey, Parcel, Site
+from cloud.db.models import Cabinet, IdempotencyKey, Site
 from cloud.db.scoping import cabinet_resource
 from cloud.services import queries
 
@@ -39,8 +39,6 @@ TRACKING_MAX_CHARS = 40
 _TRACKING = re.compile(r"[A-Z0-9-]+")
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 IDEMPOTENCY_KEY_MAX_CHARS = 128
-# Parcels that still hold their tracking number: a second live one would be ambiguous.
-_LIVE = (core.Status.ANNOUNCED.value, core.Status.IN_LOCKER.value)
 
 
 class InvalidShipment(errors.InvalidInput):
@@ -169,15 +167,12 @@ def _announce(
         # same number neither blocks this one (a key announcing first must not lock the real
         # carrier out) nor is named to it; the deposit decides which announcement it completes
         # (cloud.core.access.choose_announcement).
-        live = session.exec(
-            select(Parcel.id).where(
-                Parcel.tracking_no == shipment.tracking_no,
-                col(Parcel.status).in_(_LIVE),
-                Parcel.owner_carrier_id == principal.carrier_id
-                if principal.carrier_id is not None
-                else Parcel.owner_merchant_id == principal.merchant_id,
-            )
-        ).first()
+        live = parcels.tracked_parcel_of_owner(
+            session=session,
+            tracking_no=shipment.tracking_no,
+            carrier_id=principal.carrier_id,
+            merchant_id=principal.merchant_id,
+        )
         if live is not None:
             raise ShipmentConflict(
                 f"tracking number {shipment.tracking_no} is already announced or in a locker "
