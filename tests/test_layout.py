@@ -218,12 +218,17 @@ def sql_in(path: Path) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module.split(".")[0] in {"sqlalchemy", "sqlmodel"}:
-                for alias in node.names:
-                    if alias.name in SQL_BUILDERS:
-                        found.append((node.lineno, f"imports {node.module}.{alias.name}"))
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            if node.func.attr in SQL_CALLS:
-                found.append((node.lineno, f".{node.func.attr}(...)"))
+                found += [
+                    (node.lineno, f"imports {node.module}.{alias.name}")
+                    for alias in node.names
+                    if alias.name in SQL_BUILDERS
+                ]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in SQL_CALLS
+        ):
+            found.append((node.lineno, f".{node.func.attr}(...)"))
     return [f"{line}: {what}" for line, what in sorted(found)]
 
 
