@@ -45,9 +45,11 @@ from cloud.core.notices import (
     retry_delay_s,
 )
 from cloud.core.phones import mask_phone
-from cloud.db import notices, repo
+from cloud.db import notices
+from cloud.db.cabinets import site_policy
 from cloud.db.engine import write_session
 from cloud.db.models import Cabinet, NoticeOutbox, Parcel, Site
+from cloud.db.parcels import parcel_to_core
 from cloud.db.sealing import SealError, unseal
 from cloud.notify.errors import AmbiguousSendError, PermanentSendError, RetryableSendError
 from cloud.notify.outbox import (
@@ -188,7 +190,7 @@ class Dispatcher:
         site = session.get(Site, cabinet.site_id) if cabinet else None
         if parcel is None or cabinet is None or site is None:
             raise _Unsendable("its parcel, cabinet or site is gone")
-        policy = repo.site_policy(site)
+        policy = site_policy(site)
         kind = NoticeKind(row.kind)
         if row.audience == Audience.COURIER.value:
             phone = self.courier_phones(row.courier_id or "")
@@ -212,7 +214,7 @@ class Dispatcher:
         link = pickup_link(self.base_url, cabinet.id, code) if code else None
         fee_minor = None
         if kind is NoticeKind.EXPIRED:
-            fee_minor = overdue_fee(repo.parcel_to_core(parcel), policy, now).amount_minor or None
+            fee_minor = overdue_fee(parcel_to_core(parcel), policy, now).amount_minor or None
         context = NoticeContext(
             cabinet=cabinet.name,
             address=cabinet.address,

@@ -14,8 +14,11 @@ from cloud.core.access import CabinetScope, ParcelScope, Resource
 from cloud.core.expiry import OverdueFee, overdue_fee
 from cloud.core.parcels import ErpOrderState, Status, erp_state
 from cloud.core.phones import mask_phone
-from cloud.db import reads, repo, scoping
+from cloud.db import reads, scoping
+from cloud.db.cabinets import get_cabinet as cabinet_by_id
+from cloud.db.cabinets import site_policy
 from cloud.db.models import Cabinet, Compartment, ErpApiKey, Parcel, ParcelEvent, Site
+from cloud.db.parcels import get_parcel_by_parcel_id, parcel_to_core
 
 MAX_PAGE = 500
 # A page deeper than this is refused (422), not sent to SQL: 2**63 overflows the driver's BIGINT
@@ -111,7 +114,7 @@ def get_site(*, session: Session, site_id: str) -> Site | None:
 
 def get_cabinet(*, session: Session, cab: str) -> CabinetView | None:
     """Return one cabinet with its occupancy."""
-    cabinet = repo.get_cabinet(session=session, cab=cab)
+    cabinet = cabinet_by_id(session=session, cab=cab)
     if cabinet is None:
         return None
     return CabinetView(cabinet, _occupancy(list_compartments(session=session, cab=cab)))
@@ -155,12 +158,12 @@ def parcel_record(view: ParcelView) -> dict[str, Any]:
 
 
 def _view(row: Parcel, now: datetime) -> ParcelView:
-    return ParcelView(row, erp_state(Status(row.status)), repo.parcel_to_core(row).deadline(now))
+    return ParcelView(row, erp_state(Status(row.status)), parcel_to_core(row).deadline(now))
 
 
 def find_parcel(*, session: Session, parcel_id: str) -> Parcel | None:
     """Return a parcel row by its cabinet-made `parcel_id` or, failing that, its row id."""
-    row = repo.get_parcel_by_parcel_id(session=session, parcel_id=parcel_id)
+    row = get_parcel_by_parcel_id(session=session, parcel_id=parcel_id)
     return row or session.get(Parcel, parcel_id)
 
 
@@ -210,10 +213,10 @@ def tracking(
         return None
     timeline = reads.timeline(session=session, parcel_row_id=row.id)
     fee = None
-    cabinet = repo.get_cabinet(session=session, cab=row.cabinet_id)
+    cabinet = cabinet_by_id(session=session, cab=row.cabinet_id)
     site = session.get(Site, cabinet.site_id) if cabinet is not None else None
     if site is not None:
-        fee = overdue_fee(repo.parcel_to_core(row), repo.site_policy(site), now)
+        fee = overdue_fee(parcel_to_core(row), site_policy(site), now)
     return Tracking(_view(row, now), timeline, fee)
 
 
@@ -232,4 +235,4 @@ def parcel_resource(*, session: Session, row: Parcel | None) -> Resource | None:
 
 def cabinet_row(*, session: Session, cab: str) -> Cabinet | None:
     """Return a cabinet's row by id."""
-    return repo.get_cabinet(session=session, cab=cab)
+    return cabinet_by_id(session=session, cab=cab)

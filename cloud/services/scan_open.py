@@ -64,11 +64,15 @@ from cloud.core.codes import (
 from cloud.core.notices import Audience, Channel, NoticeKind
 from cloud.core.parcels import Source, Status
 from cloud.core.phones import mask_phone
-from cloud.db import repo, scan
+from cloud.db import scan
+from cloud.db.cabinets import get_cabinet
+from cloud.db.commands import enqueue_command
 from cloud.db.engine import write_session
 from cloud.db.models import CommandOutbox, NoticeOutbox, Parcel, ParcelEvent
+from cloud.db.rows import delete_older_than
 from cloud.db.scan_models import CLIENT_LENGTH, ScanOtp, ScanTry
 from cloud.db.sealing import seal
+from cloud.db.wechat import bind_wechat
 from protocol.messages import OpenCompartmentData
 
 log = logging.getLogger(__name__)
@@ -230,7 +234,7 @@ def cabinet_credentials_ok(*, session: Session, cab: str, username: str, passwor
     """
     from cloud.services.registry import verify_mosquitto_password
 
-    cabinet = repo.get_cabinet(session=session, cab=cab)
+    cabinet = get_cabinet(session=session, cab=cab)
     session.rollback()
     if cabinet is None or not cabinet.mqtt_password_hash:
         return False
@@ -241,7 +245,7 @@ def cabinet_credentials_ok(*, session: Session, cab: str, username: str, passwor
 
 def ensure_cabinet(*, session: Session, cab: str) -> None:
     """Raise UnknownCabinet unless `cab` is registered."""
-    if repo.get_cabinet(session=session, cab=cab) is None:
+    if get_cabinet(session=session, cab=cab) is None:
         raise errors.UnknownCabinet(f"no cabinet {cab!r}")
 
 
@@ -521,7 +525,7 @@ def _rebind(*, session: Session, openid: str, phone: str, parcel: str, now: date
     for old in previous:
         session.delete(old)
     session.flush()
-    repo.bind_wechat(session=session, openid=openid, phone=phone, now=now)
+    bind_wechat(session=session, openid=openid, phone=phone, now=now)
 
 
 def phone_token(
@@ -619,7 +623,7 @@ def open_parcel(
         data = OpenCompartmentData(
             compartment=row.compartment, reason=OPEN_REASON, actor=claims.actor
         )
-        command = repo.enqueue_command(
+        command = enqueue_command(
             session=session, cab=cab, type="compartment.open", data=data, now=now
         )
         command.expires_at = now + timedelta(seconds=OPEN_COMMAND_TTL_S)
@@ -654,14 +658,10 @@ def forget_old_otps(*, session: Session, now: datetime) -> int:
     if session.in_transaction():
         session.rollback()  # a write transaction must begin fresh (BEGIN IMMEDIATE on SQLite)
     before = now - timedelta(seconds=OTP_KEEP_S)
-    codes = repo.delete_older_than(
-        session=session, column=ScanOtp.__table__.c.created_at, before=before
-    )
+    codes = delete_older_than(session=session, column=ScanOtp.__table__.c.created_at, before=before)
     if session.in_transaction():
         session.rollback()
-    return codes + repo.delete_older_than(
-        session=session, column=ScanTry.__table__.c.at, before=before
-    )
+    return codes + delete_older_than(session=session, column=ScanTry.__table__.c.at, before=before)
 
 
 def _begin_write(session: Session) -> None:

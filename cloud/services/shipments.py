@@ -26,9 +26,12 @@ from cloud import errors
 from cloud.core import parcels as core
 from cloud.core.access import Action, Principal, decide
 from cloud.core.phones import normalize_phone
-from cloud.db import parcels, repo
+from cloud.db import parcels
+from cloud.db.cabinets import site_policy
+from cloud.db.effects import write_effects
 from cloud.db.engine import write_session
 from cloud.db.models import Cabinet, IdempotencyKey, Site
+from cloud.db.parcels import store_parcel
 from cloud.db.scoping import cabinet_resource
 from cloud.services import queries
 
@@ -186,17 +189,17 @@ def _announce(
             order_no=shipment.order_no,
         )
         parcel, effects = core.apply(None, event, now)
-        row = repo.store_parcel(session=session, row=None, parcel=parcel, now=now)
+        row = store_parcel(session=session, row=None, parcel=parcel, now=now)
         row.owner_key_id = principal.id
         row.owner_carrier_id = principal.carrier_id
         row.owner_merchant_id = principal.merchant_id
         site = session.get(Site, cabinet.site_id)
         assert site is not None  # the foreign key guarantees it
-        repo.write_effects(
+        write_effects(
             session=session,
             parcel_row=row,
             effects=effects,
-            policy=repo.site_policy(site),
+            policy=site_policy(site),
             seal_key=b"",  # an announcement queues no notice, so nothing is sealed
             now=now,
         )
