@@ -1,7 +1,7 @@
 """The notice outbox dispatcher: claims due notices, sends each once by WeChat or SMS, retries.
 
 One `tick(now)` expires stale leases, claims a batch of due rows and delivers them. How no notice
-goes out twice, even across crashes and several dispatchers (see `cloud.notify.outbox`):
+goes out twice, even across crashes and several dispatchers (see `cloud.db.notices`):
 
 1. Claim: in one committed transaction, the next due `queued` row is locked (`FOR UPDATE SKIP
    LOCKED` on PostgreSQL, so dispatchers share the queue without waiting; SQLite serialises
@@ -49,10 +49,7 @@ from cloud.db import notices
 from cloud.db.cabinets import site_policy
 from cloud.db.engine import write_session
 from cloud.db.models import Cabinet, NoticeOutbox, Parcel, Site
-from cloud.db.parcels import parcel_to_core
-from cloud.db.sealing import SealError, unseal
-from cloud.notify.errors import AmbiguousSendError, PermanentSendError, RetryableSendError
-from cloud.notify.outbox import (
+from cloud.db.notices import (
     FAILED,
     QUEUED,
     SENDING,
@@ -60,6 +57,9 @@ from cloud.notify.outbox import (
     attempt_marker,
     settle_as_sent,
 )
+from cloud.db.parcels import parcel_to_core
+from cloud.db.sealing import SealError, unseal
+from cloud.notify.errors import AmbiguousSendError, PermanentSendError, RetryableSendError
 from cloud.notify.ports import OutgoingMessage, Sender, SendReceipt, WechatBindings
 
 log = logging.getLogger(__name__)

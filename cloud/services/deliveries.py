@@ -17,7 +17,7 @@ from cloud.core.phones import mask_phone
 from cloud.db import notices
 from cloud.db.engine import write_session
 from cloud.db.models import NoticeOutbox
-from cloud.notify.outbox import attempt_marker, settle_as_sent
+from cloud.db.notices import attempt_marker, settle_as_sent
 
 log = logging.getLogger(__name__)
 
