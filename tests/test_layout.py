@@ -131,3 +131,167 @@ def test_import_scanner_sees_every_kind_of_import(tmp_path: Path) -> None:
         "def f():\n    import socket\n"
     )
     assert imported_top_levels(module) == {"os", "paho", "time", "socket"}
+
+
+# --- the cloud's inner layers: api → services → db → core (docs/architecture.md) ---------------
+#
+# A route or an adapter (worker, notify) talks to services; only `cloud/db` writes SQL; the core
+# imports nothing of the cloud. "SQL" here is building a statement (the names below, imported from
+# SQLAlchemy or SQLModel) or running one (`.exec(`, `.execute(`). The unit of work a service owns
+# (`session.get`, `.add`, `.commit`) is not SQL: a service decides the transaction.
+
+SQL_BUILDERS = frozenset(
+    {
+        "and_",
+        "case",
+        "col",
+        "delete",
+        "exists",
+        "func",
+        "insert",
+        "literal",
+        "not_",
+        "or_",
+        "select",
+        "text",
+        "tuple_",
+        "update",
+    }
+)
+SQL_CALLS = frozenset({"exec", "execute", "scalar", "scalars"})
+
+# What each inner layer of the cloud must not import (module prefixes, dotted).
+CLOUD_LAYERS: dict[str, tuple[str, ...]] = {
+    "cloud/api": ("cloud.db", "cloud.worker"),
+    "cloud/services": ("cloud.api", "cloud.worker", "cloud.notify", "cloud.fakes"),
+    "cloud/db": (
+        "cloud.api",
+        "cloud.services",
+        "cloud.worker",
+        "cloud.notify",
+        "cloud.settings",
+        "cloud.fakes",
+    ),
+    "cloud/core": (
+        "cloud.api",
+        "cloud.services",
+        "cloud.db",
+        "cloud.worker",
+        "cloud.notify",
+        "cloud.settings",
+        "cloud.fakes",
+    ),
+}
+# The stated exceptions, each with its reason. The API builds its engine (`create_app`) and
+# opens the request's session (deps): those two need the engine module, nothing else of the db.
+# The WeChat sign-in service is handed the OAuth adapter (the route builds it from the settings)
+# and turns its one error into the tree's Unavailable: it needs that port's type and error.
+LAYER_ALLOWED: dict[str, frozenset[str]] = {
+    "cloud/api/app.py": frozenset({"cloud.db.engine"}),
+    "cloud/services/scan_wechat.py": frozenset({"cloud.notify.wechat_oauth"}),
+}
+# Modules that may still write SQL outside cloud/db, for now, each named with why. Issue 12 §2
+# rewrites the ingestion path (one typed path, one write path: services/ingest.py,
+# deposit_batch.py, worker/ingest_loop.py, presence.py) and moves these queries into cloud/db as
+# it does; it empties this set (a module left here without SQL fails the test below).
+SQL_OUTSIDE_DB_FOR_NOW: dict[str, str] = {
+    "cloud/services/ingest.py": "issue 12 §2 (the ingestion path)",
+    "cloud/worker/presence.py": "issue 12 §2 (the ingestion path)",
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Return the dotted names of the absolute imports of a module (`from a.b import c` gives
+    `a.b` and `a.b.c`, since `c` may be a module)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def sql_in(path: Path) -> list[str]:
+    """Return where a module builds or runs SQL: `line: what`, in line order."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] in {"sqlalchemy", "sqlmodel"}:
+                found += [
+                    (node.lineno, f"imports {node.module}.{alias.name}")
+                    for alias in node.names
+                    if alias.name in SQL_BUILDERS
+                ]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in SQL_CALLS
+        ):
+            found.append((node.lineno, f".{node.func.attr}(...)"))
+    return [f"{line}: {what}" for line, what in sorted(found)]
+
+
+def _cloud_files(under: str) -> list[Path]:
+    return [path for path in python_files(ROOT / under) if "migrations" not in path.parts]
+
+
+def layer_violations() -> list[str]:
+    found = []
+    for layer, forbidden in CLOUD_LAYERS.items():
+        for path in _cloud_files(layer):
+            rel = path.relative_to(ROOT).as_posix()
+            allowed = LAYER_ALLOWED.get(rel, frozenset())
+            for name in sorted(imported_modules(path)):
+                if name in allowed or any(name.startswith(a + ".") for a in allowed):
+                    continue
+                if any(name == bad or name.startswith(bad + ".") for bad in forbidden):
+                    found.append(f"{rel} imports {name} ({layer} must not import {forbidden})")
+    return found
+
+
+def sql_outside_db() -> dict[str, list[str]]:
+    found = {}
+    for path in _cloud_files("cloud"):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("cloud/db/"):
+            continue
+        uses = sql_in(path)
+        if uses:
+            found[rel] = uses
+    return found
+
+
+def test_the_cloud_layers_import_inwards_only() -> None:
+    found = layer_violations()
+    assert not found, "api → services → db → core, never outwards:\n" + "\n".join(found)
+
+
+def test_no_sql_outside_cloud_db() -> None:
+    found = {
+        rel: uses for rel, uses in sql_outside_db().items() if rel not in SQL_OUTSIDE_DB_FOR_NOW
+    }
+    listing = "\n".join(f"{rel}:\n    " + "\n    ".join(uses) for rel, uses in found.items())
+    assert not found, "only cloud/db writes SQL; move these queries there:\n" + listing
+
+
+def test_the_named_sql_exceptions_still_need_it() -> None:
+    """An exception whose module no longer writes SQL is dropped from the list, not kept."""
+    stale = sorted(set(SQL_OUTSIDE_DB_FOR_NOW) - set(sql_outside_db()))
+    assert not stale, f"drop from SQL_OUTSIDE_DB_FOR_NOW (no SQL left): {stale}"
+
+
+def test_the_sql_scanner_sees_builders_and_calls(tmp_path: Path) -> None:
+    module = tmp_path / "sample.py"
+    module.write_text(
+        "from sqlmodel import Session, select\nfrom sqlalchemy import update as u\n"
+        "def f(session):\n    session.get(1)\n    return session.exec(select(1))\n"
+    )
+    assert sql_in(module) == [
+        "1: imports sqlmodel.select",
+        "2: imports sqlalchemy.update",
+        "5: .exec(...)",
+    ]

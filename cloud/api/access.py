@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, status
-from sqlmodel import select
 
 from cloud.api.deps import ApiKeyDep, SessionDep
 from cloud.core.access import Action, Decision, Principal, PrincipalKind
-from cloud.db.models import ErpApiKey, ErpKeySite
+from cloud.services import queries
 
 K = PrincipalKind
 
@@ -89,7 +88,7 @@ def iter_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, str,
 # --- ERP clients ----------------------------------------------------------------------------------
 
 
-def erp_principal_of(key: ErpApiKey, site_ids: frozenset[str]) -> Principal:
+def erp_principal_of(key: queries.ErpKey, site_ids: frozenset[str]) -> Principal:
     """Return the principal an ERP key acts as; ValueError for a key bound to nothing."""
     return Principal(
         K.ERP_CLIENT,
@@ -108,10 +107,7 @@ UNBOUND_KEY = (
 
 def get_erp_principal(session: SessionDep, key: ApiKeyDep) -> Principal:
     """The ERP client a request's X-API-Key acts for; 403 for a legacy key bound to nothing."""
-    site_ids = frozenset(
-        session.exec(select(ErpKeySite.site_id).where(ErpKeySite.key_id == key.id))
-    )
-    session.rollback()  # end the read: a service may open a write transaction next
+    site_ids = queries.key_site_ids(session=session, key=key)
     try:
         return erp_principal_of(key, site_ids)
     except ValueError:

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cloud import errors
 from cloud.api.routes import (
     cabinets,
     callbacks,
@@ -124,6 +125,7 @@ def create_app(
     app.include_router(pickup_page.router)  # a notice's link, likewise
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(errors.CloudError, _cloud_error)
     app.add_middleware(BodyGuard, max_bytes=MAX_BODY_BYTES, render=_edge_error)
     return app
 
@@ -140,6 +142,44 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         body.model_dump(exclude_none=True), status_code=exc.status_code, headers=exc.headers
     )
+
+
+# The only place a domain error becomes an HTTP status (cloud/errors.py draws the tree); the most
+# specific class listed first wins.
+HTTP_STATUS: tuple[tuple[type[errors.CloudError], int], ...] = (
+    (errors.NotFound, status.HTTP_404_NOT_FOUND),
+    (errors.InvalidInput, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (errors.Conflict, status.HTTP_409_CONFLICT),
+    (errors.Unauthenticated, status.HTTP_401_UNAUTHORIZED),
+    (errors.Forbidden, status.HTTP_403_FORBIDDEN),
+    (errors.RateLimited, status.HTTP_429_TOO_MANY_REQUESTS),
+    (errors.Unavailable, status.HTTP_503_SERVICE_UNAVAILABLE),
+)
+
+
+def http_status(exc: errors.CloudError) -> int:
+    """The status a domain error is answered with. A NotFound naming a field of the body is a
+    422: the URL is fine, the body names something that does not exist."""
+    if isinstance(exc, errors.NotFound) and exc.field:
+        return status.HTTP_422_UNPROCESSABLE_CONTENT
+    for kind, code in HTTP_STATUS:
+        if isinstance(exc, kind):
+            return code
+    return status.HTTP_400_BAD_REQUEST  # a CloudError outside the tree's named branches
+
+
+async def _cloud_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.CloudError)
+    code = http_status(exc)
+    field_errors = None
+    if code == status.HTTP_422_UNPROCESSABLE_CONTENT and exc.field:
+        where = f"{exc.location}.{exc.field}"
+        field_errors = [FieldErrorPublic(field=where, message=str(exc))]
+    headers = None
+    if isinstance(exc, errors.RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    body = ErrorPublic(detail=str(exc), errors=field_errors)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=code, headers=headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

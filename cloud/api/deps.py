@@ -11,7 +11,6 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from cloud.db.models import ErpApiKey
 from cloud.services import queries
 from cloud.settings import CloudSettings
 
@@ -48,7 +47,7 @@ _api_key_header = APIKeyHeader(
 
 def get_api_key(
     session: SessionDep, key: Annotated[str | None, Security(_api_key_header)]
-) -> ErpApiKey:
+) -> queries.ErpKey:
     if not key:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing X-API-Key header")
     row = queries.find_api_key(session=session, key=key)
@@ -58,4 +57,4 @@ def get_api_key(
     return row
 
 
-ApiKeyDep = Annotated[ErpApiKey, Depends(get_api_key)]
+ApiKeyDep = Annotated[queries.ErpKey, Depends(get_api_key)]

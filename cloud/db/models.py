@@ -110,7 +110,7 @@ class Cabinet(CabinetBase, table=True):
     id: str = Field(primary_key=True, max_length=ID_LENGTH)
     site_id: str = _fk("sites.id", index=True)
     # The HMAC key of its pickup-code hashes: provisioned with the cabinet, never on MQTT, and
-    # stored sealed under the secret key (`repo.cabinet_code_key`): a 64-byte key seals to 127.
+    # stored sealed under the secret key (`cabinets.cabinet_code_key`): a 64-byte key seals to 127.
     code_key: str = Field(max_length=128)
     mqtt_password_hash: str | None = Field(default=None, max_length=256)
     online: bool | None = None  # None: never seen
@@ -171,7 +171,7 @@ class ParcelBase(SQLModel):
 
 
 class Parcel(ParcelBase, table=True):
-    """A parcel; its fields mirror `cloud.core.parcels.Parcel` (see `repo.parcel_to_core`).
+    """A parcel; its fields mirror `cloud.core.parcels.Parcel` (see `parcels.parcel_to_core`).
 
     `id` is the row's name: the cabinet's `parcel_id` for a parcel first seen at deposit, a
     cloud-made ULID for an ERP announcement (whose `parcel_id` is set when it is deposited).

@@ -5,19 +5,19 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from cloud.db import repo
+from cloud.db.wechat import openid_for_phone
 from cloud.services import registry
 
 
 class DbBindings:
-    """Tell which WeChat user a phone is bound to, from the database (`repo.openid_for_phone`)."""
+    """Tell which WeChat user a phone is bound to, from the database (`openid_for_phone`)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def openid_for(self, phone: str) -> str | None:
         with Session(self.engine) as session:
-            return repo.openid_for_phone(session=session, phone=phone)
+            return openid_for_phone(session=session, phone=phone)
 
 
 class DbCourierPhones:

@@ -1,7 +1,7 @@
 """The notice outbox dispatcher: claims due notices, sends each once by WeChat or SMS, retries.
 
 One `tick(now)` expires stale leases, claims a batch of due rows and delivers them. How no notice
-goes out twice, even across crashes and several dispatchers (see `cloud.notify.outbox`):
+goes out twice, even across crashes and several dispatchers (see `cloud.db.notices`):
 
 1. Claim: in one committed transaction, the next due `queued` row is locked (`FOR UPDATE SKIP
    LOCKED` on PostgreSQL, so dispatchers share the queue without waiting; SQLite serialises
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from cloud.core.codes import RandBelow, pickup_link
 from cloud.core.expiry import overdue_fee
@@ -45,12 +45,11 @@ from cloud.core.notices import (
     retry_delay_s,
 )
 from cloud.core.phones import mask_phone
-from cloud.db import repo
+from cloud.db import notices
+from cloud.db.cabinets import site_policy
 from cloud.db.engine import write_session
 from cloud.db.models import Cabinet, NoticeOutbox, Parcel, Site
-from cloud.db.sealing import SealError, unseal
-from cloud.notify.errors import AmbiguousSendError, PermanentSendError, RetryableSendError
-from cloud.notify.outbox import (
+from cloud.db.notices import (
     FAILED,
     QUEUED,
     SENDING,
@@ -58,6 +57,9 @@ from cloud.notify.outbox import (
     attempt_marker,
     settle_as_sent,
 )
+from cloud.db.parcels import parcel_to_core
+from cloud.db.sealing import SealError, unseal
+from cloud.notify.errors import AmbiguousSendError, PermanentSendError, RetryableSendError
 from cloud.notify.ports import OutgoingMessage, Sender, SendReceipt, WechatBindings
 
 log = logging.getLogger(__name__)
@@ -160,14 +162,7 @@ class Dispatcher:
         """
         with Session(self.engine, expire_on_commit=False) as session:
             write_session(session)
-            due = (
-                select(NoticeOutbox)
-                .where(NoticeOutbox.status == QUEUED, col(NoticeOutbox.next_attempt_at) <= now)
-                .order_by(col(NoticeOutbox.next_attempt_at), col(NoticeOutbox.id))
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            row = session.exec(due).first()
+            row = notices.claim_next_due(session=session, now=now)
             if row is None:
                 return None, False
             token = secrets.token_hex(8)
@@ -195,7 +190,7 @@ class Dispatcher:
         site = session.get(Site, cabinet.site_id) if cabinet else None
         if parcel is None or cabinet is None or site is None:
             raise _Unsendable("its parcel, cabinet or site is gone")
-        policy = repo.site_policy(site)
+        policy = site_policy(site)
         kind = NoticeKind(row.kind)
         if row.audience == Audience.COURIER.value:
             phone = self.courier_phones(row.courier_id or "")
@@ -219,7 +214,7 @@ class Dispatcher:
         link = pickup_link(self.base_url, cabinet.id, code) if code else None
         fee_minor = None
         if kind is NoticeKind.EXPIRED:
-            fee_minor = overdue_fee(repo.parcel_to_core(parcel), policy, now).amount_minor or None
+            fee_minor = overdue_fee(parcel_to_core(parcel), policy, now).amount_minor or None
         context = NoticeContext(
             cabinet=cabinet.name,
             address=cabinet.address,
@@ -314,8 +309,8 @@ class Dispatcher:
     ) -> str:
         with Session(self.engine) as session:
             write_session(session)
-            locked = select(NoticeOutbox).where(NoticeOutbox.id == claim.id).with_for_update()
-            row = session.exec(locked).one()
+            row = notices.lock_notice(session=session, notice_id=claim.id)
+            assert row is not None  # claimed rows are never deleted
             if row.provider_id != attempt_marker(claim.token):
                 # Settled meanwhile (a provider callback, a human): theirs is the later word.
                 log.warning("%s: row settled elsewhere as %s", claim.notice.log_form(), row.status)
@@ -355,13 +350,7 @@ class Dispatcher:
     def _expire_leases(self, now: datetime) -> int:
         with Session(self.engine) as session:
             write_session(session)
-            stale = (
-                select(NoticeOutbox)
-                .where(NoticeOutbox.status == SENDING, col(NoticeOutbox.next_attempt_at) <= now)
-                .limit(self.batch_size)
-                .with_for_update(skip_locked=True)
-            )
-            rows = list(session.exec(stale))
+            rows = notices.lost_sends(session=session, now=now, limit=self.batch_size)
             for row in rows:
                 row.status = UNKNOWN
                 row.last_error = "dispatcher lost during the send: may have been sent"

@@ -20,7 +20,7 @@ from datetime import datetime
 from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
-from sqlmodel import Session, select
+from sqlmodel import Session
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
@@ -28,7 +28,6 @@ from twilio.rest import Client
 from urllib3.exceptions import NewConnectionError
 
 from cloud.core.phones import mask_phone
-from cloud.db.engine import write_session
 from cloud.db.models import NoticeOutbox
 from cloud.notify.errors import (
     AmbiguousSendError,
@@ -36,8 +35,8 @@ from cloud.notify.errors import (
     RetryableSendError,
     SignatureError,
 )
-from cloud.notify.outbox import attempt_marker, settle_as_sent
 from cloud.notify.ports import OutgoingMessage, SendReceipt
+from cloud.services import deliveries
 from cloud.settings import CloudSettings
 
 log = logging.getLogger(__name__)
@@ -153,38 +152,15 @@ def record_status_callback(
     status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
     if not sid or not status:
         raise ValueError("a status callback needs MessageSid and MessageStatus")
-    if session.in_transaction():
-        session.rollback()  # a write transaction must begin fresh (BEGIN IMMEDIATE on SQLite)
-    write_session(session)
-    row = _row_for(session, sid, url)
-    if row is None:
-        session.rollback()
-        log.info("status callback for unknown message %s: ignored", sid)
-        return None
-    if row.provider_id != sid:
-        # Our own attempt reached Twilio after all: the dispatcher's "maybe" was a yes.
-        settle_as_sent(row, provider_id=sid, channel="sms", now=now)
-    if _STATUS_RANK.get(status, 0) >= _STATUS_RANK.get(row.delivery_status or "", 0):
-        row.delivery_status = status
-    if status in {"undelivered", "failed"} and form.get("ErrorCode"):
-        row.last_error = f"Twilio delivery {status}: {form['ErrorCode']}"
-    session.add(row)
-    session.commit()
-    session.refresh(row)
-    log.info("notice %s delivery %s (%s)", row.id, row.delivery_status, mask_phone(row.to_phone))
-    return row
-
-
-def _row_for(session: Session, sid: str, url: str) -> NoticeOutbox | None:
-    locked = select(NoticeOutbox).with_for_update()
-    row = session.exec(locked.where(NoticeOutbox.provider_id == sid)).first()
-    if row is not None:
-        return row
     ref = parse_qs(urlsplit(url).query).get("ref", [""])[-1]
-    notice_id, _, token = ref.partition(".")
-    if not notice_id.isdigit() or not token:
-        return None
-    row = session.exec(locked.where(NoticeOutbox.id == int(notice_id))).first()
-    if row is None or row.provider_id != attempt_marker(token):
-        return None
-    return row
+    return deliveries.record_delivery(
+        session=session,
+        provider_id=sid,
+        status=status,
+        error_code=form.get("ErrorCode"),
+        attempt_ref=ref,
+        channel="sms",
+        provider="Twilio",
+        status_rank=_STATUS_RANK,
+        now=now,
+    )

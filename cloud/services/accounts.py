@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pwdlib import PasswordHash
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 from ulid import ULID
 
 from cloud.core.access import (
@@ -23,6 +23,7 @@ from cloud.core.access import (
     PrincipalKind,
     ResourceKind,
 )
+from cloud.db import accounts
 from cloud.db.engine import write_session
 from cloud.db.models import Account, AccountSite, Carrier, Site
 from cloud.services import audit
@@ -120,7 +121,7 @@ def add_account(
     account_id = str(ULID())
     write_session(session)
     try:
-        if session.exec(select(Account.id).where(Account.username == username)).first():
+        if accounts.account_by_username(session=session, username=username) is not None:
             raise RegistryError(f"account {username!r} exists already")
         _check_binding_exists(session, sites, carrier_id)
         account = Account(
@@ -177,12 +178,10 @@ def change_account(
     """
     write_session(session)
     try:
-        account = session.exec(select(Account).where(Account.username == username)).first()
+        account = accounts.account_by_username(session=session, username=username)
         if account is None:
             raise RegistryError(f"no account {username!r}")
-        old_sites = sorted(
-            session.exec(select(AccountSite.site_id).where(AccountSite.account_id == account.id))
-        )
+        old_sites = accounts.account_site_ids(session=session, account_id=account.id)
         before = {
             "role": account.role,
             "site_ids": old_sites,
@@ -195,11 +194,7 @@ def change_account(
             sites = _binding(kind, site_ids or (), carrier_id)
             _check_binding_exists(session, sites, carrier_id)
             account.role, account.carrier_id = kind.value, carrier_id
-            for link in session.exec(
-                select(AccountSite).where(AccountSite.account_id == account.id)
-            ):
-                session.delete(link)
-            session.flush()
+            accounts.unbind_account_sites(session=session, account_id=account.id)
             session.add_all(AccountSite(account_id=account.id, site_id=s) for s in sites)
         if disabled is not None:
             account.disabled = disabled
@@ -239,21 +234,9 @@ def change_account(
 
 def list_accounts(*, session: Session) -> list[AccountView]:
     """Return every account, by username."""
-    accounts = session.exec(select(Account).order_by(col(Account.username))).all()
-    sites: dict[str, list[str]] = {}
-    for link in session.exec(select(AccountSite).order_by(col(AccountSite.site_id))):
-        sites.setdefault(link.account_id, []).append(link.site_id)
     return [
-        AccountView(
-            a.id,
-            a.username,
-            a.role,
-            a.carrier_id,
-            tuple(sites.get(a.id, ())),
-            a.disabled,
-            a.created_at,
-        )
-        for a in accounts
+        AccountView(a.id, a.username, a.role, a.carrier_id, sites, a.disabled, a.created_at)
+        for a, sites in accounts.all_accounts(session=session)
     ]
 
 
@@ -261,9 +244,7 @@ def principal_of(*, session: Session, account: Account) -> Principal:
     """Return the principal a signed-in account acts as; ValueError for a disabled one."""
     if account.disabled:
         raise ValueError(f"account {account.username!r} is disabled")
-    site_ids = frozenset(
-        session.exec(select(AccountSite.site_id).where(AccountSite.account_id == account.id))
-    )
+    site_ids = frozenset(accounts.account_site_ids(session=session, account_id=account.id))
     return Principal(
         PrincipalKind(account.role), account.id, site_ids=site_ids, carrier_id=account.carrier_id
     )

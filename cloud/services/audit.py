@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from cloud.core.access import AuditEntry, Principal, PrincipalKind
+from cloud.db import audit
 from cloud.db.models import AuditLog
 
 # Who acts from the command line: whoever runs `locker cloud ...` on the server holds the
@@ -49,7 +50,4 @@ def record(*, session: Session, entry: AuditEntry, now: datetime) -> AuditLog:
 
 def entries(*, session: Session, resource_id: str | None = None) -> list[AuditLog]:
     """Return the audit rows, oldest first, optionally of one resource."""
-    statement = select(AuditLog)
-    if resource_id is not None:
-        statement = statement.where(AuditLog.resource_id == resource_id)
-    return list(session.exec(statement.order_by(col(AuditLog.id))))
+    return audit.audit_entries(session=session, resource_id=resource_id)

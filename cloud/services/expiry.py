@@ -13,15 +13,18 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
+from cloud import errors
 from cloud.core import expiry
 from cloud.core import parcels as core
 from cloud.core.errors import CoreError
 from cloud.core.policies import SitePolicy
-from cloud.db import repo
+from cloud.db import cabinets, parcels
+from cloud.db.cabinets import site_policy
 from cloud.db.engine import write_session
 from cloud.db.models import Cabinet, Parcel, Site
+from cloud.db.parcels import parcel_to_core
 from cloud.services.parcel_step import apply_parcel_event
 
 log = logging.getLogger(__name__)
@@ -31,8 +34,8 @@ log = logging.getLogger(__name__)
 RUN_DUE_LIMIT = 500
 
 
-class UnknownParcel(LookupError):
-    """No parcel of that id: nothing to confirm."""
+# No parcel of that id: nothing to confirm (the tree's, under this module's old name).
+UnknownParcel = errors.UnknownParcel
 
 
 @dataclass(frozen=True)
@@ -53,11 +56,11 @@ def run_due(
     reminded = expired = skipped = 0
     more = False
     next_times: list[datetime] = []
-    sites = [(site.id, repo.site_policy(site)) for site in _sites(session)]
+    sites = [(site.id, site_policy(site)) for site in _sites(session)]
     session.rollback()
     for site_id, policy in sites:
         rows = _in_locker(session, site_id)
-        views = [repo.parcel_to_core(row) for row in rows]
+        views = [parcel_to_core(row) for row in rows]
         actions = expiry.due(views, policy, now)
         if (later := expiry.next_due_at(views, policy, now)) is not None:
             next_times.append(later)
@@ -122,7 +125,7 @@ def _apply_due(
     try:
         row = _lock_parcel(session, parcel_id, skip_locked=True)
         # Judged again on the locked row: another worker may have applied it since the read.
-        again = expiry.due([repo.parcel_to_core(row)], policy, now) if row is not None else []
+        again = expiry.due([parcel_to_core(row)], policy, now) if row is not None else []
         if row is None or not again:
             session.rollback()
             return False
@@ -146,14 +149,7 @@ def _apply_due(
 
 
 def _lock_parcel(session: Session, parcel_id: str, *, skip_locked: bool) -> Parcel | None:
-    # populate_existing: the row the lock protects, not a copy the session read before it.
-    statement = (
-        select(Parcel)
-        .where(Parcel.parcel_id == parcel_id)
-        .with_for_update(skip_locked=skip_locked)
-        .execution_options(populate_existing=True)
-    )
-    return session.exec(statement).first()
+    return parcels.lock_parcel(session=session, parcel_id=parcel_id, skip_locked=skip_locked)
 
 
 def _policy_of(session: Session, row: Parcel) -> SitePolicy:
@@ -161,17 +157,12 @@ def _policy_of(session: Session, row: Parcel) -> SitePolicy:
     site = session.get(Site, cabinet.site_id) if cabinet else None
     if site is None:  # pragma: no cover - the foreign keys forbid it
         raise LookupError(f"parcel {row.parcel_id!r} has no cabinet or site")
-    return repo.site_policy(site)
+    return site_policy(site)
 
 
 def _sites(session: Session) -> list[Site]:
-    return list(session.exec(select(Site).order_by(col(Site.id))))
+    return cabinets.all_sites(session=session)
 
 
 def _in_locker(session: Session, site_id: str) -> list[Parcel]:
-    statement = (
-        select(Parcel)
-        .join(Cabinet, col(Cabinet.id) == col(Parcel.cabinet_id))
-        .where(Cabinet.site_id == site_id, Parcel.status == core.Status.IN_LOCKER.value)
-    )
-    return list(session.exec(statement))
+    return parcels.in_locker_at_site(session=session, site_id=site_id)

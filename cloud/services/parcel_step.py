@@ -8,8 +8,9 @@ from sqlmodel import Session
 
 from cloud.core import parcels as core
 from cloud.core.policies import SitePolicy
-from cloud.db import repo
+from cloud.db.effects import write_effects
 from cloud.db.models import Parcel
+from cloud.db.parcels import parcel_to_core, store_parcel
 
 
 def apply_parcel_event(
@@ -26,9 +27,9 @@ def apply_parcel_event(
     The core raises CoreError before anything is written; the caller owns the transaction (and a
     savepoint, where one refusal must not undo its neighbours).
     """
-    after, effects = core.apply(repo.parcel_to_core(row), event, now)
-    stored = repo.store_parcel(session=session, row=row, parcel=after, now=now)
-    repo.write_effects(
+    after, effects = core.apply(parcel_to_core(row), event, now)
+    stored = store_parcel(session=session, row=row, parcel=after, now=now)
+    write_effects(
         session=session,
         parcel_row=stored,
         effects=effects,

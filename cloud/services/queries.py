@@ -6,16 +6,19 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import text
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from cloud.core.access import CabinetScope, ParcelScope
+from cloud.core.access import CabinetScope, ParcelScope, Resource
 from cloud.core.expiry import OverdueFee, overdue_fee
 from cloud.core.parcels import ErpOrderState, Status, erp_state
-from cloud.db import repo
+from cloud.core.phones import mask_phone
+from cloud.db import reads, scoping
+from cloud.db.cabinets import get_cabinet as cabinet_by_id
+from cloud.db.cabinets import site_policy
 from cloud.db.models import Cabinet, Compartment, ErpApiKey, Parcel, ParcelEvent, Site
-from cloud.db.scoping import cabinet_where, parcel_where
+from cloud.db.parcels import get_parcel_by_parcel_id, parcel_to_core
 
 MAX_PAGE = 500
 # A page deeper than this is refused (422), not sent to SQL: 2**63 overflows the driver's BIGINT
@@ -25,13 +28,7 @@ MAX_OFFSET = 1_000_000
 
 def database_ok(*, session: Session) -> bool:
     """Return whether the database answers a trivial query."""
-    try:
-        session.connection().execute(text("SELECT 1")).one()
-    except Exception:  # any driver error means "not reachable" to a health check
-        return False
-    finally:
-        session.rollback()
-    return True
+    return reads.database_ok(session=session)
 
 
 # --- API keys -------------------------------------------------------------------------------------
@@ -45,8 +42,19 @@ def hash_api_key(key: str) -> str:
 
 def find_api_key(*, session: Session, key: str) -> ErpApiKey | None:
     """Return the live (unrevoked) API key row `key` belongs to, if any."""
-    row = session.exec(select(ErpApiKey).where(ErpApiKey.key_hash == hash_api_key(key))).first()
+    row = reads.api_key_by_hash(session=session, key_hash=hash_api_key(key))
     return row if row is not None and row.revoked_at is None else None
+
+
+def key_site_ids(*, session: Session, key: ErpApiKey) -> frozenset[str]:
+    """Return the sites an ERP key is bound to (the read is ended: a write may follow)."""
+    site_ids = reads.key_site_ids(session=session, key_id=key.id)
+    session.rollback()
+    return site_ids
+
+
+# The row type of a live ERP key, as the API's key dependency hands it on.
+ErpKey = ErpApiKey
 
 
 # --- cabinets -------------------------------------------------------------------------------------
@@ -92,13 +100,9 @@ def _occupancy(compartments: Sequence[Compartment]) -> list[Occupancy]:
 
 def list_cabinets(*, session: Session, scope: CabinetScope) -> list[CabinetView]:
     """Return the cabinets `scope` admits with their occupancy, by id."""
-    where = cabinet_where(scope)
-    cabinets = session.exec(select(Cabinet).where(where).order_by(col(Cabinet.id))).all()
+    cabinets = reads.cabinets_in_scope(session=session, scope=scope)
     by_cabinet: dict[str, list[Compartment]] = {}
-    compartments = select(Compartment).where(
-        col(Compartment.cabinet_id).in_(select(Cabinet.id).where(where))
-    )
-    for compartment in session.exec(compartments).all():
+    for compartment in reads.compartments_in_scope(session=session, scope=scope):
         by_cabinet.setdefault(compartment.cabinet_id, []).append(compartment)
     return [CabinetView(c, _occupancy(by_cabinet.get(c.id, []))) for c in cabinets]
 
@@ -110,7 +114,7 @@ def get_site(*, session: Session, site_id: str) -> Site | None:
 
 def get_cabinet(*, session: Session, cab: str) -> CabinetView | None:
     """Return one cabinet with its occupancy."""
-    cabinet = repo.get_cabinet(session=session, cab=cab)
+    cabinet = cabinet_by_id(session=session, cab=cab)
     if cabinet is None:
         return None
     return CabinetView(cabinet, _occupancy(list_compartments(session=session, cab=cab)))
@@ -118,8 +122,7 @@ def get_cabinet(*, session: Session, cab: str) -> CabinetView | None:
 
 def list_compartments(*, session: Session, cab: str) -> Sequence[Compartment]:
     """Return a cabinet's compartments by label."""
-    statement = select(Compartment).where(Compartment.cabinet_id == cab)
-    return session.exec(statement.order_by(col(Compartment.id))).all()
+    return reads.compartments_of(session=session, cab=cab)
 
 
 # --- parcels --------------------------------------------------------------------------------------
@@ -134,13 +137,33 @@ class ParcelView:
     deadline: datetime | None
 
 
+def parcel_record(view: ParcelView) -> dict[str, Any]:
+    """The ERP's view of a parcel (the API's `ParcelPublic`): the phone masked, no code hash."""
+    row = view.parcel
+    return {
+        "id": row.id,
+        "parcel_id": row.parcel_id,
+        "tracking_no": row.tracking_no,
+        "order_no": row.order_no,
+        "status": Status(row.status),
+        "erp_state": view.erp_state,
+        "cabinet_id": row.cabinet_id,
+        "compartment": row.compartment,
+        "size": row.size,
+        "phone_masked": mask_phone(row.phone),
+        "deposited_at": row.deposited_at,
+        "deadline": view.deadline,
+        "left_locker_at": row.left_locker_at,
+    }
+
+
 def _view(row: Parcel, now: datetime) -> ParcelView:
-    return ParcelView(row, erp_state(Status(row.status)), repo.parcel_to_core(row).deadline(now))
+    return ParcelView(row, erp_state(Status(row.status)), parcel_to_core(row).deadline(now))
 
 
 def find_parcel(*, session: Session, parcel_id: str) -> Parcel | None:
     """Return a parcel row by its cabinet-made `parcel_id` or, failing that, its row id."""
-    row = repo.get_parcel_by_parcel_id(session=session, parcel_id=parcel_id)
+    row = get_parcel_by_parcel_id(session=session, parcel_id=parcel_id)
     return row or session.get(Parcel, parcel_id)
 
 
@@ -160,13 +183,14 @@ def list_parcels(
     offset: int = 0,
 ) -> list[ParcelView]:
     """Return the parcels `scope` admits, newest first, optionally of one cabinet and status."""
-    statement = select(Parcel).where(parcel_where(scope))
-    if cabinet is not None:
-        statement = statement.where(Parcel.cabinet_id == cabinet)
-    if status is not None:
-        statement = statement.where(Parcel.status == status.value)
-    statement = statement.order_by(col(Parcel.created_at).desc(), col(Parcel.id).desc())
-    rows = session.exec(statement.offset(offset).limit(min(limit, MAX_PAGE))).all()
+    rows = reads.parcels_in_scope(
+        session=session,
+        scope=scope,
+        cabinet=cabinet,
+        status=status,
+        limit=min(limit, MAX_PAGE),
+        offset=offset,
+    )
     return [_view(row, now) for row in rows]
 
 
@@ -184,18 +208,31 @@ def tracking(
 ) -> Tracking | None:
     """Return the newest parcel with `tracking_no` (a re-sent shipment reuses it) that `scope`
     admits, and its story: another client's parcel with the number neither shows nor hides it."""
-    statement = select(Parcel).where(Parcel.tracking_no == tracking_no, parcel_where(scope))
-    row = session.exec(statement.order_by(col(Parcel.created_at).desc())).first()
+    row = reads.newest_parcel_tracked(session=session, tracking_no=tracking_no, scope=scope)
     if row is None:
         return None
-    timeline = session.exec(
-        select(ParcelEvent)
-        .where(ParcelEvent.parcel_row_id == row.id)
-        .order_by(col(ParcelEvent.at), col(ParcelEvent.id))
-    ).all()
+    timeline = reads.timeline(session=session, parcel_row_id=row.id)
     fee = None
-    cabinet = repo.get_cabinet(session=session, cab=row.cabinet_id)
+    cabinet = cabinet_by_id(session=session, cab=row.cabinet_id)
     site = session.get(Site, cabinet.site_id) if cabinet is not None else None
     if site is not None:
-        fee = overdue_fee(repo.parcel_to_core(row), repo.site_policy(site), now)
+        fee = overdue_fee(parcel_to_core(row), site_policy(site), now)
     return Tracking(_view(row, now), timeline, fee)
+
+
+# --- what the access policy decides on ------------------------------------------------------------
+
+
+def cabinet_resource(cabinet: Cabinet | None) -> Resource | None:
+    """Return a cabinet as the access policy sees it (None: no such cabinet)."""
+    return scoping.cabinet_resource(cabinet)
+
+
+def parcel_resource(*, session: Session, row: Parcel | None) -> Resource | None:
+    """Return a parcel as the access policy sees it (None: no such parcel)."""
+    return scoping.parcel_resource(session, row)
+
+
+def cabinet_row(*, session: Session, cab: str) -> Cabinet | None:
+    """Return a cabinet's row by id."""
+    return cabinet_by_id(session=session, cab=cab)

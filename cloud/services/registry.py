@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
+from cloud import errors
 from cloud.core.access import Action, AuditEntry, Principal, ResourceKind
 from cloud.core.errors import CoreError
 from cloud.core.phones import normalize_phone
-from cloud.db import repo
+from cloud.db import cabinets as db_cabinets
+from cloud.db.cabinets import create_cabinet, create_site
+from cloud.db.commands import enqueue_command
 from cloud.db.engine import write_session
 from cloud.db.models import (
     CARRIER_ID_LENGTH,
@@ -74,7 +77,7 @@ _LAYOUT_KEYS = frozenset(
 )
 
 
-class RegistryError(ValueError):
+class RegistryError(errors.InvalidInput):
     """Bad input to the registry (an unknown site, a taken id, a bad layout); nothing written."""
 
 
@@ -196,7 +199,7 @@ def mosquitto_auth(
         raise RegistryError("at least one worker user is needed")
     for user in cloud_users:
         _check_id(user, "the cloud's broker user")
-    cabinets = list(session.exec(select(Cabinet).order_by(col(Cabinet.id))))
+    cabinets = db_cabinets.all_cabinets(session=session)
     taken = sorted(set(cloud_users) & {c.id for c in cabinets})
     if taken:
         raise RegistryError(f"the cloud's broker user {taken[0]!r} is also a cabinet id")
@@ -248,7 +251,7 @@ def add_site(
         if session.get(Site, site_create.id) is not None:
             raise RegistryError(f"site {site_create.id!r} exists already")
         try:
-            site = repo.create_site(session=session, site_create=site_create, now=now)
+            site = create_site(session=session, site_create=site_create, now=now)
         except (CoreError, ValueError) as err:
             raise RegistryError(f"bad site policy: {err}") from err
         _audit(session, actor, Action.MANAGE_REGISTRY, ResourceKind.SITE, site.id, now, op="add")
@@ -325,7 +328,7 @@ def add_cabinet(
             raise RegistryError(f"no site {cabinet_create.site_id!r}: add it first")
         if session.get(Cabinet, cab) is not None:
             raise RegistryError(f"cabinet {cab!r} exists already")
-        cabinet = repo.create_cabinet(
+        cabinet = create_cabinet(
             session=session,
             cabinet_create=cabinet_create,
             code_key=code_key.encode(),
@@ -415,13 +418,9 @@ def add_courier(
                 created_at=now,
             )
         )
-        cabinets = list(
-            session.exec(
-                select(Cabinet.id).where(Cabinet.site_id == site_id).order_by(col(Cabinet.id))
-            )
-        )
+        cabinets = db_cabinets.cabinet_ids_at_site(session=session, site_id=site_id)
         for cab in cabinets:
-            repo.enqueue_command(session=session, cab=cab, type="couriers.put", data=data, now=now)
+            enqueue_command(session=session, cab=cab, type="couriers.put", data=data, now=now)
         _audit(
             session,
             actor,

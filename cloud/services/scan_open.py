@@ -23,11 +23,14 @@ The flow (issue 4 item 6), every step a request the page makes:
 
     ScanError                   refused; nothing changed (but a wrong try counts)
      ├── NonceError             the QR's nonce is malformed, forged, for another cabinet or stale
-     ├── UnknownCabinet         no such cabinet
      ├── RateLimited            too many codes asked for, or wrong codes typed: `retry_after_s`
      ├── OtpRefused             wrong, expired, used or locked code: `outcome`
      ├── TokenError             the session token is malformed, forged, expired or for another cab
      └── NotOpenable            the parcel is not in the token or no longer in the locker
+    (and `cloud.errors.UnknownCabinet`: no such cabinet)
+
+Each is also a node of `cloud.errors`' tree (NonceError and TokenError are Forbidden, OtpRefused
+Unauthenticated, NotOpenable a Conflict), which is how the API chooses their status codes.
 """
 
 from __future__ import annotations
@@ -46,9 +49,9 @@ from typing import Any
 
 import qrcode
 from qrcode.image.svg import SvgPathImage
-from sqlalchemy import func, insert, literal
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
+from cloud import errors
 from cloud.core.codes import (
     OTP_LENGTH,
     OTP_MAX_ATTEMPTS,
@@ -61,13 +64,15 @@ from cloud.core.codes import (
 from cloud.core.notices import Audience, Channel, NoticeKind
 from cloud.core.parcels import Source, Status
 from cloud.core.phones import mask_phone
-from cloud.db import repo
+from cloud.db import scan
+from cloud.db.cabinets import get_cabinet
+from cloud.db.commands import enqueue_command
 from cloud.db.engine import write_session
-from cloud.db.models import Cabinet, CommandOutbox, NoticeOutbox, Parcel, ParcelEvent, WechatBinding
+from cloud.db.models import CommandOutbox, NoticeOutbox, Parcel, ParcelEvent
+from cloud.db.rows import delete_older_than
 from cloud.db.scan_models import CLIENT_LENGTH, ScanOtp, ScanTry
 from cloud.db.sealing import seal
-from cloud.db.types import UtcDateTime
-from cloud.notify.outbox import QUEUED
+from cloud.db.wechat import bind_wechat
 from protocol.messages import OpenCompartmentData
 
 log = logging.getLogger(__name__)
@@ -109,27 +114,19 @@ _OTP_PURPOSE = b"locker-scan-otp-v1"
 _MAC_BYTES = 12  # 96 bits: forging one by guessing is out of reach, and the QR stays small
 
 
-class ScanError(Exception):
+class ScanError(errors.CloudError):
     """A scan-to-open step was refused; nothing changed."""
 
 
-class NonceError(ScanError):
+class NonceError(ScanError, errors.Forbidden):
     """The QR's nonce is malformed, forged, for another cabinet or too old."""
 
 
-class UnknownCabinet(ScanError):
-    """No cabinet by that id."""
-
-
-class RateLimited(ScanError):
+class RateLimited(ScanError, errors.RateLimited):
     """Too many one-time codes asked for; try again after `retry_after_s`."""
 
-    def __init__(self, message: str, *, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
-
-class OtpRefused(ScanError):
+class OtpRefused(ScanError, errors.Unauthenticated):
     """The one-time code is wrong, expired, used or locked (`outcome`)."""
 
     def __init__(self, message: str, *, outcome: OtpCheck | None) -> None:
@@ -137,11 +134,11 @@ class OtpRefused(ScanError):
         self.outcome = outcome
 
 
-class TokenError(ScanError):
+class TokenError(ScanError, errors.Forbidden):
     """The session token is malformed, forged, expired or for another cabinet."""
 
 
-class NotOpenable(ScanError):
+class NotOpenable(ScanError, errors.Conflict):
     """The parcel is not one the session may open, or it has left the locker."""
 
 
@@ -237,7 +234,7 @@ def cabinet_credentials_ok(*, session: Session, cab: str, username: str, passwor
     """
     from cloud.services.registry import verify_mosquitto_password
 
-    cabinet = repo.get_cabinet(session=session, cab=cab)
+    cabinet = get_cabinet(session=session, cab=cab)
     session.rollback()
     if cabinet is None or not cabinet.mqtt_password_hash:
         return False
@@ -248,8 +245,8 @@ def cabinet_credentials_ok(*, session: Session, cab: str, username: str, passwor
 
 def ensure_cabinet(*, session: Session, cab: str) -> None:
     """Raise UnknownCabinet unless `cab` is registered."""
-    if repo.get_cabinet(session=session, cab=cab) is None:
-        raise UnknownCabinet(f"no cabinet {cab!r}")
+    if get_cabinet(session=session, cab=cab) is None:
+        raise errors.UnknownCabinet(f"no cabinet {cab!r}")
 
 
 # --- one-time codes -------------------------------------------------------------------------------
@@ -304,9 +301,9 @@ def request_otp(
         code, record = issue_one_time_code(
             phone=phone, randbelow=randbelow, key=_subkey(secret_key, _OTP_PURPOSE), now=now
         )
-        parcel_ids = list(session.exec(_live_parcel_ids(cab, phone)).all())
+        parcel_ids = scan.live_parcel_ids(session=session, cab=cab, phone=phone)
         key = f"scan-otp/{cab}/{secrets.token_hex(12)}"
-        _queue_code_text(
+        scan.queue_code_text(
             session=session,
             cab=cab,
             phone=phone,
@@ -337,53 +334,6 @@ def request_otp(
     return OtpRequested(expires_at=record.expires_at)
 
 
-def _live_parcel_ids(cab: str, phone: str) -> Any:
-    return (
-        select(Parcel.id)
-        .where(
-            Parcel.cabinet_id == cab,
-            Parcel.phone == phone,
-            col(Parcel.status).in_(repo.LIVE_STATUSES),
-        )
-        .order_by(col(Parcel.created_at), col(Parcel.id))
-    )
-
-
-def _queue_code_text(
-    *,
-    session: Session,
-    cab: str,
-    phone: str,
-    key: str,
-    sealed: str,
-    expires_at: datetime,
-    now: datetime,
-) -> None:
-    """Queue the code's SMS for the phone's first parcel here, if it has one: one statement.
-
-    INSERT ... SELECT inserts one row or none; the same statement runs either way, in the same
-    transaction, so the time the request takes does not tell whether the phone has a parcel.
-    """
-    outbox = NoticeOutbox.__table__
-    source = _live_parcel_ids(cab, phone).limit(1)
-    values = {
-        "dedupe_key": literal(key),
-        "kind": literal(NoticeKind.SCAN_OTP.value),
-        "audience": literal(Audience.RECIPIENT.value),
-        "to_phone": literal(phone),
-        "deadline": literal(expires_at, UtcDateTime()),
-        "code_sealed": literal(sealed),
-        "channel": literal(Channel.SMS.value),
-        "status": literal(QUEUED),
-        "attempts": literal(0),
-        "next_attempt_at": literal(now, UtcDateTime()),
-        "created_at": literal(now, UtcDateTime()),
-    }
-    columns = ["parcel_row_id", *values]
-    selected = source.with_only_columns(col(Parcel.id), *values.values())
-    session.execute(insert(outbox).from_select(columns, selected))
-
-
 def _client(client: str | None) -> str | None:
     return client[:CLIENT_LENGTH] if client else None
 
@@ -393,17 +343,11 @@ def _lock_cabinet(*, session: Session, cab: str) -> None:
 
     Requests at one cabinet then count and write their limits' log one after the other (SQLite
     serialises all writers anyway; PostgreSQL would otherwise let two count the same total).
-    `FOR NO KEY UPDATE`, as `repo.lock_cabinets`: rows that merely refer to the cabinet (another
+    `FOR NO KEY UPDATE`, as `cabinets.lock_cabinets`: rows that merely refer to the cabinet (another
     transaction's command or event insert) do not wait for it, so no lock cycle with them.
     """
-    locked = select(Cabinet.id).where(Cabinet.id == cab).with_for_update(key_share=True)
-    found = session.exec(locked).first()
-    if found is None:
-        raise UnknownCabinet(f"no cabinet {cab!r}")
-
-
-def _count(session: Session, statement: Any) -> int:
-    return session.exec(statement).one()
+    if not scan.lock_cabinet_key_share(session=session, cab=cab):
+        raise errors.UnknownCabinet(f"no cabinet {cab!r}")
 
 
 def _check_otp_rate(
@@ -416,28 +360,25 @@ def _check_otp_rate(
     now: datetime,
 ) -> None:
     since = now - timedelta(seconds=OTP_WINDOW_S)
-    recent = select(func.count()).select_from(ScanOtp).where(col(ScanOtp.created_at) > since)
     minutes = OTP_WINDOW_S // 60
-    if _count(session, recent.where(ScanOtp.phone == phone)) >= OTP_PER_PHONE:
+    if scan.codes_asked(session=session, since=since, phone=phone) >= OTP_PER_PHONE:
         raise RateLimited(
             f"too many codes asked for this number; try again in {minutes} minutes",
             retry_after_s=OTP_WINDOW_S,
         )
-    texted = recent.where(ScanOtp.cabinet_id == cab, col(ScanOtp.sent).is_(True))
-    if _count(session, texted) >= OTP_PER_CABINET:
+    if scan.codes_asked(session=session, since=since, texted_at=cab) >= OTP_PER_CABINET:
         raise RateLimited(
             f"too many codes asked for at this cabinet; try again in {minutes} minutes",
             retry_after_s=OTP_WINDOW_S,
         )
-    if client and _count(session, recent.where(ScanOtp.client == _client(client))) >= (
+    if client and scan.codes_asked(session=session, since=since, client=_client(client)) >= (
         OTP_PER_CLIENT
     ):
         raise RateLimited(
             f"too many codes asked for from this address; try again in {minutes} minutes",
             retry_after_s=OTP_WINDOW_S,
         )
-    by_nonce = select(func.count()).select_from(ScanOtp).where(ScanOtp.nonce_hash == nonce_name)
-    if _count(session, by_nonce) >= OTP_PER_NONCE:
+    if scan.codes_asked_with_nonce(session=session, nonce_hash=nonce_name) >= OTP_PER_NONCE:
         raise RateLimited(
             "too many codes asked for with this QR code: scan the cabinet's screen again",
             retry_after_s=NONCE_REFRESH_S,
@@ -449,25 +390,20 @@ def _check_try_rate(
 ) -> None:
     """Raise RateLimited once the wrong codes allowed are spent (the code is not even checked)."""
     since = now - timedelta(seconds=TRIES_WINDOW_S)
-    tries = select(func.count()).select_from(ScanTry)
-    by_nonce = tries.where(ScanTry.nonce_hash == nonce_name)
-    if _count(session, by_nonce) >= TRIES_PER_NONCE:
+    if scan.wrong_tries(session=session, nonce_hash=nonce_name) >= TRIES_PER_NONCE:
         raise RateLimited(
             f"{TRIES_PER_NONCE} wrong codes with this QR code: scan the cabinet's screen again",
             retry_after_s=NONCE_REFRESH_S,
         )
-    today = tries.where(col(ScanTry.at) > since)
-    if client and _count(session, today.where(ScanTry.client == _client(client))) >= (
+    if client and scan.wrong_tries(session=session, since=since, client=_client(client)) >= (
         TRIES_PER_CLIENT_DAY
     ):
         raise RateLimited(
             "too many wrong codes from this address today: use the pickup code from the SMS",
             retry_after_s=TRIES_WINDOW_S,
         )
-    if _count(session, today.where(ScanTry.cabinet_id == cab)) >= TRIES_PER_CABINET_DAY:
-        oldest = session.exec(
-            select(func.min(ScanTry.at)).where(ScanTry.cabinet_id == cab, col(ScanTry.at) > since)
-        ).one()
+    if scan.wrong_tries(session=session, since=since, cab=cab) >= TRIES_PER_CABINET_DAY:
+        oldest = scan.oldest_wrong_try(session=session, cab=cab, since=since)
         wait_s = TRIES_WINDOW_S
         if oldest is not None:
             wait_s = max(1, int((_aware_utc(oldest) - since).total_seconds()) + 1)
@@ -520,12 +456,7 @@ def verify_otp(
     try:
         _lock_cabinet(session=session, cab=cab)
         _check_try_rate(session=session, cab=cab, client=client, nonce_name=nonce_name, now=now)
-        row = session.exec(
-            select(ScanOtp)
-            .where(ScanOtp.cabinet_id == cab, ScanOtp.phone == phone)
-            .order_by(col(ScanOtp.created_at).desc(), col(ScanOtp.id).desc())
-            .with_for_update()
-        ).first()
+        row = scan.lock_latest_code(session=session, cab=cab, phone=phone)
         if row is None:
             raise OtpRefused("no code was asked for this phone here", outcome=None)
         record = OneTimeCode(
@@ -549,16 +480,7 @@ def verify_otp(
             log.info("scan-to-open code for %s at %s: %s", mask_phone(phone), cab, outcome.value)
             raise OtpRefused(_OTP_MESSAGES[outcome], outcome=outcome)
         asked = list(row.parcel_ids or [])
-        parcels = session.exec(
-            select(Parcel)
-            .where(
-                Parcel.cabinet_id == cab,
-                Parcel.phone == phone,
-                col(Parcel.id).in_(asked),
-                col(Parcel.status).in_(repo.LIVE_STATUSES),
-            )
-            .order_by(col(Parcel.created_at), col(Parcel.id))
-        ).all()
+        parcels = scan.live_parcels_among(session=session, cab=cab, phone=phone, row_ids=asked)
         if bind_openid is not None and asked:
             _rebind(session=session, openid=bind_openid, phone=phone, parcel=asked[0], now=now)
             log.info("WeChat user bound to %s at cabinet %s", mask_phone(phone), cab)
@@ -581,9 +503,7 @@ def _rebind(*, session: Session, openid: str, phone: str, parcel: str, now: date
     user can no longer sign in to scan-to-open as this phone. `parcel` (one the proven code was
     asked for) gives the notice its cabinet and site.
     """
-    previous = session.exec(
-        select(WechatBinding).where(WechatBinding.phone == phone, WechatBinding.openid != openid)
-    ).all()
+    previous = scan.other_bindings(session=session, phone=phone, openid=openid)
     for old in previous:
         key = f"wechat-rebound/{secrets.token_hex(12)}"
         session.add(
@@ -605,7 +525,7 @@ def _rebind(*, session: Session, openid: str, phone: str, parcel: str, now: date
     for old in previous:
         session.delete(old)
     session.flush()
-    repo.bind_wechat(session=session, openid=openid, phone=phone, now=now)
+    bind_wechat(session=session, openid=openid, phone=phone, now=now)
 
 
 def phone_token(
@@ -675,13 +595,7 @@ def session_parcels(
     Raise TokenError.
     """
     claims = check_token(secret_key=secret_key, token=token, cab=cab, now=now)
-    rows = session.exec(
-        select(Parcel).where(
-            Parcel.cabinet_id == cab,
-            col(Parcel.parcel_id).in_(claims.parcel_ids),
-            Parcel.status == Status.IN_LOCKER.value,
-        )
-    ).all()
+    rows = scan.in_locker_by_parcel_id(session=session, cab=cab, parcel_ids=claims.parcel_ids)
     session.rollback()
     return claims, rows
 
@@ -701,9 +615,7 @@ def open_parcel(
         raise NotOpenable(f"parcel {parcel_id!r} is not one this session may open")
     _begin_write(session)
     try:
-        row = session.exec(
-            select(Parcel).where(Parcel.parcel_id == parcel_id).with_for_update()
-        ).first()
+        row = scan.lock_parcel_by_parcel_id(session=session, parcel_id=parcel_id)
         if row is None or row.cabinet_id != cab:
             raise NotOpenable(f"parcel {parcel_id!r} is not in cabinet {cab!r}")
         if row.status != Status.IN_LOCKER.value or row.compartment is None:
@@ -711,7 +623,7 @@ def open_parcel(
         data = OpenCompartmentData(
             compartment=row.compartment, reason=OPEN_REASON, actor=claims.actor
         )
-        command = repo.enqueue_command(
+        command = enqueue_command(
             session=session, cab=cab, type="compartment.open", data=data, now=now
         )
         command.expires_at = now + timedelta(seconds=OPEN_COMMAND_TTL_S)
@@ -746,14 +658,10 @@ def forget_old_otps(*, session: Session, now: datetime) -> int:
     if session.in_transaction():
         session.rollback()  # a write transaction must begin fresh (BEGIN IMMEDIATE on SQLite)
     before = now - timedelta(seconds=OTP_KEEP_S)
-    codes = repo.delete_older_than(
-        session=session, column=ScanOtp.__table__.c.created_at, before=before
-    )
+    codes = delete_older_than(session=session, column=ScanOtp.__table__.c.created_at, before=before)
     if session.in_transaction():
         session.rollback()
-    return codes + repo.delete_older_than(
-        session=session, column=ScanTry.__table__.c.at, before=before
-    )
+    return codes + delete_older_than(session=session, column=ScanTry.__table__.c.at, before=before)
 
 
 def _begin_write(session: Session) -> None:

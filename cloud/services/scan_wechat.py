@@ -24,7 +24,9 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from cloud.db import repo
+from cloud import errors
+from cloud.db.parcels import live_parcels
+from cloud.db.wechat import phone_for_openid
 from cloud.notify.wechat_oauth import WechatOAuth, WechatSignInError
 from cloud.services.scan_open import (
     VERIFY_NONCE_TTL_S,
@@ -47,7 +49,7 @@ BIND_TICKET_TTL_S = 15 * 60  # time enough to ask for an SMS code and type it
 BROWSER_COOKIE = "locker_scan_browser"
 
 
-class WechatUnavailable(ScanError):
+class WechatUnavailable(ScanError, errors.Unavailable):
     """WeChat sign-in is not configured, or WeChat would not say who the user is."""
 
 
@@ -106,7 +108,7 @@ def sign_in(
         openid = oauth.openid_for_code(code)
     except WechatSignInError as err:
         raise WechatUnavailable(f"WeChat sign-in failed: {err}") from None
-    phone = repo.phone_for_openid(session=session, openid=openid)
+    phone = phone_for_openid(session=session, openid=openid)
     if phone is None:
         session.rollback()
         ticket = make_bind_ticket(
@@ -116,7 +118,7 @@ def sign_in(
             expires_at=now + timedelta(seconds=BIND_TICKET_TTL_S),
         )
         return WechatSignIn(nonce=nonce, bind_ticket=ticket)
-    parcels = repo.live_parcels(session=session, cab=cab, phone=phone)
+    parcels = live_parcels(session=session, cab=cab, phone=phone)
     session.rollback()
     token, expires_at = phone_token(
         secret_key=secret_key, cab=cab, phone=phone, parcels=parcels, now=now

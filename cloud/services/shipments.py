@@ -14,21 +14,26 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic_core import to_jsonable_python
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
+from cloud import errors
 from cloud.core import parcels as core
 from cloud.core.access import Action, Principal, decide
 from cloud.core.phones import normalize_phone
-from cloud.db import repo
+from cloud.db import parcels
+from cloud.db.cabinets import site_policy
+from cloud.db.effects import write_effects
 from cloud.db.engine import write_session
-from cloud.db.models import Cabinet, IdempotencyKey, Parcel, Site
+from cloud.db.models import Cabinet, IdempotencyKey, Site
+from cloud.db.parcels import store_parcel
 from cloud.db.scoping import cabinet_resource
+from cloud.services import queries
 
 # The cabinet takes tracking numbers trimmed, upper case, [A-Z0-9-], at most 40 characters
 # (cabinet/core/deposit.py); an announcement must name the parcel the same way or no deposit
@@ -37,33 +42,14 @@ TRACKING_MAX_CHARS = 40
 _TRACKING = re.compile(r"[A-Z0-9-]+")
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 IDEMPOTENCY_KEY_MAX_CHARS = 128
-# Parcels that still hold their tracking number: a second live one would be ambiguous.
-_LIVE = (core.Status.ANNOUNCED.value, core.Status.IN_LOCKER.value)
 
 
-class ShipmentError(Exception):
-    """A shipment request refused; nothing was written. `field` names the bad input, if one."""
-
-    status_code = 422
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+class InvalidShipment(errors.InvalidInput):
+    """The request is malformed: a bad phone, tracking number or key; `field` names it."""
 
 
-class InvalidShipment(ShipmentError):
-    """The request is malformed: a bad phone, tracking number or key (HTTP 422)."""
-
-
-class UnknownCabinet(ShipmentError):
-    """The cabinet named does not exist, or not for this key: it is not at one of its sites
-    (HTTP 422: the body is wrong, the URL is fine; the same words either way)."""
-
-
-class ShipmentConflict(ShipmentError):
-    """Not possible now: the tracking number is live already, or the key was used (HTTP 409)."""
-
-    status_code = 409
+class ShipmentConflict(errors.Conflict):
+    """Not possible now: the tracking number is live already, or the key was used."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +68,7 @@ class Announced:
 
     parcel_row_id: str
     replayed: bool
-    response: dict[str, Any] | None = None  # the stored answer of a replay
+    response: dict[str, Any]  # the answer, as JSON (a replay's is the stored one)
 
 
 def normalize_tracking_no(text: str) -> str:
@@ -121,13 +107,12 @@ def announce_shipment(
     idempotency_key: str,
     shipment: ShipmentCreate,
     now: datetime,
-    render: Callable[[Parcel], dict[str, Any]],
 ) -> Announced:
     """Announce a shipment once per (API key, Idempotency-Key) for `principal` and commit.
 
     The parcel is owned by the key's carrier or merchant (only its owner reads it); the cabinet
-    must be at one of the key's sites. `render(row)` makes the answer stored for replays (the
-    API's public view of the parcel).
+    must be at one of the key's sites. The answer (`queries.parcel_record`, as JSON) is stored
+    beside the parcel for replays, and returned the first time too.
     Raise InvalidShipment / UnknownCabinet / ShipmentConflict with nothing written.
     """
     key = idempotency_key.strip()
@@ -135,6 +120,7 @@ def announce_shipment(
         raise InvalidShipment(
             f"the Idempotency-Key header must be 1-{IDEMPOTENCY_KEY_MAX_CHARS} characters",
             field="Idempotency-Key",
+            location="header",
         )
     shipment = ShipmentCreate(
         order_no=shipment.order_no.strip(),
@@ -147,7 +133,7 @@ def announce_shipment(
     fingerprint = request_hash(shipment)
     api_key_id = principal.id
     try:
-        return _announce(session, principal, key, shipment, fingerprint, now, render)
+        return _announce(session, principal, key, shipment, fingerprint, now)
     except IntegrityError:
         # Another request with the same key committed first (PostgreSQL lets both reach the
         # insert): theirs is the answer, as for any retry.
@@ -166,7 +152,6 @@ def _announce(
     shipment: ShipmentCreate,
     fingerprint: str,
     now: datetime,
-    render: Callable[[Parcel], dict[str, Any]],
 ) -> Announced:
     session.rollback()  # a write transaction must begin fresh (BEGIN IMMEDIATE on SQLite)
     write_session(session)
@@ -179,21 +164,18 @@ def _announce(
         decision = decide(principal, Action.ANNOUNCE_SHIPMENT, cabinet_resource(cabinet))
         if not decision.allowed:
             # Another site's cabinet reads as a missing one: the key learns nothing of it.
-            raise UnknownCabinet(f"no cabinet {shipment.cabinet_id!r}", field="cabinet_id")
+            raise errors.UnknownCabinet(f"no cabinet {shipment.cabinet_id!r}", field="cabinet_id")
         assert cabinet is not None
         # A tracking number is live once per owner. Another client's live parcel with the
         # same number neither blocks this one (a key announcing first must not lock the real
         # carrier out) nor is named to it; the deposit decides which announcement it completes
         # (cloud.core.access.choose_announcement).
-        live = session.exec(
-            select(Parcel.id).where(
-                Parcel.tracking_no == shipment.tracking_no,
-                col(Parcel.status).in_(_LIVE),
-                Parcel.owner_carrier_id == principal.carrier_id
-                if principal.carrier_id is not None
-                else Parcel.owner_merchant_id == principal.merchant_id,
-            )
-        ).first()
+        live = parcels.tracked_parcel_of_owner(
+            session=session,
+            tracking_no=shipment.tracking_no,
+            carrier_id=principal.carrier_id,
+            merchant_id=principal.merchant_id,
+        )
         if live is not None:
             raise ShipmentConflict(
                 f"tracking number {shipment.tracking_no} is already announced or in a locker "
@@ -207,28 +189,30 @@ def _announce(
             order_no=shipment.order_no,
         )
         parcel, effects = core.apply(None, event, now)
-        row = repo.store_parcel(session=session, row=None, parcel=parcel, now=now)
+        row = store_parcel(session=session, row=None, parcel=parcel, now=now)
         row.owner_key_id = principal.id
         row.owner_carrier_id = principal.carrier_id
         row.owner_merchant_id = principal.merchant_id
         site = session.get(Site, cabinet.site_id)
         assert site is not None  # the foreign key guarantees it
-        repo.write_effects(
+        write_effects(
             session=session,
             parcel_row=row,
             effects=effects,
-            policy=repo.site_policy(site),
+            policy=site_policy(site),
             seal_key=b"",  # an announcement queues no notice, so nothing is sealed
             now=now,
         )
         session.flush()
+        view = queries.ParcelView(row, core.erp_state(core.Status(row.status)), deadline=None)
+        answer = to_jsonable_python(queries.parcel_record(view))
         session.add(
             IdempotencyKey(
                 api_key_id=principal.id,
                 key=key,
                 request_hash=fingerprint,
                 response_status=201,
-                response_body=render(row),
+                response_body=answer,
                 created_at=now,
             )
         )
@@ -237,7 +221,7 @@ def _announce(
     except BaseException:
         session.rollback()
         raise
-    return Announced(parcel_row_id=row_id, replayed=False)
+    return Announced(parcel_row_id=row_id, replayed=False, response=answer)
 
 
 def _replay(session: Session, api_key_id: str, key: str, fingerprint: str) -> Announced | None:
@@ -248,6 +232,7 @@ def _replay(session: Session, api_key_id: str, key: str, fingerprint: str) -> An
         raise ShipmentConflict(
             "this Idempotency-Key was used for another request: use a new key for a new shipment",
             field="Idempotency-Key",
+            location="header",
         )
     body = stored.response_body or {}
     return Announced(parcel_row_id=str(body.get("id", "")), replayed=True, response=body)

@@ -28,9 +28,13 @@ from cloud.core.errors import CoreError
 from cloud.core.notices import resend_decision
 from cloud.core.phones import mask_phone
 from cloud.core.wechat_push import ResendSummary
-from cloud.db import repo
+from cloud.db.cabinets import cabinet_code_key, lock_cabinet, site_policy
 from cloud.db.engine import write_session
 from cloud.db.models import Site, WechatInbox
+from cloud.db.notices import resend_history
+from cloud.db.parcels import cabinets_holding, live_code_hashes, live_parcels
+from cloud.db.rows import delete_older_than, insert_ignore
+from cloud.db.wechat import phone_for_openid
 from cloud.services.parcel_step import apply_parcel_event
 
 log = logging.getLogger(__name__)
@@ -43,7 +47,7 @@ def seen_before(*, session: Session, msg_id: str, openid: str, now: datetime) ->
     """Record pushed message `msg_id`; commit; return True if it was recorded already."""
     write_session(session)
     try:
-        added = repo.insert_ignore(
+        added = insert_ignore(
             session=session,
             table=WechatInbox.__table__,
             rows=[{"msg_id": msg_id, "openid": openid, "received_at": now}],
@@ -66,27 +70,27 @@ def resend_codes(
     randbelow: RandBelow = secrets.randbelow,
 ) -> ResendSummary:
     """Reissue the live codes of the phone `openid` is bound to; commit per cabinet."""
-    phone = repo.phone_for_openid(session=session, openid=openid)
+    phone = phone_for_openid(session=session, openid=openid)
     if phone is None:
         session.rollback()
         log.info("WeChat: codes asked for by an unbound user")
         return ResendSummary(bound=False)
-    cabinets = repo.cabinets_holding(session=session, phone=phone)
+    cabinets = cabinets_holding(session=session, phone=phone)
     session.rollback()  # end the read: each cabinet takes its own write transaction
     resent = limited = offline = 0
     limited_until: list[datetime] = []
     for cab in cabinets:
         write_session(session)
         try:
-            cabinet = repo.lock_cabinet(session=session, cab=cab)
+            cabinet = lock_cabinet(session=session, cab=cab)
             site = session.get(Site, cabinet.site_id) if cabinet else None
             if cabinet is None or site is None:  # pragma: no cover - foreign keys forbid it
                 session.rollback()
                 continue
-            policy = repo.site_policy(site)
-            live_hashes = repo.live_code_hashes(session=session, cab=cab)
-            for row in repo.live_parcels(session=session, cab=cab, phone=phone):
-                history = repo.resend_history(session=session, parcel_row_id=row.id)
+            policy = site_policy(site)
+            live_hashes = live_code_hashes(session=session, cab=cab)
+            for row in live_parcels(session=session, cab=cab, phone=phone):
+                history = resend_history(session=session, parcel_row_id=row.id)
                 decision = resend_decision(history, now, policy)
                 if not decision.allowed:
                     limited += 1
@@ -97,7 +101,7 @@ def resend_codes(
                     length=policy.code_length,
                     live_hashes=live_hashes,
                     randbelow=randbelow,
-                    code_key=repo.cabinet_code_key(cabinet, seal_key=seal_key),
+                    code_key=cabinet_code_key(cabinet, seal_key=seal_key),
                 )
                 try:
                     with session.begin_nested():
@@ -137,7 +141,7 @@ def resend_codes(
 
 def forget_old_pushes(*, session: Session, now: datetime) -> int:
     """Delete pushed-message records older than INBOX_KEEP_S; commit; return how many."""
-    return repo.delete_older_than(
+    return delete_older_than(
         session=session,
         column=WechatInbox.__table__.c.received_at,
         before=now - timedelta(seconds=INBOX_KEEP_S),

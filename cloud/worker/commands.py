@@ -12,9 +12,10 @@ publish, so a crash in between costs one resend interval, never a lost command. 
 `expires_at` passed unacked is marked expired (`ack_ok` false, `ack_error` saying so) and never sent
 again: the cabinet would drop it anyway. A `codes.put` superseded by a later `codes.revoke` or
 `codes.put` of its parcel (`superseded_by`, set where the later one is queued:
-`repo.supersede_codes_puts`) is never sent again either, so a resend cannot reach the cabinet after
-the command that undid it. `record_acks` stores the cabinets' answers, a batch of them in one
-transaction (a superseded command the cabinet got anyway is acked like any other).
+`cloud.db.commands.supersede_codes_puts`) is never sent again either, so a resend cannot reach
+the cabinet after the command that undid it. The queries are `cloud.db.commands`'s.
+`record_acks` stores the cabinets' answers, a batch of them in one transaction (a superseded
+command the cabinet got anyway is acked like any other).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, or_, update
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine
+from sqlmodel import Session
 
-from cloud.db import bulk
+from cloud.db import commands
+from cloud.db.commands import resend_now as resend_now  # the presence tracker's (issue 12 §2)
 from cloud.db.engine import write_session
 from cloud.db.models import CommandOutbox
 from protocol.codec import decode_command, encode
@@ -76,21 +78,9 @@ class CommandDispatcher:
         expired = self._expire(now)
         resend_before = now - self.resend_interval
         with Session(self.engine) as session:
-            due = session.exec(
-                select(CommandOutbox)
-                .where(
-                    col(CommandOutbox.acked_at).is_(None),
-                    col(CommandOutbox.ack_error).is_(None),
-                    col(CommandOutbox.superseded_by).is_(None),
-                    CommandOutbox.expires_at > now,
-                    or_(
-                        col(CommandOutbox.sent_at).is_(None),
-                        col(CommandOutbox.sent_at) <= resend_before,
-                    ),
-                )
-                .order_by(col(CommandOutbox.created_at), col(CommandOutbox.id))
-                .limit(self.batch)
-            ).all()
+            due = commands.due_commands(
+                session=session, now=now, resend_before=resend_before, limit=self.batch
+            )
             session.expunge_all()
         envelopes = {row.id: self._envelope(row, now) for row in due}
         # First sends are claimed together (one UPDATE, one commit): after a burst of deposits
@@ -125,41 +115,17 @@ class CommandDispatcher:
         The successful ones (nearly all) in one UPDATE; a refusal, which carries its own error,
         in one of its own. An ack of an unknown or already acked command changes nothing.
         """
-        recorded: set[tuple[str, str]] = set()
         with Session(self.engine) as session:
-            connection = write_session(session)
-            ok = {(ack.cmd, cab) for cab, ack in acks if ack.ok}
-            changed = bulk.update_rows(
-                connection,
-                CommandOutbox.__table__,
-                [
-                    {
-                        "id": cmd,
-                        "cabinet_id": cab,
-                        "acked_at": now,
-                        "ack_ok": True,
-                        "ack_error": None,
-                    }
-                    for cmd, cab in sorted(ok)
-                ],
-                key=("id", "cabinet_id"),
-                only_if_null=("acked_at",),
-                returning=("id", "cabinet_id"),
+            write_session(session)
+            recorded = commands.record_ok_acks(
+                session=session, acks=[(ack.cmd, cab) for cab, ack in acks if ack.ok], now=now
             )
-            recorded.update((row[0], row[1]) for row in changed)
             for cab, ack in acks:
                 if ack.ok:
                     continue
-                result = connection.execute(
-                    update(CommandOutbox)
-                    .where(
-                        col(CommandOutbox.id) == ack.cmd,
-                        col(CommandOutbox.cabinet_id) == cab,
-                        col(CommandOutbox.acked_at).is_(None),
-                    )
-                    .values(acked_at=now, ack_ok=False, ack_error=ack.error)
-                )
-                if result.rowcount == 1:
+                if commands.record_refusal(
+                    session=session, cab=cab, command_id=ack.cmd, error=ack.error, now=now
+                ):
                     recorded.add((ack.cmd, cab))
                     log.warning("cabinet %s refused command %s: %s", cab, ack.cmd, ack.error)
             session.commit()
@@ -172,62 +138,34 @@ class CommandDispatcher:
 
     def _expire(self, now: datetime) -> int:
         with Session(self.engine) as session:
-            result = write_session(session).execute(
-                update(CommandOutbox)
-                .where(
-                    col(CommandOutbox.acked_at).is_(None),
-                    col(CommandOutbox.ack_error).is_(None),
-                    col(CommandOutbox.superseded_by).is_(None),
-                    CommandOutbox.expires_at <= now,
-                )
-                .values(ack_ok=False, ack_error=EXPIRED_ERROR)
-            )
+            write_session(session)
+            expired = commands.expire_commands(session=session, now=now, error=EXPIRED_ERROR)
             session.commit()
-        return result.rowcount
+        return expired
 
     def _claim_fresh(self, ids: Sequence[str], now: datetime) -> set[str]:
         """Claim never-sent rows in one UPDATE; return the ids this worker won."""
         if not ids:
             return set()
         with Session(self.engine) as session:
-            result = write_session(session).execute(
-                update(CommandOutbox)
-                .where(
-                    col(CommandOutbox.id).in_(ids),
-                    col(CommandOutbox.acked_at).is_(None),
-                    col(CommandOutbox.ack_error).is_(None),
-                    col(CommandOutbox.superseded_by).is_(None),  # undone since it was read
-                    col(CommandOutbox.sent_at).is_(None),
-                )
-                .values(sent_at=now, send_count=CommandOutbox.send_count + 1)
-                .returning(col(CommandOutbox.id))
-            )
-            claimed = {row[0] for row in result}
+            write_session(session)
+            claimed = commands.claim_fresh(session=session, ids=ids, now=now)
             session.commit()
         return claimed
 
     def _claim(self, row: CommandOutbox, now: datetime, resend_before: datetime) -> bool:
         # The same condition that made the row due, re-checked atomically: one claimer wins.
         with Session(self.engine) as session:
-            result = write_session(session).execute(
-                update(CommandOutbox)
-                .where(
-                    col(CommandOutbox.id) == row.id,
-                    col(CommandOutbox.acked_at).is_(None),
-                    col(CommandOutbox.ack_error).is_(None),
-                    col(CommandOutbox.superseded_by).is_(None),
-                    or_(
-                        col(CommandOutbox.sent_at).is_(None),
-                        and_(
-                            col(CommandOutbox.sent_at) <= resend_before,
-                            col(CommandOutbox.send_count) == row.send_count,
-                        ),
-                    ),
-                )
-                .values(sent_at=now, send_count=CommandOutbox.send_count + 1)
+            write_session(session)
+            won = commands.claim_resend(
+                session=session,
+                command_id=row.id,
+                send_count=row.send_count,
+                now=now,
+                resend_before=resend_before,
             )
             session.commit()
-        return result.rowcount == 1
+        return won
 
     def _envelope(self, row: CommandOutbox, now: datetime) -> bytes | None:
         """Return the row as a validated command envelope, or None (and the row failed)."""
@@ -250,32 +188,9 @@ class CommandDispatcher:
 
     def _fail(self, command_id: str, error: str) -> None:
         with Session(self.engine) as session:
-            write_session(session).execute(
-                update(CommandOutbox)
-                .where(col(CommandOutbox.id) == command_id, col(CommandOutbox.acked_at).is_(None))
-                .values(ack_ok=False, ack_error=error[:1024])
-            )
+            write_session(session)
+            commands.fail_command(session=session, command_id=command_id, error=error)
             session.commit()
-
-
-def resend_now(*, session: Session, cab: str) -> int:
-    """Make cabinet `cab`'s sent, unacked commands due at once, in the caller's transaction.
-
-    For a cabinet that just reconnected: whatever was published while it was away may be lost
-    (a clean session keeps nothing), and waiting out the resend interval would only delay it.
-    """
-    result = session.connection().execute(
-        update(CommandOutbox)
-        .where(
-            col(CommandOutbox.cabinet_id) == cab,
-            col(CommandOutbox.acked_at).is_(None),
-            col(CommandOutbox.ack_error).is_(None),
-            col(CommandOutbox.superseded_by).is_(None),
-            col(CommandOutbox.sent_at).is_not(None),
-        )
-        .values(sent_at=None)
-    )
-    return result.rowcount
 
 
 def _rfc3339(at: datetime) -> str:

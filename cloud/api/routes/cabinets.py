@@ -18,7 +18,6 @@ from cloud.api.schemas import (
     error_responses,
 )
 from cloud.core.access import Action, Principal, cabinet_scope, decide
-from cloud.db.scoping import cabinet_resource
 from cloud.services import queries, scan_open
 
 router = APIRouter(prefix="/cabinets", tags=["cabinets"])
@@ -49,7 +48,7 @@ def _not_found(cab: str) -> HTTPException:
 def _visible(session: SessionDep, principal: Principal, cab: str) -> queries.CabinetView:
     """The cabinet if `principal` may read it; 404 alike for a missing and a hidden one."""
     view = queries.get_cabinet(session=session, cab=cab)
-    resource = cabinet_resource(view.cabinet if view is not None else None)
+    resource = queries.cabinet_resource(view.cabinet if view is not None else None)
     enforce(decide(principal, Action.READ_CABINET, resource), f"no cabinet {cab!r}")
     assert view is not None
     return view

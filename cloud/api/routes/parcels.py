@@ -18,8 +18,6 @@ from cloud.api.schemas import (
 )
 from cloud.core.access import Action, decide, parcel_scope
 from cloud.core.parcels import Status, erp_state
-from cloud.core.phones import mask_phone
-from cloud.db.scoping import parcel_resource
 from cloud.services import queries
 
 router = APIRouter(tags=["parcels"])
@@ -27,22 +25,7 @@ router = APIRouter(tags=["parcels"])
 
 def parcel_public(view: queries.ParcelView) -> ParcelPublic:
     """Return the API's view of a parcel: the phone masked, no code hash."""
-    row = view.parcel
-    return ParcelPublic(
-        id=row.id,
-        parcel_id=row.parcel_id,
-        tracking_no=row.tracking_no,
-        order_no=row.order_no,
-        status=Status(row.status),
-        erp_state=view.erp_state,
-        cabinet_id=row.cabinet_id,
-        compartment=row.compartment,
-        size=row.size,
-        phone_masked=mask_phone(row.phone),
-        deposited_at=row.deposited_at,
-        deadline=view.deadline,
-        left_locker_at=row.left_locker_at,
-    )
+    return ParcelPublic(**queries.parcel_record(view))
 
 
 @router.get("/parcels", response_model=ParcelsPublic, responses=error_responses(401, 403, 422))
@@ -87,7 +70,9 @@ def get_parcel(
 ) -> ParcelPublic:
     """Show one of the key's parcels by its cabinet-made parcel_id (or its row id)."""
     row = queries.find_parcel(session=session, parcel_id=parcel_id)
-    decision = decide(principal, Action.READ_PARCEL, parcel_resource(session, row))
+    decision = decide(
+        principal, Action.READ_PARCEL, queries.parcel_resource(session=session, row=row)
+    )
     enforce(decision, f"no parcel {parcel_id!r}")
     assert row is not None
     return parcel_public(queries.parcel_view(row, now))

@@ -19,8 +19,7 @@ from pydantic import BaseModel, Field
 
 from cloud.api.deps import SessionDep
 from cloud.core.codes import QrPayloadError, parse_qr_payload, qr_payload
-from cloud.db import repo
-from cloud.db.models import Cabinet
+from cloud.services import queries
 from cloud.services.scan_open import qr_svg
 
 router = APIRouter()
@@ -70,8 +69,8 @@ class QrRequest(BaseModel):
     payload: str = Field(max_length=100, repr=False)
 
 
-def _cabinet_or_404(session: SessionDep, cab: str) -> Cabinet:
-    cabinet = repo.get_cabinet(session=session, cab=cab)
+def _cabinet_or_404(session: SessionDep, cab: str) -> queries.Cabinet:
+    cabinet = queries.cabinet_row(session=session, cab=cab)
     if cabinet is None:
         raise HTTPException(status_code=404, detail=f"no cabinet {cab!r}")
     return cabinet

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Request, status
+from fastapi import APIRouter, Path, Request, status
 from fastapi.exceptions import RequestValidationError
 
 from cloud.api.deps import NowDep, SessionDep, SettingsDep
@@ -26,23 +26,6 @@ router = APIRouter(prefix="/scan", tags=["scan-to-open"])
 
 CabinetId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 Nonce = Annotated[str, Path(min_length=3, max_length=64, description="From the QR's URL")]
-
-
-def _http(err: scan_open.ScanError) -> HTTPException:
-    match err:
-        case scan_open.UnknownCabinet():
-            return HTTPException(status.HTTP_404_NOT_FOUND, str(err))
-        case scan_open.RateLimited():
-            headers = {"Retry-After": str(err.retry_after_s)}
-            return HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(err), headers=headers)
-        case scan_wechat.WechatUnavailable():
-            return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(err))
-        case scan_open.OtpRefused():
-            return HTTPException(status.HTTP_401_UNAUTHORIZED, str(err))
-        case scan_open.NotOpenable():
-            return HTTPException(status.HTTP_409_CONFLICT, str(err))
-        case _:  # NonceError, TokenError
-            return HTTPException(status.HTTP_403_FORBIDDEN, str(err))
 
 
 def _client(request: Request) -> str | None:
@@ -79,18 +62,15 @@ def request_otp(
     way. Limited per phone, per cabinet, per client address and per QR nonce (429).
     """
     phone = _phone(body.phone)
-    try:
-        done = scan_open.request_otp(
-            session=session,
-            secret_key=settings.secret_key_bytes,
-            cab=cab,
-            nonce=nonce,
-            phone=phone,
-            now=now,
-            client=_client(request),
-        )
-    except scan_open.ScanError as err:
-        raise _http(err) from None
+    done = scan_open.request_otp(
+        session=session,
+        secret_key=settings.secret_key_bytes,
+        cab=cab,
+        nonce=nonce,
+        phone=phone,
+        now=now,
+        client=_client(request),
+    )
     return OtpRequestedPublic(
         detail=f"if {mask_phone(phone)} has a parcel here, a code is on its way",
         expires_at=done.expires_at,
@@ -118,25 +98,22 @@ def verify(
     limited per QR nonce, per client address and per cabinet-day (429).
     """
     phone = _phone(body.phone)
-    try:
-        openid = None
-        if body.wechat_ticket:
-            openid = scan_wechat.check_bind_ticket(
-                secret_key=settings.secret_key_bytes, ticket=body.wechat_ticket, cab=cab, now=now
-            )
-        found = scan_open.verify_otp(
-            session=session,
-            secret_key=settings.secret_key_bytes,
-            cab=cab,
-            nonce=nonce,
-            phone=phone,
-            code=body.code,
-            now=now,
-            client=_client(request),
-            bind_openid=openid,
+    openid = None
+    if body.wechat_ticket:
+        openid = scan_wechat.check_bind_ticket(
+            secret_key=settings.secret_key_bytes, ticket=body.wechat_ticket, cab=cab, now=now
         )
-    except scan_open.ScanError as err:
-        raise _http(err) from None
+    found = scan_open.verify_otp(
+        session=session,
+        secret_key=settings.secret_key_bytes,
+        cab=cab,
+        nonce=nonce,
+        phone=phone,
+        code=body.code,
+        now=now,
+        client=_client(request),
+        bind_openid=openid,
+    )
     return ScanSessionPublic(
         token=found.token,
         expires_at=found.expires_at,
@@ -165,16 +142,13 @@ def session_of_token(
     cab: CabinetId, body: SessionRequest, session: SessionDep, settings: SettingsDep, now: NowDep
 ) -> ScanSessionPublic:
     """Return a session token's parcels still in the locker (after the WeChat sign-in)."""
-    try:
-        claims, rows = scan_open.session_parcels(
-            session=session,
-            secret_key=settings.secret_key_bytes,
-            cab=cab,
-            token=body.token,
-            now=now,
-        )
-    except scan_open.ScanError as err:
-        raise _http(err) from None
+    claims, rows = scan_open.session_parcels(
+        session=session,
+        secret_key=settings.secret_key_bytes,
+        cab=cab,
+        token=body.token,
+        now=now,
+    )
     return ScanSessionPublic(
         token=body.token,
         expires_at=claims.expires_at,
@@ -193,17 +167,14 @@ def open_door(
     cab: CabinetId, body: OpenRequest, session: SessionDep, settings: SettingsDep, now: NowDep
 ) -> OpenQueuedPublic:
     """Queue `compartment.open` for one parcel of the session (audited on its timeline)."""
-    try:
-        command = scan_open.open_parcel(
-            session=session,
-            secret_key=settings.secret_key_bytes,
-            cab=cab,
-            token=body.token,
-            parcel_id=body.parcel_id,
-            now=now,
-        )
-    except scan_open.ScanError as err:
-        raise _http(err) from None
+    command = scan_open.open_parcel(
+        session=session,
+        secret_key=settings.secret_key_bytes,
+        cab=cab,
+        token=body.token,
+        parcel_id=body.parcel_id,
+        now=now,
+    )
     return OpenQueuedPublic(
         command_id=command.id,
         cabinet_id=command.cabinet_id,

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Cookie, Query, Request, status
 from fastapi.responses import RedirectResponse
 
 from cloud.api.deps import NowDep, SessionDep, SettingsDep
-from cloud.api.routes.scan import CabinetId, Nonce, _http
+from cloud.api.routes.scan import CabinetId, Nonce
 from cloud.api.schemas import json_error_responses
 from cloud.notify.wechat_oauth import WechatOAuth
 from cloud.services import scan_open, scan_wechat
@@ -58,13 +58,10 @@ def start(
 ) -> RedirectResponse:
     """Start the WeChat sign-in: send the browser to WeChat's authorize page (`snsapi_base`)."""
     oauth = _oauth(request)
-    try:
-        scan_open.check_nonce(secret_key=settings.secret_key_bytes, cab=cab, nonce=nonce, now=now)
-        scan_open.ensure_cabinet(session=session, cab=cab)
-        if oauth is None:
-            raise scan_wechat.WechatUnavailable("WeChat sign-in is not configured on this server")
-    except scan_open.ScanError as err:
-        raise _http(err) from None
+    scan_open.check_nonce(secret_key=settings.secret_key_bytes, cab=cab, nonce=nonce, now=now)
+    scan_open.ensure_cabinet(session=session, cab=cab)
+    if oauth is None:
+        raise scan_wechat.WechatUnavailable("WeChat sign-in is not configured on this server")
     browser = secrets.token_urlsafe(18)
     state = scan_wechat.make_state(
         secret_key=settings.secret_key_bytes, cab=cab, nonce=nonce, browser=browser
@@ -107,24 +104,21 @@ def callback(
     browser: Annotated[str | None, Cookie(alias=scan_wechat.BROWSER_COOKIE)] = None,
 ) -> RedirectResponse:
     """WeChat's redirect back: sign the recipient in by their bound phone, as the SMS path does."""
-    try:
-        if code is None:  # the user declined; back to the page, where the SMS path still works
-            nonce = scan_wechat.check_state(
-                secret_key=settings.secret_key_bytes, cab=cab, state=state, browser=browser
-            )
-            return _to_page(settings.base_url, cab, nonce, "wechat=declined")
-        signed = scan_wechat.sign_in(
-            session=session,
-            oauth=_oauth(request),
-            secret_key=settings.secret_key_bytes,
-            cab=cab,
-            state=state,
-            browser=browser,
-            code=code,
-            now=now,
+    if code is None:  # the user declined; back to the page, where the SMS path still works
+        nonce = scan_wechat.check_state(
+            secret_key=settings.secret_key_bytes, cab=cab, state=state, browser=browser
         )
-    except scan_open.ScanError as err:
-        raise _http(err) from None
+        return _to_page(settings.base_url, cab, nonce, "wechat=declined")
+    signed = scan_wechat.sign_in(
+        session=session,
+        oauth=_oauth(request),
+        secret_key=settings.secret_key_bytes,
+        cab=cab,
+        state=state,
+        browser=browser,
+        code=code,
+        now=now,
+    )
     if signed.token is not None:
         fragment = "session=" + quote(signed.token, safe="")
     else:

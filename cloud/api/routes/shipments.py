@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, status
 from fastapi.responses import JSONResponse
 
 from cloud.api.access import ErpPrincipalDep
 from cloud.api.deps import NowDep, SessionDep
-from cloud.api.routes.parcels import parcel_public
 from cloud.api.schemas import (
-    ErrorPublic,
-    FieldErrorPublic,
     ParcelPublic,
     ShipmentRequest,
     error_responses,
 )
-from cloud.core.parcels import Status, erp_state
-from cloud.db.models import Parcel
-from cloud.services import queries, shipments
+from cloud.services import shipments
 
 router = APIRouter(tags=["shipments"])
 
+API_PREFIX = "/api/v1"  # the Location of a new parcel
 REPLAYED_HEADER = "Idempotent-Replayed"
-
-
-def _public(row: Parcel) -> dict[str, Any]:
-    view = queries.ParcelView(row, erp_state(Status(row.status)), deadline=None)
-    return parcel_public(view).model_dump(mode="json")
 
 
 @router.post(
@@ -69,34 +60,15 @@ def announce_shipment(
         phone=body.phone,
         cabinet_id=body.cabinet_id,
     )
-    try:
-        result = shipments.announce_shipment(
-            session=session,
-            principal=principal,
-            idempotency_key=idempotency_key,
-            shipment=shipment,
-            now=now,
-            render=_public,
-        )
-    except shipments.ShipmentError as err:
-        return _refused(err)
-    if result.replayed:
-        return JSONResponse(
-            result.response, status_code=status.HTTP_201_CREATED, headers={REPLAYED_HEADER: "true"}
-        )
-    row = session.get(Parcel, result.parcel_row_id)
-    assert row is not None  # just committed
-    return JSONResponse(
-        _public(row),
-        status_code=status.HTTP_201_CREATED,
-        headers={"Location": f"/api/v1/parcels/{row.id}"},
+    result = shipments.announce_shipment(
+        session=session,
+        principal=principal,
+        idempotency_key=idempotency_key,
+        shipment=shipment,
+        now=now,
     )
-
-
-def _refused(err: shipments.ShipmentError) -> JSONResponse:
-    errors = None
-    if err.status_code == status.HTTP_422_UNPROCESSABLE_CONTENT and err.field:
-        where = "header" if err.field == "Idempotency-Key" else "body"
-        errors = [FieldErrorPublic(field=f"{where}.{err.field}", message=str(err))]
-    body = ErrorPublic(detail=str(err), errors=errors)
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=err.status_code)
+    if result.replayed:
+        headers = {REPLAYED_HEADER: "true"}
+    else:
+        headers = {"Location": f"{API_PREFIX}/parcels/{result.parcel_row_id}"}
+    return JSONResponse(result.response, status_code=status.HTTP_201_CREATED, headers=headers)

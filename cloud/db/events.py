@@ -1,0 +1,92 @@
+"""The cabinets' stored events (the inbox): what is not applied yet, and marking it applied."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from cloud.db import bulk
+from cloud.db.models import (
+    Cabinet,
+    InboxEvent,
+)
+from cloud.db.rows import core_rows
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A stored, not yet applied event as the apply step reads it (`pending_events`): the
+    columns of an `InboxEvent` row, read as a plain row rather than an ORM object."""
+
+    cabinet_id: str
+    seq: int
+    event_id: str
+    type: str
+    ts: datetime
+    data: dict[str, Any]
+
+
+def pending_events(
+    *, session: Session, cabinets: Iterable[Cabinet], limit: int
+) -> dict[str, list[StoredEvent]]:
+    """Return the stored, not yet applied events of each cabinet, in seq order (one query).
+
+    A cabinet with `limit` or more of them is left out (its caller reads it in batches), and so
+    are, if the query stopped at `limit` rows, the last cabinet it read and those after it.
+    """
+    by_id = {cabinet.id: cabinet for cabinet in cabinets}
+    if not by_id:
+        return {}
+    events = InboxEvent.__table__.c
+    statement = (
+        select(events.cabinet_id, events.seq, events.event_id, events.type, events.ts, events.data)
+        .join(Cabinet, col(Cabinet.id) == events.cabinet_id)
+        .where(events.cabinet_id.in_(sorted(by_id)))
+        .where(events.seq > col(Cabinet.applied_upto))
+        .order_by(events.cabinet_id, events.seq)
+        .limit(limit)
+    )
+    rows = [StoredEvent(*row) for row in core_rows(session, statement)]
+    found: dict[str, list[StoredEvent]] = {cab: [] for cab in by_id}
+    for row in rows:
+        found[row.cabinet_id].append(row)
+    if len(rows) >= limit:  # the query stopped in the last cabinet read: it and those after
+        found = {cab: events for cab, events in found.items() if cab < rows[-1].cabinet_id}
+    return {cab: events for cab, events in found.items() if len(events) < limit}
+
+
+def mark_events_applied(*, session: Session, marks: Sequence[dict[str, Any]]) -> None:
+    """Mark stored events applied: `marks` hold cab, event_seq, at, anomaly (one executemany)."""
+    if not marks:
+        return
+    bulk.update_rows(
+        session.connection(),
+        InboxEvent.__table__,
+        [
+            {
+                "cabinet_id": mark["cab"],
+                "seq": mark["event_seq"],
+                "applied": True,
+                "applied_at": mark["at"],
+                "anomaly": mark["anomaly"],
+            }
+            for mark in marks
+        ],
+        key=("cabinet_id", "seq"),
+    )
+
+
+def set_applied_upto(*, session: Session, uptos: dict[str, int]) -> None:
+    """Set cabinets' `applied_upto` (one executemany)."""
+    if not uptos:
+        return
+    bulk.update_rows(
+        session.connection(),
+        Cabinet.__table__,
+        [{"id": cab, "applied_upto": upto} for cab, upto in uptos.items()],
+        key=("id",),
+    )

@@ -1,0 +1,95 @@
+"""The API's reads: scoped lists of cabinets and parcels, a parcel's timeline, ERP keys, health.
+
+`scope` arguments are the core's access scopes (`cloud.core.access`), turned into WHERE clauses
+by `cloud.db.scoping`, so a list shows a caller only what it may read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import text
+from sqlmodel import Session, col, select
+
+from cloud.core.access import CabinetScope, ParcelScope
+from cloud.core.parcels import Status
+from cloud.db.models import Cabinet, Compartment, ErpApiKey, ErpKeySite, Parcel, ParcelEvent
+from cloud.db.scoping import cabinet_where, parcel_where
+
+
+def database_ok(*, session: Session) -> bool:
+    """Return whether the database answers a trivial query (the transaction is ended)."""
+    try:
+        session.connection().execute(text("SELECT 1")).one()
+    except Exception:  # any driver error means "not reachable" to a health check
+        return False
+    finally:
+        session.rollback()
+    return True
+
+
+def api_key_by_hash(*, session: Session, key_hash: str) -> ErpApiKey | None:
+    """Return the ERP key row stored under `key_hash`, revoked or not."""
+    return session.exec(select(ErpApiKey).where(ErpApiKey.key_hash == key_hash)).first()
+
+
+def key_site_ids(*, session: Session, key_id: str) -> frozenset[str]:
+    """Return the sites an ERP key is bound to."""
+    statement = select(ErpKeySite.site_id).where(ErpKeySite.key_id == key_id)
+    return frozenset(session.exec(statement))
+
+
+def cabinets_in_scope(*, session: Session, scope: CabinetScope) -> Sequence[Cabinet]:
+    """Return the cabinets `scope` admits, by id."""
+    return session.exec(select(Cabinet).where(cabinet_where(scope)).order_by(col(Cabinet.id))).all()
+
+
+def compartments_in_scope(*, session: Session, scope: CabinetScope) -> Sequence[Compartment]:
+    """Return the compartments of the cabinets `scope` admits."""
+    statement = select(Compartment).where(
+        col(Compartment.cabinet_id).in_(select(Cabinet.id).where(cabinet_where(scope)))
+    )
+    return session.exec(statement).all()
+
+
+def compartments_of(*, session: Session, cab: str) -> Sequence[Compartment]:
+    """Return a cabinet's compartments by label."""
+    statement = select(Compartment).where(Compartment.cabinet_id == cab)
+    return session.exec(statement.order_by(col(Compartment.id))).all()
+
+
+def parcels_in_scope(
+    *,
+    session: Session,
+    scope: ParcelScope,
+    cabinet: str | None,
+    status: Status | None,
+    limit: int,
+    offset: int,
+) -> Sequence[Parcel]:
+    """Return the parcels `scope` admits, newest first, optionally of one cabinet and status."""
+    statement = select(Parcel).where(parcel_where(scope))
+    if cabinet is not None:
+        statement = statement.where(Parcel.cabinet_id == cabinet)
+    if status is not None:
+        statement = statement.where(Parcel.status == status.value)
+    statement = statement.order_by(col(Parcel.created_at).desc(), col(Parcel.id).desc())
+    return session.exec(statement.offset(offset).limit(limit)).all()
+
+
+def newest_parcel_tracked(
+    *, session: Session, tracking_no: str, scope: ParcelScope
+) -> Parcel | None:
+    """Return the newest parcel with `tracking_no` that `scope` admits."""
+    statement = select(Parcel).where(Parcel.tracking_no == tracking_no, parcel_where(scope))
+    return session.exec(statement.order_by(col(Parcel.created_at).desc())).first()
+
+
+def timeline(*, session: Session, parcel_row_id: str) -> Sequence[ParcelEvent]:
+    """Return a parcel's timeline, oldest first."""
+    statement = (
+        select(ParcelEvent)
+        .where(ParcelEvent.parcel_row_id == parcel_row_id)
+        .order_by(col(ParcelEvent.at), col(ParcelEvent.id))
+    )
+    return session.exec(statement).all()
