@@ -209,6 +209,42 @@ def pending_events(
     return {cab: events for cab, events in found.items() if len(events) < limit}
 
 
+def pending_inbox(*, session: Session, cabinet: Cabinet, limit: int) -> Sequence[InboxEvent]:
+    """Return up to `limit` of a cabinet's stored events past its `applied_upto`, in seq order."""
+    return session.exec(
+        select(InboxEvent)
+        .where(InboxEvent.cabinet_id == cabinet.id, InboxEvent.seq > cabinet.applied_upto)
+        .order_by(col(InboxEvent.seq))
+        .limit(limit)
+    ).all()
+
+
+def pending_seqs(*, session: Session, cabinet: Cabinet) -> Sequence[int]:
+    """Return the seqs of every stored event of a cabinet past its `applied_upto`."""
+    return session.exec(
+        select(InboxEvent.seq).where(
+            InboxEvent.cabinet_id == cabinet.id, InboxEvent.seq > cabinet.applied_upto
+        )
+    ).all()
+
+
+def stored_event_ids(*, session: Session, cab: str, seqs: Iterable[int]) -> dict[int, str]:
+    """Return the event id stored under each of a cabinet's `seqs` that holds one."""
+    return dict(
+        session.exec(
+            select(InboxEvent.seq, InboxEvent.event_id).where(
+                InboxEvent.cabinet_id == cab, col(InboxEvent.seq).in_(sorted(set(seqs)))
+            )
+        ).all()
+    )
+
+
+def compartments_of(*, session: Session, cab: str) -> dict[str, Compartment]:
+    """Return a cabinet's compartments by id."""
+    rows = session.exec(select(Compartment).where(Compartment.cabinet_id == cab))
+    return {row.id: row for row in rows}
+
+
 def cabinet_code_key(cabinet: Cabinet, *, seal_key: bytes) -> bytes:
     """Return the key a cabinet's pickup-code hashes are made with (unsealed); raise SealError."""
     return unseal_bytes(seal_key, cabinet.code_key, context=code_key_context(cabinet.id))

@@ -27,7 +27,7 @@ superseded (a pickup right behind its deposit) is dropped from `sends` (`drop_su
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,9 +48,7 @@ from cloud.db.models import (
     WebhookOutbox,
 )
 from protocol.codec import encode
-from protocol.messages import EventBase, PutCodes
-
-DEPOSITED = "parcel.deposited"
+from protocol.messages import ParcelDepositedData, PutCodes
 
 
 @dataclass
@@ -90,35 +88,41 @@ class DepositBatch:
     sends: list[Send] = field(default_factory=list)
     others_after_sends: bool = False
     taken: int = 0  # deposits added (their commands are in `sends`)
+    claim: bool = True  # False: `codes.put` left unclaimed, for the command dispatcher
 
     @classmethod
     def prepare(
-        cls, *, session: Session, by_cab: Mapping[str, Sequence[EventBase]]
+        cls,
+        *,
+        session: Session,
+        deposits: Iterable[ParcelDepositedData],
+        cabs: Iterable[str],
+        claim: bool = True,
     ) -> DepositBatch:
-        """Read what deciding the deposits among `by_cab`'s events needs (three queries)."""
-        deposits = [
-            event.data
-            for events in by_cab.values()
-            for event in events
-            if getattr(event, "type", None) == DEPOSITED
-        ]
-        parcel_ids = {data.parcel_id for data in deposits}  # type: ignore[attr-defined]
-        tracking_nos = {data.tracking_no for data in deposits}  # type: ignore[attr-defined]
+        """Read what deciding `deposits` needs (three queries; none for no deposits).
+
+        `cabs` are the cabinets whose live code hashes to read at once (the others' are read
+        when a code is first issued). With `claim`, the caller publishes `sends` after its
+        commit; without, the deposits' `codes.put` are left to the command dispatcher.
+        """
+        deposits = list(deposits)
+        parcel_ids = {data.parcel_id for data in deposits}
+        tracking_nos = {data.tracking_no for data in deposits}
         return cls(
             new_parcel_ids=parcel_ids
             - repo.parcel_ids_taken(session=session, parcel_ids=parcel_ids),
             unannounced=tracking_nos
             - repo.announced_tracking_nos(session=session, tracking_nos=tracking_nos),
-            live_hashes=repo.live_code_hashes_of(session=session, cabs=by_cab),
+            live_hashes=repo.live_code_hashes_of(session=session, cabs=cabs),
+            claim=claim,
         )
 
     def __len__(self) -> int:
         return len(self._rows)
 
-    def takes(self, data: Mapping[str, Any]) -> bool:
-        """Whether a deposit with this data makes a new parcel the batch may write."""
-        parcel_id = data.get("parcel_id")
-        return parcel_id in self.new_parcel_ids and data.get("tracking_no") in self.unannounced
+    def takes(self, data: ParcelDepositedData) -> bool:
+        """Whether `prepare`'s reads say this deposit makes a new parcel (no read needed)."""
+        return data.parcel_id in self.new_parcel_ids and data.tracking_no in self.unannounced
 
     def add(
         self,
@@ -153,8 +157,10 @@ class DepositBatch:
                         now=now,
                         parcel_id=effect.parcel_id,
                     )
-                    command.update(sent_at=now, send_count=1)  # claimed: `sends` publishes it
                     rows.commands.append(command)
+                    if not self.claim:
+                        continue
+                    command.update(sent_at=now, send_count=1)  # claimed: `sends` publishes it
                     envelope = PutCodes(
                         id=command["id"],
                         cab=effect.cabinet_id,

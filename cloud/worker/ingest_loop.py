@@ -42,7 +42,7 @@ from tenacity import (
 from cloud.core.codes import RandBelow
 from cloud.db import repo
 from cloud.db.engine import write_session
-from cloud.services.deposit_batch import DEPOSITED, DepositBatch
+from cloud.services.deposit_batch import DepositBatch
 from cloud.services.ingest import (
     APPLY_BATCH,
     ApplyResult,
@@ -55,7 +55,7 @@ from cloud.services.ingest import (
 from cloud.worker.mqtt import Received
 from protocol.codec import decode_event, encode
 from protocol.errors import MessageError, TopicError
-from protocol.messages import EventAck, EventBase
+from protocol.messages import EventAck, EventBase, ParcelDeposited
 from protocol.topics import TopicKind, cmd_topic, event_ack_topic, parse_topic
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def _chunks(
     chunks: list[dict[str, list[EventBase]]] = []
     size = others = max_events
     for cab, events in by_cab.items():
-        more = sum(1 for event in events if getattr(event, "type", None) != DEPOSITED)
+        more = sum(1 for event in events if not isinstance(event, ParcelDeposited))
         if size + len(events) > max_events or (
             max_others is not None and others + more > max_others
         ):
@@ -244,7 +244,7 @@ class IngestLoop:
                     door
                     for events in known.values()
                     for event in events
-                    if getattr(event, "type", None) != DEPOSITED
+                    if not isinstance(event, ParcelDeposited)
                     and isinstance(door := getattr(event.data, "compartment", None), str)
                 ]
                 preloaded = repo.sites_and_compartments(session=session, cabs=known, doors=doors)
@@ -255,7 +255,16 @@ class IngestLoop:
                     applied_upto={cab: cabinets[cab].applied_upto for cab in known},
                 )
                 # New parcels' deposits are written set-based, a statement per table for all.
-                batch = DepositBatch.prepare(session=session, by_cab=known)
+                batch = DepositBatch.prepare(
+                    session=session,
+                    deposits=[
+                        event.data
+                        for events in known.values()
+                        for event in events
+                        if isinstance(event, ParcelDeposited)
+                    ],
+                    cabs=known,
+                )
                 pending = repo.pending_events(
                     session=session, cabinets=[cabinets[cab] for cab in known], limit=APPLY_BATCH
                 )
