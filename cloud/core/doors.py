@@ -94,6 +94,11 @@ def door_clock_events(
     return found
 
 
+def presence_moves_clocks(*, was_online: bool | None, online: bool) -> bool:
+    """Whether a change of presence pauses or resumes any clock (`presence_clock_events`)."""
+    return presence_event(was_online, online) is not None
+
+
 def presence_clock_events(
     parcels: Iterable[K], *, was_online: bool | None, online: bool
 ) -> list[tuple[K, ClockEvent]]:
