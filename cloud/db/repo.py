@@ -789,6 +789,16 @@ def superseded_among(*, session: Session, ids: Sequence[str]) -> set[str]:
     return set(session.exec(statement))
 
 
+def unclaim_commands(*, session: Session, ids: Iterable[str]) -> None:
+    """Mark commands never sent (a claim that was not published after all)."""
+    bulk.update_rows(
+        session.connection(),
+        CommandOutbox.__table__,
+        [{"id": command_id, "sent_at": None, "send_count": 0} for command_id in ids],
+        key=("id",),
+    )
+
+
 def insert_rows(*, session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]]) -> None:
     """Insert `rows` into `model`'s table in one statement, each filled with the model's
     defaults, so a row is what the ORM would have written for `model(**row)`."""

@@ -8,21 +8,26 @@ computes it at once and leaves the rows here; `flush` writes them all, one state
 in the caller's transaction. `locker bench cloud` measured the per-event ORM path at ~14 ms of
 CPU per deposit, almost all of it SQLAlchemy's per-statement and per-object work.
 
-Everything else goes the per-event way, and the applier flushes this batch before it does: a
-later event of the transaction then reads the deposits' rows like any others (a pickup of a
-parcel deposited in the same batch, a second deposit of one parcel_id). `prepare` reads, for
-the transaction's events, which parcel_ids exist and which tracking numbers are announced; a
-deposit outside what it read, or of a parcel_id already in the batch, takes the per-event path.
-A conflict the read could not foresee (another transaction inserting the same parcel_id) fails
-the INSERT, and with it the transaction, which the worker then does again cabinet by cabinet on
-the per-event path (`cloud.worker.ingest_loop`).
+Every new parcel's deposit is written here, in a batch of many events or of one cabinet's
+(`apply_pending`): `add` is the one function that builds a deposit's rows. `prepare` reads, for
+the transaction's events, which parcel_ids exist and which tracking numbers are announced, so
+most deposits need no read of their own (`takes`); a deposit outside what it read is decided
+by the applier after its reads (a deposit completing an announcement, or of a known parcel,
+changes a row that exists: `repo.write_effects`). The applier flushes this batch before every
+event that reads the database, so a later event of the transaction reads the deposits' rows
+like any others (a pickup of a parcel deposited in the same batch, a second deposit of one
+parcel_id). A conflict the read could not foresee (another transaction inserting the same
+parcel_id) fails the INSERT, and with it the transaction, which the worker then does again
+cabinet by cabinet (`cloud.worker.ingest_loop`).
 
-A batched deposit's `codes.put` is written already claimed (sent once, now) with its envelope
-kept in `sends`: the worker publishes those right after the commit, where the command
-dispatcher would have read the rows back, claimed them in a second transaction and re-encoded
-them. A crash between the commit and the publish costs the command one resend interval, as a
-crash between the dispatcher's claim and its publish does. A send the same transaction
-superseded (a pickup right behind its deposit) is dropped from `sends` (`drop_superseded`).
+With `claim` (the worker), a deposit's `codes.put` is written already claimed (sent once, now)
+with its envelope kept in `sends`: the worker publishes those right after the commit, where the
+command dispatcher would have read the rows back, claimed them in a second transaction and
+re-encoded them; without (`apply_pending`, which publishes nothing), the dispatcher sends them.
+A crash between the commit and the publish costs the command one
+resend interval, as a crash between the dispatcher's claim and its publish does. A send the
+same transaction superseded (a pickup right behind its deposit) is dropped from `sends`
+(`drop_superseded`).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from sqlmodel import Session
 
 from cloud.core import parcels as core
 from cloud.core.policies import SitePolicy
-from cloud.db import bulk, repo
+from cloud.db import repo
 from cloud.db.models import (
     Cabinet,
     CommandOutbox,
@@ -211,12 +216,7 @@ class DepositBatch:
             gone = repo.superseded_among(session=session, ids=[s.command_id for s in self.sends])
             self.sends = [send for send in self.sends if send.command_id not in gone]
             # Never sent after all: the rows must not say they were.
-            bulk.update_rows(
-                session.connection(),
-                CommandOutbox.__table__,
-                [{"id": command_id, "sent_at": None, "send_count": 0} for command_id in gone],
-                key=("id",),
-            )
+            repo.unclaim_commands(session=session, ids=gone)
 
     def flush(self, session: Session) -> None:
         """Write the kept rows in the caller's transaction, one statement per table; empty."""

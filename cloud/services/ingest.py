@@ -1,15 +1,23 @@
 """Ingestion's storage side: store cabinet events once by (cab, seq), apply them in order, once.
 
-The MQTT worker calls, per batch of deliveries for one cabinet:
+The MQTT worker (`cloud.worker.ingest_loop`) does, per batch of deliveries, in one transaction:
+lock the cabinets, `stage_events` (store), `apply_locked` per cabinet, `DepositBatch.flush`,
+commit, then publish the deposits' `codes.put` and each `event-ack`. One cabinet alone (the
+worker's fallback, and tests) is the same path, a batch of one cabinet:
 
     stored = store_events(session=s, cab=cab, envelopes=events, now=now)   # commits
     result = apply_pending(session=s, cab=cab, now=now, seal_key=key)      # commits
     publish event-ack {"upto": result.ack_upto}                            # after the commit
 
 `store_events` is what makes an event safe (`INSERT ... ON CONFLICT DO NOTHING`, idempotent);
-`apply_pending` runs the core (`cloud.core.ingest.plan`, `cloud.core.parcels.apply`) in one
-transaction holding the cabinet's row lock, so any number of workers apply each event exactly
-once, in seq order, stopping at a gap until the cabinet resends the missing seq.
+applying runs the core (`cloud.core.ingest.plan`, `cloud.core.parcels.apply`) holding the
+cabinet's row lock, so any number of workers apply each event exactly once, in seq order,
+stopping at a gap until the cabinet resends the missing seq.
+
+A stored event is decoded into its protocol model (`decode_stored`) and applied by the handler
+`HANDLERS` names for its class, at the end of this module. A new parcel's deposit leaves its
+rows to the transaction's `DepositBatch` (the one function that builds them); door rules come
+from `cloud.core.doors`.
 """
 
 from __future__ import annotations

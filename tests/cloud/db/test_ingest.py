@@ -306,3 +306,19 @@ def test_every_event_type_of_the_protocol_has_its_handler_in_one_table() -> None
     source = Path(ingest.__file__).read_text()
     for name in EVENT_TYPES:
         assert f'"{name}"' in source, name
+
+
+def test_the_handler_table_in_the_docs_is_the_code_s() -> None:
+    """docs/ingest.md names each event type's class and handler as `HANDLERS` does."""
+    page = Path(__file__).parents[3] / "docs" / "ingest.md"
+    text = page.read_text().split("## Handlers", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        [cell.strip().strip("`").split("`")[0] for cell in line.strip("|").split("|")]
+        for line in text.splitlines()
+        if line.startswith("| `")
+    ]
+    documented = {(t, cls, handler) for t, cls, handler in rows}
+    assert documented == {
+        (model.model_fields["type"].default, model.__name__, handler.__name__)
+        for model, handler in HANDLERS.items()
+    }
