@@ -236,7 +236,9 @@ def apply_pending(
         cabinet = repo.lock_cabinet(session=session, cab=cab)
         if cabinet is None:
             raise UnknownCabinet(f"no cabinet {cab!r} in the registry")
-        batch = DepositBatch.prepare(session=session, deposits=(), cabs=[cab], claim=False)
+        # Nothing read ahead: each deposit reads what it needs (the live code hashes at the
+        # first code issued), as the worker's batch does for what its reads did not cover.
+        batch = DepositBatch.prepare(session=session, deposits=(), cabs=(), claim=False)
         result = apply_locked(
             session=session,
             cabinet=cabinet,
