@@ -134,6 +134,7 @@ def stage_events(
     by_cab: Mapping[str, Sequence[EventBase]],
     received_at: Mapping[str, datetime],
     applied_upto: Mapping[str, int],
+    inserted: dict[str, dict[int, EventBase]] | None = None,
 ) -> dict[str, int]:
     """Insert the not yet stored events of known cabinets, in the caller's transaction.
 
@@ -141,8 +142,11 @@ def stage_events(
     writers take the unique index's locks in one order; return how many were new per cabinet.
     An event the core refuses (`cloud.core.ingest.refusal`: a seq no cabinet can have reached,
     a timestamp from the future, against the time it was received) is left out and logged.
+    `inserted`, if given, receives the events this call stored, by cab and seq: applied in the
+    same transaction, they need not be decoded again from their rows (`apply_locked`).
     """
     rows = []
+    offered_by_cab: dict[str, dict[int, EventBase]] = {}
     for cab, envelopes in by_cab.items():
         foreign = [e for e in envelopes if e.cab != cab]
         if foreign:
@@ -165,6 +169,7 @@ def stage_events(
                 )
                 continue
             by_seq.setdefault(envelope.seq, envelope)
+        offered_by_cab[cab] = by_seq
         rows += [
             {
                 "cabinet_id": cab,
@@ -179,14 +184,17 @@ def stage_events(
             for envelope in by_seq.values()
         ]
     rows.sort(key=lambda row: (row["cabinet_id"], row["seq"]))
-    inserted = repo.insert_ignore(
+    inserted_keys = repo.insert_ignore(
         session=session,
         table=InboxEvent.__table__,
         rows=rows,
         conflict_columns=["cabinet_id", "seq"],
         returning=["cabinet_id", "seq"],
     )
-    new = set(inserted)
+    new = set(inserted_keys)
+    if inserted is not None:
+        for cab, by_seq in offered_by_cab.items():
+            inserted[cab] = {seq: e for seq, e in by_seq.items() if (cab, seq) in new}
     offered = {(row["cabinet_id"], row["seq"]) for row in rows}
     for cab, envelopes in by_cab.items():
         again = [e for e in envelopes if (cab, e.seq) in offered and (cab, e.seq) not in new]
@@ -269,6 +277,7 @@ def apply_locked(
     randbelow: RandBelow = secrets.randbelow,
     limit: int = APPLY_BATCH,
     pending: Sequence[repo.StoredEvent] | None = None,
+    decoded: Mapping[int, EventBase] | None = None,
 ) -> ApplyResult:
     """Apply what `apply_pending` would, for a cabinet whose row the caller has locked.
 
@@ -276,7 +285,8 @@ def apply_locked(
     cabinets in one transaction this way (`cloud.worker.ingest_loop`). The rows it writes are
     left in `batch`: the caller must `batch.flush(session)` before committing.
     `pending`, if given, are the cabinet's stored events not applied yet, fewer than `limit`,
-    in seq order (`repo.pending_events`, one query for many cabinets).
+    in seq order (`repo.pending_events`, one query for many cabinets). `decoded`, if given, are
+    events by seq that the caller stored in this transaction (`stage_events(inserted=...)`).
     """
     cab = cabinet.id
     if pending is not None and len(pending) < limit:
@@ -304,6 +314,7 @@ def apply_locked(
         randbelow=randbelow,
         now=now,
         batch=batch,
+        decoded=decoded or {},
     )
     anomalies = 0
     for row in step.apply:
@@ -361,6 +372,7 @@ class _Applier:
     randbelow: RandBelow
     now: datetime
     batch: DepositBatch
+    decoded: Mapping[int, EventBase]  # events this transaction stored, as received: by seq
     # The cabinet's live code hashes, read once per batch and grown with every code issued in it.
     # A hash that stopped being live in the batch stays in: that only ever avoids a free code.
     _live_hashes: set[str] | None = None
@@ -371,10 +383,12 @@ class _Applier:
     def apply(self, row: StoredRow) -> str | None:
         if row.type not in EVENT_TYPES:
             return f"unknown event type {row.type!r}"
-        try:
-            event = decode_stored(row)
-        except ValueError as err:
-            return f"{type(err).__name__}: {err}"
+        event = self.decoded.get(row.seq)
+        if event is None:
+            try:
+                event = decode_stored(row)
+            except ValueError as err:
+                return f"{type(err).__name__}: {err}"
         # A new parcel's deposit, known from the batch's reads: nothing to read here (refused,
         # it goes the way below and is refused again there, with the reads).
         fast = isinstance(event, ParcelDeposited) and self.batch.takes(event.data)

@@ -55,7 +55,7 @@ from cloud.services.ingest import (
 from cloud.worker.mqtt import Received
 from protocol.codec import decode_event, encode
 from protocol.errors import MessageError, TopicError
-from protocol.messages import EventAck, EventBase, ParcelDeposited
+from protocol.messages import EventAck, EventBase, ParcelDeposited, ParcelDepositedData
 from protocol.topics import TopicKind, cmd_topic, event_ack_topic, parse_topic
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,15 @@ def _chunks(
         size += len(events)
         others += more
     return chunks
+
+
+def _deposits(by_cab: dict[str, list[EventBase]]) -> list[ParcelDepositedData]:
+    return [
+        event.data
+        for events in by_cab.values()
+        for event in events
+        if isinstance(event, ParcelDeposited)
+    ]
 
 
 def decode_delivery(received: Received) -> EventBase:
@@ -248,23 +257,16 @@ class IngestLoop:
                     and isinstance(door := getattr(event.data, "compartment", None), str)
                 ]
                 preloaded = repo.sites_and_compartments(session=session, cabs=known, doors=doors)
+                fresh: dict[str, dict[int, EventBase]] = {}  # stored now: not decoded again
                 stored = stage_events(
                     session=session,
                     by_cab=known,
                     received_at=received_at,
                     applied_upto={cab: cabinets[cab].applied_upto for cab in known},
+                    inserted=fresh,
                 )
                 # New parcels' deposits are written set-based, a statement per table for all.
-                batch = DepositBatch.prepare(
-                    session=session,
-                    deposits=[
-                        event.data
-                        for events in known.values()
-                        for event in events
-                        if isinstance(event, ParcelDeposited)
-                    ],
-                    cabs=known,
-                )
+                batch = DepositBatch.prepare(session=session, deposits=_deposits(known), cabs=known)
                 pending = repo.pending_events(
                     session=session, cabinets=[cabinets[cab] for cab in known], limit=APPLY_BATCH
                 )
@@ -278,6 +280,7 @@ class IngestLoop:
                         randbelow=self.randbelow,
                         batch=batch,
                         pending=pending.get(cab),
+                        decoded=fresh.get(cab),
                     )
                     for cab in sorted(known)
                 }

@@ -361,3 +361,24 @@ def test_deposits_share_a_transaction_with_fewer_savepointed_events() -> None:
     assert [list(chunk) for chunk in _chunks(mixed, 200, 50)] == [["A", "B"], ["C"]]
     # Without the second limit, as before: about `max_events` events each.
     assert [list(chunk) for chunk in _chunks(pickups, 200)] == [["A", "B", "C"]]
+
+
+def test_the_event_applied_is_the_one_stored_when_a_seq_comes_twice(engine: Engine) -> None:
+    """The worker applies the events it just stored as it received them (not decoded again
+    from their rows): of two deliveries of one seq, it must apply the one it stored."""
+    with Session(engine) as session:
+        register_cabinet(session, "CAB-1")
+        session.commit()
+    from_the_future = deposit("CAB-1", 1, parcel="P-FUTURE").model_copy(
+        update={"ts": NOW + timedelta(days=2)}  # refused: beyond MAX_TS_AHEAD (1 day)
+    )
+    kept = deposit("CAB-1", 1, parcel="P-KEPT")
+    ingest = IngestLoop(
+        engine=engine, publish=lambda t, p: True, seal_key=SEAL_KEY, clock=lambda: NOW
+    )
+    received = [Received(event_topic(e.cab), encode(e), NOW) for e in (from_the_future, kept)]
+    assert ingest.handle(received) == {"CAB-1": 1}
+    with Session(engine) as session:
+        assert [p.parcel_id for p in session.exec(select(Parcel))] == ["P-KEPT"]
+        stored = session.exec(select(InboxEvent)).one()
+        assert (stored.event_id, stored.data["parcel_id"]) == (kept.id, "P-KEPT")
