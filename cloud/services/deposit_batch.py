@@ -5,7 +5,7 @@ has its `parcel_id` and no announcement waits for its tracking number. For those
 outcome (`cloud.core.parcels.apply(None, Deposit)`: a new parcel, its timeline entry, `codes.put`
 and notice) needs nothing from the database but the cabinet's live code hashes, so the applier
 computes it at once and leaves the rows here; `flush` writes them all, one statement per table,
-in the caller's transaction. `locker bench cloud` measured the per-event ORM path at ~14 ms of
+in the caller's transaction. `locker bench cloud` measured writing them through the ORM at ~14 ms of
 CPU per deposit, almost all of it SQLAlchemy's per-statement and per-object work.
 
 Every new parcel's deposit is written here, in a batch of many events or of one cabinet's
@@ -206,7 +206,7 @@ class DepositBatch:
         set_committed_value(cabinet, "applied_upto", applied_upto)
 
     def before_other_event(self, session: Session) -> None:
-        """Flush, before an event that takes the per-event path (it reads the database)."""
+        """Flush, before an event the applier reads the database for (in a savepoint)."""
         self.flush(session)
         self.others_after_sends |= bool(self.sends)
 

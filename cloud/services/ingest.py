@@ -145,6 +145,34 @@ def stage_events(
     `inserted`, if given, receives the events this call stored, by cab and seq: applied in the
     same transaction, they need not be decoded again from their rows (`apply_locked`).
     """
+    rows, offered_by_cab = _rows_to_store(by_cab, received_at, applied_upto)
+    rows.sort(key=lambda row: (row["cabinet_id"], row["seq"]))
+    inserted_keys = repo.insert_ignore(
+        session=session,
+        table=InboxEvent.__table__,
+        rows=rows,
+        conflict_columns=["cabinet_id", "seq"],
+        returning=["cabinet_id", "seq"],
+    )
+    new = set(inserted_keys)
+    if inserted is not None:
+        for cab, by_seq in offered_by_cab.items():
+            inserted[cab] = {seq: e for seq, e in by_seq.items() if (cab, seq) in new}
+    offered = {(row["cabinet_id"], row["seq"]) for row in rows}
+    for cab, envelopes in by_cab.items():
+        again = [e for e in envelopes if (cab, e.seq) in offered and (cab, e.seq) not in new]
+        _report_redeliveries(session, cab, again)
+    per_cab = Counter(c for c, _ in new)
+    return {cab: per_cab[cab] for cab in by_cab}
+
+
+def _rows_to_store(
+    by_cab: Mapping[str, Sequence[EventBase]],
+    received_at: Mapping[str, datetime],
+    applied_upto: Mapping[str, int],
+) -> tuple[list[dict[str, Any]], dict[str, dict[int, EventBase]]]:
+    """The inbox rows of the events the core does not refuse, and those events by cab and seq
+    (the first of a seq offered twice)."""
     rows = []
     offered_by_cab: dict[str, dict[int, EventBase]] = {}
     for cab, envelopes in by_cab.items():
@@ -183,24 +211,7 @@ def stage_events(
             }
             for envelope in by_seq.values()
         ]
-    rows.sort(key=lambda row: (row["cabinet_id"], row["seq"]))
-    inserted_keys = repo.insert_ignore(
-        session=session,
-        table=InboxEvent.__table__,
-        rows=rows,
-        conflict_columns=["cabinet_id", "seq"],
-        returning=["cabinet_id", "seq"],
-    )
-    new = set(inserted_keys)
-    if inserted is not None:
-        for cab, by_seq in offered_by_cab.items():
-            inserted[cab] = {seq: e for seq, e in by_seq.items() if (cab, seq) in new}
-    offered = {(row["cabinet_id"], row["seq"]) for row in rows}
-    for cab, envelopes in by_cab.items():
-        again = [e for e in envelopes if (cab, e.seq) in offered and (cab, e.seq) not in new]
-        _report_redeliveries(session, cab, again)
-    per_cab = Counter(c for c, _ in new)
-    return {cab: per_cab[cab] for cab in by_cab}
+    return rows, offered_by_cab
 
 
 def _report_redeliveries(session: Session, cab: str, envelopes: Sequence[EventBase]) -> None:

@@ -67,9 +67,10 @@ Publish = Callable[[str, bytes], object]
 DB_ATTEMPTS = 5
 DB_RETRY_MAX_WAIT_S = 1.0
 _SHOWN_CHARS = 200  # of a hostile topic in a log line
-# Events per transaction. An event applied the per-event way gets a savepoint, and PostgreSQL
-# caches 64 subtransactions per backend: past that every visibility check reads pg_subtrans, and
-# a 400-event transaction cost twice per event what a 50-event one did (`locker bench cloud`).
+# Events per transaction. An event other than a new parcel's deposit gets a savepoint, and
+# PostgreSQL caches 64 subtransactions per backend: past that every visibility check reads
+# pg_subtrans, and a 400-event transaction cost twice per event what a 50-event one did
+# (`locker bench cloud`).
 # Deposits of new parcels are written set-based, without one (`cloud.services.deposit_batch`):
 # up to TXN_MAX_EVENTS events go in a transaction, of which at most TXN_MAX_SAVEPOINTS others.
 TXN_MAX_EVENTS = 200
