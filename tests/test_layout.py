@@ -194,10 +194,7 @@ LAYER_ALLOWED: dict[str, frozenset[str]] = {
 # rewrites the ingestion path (one typed path, one write path: services/ingest.py,
 # deposit_batch.py, worker/ingest_loop.py, presence.py) and moves these queries into cloud/db as
 # it does; it empties this set (a module left here without SQL fails the test below).
-SQL_OUTSIDE_DB_FOR_NOW: dict[str, str] = {
-    "cloud/services/ingest.py": "issue 12 §2 (the ingestion path)",
-    "cloud/worker/presence.py": "issue 12 §2 (the ingestion path)",
-}
+SQL_OUTSIDE_DB_FOR_NOW: dict[str, str] = {}
 
 
 def imported_modules(path: Path) -> set[str]:

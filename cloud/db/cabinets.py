@@ -193,3 +193,9 @@ def cabinet_ids_at_site(*, session: Session, site_id: str) -> list[str]:
     """Return the ids of a site's cabinets, sorted."""
     statement = select(Cabinet.id).where(Cabinet.site_id == site_id).order_by(col(Cabinet.id))
     return list(session.exec(statement))
+
+
+def compartments_by_id(*, session: Session, cab: str) -> dict[str, Compartment]:
+    """Return a cabinet's compartments by id."""
+    rows = session.exec(select(Compartment).where(Compartment.cabinet_id == cab))
+    return {row.id: row for row in rows}

@@ -232,3 +232,13 @@ def resend_now(*, session: Session, cab: str) -> int:
         .values(sent_at=None)
     )
     return result.rowcount
+
+
+def unclaim_commands(*, session: Session, ids: Iterable[str]) -> None:
+    """Mark commands never sent (a claim that was not published after all)."""
+    bulk.update_rows(
+        session.connection(),
+        CommandOutbox.__table__,
+        [{"id": command_id, "sent_at": None, "send_count": 0} for command_id in ids],
+        key=("id",),
+    )

@@ -90,3 +90,33 @@ def set_applied_upto(*, session: Session, uptos: dict[str, int]) -> None:
         [{"id": cab, "applied_upto": upto} for cab, upto in uptos.items()],
         key=("id",),
     )
+
+
+def pending_inbox(*, session: Session, cabinet: Cabinet, limit: int) -> Sequence[InboxEvent]:
+    """Return up to `limit` of a cabinet's stored events past its `applied_upto`, in seq order."""
+    return session.exec(
+        select(InboxEvent)
+        .where(InboxEvent.cabinet_id == cabinet.id, InboxEvent.seq > cabinet.applied_upto)
+        .order_by(col(InboxEvent.seq))
+        .limit(limit)
+    ).all()
+
+
+def pending_seqs(*, session: Session, cabinet: Cabinet) -> Sequence[int]:
+    """Return the seqs of every stored event of a cabinet past its `applied_upto`."""
+    return session.exec(
+        select(InboxEvent.seq).where(
+            InboxEvent.cabinet_id == cabinet.id, InboxEvent.seq > cabinet.applied_upto
+        )
+    ).all()
+
+
+def stored_event_ids(*, session: Session, cab: str, seqs: Iterable[int]) -> dict[int, str]:
+    """Return the event id stored under each of a cabinet's `seqs` that holds one."""
+    return dict(
+        session.exec(
+            select(InboxEvent.seq, InboxEvent.event_id).where(
+                InboxEvent.cabinet_id == cab, col(InboxEvent.seq).in_(sorted(set(seqs)))
+            )
+        ).all()
+    )

@@ -5,29 +5,34 @@ has its `parcel_id` and no announcement waits for its tracking number. For those
 outcome (`cloud.core.parcels.apply(None, Deposit)`: a new parcel, its timeline entry, `codes.put`
 and notice) needs nothing from the database but the cabinet's live code hashes, so the applier
 computes it at once and leaves the rows here; `flush` writes them all, one statement per table,
-in the caller's transaction. `locker bench cloud` measured the per-event ORM path at ~14 ms of
+in the caller's transaction. `locker bench cloud` measured writing them through the ORM at ~14 ms of
 CPU per deposit, almost all of it SQLAlchemy's per-statement and per-object work.
 
-Everything else goes the per-event way, and the applier flushes this batch before it does: a
-later event of the transaction then reads the deposits' rows like any others (a pickup of a
-parcel deposited in the same batch, a second deposit of one parcel_id). `prepare` reads, for
-the transaction's events, which parcel_ids exist and which tracking numbers are announced; a
-deposit outside what it read, or of a parcel_id already in the batch, takes the per-event path.
-A conflict the read could not foresee (another transaction inserting the same parcel_id) fails
-the INSERT, and with it the transaction, which the worker then does again cabinet by cabinet on
-the per-event path (`cloud.worker.ingest_loop`).
+Every new parcel's deposit is written here, in a batch of many events or of one cabinet's
+(`apply_pending`): `add` is the one function that builds a deposit's rows. `prepare` reads, for
+the transaction's events, which parcel_ids exist and which tracking numbers are announced, so
+most deposits need no read of their own (`takes`); a deposit outside what it read is decided
+by the applier after its reads (a deposit completing an announcement, or of a known parcel,
+changes a row that exists: `repo.write_effects`). The applier flushes this batch before every
+event that reads the database, so a later event of the transaction reads the deposits' rows
+like any others (a pickup of a parcel deposited in the same batch, a second deposit of one
+parcel_id). A conflict the read could not foresee (another transaction inserting the same
+parcel_id) fails the INSERT, and with it the transaction, which the worker then does again
+cabinet by cabinet (`cloud.worker.ingest_loop`).
 
-A batched deposit's `codes.put` is written already claimed (sent once, now) with its envelope
-kept in `sends`: the worker publishes those right after the commit, where the command
-dispatcher would have read the rows back, claimed them in a second transaction and re-encoded
-them. A crash between the commit and the publish costs the command one resend interval, as a
-crash between the dispatcher's claim and its publish does. A send the same transaction
-superseded (a pickup right behind its deposit) is dropped from `sends` (`drop_superseded`).
+With `claim` (the worker), a deposit's `codes.put` is written already claimed (sent once, now)
+with its envelope kept in `sends`: the worker publishes those right after the commit, where the
+command dispatcher would have read the rows back, claimed them in a second transaction and
+re-encoded them; without (`apply_pending`, which publishes nothing), the dispatcher sends them.
+A crash between the commit and the publish costs the command one
+resend interval, as a crash between the dispatcher's claim and its publish does. A send the
+same transaction superseded (a pickup right behind its deposit) is dropped from `sends`
+(`drop_superseded`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,7 +42,7 @@ from sqlmodel import Session
 
 from cloud.core import parcels as core
 from cloud.core.policies import SitePolicy
-from cloud.db import bulk, repo
+from cloud.db import repo
 from cloud.db.models import (
     Cabinet,
     CommandOutbox,
@@ -48,9 +53,7 @@ from cloud.db.models import (
     WebhookOutbox,
 )
 from protocol.codec import encode
-from protocol.messages import EventBase, PutCodes
-
-DEPOSITED = "parcel.deposited"
+from protocol.messages import ParcelDepositedData, PutCodes
 
 
 @dataclass
@@ -90,35 +93,41 @@ class DepositBatch:
     sends: list[Send] = field(default_factory=list)
     others_after_sends: bool = False
     taken: int = 0  # deposits added (their commands are in `sends`)
+    claim: bool = True  # False: `codes.put` left unclaimed, for the command dispatcher
 
     @classmethod
     def prepare(
-        cls, *, session: Session, by_cab: Mapping[str, Sequence[EventBase]]
+        cls,
+        *,
+        session: Session,
+        deposits: Iterable[ParcelDepositedData],
+        cabs: Iterable[str],
+        claim: bool = True,
     ) -> DepositBatch:
-        """Read what deciding the deposits among `by_cab`'s events needs (three queries)."""
-        deposits = [
-            event.data
-            for events in by_cab.values()
-            for event in events
-            if getattr(event, "type", None) == DEPOSITED
-        ]
-        parcel_ids = {data.parcel_id for data in deposits}  # type: ignore[attr-defined]
-        tracking_nos = {data.tracking_no for data in deposits}  # type: ignore[attr-defined]
+        """Read what deciding `deposits` needs (three queries; none for no deposits).
+
+        `cabs` are the cabinets whose live code hashes to read at once (the others' are read
+        when a code is first issued). With `claim`, the caller publishes `sends` after its
+        commit; without, the deposits' `codes.put` are left to the command dispatcher.
+        """
+        deposits = list(deposits)
+        parcel_ids = {data.parcel_id for data in deposits}
+        tracking_nos = {data.tracking_no for data in deposits}
         return cls(
             new_parcel_ids=parcel_ids
             - repo.parcel_ids_taken(session=session, parcel_ids=parcel_ids),
             unannounced=tracking_nos
             - repo.announced_tracking_nos(session=session, tracking_nos=tracking_nos),
-            live_hashes=repo.live_code_hashes_of(session=session, cabs=by_cab),
+            live_hashes=repo.live_code_hashes_of(session=session, cabs=cabs),
+            claim=claim,
         )
 
     def __len__(self) -> int:
         return len(self._rows)
 
-    def takes(self, data: Mapping[str, Any]) -> bool:
-        """Whether a deposit with this data makes a new parcel the batch may write."""
-        parcel_id = data.get("parcel_id")
-        return parcel_id in self.new_parcel_ids and data.get("tracking_no") in self.unannounced
+    def takes(self, data: ParcelDepositedData) -> bool:
+        """Whether `prepare`'s reads say this deposit makes a new parcel (no read needed)."""
+        return data.parcel_id in self.new_parcel_ids and data.tracking_no in self.unannounced
 
     def add(
         self,
@@ -153,8 +162,10 @@ class DepositBatch:
                         now=now,
                         parcel_id=effect.parcel_id,
                     )
-                    command.update(sent_at=now, send_count=1)  # claimed: `sends` publishes it
                     rows.commands.append(command)
+                    if not self.claim:
+                        continue
+                    command.update(sent_at=now, send_count=1)  # claimed: `sends` publishes it
                     envelope = PutCodes(
                         id=command["id"],
                         cab=effect.cabinet_id,
@@ -195,7 +206,7 @@ class DepositBatch:
         set_committed_value(cabinet, "applied_upto", applied_upto)
 
     def before_other_event(self, session: Session) -> None:
-        """Flush, before an event that takes the per-event path (it reads the database)."""
+        """Flush, before an event the applier reads the database for (in a savepoint)."""
         self.flush(session)
         self.others_after_sends |= bool(self.sends)
 
@@ -205,12 +216,7 @@ class DepositBatch:
             gone = repo.superseded_among(session=session, ids=[s.command_id for s in self.sends])
             self.sends = [send for send in self.sends if send.command_id not in gone]
             # Never sent after all: the rows must not say they were.
-            bulk.update_rows(
-                session.connection(),
-                CommandOutbox.__table__,
-                [{"id": command_id, "sent_at": None, "send_count": 0} for command_id in gone],
-                key=("id",),
-            )
+            repo.unclaim_commands(session=session, ids=gone)
 
     def flush(self, session: Session) -> None:
         """Write the kept rows in the caller's transaction, one statement per table; empty."""

@@ -1,15 +1,23 @@
 """Ingestion's storage side: store cabinet events once by (cab, seq), apply them in order, once.
 
-The MQTT worker calls, per batch of deliveries for one cabinet:
+The MQTT worker (`cloud.worker.ingest_loop`) does, per batch of deliveries, in one transaction:
+lock the cabinets, `stage_events` (store), `apply_locked` per cabinet, `DepositBatch.flush`,
+commit, then publish the deposits' `codes.put` and each `event-ack`. One cabinet alone (the
+worker's fallback, and tests) is the same path, a batch of one cabinet:
 
     stored = store_events(session=s, cab=cab, envelopes=events, now=now)   # commits
     result = apply_pending(session=s, cab=cab, now=now, seal_key=key)      # commits
     publish event-ack {"upto": result.ack_upto}                            # after the commit
 
 `store_events` is what makes an event safe (`INSERT ... ON CONFLICT DO NOTHING`, idempotent);
-`apply_pending` runs the core (`cloud.core.ingest.plan`, `cloud.core.parcels.apply`) in one
-transaction holding the cabinet's row lock, so any number of workers apply each event exactly
-once, in seq order, stopping at a gap until the cabinet resends the missing seq.
+applying runs the core (`cloud.core.ingest.plan`, `cloud.core.parcels.apply`) holding the
+cabinet's row lock, so any number of workers apply each event exactly once, in seq order,
+stopping at a gap until the cabinet resends the missing seq.
+
+A stored event is decoded into its protocol model (`decode_stored`) and applied by the handler
+`HANDLERS` names for its class, at the end of this module. A new parcel's deposit leaves its
+rows to the transaction's `DepositBatch` (the one function that builds them); door rules come
+from `cloud.core.doors`.
 """
 
 from __future__ import annotations
@@ -17,13 +25,15 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from pydantic import BaseModel
+from sqlmodel import Session
 
+from cloud.core import doors
 from cloud.core import parcels as core
 from cloud.core.access import (
     FLAG_ANNOUNCEMENT,
@@ -35,7 +45,6 @@ from cloud.core.access import (
 )
 from cloud.core.codes import IssuedCode, RandBelow, issue_code
 from cloud.core.errors import CoreError
-from cloud.core.expiry import compartment_event
 from cloud.core.ingest import Delivery, classify_delivery, contiguous_upto, plan, refusal
 from cloud.core.notices import resend_decision
 from cloud.core.phones import mask_phone
@@ -43,9 +52,25 @@ from cloud.core.policies import SitePolicy
 from cloud.db import repo
 from cloud.db.engine import write_session
 from cloud.db.models import Alarm, Cabinet, Compartment, Courier, InboxEvent, Parcel, Site
+from cloud.errors import UnknownCabinet  # a foreign message, to be dropped
 from cloud.services import audit
-from cloud.services.deposit_batch import DEPOSITED, DepositBatch
-from protocol.messages import EventBase
+from cloud.services.deposit_batch import DepositBatch
+from protocol.messages import (
+    EVENT_TYPES,
+    CompartmentServiceChanged,
+    DoorForced,
+    DoorLeftOpen,
+    DoorLeftOpenData,
+    EventBase,
+    KeypadLockout,
+    KeypadLockoutData,
+    LockFault,
+    NoticeResendRequested,
+    ParcelDeposited,
+    ParcelDepositedData,
+    ParcelPickedUp,
+    ParcelRetrieved,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +81,6 @@ APPLY_BATCH = 500
 
 # A stored event being applied: an ORM row, or a plain one (`repo.pending_events`).
 StoredRow = InboxEvent | repo.StoredEvent
-
-
-class UnknownCabinet(LookupError):
-    """An event names a cabinet the registry does not have: a foreign message, to be dropped."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +131,7 @@ def stage_events(
     by_cab: Mapping[str, Sequence[EventBase]],
     received_at: Mapping[str, datetime],
     applied_upto: Mapping[str, int],
+    inserted: dict[str, dict[int, EventBase]] | None = None,
 ) -> dict[str, int]:
     """Insert the not yet stored events of known cabinets, in the caller's transaction.
 
@@ -117,8 +139,39 @@ def stage_events(
     writers take the unique index's locks in one order; return how many were new per cabinet.
     An event the core refuses (`cloud.core.ingest.refusal`: a seq no cabinet can have reached,
     a timestamp from the future, against the time it was received) is left out and logged.
+    `inserted`, if given, receives the events this call stored, by cab and seq: applied in the
+    same transaction, they need not be decoded again from their rows (`apply_locked`).
     """
+    rows, offered_by_cab = _rows_to_store(by_cab, received_at, applied_upto)
+    rows.sort(key=lambda row: (row["cabinet_id"], row["seq"]))
+    inserted_keys = repo.insert_ignore(
+        session=session,
+        table=InboxEvent.__table__,
+        rows=rows,
+        conflict_columns=["cabinet_id", "seq"],
+        returning=["cabinet_id", "seq"],
+    )
+    new = set(inserted_keys)
+    if inserted is not None:
+        for cab, by_seq in offered_by_cab.items():
+            inserted[cab] = {seq: e for seq, e in by_seq.items() if (cab, seq) in new}
+    offered = {(row["cabinet_id"], row["seq"]) for row in rows}
+    for cab, envelopes in by_cab.items():
+        again = [e for e in envelopes if (cab, e.seq) in offered and (cab, e.seq) not in new]
+        _report_redeliveries(session, cab, again)
+    per_cab = Counter(c for c, _ in new)
+    return {cab: per_cab[cab] for cab in by_cab}
+
+
+def _rows_to_store(
+    by_cab: Mapping[str, Sequence[EventBase]],
+    received_at: Mapping[str, datetime],
+    applied_upto: Mapping[str, int],
+) -> tuple[list[dict[str, Any]], dict[str, dict[int, EventBase]]]:
+    """The inbox rows of the events the core does not refuse, and those events by cab and seq
+    (the first of a seq offered twice)."""
     rows = []
+    offered_by_cab: dict[str, dict[int, EventBase]] = {}
     for cab, envelopes in by_cab.items():
         foreign = [e for e in envelopes if e.cab != cab]
         if foreign:
@@ -141,6 +194,7 @@ def stage_events(
                 )
                 continue
             by_seq.setdefault(envelope.seq, envelope)
+        offered_by_cab[cab] = by_seq
         rows += [
             {
                 "cabinet_id": cab,
@@ -154,34 +208,13 @@ def stage_events(
             }
             for envelope in by_seq.values()
         ]
-    rows.sort(key=lambda row: (row["cabinet_id"], row["seq"]))
-    inserted = repo.insert_ignore(
-        session=session,
-        table=InboxEvent.__table__,
-        rows=rows,
-        conflict_columns=["cabinet_id", "seq"],
-        returning=["cabinet_id", "seq"],
-    )
-    new = set(inserted)
-    offered = {(row["cabinet_id"], row["seq"]) for row in rows}
-    for cab, envelopes in by_cab.items():
-        again = [e for e in envelopes if (cab, e.seq) in offered and (cab, e.seq) not in new]
-        _report_redeliveries(session, cab, again)
-    per_cab = Counter(c for c, _ in new)
-    return {cab: per_cab[cab] for cab in by_cab}
+    return rows, offered_by_cab
 
 
 def _report_redeliveries(session: Session, cab: str, envelopes: Sequence[EventBase]) -> None:
     if not envelopes:
         return
-    stored = dict(
-        session.exec(
-            select(InboxEvent.seq, InboxEvent.event_id).where(
-                InboxEvent.cabinet_id == cab,
-                col(InboxEvent.seq).in_(sorted({e.seq for e in envelopes})),
-            )
-        ).all()
-    )
+    stored = repo.stored_event_ids(session=session, cab=cab, seqs={e.seq for e in envelopes})
     for envelope in envelopes:
         if classify_delivery(stored.get(envelope.seq), envelope.id) is Delivery.CONFLICT:
             log.error(
@@ -209,21 +242,30 @@ def apply_pending(
     read of `applied_upto` to the commit, so a concurrent caller waits and then finds the events
     applied. An event the core refuses is recorded as an anomaly and still marked applied: it
     can never become legal later, and waiting on it would stop the cabinet's stream forever.
+
+    The same path as the worker's batches (`apply_locked` with a `DepositBatch`), for one
+    cabinet; its deposits' `codes.put` are left unclaimed, for the command dispatcher to send,
+    since nothing here publishes after the commit.
     """
     write_session(session)
     try:
         cabinet = repo.lock_cabinet(session=session, cab=cab)
         if cabinet is None:
             raise UnknownCabinet(f"no cabinet {cab!r} in the registry")
+        # Nothing read ahead: each deposit reads what it needs (the live code hashes at the
+        # first code issued), as the worker's batch does for what its reads did not cover.
+        batch = DepositBatch.prepare(session=session, deposits=(), cabs=(), claim=False)
         result = apply_locked(
             session=session,
             cabinet=cabinet,
             now=now,
             seal_key=seal_key,
+            batch=batch,
             randbelow=randbelow,
             limit=limit,
         )
         if result.applied:
+            batch.flush(session)
             session.commit()
         else:
             session.rollback()
@@ -239,39 +281,32 @@ def apply_locked(
     cabinet: Cabinet,
     now: datetime,
     seal_key: bytes,
+    batch: DepositBatch,
     randbelow: RandBelow = secrets.randbelow,
     limit: int = APPLY_BATCH,
-    batch: DepositBatch | None = None,
     pending: Sequence[repo.StoredEvent] | None = None,
+    decoded: Mapping[int, EventBase] | None = None,
 ) -> ApplyResult:
     """Apply what `apply_pending` would, for a cabinet whose row the caller has locked.
 
     Runs in the caller's transaction and neither commits nor rolls back: a worker applies many
-    cabinets in one transaction this way (`cloud.worker.ingest_loop`). With a `batch`, the
-    deposits it takes are left in it: the caller must `batch.flush(session)` before committing.
+    cabinets in one transaction this way (`cloud.worker.ingest_loop`). The rows it writes are
+    left in `batch`: the caller must `batch.flush(session)` before committing.
     `pending`, if given, are the cabinet's stored events not applied yet, fewer than `limit`,
-    in seq order (`repo.pending_events`, one query for many cabinets).
+    in seq order (`repo.pending_events`, one query for many cabinets). `decoded`, if given, are
+    events by seq that the caller stored in this transaction (`stage_events(inserted=...)`).
     """
     cab = cabinet.id
     if pending is not None and len(pending) < limit:
-        stored = pending
+        stored: Sequence[StoredRow] = pending
     else:
-        stored = session.exec(
-            select(InboxEvent)
-            .where(InboxEvent.cabinet_id == cab, InboxEvent.seq > cabinet.applied_upto)
-            .order_by(col(InboxEvent.seq))
-            .limit(limit)
-        ).all()
+        stored = repo.pending_inbox(session=session, cabinet=cabinet, limit=limit)
     step = plan(applied_upto=cabinet.applied_upto, stored=stored, limit=limit)
     # Rows are loaded one batch at a time, but the ack may cover every stored seq: storing,
     # not applying, is what makes an event safe for the cabinet to forget.
     stored_seqs = [row.seq for row in stored]
     if len(stored) >= limit:  # fewer than `limit`: those rows are all there is
-        stored_seqs = session.exec(
-            select(InboxEvent.seq).where(
-                InboxEvent.cabinet_id == cab, InboxEvent.seq > cabinet.applied_upto
-            )
-        ).all()
+        stored_seqs = repo.pending_seqs(session=session, cabinet=cabinet)
     ack_upto = contiguous_upto(stored_seqs, start=cabinet.applied_upto)
     waiting = len(stored_seqs) - len(step.apply)
     if not step.apply:
@@ -286,8 +321,8 @@ def apply_locked(
         seal_key=seal_key,
         randbelow=randbelow,
         now=now,
-        _live_hashes=batch.live_hashes.get(cab) if batch is not None else None,
         batch=batch,
+        decoded=decoded or {},
     )
     anomalies = 0
     for row in step.apply:
@@ -295,21 +330,10 @@ def apply_locked(
         if anomaly is not None:
             anomalies += 1
             log.warning("cabinet %s seq %d (%s): %s", cab, row.seq, row.type, anomaly)
-        if batch is not None:  # one UPDATE for the transaction's events, not one each
-            batch.mark_applied(row, at=now, anomaly=anomaly[:2000] if anomaly else None)
-            continue
-        if not isinstance(row, InboxEvent):
-            raise TypeError("events read by repo.pending_events are applied with a DepositBatch")
-        row.applied = True
-        row.applied_at = now
-        row.anomaly = anomaly[:2000] if anomaly else None
-        session.add(row)
+        # One UPDATE for the transaction's events, not one each.
+        batch.mark_applied(row, at=now, anomaly=anomaly[:2000] if anomaly else None)
     cabinet_applied_upto = step.applied_upto or cabinet.applied_upto
-    if batch is not None:
-        batch.advance(cabinet, cabinet_applied_upto)
-    else:
-        cabinet.applied_upto = cabinet_applied_upto
-        session.add(cabinet)
+    batch.advance(cabinet, cabinet_applied_upto)
     return ApplyResult(
         applied=len(step.apply),
         ack_upto=ack_upto,
@@ -319,9 +343,35 @@ def apply_locked(
     )
 
 
+def decode_stored(row: StoredRow) -> EventBase:
+    """The protocol event a stored row holds, typed (`protocol.messages.EVENT_TYPES`).
+
+    Raises KeyError for a type the protocol does not have, ValueError for data that does not
+    fit it. The row was validated strictly when it arrived and stored as JSON by us; lax mode
+    only turns JSON's strings back into the enums (`"M"` into `Size.M`) strict mode wants.
+    """
+    model = EVENT_TYPES[row.type]
+    data = _DATA_MODELS[model].model_validate(row.data, strict=False)
+    # The envelope's fields are the row's own columns, checked when it was stored.
+    return model.model_construct(
+        id=row.event_id, cab=row.cabinet_id, seq=row.seq, ts=row.ts, data=data
+    )
+
+
+_DATA_MODELS: dict[type[EventBase], type[BaseModel]] = {
+    model: model.model_fields["data"].annotation  # type: ignore[misc]
+    for model in EVENT_TYPES.values()
+}
+
+
 @dataclass
 class _Applier:
-    """Applies one stored event of a locked cabinet; returns an anomaly text or None."""
+    """Applies one stored event of a locked cabinet; returns an anomaly text or None.
+
+    Every deposit of a new parcel leaves its rows to the transaction's `DepositBatch` (one
+    function builds them, `DepositBatch.add`); the other events, and a deposit completing an
+    announcement, change rows that exist, in a savepoint of their own.
+    """
 
     session: Session
     cabinet: Cabinet
@@ -329,45 +379,78 @@ class _Applier:
     seal_key: bytes
     randbelow: RandBelow
     now: datetime
+    batch: DepositBatch
+    decoded: Mapping[int, EventBase]  # events this transaction stored, as received: by seq
     # The cabinet's live code hashes, read once per batch and grown with every code issued in it.
     # A hash that stopped being live in the batch stays in: that only ever avoids a free code.
     _live_hashes: set[str] | None = None
-    # The transaction's set-based deposits (`cloud.services.deposit_batch`), or None: per event.
-    batch: DepositBatch | None = None
+
+    def __post_init__(self) -> None:
+        self._live_hashes = self.batch.live_hashes.get(self.cabinet.id)
 
     def apply(self, row: StoredRow) -> str | None:
-        if self.batch is not None:
-            if row.type == DEPOSITED and self._batched_deposit(row):
-                return None
-            # Whatever comes next reads the database: the batch's rows must be in it by then.
-            self.batch.before_other_event(self.session)
-        handler = getattr(self, "_" + row.type.replace(".", "_"), None)
-        if handler is None:
+        if row.type not in EVENT_TYPES:
             return f"unknown event type {row.type!r}"
+        event = self.decoded.get(row.seq)
+        if event is None:
+            try:
+                event = decode_stored(row)
+            except ValueError as err:
+                return f"{type(err).__name__}: {err}"
+        # A new parcel's deposit, known from the batch's reads: nothing to read here (refused,
+        # it goes the way below and is refused again there, with the reads).
+        fast = isinstance(event, ParcelDeposited) and self.batch.takes(event.data)
+        if fast and self._new_parcel(event) is None:  # type: ignore[arg-type]
+            return None
+        # Whatever comes next reads the database: the batch's rows must be in it by then.
+        self.batch.before_other_event(self.session)
+        handler = HANDLERS[type(event)]
         try:
             # A savepoint: a refused event leaves none of its rows behind.
             with self.session.begin_nested():
-                return handler(row, row.data)
+                return handler(self, event)
         except (CoreError, ValueError, KeyError) as err:
             return f"{type(err).__name__}: {err}"
 
     # --- parcels ----------------------------------------------------------------------------------
 
-    def _parcel_deposited(self, row: StoredRow, data: dict[str, Any]) -> str | None:
-        existing = repo.get_parcel_by_parcel_id(session=self.session, parcel_id=data["parcel_id"])
+    def parcel_deposited(self, event: ParcelDeposited) -> str | None:
+        data = event.data
+        existing = repo.get_parcel_by_parcel_id(session=self.session, parcel_id=data.parcel_id)
         target = existing or self._announcement(data)
-        self._transition(row, target, self._deposit(row, data))
-        self._set_compartment(data["compartment"], state="occupied")
+        if target is None:
+            return self._new_parcel(event, raises=True)
+        self._transition(event, target, self._deposit(event))
+        self._set_door(data.compartment, doors.after_deposit)
         return None
 
-    def _announcement(self, data: dict[str, Any]) -> Parcel | None:
+    def _new_parcel(self, event: ParcelDeposited, *, raises: bool = False) -> str | None:
+        """Apply the deposit of a parcel with no row and no announcement; its rows, and its
+        door's, go to the batch. Return the refusal (or raise it, with `raises`)."""
+        try:
+            after, effects = core.apply(None, self._deposit(event), self.now)
+            self.batch.add(
+                parcel=after,
+                effects=effects,
+                policy=self.policy,
+                seal_key=self.seal_key,
+                now=self.now,
+                seq=event.seq,
+            )
+        except (CoreError, ValueError, KeyError) as err:
+            if raises:
+                raise
+            return f"{type(err).__name__}: {err}"
+        return None
+
+    def _announcement(self, data: ParcelDepositedData) -> Parcel | None:
         """The announcement this deposit completes, by the stated rule (who-may-do-what.md):
         the announced phone wins only over a courier of the announcing key's carrier; an
         announcement naming another phone is otherwise left announced, and flagged."""
-        rows = repo.announcements(session=self.session, tracking_no=data["tracking_no"])
+        rows = repo.announcements(session=self.session, tracking_no=data.tracking_no)
         if not rows:
             return None
-        courier = self.session.get(Courier, data["courier_id"])
+        courier = self.session.get(Courier, data.courier_id)
         courier_carrier = courier.carrier if courier is not None else None
         weighed = [
             Announcement(
@@ -379,7 +462,7 @@ class _Applier:
             for r in rows
         ]
         chosen, _how = choose_announcement(
-            weighed, courier_carrier_id=courier_carrier, typed_phone=data["phone"]
+            weighed, courier_carrier_id=courier_carrier, typed_phone=data.phone
         )
         for r in rows:
             if chosen is None or r.id != chosen.ref:
@@ -387,7 +470,7 @@ class _Applier:
         return next((r for r in rows if chosen is not None and r.id == chosen.ref), None)
 
     def _flag_announcement(
-        self, announcement: Parcel, data: dict[str, Any], courier_carrier: str | None
+        self, announcement: Parcel, data: ParcelDepositedData, courier_carrier: str | None
     ) -> None:
         # For the operator only: the announcing key must not learn where the parcel went.
         entry = AuditEntry(
@@ -400,8 +483,8 @@ class _Applier:
             "of the announcing carrier and typed another phone",
             outcome="flagged",
             detail={
-                "parcel_id": data["parcel_id"],
-                "courier_id": data["courier_id"],
+                "parcel_id": data.parcel_id,
+                "courier_id": data.courier_id,
                 "courier_carrier": courier_carrier,
                 "owner_key_id": announcement.owner_key_id,
                 "owner_carrier_id": announcement.owner_carrier_id,
@@ -410,76 +493,59 @@ class _Applier:
         )
         audit.record(session=self.session, entry=entry, now=self.now)
 
-    def _deposit(self, row: StoredRow, data: dict[str, Any]) -> core.Deposit:
+    def _deposit(self, event: ParcelDeposited) -> core.Deposit:
+        data = event.data
         return core.Deposit(
-            parcel_id=data["parcel_id"],
+            parcel_id=data.parcel_id,
             cabinet_id=self.cabinet.id,
-            compartment=data["compartment"],
-            size=data["size"],
-            tracking_no=data["tracking_no"],
-            phone=data["phone"],
-            courier_id=data["courier_id"],
-            at=row.ts,
+            compartment=data.compartment,
+            size=data.size.value,
+            tracking_no=data.tracking_no,
+            phone=data.phone,
+            courier_id=data.courier_id,
+            at=event.ts,
             code=self._issue_code(),
             window_s=self.policy.pickup_window_s,
         )
 
-    def _batched_deposit(self, row: StoredRow) -> bool:
-        """Leave a new parcel's deposit to the batch; False: it takes the per-event path."""
-        assert self.batch is not None
-        if not self.batch.takes(row.data):
-            return False
-        try:
-            # What `_parcel_deposited` does for a parcel with no row and no announcement.
-            after, effects = core.apply(None, self._deposit(row, row.data), self.now)
-            self.batch.add(
-                parcel=after,
-                effects=effects,
-                policy=self.policy,
-                seal_key=self.seal_key,
-                now=self.now,
-                seq=row.seq,
-            )
-        except (CoreError, ValueError, KeyError):
-            return False  # the per-event path refuses it again, and records why
-        return True
-
-    def _parcel_picked_up(self, row: StoredRow, data: dict[str, Any]) -> str | None:
-        event = core.PickUp(
-            parcel_id=data["parcel_id"],
-            compartment=data["compartment"],
-            method=data["method"],
-            at=row.ts,
+    def parcel_picked_up(self, event: ParcelPickedUp) -> str | None:
+        data = event.data
+        step = core.PickUp(
+            parcel_id=data.parcel_id,
+            compartment=data.compartment,
+            method=data.method.value,
+            at=event.ts,
         )
-        return self._left_locker(row, data, event)
+        return self._left_locker(event, step)
 
-    def _parcel_retrieved(self, row: StoredRow, data: dict[str, Any]) -> str | None:
-        event = core.Retrieve(
-            parcel_id=data["parcel_id"],
-            compartment=data["compartment"],
-            courier_id=data["courier_id"],
-            reason=data["reason"],
-            at=row.ts,
+    def parcel_retrieved(self, event: ParcelRetrieved) -> str | None:
+        data = event.data
+        step = core.Retrieve(
+            parcel_id=data.parcel_id,
+            compartment=data.compartment,
+            courier_id=data.courier_id,
+            reason=data.reason.value,
+            at=event.ts,
         )
-        return self._left_locker(row, data, event)
+        return self._left_locker(event, step)
 
     def _left_locker(
-        self, row: StoredRow, data: dict[str, Any], event: core.PickUp | core.Retrieve
+        self, event: ParcelPickedUp | ParcelRetrieved, step: core.PickUp | core.Retrieve
     ) -> str | None:
-        # The door is empty whatever the cloud thinks of the parcel: the cabinet saw it go.
-        self._set_compartment(data["compartment"], state="free")
-        target = repo.get_parcel_by_parcel_id(session=self.session, parcel_id=data["parcel_id"])
+        parcel_id = event.data.parcel_id
+        self._set_door(event.data.compartment, doors.after_left_locker)
+        target = repo.get_parcel_by_parcel_id(session=self.session, parcel_id=parcel_id)
         if target is None:
-            return f"{row.type} of parcel {data['parcel_id']!r}, which the cloud does not know"
+            return f"{event.type} of parcel {parcel_id!r}, which the cloud does not know"
         try:
             with self.session.begin_nested():  # a refusal keeps the freed door
-                self._transition(row, target, event)
+                self._transition(event, target, step)
         except CoreError as err:
             return f"{type(err).__name__}: {err}"
         return None
 
-    def _notice_resend_requested(self, row: StoredRow, data: dict[str, Any]) -> str | None:
-        phone = data["phone"]
+    def notice_resend_requested(self, event: NoticeResendRequested) -> str | None:
+        phone = event.data.phone
         parcels = repo.live_parcels(session=self.session, cab=self.cabinet.id, phone=phone)
         if not parcels:
             return f"resend asked for {mask_phone(phone)}, who has no parcel here"
@@ -490,7 +556,7 @@ class _Applier:
             if not decision.allowed:
                 refused.append(f"{target.parcel_id} (again from {decision.retry_at})")
                 continue
-            self._transition(row, target, core.ReissueCode(code=self._issue_code()))
+            self._transition(event, target, core.ReissueCode(code=self._issue_code()))
         if refused:
             log.info("resend limited for %s: %s", mask_phone(phone), ", ".join(refused))
         return None
@@ -498,6 +564,7 @@ class _Applier:
     def _issue_code(self) -> IssuedCode:
         if self._live_hashes is None:
             self._live_hashes = repo.live_code_hashes(session=self.session, cab=self.cabinet.id)
+            self.batch.live_hashes[self.cabinet.id] = self._live_hashes
         code = issue_code(
             length=self.policy.code_length,
             live_hashes=self._live_hashes,
@@ -507,9 +574,9 @@ class _Applier:
         self._live_hashes.add(code.code_hash)
         return code
 
-    def _transition(self, row: StoredRow, target: Any, event: core.Event) -> None:
-        before = repo.parcel_to_core(target) if target is not None else None
-        after, effects = core.apply(before, event, self.now)  # raises before anything is written
+    def _transition(self, event: EventBase, target: Parcel, step: core.Event) -> None:
+        """Apply `step` to a parcel that has a row, and write the row and its effects."""
+        after, effects = core.apply(repo.parcel_to_core(target), step, self.now)  # raises first
         stored = repo.store_parcel(session=self.session, row=target, parcel=after, now=self.now)
         repo.write_effects(
             session=self.session,
@@ -519,58 +586,73 @@ class _Applier:
             seal_key=self.seal_key,
             now=self.now,
             cab=self.cabinet.id,
-            seq=row.seq,
+            seq=event.seq,
         )
 
     # --- compartments and alarms ------------------------------------------------------------------
 
-    def _compartment_service(self, row: StoredRow, data: dict[str, Any]) -> str | None:
-        compartment = self.session.get(Compartment, (self.cabinet.id, data["compartment"]))
+    def compartment_service(self, event: CompartmentServiceChanged) -> str | None:
+        door_id = event.data.compartment
+        compartment = self.session.get(Compartment, (self.cabinet.id, door_id))
         if compartment is None:
-            return f"compartment {data['compartment']!r} is not in the cabinet's inventory"
-        compartment.in_service = bool(data["in_service"])
-        if compartment.in_service and compartment.state == "faulted":
-            compartment.state = "free"  # back in service clears a fault (the parcel's sets below)
-        self.session.add(compartment)
-        self._compartment_clock(row, data["compartment"], usable=compartment.in_service)
+            return f"compartment {door_id!r} is not in the cabinet's inventory"
+        in_service = event.data.in_service
+        self._set_door(door_id, lambda door: doors.after_service(door, in_service=in_service))
+        self._door_clock(event, door_id, usable=in_service)
         return None
 
-    def _lock_fault(self, row: StoredRow, data: dict[str, Any]) -> str | None:
-        self._alarm(row, data)
-        self._set_compartment(data["compartment"], state="faulted")
-        self._compartment_clock(row, data["compartment"], usable=False)
+    def lock_fault(self, event: LockFault) -> str | None:
+        self.alarm(event)
+        self._set_door(event.data.compartment, doors.after_fault)
+        self._door_clock(event, event.data.compartment, usable=False)
         return None
 
-    def _compartment_clock(self, row: StoredRow, compartment_id: str, *, usable: bool) -> None:
+    def _door_clock(self, event: EventBase, door_id: str, *, usable: bool) -> None:
         """Pause (or resume) the deadline of the parcel behind a faulted (or repaired) door."""
-        for target in repo.live_parcels(
-            session=self.session, cab=self.cabinet.id, compartment=compartment_id
-        ):
-            if usable:
-                self._set_compartment(compartment_id, state="occupied")
-            event = compartment_event(repo.parcel_to_core(target), usable=usable)
-            if event is not None:
-                self._transition(row, target, event)
+        behind = repo.live_parcels(session=self.session, cab=self.cabinet.id, compartment=door_id)
+        if usable and behind:
+            self._set_door(door_id, doors.behind_usable_door)
+        pairs = [(row, repo.parcel_to_core(row)) for row in behind]
+        for target, step in doors.door_clock_events(pairs, usable={door_id: usable}):
+            self._transition(event, target, step)
 
-    def _alarm(self, row: StoredRow, data: dict[str, Any]) -> str | None:
-        detail = data.get("detail") or (f"{data['seconds']} s" if "seconds" in data else "")
+    def alarm(self, event: DoorLeftOpen | DoorForced | LockFault | KeypadLockout) -> str | None:
+        data = event.data
+        detail = getattr(data, "detail", None) or (
+            f"{data.seconds} s" if isinstance(data, DoorLeftOpenData | KeypadLockoutData) else ""
+        )
         self.session.add(
             Alarm(
                 cabinet_id=self.cabinet.id,
-                compartment=data.get("compartment"),
-                kind=row.type,
+                compartment=getattr(data, "compartment", None),
+                kind=event.type,
                 detail=str(detail)[:500],
-                at=row.ts,
-                seq=row.seq,
+                at=event.ts,
+                seq=event.seq,
             )
         )
         return None
 
-    _door_left_open = _door_forced = _keypad_lockout = _alarm
-
-    def _set_compartment(self, compartment_id: str, *, state: str) -> None:
+    def _set_door(self, door_id: str, rule: Callable[[doors.Door], doors.Door]) -> None:
         # The birth inventory creates compartments; before it arrives there is nothing to update.
-        compartment = self.session.get(Compartment, (self.cabinet.id, compartment_id))
+        compartment = self.session.get(Compartment, (self.cabinet.id, door_id))
         if compartment is not None:
-            compartment.state = state
+            after = rule(doors.Door(state=compartment.state, in_service=compartment.in_service))
+            compartment.state, compartment.in_service = after.state, after.in_service
             self.session.add(compartment)
+
+
+Handler = Callable[[_Applier, Any], str | None]
+
+# Every event type a cabinet sends, and what applies it (a type missing here is an anomaly).
+HANDLERS: dict[type[EventBase], Handler] = {
+    ParcelDeposited: _Applier.parcel_deposited,  # "parcel.deposited"
+    ParcelPickedUp: _Applier.parcel_picked_up,  # "parcel.picked_up"
+    ParcelRetrieved: _Applier.parcel_retrieved,  # "parcel.retrieved"
+    CompartmentServiceChanged: _Applier.compartment_service,  # "compartment.service"
+    LockFault: _Applier.lock_fault,  # "lock.fault"
+    DoorLeftOpen: _Applier.alarm,  # "door.left_open"
+    DoorForced: _Applier.alarm,  # "door.forced"
+    KeypadLockout: _Applier.alarm,  # "keypad.lockout"
+    NoticeResendRequested: _Applier.notice_resend_requested,  # "notice.resend_requested"
+}

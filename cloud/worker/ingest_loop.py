@@ -42,7 +42,7 @@ from tenacity import (
 from cloud.core.codes import RandBelow
 from cloud.db import repo
 from cloud.db.engine import write_session
-from cloud.services.deposit_batch import DEPOSITED, DepositBatch
+from cloud.services.deposit_batch import DepositBatch
 from cloud.services.ingest import (
     APPLY_BATCH,
     ApplyResult,
@@ -55,7 +55,7 @@ from cloud.services.ingest import (
 from cloud.worker.mqtt import Received
 from protocol.codec import decode_event, encode
 from protocol.errors import MessageError, TopicError
-from protocol.messages import EventAck, EventBase
+from protocol.messages import EventAck, EventBase, ParcelDeposited, ParcelDepositedData
 from protocol.topics import TopicKind, cmd_topic, event_ack_topic, parse_topic
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,10 @@ Publish = Callable[[str, bytes], object]
 DB_ATTEMPTS = 5
 DB_RETRY_MAX_WAIT_S = 1.0
 _SHOWN_CHARS = 200  # of a hostile topic in a log line
-# Events per transaction. An event applied the per-event way gets a savepoint, and PostgreSQL
-# caches 64 subtransactions per backend: past that every visibility check reads pg_subtrans, and
-# a 400-event transaction cost twice per event what a 50-event one did (`locker bench cloud`).
+# Events per transaction. An event other than a new parcel's deposit gets a savepoint, and
+# PostgreSQL caches 64 subtransactions per backend: past that every visibility check reads
+# pg_subtrans, and a 400-event transaction cost twice per event what a 50-event one did
+# (`locker bench cloud`).
 # Deposits of new parcels are written set-based, without one (`cloud.services.deposit_batch`):
 # up to TXN_MAX_EVENTS events go in a transaction, of which at most TXN_MAX_SAVEPOINTS others.
 TXN_MAX_EVENTS = 200
@@ -100,7 +101,7 @@ def _chunks(
     chunks: list[dict[str, list[EventBase]]] = []
     size = others = max_events
     for cab, events in by_cab.items():
-        more = sum(1 for event in events if getattr(event, "type", None) != DEPOSITED)
+        more = sum(1 for event in events if not isinstance(event, ParcelDeposited))
         if size + len(events) > max_events or (
             max_others is not None and others + more > max_others
         ):
@@ -110,6 +111,15 @@ def _chunks(
         size += len(events)
         others += more
     return chunks
+
+
+def _deposits(by_cab: dict[str, list[EventBase]]) -> list[ParcelDepositedData]:
+    return [
+        event.data
+        for events in by_cab.values()
+        for event in events
+        if isinstance(event, ParcelDeposited)
+    ]
 
 
 def decode_delivery(received: Received) -> EventBase:
@@ -244,18 +254,20 @@ class IngestLoop:
                     door
                     for events in known.values()
                     for event in events
-                    if getattr(event, "type", None) != DEPOSITED
+                    if not isinstance(event, ParcelDeposited)
                     and isinstance(door := getattr(event.data, "compartment", None), str)
                 ]
                 preloaded = repo.sites_and_compartments(session=session, cabs=known, doors=doors)
+                fresh: dict[str, dict[int, EventBase]] = {}  # stored now: not decoded again
                 stored = stage_events(
                     session=session,
                     by_cab=known,
                     received_at=received_at,
                     applied_upto={cab: cabinets[cab].applied_upto for cab in known},
+                    inserted=fresh,
                 )
                 # New parcels' deposits are written set-based, a statement per table for all.
-                batch = DepositBatch.prepare(session=session, by_cab=known)
+                batch = DepositBatch.prepare(session=session, deposits=_deposits(known), cabs=known)
                 pending = repo.pending_events(
                     session=session, cabinets=[cabinets[cab] for cab in known], limit=APPLY_BATCH
                 )
@@ -269,6 +281,7 @@ class IngestLoop:
                         randbelow=self.randbelow,
                         batch=batch,
                         pending=pending.get(cab),
+                        decoded=fresh.get(cab),
                     )
                     for cab in sorted(known)
                 }

@@ -8,8 +8,8 @@ delivery wins, which only ever re-applies the same presence.
 
 A birth reconciles the compartments with the inventory it carries (it lists every compartment:
 those missing from it are removed), and pauses or resumes the clock of a parcel whose door it
-lists as faulted or back (`cloud.core.expiry.compartment_event`). A change of presence pauses or
-resumes the deadline clock of the cabinet's in-locker parcels (`expiry.presence_event`), and a
+lists as faulted or back. A change of presence pauses or resumes the deadline clock of the
+cabinet's in-locker parcels. Those rules are the core's (`cloud.core.doors`), and a
 new session makes its unacked commands due at once (`commands.resend_now`), all in the same
 transaction.
 Times are those of receipt: the cabinet's clock is not trusted to order presence.
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
+from cloud.core import doors
 from cloud.core import parcels as core
 from cloud.core.errors import CoreError
-from cloud.core.expiry import compartment_event, presence_event
 from cloud.core.policies import SitePolicy
 from cloud.db import repo
 from cloud.db.engine import write_session
@@ -34,7 +34,7 @@ from cloud.db.models import Cabinet, Compartment, Parcel, Site
 from cloud.services.ingest import UnknownCabinet
 from cloud.services.parcel_step import apply_parcel_event
 from cloud.worker.commands import resend_now
-from protocol.messages import CompartmentState, State
+from protocol.messages import State
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +122,7 @@ def apply_state(
 
 def _reconcile(session: Session, cab: str, state: State) -> tuple[int, int]:
     """Make the cabinet's compartments those of the birth inventory; return (added, removed)."""
-    known = {
-        c.id: c for c in session.exec(select(Compartment).where(Compartment.cabinet_id == cab))
-    }
+    known = repo.compartments_by_id(session=session, cab=cab)
     listed = {info.id: info for info in state.compartments or ()}
     added = 0
     for compartment_id, info in listed.items():
@@ -132,10 +130,9 @@ def _reconcile(session: Session, cab: str, state: State) -> tuple[int, int]:
         if row is None:
             row = Compartment(cabinet_id=cab, id=compartment_id, size=info.size.value)
             added += 1
+        door = doors.from_birth(info.state.value)
         row.size = info.size.value
-        row.state = info.state.value
-        # The cabinet enforces out-of-service itself; the birth tells us what it enforces.
-        row.in_service = info.state is not CompartmentState.OUT_OF_SERVICE
+        row.state, row.in_service = door.state, door.in_service
         session.add(row)
     gone = [row for compartment_id, row in known.items() if compartment_id not in listed]
     for row in gone:
@@ -154,14 +151,12 @@ def _presence_deadlines(
     now: datetime,
     seal_key: bytes,
 ) -> int:
-    event = presence_event(was_online, online)
-    if event is None:
-        return 0
-    policy = _policy(session, cabinet)
-    changed = 0
-    for row in repo.live_parcels(session=session, cab=cabinet.id):
-        changed += _apply_clock(session, cabinet, row, event, policy, now, seal_key)
-    return changed
+    """Pause or resume the clocks of the cabinet's live parcels as its presence changed."""
+    if not doors.presence_moves_clocks(was_online=was_online, online=online):
+        return 0  # no read of the parcels
+    live = repo.live_parcels(session=session, cab=cabinet.id)
+    found = doors.presence_clock_events(live, was_online=was_online, online=online)
+    return _apply_clocks(session, cabinet, found, now, seal_key)
 
 
 def _fault_deadlines(
@@ -173,20 +168,28 @@ def _fault_deadlines(
     the cabinet was offline is known from the birth first (its event follows and finds nothing
     left to do).
     """
-    listed = {info.id: info.state for info in state.compartments or ()}
-    unusable = {CompartmentState.FAULTED, CompartmentState.OUT_OF_SERVICE}
-    policy: SitePolicy | None = None
-    changed = 0
-    for row in repo.live_parcels(session=session, cab=cabinet.id):
-        door = listed.get(row.compartment or "")
-        if door is None:
-            continue
-        event = compartment_event(repo.parcel_to_core(row), usable=door not in unusable)
-        if event is None:
-            continue
-        policy = policy or _policy(session, cabinet)
-        changed += _apply_clock(session, cabinet, row, event, policy, now, seal_key)
-    return changed
+    usable = {info.id: doors.usable_in_birth(info.state.value) for info in state.compartments or ()}
+    live = repo.live_parcels(session=session, cab=cabinet.id)
+    found = doors.door_clock_events(
+        [(row, repo.parcel_to_core(row)) for row in live], usable=usable
+    )
+    return _apply_clocks(session, cabinet, found, now, seal_key)
+
+
+def _apply_clocks(
+    session: Session,
+    cabinet: Cabinet,
+    found: list[tuple[Parcel, core.PauseDeadline | core.ResumeDeadline]],
+    now: datetime,
+    seal_key: bytes,
+) -> int:
+    """Apply the core's pauses and resumes; return how many applied."""
+    if not found:
+        return 0
+    policy = _policy(session, cabinet)
+    return sum(
+        _apply_clock(session, cabinet, row, event, policy, now, seal_key) for row, event in found
+    )
 
 
 def _apply_clock(

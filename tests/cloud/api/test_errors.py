@@ -67,11 +67,10 @@ def test_services_choose_no_http_status() -> None:
 
 
 def test_one_unknown_cabinet() -> None:
-    """Shipments and scan-to-open raise the same UnknownCabinet (issue 12: there were three)."""
+    """Shipments, scan-to-open and ingestion raise the same UnknownCabinet (there were three)."""
     defined = [
         path.relative_to(ROOT).as_posix()
         for path in (ROOT / "cloud").rglob("*.py")
         if "class UnknownCabinet" in path.read_text(encoding="utf-8")
     ]
-    # services/ingest.py (issue 12 §2's module) switches to cloud.errors.UnknownCabinet there.
-    assert sorted(defined) in (["cloud/errors.py"], ["cloud/errors.py", "cloud/services/ingest.py"])
+    assert sorted(defined) == ["cloud/errors.py"]

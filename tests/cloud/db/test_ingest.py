@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -24,9 +25,10 @@ from cloud.db.models import (
     WebhookOutbox,
 )
 from cloud.db.sealing import unseal
-from cloud.services.ingest import ApplyResult, UnknownCabinet, apply_pending, store_events
+from cloud.services import ingest
+from cloud.services.ingest import HANDLERS, ApplyResult, UnknownCabinet, apply_pending, store_events
 from protocol.hashing import code_hash
-from protocol.messages import EventBase, PutCodesData
+from protocol.messages import EVENT_TYPES, EventBase, PutCodesData
 from tests.cloud.db.builders import (
     CAB,
     CODE_KEY,
@@ -296,3 +298,27 @@ def test_concurrent_appliers_apply_each_event_exactly_once(engine: Engine) -> No
         assert count(session, CommandOutbox) == events
         assert count(session, NoticeOutbox) == events
         assert session.get(Cabinet, CAB).applied_upto == events
+
+
+def test_every_event_type_of_the_protocol_has_its_handler_in_one_table() -> None:
+    """A search for an event type finds what applies it (`cloud.services.ingest.HANDLERS`)."""
+    assert set(HANDLERS) == set(EVENT_TYPES.values())
+    source = Path(ingest.__file__).read_text()
+    for name in EVENT_TYPES:
+        assert f'"{name}"' in source, name
+
+
+def test_the_handler_table_in_the_docs_is_the_code_s() -> None:
+    """docs/ingest.md names each event type's class and handler as `HANDLERS` does."""
+    page = Path(__file__).parents[3] / "docs" / "ingest.md"
+    text = page.read_text().split("## Handlers", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        [cell.strip().strip("`").split("`")[0] for cell in line.strip("|").split("|")]
+        for line in text.splitlines()
+        if line.startswith("| `")
+    ]
+    documented = {(t, cls, handler) for t, cls, handler in rows}
+    assert documented == {
+        (model.model_fields["type"].default, model.__name__, handler.__name__)
+        for model, handler in HANDLERS.items()
+    }

@@ -1,15 +1,18 @@
-"""Set-based deposits (`cloud.services.deposit_batch`) write what the per-event path writes.
+"""A batch of many events writes what a batch of one writes (`cloud.services.deposit_batch`).
 
-The worker leaves new parcels' deposits to a batch written one INSERT per table. One batch of
-deliveries mixing those with everything the batch must not take (a parcel_id deposited twice in
-the batch or by two cabinets, an announced tracking number, a pickup and a resend right after
-deposits in the batch, a repeated random code) is applied by the worker, and the same events,
-in the same order, by the per-event path (`store_events` + `apply_pending`, cabinet by cabinet)
-on a second database: every table must end up the same, on SQLite and PostgreSQL.
+There is one ingestion path: new parcels' deposits are left to a `DepositBatch`, written one
+INSERT per table, whatever the batch's size. One batch of deliveries mixing those with
+everything that must read the database first (a parcel_id deposited twice in the batch or by
+two cabinets, an announced tracking number, a pickup and a resend right after deposits in the
+batch, a repeated random code) is applied by the worker in one `handle`; the same events, in
+the same order, by the worker one delivery per `handle` (a batch of one each) on a second
+database, and cabinet by cabinet (`store_events` + `apply_pending`, the worker's fallback) on a
+third: every table must end up the same, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -92,15 +95,16 @@ class Draws:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def two_databases(
+def three_databases(
     request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[Engine, Engine]]:
-    """Two migrated databases holding the same cabinets and the same announcement."""
+) -> Iterator[tuple[Engine, Engine, Engine]]:
+    """Three migrated databases holding the same cabinets and the same announcement."""
+    names = ("batched.db", "one-by-one.db", "per-cabinet.db")
     if request.param == "sqlite":
-        urls = [f"sqlite:///{tmp_path / name}" for name in ("batched.db", "per-event.db")]
+        urls = [f"sqlite:///{tmp_path / name}" for name in names]
     else:
         factory = request.getfixturevalue("postgres_factory")
-        urls = [factory().url, factory().url]
+        urls = [factory().url for _ in names]
     engines = []
     for url in urls:
         upgrade(url)
@@ -130,13 +134,14 @@ def two_databases(
             repo.store_parcel(session=session, row=None, parcel=parcel, now=T0)
             session.commit()
         engines.append(engine)
-    yield engines[0], engines[1]
+    yield engines[0], engines[1], engines[2]
     for engine in engines:
         engine.dispose()
 
 
-def snapshot(engine: Engine) -> dict[str, Any]:
-    """Every row the events wrote, with generated ids replaced by what they stand for."""
+def snapshot(engine: Engine, *, sends: bool = True) -> dict[str, Any]:
+    """Every row the events wrote, with generated ids replaced by what they stand for
+    (without `sends`, not how often each command was sent)."""
     with Session(engine) as session:
         parcels = session.exec(select(Parcel)).all()
         key = {p.id: f"{p.tracking_no}/{p.parcel_id}" for p in parcels}
@@ -167,7 +172,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
                         c.data,
                         c.created_at,
                         c.expires_at,
-                        c.send_count,
+                        c.send_count if sends else None,
                         command_key.get(c.superseded_by) if c.superseded_by else None,
                     )
                 )
@@ -218,47 +223,80 @@ def count_batched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return taken
 
 
-def test_a_batch_of_deposits_writes_what_the_per_event_path_writes(
-    two_databases: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch
+def test_a_batch_of_many_writes_what_batches_of_one_write(
+    three_databases: tuple[Engine, Engine, Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    batched, per_event = two_databases
+    batched, one_by_one, per_cabinet = three_databases
     events = scenario()
     taken = count_batched(monkeypatch)
 
-    published: dict[str, list[tuple[str, str]]] = {"batched": [], "per_event": []}
+    published: dict[str, list[tuple[str, str]]] = {}
 
     def publisher(side: str) -> Callable[[str, bytes], bool]:
         def publish(topic: str, payload: bytes) -> bool:
             if topic.endswith("/cmd"):
                 command = decode_command(payload)
-                published[side].append((command.type, command.model_dump_json(include={"data"})))
+                item = (command.type, command.model_dump_json(include={"data"}))
+                published.setdefault(side, []).append(item)
             return True
 
         return publish
 
+    received = [Received(event_topic(e.cab), encode(e), NOW) for e in events]
     ingest = IngestLoop(
         engine=batched, publish=publisher("batched"), seal_key=SEAL_KEY, clock=lambda: NOW
     )
     ingest.randbelow = Draws()
-    received = [Received(event_topic(e.cab), encode(e), NOW) for e in events]
     assert ingest.handle(received) == {"CAB-1": 5, "CAB-2": 3, "CAB-3": 2}
     assert ingest.stats.fallback_batches == 0
-    # The batch took the new parcels' deposits; the rest went event by event.
+    # The batch took the new parcels' deposits without a read; the rest read the database first.
     assert sorted(taken) == ["P-B", "P-C", "P-D", "P-E", "P000001"]
+    assert ingest.stats.batched == 5
+
+    # The same deliveries, a batch of one each: the same codes, drawn in the same order.
+    single = IngestLoop(
+        engine=one_by_one, publish=publisher("one_by_one"), seal_key=SEAL_KEY, clock=lambda: NOW
+    )
+    single.randbelow = Draws()
+    for delivery in received:
+        single.handle([delivery])
+    assert single.stats.fallback_batches == 0
+    assert single.stats.batched == 5
 
     draws = Draws()  # the same codes in the same order: cabinets in id order, events in seq
-    with Session(per_event) as session:
+    with Session(per_cabinet) as session:
         for cab in CABS:
             mine = [e for e in events if e.cab == cab]
             store_events(session=session, cab=cab, envelopes=mine, now=NOW)
             apply_pending(session=session, cab=cab, now=NOW, seal_key=SEAL_KEY, randbelow=draws)
-    # The per-event path leaves its commands to the dispatcher; the batch sent its deposits'
-    # codes.put itself, and the dispatcher sends what the batch's other events queued.
-    for engine, side in ((batched, "batched"), (per_event, "per_event")):
+    # One function built every new parcel's rows, on all three sides (five parcels each).
+    assert sorted(taken) == sorted(["P-B", "P-C", "P-D", "P-E", "P000001"] * 3)
+    # `apply_pending` publishes nothing: it leaves its commands to the dispatcher; the worker
+    # sent its deposits' codes.put itself, and the dispatcher sends what its other events queued.
+    for engine, side in (
+        (batched, "batched"),
+        (one_by_one, "one_by_one"),
+        (per_cabinet, "per_cabinet"),
+    ):
         CommandDispatcher(engine=engine, publish=publisher(side)).tick(NOW)
-    assert sorted(published["batched"]) == sorted(published["per_event"])
+    assert sorted(published["batched"]) == sorted(published["per_cabinet"])
     assert len(published["batched"]) >= 5
-    assert snapshot(batched) == snapshot(per_event)
+    assert snapshot(batched) == snapshot(per_cabinet)
+    # Batches of one wrote the same rows; they only sent more: each deposit's codes.put went
+    # out after its own commit, before the later event that superseded it was applied, where
+    # one batch drops a send its own later events superseded (`DepositBatch.drop_superseded`).
+    assert snapshot(one_by_one, sends=False) == snapshot(batched, sends=False)
+    extra = sorted(published["one_by_one"])
+    for item in published["batched"]:
+        extra.remove(item)
+    with Session(one_by_one) as session:
+        superseded = session.exec(
+            select(CommandOutbox).where(col(CommandOutbox.superseded_by).is_not(None))
+        ).all()
+        sent_then_superseded = sorted(
+            (c.type, json.dumps({"data": c.data}, separators=(",", ":"))) for c in superseded
+        )
+    assert extra and sorted(extra) == sent_then_superseded
 
     # And what that is, in a user's terms.
     with Session(batched) as session:
@@ -323,3 +361,24 @@ def test_deposits_share_a_transaction_with_fewer_savepointed_events() -> None:
     assert [list(chunk) for chunk in _chunks(mixed, 200, 50)] == [["A", "B"], ["C"]]
     # Without the second limit, as before: about `max_events` events each.
     assert [list(chunk) for chunk in _chunks(pickups, 200)] == [["A", "B", "C"]]
+
+
+def test_the_event_applied_is_the_one_stored_when_a_seq_comes_twice(engine: Engine) -> None:
+    """The worker applies the events it just stored as it received them (not decoded again
+    from their rows): of two deliveries of one seq, it must apply the one it stored."""
+    with Session(engine) as session:
+        register_cabinet(session, "CAB-1")
+        session.commit()
+    from_the_future = deposit("CAB-1", 1, parcel="P-FUTURE").model_copy(
+        update={"ts": NOW + timedelta(days=2)}  # refused: beyond MAX_TS_AHEAD (1 day)
+    )
+    kept = deposit("CAB-1", 1, parcel="P-KEPT")
+    ingest = IngestLoop(
+        engine=engine, publish=lambda t, p: True, seal_key=SEAL_KEY, clock=lambda: NOW
+    )
+    received = [Received(event_topic(e.cab), encode(e), NOW) for e in (from_the_future, kept)]
+    assert ingest.handle(received) == {"CAB-1": 1}
+    with Session(engine) as session:
+        assert [p.parcel_id for p in session.exec(select(Parcel))] == ["P-KEPT"]
+        stored = session.exec(select(InboxEvent)).one()
+        assert (stored.event_id, stored.data["parcel_id"]) == (kept.id, "P-KEPT")
