@@ -49,11 +49,6 @@ async def wait_until(condition: Callable[[], object], timeout_s: float = 3.0) ->
         await asyncio.sleep(0.005)
 
 
-def run(coro: object, timeout_s: float = 20.0) -> object:
-    """Run a test coroutine on a fresh loop, with a deadline."""
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))  # type: ignore[arg-type]
-
-
 @dataclass
 class Rig:
     """A simulated bus on a pty and how to build drivers for it."""
