@@ -48,7 +48,7 @@ sensor_pin = 27
 
 
 async def test_each_compartment_goes_to_its_own_driver(rig_factory, tmp_path):
-    rig = rig_factory(BoardConfig(address=3, channels=16))
+    rig = rig_factory(BoardConfig(address=3, channels=16), pty=True)  # a config names the port
     path = tmp_path / "mixed.toml"
     path.write_text(CONFIG.format(port=rig.server.path))
     factory = MockFactory()

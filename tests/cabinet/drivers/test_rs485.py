@@ -1,4 +1,10 @@
-"""The RS485 driver against firmware-sim on a real pty: docs/lockboard.md#the-drivers-rules."""
+"""The RS485 driver against firmware-sim: docs/lockboard.md#the-drivers-rules.
+
+Most tests run the driver's production timings in virtual time (`rig`, virtual_line.py): a board
+that never answers costs the test no real second. The tests marked "real time" run on a pty and
+prove the same rules hold at the real pace: the periodic poller, unasked reports heard while
+idle, an unlock overtaking queued polls, a real timeout expiring.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from cabinet.ports import DoorChange, UnlockOutcome
 from firmware_sim import BoardConfig, Chunk, PtyServer
 from protocol.lockboard.common import Polarity
 from protocol.lockboard.family_8a import HEAD_QUERY, HEAD_UNLOCK, Query, QueryAll, Unlock
-from tests.cabinet.drivers.conftest import FAST_TIMING, RecordingBus, wait_until
+from tests.cabinet.drivers.conftest import FAST_TIMING, VIRTUAL_TIMING, RecordingBus, wait_until
 
 
 async def drain(feed, count: int, timeout_s: float = 3.0) -> list[DoorChange]:
@@ -25,7 +31,9 @@ def unlocks(rig) -> list[Unlock]:
     return [request for request in rig.bus.heard if isinstance(request, Unlock)]
 
 
-async def test_unlock_releases_and_the_board_saw_it(rig):
+@pytest.mark.parametrize("line", ["virtual time", "real time"])
+async def test_unlock_releases_and_the_board_saw_it(rig_factory, line):
+    rig = rig_factory(BoardConfig(address=1, channels=24), pty=line == "real time")
     driver = rig.driver()
     await driver.start()
     result = await driver.unlock("1-1")
@@ -51,7 +59,8 @@ async def test_a_door_closed_by_hand_reaches_the_owner_through_a_poll(rig):
     await driver.close()
 
 
-async def test_the_periodic_poll_catches_a_forced_door_without_being_asked(rig):
+async def test_the_periodic_poll_catches_a_forced_door_without_being_asked(pty_rig):
+    rig = pty_rig  # real time: the poller sleeps on the event loop
     driver = rig.driver({"A": (1, 4)}, timing=replace(FAST_TIMING, poll_interval_s=0.01))
     feed = driver.changes()
     await driver.start()
@@ -110,7 +119,9 @@ async def test_a_garbled_unlock_reply_is_followed_by_a_query_never_a_second_unlo
     assert health["bad_checksum"] + health["malformed"] + health["garbage_bytes"] >= 1
 
 
-async def test_an_unanswered_unlock_is_unknown_and_never_resent(rig):
+@pytest.mark.parametrize("line", ["virtual time", "real time"])
+async def test_an_unanswered_unlock_is_unknown_and_never_resent(rig_factory, line):
+    rig = rig_factory(BoardConfig(address=1, channels=24), pty=line == "real time")
     rig.bus.faults.silence(1)  # the board hears and fires, but its transmitter is dead
 
     driver = rig.driver()
@@ -201,14 +212,17 @@ async def test_a_slow_board_within_the_timeout_still_works(rig):
 
 
 async def test_a_reply_too_late_is_retried_and_its_leftover_counted_in_the_next_transaction(rig):
-    rig.bus.faults.slow(1, 0.07)  # past the 50 ms query timeout
+    # Past the query timeout and the one read (a quiet gap long) that may straddle it.
+    late_s = VIRTUAL_TIMING.query_timeout_s + VIRTUAL_TIMING.quiet_gap_s + 0.02
+    rig.bus.faults.slow(1, late_s)
 
     driver = rig.driver()
     await driver.start()
     await driver.poll()
     rig.bus.faults.slow(1, 0)
     # Let the last late reply land, then the next poll must drain and still work.
-    await wait_until(lambda: rig.server.bytes_out >= 7 * len(rig.bus.heard))
+    rig.clock.advance(late_s)
+    assert rig.bytes_out < 7 * len(rig.bus.heard)  # it is on the line, not read yet
     readings_after = await driver.poll()
     health = driver.health()
     await driver.close()
@@ -219,6 +233,9 @@ async def test_a_reply_too_late_is_retried_and_its_leftover_counted_in_the_next_
     # Late replies either land inside a retry (accepted: they answer the same query) or in
     # the next transaction's drain (counted as late).
     assert board["timeouts"] + health["line"]["late_frames"] >= 1
+    # In virtual time the course is exact: the first try times out, its reply answers the retry,
+    # and the retry's own reply is drained, late, by the next poll.
+    assert (board["timeouts"], board["retries"], health["line"]["late_frames"]) == (1, 1, 1)
 
 
 async def test_a_truncated_query_reply_is_retried(rig):
@@ -250,7 +267,8 @@ async def test_garbage_before_replies_is_skipped_and_counted(rig):
 
 
 async def test_unlocks_overtake_queued_polls(rig_factory):
-    rig = rig_factory(*(BoardConfig(address=a) for a in (1, 2, 3)))
+    # Real time: the unlock must be queued while a poll holds the bus.
+    rig = rig_factory(*(BoardConfig(address=a) for a in (1, 2, 3)), pty=True)
     rig.bus.faults.slow(1, 0.03)  # the first poll holds the bus while the rest queue
 
     driver = rig.driver({"A": (1, 1), "B": (2, 1), "C": (3, 5)})
@@ -329,7 +347,8 @@ async def test_two_boards_on_one_address_are_flagged_as_a_clash(rig_factory):
 
 
 async def test_unasked_state_reports_are_taken_as_door_changes(rig_factory):
-    rig = rig_factory(BoardConfig(address=2, sends_reports=True))
+    # Real time: the report is heard by the bus thread's idle listening.
+    rig = rig_factory(BoardConfig(address=2, sends_reports=True), pty=True)
 
     driver = rig.driver({"A": (2, 5)})
     feed = driver.changes()
