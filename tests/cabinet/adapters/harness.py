@@ -77,8 +77,14 @@ class LinkRunner:
         return envelopes
 
     async def wait_online(self, online: bool = True, timeout_s: float = 10) -> None:
+        """Wait for the link to be online (and subscribed: a command sent next must arrive)."""
         await eventually(
-            lambda: self.link.online.is_set() == online, timeout_s, f"link online={online}"
+            lambda: (
+                self.link.online.is_set() == online
+                and (not online or self.link.subscribed.is_set())
+            ),
+            timeout_s,
+            f"link online={online}",
         )
 
     async def close(self) -> None:

@@ -122,7 +122,15 @@ class ServiceRunner:
         await eventually(lambda: self.door(compartment) is door, timeout_s, f"{compartment} {door}")
 
     async def wait_online(self, online: bool = True, timeout_s: float = 10) -> None:
-        await eventually(lambda: self.link.online.is_set() == online, timeout_s, f"online={online}")
+        """Wait for the link to be online (and subscribed: a command sent next must arrive)."""
+        await eventually(
+            lambda: (
+                self.link.online.is_set() == online
+                and (not online or self.link.subscribed.is_set())
+            ),
+            timeout_s,
+            f"online={online}",
+        )
 
     async def close(self) -> None:
         if self._closed:
