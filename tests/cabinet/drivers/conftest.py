@@ -8,8 +8,6 @@ same bus on a real pty with shortened timings, for the few tests that prove the 
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
@@ -48,15 +46,6 @@ class RecordingBus(SimulatedBus):
         with self.lock:
             self.heard += self._listener.feed(data)
         return super().feed(data, now)
-
-
-async def wait_until(condition: Callable[[], object], timeout_s: float = 3.0) -> None:
-    """Poll `condition` on the loop until it holds; fail at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.005)
 
 
 @dataclass

@@ -19,7 +19,8 @@ from cabinet.ports import DoorChange, UnlockOutcome
 from firmware_sim import BoardConfig, Chunk, PtyServer
 from protocol.lockboard.common import Polarity
 from protocol.lockboard.family_8a import HEAD_QUERY, HEAD_UNLOCK, Query, QueryAll, Unlock
-from tests.cabinet.drivers.conftest import FAST_TIMING, VIRTUAL_TIMING, RecordingBus, wait_until
+from tests.cabinet.aio import eventually
+from tests.cabinet.drivers.conftest import FAST_TIMING, VIRTUAL_TIMING, RecordingBus
 
 
 async def drain(feed, count: int, timeout_s: float = 3.0) -> list[DoorChange]:
@@ -274,7 +275,7 @@ async def test_unlocks_overtake_queued_polls(rig_factory):
     driver = rig.driver({"A": (1, 1), "B": (2, 1), "C": (3, 5)})
     await driver.start()
     polling = asyncio.ensure_future(driver.poll())
-    await wait_until(lambda: QueryAll(1) in rig.bus.heard)
+    await eventually(lambda: QueryAll(1) in rig.bus.heard, 3, "the first poll on the bus")
     result = await driver.unlock("C")
     await polling
     await driver.close()
