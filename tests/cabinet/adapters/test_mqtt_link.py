@@ -116,6 +116,7 @@ async def test_events_journalled_while_the_broker_is_down_arrive_after_its_resta
     await eventually(lambda: len(peer.events) == 2, 5, "two events")
     mosquitto.stop()
     await runner.wait_online(False)
+    assert not runner.link.subscribed.is_set()  # a new connection must be granted them again
     offline = runner.emit(5)  # deposits go on while the cloud is unreachable
     assert [event.seq for event in offline] == [3, 4, 5, 6, 7]
     mosquitto.restart()
