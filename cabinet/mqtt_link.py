@@ -121,6 +121,11 @@ class MqttLink:
             multiplier=settings.reconnect_min_delay_s, max=settings.reconnect_max_delay_s
         )
         self.online = asyncio.Event()  # set while connected: the kiosk's offline badge reads it
+        # Set once the broker has granted this connection's `cmd`/`event-ack` subscriptions
+        # (SUBACK): only then can a command published by the cloud reach us. `online` comes
+        # first (right after CONNACK and the SUBSCRIBE sent), so a peer that must not lose a
+        # command it sends at once (a test) waits for this too.
+        self.subscribed = asyncio.Event()
         self.boot = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
@@ -304,6 +309,8 @@ class MqttLink:
         await asyncio.to_thread(client.loop_stop)
 
     def _set_online(self, online: bool) -> None:
+        if not online:
+            self.subscribed.clear()
         if online == self.online.is_set():
             return
         if online:
@@ -332,6 +339,8 @@ class MqttLink:
         self._loop.call_soon_threadsafe(self._got_suback, client, list(reasons))
 
     def _got_suback(self, client: mqtt.Client, reasons: list[mqtt.ReasonCode]) -> None:
+        if client is self._client and not any(reason.is_failure for reason in reasons):
+            self.subscribed.set()
         if client is self._client and any(reason.is_failure for reason in reasons):
             # Commands cannot reach us: a broker ACL that does not grant this cabinet its topics.
             self.last_error = (

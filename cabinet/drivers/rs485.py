@@ -148,9 +148,15 @@ class Rs485Driver:
         echo: bool = False,
         name: str = "rs485",
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.name = name
-        self._clock = clock  # for poll holds only (tests move it); the bus's own waits are real
+        # The bus's time, injected: every deadline (reply timeouts, the quiet after a doubtful
+        # unlock, poll holds) is read from `clock` and the inter-request gap is waited out with
+        # `sleep`. A test hands both in with a virtual serial port, and a 1.5 s unlock timeout
+        # then costs no real time (tests/cabinet/drivers/virtual_line.py).
+        self._clock = clock
+        self._sleep = sleep
         self.timing = timing or BusTiming()
         self._port_spec = port
         self._baud = baud
@@ -412,13 +418,13 @@ class Rs485Driver:
         heard = self._check(request, spec, frames, heard_bytes)
         self._decoder.flush()  # leftovers of a truncated or garbled reply, counted as garbage
         self._add_stats(address, before)
-        self._line_free_at = time.monotonic() + self.timing.inter_request_gap_s
+        self._line_free_at = self._clock() + self.timing.inter_request_gap_s
         return heard
 
     def _wait_for_line(self) -> None:
-        delay_s = self._line_free_at - time.monotonic()
+        delay_s = self._line_free_at - self._clock()
         if delay_s > 0:
-            time.sleep(delay_s)
+            self._sleep(delay_s)
 
     def _drain_late_bytes(self) -> None:
         """Bytes that came after the last transaction ended: reports are kept, the rest counted."""
@@ -442,11 +448,11 @@ class Rs485Driver:
         transaction, and an unlock queued behind a status poll would wait for it. Bytes that
         still trail (a clash, noise) are drained and counted before the next request.
         """
-        deadline = time.monotonic() + timeout_s
+        deadline = self._clock() + timeout_s
         echo_left = 5 if self._echo else 0  # our own request, heard back first: not a reply
         frames: list[Frame] = []
         heard_bytes = 0
-        while time.monotonic() < deadline:
+        while self._clock() < deadline:
             try:
                 data = self._port.read(max(1, self._port.in_waiting))
             except (serial.SerialException, OSError) as err:
@@ -501,10 +507,10 @@ class Rs485Driver:
 
     def _wait_for_quiet(self) -> None:
         """After a doubtful unlock: let the board finish talking, then forget what it said."""
-        deadline = time.monotonic() + self.timing.unlock_timeout_s
+        deadline = self._clock() + self.timing.unlock_timeout_s
         self._decoder.expect(None)
         before = _copy(self._decoder.stats)
-        while time.monotonic() < deadline:
+        while self._clock() < deadline:
             try:
                 data = self._port.read(max(1, self._port.in_waiting))
             except (serial.SerialException, OSError) as err:

@@ -76,46 +76,40 @@ class GatedService:
         self.beats += 1
 
 
-def test_no_ping_while_the_owner_is_wedged(notify_socket: tuple[str, socket.socket]) -> None:
+async def test_no_ping_while_the_owner_is_wedged(notify_socket: tuple[str, socket.socket]) -> None:
     path, sock = notify_socket
     sock.setblocking(False)
+    service = GatedService()
+    notifier = Notifier(path)
+    sleeps: list[float] = []
 
-    async def scenario() -> None:
-        service = GatedService()
-        notifier = Notifier(path)
-        sleeps: list[float] = []
+    async def no_wait(seconds: float) -> None:  # time is injected: no timer runs
+        sleeps.append(seconds)
+        await asyncio.sleep(0)
 
-        async def no_wait(seconds: float) -> None:  # time is injected: no timer runs
-            sleeps.append(seconds)
-            await asyncio.sleep(0)
-
-        task = asyncio.create_task(keep_watchdog_fed(service, notifier, 0.5, sleep=no_wait))
-        for _ in range(50):
-            await asyncio.sleep(0)
-        with pytest.raises(BlockingIOError):
-            sock.recv(4096)  # the owner never ran the beat: not a single ping
-        service.gate.set()
-        for _ in range(6):  # a few rounds: fewer pings than the socket's queue holds
-            await asyncio.sleep(0)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        assert service.beats > 1 and sleeps[0] == 0.5
-        assert sock.recv(4096) == b"WATCHDOG=1"
-        notifier.close()
-
-    asyncio.run(scenario())
+    task = asyncio.create_task(keep_watchdog_fed(service, notifier, 0.5, sleep=no_wait))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    with pytest.raises(BlockingIOError):
+        sock.recv(4096)  # the owner never ran the beat: not a single ping
+    service.gate.set()
+    for _ in range(6):  # a few rounds: fewer pings than the socket's queue holds
+        await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert service.beats > 1 and sleeps[0] == 0.5
+    assert sock.recv(4096) == b"WATCHDOG=1"
+    notifier.close()
 
 
-def test_supervised_says_ready_then_stopping(notify_socket: tuple[str, socket.socket]) -> None:
+async def test_supervised_says_ready_then_stopping(
+    notify_socket: tuple[str, socket.socket],
+) -> None:
     path, sock = notify_socket
-
-    async def scenario() -> None:
-        service = GatedService()
-        async with supervised(service, "cab9", {"NOTIFY_SOCKET": path}):
-            assert sock.recv(4096) == b"READY=1\nSTATUS=cabinet cab9 running"
-        assert sock.recv(4096) == b"STOPPING=1\nSTATUS=cabinet cab9 stopping"
-
-    asyncio.run(scenario())
+    service = GatedService()
+    async with supervised(service, "cab9", {"NOTIFY_SOCKET": path}):
+        assert sock.recv(4096) == b"READY=1\nSTATUS=cabinet cab9 running"
+    assert sock.recv(4096) == b"STOPPING=1\nSTATUS=cabinet cab9 stopping"
 
 
 def test_a_reader_that_stopped_reading_never_blocks_the_daemon(

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +33,12 @@ from cloud.db.models import ErpApiKey, ErpKeySite, Parcel
 from cloud.db.repo import count_rows
 from cloud.services.queries import MAX_OFFSET, hash_api_key
 from cloud.settings import CloudSettings
-from firmware_sim import BoardConfig, PtyServer, SimulatedBus
+from firmware_sim import BoardConfig, SimulatedBus
 from protocol.codec import MAX_JSON_DEPTH
 from tests.cabinet.conftest import peer, sim  # noqa: F401  (fixtures the kiosk needs)
+from tests.cabinet.drivers.virtual_line import VirtualClock, VirtualPort
 from tests.cabinet.kiosk.conftest import kiosk, service  # noqa: F401
-from tests.cabinet.kiosk.harness import KioskRunner
+from tests.cabinet.kiosk.harness import KioskRunner, start_kiosk_for
 from tests.cabinet.service.harness import COURIER, PIN, ServiceRunner
 from tests.cloud.db.builders import CAB, SITE, T0, register_cabinet
 
@@ -62,7 +63,7 @@ class Body:
         return {"type": "http.request", "body": b"[" * size, "more_body": self.sent < self.total}
 
 
-def call_asgi(
+async def call_asgi(
     app: Any, path: str, body: Body, headers: dict[str, str], server: tuple[str, int]
 ) -> tuple[int, bytes]:
     """POST `body` to the ASGI `app` directly (as uvicorn would); the status and the answer."""
@@ -86,7 +87,7 @@ def call_asgi(
         "server": server,
         "state": {},
     }
-    asyncio.run(asyncio.wait_for(app(scope, body.receive, send), 30))
+    await asyncio.wait_for(app(scope, body.receive, send), 30)
     start = next(m for m in sent if m["type"] == "http.response.start")
     answer = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], answer
@@ -138,14 +139,16 @@ def parcels(engine: Engine) -> int:
 # --- 1. request bodies are limited before parsing ---------------------------------------------
 
 
-def test_an_80_mb_body_declared_by_content_length_is_413_and_never_read(tmp_path: Path) -> None:
+async def test_an_80_mb_body_declared_by_content_length_is_413_and_never_read(
+    tmp_path: Path,
+) -> None:
     """Finding: an 80 MB POST to an unauthenticated route took the API from 127 to 337 MB."""
     settings = CloudSettings(
         database_url=f"sqlite:///{tmp_path / 'c.db'}", secret_key=secrets.token_hex(32)
     )
     app = create_app(settings, engine=make_engine(settings.database_url))
     body = Body(80 * MB)
-    status, answer = call_asgi(
+    status, answer = await call_asgi(
         app,
         "/api/v1/callbacks/twilio/status",
         body,
@@ -161,14 +164,14 @@ def test_an_80_mb_body_declared_by_content_length_is_413_and_never_read(tmp_path
     assert body.sent == 0  # refused on the header alone
 
 
-def test_a_chunked_body_is_cut_off_once_it_passes_the_limit(tmp_path: Path) -> None:
+async def test_a_chunked_body_is_cut_off_once_it_passes_the_limit(tmp_path: Path) -> None:
     """Finding: no body limit; a chunked body (no Content-Length) streamed without end."""
     settings = CloudSettings(
         database_url=f"sqlite:///{tmp_path / 'c.db'}", secret_key=secrets.token_hex(32)
     )
     app = create_app(settings, engine=make_engine(settings.database_url))
     body = Body(80 * MB, chunk=16 * 1024)
-    status, answer = call_asgi(
+    status, answer = await call_asgi(
         app,
         "/api/v1/callbacks/twilio/status",
         body,
@@ -235,21 +238,21 @@ def test_duplicate_keys_are_refused_by_the_cloud_as_by_mqtt(
     assert parcels(engine) == 0
 
 
-def test_the_kiosk_refuses_a_deep_body_and_duplicate_keys_and_changes_nothing(
+async def test_the_kiosk_refuses_a_deep_body_and_duplicate_keys_and_changes_nothing(
     kiosk: KioskRunner,  # noqa: F811
     service: ServiceRunner,  # noqa: F811
 ) -> None:
     """Finding: a deeply nested kiosk body was a 500; duplicate keys were taken."""
     before = service.service.cabinet.to_dict()
     depth = 4000  # 8000 bytes: under the kiosk's 8 KiB limit
-    deep = kiosk.http.post(
+    deep = await kiosk.http.post(
         "/api/input",
         content="[" * depth + "]" * depth,
         headers={"Content-Type": "application/json"},
     )
     assert deep.status_code == 422
     assert f"nested more than {MAX_JSON_DEPTH} deep" in deep.json()["error"]
-    twice = kiosk.http.post(
+    twice = await kiosk.http.post(
         "/api/input",
         content='{"type": "CourierSignIn", "courier_id": "C1", "pin": "x", "pin": "' + PIN + '"}',
         headers={"Content-Type": "application/json"},
@@ -259,21 +262,25 @@ def test_the_kiosk_refuses_a_deep_body_and_duplicate_keys_and_changes_nothing(
     assert service.service.cabinet.session is None
 
 
-def test_the_kiosk_limits_bodies_before_reading_them(kiosk: KioskRunner) -> None:  # noqa: F811
+async def test_the_kiosk_limits_bodies_before_reading_them(kiosk: KioskRunner) -> None:  # noqa: F811
     """Finding: the kiosk read a whole body into memory before checking its size."""
     port = kiosk.server.port
     host = f"127.0.0.1:{port}"
     # Declared: answered at once over the real server, though not a byte of the body comes.
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-        conn.sendall(
-            f"POST /api/input HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {80 * MB}\r\n\r\n".encode()
-        )
-        head = conn.recv(4096).decode()
+    # (An asyncio connection: the kiosk serves on this test's own loop.)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST /api/input HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {80 * MB}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    head = (await asyncio.wait_for(reader.read(4096), 5)).decode()
+    writer.close()
+    await writer.wait_closed()
     assert head.startswith("HTTP/1.1 413"), head
     # Chunked: the app stops pulling once the limit is passed.
     body = Body(80 * MB, chunk=1024)
-    status, answer = call_asgi(
+    status, answer = await call_asgi(
         build_app(kiosk.kiosk),
         "/api/input",
         body,
@@ -287,144 +294,128 @@ def test_the_kiosk_limits_bodies_before_reading_them(kiosk: KioskRunner) -> None
 # --- 3. the kiosk serves its own page only ----------------------------------------------------
 
 
-def test_a_cross_site_text_plain_post_cannot_drive_the_kiosk(
+async def test_a_cross_site_text_plain_post_cannot_drive_the_kiosk(
     kiosk: KioskRunner,  # noqa: F811
     service: ServiceRunner,  # noqa: F811
 ) -> None:
     """Finding: a `text/plain` POST from another origin drove `/api/input` (no preflight)."""
-    kiosk.input("CourierSignIn", courier_id=COURIER, pin=PIN)
+    await kiosk.input("CourierSignIn", courier_id=COURIER, pin=PIN)
     signed_in = service.service.cabinet.to_dict()
     # What <form enctype="text/plain"> or fetch(..., {mode: "no-cors"}) on evil.example sends.
-    foreign = kiosk.http.post(
+    foreign = await kiosk.http.post(
         "/api/input",
         content='{"type": "CourierSignOut"}',
         headers={"Content-Type": "text/plain", "Origin": "http://evil.example"},
     )
     assert foreign.status_code == 403 and "evil.example" in foreign.json()["error"]
     # Without an Origin (a non-browser on the LAN), text/plain is still no JSON call.
-    plain = kiosk.http.post(
+    plain = await kiosk.http.post(
         "/api/input", content='{"type": "CourierSignOut"}', headers={"Content-Type": "text/plain"}
     )
     assert plain.status_code == 415
     # Even declared as JSON, another origin is refused (a browser would have preflighted it).
-    preflighted = kiosk.post(
+    preflighted = await kiosk.post(
         "/api/input", {"type": "CourierSignOut"}, headers={"Origin": "http://evil.example"}
     )
     assert preflighted.status_code == 403
     assert service.service.cabinet.to_dict() == signed_in
-    assert kiosk.status()["courier"]["courier_id"] == COURIER
+    assert (await kiosk.status())["courier"]["courier_id"] == COURIER
     # The kiosk's own page, as Chromium sends it, still works.
-    own = kiosk.post("/api/input", {"type": "CourierSignOut"}, headers={"Origin": kiosk.url})
+    own = await kiosk.post("/api/input", {"type": "CourierSignOut"}, headers={"Origin": kiosk.url})
     assert own.status_code == 200 and own.json()["screens"][0]["type"] == "SignedOut"
 
 
-def test_a_dns_rebinding_host_is_refused(kiosk: KioskRunner) -> None:  # noqa: F811
+async def test_a_dns_rebinding_host_is_refused(kiosk: KioskRunner) -> None:  # noqa: F811
     """Finding: the kiosk answered any Host header, so a rebound evil.example could read it."""
     port = kiosk.server.port
     for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1.nip.io:{port}"):
-        answer = kiosk.http.get("/api/status", headers={"Host": host})
+        answer = await kiosk.http.get("/api/status", headers={"Host": host})
         assert answer.status_code == 403, host
         assert "is not this kiosk" in answer.json()["error"]
     for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
-        assert kiosk.http.get("/api/status", headers={"Host": host}).status_code == 200
+        assert (await kiosk.http.get("/api/status", headers={"Host": host})).status_code == 200
 
 
-def test_every_maintenance_route_needs_the_token(service: ServiceRunner) -> None:  # noqa: F811
+async def test_every_maintenance_route_needs_the_token(service: ServiceRunner) -> None:  # noqa: F811
     """Finding: a cross-site POST signed the technician out (sign-out took no token)."""
     maintenance = Maintenance("scrypt-stand-in", verify=lambda pin, _hash: pin == "97531")
-    runner = KioskRunner(service, maintenance=maintenance)
+    runner = await start_kiosk_for(service, maintenance=maintenance)
     try:
-        token = runner.post("/api/maintenance/sign-in", {"pin": "97531"}).json()["token"]
+        token = (await runner.post("/api/maintenance/sign-in", {"pin": "97531"})).json()["token"]
         tech = {"X-Maintenance-Token": token}
-        foreign = runner.http.post(
+        foreign = await runner.http.post(
             "/api/maintenance/sign-out",
             content="{}",
             headers={"Content-Type": "text/plain", "Origin": "http://evil.example"},
         )
         assert foreign.status_code == 403
-        tokenless = runner.post("/api/maintenance/sign-out")
+        tokenless = await runner.post("/api/maintenance/sign-out")
         assert tokenless.status_code == 401
-        assert runner.http.get("/api/maintenance/status", headers=tech).status_code == 200
-        assert runner.post("/api/maintenance/sign-out", headers=tech).json() == {"ok": True}
-        assert runner.http.get("/api/maintenance/status", headers=tech).status_code == 401
+        assert (await runner.http.get("/api/maintenance/status", headers=tech)).status_code == 200
+        assert (await runner.post("/api/maintenance/sign-out", headers=tech)).json() == {"ok": True}
+        assert (await runner.http.get("/api/maintenance/status", headers=tech)).status_code == 401
     finally:
-        runner.close()
+        await runner.close()
 
 
 # --- 4. a renewed keypad hold cannot blind the cabinet ----------------------------------------
 
 
-class FakeMonotonic:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 POLL_INTERVAL_S = BusTiming().poll_interval_s  # the production cadence of status polls
 # A forced door is seen by the first poll once its board has gone MAX_UNPOLLED_S unpolled.
 FORCED_DOOR_SEEN_WITHIN_S = poll_hold.MAX_UNPOLLED_S + POLL_INTERVAL_S
-FAST = BusTiming(
-    query_timeout_s=0.05,
-    unlock_timeout_s=0.3,
-    quiet_gap_s=0.01,
-    inter_request_gap_s=0.001,
-    poll_interval_s=0,  # the test polls, at POLL_INTERVAL_S of injected time
-    idle_read_s=0.005,
-)
+# The production clocks: the bus runs in virtual time, so they cost nothing; the test polls.
+TIMING = replace(BusTiming(), poll_interval_s=0)
 CHANNELS = {"D1": 1, "D2": 2, "D3": 3}
 FORCED_AT = {"D1": 1.0, "D2": 13.0, "D3": 47.0}  # seconds into the attack
 
 
-def attack(hold_every_s: float, release: bool) -> tuple[dict[str, float], list[bool]]:
+async def attack(hold_every_s: float, release: bool) -> tuple[dict[str, float], list[bool]]:
     """Poll at POLL_INTERVAL_S of injected time for 120 s while an attacker asks for a hold every
     `hold_every_s` (and, with `release`, submits a wrong code first, which releases the hold).
 
     The kiosk's `POST /api/keypad-active` is `CabinetService.keypad_active`, which is
     `driver.hold_polls(KEYPAD_HOLD_S)`; a checked code is `driver.release_polls()`. The doors of
     FORCED_AT are forced open on the simulated board. Returns when each was seen, and whether
-    polls were held at each step.
+    polls were held at each step. The bus runs in virtual time (one clock for the driver, the
+    board and the attack), so the 120 s take no real time.
     """
-    bus = SimulatedBus([BoardConfig(address=1, channels=24)], pulse_s=0.01, query_reply_s=0.001)
-    clock = FakeMonotonic()
-
-    async def run(path: str) -> tuple[dict[str, float], list[bool]]:
-        driver = Rs485Driver(
-            path,
-            [BoardSpec(1, 24)],
-            {door: (1, ch) for door, ch in CHANNELS.items()},
-            timing=FAST,
-            clock=clock,
-        )
-        await driver.start()
-        try:
-            seen: dict[str, float] = {}
-            held: list[bool] = []
-            start = clock.now
-            clock.now = start - POLL_INTERVAL_S
-            await driver.poll()  # the cabinet has been polling all along
-            every = round(hold_every_s / POLL_INTERVAL_S)
-            for step in range(int(120 / POLL_INTERVAL_S)):
-                t = step * POLL_INTERVAL_S
-                clock.now = start + t
-                if step % every == 0:
-                    if release:
-                        driver.release_polls()
-                    driver.hold_polls(KEYPAD_HOLD_S)
-                for door, when in FORCED_AT.items():
-                    if when == t:
-                        bus.person.force_door(1, CHANNELS[door])
-                held.append(driver.polls_held())
-                for door, is_open in (await driver.poll()).items():
-                    if is_open and door not in seen:
-                        seen[door] = t
-            return seen, held
-        finally:
-            await driver.close()
-
-    with PtyServer(bus) as server:
-        return asyncio.run(asyncio.wait_for(run(server.path), 60))
+    clock = VirtualClock()
+    bus = SimulatedBus(
+        [BoardConfig(address=1, channels=24)], pulse_s=0.01, query_reply_s=0.001, clock=clock
+    )
+    driver = Rs485Driver(
+        VirtualPort(bus, clock),
+        [BoardSpec(1, 24)],
+        {door: (1, ch) for door, ch in CHANNELS.items()},
+        timing=TIMING,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    await driver.start()
+    try:
+        seen: dict[str, float] = {}
+        held: list[bool] = []
+        await driver.poll()  # the cabinet has been polling all along
+        start = clock() + POLL_INTERVAL_S
+        every = round(hold_every_s / POLL_INTERVAL_S)
+        for step in range(int(120 / POLL_INTERVAL_S)):
+            t = step * POLL_INTERVAL_S
+            clock.advance_to(start + t)
+            if step % every == 0:
+                if release:
+                    driver.release_polls()
+                driver.hold_polls(KEYPAD_HOLD_S)
+            for door, when in FORCED_AT.items():
+                if when == t:
+                    bus.person.force_door(1, CHANNELS[door])
+            held.append(driver.polls_held())
+            for door, is_open in (await driver.poll()).items():
+                if is_open and door not in seen:
+                    seen[door] = t
+        return seen, held
+    finally:
+        await driver.close()
 
 
 def longest_run(held: list[bool]) -> float:
@@ -435,12 +426,12 @@ def longest_run(held: list[bool]) -> float:
     return longest * POLL_INTERVAL_S
 
 
-def test_renewing_the_keypad_hold_every_3_s_cannot_hide_a_forced_door() -> None:
+async def test_renewing_the_keypad_hold_every_3_s_cannot_hide_a_forced_door() -> None:
     """Finding: `POST /api/keypad-active` every 3 s stopped RS485 polling indefinitely, so a
     forced door went unseen for 27 s."""
     assert MAX_POLL_HOLD_S == poll_hold.MAX_HOLD_S == 10.0
     assert FORCED_DOOR_SEEN_WITHIN_S == 10.5
-    seen, held = attack(hold_every_s=3.0, release=False)
+    seen, held = await attack(hold_every_s=3.0, release=False)
     for door, when in FORCED_AT.items():
         assert door in seen, f"{door} forced at {when} s was never seen"
         assert seen[door] - when <= FORCED_DOOR_SEEN_WITHIN_S, (door, when, seen[door])
@@ -448,10 +439,10 @@ def test_renewing_the_keypad_hold_every_3_s_cannot_hide_a_forced_door() -> None:
     assert longest_run(held) <= poll_hold.MAX_HOLD_S  # per entry: renewals do not extend it
 
 
-def test_releasing_and_retaking_the_hold_cannot_hide_a_forced_door_either() -> None:
+async def test_releasing_and_retaking_the_hold_cannot_hide_a_forced_door_either() -> None:
     """Finding (the total cap): a hold released by a wrong code and taken again at once, every
     poll interval, must not keep polls off for good either."""
-    seen, held = attack(hold_every_s=POLL_INTERVAL_S, release=True)
+    seen, held = await attack(hold_every_s=POLL_INTERVAL_S, release=True)
     for door, when in FORCED_AT.items():
         assert door in seen, f"{door} forced at {when} s was never seen"
         assert seen[door] - when <= FORCED_DOOR_SEEN_WITHIN_S, (door, when, seen[door])

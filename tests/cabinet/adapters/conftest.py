@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.cabinet.adapters.harness import CloudPeer, LinkRunner
+from tests.cabinet.adapters.harness import CloudPeer, LinkRunner, start_link
 from tests.services import Mosquitto
 
 
 @pytest.fixture
-def runner(mosquitto: Mosquitto, peer: CloudPeer, tmp_path: Path) -> Iterator[LinkRunner]:
-    """A link for cabinet `cab1` started after the peer (so the peer sees everything)."""
-    link = LinkRunner(mosquitto, tmp_path / "journal.db")
-    link.wait_online()
+async def runner(
+    mosquitto: Mosquitto, peer: CloudPeer, tmp_path: Path
+) -> AsyncIterator[LinkRunner]:
+    """A link for cabinet `cab1` on the test's loop, started after the peer (it sees everything)."""
+    link = await start_link(mosquitto, tmp_path / "journal.db")
+    await link.wait_online()
     yield link
-    link.close()
+    await link.close()

@@ -1,15 +1,14 @@
-"""A link running on its own event-loop thread, and a scripted cloud peer, for the link tests."""
+"""A link on the test's own event loop, and a scripted cloud peer, for the link tests."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import queue
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -18,14 +17,14 @@ from cabinet.journal import Journal
 from cabinet.mqtt_link import CommandHandler, LinkSettings, MqttLink
 from protocol.messages import CommandBase, CompartmentInfo, CompartmentState, EventBase, Size
 from protocol.topics import ACK_SUBSCRIPTION, EVENT_SUBSCRIPTION, STATE_SUBSCRIPTION
+from tests.cabinet.aio import eventually
 from tests.services import Mosquitto, wait_for
 
-T = TypeVar("T")
 CAB = "cab1"
 
 
 class LinkRunner:
-    """An `MqttLink` and its journal, driven from the test's thread through the loop's thread."""
+    """An `MqttLink` and its journal on the test's loop; `start_link` builds and starts one."""
 
     def __init__(
         self,
@@ -42,9 +41,6 @@ class LinkRunner:
     ) -> None:
         self.executed: list[CommandBase] = []
         self._closed = False
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
         self.journal = Journal.open(journal_path, cab=cab)
         link_settings = LinkSettings(
             cab=cab,
@@ -69,46 +65,42 @@ class LinkRunner:
             ],
             **({"clock": clock} if clock is not None else {}),
         )
-        self.run(self.link.start())
 
     def _record(self, command: CommandBase) -> None:
         self.executed.append(command)
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float = 10) -> T:
-        """Run a coroutine on the link's loop and return its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
-
-    def call(self, fn: Callable[[], T]) -> T:
-        """Run `fn` on the link's loop thread (where the daemon would) and return its result."""
-
-        async def wrapper() -> T:
-            return fn()
-
-        return self.run(wrapper())
-
     def emit(self, count: int, compartment: str = "A01") -> list[EventBase]:
         """Journal `count` events and hand them to the link, as the daemon does after a step."""
+        events = [fx.door_forced(compartment=compartment) for _ in range(count)]
+        envelopes = self.journal.commit_step(None, events)
+        self.link.publish_events(envelopes)
+        return envelopes
 
-        def step() -> list[EventBase]:
-            events = [fx.door_forced(compartment=compartment) for _ in range(count)]
-            envelopes = self.journal.commit_step(None, events)
-            self.link.publish_events(envelopes)
-            return envelopes
+    async def wait_online(self, online: bool = True, timeout_s: float = 10) -> None:
+        """Wait for the link to be online (and subscribed: a command sent next must arrive)."""
+        await eventually(
+            lambda: (
+                self.link.online.is_set() == online
+                and (not online or self.link.subscribed.is_set())
+            ),
+            timeout_s,
+            f"link online={online}",
+        )
 
-        return self.call(step)
-
-    def wait_online(self, online: bool = True, timeout_s: float = 10) -> None:
-        wait_for(lambda: self.link.online.is_set() == online, timeout_s, f"link online={online}")
-
-    def close(self) -> None:
-        """Stop the link (publishing `online: false`), the loop and the journal; idempotent."""
+    async def close(self) -> None:
+        """Stop the link (publishing `online: false`) and the journal; idempotent."""
         if self._closed:
             return
         self._closed = True
-        self.run(self.link.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
+        await self.link.stop()
         self.journal.close()
+
+
+async def start_link(broker: Mosquitto, journal_path: Path, **kwargs: Any) -> LinkRunner:
+    """A `LinkRunner` (same arguments), started on the running loop."""
+    runner = LinkRunner(broker, journal_path, **kwargs)
+    await runner.link.start()
+    return runner
 
 
 class CloudPeer:

@@ -16,7 +16,8 @@ import pytest
 
 from cabinet.mqtt_link import LinkSettings
 from protocol.codec import decode_state
-from tests.cabinet.adapters.harness import CAB, CloudPeer, LinkRunner
+from tests.cabinet.adapters.harness import CAB, CloudPeer, LinkRunner, start_link
+from tests.cabinet.aio import eventually
 from tests.services import Mosquitto, MqttProbe, free_port, missing_service, wait_for
 
 LINK_PROCESS = Path(__file__).with_name("link_process.py")
@@ -26,13 +27,13 @@ def births(peer: CloudPeer) -> list[dict]:
     return [state for state in list(peer.states) if state["online"]]
 
 
-def test_birth_is_retained_and_events_go_out_in_seq_order(
+async def test_birth_is_retained_and_events_go_out_in_seq_order(
     mosquitto: Mosquitto, peer: CloudPeer, runner: LinkRunner
 ) -> None:
-    wait_for(lambda: births(peer), 5, "the birth")
+    await eventually(lambda: births(peer), 5, "the birth")
     runner.emit(3)
     runner.emit(2)
-    wait_for(lambda: len(peer.events) >= 5, 5, "five events")
+    await eventually(lambda: len(peer.events) >= 5, 5, "five events")
     assert peer.seqs() == [1, 2, 3, 4, 5]
     assert {event["cab"] for event in peer.events} == {CAB}
 
@@ -46,12 +47,12 @@ def test_birth_is_retained_and_events_go_out_in_seq_order(
     assert birth.firmware == "test-1" and [c.id for c in birth.compartments or []] == ["A01"]
 
     # A clean stop sends no Will, so the link says goodbye itself, with the same boot.
-    runner.close()
-    wait_for(lambda: not peer.states[-1]["online"], 5, "the goodbye")
+    await runner.close()
+    await eventually(lambda: not peer.states[-1]["online"], 5, "the goodbye")
     assert peer.states[-1]["boot"] == 1 and peer.states[-1]["cab"] == CAB
 
 
-def test_a_redelivery_during_a_slow_command_waits_and_is_re_acked(
+async def test_a_redelivery_during_a_slow_command_waits_and_is_re_acked(
     mosquitto: Mosquitto, peer: CloudPeer, tmp_path: Path
 ) -> None:
     started = threading.Event()
@@ -65,18 +66,18 @@ def test_a_redelivery_during_a_slow_command_waits_and_is_re_acked(
             await asyncio.sleep(0.01)
 
     release = threading.Event()
-    link = LinkRunner(mosquitto, tmp_path / "slow.db", on_command=slow)
+    link = await start_link(mosquitto, tmp_path / "slow.db", on_command=slow)
     try:
-        link.wait_online()
+        await link.wait_online()
         peer.command("slow-1")
-        wait_for(started.is_set, 5, "the handler to start")
+        await eventually(started.is_set, 5, "the handler to start")
         peer.command("slow-1")  # the cloud lost patience and sent it again
         release.set()
-        wait_for(lambda: len(peer.acks_for("slow-1")) == 2, 5, "both acks")
+        await eventually(lambda: len(peer.acks_for("slow-1")) == 2, 5, "both acks")
         assert runs == ["slow-1"]
         assert peer.acks_for("slow-1") == [{"v": 1, "cmd": "slow-1", "ok": True}] * 2
     finally:
-        link.close()
+        await link.close()
 
 
 def test_will_carries_the_boot_of_its_birth_when_the_link_dies(
@@ -108,19 +109,20 @@ def test_will_carries_the_boot_of_its_birth_when_the_link_dies(
         assert birth["boot"] == will["boot"] == run  # the boot rose with the new connection
 
 
-def test_events_journalled_while_the_broker_is_down_arrive_after_its_restart(
+async def test_events_journalled_while_the_broker_is_down_arrive_after_its_restart(
     mosquitto: Mosquitto, peer: CloudPeer, runner: LinkRunner
 ) -> None:
     runner.emit(2)
-    wait_for(lambda: len(peer.events) == 2, 5, "two events")
+    await eventually(lambda: len(peer.events) == 2, 5, "two events")
     mosquitto.stop()
-    runner.wait_online(False)
+    await runner.wait_online(False)
+    assert not runner.link.subscribed.is_set()  # a new connection must be granted them again
     offline = runner.emit(5)  # deposits go on while the cloud is unreachable
     assert [event.seq for event in offline] == [3, 4, 5, 6, 7]
     mosquitto.restart()
-    runner.wait_online()
+    await runner.wait_online()
     runner.emit(1)
-    wait_for(lambda: 8 in peer.seqs(), 10, "seq 8")
+    await eventually(lambda: 8 in peer.seqs(), 10, "seq 8")
     seqs = peer.seqs()
     # Unacked 1 and 2 come again after the reconnect; nothing is lost and each run is in order.
     assert sorted(set(seqs)) == list(range(1, 9))
@@ -128,83 +130,85 @@ def test_events_journalled_while_the_broker_is_down_arrive_after_its_restart(
     assert after == [1, 2, 3, 4, 5, 6, 7, 8]
 
 
-def test_unacked_events_are_resent_on_reconnect_until_event_ack(
+async def test_unacked_events_are_resent_on_reconnect_until_event_ack(
     mosquitto: Mosquitto, peer: CloudPeer, runner: LinkRunner
 ) -> None:
     runner.emit(3)
-    wait_for(lambda: len(peer.events) == 3, 5, "three events")
+    await eventually(lambda: len(peer.events) == 3, 5, "three events")
     mosquitto.restart()
-    wait_for(lambda: len(peer.events) == 6, 10, "the three again after the reconnect")
+    await eventually(lambda: len(peer.events) == 6, 10, "the three again after the reconnect")
     assert peer.seqs() == [1, 2, 3, 1, 2, 3]
 
     peer.event_ack(3)
-    wait_for(lambda: runner.call(runner.journal.unacked) == [], 5, "the journal to prune")
+    await eventually(lambda: runner.journal.unacked() == [], 5, "the journal to prune")
     mosquitto.restart()
-    wait_for(lambda: len(births(peer)) == 3, 10, "the third birth")
+    await eventually(lambda: len(births(peer)) == 3, 10, "the third birth")
     runner.emit(1)
-    wait_for(lambda: 4 in peer.seqs(), 10, "seq 4")
+    await eventually(lambda: 4 in peer.seqs(), 10, "seq 4")
     assert peer.seqs() == [1, 2, 3, 1, 2, 3, 4]  # acked events were not sent again
 
 
-def test_unacked_events_are_resent_when_no_event_ack_comes_while_connected(
+async def test_unacked_events_are_resent_when_no_event_ack_comes_while_connected(
     mosquitto: Mosquitto, peer: CloudPeer, tmp_path: Path
 ) -> None:
     # A cloud worker that dies holding events loses them with its clean session; the cabinet
     # stays connected, so only a re-send on silence gets them to another worker.
     now = [datetime(2026, 11, 23, 12, 0, tzinfo=UTC)]
-    runner = LinkRunner(
+    runner = await start_link(
         mosquitto, tmp_path / "journal.db", clock=lambda: now[0], resend_unacked_after_s=60
     )
     try:
-        runner.wait_online()
+        await runner.wait_online()
         runner.emit(2)
-        wait_for(lambda: peer.seqs() == [1, 2], 5, "the two events")
+        await eventually(lambda: peer.seqs() == [1, 2], 5, "the two events")
 
         now[0] += timedelta(seconds=59)
-        assert runner.call(runner.link.resend_if_stalled) == 0  # not stalled yet
+        assert runner.link.resend_if_stalled() == 0  # not stalled yet
 
         now[0] += timedelta(seconds=1)
-        assert runner.call(runner.link.resend_if_stalled) == 2
-        wait_for(lambda: peer.seqs() == [1, 2, 1, 2], 5, "the re-send, in seq order")
+        assert runner.link.resend_if_stalled() == 2
+        await eventually(lambda: peer.seqs() == [1, 2, 1, 2], 5, "the re-send, in seq order")
 
         peer.event_ack(2)
-        wait_for(lambda: runner.call(runner.journal.unacked) == [], 5, "the journal to prune")
+        await eventually(lambda: runner.journal.unacked() == [], 5, "the journal to prune")
         now[0] += timedelta(hours=1)
-        assert runner.call(runner.link.resend_if_stalled) == 0  # all acked: nothing to re-send
+        assert runner.link.resend_if_stalled() == 0  # all acked: nothing to re-send
     finally:
-        runner.close()
+        await runner.close()
 
 
-def test_a_command_runs_once_however_often_it_arrives_and_is_always_acked(
+async def test_a_command_runs_once_however_often_it_arrives_and_is_always_acked(
     peer: CloudPeer, runner: LinkRunner, tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     peer.command("cmd-1")
     peer.command("cmd-1")  # the cloud retried
-    wait_for(lambda: len(peer.acks_for("cmd-1")) == 2, 5, "two acks of cmd-1")
+    await eventually(lambda: len(peer.acks_for("cmd-1")) == 2, 5, "two acks of cmd-1")
     assert [c.id for c in runner.executed] == ["cmd-1"]
     assert peer.acks_for("cmd-1") == [{"v": 1, "cmd": "cmd-1", "ok": True}] * 2
 
     # The answer is in the journal: a link restarted on it still does not run cmd-1 again.
-    runner.close()
-    again = LinkRunner(mosquitto, tmp_path / "journal.db")
+    await runner.close()
+    again = await start_link(mosquitto, tmp_path / "journal.db")
     try:
-        again.wait_online()
+        await again.wait_online()
         peer.command("cmd-1")
-        wait_for(lambda: len(peer.acks_for("cmd-1")) == 3, 5, "the third ack")
+        await eventually(lambda: len(peer.acks_for("cmd-1")) == 3, 5, "the third ack")
         assert again.executed == []
     finally:
-        again.close()
+        await again.close()
 
 
-def test_expired_commands_are_dropped_with_an_ack(peer: CloudPeer, runner: LinkRunner) -> None:
+async def test_expired_commands_are_dropped_with_an_ack(
+    peer: CloudPeer, runner: LinkRunner
+) -> None:
     peer.command("old-1", expires_in_s=-60)
-    wait_for(lambda: peer.acks_for("old-1"), 5, "the ack of old-1")
+    await eventually(lambda: peer.acks_for("old-1"), 5, "the ack of old-1")
     [ack] = peer.acks_for("old-1")
     assert ack["ok"] is False and ack["error"].startswith("expired at ")
     assert runner.executed == []
 
 
-def test_a_malformed_command_is_acked_with_its_reason_and_the_link_goes_on(
+async def test_a_malformed_command_is_acked_with_its_reason_and_the_link_goes_on(
     peer: CloudPeer, runner: LinkRunner, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="cabinet.mqtt_link")
@@ -213,7 +217,7 @@ def test_a_malformed_command_is_acked_with_its_reason_and_the_link_goes_on(
     peer.publish(f"lockers/v1/{CAB}/cmd", b"\xff not json")  # no id to ack: only logged
     peer.publish(f"lockers/v1/{CAB}/event-ack", b'{"v":1,"upto":"all"}')
     peer.command("good-1")
-    wait_for(lambda: peer.acks_for("good-1"), 5, "the ack of good-1")
+    await eventually(lambda: peer.acks_for("good-1"), 5, "the ack of good-1")
     [bad1], [bad2] = peer.acks_for("bad-1"), peer.acks_for("bad-2")
     assert bad1["ok"] is False and "data.in_service" in bad1["error"]
     assert bad2["ok"] is False and "unknown command type 'door.explode'" in bad2["error"]
@@ -222,7 +226,7 @@ def test_a_malformed_command_is_acked_with_its_reason_and_the_link_goes_on(
     assert "payload is not UTF-8" in caplog.text and "rejected event-ack" in caplog.text
 
 
-def test_a_failing_handler_gets_its_error_acked(
+async def test_a_failing_handler_gets_its_error_acked(
     mosquitto: Mosquitto, peer: CloudPeer, tmp_path: Path
 ) -> None:
     async def refuse(command) -> str:
@@ -235,17 +239,17 @@ def test_a_failing_handler_gets_its_error_acked(
         (refuse, "compartment A01 holds a parcel"),
         (explode, "driver unplugged"),
     ):
-        link = LinkRunner(mosquitto, tmp_path / f"{expected[:5]}.db", on_command=handler)
+        link = await start_link(mosquitto, tmp_path / f"{expected[:5]}.db", on_command=handler)
         try:
-            link.wait_online()
+            await link.wait_online()
             command_id = f"c-{expected[:5]}"
             peer.command(command_id)
-            wait_for(lambda: peer.acks_for(command_id), 5, "the ack")  # noqa: B023
+            await eventually(lambda: peer.acks_for(command_id), 5, "the ack")  # noqa: B023
             assert peer.acks_for(command_id) == [
                 {"v": 1, "cmd": command_id, "ok": False, "error": expected}
             ]
         finally:
-            link.close()
+            await link.close()
 
 
 ACL = """
@@ -255,31 +259,33 @@ topic readwrite lockers/v1/#
 """
 
 
-def test_per_cabinet_credentials_and_acl(
+async def test_per_cabinet_credentials_and_acl(
     mosquitto_factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     broker = mosquitto_factory(users={CAB: "cab-pw", "cab2": "other", "cloud": "cloud-pw"}, acl=ACL)
     peer = CloudPeer(broker, username="cloud", password="cloud-pw")
-    link = LinkRunner(broker, tmp_path / "ok.db", username=CAB, password="cab-pw")
+    link = await start_link(broker, tmp_path / "ok.db", username=CAB, password="cab-pw")
     try:
-        link.wait_online()
-        wait_for(lambda: births(peer), 5, "the birth through the ACL")
+        await link.wait_online()
+        await eventually(lambda: births(peer), 5, "the birth through the ACL")
         link.emit(1)
-        wait_for(lambda: peer.seqs() == [1], 5, "the event through the ACL")
+        await eventually(lambda: peer.seqs() == [1], 5, "the event through the ACL")
         peer.command("acl-1")
-        wait_for(lambda: peer.acks_for("acl-1"), 5, "the ack through the ACL")
+        await eventually(lambda: peer.acks_for("acl-1"), 5, "the ack through the ACL")
     finally:
-        link.close()
+        await link.close()
 
     caplog.set_level(logging.WARNING, logger="cabinet.mqtt_link")
-    wrong = LinkRunner(broker, tmp_path / "wrong.db", username=CAB, password="guess")
+    wrong = await start_link(broker, tmp_path / "wrong.db", username=CAB, password="guess")
     try:
-        wait_for(lambda: "refused cabinet 'cab1'" in caplog.text, 5, "the refusal to be logged")
+        await eventually(
+            lambda: "refused cabinet 'cab1'" in caplog.text, 5, "the refusal to be logged"
+        )
         assert "Not authorized" in caplog.text or "not authorised" in caplog.text.lower()
         assert not wrong.link.online.is_set()
         assert wrong.link.last_error is not None
     finally:
-        wrong.close()
+        await wrong.close()
         peer.close()
 
 
@@ -355,7 +361,7 @@ def make_certificates(directory: Path) -> dict[str, Path]:
     return paths
 
 
-def test_tls_with_the_cabinets_ca_and_a_clear_error_without_it(
+async def test_tls_with_the_cabinets_ca_and_a_clear_error_without_it(
     mosquitto_factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     certs = make_certificates(tmp_path)
@@ -369,19 +375,21 @@ def test_tls_with_the_cabinets_ca_and_a_clear_error_without_it(
         """
     )
     peer = CloudPeer(broker)  # on the plain listener
-    link = LinkRunner(broker, tmp_path / "tls.db", port=tls_port, ca_path=str(certs["ca"]))
+    link = await start_link(broker, tmp_path / "tls.db", port=tls_port, ca_path=str(certs["ca"]))
     try:
-        link.wait_online()
+        await link.wait_online()
         link.emit(1)
-        wait_for(lambda: peer.seqs() == [1], 5, "the event sent over TLS")
+        await eventually(lambda: peer.seqs() == [1], 5, "the event sent over TLS")
     finally:
-        link.close()
+        await link.close()
 
     caplog.set_level(logging.WARNING, logger="cabinet.mqtt_link")
-    untrusted = LinkRunner(broker, tmp_path / "untrusted.db", port=tls_port, tls=True)
+    untrusted = await start_link(broker, tmp_path / "untrusted.db", port=tls_port, tls=True)
     try:
-        wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in caplog.text, 5, "the TLS error logged")
+        await eventually(
+            lambda: "CERTIFICATE_VERIFY_FAILED" in caplog.text, 5, "the TLS error logged"
+        )
         assert not untrusted.link.online.is_set()
     finally:
-        untrusted.close()
+        await untrusted.close()
         peer.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import ClassVar
 
 import pytest
@@ -14,7 +14,7 @@ from cabinet.drivers.gpio import GpioDoor, GpioDriver, GpioTiming
 from cabinet.errors import DriverClosed, FeedTaken, UnknownCompartment
 from cabinet.ports import DoorChange, DoorDriver, UnlockOutcome
 from firmware_sim import BoardConfig
-from tests.cabinet.drivers.conftest import Rig, run
+from tests.cabinet.drivers.conftest import Rig
 
 COMPARTMENTS = ("A", "B")
 
@@ -77,21 +77,16 @@ def make_world(request, rig_factory) -> Callable[[], SimWorld | PinWorld]:
     return PinWorld
 
 
-def contract(make_world, body) -> None:
-    """Start a world's driver, run `body(world, feed)`, close everything."""
-
-    async def main() -> None:
-        world = make_world()
-        feed = world.driver.changes()
-        await world.driver.start()
-        await world.begin()
-        try:
-            await body(world, feed)
-        finally:
-            await world.driver.close()
-            await world.end()
-
-    run(main())
+@pytest.fixture
+async def started(make_world) -> AsyncIterator[tuple[SimWorld | PinWorld, AsyncIterator]]:
+    """A world with its driver started; `(world, feed)`; everything closed after the test."""
+    world = make_world()
+    feed = world.driver.changes()
+    await world.driver.start()
+    await world.begin()
+    yield world, feed
+    await world.driver.close()
+    await world.end()
 
 
 async def next_change(feed, compartment: str, door_open: bool) -> None:
@@ -102,83 +97,66 @@ async def next_change(feed, compartment: str, door_open: bool) -> None:
             return
 
 
-def test_it_is_a_door_driver(make_world):
-    async def body(world, feed):
-        assert isinstance(world.driver, DoorDriver)
-        assert world.driver.compartments == frozenset(COMPARTMENTS)
-
-    contract(make_world, body)
+async def test_it_is_a_door_driver(started):
+    world, _feed = started
+    assert isinstance(world.driver, DoorDriver)
+    assert world.driver.compartments == frozenset(COMPARTMENTS)
 
 
-def test_poll_reads_every_door(make_world):
-    async def body(world, feed):
-        assert await world.driver.poll() == {"A": False, "B": False}
-        assert await world.driver.read("B") is False
-
-    contract(make_world, body)
+async def test_poll_reads_every_door(started):
+    world, _feed = started
+    assert await world.driver.poll() == {"A": False, "B": False}
+    assert await world.driver.read("B") is False
 
 
-def test_unlock_releases_and_the_owner_sees_the_door_open(make_world):
-    async def body(world, feed):
-        result = await world.driver.unlock("A")
-        assert result.outcome is UnlockOutcome.RELEASED and result.as_input() is None
-        await next_change(feed, "A", True)
-        assert await world.driver.read("A") is True
-        assert await world.driver.read("B") is False
-
-    contract(make_world, body)
+async def test_unlock_releases_and_the_owner_sees_the_door_open(started):
+    world, feed = started
+    result = await world.driver.unlock("A")
+    assert result.outcome is UnlockOutcome.RELEASED and result.as_input() is None
+    await next_change(feed, "A", True)
+    assert await world.driver.read("A") is True
+    assert await world.driver.read("B") is False
 
 
-def test_a_door_closed_by_hand_reaches_the_owner(make_world):
-    async def body(world, feed):
-        await world.driver.unlock("B")
-        await next_change(feed, "B", True)
-        world.close_by_hand("B")
-        await world.driver.poll()
-        await next_change(feed, "B", False)
-        assert (await world.driver.poll())["B"] is False
-
-    contract(make_world, body)
+async def test_a_door_closed_by_hand_reaches_the_owner(started):
+    world, feed = started
+    await world.driver.unlock("B")
+    await next_change(feed, "B", True)
+    world.close_by_hand("B")
+    await world.driver.poll()
+    await next_change(feed, "B", False)
+    assert (await world.driver.poll())["B"] is False
 
 
-def test_an_unknown_compartment_is_refused(make_world):
-    async def body(world, feed):
-        with pytest.raises(UnknownCompartment):
-            await world.driver.unlock("Z9")
-        with pytest.raises(UnknownCompartment):
-            await world.driver.read("Z9")
-
-    contract(make_world, body)
+async def test_an_unknown_compartment_is_refused(started):
+    world, _feed = started
+    with pytest.raises(UnknownCompartment):
+        await world.driver.unlock("Z9")
+    with pytest.raises(UnknownCompartment):
+        await world.driver.read("Z9")
 
 
-def test_door_changes_have_one_owner(make_world):
-    async def body(world, feed):
-        with pytest.raises(FeedTaken):
-            world.driver.changes()
-
-    contract(make_world, body)
+async def test_door_changes_have_one_owner(started):
+    world, _feed = started
+    with pytest.raises(FeedTaken):
+        world.driver.changes()
 
 
-def test_health_is_json_for_the_maintenance_screen(make_world):
-    async def body(world, feed):
-        health = world.driver.health()
-        json.dumps(health)
-        assert health["out_of_service"] == []
-
-    contract(make_world, body)
+async def test_health_is_json_for_the_maintenance_screen(started):
+    world, _feed = started
+    health = world.driver.health()
+    json.dumps(health)
+    assert health["out_of_service"] == []
 
 
-def test_close_ends_the_feed_and_refuses_more_work(make_world):
-    async def main():
-        world = make_world()
-        feed = world.driver.changes()
-        await world.driver.start()
-        await world.begin()
-        await world.driver.close()
-        await world.driver.close()  # twice is fine
-        with pytest.raises(DriverClosed):
-            await world.driver.unlock("A")
-        assert [change async for change in feed][-1:] != [None]
-        await world.end()
-
-    run(main())
+async def test_close_ends_the_feed_and_refuses_more_work(make_world):
+    world = make_world()
+    feed = world.driver.changes()
+    await world.driver.start()
+    await world.begin()
+    await world.driver.close()
+    await world.driver.close()  # twice is fine
+    with pytest.raises(DriverClosed):
+        await world.driver.unlock("A")
+    assert [change async for change in feed][-1:] != [None]
+    await world.end()

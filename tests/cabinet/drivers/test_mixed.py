@@ -10,7 +10,6 @@ from cabinet.config import load_config
 from cabinet.drivers import MixedDriver, build_driver
 from cabinet.ports import DoorChange
 from firmware_sim import BoardConfig
-from tests.cabinet.drivers.conftest import run
 
 CONFIG = """
 cabinet_id = "cab-mixed"
@@ -48,29 +47,27 @@ sensor_pin = 27
 """
 
 
-def test_each_compartment_goes_to_its_own_driver(rig_factory, tmp_path):
-    rig = rig_factory(BoardConfig(address=3, channels=16))
+async def test_each_compartment_goes_to_its_own_driver(rig_factory, tmp_path):
+    rig = rig_factory(BoardConfig(address=3, channels=16), pty=True)  # a config names the port
     path = tmp_path / "mixed.toml"
     path.write_text(CONFIG.format(port=rig.server.path))
     factory = MockFactory()
 
-    async def main():
-        driver = build_driver(load_config(path, env={}), pin_factory=factory)
-        assert isinstance(driver, MixedDriver)
-        feed = driver.changes()
-        await driver.start()
-        await driver.poll()
-        first = {await asyncio.wait_for(anext(feed), 2) for _ in range(2)}
-        rs485 = await driver.unlock("R1")
-        gpio = await driver.unlock("G1")  # the pull-up reads open: released at once
-        factory.pin(27).drive_low()
-        closed = await asyncio.wait_for(anext(feed), 2)
-        opened = await asyncio.wait_for(anext(feed), 2)
-        health = driver.health()
-        await driver.close()
-        return first, rs485, gpio, {closed, opened}, health
+    driver = build_driver(load_config(path, env={}), pin_factory=factory)
+    assert isinstance(driver, MixedDriver)
+    feed = driver.changes()
+    await driver.start()
+    await driver.poll()
+    first = {await asyncio.wait_for(anext(feed), 2) for _ in range(2)}
+    rs485 = await driver.unlock("R1")
+    gpio = await driver.unlock("G1")  # the pull-up reads open: released at once
+    factory.pin(27).drive_low()
+    closed = await asyncio.wait_for(anext(feed), 2)
+    opened = await asyncio.wait_for(anext(feed), 2)
+    health = driver.health()
+    await driver.close()
+    later = {closed, opened}
 
-    first, rs485, gpio, later, health = run(main())
     factory.reset()
     assert first == {DoorChange("R1", False), DoorChange("G1", True)}
     assert rs485.released and gpio.released

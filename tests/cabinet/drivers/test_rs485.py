@@ -1,4 +1,10 @@
-"""The RS485 driver against firmware-sim on a real pty: docs/lockboard.md#the-drivers-rules."""
+"""The RS485 driver against firmware-sim: docs/lockboard.md#the-drivers-rules.
+
+Most tests run the driver's production timings in virtual time (`rig`, virtual_line.py): a board
+that never answers costs the test no real second. The tests marked "real time" run on a pty and
+prove the same rules hold at the real pace: the periodic poller, unasked reports heard while
+idle, an unlock overtaking queued polls, a real timeout expiring.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,8 @@ from cabinet.ports import DoorChange, UnlockOutcome
 from firmware_sim import BoardConfig, Chunk, PtyServer
 from protocol.lockboard.common import Polarity
 from protocol.lockboard.family_8a import HEAD_QUERY, HEAD_UNLOCK, Query, QueryAll, Unlock
-from tests.cabinet.drivers.conftest import FAST_TIMING, RecordingBus, run, wait_until
+from tests.cabinet.aio import eventually
+from tests.cabinet.drivers.conftest import FAST_TIMING, VIRTUAL_TIMING, RecordingBus
 
 
 async def drain(feed, count: int, timeout_s: float = 3.0) -> list[DoorChange]:
@@ -25,82 +32,70 @@ def unlocks(rig) -> list[Unlock]:
     return [request for request in rig.bus.heard if isinstance(request, Unlock)]
 
 
-def test_unlock_releases_and_the_board_saw_it(rig):
-    async def main():
-        driver = rig.driver()
-        await driver.start()
-        result = await driver.unlock("1-1")
-        await driver.close()
-        return result
+@pytest.mark.parametrize("line", ["virtual time", "real time"])
+async def test_unlock_releases_and_the_board_saw_it(rig_factory, line):
+    rig = rig_factory(BoardConfig(address=1, channels=24), pty=line == "real time")
+    driver = rig.driver()
+    await driver.start()
+    result = await driver.unlock("1-1")
+    await driver.close()
 
-    result = run(main())
     assert result.outcome is UnlockOutcome.RELEASED
     assert rig.bus.heard == [Unlock(1, 1)]
     assert rig.bus.board(1).saw("unlock", 1) and rig.pulses(1, 1) == 1
 
 
-def test_a_door_closed_by_hand_reaches_the_owner_through_a_poll(rig):
-    async def main():
-        driver = rig.driver({"A": (1, 1), "B": (1, 2)})
-        feed = driver.changes()
-        await driver.start()
-        assert await driver.poll() == {"A": False, "B": False}
-        assert await drain(feed, 2) == [DoorChange("A", False), DoorChange("B", False)]
-        await driver.unlock("A")
-        assert await drain(feed, 1) == [DoorChange("A", True)]
-        rig.bus.person.close_door(1, 1)
-        assert (await driver.poll())["A"] is False
-        assert await drain(feed, 1) == [DoorChange("A", False)]
-        assert await driver.read("A") is False
-        await driver.close()
-
-    run(main())
+async def test_a_door_closed_by_hand_reaches_the_owner_through_a_poll(rig):
+    driver = rig.driver({"A": (1, 1), "B": (1, 2)})
+    feed = driver.changes()
+    await driver.start()
+    assert await driver.poll() == {"A": False, "B": False}
+    assert await drain(feed, 2) == [DoorChange("A", False), DoorChange("B", False)]
+    await driver.unlock("A")
+    assert await drain(feed, 1) == [DoorChange("A", True)]
+    rig.bus.person.close_door(1, 1)
+    assert (await driver.poll())["A"] is False
+    assert await drain(feed, 1) == [DoorChange("A", False)]
+    assert await driver.read("A") is False
+    await driver.close()
 
 
-def test_the_periodic_poll_catches_a_forced_door_without_being_asked(rig):
-    async def main():
-        driver = rig.driver({"A": (1, 4)}, timing=replace(FAST_TIMING, poll_interval_s=0.01))
-        feed = driver.changes()
-        await driver.start()
-        assert await drain(feed, 1) == [DoorChange("A", False)]
-        rig.bus.person.force_door(1, 4)
-        assert await drain(feed, 1) == [DoorChange("A", True)]
-        await driver.close()
-
-    run(main())
+async def test_the_periodic_poll_catches_a_forced_door_without_being_asked(pty_rig):
+    rig = pty_rig  # real time: the poller sleeps on the event loop
+    driver = rig.driver({"A": (1, 4)}, timing=replace(FAST_TIMING, poll_interval_s=0.01))
+    feed = driver.changes()
+    await driver.start()
+    assert await drain(feed, 1) == [DoorChange("A", False)]
+    rig.bus.person.force_door(1, 4)
+    assert await drain(feed, 1) == [DoorChange("A", True)]
+    await driver.close()
 
 
-def test_two_boards_share_one_bus(rig_factory):
+async def test_two_boards_share_one_bus(rig_factory):
     rig = rig_factory(BoardConfig(address=1, channels=24), BoardConfig(address=7, channels=32))
 
-    async def main():
-        driver = rig.driver({"A": (1, 1), "Z": (7, 32)})
-        await driver.start()
-        result = await driver.unlock("Z")
-        readings = await driver.poll()
-        await driver.close()
-        return result, readings
+    driver = rig.driver({"A": (1, 1), "Z": (7, 32)})
+    await driver.start()
+    result = await driver.unlock("Z")
+    readings = await driver.poll()
+    await driver.close()
 
-    result, readings = run(main())
     assert result.released
     assert readings == {"A": False, "Z": True}
     assert rig.pulses(7, 32) == 1 and rig.pulses(1, 1) == 0
     assert QueryAll(1) in rig.bus.heard and QueryAll(7) in rig.bus.heard
 
 
-def test_a_jammed_lock_gets_exactly_one_more_pulse_then_a_lock_fault(rig):
+async def test_a_jammed_lock_gets_exactly_one_more_pulse_then_a_lock_fault(rig):
     rig.bus.faults.jam(1, 2)
 
-    async def main():
-        driver = rig.driver()
-        await driver.start()
-        result = await driver.unlock("1-2")
-        await driver.poll()  # the bus stays usable, and no stray third pulse follows
-        health = driver.health()
-        await driver.close()
-        return result, health
+    driver = rig.driver()
+    await driver.start()
+    result = await driver.unlock("1-2")
+    await driver.poll()  # the bus stays usable, and no stray third pulse follows
+    health = driver.health()
+    await driver.close()
 
-    result, health = run(main())
     assert result.outcome is UnlockOutcome.STILL_LATCHED
     assert "lock fault" in result.detail
     assert rig.pulses(1, 2) == 2
@@ -110,36 +105,32 @@ def test_a_jammed_lock_gets_exactly_one_more_pulse_then_a_lock_fault(rig):
 
 
 @pytest.mark.parametrize("mode", ["checksum", "flip", "truncate"])
-def test_a_garbled_unlock_reply_is_followed_by_a_query_never_a_second_unlock(rig, mode):
+async def test_a_garbled_unlock_reply_is_followed_by_a_query_never_a_second_unlock(rig, mode):
     rig.bus.faults.corrupt(1, mode, count=1)
 
-    async def main():
-        driver = rig.driver()
-        await driver.start()
-        result = await driver.unlock("1-3")
-        health = driver.health()["boards"]["1"]
-        await driver.close()
-        return result, health
+    driver = rig.driver()
+    await driver.start()
+    result = await driver.unlock("1-3")
+    health = driver.health()["boards"]["1"]
+    await driver.close()
 
-    result, health = run(main())
     assert result.outcome is UnlockOutcome.RELEASED
     assert rig.pulses(1, 3) == 1
     assert rig.bus.heard == [Unlock(1, 3), Query(1, 3)]
     assert health["bad_checksum"] + health["malformed"] + health["garbage_bytes"] >= 1
 
 
-def test_an_unanswered_unlock_is_unknown_and_never_resent(rig):
+@pytest.mark.parametrize("line", ["virtual time", "real time"])
+async def test_an_unanswered_unlock_is_unknown_and_never_resent(rig_factory, line):
+    rig = rig_factory(BoardConfig(address=1, channels=24), pty=line == "real time")
     rig.bus.faults.silence(1)  # the board hears and fires, but its transmitter is dead
 
-    async def main():
-        driver = rig.driver()
-        await driver.start()
-        result = await driver.unlock("1-1")
-        health = driver.health()["boards"]["1"]
-        await driver.close()
-        return result, health
+    driver = rig.driver()
+    await driver.start()
+    result = await driver.unlock("1-1")
+    health = driver.health()["boards"]["1"]
+    await driver.close()
 
-    result, health = run(main())
     assert result.outcome is UnlockOutcome.UNKNOWN
     assert "outcome unknown" in result.detail
     assert rig.pulses(1, 1) == 1  # it did fire: that is why the driver must not resend
@@ -147,7 +138,7 @@ def test_an_unanswered_unlock_is_unknown_and_never_resent(rig):
     assert health["unlock_unknown"] == 1 and health["retries"] == 2
 
 
-def test_an_unlock_that_never_left_says_so(rig):
+async def test_an_unlock_that_never_left_says_so(rig):
     port = serial.serial_for_url("loop://", timeout=0.01)
 
     def broken_write(data: bytes) -> int:
@@ -155,40 +146,34 @@ def test_an_unlock_that_never_left_says_so(rig):
 
     port.write = broken_write  # type: ignore[method-assign]
 
-    async def main():
-        driver = Rs485Driver(port, [BoardSpec(1)], {"A": (1, 1)}, timing=FAST_TIMING)
-        await driver.start()
-        result = await driver.unlock("A")
-        await driver.close()
-        return result
+    driver = Rs485Driver(port, [BoardSpec(1)], {"A": (1, 1)}, timing=FAST_TIMING)
+    await driver.start()
+    result = await driver.unlock("A")
+    await driver.close()
 
-    result = run(main())
     assert result.outcome is UnlockOutcome.NOT_SENT
     assert "never left" in result.detail
 
 
-def test_a_silent_board_is_faulted_after_retries_and_recovers(rig_factory):
+async def test_a_silent_board_is_faulted_after_retries_and_recovers(rig_factory):
     rig = rig_factory(BoardConfig(address=1), BoardConfig(address=2))
 
-    async def main():
-        driver = rig.driver({"A": (1, 1), "B": (2, 1)})
-        feed = driver.changes()
-        await driver.start()
-        await driver.poll()
-        await drain(feed, 2)
-        rig.bus.faults.silence(2)
-        rig.bus.heard.clear()
-        readings = await driver.poll()
-        health = driver.health()
-        unread = await driver.read("B")
-        rig.bus.faults.clear(2)
-        recovered = await driver.poll()
-        after = driver.health()
-        change = await drain(feed, 1)
-        await driver.close()
-        return readings, health, unread, recovered, after, change
+    driver = rig.driver({"A": (1, 1), "B": (2, 1)})
+    feed = driver.changes()
+    await driver.start()
+    await driver.poll()
+    await drain(feed, 2)
+    rig.bus.faults.silence(2)
+    rig.bus.heard.clear()
+    readings = await driver.poll()
+    health = driver.health()
+    unread = await driver.read("B")
+    rig.bus.faults.clear(2)
+    recovered = await driver.poll()
+    after = driver.health()
+    change = await drain(feed, 1)
+    await driver.close()
 
-    readings, health, unread, recovered, after, change = run(main())
     assert readings == {"A": False}  # B is unknown, not reported closed
     assert rig.bus.heard.count(QueryAll(2)) >= 3  # the first poll: one try and two retries
     assert health["boards"]["2"]["faulted"] and health["boards"]["2"]["timeouts"] >= 3
@@ -201,181 +186,160 @@ def test_a_silent_board_is_faulted_after_retries_and_recovers(rig_factory):
     assert change == [DoorChange("B", False)]  # its doors are reported afresh
 
 
-def test_replies_one_byte_at_a_time_still_work(rig):
+async def test_replies_one_byte_at_a_time_still_work(rig):
     rig.bus.faults.byte_at_a_time(1, 0.002)  # well inside the quiet gap
 
-    async def main():
-        driver = rig.driver()
-        await driver.start()
-        result = await driver.unlock("1-1")
-        readings = await driver.poll()
-        await driver.close()
-        return result, readings
+    driver = rig.driver()
+    await driver.start()
+    result = await driver.unlock("1-1")
+    readings = await driver.poll()
+    await driver.close()
 
-    result, readings = run(main())
     assert result.released and readings["1-1"] is True
     assert rig.pulses(1, 1) == 1
 
 
-def test_a_slow_board_within_the_timeout_still_works(rig):
+async def test_a_slow_board_within_the_timeout_still_works(rig):
     rig.bus.faults.slow(1, 0.02)
 
-    async def main():
-        driver = rig.driver()
-        await driver.start()
-        readings = await driver.poll()
-        health = driver.health()["boards"]["1"]
-        await driver.close()
-        return readings, health
+    driver = rig.driver()
+    await driver.start()
+    readings = await driver.poll()
+    health = driver.health()["boards"]["1"]
+    await driver.close()
 
-    readings, health = run(main())
     assert readings == {"1-1": False, "1-2": False, "1-3": False}
     assert health["timeouts"] == 0 and health["retries"] == 0
 
 
-def test_a_reply_too_late_is_retried_and_its_leftover_counted_in_the_next_transaction(rig):
-    rig.bus.faults.slow(1, 0.07)  # past the 50 ms query timeout
+async def test_a_reply_too_late_is_retried_and_its_leftover_counted_in_the_next_transaction(rig):
+    # Past the query timeout and the one read (a quiet gap long) that may straddle it.
+    late_s = VIRTUAL_TIMING.query_timeout_s + VIRTUAL_TIMING.quiet_gap_s + 0.02
+    rig.bus.faults.slow(1, late_s)
 
-    async def main():
-        driver = rig.driver()
-        await driver.start()
-        await driver.poll()
-        rig.bus.faults.slow(1, 0)
-        # Let the last late reply land, then the next poll must drain and still work.
-        await wait_until(lambda: rig.server.bytes_out >= 7 * len(rig.bus.heard))
-        readings_after = await driver.poll()
-        health = driver.health()
-        await driver.close()
-        return readings_after, health
+    driver = rig.driver()
+    await driver.start()
+    await driver.poll()
+    rig.bus.faults.slow(1, 0)
+    # Let the last late reply land, then the next poll must drain and still work.
+    rig.clock.advance(late_s)
+    assert rig.bytes_out < 7 * len(rig.bus.heard)  # it is on the line, not read yet
+    readings_after = await driver.poll()
+    health = driver.health()
+    await driver.close()
 
-    readings_after, health = run(main())
     assert readings_after == {"1-1": False, "1-2": False, "1-3": False}
     board = health["boards"]["1"]
     assert board["retries"] >= 1
     # Late replies either land inside a retry (accepted: they answer the same query) or in
     # the next transaction's drain (counted as late).
     assert board["timeouts"] + health["line"]["late_frames"] >= 1
+    # In virtual time the course is exact: the first try times out, its reply answers the retry,
+    # and the retry's own reply is drained, late, by the next poll.
+    assert (board["timeouts"], board["retries"], health["line"]["late_frames"]) == (1, 1, 1)
 
 
-def test_a_truncated_query_reply_is_retried(rig):
+async def test_a_truncated_query_reply_is_retried(rig):
     rig.bus.faults.corrupt(1, "truncate", count=1)
 
-    async def main():
-        driver = rig.driver()
-        await driver.start()
-        readings = await driver.poll()
-        health = driver.health()["boards"]["1"]
-        await driver.close()
-        return readings, health
+    driver = rig.driver()
+    await driver.start()
+    readings = await driver.poll()
+    health = driver.health()["boards"]["1"]
+    await driver.close()
 
-    readings, health = run(main())
     assert readings == {"1-1": False, "1-2": False, "1-3": False}
     assert health["retries"] == 1 and health["garbage_bytes"] >= 1
     assert rig.bus.heard == [QueryAll(1), QueryAll(1)]
 
 
-def test_garbage_before_replies_is_skipped_and_counted(rig):
+async def test_garbage_before_replies_is_skipped_and_counted(rig):
     rig.bus.faults.garbage(b"\x00\xff\x55\x13", count=None)
 
-    async def main():
-        driver = rig.driver()
-        await driver.start()
-        result = await driver.unlock("1-2")
-        readings = await driver.poll()
-        health = driver.health()["boards"]["1"]
-        await driver.close()
-        return result, readings, health
+    driver = rig.driver()
+    await driver.start()
+    result = await driver.unlock("1-2")
+    readings = await driver.poll()
+    health = driver.health()["boards"]["1"]
+    await driver.close()
 
-    result, readings, health = run(main())
     assert result.released and readings["1-2"] is True
     assert health["garbage_bytes"] >= 8 and health["retries"] == 0
 
 
-def test_unlocks_overtake_queued_polls(rig_factory):
-    rig = rig_factory(*(BoardConfig(address=a) for a in (1, 2, 3)))
+async def test_unlocks_overtake_queued_polls(rig_factory):
+    # Real time: the unlock must be queued while a poll holds the bus.
+    rig = rig_factory(*(BoardConfig(address=a) for a in (1, 2, 3)), pty=True)
     rig.bus.faults.slow(1, 0.03)  # the first poll holds the bus while the rest queue
 
-    async def main():
-        driver = rig.driver({"A": (1, 1), "B": (2, 1), "C": (3, 5)})
-        await driver.start()
-        polling = asyncio.ensure_future(driver.poll())
-        await wait_until(lambda: QueryAll(1) in rig.bus.heard)
-        result = await driver.unlock("C")
-        await polling
-        await driver.close()
-        return result
+    driver = rig.driver({"A": (1, 1), "B": (2, 1), "C": (3, 5)})
+    await driver.start()
+    polling = asyncio.ensure_future(driver.poll())
+    await eventually(lambda: QueryAll(1) in rig.bus.heard, 3, "the first poll on the bus")
+    result = await driver.unlock("C")
+    await polling
+    await driver.close()
 
-    assert run(main()).released
+    assert result.released
     heard = rig.bus.heard
     assert heard.index(Unlock(3, 5)) < heard.index(QueryAll(2))
     assert heard.index(Unlock(3, 5)) < heard.index(QueryAll(3))
 
 
 @pytest.mark.parametrize("accepted", [{HEAD_UNLOCK, HEAD_QUERY}, {HEAD_QUERY}])
-def test_the_head_80_unlock_reply_variant(rig_factory, accepted):
+async def test_the_head_80_unlock_reply_variant(rig_factory, accepted):
     rig = rig_factory(BoardConfig(address=1, unlock_reply_head=HEAD_QUERY))
 
-    async def main():
-        driver = rig.driver({"A": (1, 1)}, boards=[BoardSpec(1, unlock_reply_heads=accepted)])
-        await driver.start()
-        result = await driver.unlock("A")
-        await driver.close()
-        return result
+    driver = rig.driver({"A": (1, 1)}, boards=[BoardSpec(1, unlock_reply_heads=accepted)])
+    await driver.start()
+    result = await driver.unlock("A")
+    await driver.close()
 
-    assert run(main()).released
+    assert result.released
     assert rig.bus.heard == [Unlock(1, 1)]
 
 
-def test_an_unlock_reply_with_a_head_the_board_is_not_set_for_is_checked_by_query(rig):
-    async def main():
-        driver = rig.driver({"A": (1, 1)}, boards=[BoardSpec(1, unlock_reply_heads={HEAD_QUERY})])
-        await driver.start()
-        result = await driver.unlock("A")
-        health = driver.health()["boards"]["1"]
-        await driver.close()
-        return result, health
+async def test_an_unlock_reply_with_a_head_the_board_is_not_set_for_is_checked_by_query(rig):
+    driver = rig.driver({"A": (1, 1)}, boards=[BoardSpec(1, unlock_reply_heads={HEAD_QUERY})])
+    await driver.start()
+    result = await driver.unlock("A")
+    health = driver.health()["boards"]["1"]
+    await driver.close()
 
-    result, health = run(main())
     assert result.released and health["wrong_replies"] == 1
     assert rig.bus.heard == [Unlock(1, 1), Query(1, 1)]
     assert rig.pulses(1, 1) == 1
 
 
-def test_inverted_polarity(rig_factory):
+async def test_inverted_polarity(rig_factory):
     rig = rig_factory(BoardConfig(address=1, polarity=Polarity.INVERTED))
 
-    async def main():
-        driver = rig.driver(
-            {"A": (1, 1), "B": (1, 2)}, boards=[BoardSpec(1, polarity=Polarity.INVERTED)]
-        )
-        await driver.start()
-        before = await driver.poll()
-        result = await driver.unlock("A")
-        after = await driver.poll()
-        rig.bus.person.close_door(1, 1)
-        closed = await driver.read("A")
-        await driver.close()
-        return before, result, after, closed
+    driver = rig.driver(
+        {"A": (1, 1), "B": (1, 2)}, boards=[BoardSpec(1, polarity=Polarity.INVERTED)]
+    )
+    await driver.start()
+    before = await driver.poll()
+    result = await driver.unlock("A")
+    after = await driver.poll()
+    rig.bus.person.close_door(1, 1)
+    closed = await driver.read("A")
+    await driver.close()
 
-    before, result, after, closed = run(main())
     assert before == {"A": False, "B": False}
     assert result.released
     assert after == {"A": True, "B": False}
     assert closed is False
 
 
-def test_two_boards_on_one_address_are_flagged_as_a_clash(rig_factory):
+async def test_two_boards_on_one_address_are_flagged_as_a_clash(rig_factory):
     rig = rig_factory(BoardConfig(address=1), BoardConfig(address=1))
 
-    async def main():
-        driver = rig.driver({"A": (1, 1)}, boards=[BoardSpec(1)])
-        await driver.start()
-        readings = [await driver.poll() for _ in range(2)]
-        health = driver.health()
-        await driver.close()
-        return readings, health
+    driver = rig.driver({"A": (1, 1)}, boards=[BoardSpec(1)])
+    await driver.start()
+    readings = [await driver.poll() for _ in range(2)]
+    health = driver.health()
+    await driver.close()
 
-    readings, health = run(main())
     assert readings[-1] == {}
     board = health["boards"]["1"]
     assert board["clashes"] >= 2 and board["address_clash_suspected"]
@@ -383,22 +347,21 @@ def test_two_boards_on_one_address_are_flagged_as_a_clash(rig_factory):
     assert rig.bus.collisions >= 2
 
 
-def test_unasked_state_reports_are_taken_as_door_changes(rig_factory):
-    rig = rig_factory(BoardConfig(address=2, sends_reports=True))
+async def test_unasked_state_reports_are_taken_as_door_changes(rig_factory):
+    # Real time: the report is heard by the bus thread's idle listening.
+    rig = rig_factory(BoardConfig(address=2, sends_reports=True), pty=True)
 
-    async def main():
-        driver = rig.driver({"A": (2, 5)})
-        feed = driver.changes()
-        await driver.start()
-        await driver.poll()
-        assert await drain(feed, 1) == [DoorChange("A", False)]
-        rig.bus.heard.clear()
-        rig.bus.person.force_door(2, 5)
-        change = await drain(feed, 1)  # no poll asked for it
-        await driver.close()
-        return change
+    driver = rig.driver({"A": (2, 5)})
+    feed = driver.changes()
+    await driver.start()
+    await driver.poll()
+    assert await drain(feed, 1) == [DoorChange("A", False)]
+    rig.bus.heard.clear()
+    rig.bus.person.force_door(2, 5)
+    change = await drain(feed, 1)  # no poll asked for it
+    await driver.close()
 
-    assert run(main()) == [DoorChange("A", True)]
+    assert change == [DoorChange("A", True)]
     assert rig.bus.heard == []
 
 
@@ -410,21 +373,19 @@ class EchoingBus(RecordingBus):
 
 
 @pytest.mark.parametrize("echo", [True, False])
-def test_an_echoing_adapter_needs_echo_set(echo):
+async def test_an_echoing_adapter_needs_echo_set(echo):
     # An unlock's echo is byte for byte a "still closed" unlock reply: without the setting the
     # driver would believe the lock jammed and fire it a second time.
     bus = EchoingBus([BoardConfig(address=1)], pulse_s=0.05, query_reply_s=0.001)
 
-    async def main(path: str):
-        driver = Rs485Driver(path, [BoardSpec(1)], {"A": (1, 1)}, timing=FAST_TIMING, echo=echo)
+    with PtyServer(bus) as server:
+        driver = Rs485Driver(
+            server.path, [BoardSpec(1)], {"A": (1, 1)}, timing=FAST_TIMING, echo=echo
+        )
         await driver.start()
         result = await driver.unlock("A")
         readings = await driver.poll()
         await driver.close()
-        return result, readings
-
-    with PtyServer(bus) as server:
-        result, readings = run(main(server.path))
     if echo:
         assert result.released and readings == {"A": True}
         assert bus.board(1).doors[1].pulses == 1
@@ -432,24 +393,21 @@ def test_an_echoing_adapter_needs_echo_set(echo):
         assert bus.board(1).doors[1].pulses == 2  # what the setting is for
 
 
-def test_a_held_bus_skips_status_polls_until_released(rig):
+async def test_a_held_bus_skips_status_polls_until_released(rig):
     # The kiosk holds polls while a code is typed, so the unlock never queues behind one.
-    async def main():
-        driver = rig.driver()
-        await driver.start()
-        await driver.poll()
-        before = rig.bus.heard.count(QueryAll(1))
-        driver.hold_polls(60)
-        await driver.poll()
-        held = rig.bus.heard.count(QueryAll(1)) - before
-        result = await driver.unlock("1-2")
-        driver.release_polls()
-        readings = await driver.poll()
-        after = rig.bus.heard.count(QueryAll(1)) - before
-        await driver.close()
-        return held, result, readings, after
+    driver = rig.driver()
+    await driver.start()
+    await driver.poll()
+    before = rig.bus.heard.count(QueryAll(1))
+    driver.hold_polls(60)
+    await driver.poll()
+    held = rig.bus.heard.count(QueryAll(1)) - before
+    result = await driver.unlock("1-2")
+    driver.release_polls()
+    readings = await driver.poll()
+    after = rig.bus.heard.count(QueryAll(1)) - before
+    await driver.close()
 
-    held, result, readings, after = run(main())
     assert held == 0
     assert result.released and readings["1-2"] is True
     assert after >= 1

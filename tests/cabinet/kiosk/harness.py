@@ -1,10 +1,10 @@
-"""The kiosk over a real service: HTTP on a free port of its loop, SSE read on a thread."""
+"""The kiosk over a real service, all on the test's loop: HTTP on a free port, SSE in a task."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-import queue
-import threading
 from typing import Any
 
 import httpx
@@ -17,33 +17,34 @@ from tests.cabinet.service.harness import ServiceRunner
 
 
 class Api:
-    """The kiosk's JSON API at `url`, as the page calls it."""
+    """The kiosk's JSON API at `url`, as the page calls it (an async client: the kiosk serves
+    on the same loop as the test, so a blocking call would wait for itself)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.http = httpx.Client(base_url=url, timeout=10)
+        self.http = httpx.AsyncClient(base_url=url, timeout=10)
 
-    def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
+    async def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
         # Always JSON, as the page sends it (the kiosk refuses any other POST).
-        return self.http.post(path, json={} if body is None else body, **kwargs)
+        return await self.http.post(path, json={} if body is None else body, **kwargs)
 
-    def input(self, type_: str, **fields: Any) -> list[dict[str, Any]]:
+    async def input(self, type_: str, **fields: Any) -> list[dict[str, Any]]:
         """POST /api/input; its screens (the answer must be 200)."""
-        answer = self.post("/api/input", {"type": type_, **fields})
+        answer = await self.post("/api/input", {"type": type_, **fields})
         assert answer.status_code == 200, answer.text
         return answer.json()["screens"]
 
-    def status(self) -> dict[str, Any]:
-        answer = self.http.get("/api/status")
+    async def status(self) -> dict[str, Any]:
+        answer = await self.http.get("/api/status")
         assert answer.status_code == 200, answer.text
         return answer.json()
 
-    def close(self) -> None:
-        self.http.close()
+    async def close(self) -> None:
+        await self.http.aclose()
 
 
 class KioskRunner(Api):
-    """A `Kiosk` and its HTTP server for a `ServiceRunner`'s service, on that runner's loop."""
+    """A `Kiosk` and its HTTP server for a `ServiceRunner`'s service; `await start_kiosk_for`."""
 
     def __init__(
         self,
@@ -54,59 +55,69 @@ class KioskRunner(Api):
     ) -> None:
         self.runner = runner
         self.kiosk = Kiosk(runner.service, language="en", maintenance=maintenance, scan=scan)
+        self.server = KioskServer(build_app(self.kiosk), "127.0.0.1", 0)
 
-        async def start() -> KioskServer:
-            server = KioskServer(build_app(self.kiosk), "127.0.0.1", 0)
-            await server.start()
-            await self.kiosk.start()
-            return server
-
-        self.server = runner.run(start())
+    async def start(self) -> KioskRunner:
+        await self.server.start()
+        await self.kiosk.start()
         super().__init__(self.server.url)
+        return self
 
-    def close(self) -> None:
-        super().close()
+    async def close(self) -> None:
+        await super().close()
+        await self.kiosk.stop()
+        await self.server.stop()
 
-        async def stop() -> None:
-            await self.kiosk.stop()
-            await self.server.stop()
 
-        self.runner.run(stop())
+async def start_kiosk_for(runner: ServiceRunner, **kwargs: Any) -> KioskRunner:
+    """A `KioskRunner` (same arguments), serving on the running loop."""
+    return await KioskRunner(runner, **kwargs).start()
 
 
 class EventReader:
-    """Read `/api/events` on a thread; `next(event)` waits for the next event of that name."""
+    """Read `/api/events` in a task; `await next(event)` waits for the next event of that name."""
 
     def __init__(self, url: str) -> None:
-        self._events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
-        self._client = httpx.Client(timeout=httpx.Timeout(10, read=None))
-        self._open = threading.Event()
-        self._thread = threading.Thread(target=self._read, args=(url,), daemon=True)
-        self._thread.start()
-        assert self._open.wait(5), "the event stream did not open"
+        self._url = url
+        self._events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(10, read=None))
+        self._open = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
-    def _read(self, url: str) -> None:
+    async def start(self) -> EventReader:
+        self._task = asyncio.create_task(self._read())
+        await asyncio.wait_for(self._open.wait(), 5)  # "the event stream did not open"
+        return self
+
+    async def _read(self) -> None:
         event = "message"
-        try:
-            with self._client.stream("GET", f"{url}/api/events") as answer:
+        with contextlib.suppress(httpx.HTTPError):  # closed by the test or the server
+            async with self._client.stream("GET", f"{self._url}/api/events") as answer:
                 assert answer.headers["content-type"].startswith("text/event-stream")
                 self._open.set()
-                for line in answer.iter_lines():
+                async for line in answer.aiter_lines():
                     if line.startswith("event: "):
                         event = line.removeprefix("event: ")
                     elif line.startswith("data: "):
-                        self._events.put((event, json.loads(line.removeprefix("data: "))))
-        except (httpx.HTTPError, RuntimeError):
-            return  # closed by the test or the server
+                        self._events.put_nowait((event, json.loads(line.removeprefix("data: "))))
 
-    def next(self, event: str, timeout_s: float = 5) -> dict[str, Any]:
+    async def next(self, event: str, timeout_s: float = 5) -> dict[str, Any]:
         while True:
             try:
-                name, data = self._events.get(timeout=timeout_s)
-            except queue.Empty:
+                name, data = await asyncio.wait_for(self._events.get(), timeout_s)
+            except TimeoutError:
                 raise TimeoutError(f"no {event!r} event within {timeout_s:g} s") from None
             if name == event:
                 return data
 
-    def close(self) -> None:
-        self._client.close()
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._client.aclose()
+
+
+async def read_events(url: str) -> EventReader:
+    """An `EventReader` on `url`, its stream open."""
+    return await EventReader(url).start()

@@ -33,7 +33,14 @@ from tests.cabinet.kiosk.browser import (
     shot,
 )
 from tests.cabinet.kiosk.cloud import BASE_URL, CABINET_PASSWORD, CloudServer
-from tests.cabinet.service.harness import CHANNELS, COURIER, PIN, events_of, put_code, put_courier
+from tests.cabinet.service.harness import (
+    CHANNELS,
+    COURIER,
+    PIN,
+    events_of,
+    put_code_to_process,
+    put_courier_to_process,
+)
 from tests.services import Mosquitto, free_port, wait_for
 
 pytestmark = pytest.mark.browser
@@ -164,7 +171,7 @@ def test_a_courier_deposits_three_parcels_and_two_recipients_pick_up(
         mqtt_password=CABINET_PASSWORD,  # what the cloud asks of the kiosk for its scan QR
     )
     try:
-        put_courier(peer)
+        put_courier_to_process(peer)
         page = open_page(daemon.url)
         # The idle screen: the cloud's scan-to-open QR, refreshed by the daemon.
         from playwright.sync_api import expect
@@ -218,8 +225,8 @@ def test_a_courier_deposits_three_parcels_and_two_recipients_pick_up(
         assert by_door["A03"]["size"] == "L" and by_door["A01"]["tracking_no"] == "SF1001"
 
         # The cloud sends the codes; one recipient types theirs, another shows the QR.
-        put_code(peer, by_door["A01"]["parcel_id"], "A01", "11223344", "cmd-code-a01")
-        put_code(peer, by_door["A02"]["parcel_id"], "A02", "55667788", "cmd-code-a02")
+        put_code_to_process(peer, by_door["A01"]["parcel_id"], "A01", "11223344", "cmd-code-a01")
+        put_code_to_process(peer, by_door["A02"]["parcel_id"], "A02", "55667788", "cmd-code-a02")
         taps.restart()
         taps.digits('#s-home .keypad[data-field="code"]', "11223344")
         taps.tap('#s-home .keypad [data-key="go"]')

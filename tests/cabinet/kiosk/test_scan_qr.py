@@ -3,7 +3,6 @@ and dropped once its nonce has died while the cloud is unreachable."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +18,7 @@ class Clock:
         return self.now
 
 
-def test_the_qr_comes_from_the_cloud_and_goes_when_its_nonce_dies_offline(tmp_path: Path):
+async def test_the_qr_comes_from_the_cloud_and_goes_when_its_nonce_dies_offline(tmp_path: Path):
     cloud_now = [datetime.now(UTC)]
     cloud = CloudServer(tmp_path, clock=lambda: cloud_now[0])
     clock, changes = Clock(), []
@@ -31,7 +30,7 @@ def test_the_qr_comes_from_the_cloud_and_goes_when_its_nonce_dies_offline(tmp_pa
         on_change=lambda: changes.append(clock.now),
     )
 
-    async def until_down() -> None:
+    try:
         assert scan.current() is None
         assert await scan.refresh() is True
         first = scan.current()
@@ -44,41 +43,36 @@ def test_the_qr_comes_from_the_cloud_and_goes_when_its_nonce_dies_offline(tmp_pa
         assert await scan.refresh() is True
         second = scan.current()
         assert second.version == 2 and second.url != first.url
-
-    async def while_down() -> None:
-        # The last QR stays while its nonce lives, then the screen says "scan unavailable"
-        # rather than show a QR the recipient's phone could not use.
-        second = scan.current()
-        clock.now += 120
-        assert await scan.refresh() is False
-        assert scan.current() == second and "FetchError" in scan.last_error
-        clock.now += NONCE_LIFE_S
-        assert scan.current() is None
-        assert await scan.refresh() is False
-        assert changes == [1000.0, 1060.0, clock.now]  # each new QR, then its loss
-
-    try:
-        asyncio.run(until_down())
     finally:
         cloud.close()  # the cloud goes away: connections are refused
-    asyncio.run(while_down())
+
+    # The last QR stays while its nonce lives, then the screen says "scan unavailable"
+    # rather than show a QR the recipient's phone could not use.
+    clock.now += 120
+    assert await scan.refresh() is False
+    assert scan.current() == second and "FetchError" in scan.last_error
+    clock.now += NONCE_LIFE_S
+    assert scan.current() is None
+    assert await scan.refresh() is False
+    assert changes == [1000.0, 1060.0, clock.now]  # each new QR, then its loss
+
     cloud = CloudServer(tmp_path, port=cloud.port)  # and comes back
     try:
-        assert asyncio.run(scan.refresh()) is True and scan.current().version == 3
+        assert await scan.refresh() is True and scan.current().version == 3
     finally:
         cloud.close()
 
 
-def test_an_unknown_cabinet_or_a_wrong_password_gets_no_qr(tmp_path: Path):
+async def test_an_unknown_cabinet_or_a_wrong_password_gets_no_qr(tmp_path: Path):
     cloud = CloudServer(tmp_path)
     try:
         scan = ScanQr(cloud.url + "/", "cab-other", password=CABINET_PASSWORD)
         assert scan.endpoint == f"{cloud.url}/api/v1/cabinets/cab-other/scan-qr"
-        assert asyncio.run(scan.refresh()) is False
+        assert await scan.refresh() is False
         assert scan.current() is None and "401" in scan.last_error
         for password in (None, "not-the-password"):
             scan = ScanQr(cloud.url, "cab1", password=password)
-            assert asyncio.run(scan.refresh()) is False
+            assert await scan.refresh() is False
             assert scan.current() is None and "401" in scan.last_error
     finally:
         cloud.close()

@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from firmware_sim import PtyServer, SimulatedBus
-from tests.cabinet.service.harness import ServiceRunner
+from tests.cabinet.service.harness import ServiceFactory, ServiceRunner
 from tests.services import Mosquitto
 
 
 @pytest.fixture
-def service_factory(
+async def service_factory(
     mosquitto: Mosquitto, sim: tuple[SimulatedBus, PtyServer], tmp_path: Path
-) -> Iterator[Callable[..., ServiceRunner]]:
-    """Start services on the simulated bus and the test broker (one journal per test)."""
+) -> AsyncIterator[ServiceFactory]:
+    """Start services on the test's loop, the simulated bus and the test broker (one journal)."""
     runners: list[ServiceRunner] = []
 
-    def start(**kwargs: Any) -> ServiceRunner:
+    async def start(**kwargs: Any) -> ServiceRunner:
         runner = ServiceRunner(mosquitto, sim[1].path, tmp_path / "journal.sqlite3", **kwargs)
         runners.append(runner)
-        return runner
+        return await runner.start()
 
     yield start
     for runner in runners:
-        runner.close()
+        await runner.close()

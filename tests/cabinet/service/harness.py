@@ -1,14 +1,12 @@
-"""A cabinet service on its own event-loop thread, driven from the test's thread."""
+"""A cabinet service on the test's own event loop: the test awaits each step itself."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from cabinet.core.compartments import Compartment, Door, Size
 from cabinet.core.effects import Show
@@ -19,9 +17,9 @@ from cabinet.mqtt_link import LinkSettings
 from cabinet.service import CabinetService
 from protocol.hashing import code_hash, pin_hash
 from tests.cabinet.adapters.harness import CAB, CloudPeer
+from tests.cabinet.aio import eventually
 from tests.services import Mosquitto, wait_for
 
-T = TypeVar("T")
 CODE_KEY = b"service-test-code-key"
 COURIER, PIN = "C1", "246810"
 PHONE = "13812345678"
@@ -58,8 +56,12 @@ class FakeClock:
         self.now += timedelta(seconds=seconds)
 
 
+# What the `service_factory` fixture gives: `await service_factory(clock=..., tick_s=...)`.
+ServiceFactory = Callable[..., Awaitable["ServiceRunner"]]
+
+
 class ServiceRunner:
-    """A `CabinetService` (RS485 driver on the sim's pty, real journal and link) on a thread."""
+    """A `CabinetService`: RS485 driver on the sim's pty, real journal and link; `await start()`."""
 
     def __init__(
         self,
@@ -70,9 +72,6 @@ class ServiceRunner:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tick_s: float | None = None,
     ) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
         self._closed = False
         self.journal = Journal.open(journal_path, cab=CAB)
         driver = Rs485Driver(
@@ -102,53 +101,73 @@ class ServiceRunner:
         )
         self.screens: list[object] = []  # what the kiosk would show unasked (door shut, timers)
         self.service.add_screen_listener(lambda show: self.screens.append(show.screen))
-        self.run(self.service.start())
+
+    async def start(self) -> ServiceRunner:
+        await self.service.start()
+        return self
 
     @property
     def link(self) -> Any:
         return self.service.link
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float = 10) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
-
-    def submit(self, inp: Input) -> list[object]:
+    async def submit(self, inp: Input) -> list[object]:
         """Run a kiosk input; return the screens shown."""
-        screens: list[Show] = self.run(self.service.submit(inp))
+        screens: list[Show] = await self.service.submit(inp)
         return [show.screen for show in screens]
 
     def door(self, compartment: str) -> Door:
         return self.service.cabinet.compartments[compartment].door
 
-    def wait_door(self, compartment: str, door: Door, timeout_s: float = 5) -> None:
-        wait_for(lambda: self.door(compartment) is door, timeout_s, f"{compartment} {door}")
+    async def wait_door(self, compartment: str, door: Door, timeout_s: float = 5) -> None:
+        await eventually(lambda: self.door(compartment) is door, timeout_s, f"{compartment} {door}")
 
-    def wait_online(self, online: bool = True, timeout_s: float = 10) -> None:
-        wait_for(lambda: self.link.online.is_set() == online, timeout_s, f"online={online}")
+    async def wait_online(self, online: bool = True, timeout_s: float = 10) -> None:
+        """Wait for the link to be online (and subscribed: a command sent next must arrive)."""
+        await eventually(
+            lambda: (
+                self.link.online.is_set() == online
+                and (not online or self.link.subscribed.is_set())
+            ),
+            timeout_s,
+            f"online={online}",
+        )
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        # stop() may take the owner's drain (5 s) plus the driver thread's join (5 s) and paho's
-        # loop_stop; a loaded CI machine needs more than run()'s 10 s default for all three.
-        self.run(self.service.stop(), timeout_s=30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
+        await self.service.stop()
         self.journal.close()
 
 
-def put_courier(peer: CloudPeer, command_id: str = "cmd-couriers", cab: str = CAB) -> None:
-    """The cloud allows courier C1 (PIN 246810) and the cabinet acks it."""
+def send_courier(peer: CloudPeer, command_id: str = "cmd-couriers", cab: str = CAB) -> None:
+    """The cloud allows courier C1 (PIN 246810)."""
     entry = {"courier_id": COURIER, "pin_hash": pin_hash(PIN, os.urandom(16))}
     peer.command(command_id, cab=cab, type="couriers.put", data={"couriers": [entry]})
-    wait_for(lambda: peer.acks_for(command_id), 10, "the couriers.put ack")
+
+
+def courier_acked(peer: CloudPeer, command_id: str = "cmd-couriers") -> None:
     assert peer.acks_for(command_id) == [{"v": 1, "cmd": command_id, "ok": True}]
 
 
-def put_code(
+async def put_courier(peer: CloudPeer, command_id: str = "cmd-couriers", cab: str = CAB) -> None:
+    """The cloud allows courier C1 (PIN 246810) and the cabinet on this loop acks it."""
+    send_courier(peer, command_id, cab)
+    await eventually(lambda: peer.acks_for(command_id), 10, "the couriers.put ack")
+    courier_acked(peer, command_id)
+
+
+def put_courier_to_process(peer: CloudPeer, command_id: str = "cmd-couriers") -> None:
+    """`put_courier` for a daemon in another process (the browser tests): a blocking wait."""
+    send_courier(peer, command_id)
+    wait_for(lambda: peer.acks_for(command_id), 10, "the couriers.put ack")
+    courier_acked(peer, command_id)
+
+
+def send_code(
     peer: CloudPeer, parcel_id: str, compartment: str, code: str, command_id: str, cab: str = CAB
 ) -> None:
-    """The cloud sends the pickup code of `parcel_id` and the cabinet acks it."""
+    """The cloud sends the pickup code of `parcel_id`."""
     expires_at = (datetime.now(UTC) + timedelta(days=3)).isoformat().replace("+00:00", "Z")
     entry = {
         "parcel_id": parcel_id,
@@ -157,6 +176,22 @@ def put_code(
         "expires_at": expires_at,
     }
     peer.command(command_id, cab=cab, type="codes.put", data={"entries": [entry]})
+
+
+async def put_code(
+    peer: CloudPeer, parcel_id: str, compartment: str, code: str, command_id: str, cab: str = CAB
+) -> None:
+    """The cloud sends the pickup code of `parcel_id` and the cabinet on this loop acks it."""
+    send_code(peer, parcel_id, compartment, code, command_id, cab)
+    await eventually(lambda: peer.acks_for(command_id), 10, "the codes.put ack")
+    assert peer.acks_for(command_id)[0]["ok"] is True, peer.acks_for(command_id)
+
+
+def put_code_to_process(
+    peer: CloudPeer, parcel_id: str, compartment: str, code: str, command_id: str
+) -> None:
+    """`put_code` for a daemon in another process (the browser tests): a blocking wait."""
+    send_code(peer, parcel_id, compartment, code, command_id)
     wait_for(lambda: peer.acks_for(command_id), 10, "the codes.put ack")
     assert peer.acks_for(command_id)[0]["ok"] is True, peer.acks_for(command_id)
 

@@ -10,7 +10,14 @@ import httpx
 
 from firmware_sim import PtyServer, SimulatedBus
 from tests.cabinet.adapters.harness import CloudPeer
-from tests.cabinet.service.harness import CHANNELS, COURIER, PHONE, PIN, put_code, put_courier
+from tests.cabinet.service.harness import (
+    CHANNELS,
+    COURIER,
+    PHONE,
+    PIN,
+    put_code_to_process,
+    put_courier_to_process,
+)
 from tests.cabinet.service.process import Daemon, run_cli, write_config
 from tests.services import Mosquitto, free_port, wait_for
 
@@ -104,7 +111,7 @@ def _online_then_choose_a_door(
     """Once the daemon is online with a courier: sign in, enter a parcel, choose a size; the
     door the daemon opened and its channel."""
     wait_for(lambda: peer.states and peer.states[-1]["online"], 10, "the first birth")
-    put_courier(peer)
+    put_courier_to_process(peer)
     daemon.submit("CourierSignIn", courier_id=COURIER, pin=PIN)
     daemon.submit("TrackingEntered", tracking_no=tracking_no)
     daemon.submit("PhoneEntered", phone=PHONE)
@@ -145,7 +152,7 @@ def test_kill_9_mid_deposit_and_mid_pickup(tmp_path: Path, mosquitto: Mosquitto,
         daemon.submit("CourierSignOut")
         wait_for(lambda: len(peer.events) >= 1, 10, "parcel.deposited at the peer")
 
-        put_code(peer, parcel_id, compartment, "24681357", "cmd-codes")
+        put_code_to_process(peer, parcel_id, compartment, "24681357", "cmd-codes")
         (doors,) = daemon.submit("CodeEntered", code="24681357")
         assert doors["compartments"] == [compartment]
         wait_for(lambda: bus.board(1).doors[channel].pulses >= 2, 5, "the pickup unlock")
@@ -193,7 +200,7 @@ def test_kill_9_after_the_deposit_door_shut_and_right_after_the_code(
         assert deposited["compartment"] == compartment
         parcel_id = deposited["parcel_id"]
         daemon.submit("CourierSignOut")
-        put_code(peer, parcel_id, compartment, "11223344", "cmd-codes")
+        put_code_to_process(peer, parcel_id, compartment, "11223344", "cmd-codes")
         daemon.submit("CodeEntered", code="11223344")
 
         daemon.kill()  # the unlock was driven; the door may not have been seen open yet
