@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, NoReturn
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -110,63 +112,70 @@ def db_current(database_url: DatabaseUrl = None) -> None:
     typer.echo(f"current: {current or '(empty)'}; head: {head} ({state})")
 
 
+BrokerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--broker",
+        help=(
+            "The MQTT broker, mqtt://HOST[:PORT] (port 1883 if left out). "
+            "Default: LOCKER_CLOUD_MQTT_HOST and LOCKER_CLOUD_MQTT_PORT."
+        ),
+        show_default=False,
+    ),
+]
+SharedOption = Annotated[
+    bool,
+    typer.Option(
+        "--shared/--no-shared",
+        help=(
+            "Subscribe to events with the shared subscription $share/cloud/..., so any "
+            "number of workers split the load (Mosquitto 2, EMQX). Use --no-shared with a "
+            "broker without shared subscriptions (the embedded demo broker), and run one "
+            "worker only."
+        ),
+    ),
+]
+MqttUsernameOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mqtt-username",
+        help=(
+            "This worker's broker user, one per worker (locker-cloud-1, locker-cloud-2, ... "
+            "from `locker cloud mosquitto-config --workers N`); it is the client id too. "
+            "Default: LOCKER_CLOUD_MQTT_USERNAME."
+        ),
+        show_default=False,
+    ),
+]
+ClientIdOption = Annotated[
+    str | None,
+    typer.Option(
+        "--client-id",
+        help=(
+            "MQTT client id, for a broker without users (the demo's); unique per worker. "
+            "Default: the broker user, else PREFIX-HOSTNAME-PID."
+        ),
+        show_default=False,
+    ),
+]
+ResendIntervalOption = Annotated[
+    float,
+    typer.Option(
+        "--resend-interval-s",
+        min=1,
+        help="Resend a command the cabinet has not acked after this many seconds.",
+    ),
+]
+
+
 @app.command("worker")
 def worker(
     database_url: DatabaseUrl = None,
-    broker: Annotated[
-        str | None,
-        typer.Option(
-            "--broker",
-            help=(
-                "The MQTT broker, mqtt://HOST[:PORT] (port 1883 if left out). "
-                "Default: LOCKER_CLOUD_MQTT_HOST and LOCKER_CLOUD_MQTT_PORT."
-            ),
-            show_default=False,
-        ),
-    ] = None,
-    shared: Annotated[
-        bool,
-        typer.Option(
-            "--shared/--no-shared",
-            help=(
-                "Subscribe to events with the shared subscription $share/cloud/..., so any "
-                "number of workers split the load (Mosquitto 2, EMQX). Use --no-shared with a "
-                "broker without shared subscriptions (the embedded demo broker), and run one "
-                "worker only."
-            ),
-        ),
-    ] = True,
-    mqtt_username: Annotated[
-        str | None,
-        typer.Option(
-            "--mqtt-username",
-            help=(
-                "This worker's broker user, one per worker (locker-cloud-1, locker-cloud-2, ... "
-                "from `locker cloud mosquitto-config --workers N`); it is the client id too. "
-                "Default: LOCKER_CLOUD_MQTT_USERNAME."
-            ),
-            show_default=False,
-        ),
-    ] = None,
-    client_id: Annotated[
-        str | None,
-        typer.Option(
-            "--client-id",
-            help=(
-                "MQTT client id, for a broker without users (the demo's); unique per worker. "
-                "Default: the broker user, else PREFIX-HOSTNAME-PID."
-            ),
-            show_default=False,
-        ),
-    ] = None,
-    resend_interval_s: Annotated[
-        float,
-        typer.Option(
-            "--resend-interval-s",
-            min=1,
-            help="Resend a command the cabinet has not acked after this many seconds.",
-        ),
-    ] = 30.0,
+    broker: BrokerOption = None,
+    shared: SharedOption = True,
+    mqtt_username: MqttUsernameOption = None,
+    client_id: ClientIdOption = None,
+    resend_interval_s: ResendIntervalOption = 30.0,
 ) -> None:
     """Ingest cabinet events, track presence and send commands, until SIGINT or SIGTERM.
 
@@ -177,28 +186,67 @@ def worker(
     start without LOCKER_CLOUD_SECRET_KEY (at least 32 random bytes).
     """
     import logging
-    import os
     import signal
-    import socket
 
-    from cloud.db.engine import make_engine
-    from cloud.db.migrate import current_revision_of, head_revision
     from cloud.logs import setup_logging
-    from cloud.worker import MqttClient, Worker, parse_broker_url, subscriptions
-    from cloud.worker.clock import FileOffsetClock, utc_now
-    from locker.cloud_settings import check_secret_opens_the_database, cloud_settings
+    from cloud.worker import MqttClient, Worker, subscriptions
+    from locker.cloud_settings import cloud_settings
 
     # Refuse before anything opens: the worker seals pickup codes and unseals code keys with it.
     settings = cloud_settings(need_secret=True)
     url = database_url or settings.database_url
-    if broker:
-        try:
-            host, port = parse_broker_url(broker)
-        except ValueError as err:
-            _fail("bad --broker", err)
-    else:
-        host, port = settings.mqtt_host, settings.mqtt_port
+    host, port = _broker_address(broker, settings)
     username = mqtt_username or settings.mqtt_username
+    client_id = _worker_client_id(username, client_id, settings)
+    setup_logging(logging.INFO)
+    engine = _open_upgraded_database(url, settings)
+    password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+    client = MqttClient(
+        host=host,
+        port=port,
+        client_id=client_id,
+        subscriptions=subscriptions(shared=shared),
+        username=username,
+        password=password,
+        tls=settings.mqtt_tls,
+        ca_file=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
+    )
+    runner = Worker(
+        engine=engine,
+        client=client,
+        seal_key=settings.secret_key_bytes,
+        clock=_worker_clock(settings, client_id),
+        resend_interval_s=resend_interval_s,
+        notices=_notice_dispatcher(engine, settings),
+    )
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: runner.stopping.set())
+    mode = "shared" if shared else "plain (single worker)"
+    typer.echo(f"worker {client_id}: database {_shown(url)}, broker {host}:{port}, {mode}")
+    try:
+        runner.run()
+    finally:
+        engine.dispose()
+    typer.echo(f"worker {client_id}: stopped")
+
+
+def _broker_address(broker: str | None, settings: Any) -> tuple[str, int]:
+    """The broker's (host, port): `--broker`'s URL, else the settings'."""
+    from cloud.worker import parse_broker_url
+
+    if not broker:
+        return settings.mqtt_host, settings.mqtt_port
+    try:
+        return parse_broker_url(broker)
+    except ValueError as err:
+        _fail("bad --broker", err)
+
+
+def _worker_client_id(username: str | None, client_id: str | None, settings: Any) -> str:
+    """The broker user (the broker pins the client id to it), else --client-id, else a made one."""
+    import os
+    import socket
+
     if username and client_id and client_id != username:
         # The broker replaces the client id by the user name (use_username_as_clientid): a
         # different one would only mislead whoever reads the logs.
@@ -209,12 +257,19 @@ def worker(
                 f"not {client_id!r}"
             ),
         )
-    client_id = (
+    return (
         username
         or client_id
         or f"{settings.mqtt_client_id_prefix}-{socket.gethostname()}-{os.getpid()}"
     )
-    setup_logging(logging.INFO)
+
+
+def _open_upgraded_database(url: str, settings: Any) -> Any:
+    """An engine on `url`; exit 1 unless it is at the head revision and the secret opens it."""
+    from cloud.db.engine import make_engine
+    from cloud.db.migrate import current_revision_of, head_revision
+    from locker.cloud_settings import check_secret_opens_the_database
+
     engine = make_engine(url)
     try:
         current = current_revision_of(engine)
@@ -228,50 +283,32 @@ def worker(
         )
         raise typer.Exit(1)
     check_secret_opens_the_database(engine, settings)
-    password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
-    client = MqttClient(
-        host=host,
-        port=port,
-        client_id=client_id,
-        subscriptions=subscriptions(shared=shared),
-        username=username,
-        password=password,
-        tls=settings.mqtt_tls,
-        ca_file=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
-    )
-    notices = None
+    return engine
+
+
+def _notice_dispatcher(engine: Any, settings: Any) -> Any:
+    """The notice dispatcher, or None (with a warning) where no SMS account is set."""
     if settings.twilio_account_sid:
         from cloud.worker.schedule import notice_dispatcher_from_settings
 
-        notices = notice_dispatcher_from_settings(engine=engine, settings=settings)
-    else:
-        # Without an SMS account a notice cannot go anywhere: say so rather than fail silently.
-        typer.echo(
-            "warning: LOCKER_CLOUD_TWILIO_ACCOUNT_SID is not set: notices stay queued in the "
-            "outbox until a worker with SMS settings runs",
-            err=True,
-        )
-    clock = utc_now
-    if settings.clock_offset_file is not None:
-        clock = FileOffsetClock(settings.clock_offset_file)
-        typer.echo(
-            f"worker {client_id}: its clock runs ahead by the seconds in "
-            f"{settings.clock_offset_file} (demo and end-to-end runs only)"
-        )
-    runner = Worker(
-        engine=engine,
-        client=client,
-        seal_key=settings.secret_key_bytes,
-        clock=clock,
-        resend_interval_s=resend_interval_s,
-        notices=notices,
+        return notice_dispatcher_from_settings(engine=engine, settings=settings)
+    # Without an SMS account a notice cannot go anywhere: say so rather than fail silently.
+    typer.echo(
+        "warning: LOCKER_CLOUD_TWILIO_ACCOUNT_SID is not set: notices stay queued in the "
+        "outbox until a worker with SMS settings runs",
+        err=True,
     )
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: runner.stopping.set())
-    mode = "shared" if shared else "plain (single worker)"
-    typer.echo(f"worker {client_id}: database {_shown(url)}, broker {host}:{port}, {mode}")
-    try:
-        runner.run()
-    finally:
-        engine.dispose()
-    typer.echo(f"worker {client_id}: stopped")
+    return None
+
+
+def _worker_clock(settings: Any, client_id: str) -> Callable[[], datetime]:
+    """The wall clock, or (demos and end-to-end runs) one moved by the offset file."""
+    from cloud.worker.clock import FileOffsetClock, utc_now
+
+    if settings.clock_offset_file is None:
+        return utc_now
+    typer.echo(
+        f"worker {client_id}: its clock runs ahead by the seconds in "
+        f"{settings.clock_offset_file} (demo and end-to-end runs only)"
+    )
+    return FileOffsetClock(settings.clock_offset_file)
