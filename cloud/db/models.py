@@ -30,6 +30,15 @@ def _fk(target: str, *, index: bool = False, nullable: bool = False, ondelete: s
     )
 
 
+def _owner_key(target: str) -> Any:
+    """A primary-key column naming the row it belongs to, deleted with it (ON DELETE CASCADE)."""
+    return Field(
+        sa_column_args=[ForeignKey(target, ondelete="CASCADE")],
+        primary_key=True,
+        max_length=ID_LENGTH,
+    )
+
+
 def _time(*, nullable: bool = True, index: bool = False) -> Any:
     return Field(
         default=None if nullable else ..., sa_type=UtcDateTime, nullable=nullable, index=index
@@ -127,11 +136,7 @@ class Compartment(SQLModel, table=True):
 
     __tablename__ = "compartments"
 
-    cabinet_id: str = Field(
-        sa_column_args=[ForeignKey("cabinets.id", ondelete="CASCADE")],
-        primary_key=True,
-        max_length=ID_LENGTH,
-    )
+    cabinet_id: str = _owner_key("cabinets.id")
     id: str = Field(primary_key=True, max_length=16)
     size: str = Field(max_length=4)
     low_door: bool = False  # reachable from a wheelchair
@@ -232,11 +237,7 @@ class InboxEvent(SQLModel, table=True):
 
     __tablename__ = "events"
 
-    cabinet_id: str = Field(
-        sa_column_args=[ForeignKey("cabinets.id", ondelete="CASCADE")],
-        primary_key=True,
-        max_length=ID_LENGTH,
-    )
+    cabinet_id: str = _owner_key("cabinets.id")
     seq: int = Field(primary_key=True, sa_type=BigInteger)
     event_id: str = Field(max_length=ID_LENGTH)
     type: str = Field(max_length=64)
@@ -427,11 +428,7 @@ class IdempotencyKey(SQLModel, table=True):
 
     __tablename__ = "idempotency_keys"
 
-    api_key_id: str = Field(
-        sa_column_args=[ForeignKey("erp_api_keys.id", ondelete="CASCADE")],
-        primary_key=True,
-        max_length=ID_LENGTH,
-    )
+    api_key_id: str = _owner_key("erp_api_keys.id")
     key: str = Field(primary_key=True, max_length=128)
     request_hash: str = Field(max_length=128)  # a reused key with another body is refused
     response_status: int | None = None
@@ -480,16 +477,8 @@ class AccountSite(SQLModel, table=True):
 
     __tablename__ = "account_sites"
 
-    account_id: str = Field(
-        sa_column_args=[ForeignKey("accounts.id", ondelete="CASCADE")],
-        primary_key=True,
-        max_length=ID_LENGTH,
-    )
-    site_id: str = Field(
-        sa_column_args=[ForeignKey("sites.id", ondelete="CASCADE")],
-        primary_key=True,
-        max_length=ID_LENGTH,
-    )
+    account_id: str = _owner_key("accounts.id")
+    site_id: str = _owner_key("sites.id")
 
 
 class ErpKeySite(SQLModel, table=True):
@@ -497,16 +486,8 @@ class ErpKeySite(SQLModel, table=True):
 
     __tablename__ = "erp_key_sites"
 
-    key_id: str = Field(
-        sa_column_args=[ForeignKey("erp_api_keys.id", ondelete="CASCADE")],
-        primary_key=True,
-        max_length=ID_LENGTH,
-    )
-    site_id: str = Field(
-        sa_column_args=[ForeignKey("sites.id", ondelete="CASCADE")],
-        primary_key=True,
-        max_length=ID_LENGTH,
-    )
+    key_id: str = _owner_key("erp_api_keys.id")
+    site_id: str = _owner_key("sites.id")
 
 
 class AuditLog(SQLModel, table=True):
