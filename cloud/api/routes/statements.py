@@ -1,0 +1,132 @@
+"""`/statements`: a carrier's courier statement (对账单) for a month, as JSON, CSV or XLSX.
+
+Only a key bound to that carrier may read it; any other key gets the 404 an unknown carrier
+gets (cloud.core.access: out of scope answers as missing). The CSV streams from the database in
+chunks, so a month of a million deposits is sent in bounded memory.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+from sqlmodel import Session
+
+from cloud.api.access import ErpPrincipalDep, enforce
+from cloud.api.deps import NowDep, SessionDep
+from cloud.api.schemas import error_responses
+from cloud.core import statements as st
+from cloud.core.access import Action, Principal, Resource, ResourceKind, decide
+from cloud.services import statements
+
+router = APIRouter(prefix="/statements", tags=["statements"])
+
+CarrierQuery = Annotated[
+    str, Query(min_length=1, max_length=100, description="The carrier the statement is of")
+]
+PeriodQuery = Annotated[
+    str,
+    Query(
+        pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
+        description="A calendar month, YYYY-MM, in each site's time zone",
+        examples=["2026-12"],
+    ),
+]
+CSV_TYPE = "text/csv; charset=utf-8"
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+_ERRORS = error_responses(401, 403, 404, 422)
+
+
+class StatementPublic(BaseModel):
+    """A statement: its lines (columns as in the CSV) and totals per currency, in minor units."""
+
+    carrier: str
+    period: str
+    closed: bool
+    lines: list[dict[str, object]]
+    totals: dict[str, dict[str, int]]
+
+
+def _checked(session: Session, principal: Principal, carrier: str, period: str) -> st.Period:
+    exists = statements.carrier_exists(session=session, carrier_id=carrier)
+    resource = Resource(ResourceKind.CARRIER, carrier) if exists else None
+    enforce(decide(principal, Action.READ_SETTLEMENTS, resource), f"no carrier {carrier!r}")
+    return statements.parse_period(period)
+
+
+def _filename(carrier: str, period: st.Period, ext: str) -> dict[str, str]:
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in carrier)
+    return {"Content-Disposition": f'attachment; filename="statement-{safe}-{period}.{ext}"'}
+
+
+def _csv(request: Request, carrier: str, period: st.Period, now: NowDep) -> StreamingResponse:
+    body = statements.stream_csv(
+        engine=request.app.state.engine, carrier_id=carrier, period=period, now=now
+    )
+    return StreamingResponse(body, media_type=CSV_TYPE, headers=_filename(carrier, period, "csv"))
+
+
+@router.get(
+    "",
+    response_model=StatementPublic,
+    responses=_ERRORS | {200: {"content": {"text/csv": {}}}},
+)
+def get_statement(
+    request: Request,
+    carrier: CarrierQuery,
+    period: PeriodQuery,
+    session: SessionDep,
+    principal: ErpPrincipalDep,
+    now: NowDep,
+) -> StatementPublic | StreamingResponse:
+    """The carrier's statement for the month; `Accept: text/csv` streams it as CSV instead."""
+    month = _checked(session, principal, carrier, period)
+    if "text/csv" in request.headers.get("accept", ""):
+        return _csv(request, carrier, month, now)
+    found = statements.statement(session=session, carrier_id=carrier, period=month, now=now)
+    return StatementPublic.model_validate(found, from_attributes=True)
+
+
+@router.get(".csv", responses=_ERRORS | {200: {"content": {"text/csv": {}}}})
+def get_statement_csv(
+    request: Request,
+    carrier: CarrierQuery,
+    period: PeriodQuery,
+    session: SessionDep,
+    principal: ErpPrincipalDep,
+    now: NowDep,
+) -> StreamingResponse:
+    """The statement as CSV, streamed: the lines, then a `#total` row per currency."""
+    return _csv(request, carrier, _checked(session, principal, carrier, period), now)
+
+
+def _file_chunks(spool: IO[bytes]) -> Iterator[bytes]:
+    with spool:
+        spool.seek(0)
+        while chunk := spool.read(64 * 1024):
+            yield chunk
+
+
+@router.get(".xlsx", responses=_ERRORS | {200: {"content": {XLSX_TYPE: {}}}})
+def get_statement_xlsx(
+    carrier: CarrierQuery,
+    period: PeriodQuery,
+    session: SessionDep,
+    principal: ErpPrincipalDep,
+    now: NowDep,
+) -> StreamingResponse:
+    """The statement as an XLSX workbook (one sheet, the CSV's columns and totals)."""
+    month = _checked(session, principal, carrier, period)
+    # Spooled to disk past 8 MiB: a big month's workbook is not held in memory.
+    spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 - streamed
+    statements.write_xlsx(
+        statements.lines(session=session, carrier_id=carrier, period=month, now=now), spool
+    )
+    session.rollback()
+    return StreamingResponse(
+        _file_chunks(spool), media_type=XLSX_TYPE, headers=_filename(carrier, month, "xlsx")
+    )
