@@ -41,6 +41,25 @@ XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _ERRORS = error_responses(401, 403, 404, 422)
 
 
+# A file route's error answers are still JSON: FastAPI would list a `model` response under the
+# route's own media type (text/csv), so name the schema under application/json explicitly.
+_FILE_ERRORS = {
+    code: {
+        "description": entry["description"],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorPublic"}}},
+    }
+    for code, entry in _ERRORS.items()
+}
+
+
+class CsvResponse(StreamingResponse):
+    media_type = "text/csv"
+
+
+class XlsxResponse(StreamingResponse):
+    media_type = XLSX_TYPE
+
+
 class StatementPublic(BaseModel):
     """A statement: its lines (columns as in the CSV) and totals per currency, in minor units."""
 
@@ -67,7 +86,7 @@ def _csv(request: Request, carrier: str, period: st.Period, now: NowDep) -> Stre
     body = statements.stream_csv(
         engine=request.app.state.engine, carrier_id=carrier, period=period, now=now
     )
-    return StreamingResponse(body, media_type=CSV_TYPE, headers=_filename(carrier, period, "csv"))
+    return CsvResponse(body, media_type=CSV_TYPE, headers=_filename(carrier, period, "csv"))
 
 
 @router.get(
@@ -91,7 +110,7 @@ def get_statement(
     return StatementPublic.model_validate(found, from_attributes=True)
 
 
-@router.get(".csv", responses=_ERRORS | {200: {"content": {"text/csv": {}}}})
+@router.get(".csv", response_class=CsvResponse, responses=_FILE_ERRORS)
 def get_statement_csv(
     request: Request,
     carrier: CarrierQuery,
@@ -111,7 +130,7 @@ def _file_chunks(spool: IO[bytes]) -> Iterator[bytes]:
             yield chunk
 
 
-@router.get(".xlsx", responses=_ERRORS | {200: {"content": {XLSX_TYPE: {}}}})
+@router.get(".xlsx", response_class=XlsxResponse, responses=_FILE_ERRORS)
 def get_statement_xlsx(
     carrier: CarrierQuery,
     period: PeriodQuery,
@@ -127,6 +146,4 @@ def get_statement_xlsx(
         statements.lines(session=session, carrier_id=carrier, period=month, now=now), spool
     )
     session.rollback()
-    return StreamingResponse(
-        _file_chunks(spool), media_type=XLSX_TYPE, headers=_filename(carrier, month, "xlsx")
-    )
+    return XlsxResponse(_file_chunks(spool), headers=_filename(carrier, month, "xlsx"))
