@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,6 +23,10 @@ price_app = typer.Typer(
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 @price_app.command("set")
@@ -79,13 +83,28 @@ class Format(StrEnum):
 
 def statement(
     carrier: Annotated[str, typer.Option("--carrier", help="Carrier id.")],
-    period: Annotated[str, typer.Option("--period", help="Month, YYYY-MM.")],
     out: Annotated[Path, typer.Option("--out", help="File to write.")],
+    period: Annotated[str | None, typer.Option("--period", help="Month, YYYY-MM.")] = None,
+    start: Annotated[
+        datetime | None,
+        typer.Option(
+            "--from",
+            help="Instead of --period: a range's start (a live report).",
+            formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"],
+        ),
+    ] = None,
+    end: Annotated[
+        datetime | None,
+        typer.Option(
+            "--to", help="The range's end (excluded).", formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]
+        ),
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="csv, xlsx or json.")] = Format.csv,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Export CARRIER's statement (对账单) for PERIOD to OUT; CSV and XLSX stream."""
+    """Export CARRIER's statement (对账单) for PERIOD (or --from/--to, UTC when no offset is
+    given) to OUT; CSV and XLSX stream."""
     from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TimeElapsedColumn
 
     from cloud.services import statements as svc
@@ -93,7 +112,10 @@ def statement(
     with _registry(database_url) as session:
         if not svc.carrier_exists(session=session, carrier_id=carrier):
             raise svc.StatementInputError(f"no carrier {carrier!r}")
-        month = svc.parse_period(period)
+        if period is not None:
+            month: Any = svc.parse_period(period)
+        else:
+            month = svc.parse_range(_aware(start), _aware(end))
         now = _now()
         with Progress(
             SpinnerColumn(),

@@ -73,6 +73,32 @@ class Period:
         return cls(local.year, local.month)
 
 
+MAX_RANGE_DAYS = 366  # an explicit from/to spans at most a year: a longer one is many statements
+
+
+@dataclass(frozen=True)
+class Range:
+    """An explicit [start, end): a live report, never closed (only months are settled)."""
+
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def of(cls, start: datetime, end: datetime) -> Range:
+        if start.tzinfo is None or end.tzinfo is None:
+            raise StatementError(
+                "from and to must carry a UTC offset (e.g. 2026-12-01T00:00+08:00)"
+            )
+        if end <= start:
+            raise StatementError("to must be after from")
+        if (end - start).total_seconds() > MAX_RANGE_DAYS * 86400:
+            raise StatementError(f"from/to may span at most {MAX_RANGE_DAYS} days")
+        return cls(start, end)
+
+    def __str__(self) -> str:
+        return f"{self.start.isoformat()}/{self.end.isoformat()}"
+
+
 def check_price(amount_minor: int, currency: str) -> tuple[int, str]:
     """Return a valid (amount, currency) or raise StatementError naming what is wrong."""
     if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, exists, false, or_
 from sqlmodel import Session, col, select
@@ -96,7 +97,7 @@ def site_policies(*, session: Session) -> dict[str, SitePolicy]:
 
 def _ranges(periods: Sequence[st.Period], policies: dict[str, SitePolicy]) -> list[object]:
     """WHERE clauses: a deposit in one of `periods`, each month in its own site's time zone."""
-    clauses: list[object] = []
+    clauses: list[Any] = []
     for site_id, policy in policies.items():
         for period in periods:
             start, end = period.bounds(policy.timezone)
@@ -110,29 +111,15 @@ def _ranges(periods: Sequence[st.Period], policies: dict[str, SitePolicy]) -> li
     return clauses
 
 
-def iter_deposits(
-    *,
-    session: Session,
-    carrier_id: str,
-    period: st.Period,
-    closed: frozenset[st.Period],
-    chunk: int = CHUNK,
-) -> Iterator[st.Deposit]:
-    """Yield the deposits of an open `period` by `carrier_id`'s couriers, oldest first.
-
-    That is its own month's deposits and, if the month before is closed, the deposits of closed
-    months that no frozen line holds (they arrived after their month was closed).
-    """
-    policies = site_policies(session=session)
-    price_table = {
+def _price_table(session: Session, carrier_id: str) -> dict[tuple[str, str], st.Price]:
+    return {
         (p.site_id, p.size): st.Price(p.amount_minor, p.currency)
         for p in prices(session=session, carrier_id=carrier_id)
     }
-    late_months = sorted(p for p in closed if p < period) if period.previous() in closed else []
-    clauses = _ranges([period], policies) + _ranges(late_months, policies)
-    frozen = exists().where(
-        StatementLine.carrier_id == carrier_id, StatementLine.parcel_row_id == Parcel.id
-    )
+
+
+def _deposit_rows(session: Session, carrier_id: str, where: Any, chunk: int) -> Iterator[Any]:
+    """Stream the carrier's couriers' deposits matching `where`, oldest first, in chunks."""
     query = (
         select(
             Parcel.id,
@@ -153,50 +140,81 @@ def iter_deposits(
         .join(Courier, col(Courier.id) == col(Parcel.courier_id))
         .where(Courier.carrier == carrier_id)
         .where(col(Parcel.deposited_at).is_not(None))
-        .where(or_(*clauses) if clauses else false())
-        .where(~frozen)
+        .where(where)
         .order_by(col(Parcel.deposited_at), col(Parcel.id))
         .execution_options(yield_per=chunk)
     )
-    for row in session.execute(query):
-        (
-            row_id,
-            site_id,
-            status,
-            tracking_no,
-            cabinet_id,
-            compartment,
-            size,
-            courier_id,
-            deposited_at,
-            clock_started_at,
-            window_s,
-            pauses,
-            left_at,
-        ) = row
-        policy = policies[site_id]
-        parcel = core.Parcel(
-            status=core.Status(status),
-            tracking_no=tracking_no,
-            cabinet_id=cabinet_id,
-            phone="",
-            compartment=compartment,
-            size=size,
-            courier_id=courier_id,
-            deposited_at=deposited_at,
-            clock_started_at=clock_started_at,
-            window_s=window_s,
-            pauses=tuple(_pause_from_json(p) for p in pauses or ()),
-            left_locker_at=left_at,
-        )
-        yield st.Deposit(
-            parcel_row_id=row_id,
-            site_id=site_id,
-            parcel=parcel,
-            policy=policy,
-            price=price_table.get((site_id, size or "")),
-            late=st.Period.of(deposited_at, policy.timezone) != period,
-        )
+    yield from session.execute(query)
+
+
+def _deposit(
+    row: Any,
+    policies: dict[str, SitePolicy],
+    price_table: dict[tuple[str, str], st.Price],
+    period: st.Period | None,
+) -> st.Deposit:
+    (row_id, site_id, status, tracking_no, cabinet_id, compartment, size, courier_id,
+     deposited_at, clock_started_at, window_s, pauses, left_at) = row  # fmt: skip
+    policy = policies[site_id]
+    parcel = core.Parcel(
+        status=core.Status(status),
+        tracking_no=tracking_no,
+        cabinet_id=cabinet_id,
+        phone="",
+        compartment=compartment,
+        size=size,
+        courier_id=courier_id,
+        deposited_at=deposited_at,
+        clock_started_at=clock_started_at,
+        window_s=window_s,
+        pauses=tuple(_pause_from_json(p) for p in pauses or ()),
+        left_locker_at=left_at,
+    )
+    late = period is not None and st.Period.of(deposited_at, policy.timezone) != period
+    return st.Deposit(
+        parcel_row_id=row_id,
+        site_id=site_id,
+        parcel=parcel,
+        policy=policy,
+        price=price_table.get((site_id, size or "")),
+        late=late,
+    )
+
+
+def iter_deposits(
+    *,
+    session: Session,
+    carrier_id: str,
+    period: st.Period,
+    closed: frozenset[st.Period],
+    chunk: int = CHUNK,
+) -> Iterator[st.Deposit]:
+    """Yield the deposits of an open `period` by `carrier_id`'s couriers, oldest first.
+
+    That is its own month's deposits and, if the month before is closed, the deposits of closed
+    months that no frozen line holds (they arrived after their month was closed).
+    """
+    policies = site_policies(session=session)
+    price_table = _price_table(session, carrier_id)
+    late_months = sorted(p for p in closed if p < period) if period.previous() in closed else []
+    clauses = _ranges([period], policies) + _ranges(late_months, policies)
+    frozen = exists().where(
+        StatementLine.carrier_id == carrier_id, StatementLine.parcel_row_id == Parcel.id
+    )
+    where = and_(or_(*clauses) if clauses else false(), ~frozen)
+    for row in _deposit_rows(session, carrier_id, where, chunk):
+        yield _deposit(row, policies, price_table, period)
+
+
+def iter_between(
+    *, session: Session, carrier_id: str, start: datetime, end: datetime, chunk: int = CHUNK
+) -> Iterator[st.Deposit]:
+    """Yield the carrier's couriers' deposits in [start, end), computed now (a live report)."""
+    policies = site_policies(session=session)
+    price_table = _price_table(session, carrier_id)
+    where = and_(col(Parcel.deposited_at) >= start, col(Parcel.deposited_at) < end)
+    for row in _deposit_rows(session, carrier_id, where, chunk):
+        yield _deposit(row, policies, price_table, None)
 
 
 _LINE_FIELDS = tuple(st.Line.__dataclass_fields__)

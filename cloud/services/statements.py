@@ -41,6 +41,20 @@ def parse_period(text: str) -> st.Period:
         raise StatementInputError(str(err), field="period", location="query") from None
 
 
+def parse_range(start: datetime | None, end: datetime | None) -> st.Range:
+    if start is None or end is None:
+        missing = "from" if start is None else "to"
+        raise StatementInputError(
+            f"give period=YYYY-MM, or both from and to ({missing} is missing)",
+            field=missing,
+            location="query",
+        )
+    try:
+        return st.Range.of(start, end)
+    except st.StatementError as err:
+        raise StatementInputError(str(err), field="to", location="query") from None
+
+
 def set_price(
     *,
     session: Session,
@@ -113,9 +127,16 @@ def is_closed(*, session: Session, carrier_id: str, period: st.Period) -> bool:
 
 
 def lines(
-    *, session: Session, carrier_id: str, period: st.Period, now: datetime
+    *, session: Session, carrier_id: str, period: st.Period | st.Range, now: datetime
 ) -> Iterator[st.Line]:
-    """Yield the statement's lines: frozen if `period` is closed, else computed at `now`."""
+    """Yield the statement's lines: frozen if `period` is closed, else computed at `now`; an
+    explicit range is always computed at `now`."""
+    if isinstance(period, st.Range):
+        for deposit in db.iter_between(
+            session=session, carrier_id=carrier_id, start=period.start, end=period.end
+        ):
+            yield st.line_of(deposit, now)
+        return
     closed = db.closed_periods(session=session, carrier_id=carrier_id)
     if period in closed:
         yield from db.iter_frozen(session=session, carrier_id=carrier_id, period=period)
@@ -188,9 +209,13 @@ class Statement:
     totals: dict[str, dict[str, int]]
 
 
-def statement(*, session: Session, carrier_id: str, period: st.Period, now: datetime) -> Statement:
+def statement(
+    *, session: Session, carrier_id: str, period: st.Period | st.Range, now: datetime
+) -> Statement:
     """The whole statement in memory (the JSON answer); exports of big months use CSV."""
-    closed = is_closed(session=session, carrier_id=carrier_id, period=period)
+    closed = isinstance(period, st.Period) and is_closed(
+        session=session, carrier_id=carrier_id, period=period
+    )
     totals = st.Totals()
     rows: list[dict[str, object]] = []
     for line in lines(session=session, carrier_id=carrier_id, period=period, now=now):
@@ -225,7 +250,7 @@ def csv_chunks(
 
 
 def stream_csv(
-    *, engine: Engine, carrier_id: str, period: st.Period, now: datetime
+    *, engine: Engine, carrier_id: str, period: st.Period | st.Range, now: datetime
 ) -> Iterator[bytes]:
     """The CSV as bytes, read in its own session (it outlives the request's)."""
     with Session(engine) as session:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime
 from typing import IO, Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -29,12 +30,23 @@ CarrierQuery = Annotated[
     str, Query(min_length=1, max_length=100, description="The carrier the statement is of")
 ]
 PeriodQuery = Annotated[
-    str,
+    str | None,
     Query(
         pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
         description="A calendar month, YYYY-MM, in each site's time zone",
         examples=["2026-12"],
     ),
+]
+FromQuery = Annotated[
+    datetime | None,
+    Query(
+        alias="from",
+        description="Instead of period: the start of an explicit range (with "
+        "a UTC offset); a live report, never closed",
+    ),
+]
+ToQuery = Annotated[
+    datetime | None, Query(alias="to", description="The end of the range (excluded)")
 ]
 CSV_TYPE = "text/csv; charset=utf-8"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -70,19 +82,35 @@ class StatementPublic(BaseModel):
     totals: dict[str, dict[str, int]]
 
 
-def _checked(session: Session, principal: Principal, carrier: str, period: str) -> st.Period:
+Selection = st.Period | st.Range
+
+
+def _checked(
+    session: Session,
+    principal: Principal,
+    carrier: str,
+    period: str | None,
+    start: datetime | None,
+    end: datetime | None,
+) -> Selection:
     exists = statements.carrier_exists(session=session, carrier_id=carrier)
     resource = Resource(ResourceKind.CARRIER, carrier) if exists else None
     enforce(decide(principal, Action.READ_SETTLEMENTS, resource), f"no carrier {carrier!r}")
-    return statements.parse_period(period)
+    if period is not None:
+        if start is not None or end is not None:
+            raise statements.StatementInputError(
+                "give period, or from and to, not both", field="period", location="query"
+            )
+        return statements.parse_period(period)
+    return statements.parse_range(start, end)
 
 
-def _filename(carrier: str, period: st.Period, ext: str) -> dict[str, str]:
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in carrier)
-    return {"Content-Disposition": f'attachment; filename="statement-{safe}-{period}.{ext}"'}
+def _filename(carrier: str, period: Selection, ext: str) -> dict[str, str]:
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{carrier}-{period}")
+    return {"Content-Disposition": f'attachment; filename="statement-{safe}.{ext}"'}
 
 
-def _csv(request: Request, carrier: str, period: st.Period, now: NowDep) -> StreamingResponse:
+def _csv(request: Request, carrier: str, period: Selection, now: NowDep) -> StreamingResponse:
     body = statements.stream_csv(
         engine=request.app.state.engine, carrier_id=carrier, period=period, now=now
     )
@@ -97,13 +125,16 @@ def _csv(request: Request, carrier: str, period: st.Period, now: NowDep) -> Stre
 def get_statement(
     request: Request,
     carrier: CarrierQuery,
-    period: PeriodQuery,
     session: SessionDep,
     principal: ErpPrincipalDep,
     now: NowDep,
+    period: PeriodQuery = None,
+    start: FromQuery = None,
+    end: ToQuery = None,
 ) -> StatementPublic | StreamingResponse:
-    """The carrier's statement for the month; `Accept: text/csv` streams it as CSV instead."""
-    month = _checked(session, principal, carrier, period)
+    """The carrier's statement for a month (`period`) or a range (`from`, `to`: a live report);
+    `Accept: text/csv` streams it as CSV instead."""
+    month = _checked(session, principal, carrier, period, start, end)
     if "text/csv" in request.headers.get("accept", ""):
         return _csv(request, carrier, month, now)
     found = statements.statement(session=session, carrier_id=carrier, period=month, now=now)
@@ -114,13 +145,15 @@ def get_statement(
 def get_statement_csv(
     request: Request,
     carrier: CarrierQuery,
-    period: PeriodQuery,
     session: SessionDep,
     principal: ErpPrincipalDep,
     now: NowDep,
+    period: PeriodQuery = None,
+    start: FromQuery = None,
+    end: ToQuery = None,
 ) -> StreamingResponse:
     """The statement as CSV, streamed: the lines, then a `#total` row per currency."""
-    return _csv(request, carrier, _checked(session, principal, carrier, period), now)
+    return _csv(request, carrier, _checked(session, principal, carrier, period, start, end), now)
 
 
 def _file_chunks(spool: IO[bytes]) -> Iterator[bytes]:
@@ -133,13 +166,15 @@ def _file_chunks(spool: IO[bytes]) -> Iterator[bytes]:
 @router.get(".xlsx", response_class=XlsxResponse, responses=_FILE_ERRORS)
 def get_statement_xlsx(
     carrier: CarrierQuery,
-    period: PeriodQuery,
     session: SessionDep,
     principal: ErpPrincipalDep,
     now: NowDep,
+    period: PeriodQuery = None,
+    start: FromQuery = None,
+    end: ToQuery = None,
 ) -> StreamingResponse:
     """The statement as an XLSX workbook (one sheet, the CSV's columns and totals)."""
-    month = _checked(session, principal, carrier, period)
+    month = _checked(session, principal, carrier, period, start, end)
     # Spooled to disk past 8 MiB: a big month's workbook is not held in memory.
     spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 - streamed
     statements.write_xlsx(

@@ -220,3 +220,38 @@ def test_a_closed_month_never_changes_and_late_deposits_go_to_the_next(
     # July does not list it again: June (open) holds it.
     july = client.get(URL, params={"carrier": CARRIER, "period": "2024-07"}, headers=HEADERS).json()
     assert july["lines"] == []
+
+
+def test_an_explicit_range_is_a_live_report_of_its_deposits(client: TestClient) -> None:
+    engine = client.app.state.engine
+    deposit(engine, 3)  # at T0 + 1 s, + 2 s, + 3 s
+    params = {
+        "carrier": CARRIER,
+        "from": (T0 + timedelta(seconds=2)).isoformat(),
+        "to": (T0 + timedelta(seconds=3)).isoformat(),
+    }
+    body = client.get(URL, params=params, headers=HEADERS).json()
+    assert [line["tracking_no"] for line in body["lines"]] == ["SF0000000002"]
+    assert body["period"] == f"{params['from']}/{params['to']}" and not body["closed"]
+    csv_rows = list(
+        csv.reader(io.StringIO(client.get(URL + ".csv", params=params, headers=HEADERS).text))
+    )
+    assert len(csv_rows) == 1 + 1 + 1
+
+
+def test_a_bad_range_is_a_422_naming_the_field(client: TestClient) -> None:
+    start = T0.isoformat()
+    cases = {
+        ("from", "to"): {"from": start},  # no end
+        ("to",): {"from": start, "to": (T0 - timedelta(hours=1)).isoformat()},  # before
+        # 366 days is the most one report spans: a day more is refused.
+        ("366 days",): {"from": start, "to": (T0 + timedelta(days=367)).isoformat()},
+        ("not both",): {"period": MAY, "from": start, "to": (T0 + timedelta(days=1)).isoformat()},
+        ("UTC offset",): {"from": "2024-05-01T00:00:00", "to": "2024-05-02T00:00:00"},
+    }
+    for words, params in cases.items():
+        answer = client.get(URL, params={"carrier": CARRIER} | params, headers=HEADERS)
+        assert answer.status_code == 422, (params, answer.text)
+        assert any(word in answer.text for word in words), answer.text
+    ok = {"from": start, "to": (T0 + timedelta(days=366)).isoformat()}
+    assert client.get(URL, params={"carrier": CARRIER} | ok, headers=HEADERS).status_code == 200

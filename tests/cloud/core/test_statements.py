@@ -128,3 +128,25 @@ def test_the_totals_are_the_sums_of_the_lines(lines: list) -> None:
         assert total["deposits"] == sum(1 for line in lines if line.price_currency == currency)
         assert all(isinstance(v, int) for v in total.values())
     assert sum(t["deposits"] for t in totals.as_dict().values()) == len(lines)
+
+
+def test_who_reads_a_carriers_statement() -> None:
+    from cloud.core.access import Action, Principal, Resource, ResourceKind, decide
+    from cloud.core.access import PrincipalKind as K
+
+    sf = Resource(ResourceKind.CARRIER, "SF")
+    may = {
+        "operator": Principal(K.OPERATOR_ADMIN, "root"),
+        "its account": Principal(K.CARRIER, "a", carrier_id="SF"),
+        "its key": Principal(K.ERP_CLIENT, "k", carrier_id="SF"),
+    }
+    may_not = {
+        "a rival's account": (Principal(K.CARRIER, "b", carrier_id="ZTO"), 404),
+        "a rival's key": (Principal(K.ERP_CLIENT, "k2", carrier_id="ZTO"), 404),
+        "a merchant's key": (Principal(K.ERP_CLIENT, "k3", merchant_id="shop"), 404),
+        "a site manager": (Principal(K.SITE_MANAGER, "m", site_ids=frozenset({"s"})), 403),
+    }
+    for who, principal in may.items():
+        assert decide(principal, Action.READ_SETTLEMENTS, sf).allowed, who
+    for who, (principal, status) in may_not.items():
+        assert decide(principal, Action.READ_SETTLEMENTS, sf).http_status == status, who

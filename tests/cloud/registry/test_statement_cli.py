@@ -53,5 +53,9 @@ def test_price_then_statement_from_the_command_line(
     sheet = load_workbook(tmp_path / "s.xlsx", read_only=True).active
     assert [list(r) for r in sheet.iter_rows(values_only=True)][-1][7] == 160
     assert json.loads((tmp_path / "s.json").read_text())["totals"]["CNY"]["price_minor"] == 160
+    ranged = [*export[:4], "--from", "2024-05-01", "--to", "2024-05-02", "--no-progress"]
+    result = runner.invoke(app, [*ranged, "--out", str(tmp_path / "r.csv"), *db])
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "r.csv").read_text().splitlines()) == 4
     unknown = runner.invoke(app, [*export, "--carrier", "nobody", "--out", "x.csv", *db])
     assert unknown.exit_code == 2 and "no carrier 'nobody'" in unknown.output
