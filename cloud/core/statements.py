@@ -277,6 +277,30 @@ CSV_COLUMNS = (
 )
 
 
+# The XLSX's header, for the people who read it: Chinese and English.
+COLUMN_LABELS = {
+    "parcel": "包裹 parcel",
+    "tracking_no": "运单号 tracking no",
+    "site": "站点 site",
+    "cabinet": "柜机 cabinet",
+    "compartment": "格口 door",
+    "size": "尺寸 size",
+    "courier": "快递员 courier",
+    "status": "状态 status",
+    "deposited_at": "投递时间 deposited (UTC)",
+    "left_at": "取出时间 left (UTC)",
+    "duration_s": "滞留秒数 duration (s)",
+    "price_minor": "投递费(分) price (minor units)",
+    "price_currency": "币种 currency",
+    "priced": "有价 priced",
+    "overdue_days": "超期天数 overdue days",
+    "overdue_fee_minor": "超期费(分) overdue fee (minor units)",
+    "fee_currency": "超期费币种 fee currency",
+    "returned": "退回 returned",
+    "late": "迟到补入 late",
+}
+
+
 def line_row(line: Line) -> tuple[object, ...]:
     """The line as CSV/XLSX cells, in `CSV_COLUMNS` order (times as ISO 8601 UTC)."""
     return (

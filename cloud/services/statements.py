@@ -275,7 +275,7 @@ def write_xlsx(
 
     book = Workbook(write_only=True)
     sheet = book.create_sheet("statement")
-    sheet.append(list(st.CSV_COLUMNS))
+    sheet.append([st.COLUMN_LABELS[name] for name in st.CSV_COLUMNS])
     totals = st.Totals()
     for line in line_iter:
         totals.add(line)

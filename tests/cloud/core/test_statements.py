@@ -150,3 +150,11 @@ def test_who_reads_a_carriers_statement() -> None:
         assert decide(principal, Action.READ_SETTLEMENTS, sf).allowed, who
     for who, (principal, status) in may_not.items():
         assert decide(principal, Action.READ_SETTLEMENTS, sf).http_status == status, who
+
+
+def test_every_column_has_a_chinese_and_english_label() -> None:
+    from cloud.core.statements import COLUMN_LABELS, CSV_COLUMNS
+
+    assert list(COLUMN_LABELS) == list(CSV_COLUMNS)
+    for label in COLUMN_LABELS.values():
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in label) and any(ch.isascii() for ch in label)
