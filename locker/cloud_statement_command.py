@@ -7,6 +7,7 @@ A statement export streams from the database, with a progress bar for long month
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -107,6 +108,7 @@ def statement(
     given) to OUT; CSV and XLSX stream."""
     from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TimeElapsedColumn
 
+    from cloud import errors
     from cloud.services import statements as svc
 
     with _registry(database_url) as session:
@@ -131,15 +133,39 @@ def statement(
                 bar.advance(task)
 
             lines = svc.lines(session=session, carrier_id=carrier, period=month, now=now)
-            if fmt is Format.csv:
-                with out.open("w", newline="", encoding="utf-8") as handle:
-                    svc.write_csv(lines, handle, tick)
-            elif fmt is Format.xlsx:
-                svc.write_xlsx(lines, str(out), tick)
-            else:
-                found = svc.statement(session=session, carrier_id=carrier, period=month, now=now)
-                out.write_text(json.dumps(found.__dict__, ensure_ascii=False, indent=1))
+            try:
+                _write(
+                    fmt,
+                    lines,
+                    out,
+                    tick,
+                    lambda: svc.statement(
+                        session=session, carrier_id=carrier, period=month, now=now
+                    ),
+                )
+            except errors.Conflict as err:  # too many lines for a worksheet or for JSON
+                typer.echo(f"error: {err}", err=True)
+                raise typer.Exit(2) from None
     typer.echo(f"statement {carrier} {month} written to {out}")
+
+
+def _write(
+    fmt: Format,
+    lines: Iterator[Any],
+    out: Path,
+    tick: Callable[[], None],
+    json_statement: Callable[[], Any],
+) -> None:
+    """Write the lines to OUT as FMT (JSON asks for the whole statement instead)."""
+    from cloud.services import statements as svc
+
+    if fmt is Format.csv:
+        with out.open("w", newline="", encoding="utf-8") as handle:
+            svc.write_csv(lines, handle, tick)
+    elif fmt is Format.xlsx:
+        svc.write_xlsx(lines, str(out), tick)
+    else:
+        out.write_text(json.dumps(json_statement().__dict__, ensure_ascii=False, indent=1))
 
 
 def statement_close(

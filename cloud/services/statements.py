@@ -28,6 +28,10 @@ from cloud.services import audit
 
 SIZES = ("S", "M", "L", "XL")
 CSV_FLUSH_ROWS = 1000  # rows per chunk a streamed CSV sends
+# The JSON answer holds the whole statement: past this many lines it refuses and names the CSV.
+MAX_JSON_LINES = 10_000
+# A worksheet holds 1,048,576 rows (Excel's limit): a header, the lines, a total per currency.
+XLSX_MAX_ROWS = 1_048_576
 
 
 class StatementInputError(errors.InvalidInput):
@@ -219,6 +223,12 @@ def statement(
     totals = st.Totals()
     rows: list[dict[str, object]] = []
     for line in lines(session=session, carrier_id=carrier_id, period=period, now=now):
+        if len(rows) >= MAX_JSON_LINES:
+            session.rollback()
+            raise errors.Conflict(
+                f"the statement has more than {MAX_JSON_LINES:,} lines: fetch it as CSV "
+                "(/api/v1/statements.csv, streamed) or XLSX"
+            )
         totals.add(line)
         rows.append(st.line_json(line))
     session.rollback()
@@ -277,11 +287,21 @@ def write_xlsx(
     sheet = book.create_sheet("statement")
     sheet.append([st.COLUMN_LABELS[name] for name in st.CSV_COLUMNS])
     totals = st.Totals()
-    for line in line_iter:
-        totals.add(line)
-        sheet.append(list(st.line_row(line)))
-        if on_line is not None:
-            on_line()
+    try:
+        for line in line_iter:
+            # 1 header + the lines + at most a few totals must fit: leave 16 rows for the totals.
+            if totals.lines >= XLSX_MAX_ROWS - 1 - 16:
+                raise errors.Conflict(
+                    f"the statement has more lines than a worksheet holds ({XLSX_MAX_ROWS:,} "
+                    "rows): export it as CSV"
+                )
+            totals.add(line)
+            sheet.append(list(st.line_row(line)))
+            if on_line is not None:
+                on_line()
+    except BaseException:
+        sheet.close()  # ends openpyxl's writer and removes its temporary file
+        raise
     for row in st.total_rows(totals):
         sheet.append(list(row))
     book.save(out)

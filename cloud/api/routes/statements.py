@@ -177,8 +177,12 @@ def get_statement_xlsx(
     month = _checked(session, principal, carrier, period, start, end)
     # Spooled to disk past 8 MiB: a big month's workbook is not held in memory.
     spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 - streamed
-    statements.write_xlsx(
-        statements.lines(session=session, carrier_id=carrier, period=month, now=now), spool
-    )
+    try:
+        statements.write_xlsx(
+            statements.lines(session=session, carrier_id=carrier, period=month, now=now), spool
+        )
+    except BaseException:
+        spool.close()
+        raise
     session.rollback()
     return XlsxResponse(_file_chunks(spool), headers=_filename(carrier, month, "xlsx"))

@@ -258,3 +258,17 @@ def test_a_bad_range_is_a_422_naming_the_field(client: TestClient) -> None:
         assert any(word in answer.text for word in words), answer.text
     ok = {"from": start, "to": (T0 + timedelta(days=366)).isoformat()}
     assert client.get(URL, params={"carrier": CARRIER} | ok, headers=HEADERS).status_code == 200
+
+
+def test_a_month_too_big_for_json_or_a_worksheet_names_the_csv(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deposit(client.app.state.engine, 3)
+    params = {"carrier": CARRIER, "period": MAY}
+    monkeypatch.setattr(svc, "MAX_JSON_LINES", 2)
+    monkeypatch.setattr(svc, "XLSX_MAX_ROWS", 2 + 1 + 16)  # room for 2 lines, not 3
+    for path in (URL, URL + ".xlsx"):
+        answer = client.get(path, params=params, headers=HEADERS)
+        assert answer.status_code == 409 and "CSV" in answer.json()["detail"], path
+    csv_answer = client.get(URL + ".csv", params=params, headers=HEADERS)
+    assert len(csv_answer.text.splitlines()) == 1 + 3 + 1
