@@ -50,7 +50,7 @@ ToQuery = Annotated[
 ]
 CSV_TYPE = "text/csv; charset=utf-8"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-_ERRORS = error_responses(401, 403, 404, 422)
+_ERRORS = error_responses(401, 403, 404, 409, 422)  # 409: too many lines for JSON or XLSX
 
 
 # A file route's error answers are still JSON: FastAPI would list a `model` response under the
