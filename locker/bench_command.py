@@ -412,3 +412,31 @@ def _print_checks(console: Any, check: dict[str, Any]) -> None:
         f"{db['notices_queued']} notices queued; bare: {check['bare_stored']} of "
         f"{check['bare_published']} stored"
     )
+
+
+@app.command("statements")
+def statements(
+    deposits: Annotated[
+        int, typer.Option(min=1, help="Deposits in the month (the issue asks for 1,000,000).")
+    ] = 1_000_000,
+    pg_admin_url: PgAdminUrlOption = "postgresql://postgres@127.0.0.1:5432/postgres",
+    json_path: JsonPathOption = None,
+) -> None:
+    """Export a month of DEPOSITS deposits to CSV: wall time and the exporter's peak RSS.
+
+    A scratch PostgreSQL database (dropped afterwards) is filled with one set-based INSERT;
+    the export is `locker cloud statement --format csv` in a child process.
+    """
+    from locker.bench.statements import as_dict, run
+    from locker.harness.postgres import scratch_database
+
+    with scratch_database(pg_admin_url, prefix="locker_bench_stmt_") as database:
+        figures = run(database.url, deposits)
+    typer.echo(
+        f"{figures.deposits:,} deposits made in {figures.generate_s} s; CSV export "
+        f"{figures.export_s} s ({figures.csv_bytes / 2**20:.0f} MiB, {figures.csv_lines:,} lines), "
+        f"peak RSS of the exporting process {figures.peak_rss_mib} MiB; totals "
+        f"{figures.total_price_minor} + {figures.total_fee_minor} CNY minor units"
+    )
+    if json_path is not None:
+        json_path.write_text(json.dumps(as_dict(figures), indent=1))

@@ -18,6 +18,7 @@ from locker.cloud_registry_command import (
     site_app,
 )
 from locker.cloud_serve_command import serve
+from locker.cloud_statement_command import price_app, statement, statement_close
 
 app = typer.Typer(help="The cloud service: database, workers, API, registry.", no_args_is_help=True)
 
@@ -29,6 +30,9 @@ app.add_typer(courier_app, name="courier")
 app.add_typer(erp_key_app, name="erp-key")
 app.add_typer(carrier_app, name="carrier")
 app.add_typer(account_app, name="account")
+app.add_typer(price_app, name="price")
+app.command(name="statement")(statement)
+app.command(name="statement-close")(statement_close)
 app.command(name="serve")(serve)
 app.command(name="mosquitto-config")(mosquitto_config)
 

@@ -53,6 +53,10 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/api/v1/parcels/{parcel_id}"): _rule(Action.READ_PARCEL, *_ERP),
     ("GET", "/api/v1/tracking/{tracking_no}"): _rule(Action.READ_PARCEL, *_ERP),
     ("POST", "/api/v1/shipments"): _rule(Action.ANNOUNCE_SHIPMENT, *_ERP),
+    # A carrier's statement (对账单): a key bound to that carrier; any other carrier's is a 404.
+    ("GET", "/api/v1/statements"): _rule(Action.READ_SETTLEMENTS, *_ERP),
+    ("GET", "/api/v1/statements.csv"): _rule(Action.READ_SETTLEMENTS, *_ERP),
+    ("GET", "/api/v1/statements.xlsx"): _rule(Action.READ_SETTLEMENTS, *_ERP),
     # Scan-to-open: a person at the cabinet proves a phone (nonce from the screen, then an OTP
     # or WeChat) and becomes a recipient bound to that cabinet and that phone's parcels. The
     # door it opens is a recipient's own pickup, not a remote open by staff: its trace is the

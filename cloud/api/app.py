@@ -23,6 +23,7 @@ from cloud.api.routes import (
     scan_wechat,
     shipments,
     sites,
+    statements,
     wechat,
 )
 from cloud.api.schemas import ErrorPublic, FieldErrorPublic
@@ -119,6 +120,7 @@ def create_app(
         scan_wechat,
         callbacks,
         wechat,
+        statements,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(scan_page.router)  # the QR's URL: short, outside the API's prefix

@@ -117,6 +117,7 @@ ROLE_ACTIONS: dict[PrincipalKind, frozenset[Action]] = {
             Action.UPDATE_SHIPMENT,
             Action.CANCEL_PARCEL,
             Action.RECEIVE_WEBHOOK,
+            Action.READ_SETTLEMENTS,  # a carrier's key: its couriers' statement (对账单)
         }
     ),
     PrincipalKind.TECHNICIAN: frozenset({Action.READ_HEALTH, Action.MAINTAIN_CABINET}),
@@ -164,6 +165,7 @@ class ResourceKind(StrEnum):
     COURIER = "courier"
     ACCOUNT = "account"
     API_KEY = "api_key"
+    CARRIER = "carrier"  # a carrier's statements (its id)
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,11 @@ def sees(principal: Principal, resource: Resource) -> bool:
         case ResourceKind.COURIER:
             return kind is PrincipalKind.CARRIER and (
                 resource.courier_carrier_id == principal.carrier_id
+            )
+        case ResourceKind.CARRIER:
+            # Its own account or a key bound to it; a merchant's key is bound to no carrier.
+            return kind in (PrincipalKind.CARRIER, PrincipalKind.ERP_CLIENT) and (
+                principal.carrier_id is not None and resource.id == principal.carrier_id
             )
         case ResourceKind.ACCOUNT | ResourceKind.API_KEY:
             return False  # operator admins only, handled above

@@ -183,7 +183,11 @@ class Parcel(ParcelBase, table=True):
     """
 
     __tablename__ = "parcels"
-    __table_args__ = (Index("ix_parcels_cabinet_status", "cabinet_id", "status"),)
+    __table_args__ = (
+        Index("ix_parcels_cabinet_status", "cabinet_id", "status"),
+        # What a courier statement reads: a carrier's couriers' deposits in a month.
+        Index("ix_parcels_courier_deposited", "courier_id", "deposited_at"),
+    )
 
     id: str = Field(primary_key=True, max_length=ID_LENGTH)
     parcel_id: str | None = Field(default=None, max_length=ID_LENGTH, unique=True)
@@ -510,3 +514,74 @@ class AuditLog(SQLModel, table=True):
     reason: str = Field(default="", max_length=2000)
     outcome: str = Field(default="done", max_length=32)
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+
+
+# --- courier settlement (cloud.core.statements, docs/statements.md) -------------------------------
+
+
+class SitePrice(SQLModel, table=True):
+    """What a carrier pays for one deposit in a door of `size` at a site, in minor units."""
+
+    __tablename__ = "site_prices"
+
+    site_id: str = Field(
+        sa_column_args=[ForeignKey("sites.id", ondelete="CASCADE")],
+        primary_key=True,
+        max_length=ID_LENGTH,
+    )
+    carrier_id: str = Field(
+        sa_column_args=[ForeignKey("carriers.id", ondelete="CASCADE")],
+        primary_key=True,
+        sa_type=String(CARRIER_ID_LENGTH),
+    )
+    size: str = Field(primary_key=True, max_length=4)
+    amount_minor: int = Field(sa_type=BigInteger)
+    currency: str = Field(max_length=3)
+    updated_at: datetime = _time(nullable=False)
+
+
+class StatementClosing(SQLModel, table=True):
+    """A carrier's month that is closed: its lines are frozen in `statement_lines`."""
+
+    __tablename__ = "statement_closings"
+
+    carrier_id: str = Field(primary_key=True, max_length=CARRIER_ID_LENGTH)
+    period: str = Field(primary_key=True, max_length=7)  # YYYY-MM
+    closed_at: datetime = _time(nullable=False)
+
+
+class StatementLine(SQLModel, table=True):
+    """A frozen line of a closed statement (`cloud.core.statements.Line`); never updated.
+
+    One parcel is settled once per carrier: the unique key keeps a late deposit from being
+    frozen twice.
+    """
+
+    __tablename__ = "statement_lines"
+    __table_args__ = (
+        Index("ix_statement_lines_period", "carrier_id", "period", "id"),
+        Index("ux_statement_lines_parcel", "carrier_id", "parcel_row_id", unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    carrier_id: str = Field(max_length=CARRIER_ID_LENGTH)
+    period: str = Field(max_length=7)
+    parcel_row_id: str = Field(max_length=ID_LENGTH)
+    tracking_no: str = Field(max_length=ID_LENGTH)
+    site_id: str = Field(max_length=ID_LENGTH)
+    cabinet_id: str = Field(max_length=ID_LENGTH)
+    compartment: str | None = Field(default=None, max_length=16)
+    size: str | None = Field(default=None, max_length=4)
+    courier_id: str | None = Field(default=None, max_length=ID_LENGTH)
+    status: str = Field(max_length=16)
+    deposited_at: datetime = _time(nullable=False)
+    left_at: datetime | None = _time()
+    duration_s: int = Field(sa_type=BigInteger)
+    price_minor: int = Field(sa_type=BigInteger)
+    price_currency: str = Field(max_length=3)
+    priced: bool
+    overdue_days: int
+    overdue_fee_minor: int = Field(sa_type=BigInteger)
+    fee_currency: str = Field(max_length=3)
+    returned: bool
+    late: bool

@@ -20,6 +20,9 @@ from locker.cli import app as locker_app
 
 ROUTES = {
     ("get", "/api/v1/health"),
+    ("get", "/api/v1/statements"),
+    ("get", "/api/v1/statements.csv"),
+    ("get", "/api/v1/statements.xlsx"),
     ("get", "/api/v1/sites/{site_id}"),
     ("get", "/api/v1/cabinets"),
     ("get", "/api/v1/cabinets/{cab}"),
@@ -43,6 +46,7 @@ ROUTES = {
 # The API refuses to start without a strong secret key: every run here is given one.
 SECRET_ENV = {"LOCKER_CLOUD_SECRET_KEY": secrets.token_hex(32)}
 
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 REDIRECTS = {"/api/v1/scan/{cab}/{nonce}/wechat", "/api/v1/scan/{cab}/wechat/callback"}
 
 
@@ -65,11 +69,17 @@ def test_openapi_lists_every_route_with_response_and_error_schemas(tmp_path: Pat
             assert not any(k.startswith("2") for k in operation["responses"]), path
         else:
             success = next(v for k, v in operation["responses"].items() if k.startswith("2"))
-            (media_type,) = success["content"]
-            if media_type == "application/json":
-                assert "$ref" in success["content"][media_type]["schema"], path
-            else:  # the QR; WeChat's URL check (plain text) and passive replies (XML)
-                assert media_type in ("image/svg+xml", "text/plain", "application/xml"), path
+            for media_type in success["content"]:
+                if media_type == "application/json":
+                    assert "$ref" in success["content"][media_type]["schema"], path
+                else:  # the QR; WeChat's URL check (plain text), passive replies (XML); exports
+                    assert media_type in (
+                        "image/svg+xml",
+                        "text/plain",
+                        "application/xml",
+                        "text/csv",
+                        XLSX,
+                    ), path
         errors = {k: v for k, v in operation["responses"].items() if k[0] in "45"}
         assert errors or path == "/api/v1/health", path
         for status, response in errors.items():
