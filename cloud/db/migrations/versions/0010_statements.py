@@ -1,6 +1,6 @@
 """courier settlement: per-site price table, closed statement periods and their frozen lines
 
-Revision ID: 0012_statements
+Revision ID: 0010_statements
 Revises: 0009_scan_limits
 Create Date: 2026-12-04 17:00:00
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012_statements"
+revision: str = "0010_statements"
 down_revision: str | None = "0009_scan_limits"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
