@@ -53,6 +53,13 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/api/v1/parcels/{parcel_id}"): _rule(Action.READ_PARCEL, *_ERP),
     ("GET", "/api/v1/tracking/{tracking_no}"): _rule(Action.READ_PARCEL, *_ERP),
     ("POST", "/api/v1/shipments"): _rule(Action.ANNOUNCE_SHIPMENT, *_ERP),
+    ("GET", "/api/v1/shipments"): _rule(Action.READ_PARCEL, *_ERP),
+    ("GET", "/api/v1/shipments/{shipment_id}"): _rule(Action.READ_PARCEL, *_ERP),
+    ("PATCH", "/api/v1/shipments/{shipment_id}"): _rule(Action.UPDATE_SHIPMENT, *_ERP),
+    ("POST", "/api/v1/shipments/{shipment_id}/cancel"): _rule(Action.CANCEL_PARCEL, *_ERP),
+    ("POST", "/api/v1/shipments/{shipment_id}/confirm-return"): _rule(
+        Action.UPDATE_SHIPMENT, *_ERP
+    ),
     # Scan-to-open: a person at the cabinet proves a phone (nonce from the screen, then an OTP
     # or WeChat) and becomes a recipient bound to that cabinet and that phone's parcels. The
     # door it opens is a recipient's own pickup, not a remote open by staff: its trace is the
