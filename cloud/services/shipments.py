@@ -49,6 +49,8 @@ TRACKING_MAX_CHARS = 40
 _TRACKING = re.compile(r"[A-Z0-9-]+")
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 IDEMPOTENCY_KEY_MAX_CHARS = 128
+# What a stored answer was (the idempotency table's response_status): the API's 201 and 200.
+CREATED, CHANGED = 201, 200
 
 
 class InvalidShipment(errors.InvalidInput):
@@ -91,7 +93,7 @@ class Announced:
     parcel_row_id: str
     replayed: bool
     response: dict[str, Any]  # the answer, as JSON (a replay's is the stored one)
-    status_code: int = 201
+    created: bool = True  # a new shipment (the API answers 201), else a change of one
 
 
 def normalize_tracking_no(text: str) -> str:
@@ -169,7 +171,7 @@ def announce_shipment(
     _check_window(shipment.window_s)
     fingerprint = request_hash(shipment)
 
-    def write() -> tuple[str, dict[str, Any], int]:
+    def write() -> tuple[str, dict[str, Any], bool]:
         return _announce(session, principal, shipment, now)
 
     return _idempotent(session, principal, key, fingerprint, write, now)
@@ -180,7 +182,7 @@ def _idempotent(
     principal: Principal,
     key: str,
     fingerprint: str,
-    write: Callable[[], tuple[str, dict[str, Any], int]],
+    write: Callable[[], tuple[str, dict[str, Any], bool]],
     now: datetime,
 ) -> Announced:
     """Run `write` once per (API key, Idempotency-Key) and commit it with its stored answer."""
@@ -203,7 +205,7 @@ def _once(
     principal: Principal,
     key: str,
     fingerprint: str,
-    write: Callable[[], tuple[str, dict[str, Any], int]],
+    write: Callable[[], tuple[str, dict[str, Any], bool]],
     now: datetime,
 ) -> Announced:
     session.rollback()  # a write transaction must begin fresh (BEGIN IMMEDIATE on SQLite)
@@ -213,13 +215,13 @@ def _once(
         if replay is not None:
             session.rollback()
             return replay
-        row_id, answer, code = write()
+        row_id, answer, created = write()
         session.add(
             IdempotencyKey(
                 api_key_id=principal.id,
                 key=key,
                 request_hash=fingerprint,
-                response_status=code,
+                response_status=CREATED if created else CHANGED,
                 response_body=answer,
                 created_at=now,
             )
@@ -228,12 +230,12 @@ def _once(
     except BaseException:
         session.rollback()
         raise
-    return Announced(parcel_row_id=row_id, replayed=False, response=answer, status_code=code)
+    return Announced(parcel_row_id=row_id, replayed=False, response=answer, created=created)
 
 
 def _announce(
     session: Session, principal: Principal, shipment: ShipmentCreate, now: datetime
-) -> tuple[str, dict[str, Any], int]:
+) -> tuple[str, dict[str, Any], bool]:
     cabinet = session.get(Cabinet, shipment.cabinet_id)
     decision = decide(principal, Action.ANNOUNCE_SHIPMENT, cabinet_resource(cabinet))
     if not decision.allowed:
@@ -284,7 +286,7 @@ def _announce(
         now=now,
     )
     session.flush()
-    return row.id, _answer(row, now), 201
+    return row.id, _answer(row, now), True
 
 
 def _answer(row: Any, now: datetime) -> dict[str, Any]:
@@ -314,7 +316,7 @@ def _replay(session: Session, api_key_id: str, key: str, fingerprint: str) -> An
         parcel_row_id=str(body.get("id", "")),
         replayed=True,
         response=body,
-        status_code=stored.response_status or 201,
+        created=stored.response_status in (None, CREATED),
     )
 
 
@@ -347,7 +349,7 @@ def update_shipment(
         )
     _check_window(change.window_s)
 
-    def write() -> tuple[str, dict[str, Any], int]:
+    def write() -> tuple[str, dict[str, Any], bool]:
         if change.cabinet_id is not None:
             cabinet = session.get(Cabinet, change.cabinet_id)
             decision = decide(principal, Action.ANNOUNCE_SHIPMENT, cabinet_resource(cabinet))
@@ -417,7 +419,7 @@ def _step(
     event: core.Event,
     seal_key: bytes,
     now: datetime,
-) -> tuple[str, dict[str, Any], int]:
+) -> tuple[str, dict[str, Any], bool]:
     """Apply `event` to the key's shipment under its row lock, through the core's table, so its
     timeline row and webhook are written with it (`apply_parcel_event`)."""
     row = parcels.lock_parcel_by_id(session=session, row_id=shipment_id)
@@ -445,7 +447,7 @@ def _step(
             field="status",
         ) from None
     session.flush()
-    return row.id, _answer(row, now), 200
+    return row.id, _answer(row, now), False
 
 
 # --- reads ----------------------------------------------------------------------------------------

@@ -98,7 +98,8 @@ def announce_shipment(
 
 def _answer(result: shipments.Announced) -> JSONResponse:
     headers = {REPLAYED_HEADER: "true"} if result.replayed else None
-    return JSONResponse(result.response, status_code=result.status_code, headers=headers)
+    code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+    return JSONResponse(result.response, status_code=code, headers=headers)
 
 
 @router.get("/shipments", response_model=ShipmentsPublic, responses=error_responses(401, 403, 422))
