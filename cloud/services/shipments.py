@@ -349,16 +349,20 @@ def update_shipment(
         )
     _check_window(change.window_s)
 
-    def write() -> tuple[str, dict[str, Any], bool]:
+    def check_cabinet() -> None:
         if change.cabinet_id is not None:
             cabinet = session.get(Cabinet, change.cabinet_id)
             decision = decide(principal, Action.ANNOUNCE_SHIPMENT, cabinet_resource(cabinet))
             if not decision.allowed:
                 raise errors.UnknownCabinet(f"no cabinet {change.cabinet_id!r}", field="cabinet_id")
+
+    def write() -> tuple[str, dict[str, Any], bool]:
         event = core.UpdateAnnouncement(
             phone=change.phone, cabinet_id=change.cabinet_id, window_s=change.window_s
         )
-        return _step(session, principal, Action.UPDATE_SHIPMENT, shipment_id, event, b"", now)
+        return _step(
+            session, principal, Action.UPDATE_SHIPMENT, shipment_id, event, b"", now, check_cabinet
+        )
 
     fingerprint = request_hash(change, op="update", shipment_id=shipment_id)
     return _idempotent(session, principal, key, fingerprint, write, now)
@@ -419,14 +423,18 @@ def _step(
     event: core.Event,
     seal_key: bytes,
     now: datetime,
+    check: Callable[[], None] | None = None,
 ) -> tuple[str, dict[str, Any], bool]:
     """Apply `event` to the key's shipment under its row lock, through the core's table, so its
-    timeline row and webhook are written with it (`apply_parcel_event`)."""
+    timeline row and webhook are written with it (`apply_parcel_event`). `check` judges the
+    rest of the request once the shipment is known to be the key's (another's stays a 404)."""
     row = parcels.lock_parcel_by_id(session=session, row_id=shipment_id)
     decision = decide(principal, action, parcel_resource(session, row))
     if not decision.allowed or row is None:
         # Another client's shipment answers as a missing one: the key learns nothing of it.
         raise errors.UnknownParcel(f"no shipment {shipment_id!r}")
+    if check is not None:
+        check()
     cabinet = session.get(Cabinet, row.cabinet_id)
     site = session.get(Site, cabinet.site_id) if cabinet is not None else None
     assert site is not None  # the foreign keys guarantee it

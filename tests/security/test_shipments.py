@@ -101,6 +101,7 @@ def test_another_carriers_shipment_reads_as_missing(
     [
         ("PATCH", "", {"phone": "+8613999999999"}),  # redirect the pickup code to its phone
         ("PATCH", "", {"cabinet_id": CAB}),
+        ("PATCH", "", {"cabinet_id": "CAB-NOWHERE"}),  # a 422 here would say the id exists
         ("POST", "/cancel", {"reason": "mine now"}),
         ("POST", "/confirm-return", None),
     ],
