@@ -18,7 +18,7 @@ import pytest
 from pydantic import BaseModel
 
 from cabinet.drivers.rs485 import BusTiming
-from cloud.core.parcels import ERP_STATES, TRANSITIONS, Status
+from cloud.core.parcels import ERP_STATES, EVENT_ORDER_STATES, ORDER_STATES, TRANSITIONS, Status
 from protocol.asyncapi import asyncapi_document
 from protocol.codec import decode
 from protocol.lockboard.family_8a import ReplyDecoder, RequestDecoder, checksum
@@ -368,7 +368,21 @@ def test_the_transition_table_is_the_code() -> None:
 
 
 def test_the_erp_state_table_is_the_code() -> None:
-    rows = table(page("parcel-life.md"), "The ERP's order states")
+    rows = table(page("parcel-life.md"), "By status")
     assert {ticked(row[0])[0]: ticked(row[1])[0] for row in rows} == {
         status.value: state.value for status, state in ERP_STATES.items()
     }
+
+
+def test_the_order_state_tables_are_the_code() -> None:
+    """Both tables, all three names side by side: by status, and by event (every event of the
+    transition table has a row)."""
+    by_status = table(page("parcel-life.md"), "By status")
+    assert {ticked(row[0])[0]: [ticked(c)[0] for c in row[1:]] for row in by_status} == {
+        status.value: [row.erp.value, row.zh, row.shipx] for status, row in ORDER_STATES.items()
+    }
+    by_event = table(page("parcel-life.md"), "By event")
+    assert {ticked(row[0])[0]: [ticked(c)[0] for c in row[1:]] for row in by_event} == {
+        event: [row.erp.value, row.zh, row.shipx] for event, row in EVENT_ORDER_STATES.items()
+    }
+    assert set(EVENT_ORDER_STATES) == {event.__name__ for _, event in TRANSITIONS}

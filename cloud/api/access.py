@@ -53,6 +53,13 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/api/v1/parcels/{parcel_id}"): _rule(Action.READ_PARCEL, *_ERP),
     ("GET", "/api/v1/tracking/{tracking_no}"): _rule(Action.READ_PARCEL, *_ERP),
     ("POST", "/api/v1/shipments"): _rule(Action.ANNOUNCE_SHIPMENT, *_ERP),
+    ("GET", "/api/v1/shipments"): _rule(Action.READ_PARCEL, *_ERP),
+    ("GET", "/api/v1/shipments/{shipment_id}"): _rule(Action.READ_PARCEL, *_ERP),
+    ("PATCH", "/api/v1/shipments/{shipment_id}"): _rule(Action.UPDATE_SHIPMENT, *_ERP),
+    ("POST", "/api/v1/shipments/{shipment_id}/cancel"): _rule(Action.CANCEL_PARCEL, *_ERP),
+    ("POST", "/api/v1/shipments/{shipment_id}/confirm-return"): _rule(
+        Action.UPDATE_SHIPMENT, *_ERP
+    ),
     # A carrier's statement (对账单): a key bound to that carrier; any other carrier's is a 404.
     ("GET", "/api/v1/statements"): _rule(Action.READ_SETTLEMENTS, *_ERP),
     ("GET", "/api/v1/statements.csv"): _rule(Action.READ_SETTLEMENTS, *_ERP),

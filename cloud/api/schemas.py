@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from cloud.core.parcels import ErpOrderState, Status
+from cloud.core.parcels import MAX_WINDOW_S, MIN_WINDOW_S, ErpOrderState, Status
 
 
 class FieldErrorPublic(BaseModel):
@@ -100,6 +100,14 @@ class ParcelPublic(BaseModel):
     order_no: str | None
     status: Status
     erp_state: ErpOrderState
+    order_state: str | None = Field(
+        default=None,
+        description="The order state of a Chinese ERP (docs/parcel-life.md)",
+        examples=["已发货"],
+    )
+    shipx_status: str | None = Field(
+        default=None, description="The ShipX-like status", examples=["ready_to_pickup"]
+    )
     cabinet_id: str
     compartment: str | None
     size: str | None
@@ -107,6 +115,15 @@ class ParcelPublic(BaseModel):
     deposited_at: datetime | None
     deadline: datetime | None = Field(description="The pickup deadline, pauses included")
     left_locker_at: datetime | None
+    length_mm: int | None = None
+    width_mm: int | None = None
+    height_mm: int | None = None
+    weight_g: int | None = None
+    courier_company: str | None = None
+    pickup_window_s: int | None = Field(
+        default=None, description="The ERP's pickup window override; null: the site's"
+    )
+    updated_at: datetime | None = None
 
 
 class ParcelsPublic(BaseModel):
@@ -121,6 +138,8 @@ class TimelineEntryPublic(BaseModel):
 
     status: Status
     erp_state: ErpOrderState
+    order_state: str | None = Field(default=None, examples=["已签收"])
+    shipx_status: str | None = Field(default=None, examples=["delivered"])
     at: datetime
     source: str
     note: str
@@ -142,6 +161,10 @@ class TrackingPublic(BaseModel):
     overdue_fee: OverdueFeePublic | None
 
 
+MAX_PARCEL_MM = 2_000
+MAX_PARCEL_G = 30_000
+
+
 class ShipmentRequest(BaseModel):
     """Announce a shipment: the parcel a courier will bring to a cabinet."""
 
@@ -156,6 +179,58 @@ class ShipmentRequest(BaseModel):
         min_length=8, max_length=16, examples=["+8613812341234"], description="E.164"
     )
     cabinet_id: str = Field(min_length=1, max_length=64, examples=["cab-0001"])
+    # A parcel's size: a locker door is well under 2 m and a courier carries no more than 30 kg;
+    # anything past these is a typo (mm for cm, g for kg), refused rather than stored.
+    length_mm: int | None = Field(default=None, ge=1, le=MAX_PARCEL_MM, examples=[300])
+    width_mm: int | None = Field(default=None, ge=1, le=MAX_PARCEL_MM, examples=[200])
+    height_mm: int | None = Field(default=None, ge=1, le=MAX_PARCEL_MM, examples=[100])
+    weight_g: int | None = Field(default=None, ge=1, le=MAX_PARCEL_G, examples=[1500])
+    courier_company: str | None = Field(
+        default=None, min_length=1, max_length=100, examples=["SF Express"]
+    )
+    pickup_window_s: int | None = Field(
+        default=None,
+        ge=MIN_WINDOW_S,
+        le=MAX_WINDOW_S,
+        description="Overrides the site's pickup window for this parcel (seconds)",
+        examples=[172800],
+    )
+
+
+class ShipmentUpdate(BaseModel):
+    """Change an announced shipment: any of its phone, cabinet and pickup window."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field must not pass as "no change"
+
+    phone: str | None = Field(
+        default=None, min_length=8, max_length=16, examples=["+8613812341234"]
+    )
+    cabinet_id: str | None = Field(default=None, min_length=1, max_length=64)
+    pickup_window_s: int | None = Field(default=None, ge=MIN_WINDOW_S, le=MAX_WINDOW_S)
+
+
+class ShipmentCancel(BaseModel):
+    """Cancel a shipment; the reason goes on its timeline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=200)
+
+
+class ReturnConfirm(BaseModel):
+    """Confirm a retrieved shipment is back with the sender."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    note: str = Field(default="", max_length=200)
+
+
+class ShipmentsPublic(BaseModel):
+    """A page of shipments, oldest first; `next_cursor` fetches the next (null: the last)."""
+
+    data: list[ParcelPublic]
+    count: int
+    next_cursor: str | None
 
 
 # --- scan-to-open ---------------------------------------------------------------------------------

@@ -64,6 +64,10 @@ from cloud.core.phones import mask_phone
 # A pause shorter than this moves the deadline without telling the recipient: a cabinet that
 # blinked offline for a minute is not worth a text message.
 NEW_DEADLINE_NOTICE_MIN_S = 10 * 60
+# An ERP's pickup window override: at least an hour (a recipient must be able to come), at most
+# 30 days (a door is not a warehouse).
+MIN_WINDOW_S = 60 * 60
+MAX_WINDOW_S = 30 * 24 * 60 * 60
 
 
 class Status(StrEnum):
@@ -110,6 +114,7 @@ class Parcel:
     deposited_at: datetime | None = None  # the cabinet's clock
     clock_started_at: datetime | None = None  # the cloud's clock: the pickup window starts here
     window_s: int | None = None  # the site's pickup window when it was deposited
+    window_override_s: int | None = None  # the ERP's own pickup window, used at deposit
     pauses: tuple[Pause, ...] = ()
     reminded_at: datetime | None = None
     told_deadline: datetime | None = None  # the deadline the recipient was last told
@@ -144,14 +149,16 @@ class Announce:
     cabinet_id: str
     phone: str = field(repr=False)
     order_no: str | None = None
+    window_s: int | None = None  # overrides the site's pickup window for this parcel
 
 
 @dataclass(frozen=True)
 class UpdateAnnouncement:
-    """The ERP changes the recipient's phone or the target cabinet before deposit."""
+    """The ERP changes the recipient's phone, the target cabinet or the window before deposit."""
 
     phone: str | None = field(default=None, repr=False)
     cabinet_id: str | None = None
+    window_s: int | None = None
 
 
 @dataclass(frozen=True)
@@ -339,22 +346,66 @@ class ErpOrderState(StrEnum):
     RETURNED = "returned"
 
 
-ERP_STATES: dict[Status, ErpOrderState] = {
-    Status.ANNOUNCED: ErpOrderState.SHIPPED,
-    Status.IN_LOCKER: ErpOrderState.AWAITING_PICKUP,
-    Status.PICKED_UP: ErpOrderState.SIGNED,
+@dataclass(frozen=True)
+class OrderState:
+    """One row of the order-state mapping: how a parcel status or event shows to an ERP.
+
+    `erp` is this API's `erp_state`; `zh` the order state of a Chinese ERP (待审核 → 审核通过 →
+    待发货 → 已发货 → 已签收, and the returns); `shipx` the ShipX-like status an integrator of
+    InPost's API knows.
+    """
+
+    erp: ErpOrderState
+    zh: str
+    shipx: str
+
+
+# THE order-state mapping (docs/parcel-life.md, "The ERP's order states" holds it to the code).
+# 待审核 and 审核通过 are the ERP's own, before it ships: no parcel status shows as them.
+ORDER_STATES: dict[Status, OrderState] = {
+    Status.ANNOUNCED: OrderState(ErpOrderState.SHIPPED, "已发货", "confirmed"),
+    Status.IN_LOCKER: OrderState(ErpOrderState.AWAITING_PICKUP, "已发货", "ready_to_pickup"),
+    Status.PICKED_UP: OrderState(ErpOrderState.SIGNED, "已签收", "delivered"),
     # Still at the pickup point and a late pickup can still happen: telling the ERP "returned"
     # now could trigger a refund for a parcel the recipient then collects.
-    Status.EXPIRED: ErpOrderState.AWAITING_PICKUP,
-    Status.RETRIEVED: ErpOrderState.RETURNED,  # on its way back
-    Status.RETURNED: ErpOrderState.RETURNED,
-    Status.CANCELLED: ErpOrderState.PENDING_SHIPMENT,  # the shipment is off; the order is the ERP's
+    Status.EXPIRED: OrderState(ErpOrderState.AWAITING_PICKUP, "已发货", "pickup_time_expired"),
+    # On its way back to the sender.
+    Status.RETRIEVED: OrderState(ErpOrderState.RETURNED, "退货中", "returned_to_sender"),
+    Status.RETURNED: OrderState(ErpOrderState.RETURNED, "已退货", "returned"),
+    # The shipment is off; the order is the ERP's to ship again.
+    Status.CANCELLED: OrderState(ErpOrderState.PENDING_SHIPMENT, "待发货", "canceled"),
 }
+
+# Each event, as the ERP is told of it: the order state it leaves the order in. An event that
+# keeps the status keeps its order state, but ShipX names some on their own (a reminder).
+EVENT_ORDER_STATES: dict[str, OrderState] = {
+    "Announce": ORDER_STATES[Status.ANNOUNCED],
+    "UpdateAnnouncement": ORDER_STATES[Status.ANNOUNCED],
+    "Deposit": ORDER_STATES[Status.IN_LOCKER],
+    "Remind": OrderState(ErpOrderState.AWAITING_PICKUP, "已发货", "pickup_reminder_sent"),
+    "ReissueCode": ORDER_STATES[Status.IN_LOCKER],
+    "PauseDeadline": ORDER_STATES[Status.IN_LOCKER],
+    "ResumeDeadline": ORDER_STATES[Status.IN_LOCKER],
+    "PickUp": ORDER_STATES[Status.PICKED_UP],
+    "Expire": ORDER_STATES[Status.EXPIRED],
+    "Retrieve": ORDER_STATES[Status.RETRIEVED],
+    "Cancel": ORDER_STATES[Status.CANCELLED],
+    "ConfirmReturn": ORDER_STATES[Status.RETURNED],
+}
+
+
+# The `erp_state` column of the table, as the code before it knew it.
+ERP_STATES: dict[Status, ErpOrderState] = {status: row.erp for status, row in ORDER_STATES.items()}
 
 
 def erp_state(status: Status) -> ErpOrderState:
     """Return the ERP order state a parcel status shows as."""
     return ERP_STATES[status]
+
+
+def order_state(status: Status) -> OrderState:
+    """Return the whole order-state row of a parcel status."""
+    return ORDER_STATES[status]
 
 
 def statuses_for(state: ErpOrderState) -> frozenset[Status]:
@@ -375,6 +426,7 @@ def _announce(_: None, event: Announce, now: datetime) -> tuple[Parcel, str, lis
         phone=event.phone,
         order_no=event.order_no,
         announced_at=now,
+        window_override_s=_window(event.window_s),
     )
     return parcel, f"announced for cabinet {event.cabinet_id}", []
 
@@ -382,15 +434,20 @@ def _announce(_: None, event: Announce, now: datetime) -> tuple[Parcel, str, lis
 def _update(
     parcel: Parcel, event: UpdateAnnouncement, now: datetime
 ) -> tuple[Parcel, str, list[Effect]]:
-    if event.phone is None and event.cabinet_id is None:
-        raise ValueError("an update must change the phone, the cabinet or both")
+    if event.phone is None and event.cabinet_id is None and event.window_s is None:
+        raise ValueError("an update must change the phone, the cabinet or the window")
     changes = []
     if event.phone is not None:
         changes.append(f"phone {mask_phone(event.phone)}")
     if event.cabinet_id is not None:
         changes.append(f"cabinet {event.cabinet_id}")
+    if event.window_s is not None:
+        changes.append(f"pickup window {_window(event.window_s)} s")
     updated = replace(
         parcel,
+        window_override_s=(
+            event.window_s if event.window_s is not None else parcel.window_override_s
+        ),
         phone=event.phone if event.phone is not None else parcel.phone,
         cabinet_id=event.cabinet_id if event.cabinet_id is not None else parcel.cabinet_id,
     )
@@ -402,6 +459,9 @@ def _deposit(
 ) -> tuple[Parcel, str, list[Effect]]:
     if event.window_s < 1:
         raise ValueError("the pickup window must be at least one second")
+    # The ERP's own window for this parcel, if it set one, wins over the site's.
+    window_s = announced.window_override_s if announced is not None else None
+    window_s = window_s or event.window_s
     notes = [f"deposited in {event.compartment} by courier {event.courier_id}"]
     if announced is None:
         notes.append("not announced by the ERP")
@@ -434,7 +494,8 @@ def _deposit(
         announced_at=announced_at,
         deposited_at=_aware(event.at),
         clock_started_at=now,
-        window_s=event.window_s,
+        window_s=window_s,
+        window_override_s=announced.window_override_s if announced is not None else None,
     )
     deadline = _deadline(parcel, now)
     parcel = replace(parcel, told_deadline=deadline)
@@ -685,6 +746,12 @@ def _notify(
         courier_id=parcel.courier_id if audience is Audience.COURIER else None,
         code=code,
     )
+
+
+def _window(window_s: int | None) -> int | None:
+    if window_s is not None and not MIN_WINDOW_S <= window_s <= MAX_WINDOW_S:
+        raise ValueError(f"the pickup window must be {MIN_WINDOW_S}-{MAX_WINDOW_S} seconds")
+    return window_s
 
 
 def _aware(at: datetime) -> datetime:

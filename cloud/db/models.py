@@ -212,6 +212,13 @@ class Parcel(ParcelBase, table=True):
     owner_key_id: str | None = Field(default=None, max_length=ID_LENGTH)
     owner_carrier_id: str | None = Field(default=None, max_length=100, index=True)
     owner_merchant_id: str | None = Field(default=None, max_length=ID_LENGTH, index=True)
+    # What the ERP announced of the parcel itself (validated by cloud.services.shipments).
+    length_mm: int | None = None
+    width_mm: int | None = None
+    height_mm: int | None = None
+    weight_g: int | None = None
+    courier_company: str | None = Field(default=None, max_length=100)
+    window_override_s: int | None = None  # the ERP's pickup window (core: window_override_s)
     created_at: datetime = _time(nullable=False)
     updated_at: datetime = _time(nullable=False)
 

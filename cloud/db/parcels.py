@@ -35,6 +35,7 @@ def parcel_to_core(row: Parcel) -> core.Parcel:
         deposited_at=row.deposited_at,
         clock_started_at=row.clock_started_at,
         window_s=row.window_s,
+        window_override_s=row.window_override_s,
         pauses=tuple(_pause_from_json(p) for p in row.pauses or ()),
         reminded_at=row.reminded_at,
         told_deadline=row.told_deadline,
@@ -60,6 +61,7 @@ def parcel_values(parcel: core.Parcel, now: datetime) -> dict[str, Any]:
         "deposited_at": parcel.deposited_at,
         "clock_started_at": parcel.clock_started_at,
         "window_s": parcel.window_s,
+        "window_override_s": parcel.window_override_s,
         "pauses": [_pause_to_json(p) for p in parcel.pauses],
         "reminded_at": parcel.reminded_at,
         "told_deadline": parcel.told_deadline,
@@ -255,3 +257,15 @@ def in_locker_at_site(*, session: Session, site_id: str) -> list[Parcel]:
         .where(Cabinet.site_id == site_id, Parcel.status == core.Status.IN_LOCKER.value)
     )
     return list(session.exec(statement))
+
+
+def lock_parcel_by_id(*, session: Session, row_id: str) -> Parcel | None:
+    """Return the parcel whose row id or cabinet-made parcel_id is `row_id`, locked for this
+    transaction (an ERP's update waits for a deposit being written, and the other way round)."""
+    statement = (
+        select(Parcel)
+        .where((col(Parcel.id) == row_id) | (col(Parcel.parcel_id) == row_id))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return session.exec(statement).first()

@@ -7,6 +7,7 @@ by `cloud.db.scoping`, so a list shows a caller only what it may read.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlmodel import Session, col, select
@@ -75,6 +76,46 @@ def parcels_in_scope(
         statement = statement.where(Parcel.status == status.value)
     statement = statement.order_by(col(Parcel.created_at).desc(), col(Parcel.id).desc())
     return session.exec(statement.offset(offset).limit(limit)).all()
+
+
+def shipments_page(
+    *,
+    session: Session,
+    scope: ParcelScope,
+    after: tuple[datetime, str] | None,
+    limit: int,
+    status: Status | None = None,
+    site: str | None = None,
+    cabinet: str | None = None,
+    changed_since: datetime | None = None,
+    order_no: str | None = None,
+    tracking_no: str | None = None,
+) -> Sequence[Parcel]:
+    """Return up to `limit` parcels `scope` admits, oldest first by (created_at, id), after the
+    cursor `after`: a parcel created meanwhile sorts after every page already read (its
+    created_at is the newest), so paging neither skips nor repeats one."""
+    statement = select(Parcel).where(parcel_where(scope))
+    if status is not None:
+        statement = statement.where(Parcel.status == status.value)
+    if site is not None:
+        on_site = select(Cabinet.id).where(Cabinet.site_id == site)
+        statement = statement.where(col(Parcel.cabinet_id).in_(on_site))
+    if cabinet is not None:
+        statement = statement.where(Parcel.cabinet_id == cabinet)
+    if changed_since is not None:
+        statement = statement.where(col(Parcel.updated_at) >= changed_since)
+    if order_no is not None:
+        statement = statement.where(Parcel.order_no == order_no)
+    if tracking_no is not None:
+        statement = statement.where(Parcel.tracking_no == tracking_no)
+    if after is not None:
+        created_at, row_id = after
+        statement = statement.where(
+            (col(Parcel.created_at) > created_at)
+            | ((col(Parcel.created_at) == created_at) & (col(Parcel.id) > row_id))
+        )
+    statement = statement.order_by(col(Parcel.created_at), col(Parcel.id))
+    return session.exec(statement.limit(limit)).all()
 
 
 def newest_parcel_tracked(

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from cloud.core.access import CabinetScope, ParcelScope, Resource
 from cloud.core.expiry import OverdueFee, overdue_fee
-from cloud.core.parcels import ErpOrderState, Status, erp_state
+from cloud.core.parcels import ErpOrderState, Status, erp_state, order_state
 from cloud.core.phones import mask_phone
 from cloud.db import reads, scoping
 from cloud.db.cabinets import get_cabinet as cabinet_by_id
@@ -147,6 +147,8 @@ def parcel_record(view: ParcelView) -> dict[str, Any]:
         "order_no": row.order_no,
         "status": Status(row.status),
         "erp_state": view.erp_state,
+        "order_state": order_state(Status(row.status)).zh,
+        "shipx_status": order_state(Status(row.status)).shipx,
         "cabinet_id": row.cabinet_id,
         "compartment": row.compartment,
         "size": row.size,
@@ -154,6 +156,13 @@ def parcel_record(view: ParcelView) -> dict[str, Any]:
         "deposited_at": row.deposited_at,
         "deadline": view.deadline,
         "left_locker_at": row.left_locker_at,
+        "length_mm": row.length_mm,
+        "width_mm": row.width_mm,
+        "height_mm": row.height_mm,
+        "weight_g": row.weight_g,
+        "courier_company": row.courier_company,
+        "pickup_window_s": row.window_override_s,
+        "updated_at": row.updated_at,
     }
 
 

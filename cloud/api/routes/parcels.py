@@ -17,7 +17,7 @@ from cloud.api.schemas import (
     error_responses,
 )
 from cloud.core.access import Action, decide, parcel_scope
-from cloud.core.parcels import Status, erp_state
+from cloud.core.parcels import Status, erp_state, order_state
 from cloud.services import queries
 
 router = APIRouter(tags=["parcels"])
@@ -102,6 +102,8 @@ def get_tracking(
         TimelineEntryPublic(
             status=Status(e.status),
             erp_state=erp_state(Status(e.status)),
+            order_state=order_state(Status(e.status)).zh,
+            shipx_status=order_state(Status(e.status)).shipx,
             at=e.at,
             source=e.source,
             note=e.note,

@@ -275,6 +275,43 @@ def test_update_masks_the_phone_in_the_timeline() -> None:
     assert "+86 137****1234" in effects[0].note and "13700001234" not in effects[0].note
 
 
+def test_the_erps_window_override_is_the_deposits_window() -> None:
+    announced, _ = p.apply(None, f.announce_event(window_s=p.MIN_WINDOW_S), T0)
+    parcel, _ = p.apply(announced, f.deposit_event(), T0)
+    # The site's 72 h (the deposit event's window) gives way to the ERP's hour.
+    assert parcel.deadline(T0) == T0 + timedelta(seconds=p.MIN_WINDOW_S)
+
+
+def test_an_update_moves_the_window_and_says_so() -> None:
+    parcel, effects = p.apply(f.announced(), p.UpdateAnnouncement(window_s=2 * p.MIN_WINDOW_S), T0)
+    assert parcel.window_override_s == 7200
+    assert effects[0].note == "updated: pickup window 7200 s"
+    deposited, _ = p.apply(parcel, f.deposit_event(), T0)
+    assert deposited.deadline(T0) == T0 + timedelta(seconds=7200)
+
+
+@pytest.mark.parametrize("window_s", [p.MIN_WINDOW_S - 1, p.MAX_WINDOW_S + 1, 0])
+def test_a_window_override_outside_an_hour_to_30_days_is_refused(window_s: int) -> None:
+    assert (p.MIN_WINDOW_S, p.MAX_WINDOW_S) == (3_600, 30 * 86_400)
+    with pytest.raises(ValueError, match="pickup window"):
+        p.apply(f.announced(), p.UpdateAnnouncement(window_s=window_s), T0)
+    with pytest.raises(ValueError, match="pickup window"):
+        p.apply(None, f.announce_event(window_s=window_s), T0)
+
+
+def test_every_status_and_event_has_an_order_state_three_ways() -> None:
+    assert set(p.ORDER_STATES) == set(p.Status)
+    assert set(p.EVENT_ORDER_STATES) == {event.__name__ for _, event in p.TRANSITIONS}
+    assert {row.zh for row in p.ORDER_STATES.values()} == {
+        "待发货",
+        "已发货",
+        "已签收",
+        "退货中",
+        "已退货",
+    }
+    assert all(p.ERP_STATES[s] is row.erp for s, row in p.ORDER_STATES.items())
+
+
 def test_update_with_nothing_to_change_is_refused() -> None:
     with pytest.raises(ValueError):
         p.apply(f.announced(), p.UpdateAnnouncement(), T0)
