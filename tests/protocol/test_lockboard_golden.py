@@ -108,12 +108,12 @@ def test_replies_to_another_lock_or_board_do_not_match():
         lambda: Unlock(0, 1),
         lambda: Unlock(0x41, 1),
         lambda: Unlock(1, 0),
-        lambda: Query(1, 49),
+        lambda: Query(1, 256),  # the channel byte tops out at 0xFF
         lambda: UnlockMany(1, frozenset({25})),
         lambda: UnlockMany(1, frozenset()),
         lambda: LockStatus(1, 1, 0x33),
         lambda: AllStatus(1, b""),
-        lambda: AllStatus(1, b"\xff" * 7),
+        lambda: AllStatus(1, b"\xff" * 33),  # MAX_STATUS_BYTES = 32
     ],
 )
 def test_frames_that_cannot_exist_are_refused_with_a_clear_error(build):
