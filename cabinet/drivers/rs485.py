@@ -682,4 +682,3 @@ class Rs485Driver:
 
 def _copy(stats: DecoderStats) -> DecoderStats:
     return DecoderStats(**stats.as_dict())
-
