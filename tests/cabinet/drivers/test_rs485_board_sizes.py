@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import pytest
 
+from cabinet.config import load_config
+from cabinet.drivers import build_driver
 from cabinet.drivers.rs485 import BoardSpec
 from cabinet.ports import DoorChange
-from firmware_sim import BoardConfig
+from firmware_sim import BoardConfig, PtyServer, SimulatedBus
 from protocol.lockboard.family_8a import QueryAll
 from tests.cabinet.drivers.test_rs485 import drain
 
 
+@pytest.mark.parametrize("line", ["virtual time", "real time"])
 async def test_an_8_channel_board_answering_3_status_bytes_is_healthy_and_its_door_seen(
-    rig_factory,
+    rig_factory, line
 ):
     # The captured board: 8 channels, query-all answered with `80 01 S3 S2 S1 33 CHK`.
-    rig = rig_factory(BoardConfig(address=1, channels=8, status_bytes=3))
+    rig = rig_factory(
+        BoardConfig(address=1, channels=8, status_bytes=3), pty=line == "real time"
+    )
     driver = rig.driver({"A": (1, 1), "H": (1, 8)})
     feed = driver.changes()
     await driver.start()
@@ -76,3 +81,70 @@ def test_a_board_spec_takes_any_size_the_wire_allows():
     assert BoardSpec(1, channels=50).channels == 50
     with pytest.raises(ValueError, match="1-255"):
         BoardSpec(1, channels=256)
+
+
+CONFIG = """
+cabinet_id = "cab-boards"
+code_key = "k"
+
+[buses.main]
+port = "{port}"
+query_timeout_s = 0.05
+quiet_gap_s = 0.01
+poll_interval_s = 0
+
+[[boards]]
+address = 1
+channels = 8
+
+[[boards]]
+address = 2
+channels = 50
+
+[[layout.compartments]]
+id = "A8"
+size = "M"
+driver = "rs485"
+board = 1
+channel = 8
+
+[[layout.compartments]]
+id = "B50"
+size = "L"
+driver = "rs485"
+board = 2
+channel = 50
+"""
+
+
+async def test_a_cabinet_config_with_the_captured_board_and_a_50_channel_board_runs_on_the_sim(
+    tmp_path,
+):
+    # End to end, real time: TOML -> build_driver -> pty -> simulated boards -> doors.
+    bus = SimulatedBus(
+        [BoardConfig(1, channels=8, status_bytes=3), BoardConfig(2, channels=50)],
+        pulse_s=0.01,
+        query_reply_s=0.001,
+    )
+    server = PtyServer(bus).start()
+    try:
+        path = tmp_path / "cabinet.toml"
+        path.write_text(CONFIG.format(port=server.path))
+        driver = build_driver(load_config(path, env={}))
+        await driver.start()
+        try:
+            before = await driver.poll()
+            result = await driver.unlock("B50")
+            bus.person.force_door(1, 8)
+            after = await driver.poll()
+            health = driver.health()
+        finally:
+            await driver.close()
+    finally:
+        server.close()
+
+    assert before == {"A8": False, "B50": False}
+    assert result.released
+    assert after == {"A8": True, "B50": True}
+    assert health["out_of_service"] == []
+    assert not health["boards"]["1"]["faulted"] and not health["boards"]["2"]["faulted"]
