@@ -458,6 +458,8 @@ class Board:
         return {
             "address": self.address,
             "channels": self.config.channels,
+            # what a query-all reply carries, so a control client sees the captured variant
+            "status_bytes": self.config.status_bytes or -(-self.config.channels // 8),
             "polarity": self.config.polarity.value,
             "unlock_reply_head": f"{self.config.unlock_reply_head:02x}",
             "sends_reports": self.config.sends_reports,

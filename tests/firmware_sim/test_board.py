@@ -277,10 +277,12 @@ def test_a_board_answering_more_status_bytes_than_it_needs_sends_the_captured_fr
         board.force_door(channel, 0.0)
     [reply] = board.handle(QueryAll(1), 0.0).replies
     assert encode(reply) == bytes.fromhex("80 01 00 00 00 33 B2")
+    assert board.as_dict()["status_bytes"] == 3
 
 
 def test_a_50_channel_board_answers_with_7_status_bytes():
     board = Board(BoardConfig(address=1, channels=50))
     [reply] = board.handle(QueryAll(1), 0.0).replies
     assert len(reply.status) == 7  # ceil(50 / 8)
+    assert board.as_dict()["status_bytes"] == 7
     assert sorted(reply.latched_map(channels=50)) == list(range(1, 51))

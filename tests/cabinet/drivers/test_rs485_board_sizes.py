@@ -22,9 +22,7 @@ async def test_an_8_channel_board_answering_3_status_bytes_is_healthy_and_its_do
     rig_factory, line
 ):
     # The captured board: 8 channels, query-all answered with `80 01 S3 S2 S1 33 CHK`.
-    rig = rig_factory(
-        BoardConfig(address=1, channels=8, status_bytes=3), pty=line == "real time"
-    )
+    rig = rig_factory(BoardConfig(address=1, channels=8, status_bytes=3), pty=line == "real time")
     driver = rig.driver({"A": (1, 1), "H": (1, 8)})
     feed = driver.changes()
     await driver.start()
