@@ -601,7 +601,7 @@ class ReplyDecoder(_StreamDecoder):
                 return self._reading(buf, length)  # as long as the board sends: complete
             readings.append(length)
         if self._line_quiet:
-            if len(buf) in readings:
+            if len(buf) in readings and not self._two_replies(buf, readings):
                 return self._reading(buf, len(buf))  # the reading the quiet gap delimits
             if readings:
                 return self._reading(buf, readings[0])
@@ -611,6 +611,19 @@ class ReplyDecoder(_StreamDecoder):
         if readings:
             return self._reading(buf, readings[0])
         return _BAD_CHK if saw_bad_checksum else _MALFORMED
+
+    def _two_replies(self, buf: bytearray, readings: list[int]) -> bool:
+        """Whether the burst is a whole reply followed by another whole reply of the same board.
+
+        Two replies back to back (a board answering twice, two boards on one DIP address) also
+        check as one long reply, since the second's CHK cancels its own bytes. A board's padding
+        never starts with its own `80 BB` head, so a split there is two frames, not one.
+        """
+        for length in readings[:-1]:
+            rest = buf[length:]
+            if rest[:2] == buf[:2] and rest[-2] == TRAILER_QUERY and checksum(rest) == 0:
+                return True
+        return False
 
     @staticmethod
     def _reading(buf: bytearray, length: int) -> tuple[AllStatus, int]:

@@ -217,3 +217,13 @@ def test_the_wire_sets_the_channel_cap():
     assert encode(Query(1, 255)) == bytes.fromhex("80 01 FF 33") + bytes(
         [0x80 ^ 0x01 ^ 0xFF ^ 0x33]
     )
+
+
+def test_two_replies_back_to_back_are_two_replies_not_one_long_one():
+    # `80 01 FF FD FD 33 4D` twice (a board answering twice, or two boards on one address) also
+    # checks as one 10-status-byte reply: the second frame's CHK cancels its own bytes.
+    one = bytes.fromhex("80 01 FF FD FD 33 4D")
+    decoder = ReplyDecoder()
+    decoder.expect(QueryAll(1), channels=24, status_bytes=MAX_STATUS_BYTES)
+    frames = decoder.feed(one + one, line_quiet=True)
+    assert [encode(frame) for frame in frames] == [one, one]
