@@ -30,6 +30,7 @@ from pydantic_settings import (
 
 from cabinet.errors import ConfigError
 from protocol.hashing import PIN_HASH_SCHEME
+from protocol.lockboard.family_8a import MAX_CHANNELS
 
 ENV_PREFIX = "LOCKER_"
 _ENV: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("_ENV")
@@ -73,7 +74,8 @@ class BoardConfig(_Strict):
 
     bus: str = "main"
     address: int = Field(ge=1, le=0x40)
-    channels: int = Field(24, ge=8, le=48, multiple_of=8)
+    # Any size the wire allows (docs/lockboard.md: 1-255, the channel byte), not a fixed cap.
+    channels: int = Field(24, ge=1, le=MAX_CHANNELS)
     polarity: Literal["normal", "inverted"] = "normal"
     unlock_reply_heads: list[Literal[0x8A, 0x80]] = Field(default_factory=lambda: [0x8A, 0x80])
 

@@ -38,6 +38,8 @@ from protocol.lockboard.family_8a import (
     BAUD_RATE,
     HEAD_QUERY,
     HEAD_UNLOCK,
+    MAX_CHANNELS,
+    MAX_STATUS_BYTES,
     AllStatus,
     Frame,
     LockStatus,
@@ -49,6 +51,7 @@ from protocol.lockboard.family_8a import (
     Unlock,
     encode,
     is_reply_to,
+    status_bytes_for,
 )
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,10 @@ class BoardSpec:
     channels: int = 24
     polarity: Polarity = Polarity.NORMAL
     unlock_reply_heads: frozenset[int] = frozenset({HEAD_UNLOCK, HEAD_QUERY})
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.channels <= MAX_CHANNELS:
+            raise ValueError(f"a board has 1-{MAX_CHANNELS} channels, not {self.channels}")
 
 
 @dataclass(frozen=True)
@@ -171,6 +178,10 @@ class Rs485Driver:
         self._routes = dict(compartments)
         self._by_lock = {lock: compartment for compartment, lock in compartments.items()}
         self._health = {address: BoardHealth() for address in self._boards}
+        # Status bytes each board was heard sending in a query-all reply (some send more than
+        # their channels need): once known, a reply of that length is complete as soon as it
+        # parses; until then the driver waits for the quiet gap to frame it.
+        self._status_bytes: dict[int, int] = {}
         self._bus_stats = DecoderStats()  # bytes heard with no transaction to blame
         self._late_frames = 0  # whole replies that came after their transaction had ended
         self._known: dict[tuple[int, int], bool] = {}  # (board, channel) -> door open
@@ -406,8 +417,14 @@ class Rs485Driver:
             self._health[address].requests += 1
         try:
             self._drain_late_bytes()
-            channels = spec.channels if isinstance(request, QueryAll) else None
-            self._decoder.expect(request, channels=channels)
+            if isinstance(request, QueryAll):
+                self._decoder.expect(
+                    request,
+                    channels=spec.channels,
+                    status_bytes=self._status_bytes.get(address, MAX_STATUS_BYTES),
+                )
+            else:
+                self._decoder.expect(request)
             before = _copy(self._decoder.stats)
             self._reported.clear()
             self._port.write(encode(request))
@@ -446,7 +463,10 @@ class Rs485Driver:
         decoder already knows the shape `request` is answered with and checks its CHK, so a
         decoded reply is complete: waiting out the gap as well would add 25 ms to every
         transaction, and an unlock queued behind a status poll would wait for it. Bytes that
-        still trail (a clash, noise) are drained and counted before the next request.
+        still trail (a clash, noise) are drained and counted before the next request. The one
+        exception is a query-all reply of a board whose reply length is not yet known (boards
+        send ceil(channels / 8) status bytes or more): the quiet gap is what ends it, so the
+        decoder is told when the line went quiet.
         """
         deadline = self._clock() + timeout_s
         echo_left = 5 if self._echo else 0  # our own request, heard back first: not a reply
@@ -469,6 +489,8 @@ class Rs485Driver:
             heard_bytes += len(data) - skip
             if any(is_reply_to(request, frame) for frame in frames):
                 break
+        if self._decoder.pending and not any(is_reply_to(request, f) for f in frames):
+            frames += self._decoder.feed(b"", line_quiet=True)
         return frames, heard_bytes
 
     def _check(
@@ -487,9 +509,11 @@ class Rs485Driver:
                     and isinstance(frame, LockStatus)
                     and frame.head not in spec.unlock_reply_heads
                 )
-                and not (isinstance(frame, AllStatus) and frame.channel_count != spec.channels)
+                and not (isinstance(frame, AllStatus) and frame.channel_count < spec.channels)
             ):
                 reply = frame
+                if isinstance(frame, AllStatus):
+                    self._status_bytes[spec.address] = len(frame.status)
             else:
                 with self._health_lock:
                     health.wrong_replies += 1
@@ -497,13 +521,19 @@ class Rs485Driver:
         with self._health_lock:
             if reply is None and not heard_bytes:
                 health.timeouts += 1
-            if heard.garbled and heard_bytes > _reply_length(request, spec):
+            if heard.garbled and heard_bytes > self._reply_length(request, spec):
                 # A collision smears two replies into one longer burst (see firmware_sim.bus).
                 health.clashes += 1
                 health.consecutive_clashes += 1
             elif reply is not None:
                 health.consecutive_clashes = 0
         return heard
+
+    def _reply_length(self, request: Request, spec: BoardSpec) -> int:
+        """Bytes in one clean reply to `request` (as long as the board was heard answering)."""
+        if not isinstance(request, QueryAll):
+            return 5
+        return self._status_bytes.get(spec.address, status_bytes_for(spec.channels)) + 4
 
     def _wait_for_quiet(self) -> None:
         """After a doubtful unlock: let the board finish talking, then forget what it said."""
@@ -549,7 +579,9 @@ class Rs485Driver:
             self._board_failed(address)
             return
         polarity = self._boards[address].polarity
-        for channel, latched in reply.latched_map(polarity).items():
+        # Only the board's own channels: a longer reply's extra (high) bytes are not doors.
+        own = self._boards[address].channels
+        for channel, latched in reply.latched_map(polarity, channels=own).items():
             if (address, channel) in self._reported:
                 continue  # a report during this poll is the fresher news; the next poll confirms
             self._saw_door(address, channel, door_open=not latched)
@@ -650,8 +682,3 @@ class Rs485Driver:
 
 def _copy(stats: DecoderStats) -> DecoderStats:
     return DecoderStats(**stats.as_dict())
-
-
-def _reply_length(request: Request, spec: BoardSpec) -> int:
-    """Bytes in one clean reply to `request`."""
-    return spec.channels // 8 + 4 if isinstance(request, QueryAll) else 5

@@ -32,6 +32,7 @@ from protocol.lockboard.family_8a import (
     HEAD_UNLOCK,
     MAX_ADDRESS,
     MAX_CHANNELS,
+    MAX_STATUS_BYTES,
     MIN_ADDRESS,
     AddressReply,
     AllStatus,
@@ -64,15 +65,22 @@ class BoardConfig:
     supports_unlock_many: bool = True  # a variant without it ignores `90` frames
     supports_hold: bool = True  # a variant without it ignores `9A` / `9B` frames
     doors_spring_open: bool = True  # the default for every door; a fault can change one door
+    # Status bytes in a query-all reply: None sends ceil(channels / 8); some boards send more
+    # (an 8-channel board was captured answering three: `80 01 00 00 00 33 B2`).
+    status_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if not MIN_ADDRESS <= self.address <= MAX_ADDRESS:
             raise ConfigError(
                 f"board address {self.address} is out of range {MIN_ADDRESS}-{MAX_ADDRESS}"
             )
-        if self.channels % 8 or not 8 <= self.channels <= MAX_CHANNELS:
+        if not 1 <= self.channels <= MAX_CHANNELS:
+            raise ConfigError(f"a board has 1–{MAX_CHANNELS} channels, not {self.channels}")
+        need = -(-self.channels // 8)
+        if self.status_bytes is not None and not need <= self.status_bytes <= MAX_STATUS_BYTES:
             raise ConfigError(
-                f"a board has 8–{MAX_CHANNELS} channels in steps of 8, not {self.channels}"
+                f"a board of {self.channels} channels sends {need}–{MAX_STATUS_BYTES} status "
+                f"bytes, not {self.status_bytes}"
             )
         if self.unlock_reply_head not in (HEAD_UNLOCK, HEAD_QUERY):
             raise ConfigError(
@@ -252,7 +260,12 @@ class Board:
                     response.replies.append(self._lock_status(self.doors[channel], HEAD_QUERY))
                 case QueryAll():
                     latched = [door.sensor_latched for door in self.doors.values()]
-                    reply = AllStatus.from_latched(self.address, latched, self.config.polarity)
+                    reply = AllStatus.from_latched(
+                        self.address,
+                        latched,
+                        self.config.polarity,
+                        status_bytes=self.config.status_bytes,
+                    )
                     response.replies.append(reply)
                 case UnlockMany(channels=channels) if self.config.supports_unlock_many:
                     # Bits for channels the board lacks are ignored, like a real board's loop.
@@ -445,6 +458,8 @@ class Board:
         return {
             "address": self.address,
             "channels": self.config.channels,
+            # what a query-all reply carries, so a control client sees the captured variant
+            "status_bytes": self.config.status_bytes or -(-self.config.channels // 8),
             "polarity": self.config.polarity.value,
             "unlock_reply_head": f"{self.config.unlock_reply_head:02x}",
             "sends_reports": self.config.sends_reports,

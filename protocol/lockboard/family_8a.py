@@ -22,7 +22,14 @@ from protocol.lockboard.common import LOCK_STATE_BYTES, DecoderStats, Polarity
 
 BAUD_RATE = 9600  # 9600 8N1
 MIN_ADDRESS, MAX_ADDRESS = 0x01, 0x40
-MAX_CHANNELS = 48  # boards come with 8 to 48 channels, one status byte per 8 in a query-all reply
+# A query-all reply carries one status byte per 8 channels; boards answer with at least
+# ceil(channels / 8) of them and some with more (an 8-channel board captured answering three), so
+# the decoder accepts up to this many (docs/lockboard.md#frames).
+MAX_STATUS_BYTES = 32
+# The wire's limit on a board's size: the channel byte `LL` names channels 1-255 and 32 status
+# bytes hold 256 bits, so a board has 1 to 255 channels. The board's own count is per board
+# (cabinet config, simulator), not this constant.
+MAX_CHANNELS = min(0xFF, 8 * MAX_STATUS_BYTES)
 UNLOCK_MANY_CHANNELS = 24  # `90 BB S1 S2 S3`: three bitmap bytes
 
 HEAD_UNLOCK = 0x8A
@@ -55,6 +62,12 @@ def _check_address(board: int) -> None:
 def _check_channel(channel: int, limit: int = MAX_CHANNELS) -> None:
     if not 1 <= channel <= limit:
         raise FrameError(f"lock channel {channel} is out of range 1-{limit}")
+
+
+def status_bytes_for(channels: int) -> int:
+    """The fewest status bytes a query-all reply of a board with `channels` channels carries."""
+    _check_channel(channels)
+    return -(-channels // 8)
 
 
 def _check_state_byte(state_byte: int) -> None:
@@ -217,27 +230,41 @@ class AllStatus(Frame):
 
     def __post_init__(self) -> None:
         _check_address(self.board)
-        if not 1 <= len(self.status) <= MAX_CHANNELS // 8:
+        if not 1 <= len(self.status) <= MAX_STATUS_BYTES:
             raise FrameError(
-                f"a query-all reply carries 1-{MAX_CHANNELS // 8} status bytes, "
+                f"a query-all reply carries 1-{MAX_STATUS_BYTES} status bytes, "
                 f"not {len(self.status)}"
             )
 
     @classmethod
     def from_latched(
-        cls, board: int, latched: Sequence[bool], polarity: Polarity = Polarity.NORMAL
+        cls,
+        board: int,
+        latched: Sequence[bool],
+        polarity: Polarity = Polarity.NORMAL,
+        *,
+        status_bytes: int | None = None,
     ) -> AllStatus:
-        """Build the reply for locks 1..n (n a multiple of 8) given whether each is latched."""
-        if len(latched) % 8:
-            raise FrameError(f"channel count {len(latched)} is not a multiple of 8")
+        """Build the reply for locks 1..n given whether each is latched.
+
+        The reply carries ceil(n / 8) status bytes, or `status_bytes` if the board sends more
+        (the extra high bits are 0, as in the captured `80 01 00 00 00 33 B2`).
+        """
+        need = status_bytes_for(len(latched)) if latched else 1
+        count = need if status_bytes is None else status_bytes
+        if not need <= count <= MAX_STATUS_BYTES:
+            raise FrameError(
+                f"{len(latched)} channels need {need}-{MAX_STATUS_BYTES} status bytes, not {count}"
+            )
         bits = 0
         for index, is_latched in enumerate(latched):
             bit_set = is_latched if polarity is Polarity.NORMAL else not is_latched
             bits |= int(bit_set) << index
-        return cls(board, bits.to_bytes(len(latched) // 8, "big"))
+        return cls(board, bits.to_bytes(count, "big"))
 
     @property
     def channel_count(self) -> int:
+        """How many channels the reply's bytes cover (a board may own fewer of them)."""
         return 8 * len(self.status)
 
     def latched(self, channel: int, polarity: Polarity = Polarity.NORMAL) -> bool:
@@ -245,9 +272,21 @@ class AllStatus(Frame):
         bits = int.from_bytes(self.status, "big")
         return polarity.latched_from_bit(bool(bits >> (channel - 1) & 1))
 
-    def latched_map(self, polarity: Polarity = Polarity.NORMAL) -> dict[int, bool]:
-        """Channel (1-based) -> latched, for every channel of the board."""
-        return {ch: self.latched(ch, polarity) for ch in range(1, self.channel_count + 1)}
+    def latched_map(
+        self, polarity: Polarity = Polarity.NORMAL, *, channels: int | None = None
+    ) -> dict[int, bool]:
+        """Channel (1-based) -> latched, for the board's own `channels` (default: every bit).
+
+        S1 (channels 1-8) is the last status byte, so a longer reply's extra bytes are the
+        high groups: they are ignored, never read as the board's doors.
+        """
+        count = self.channel_count if channels is None else channels
+        if not 1 <= count <= self.channel_count:
+            raise FrameError(
+                f"a reply of {len(self.status)} status bytes covers 1-{self.channel_count} "
+                f"channels, not {count}"
+            )
+        return {ch: self.latched(ch, polarity) for ch in range(1, count + 1)}
 
     def body(self) -> bytes:
         return bytes([HEAD_QUERY, self.board]) + self.status + bytes([TRAILER_QUERY])
@@ -436,9 +475,17 @@ class ReplyDecoder(_StreamDecoder):
     """Decode what boards send, as the host hears it.
 
     Call `expect(request)` before writing each request, so the decoder parses the shapes that
-    request is answered with. `channels` pins the status-byte count of a query-all reply when the
-    board's size is known (otherwise the shortest well-formed reply wins). `echo=True` is for
-    USB-RS485 adapters that hear their own transmission: the request's own bytes are dropped first.
+    request is answered with. `echo=True` is for USB-RS485 adapters that hear their own
+    transmission: the request's own bytes are dropped first.
+
+    A query-all reply has no length byte and boards send ceil(channels / 8) status bytes or more,
+    so its end is the `33 CHK` tail and the quiet gap after it. Two readings can both parse (a
+    status byte 0x33 followed by one equal to the shorter reading's CHK); then the one the quiet
+    gap delimits is the reply. `expect(..., channels=n)` sets the fewest status bytes accepted;
+    `status_bytes=k` says how many this board is known to send: a reading of k or more bytes is
+    taken as soon as it parses, a shorter one is held until the line goes quiet
+    (`feed(..., line_quiet=True)`) or 36 bytes arrived. Without `status_bytes`, the shortest
+    reading is taken at once.
     """
 
     HEADS = frozenset({HEAD_UNLOCK, HEAD_QUERY, HEAD_REPORT})
@@ -447,21 +494,39 @@ class ReplyDecoder(_StreamDecoder):
         super().__init__()
         self.echo = echo
         self._expected: Request | None = None
-        self._channels: int | None = None
+        self._fewest = 1  # status bytes
+        self._complete_at = 1  # status bytes that make a reading complete before the quiet gap
+        self._line_quiet = False
         self._echo_left = b""
 
-    def expect(self, request: Request | None, *, channels: int | None = None) -> None:
+    def expect(
+        self,
+        request: Request | None,
+        *,
+        channels: int | None = None,
+        status_bytes: int | None = None,
+    ) -> None:
         """Name the request now in flight (None: only unasked reports are awaited)."""
-        if channels is not None and (channels % 8 or not 8 <= channels <= MAX_CHANNELS):
-            raise FrameError(f"a board has 8-{MAX_CHANNELS} channels in steps of 8, not {channels}")
+        fewest = 1 if channels is None else status_bytes_for(channels)
+        if status_bytes is not None and not fewest <= status_bytes <= MAX_STATUS_BYTES:
+            raise FrameError(
+                f"a board of {channels} channels sends {fewest}-{MAX_STATUS_BYTES} status bytes, "
+                f"not {status_bytes}"
+            )
         self._expected = request
-        self._channels = channels
+        self._fewest = fewest
+        self._complete_at = fewest if status_bytes is None else status_bytes
         self._echo_left = encode(request) if (self.echo and request is not None) else b""
 
-    def feed(self, data: bytes) -> list[Frame]:
+    def feed(self, data: bytes, *, line_quiet: bool = False) -> list[Frame]:
+        """Take bytes; `line_quiet=True` when the line has gone quiet after them (ends a reply)."""
         if self._echo_left:
             data = self._strip_echo(data)
-        return super().feed(data)
+        self._line_quiet = line_quiet
+        try:
+            return super().feed(data)
+        finally:
+            self._line_quiet = False
 
     def _strip_echo(self, data: bytes) -> bytes:
         take = min(len(data), len(self._echo_left))
@@ -521,16 +586,45 @@ class ReplyDecoder(_StreamDecoder):
         return problem if problem is not None else (AddressReply(buf[2]), 5)
 
     def _all_status(self, buf: bytearray) -> object:
-        counts = [self._channels // 8] if self._channels else range(1, MAX_CHANNELS // 8 + 1)
+        readings: list[int] = []  # lengths that parse: head, address, status bytes, 33, CHK
         saw_bad_checksum = False
-        for count in counts:
-            length = count + 4  # head, address, status bytes, trailer, CHK
+        for count in range(self._fewest, MAX_STATUS_BYTES + 1):
+            length = count + 4
             if len(buf) < length:
-                return _NEED_MORE
+                break
             if buf[length - 2] != TRAILER_QUERY:
                 continue
             if buf[length - 1] != checksum(buf[: length - 1]):
                 saw_bad_checksum = True
                 continue
-            return AllStatus(buf[1], bytes(buf[2 : length - 2])), length
+            if count >= self._complete_at and not self._line_quiet:
+                return self._reading(buf, length)  # as long as the board sends: complete
+            readings.append(length)
+        if self._line_quiet:
+            if len(buf) in readings and not self._two_replies(buf, readings):
+                return self._reading(buf, len(buf))  # the reading the quiet gap delimits
+            if readings:
+                return self._reading(buf, readings[0])
+            return _BAD_CHK if saw_bad_checksum else _MALFORMED
+        if len(buf) < MAX_STATUS_BYTES + 4:
+            return _NEED_MORE  # a longer reading may still come: wait for it or the quiet gap
+        if readings:
+            return self._reading(buf, readings[0])
         return _BAD_CHK if saw_bad_checksum else _MALFORMED
+
+    def _two_replies(self, buf: bytearray, readings: list[int]) -> bool:
+        """Whether the burst is a whole reply followed by another whole reply of the same board.
+
+        Two replies back to back (a board answering twice, two boards on one DIP address) also
+        check as one long reply, since the second's CHK cancels its own bytes. A board's padding
+        never starts with its own `80 BB` head, so a split there is two frames, not one.
+        """
+        for length in readings[:-1]:
+            rest = buf[length:]
+            if rest[:2] == buf[:2] and rest[-2] == TRAILER_QUERY and checksum(rest) == 0:
+                return True
+        return False
+
+    @staticmethod
+    def _reading(buf: bytearray, length: int) -> tuple[AllStatus, int]:
+        return AllStatus(buf[1], bytes(buf[2 : length - 2])), length

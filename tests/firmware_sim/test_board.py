@@ -19,6 +19,7 @@ from protocol.lockboard.family_8a import (
     Unlock,
     UnlockAll,
     UnlockMany,
+    encode,
 )
 from tests.firmware_sim.conftest import FAST, ask, wire
 
@@ -238,8 +239,10 @@ def test_state_report_golden_board_2_lock_5_opened(clock):
     [
         {"address": 0},
         {"address": 0x41},
-        {"address": 1, "channels": 20},
-        {"address": 1, "channels": 56},
+        {"address": 1, "channels": 0},
+        {"address": 1, "channels": 256},  # the channel byte tops out at 255
+        {"address": 1, "channels": 8, "status_bytes": 33},  # MAX_STATUS_BYTES = 32
+        {"address": 1, "channels": 50, "status_bytes": 6},  # ceil(50 / 8) = 7 at least
     ],
 )
 def test_a_bad_board_config_is_refused_clearly(config):
@@ -265,3 +268,21 @@ def test_a_board_on_its_own_answers_only_when_powered(clock):
     assert board.handle(Query(3, 1), now=0.0).replies == [LockStatus(3, 1, LOCK_CLOSED)]
     board.power_off(now=1.0)
     assert board.handle(Query(3, 1), now=2.0) is None
+
+
+def test_a_board_answering_more_status_bytes_than_it_needs_sends_the_captured_frame():
+    # The captured 8-channel board, every door open: `80 01 00 00 00 33 B2`.
+    board = Board(BoardConfig(address=1, channels=8, status_bytes=3))
+    for channel in range(1, 9):
+        board.force_door(channel, 0.0)
+    [reply] = board.handle(QueryAll(1), 0.0).replies
+    assert encode(reply) == bytes.fromhex("80 01 00 00 00 33 B2")
+    assert board.as_dict()["status_bytes"] == 3
+
+
+def test_a_50_channel_board_answers_with_7_status_bytes():
+    board = Board(BoardConfig(address=1, channels=50))
+    [reply] = board.handle(QueryAll(1), 0.0).replies
+    assert len(reply.status) == 7  # ceil(50 / 8)
+    assert board.as_dict()["status_bytes"] == 7
+    assert sorted(reply.latched_map(channels=50)) == list(range(1, 51))

@@ -150,7 +150,9 @@ BAD = [
         "board 9 is not defined",
     ),
     ("bad size", ('size = "XL"', 'size = "XXL"'), "layout.compartments[3].size", "'S'"),
-    ("bad channel count", ("channels = 24", "channels = 20"), "boards[0].channels", "multiple"),
+    # The wire's cap: the channel byte names 1-255 (0xFF) and 32 status bytes hold 8 * 32 = 256.
+    ("too many channels", ("channels = 24", "channels = 256"), "boards[0].channels", "255"),
+    ("no channels", ("channels = 24", "channels = 0"), "boards[0].channels", "1"),
     ("bad address", ("address = 1", "address = 99"), "boards[0].address", "less than"),
     ("undefined bus", ("address = 1", 'address = 1\nbus = "side"'), "boards[0].bus", "side"),
     ("a typo", ("low_door = true", "low_dor = true"), "layout.compartments[2].low_dor", "Extra"),
@@ -223,3 +225,10 @@ def test_unreadable_and_invalid_files_are_clear_errors(tmp_path):
         load_config(tmp_path / "missing.toml", env={})
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path, "cabinet_id = "), env={})
+
+
+def test_a_board_of_50_channels_loads_and_its_50th_door_may_be_used(tmp_path):
+    # Vendors sell 50-channel boards: the size is the board's, not a multiple of 8 or a cap of 48.
+    assert "channels = 24" in BASE
+    config = load_config(write(tmp_path, BASE.replace("channels = 24", "channels = 50")), env={})
+    assert config.boards[0].channels == 50
