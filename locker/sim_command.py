@@ -16,7 +16,13 @@ from rich.table import Table
 
 from firmware_sim import BoardConfig, ControlServer, PtyServer, SimulatedBus, SimulatorError
 from protocol.lockboard.common import Polarity
-from protocol.lockboard.family_8a import HEAD_QUERY, HEAD_UNLOCK, MAX_ADDRESS
+from protocol.lockboard.family_8a import (
+    HEAD_QUERY,
+    HEAD_UNLOCK,
+    MAX_ADDRESS,
+    MAX_CHANNELS,
+    MAX_STATUS_BYTES,
+)
 
 
 class PolarityChoice(StrEnum):
@@ -29,19 +35,25 @@ class ReplyHead(StrEnum):
     h80 = "80"
 
 
-def _check_locks(locks: int) -> int:
-    if locks % 8 or not 8 <= locks <= 48:
-        raise typer.BadParameter(f"must be 8–48 in steps of 8 (8, 16, 24, 32, 40, 48), not {locks}")
-    return locks
-
-
 # `locker sim`'s options, named so its signature reads as a list.
 BoardsOption = Annotated[
     int, typer.Option(min=1, max=MAX_ADDRESS, help="How many boards share the bus.")
 ]
 LocksOption = Annotated[
     int,
-    typer.Option(callback=_check_locks, help="Lock channels per board: 8–48 in steps of 8."),
+    typer.Option(
+        min=1, max=MAX_CHANNELS, help=f"Lock channels per board: 1–{MAX_CHANNELS} (e.g. 24, 50)."
+    ),
+]
+StatusBytesOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=MAX_STATUS_BYTES,
+        help="Status bytes in a query-all reply, as some boards send more than ceil(locks / 8) "
+        "(an 8-lock board captured sending 3). Default: ceil(locks / 8).",
+        show_default=False,
+    ),
 ]
 FirstAddressOption = Annotated[
     int,
@@ -77,6 +89,7 @@ ControlPortOption = Annotated[
 def sim(
     boards: BoardsOption = 1,
     locks: LocksOption = 24,
+    status_bytes: StatusBytesOption = None,
     first_address: FirstAddressOption = 1,
     link: LinkOption = None,
     baud: BaudOption = 9600,
@@ -118,16 +131,20 @@ def sim(
             f"{boards} boards from address {first_address} run past {MAX_ADDRESS}",
             param_hint="'--boards'",
         )
-    configs = [
-        BoardConfig(
-            address=first_address + index,
-            channels=locks,
-            polarity=Polarity(polarity.value),
-            unlock_reply_head=HEAD_UNLOCK if reply_head is ReplyHead.h8a else HEAD_QUERY,
-            sends_reports=reports,
-        )
-        for index in range(boards)
-    ]
+    try:
+        configs = [
+            BoardConfig(
+                address=first_address + index,
+                channels=locks,
+                status_bytes=status_bytes,
+                polarity=Polarity(polarity.value),
+                unlock_reply_head=HEAD_UNLOCK if reply_head is ReplyHead.h8a else HEAD_QUERY,
+                sends_reports=reports,
+            )
+            for index in range(boards)
+        ]
+    except SimulatorError as err:  # a board the options describe cannot exist
+        raise typer.BadParameter(str(err), param_hint="'--locks' / '--status-bytes'") from None
     bus = SimulatedBus(configs, pulse_s=pulse_ms / 1000)
 
     _serve(

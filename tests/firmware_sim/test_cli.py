@@ -64,12 +64,25 @@ def test_locker_sim_serves_a_pty_and_cleans_up_on_sigterm(tmp_path):
         reader.join(timeout=5)
 
 
-def test_locker_sim_refuses_a_channel_count_boards_do_not_come_in():
+def test_locker_sim_refuses_a_channel_count_the_wire_cannot_carry():
     result = subprocess.run(
-        [str(LOCKER), "sim", "--locks", "20"], capture_output=True, text=True, env=ENV, timeout=30
+        [str(LOCKER), "sim", "--locks", "256"], capture_output=True, text=True, env=ENV, timeout=30
     )
     assert result.returncode != 0
-    assert "must be 8–48 in steps of 8" in result.stdout + result.stderr
+    said = result.stdout + result.stderr
+    assert "'--locks'" in said and "less than or equal to 255" in said
+
+
+def test_locker_sim_refuses_fewer_status_bytes_than_its_locks_need():
+    result = subprocess.run(
+        [str(LOCKER), "sim", "--locks", "50", "--status-bytes", "6"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    assert "status" in (result.stdout + result.stderr).lower()
 
 
 def test_locker_sim_help_says_how_to_use_it():
