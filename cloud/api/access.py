@@ -53,6 +53,16 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/api/v1/parcels/{parcel_id}"): _rule(Action.READ_PARCEL, *_ERP),
     ("GET", "/api/v1/tracking/{tracking_no}"): _rule(Action.READ_PARCEL, *_ERP),
     ("POST", "/api/v1/shipments"): _rule(Action.ANNOUNCE_SHIPMENT, *_ERP),
+    # Webhook endpoints: a key's own (the service answers 404 for another key's).
+    ("POST", "/api/v1/webhooks"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
+    ("GET", "/api/v1/webhooks"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
+    ("GET", "/api/v1/webhooks/{endpoint_id}"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
+    ("DELETE", "/api/v1/webhooks/{endpoint_id}"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
+    ("POST", "/api/v1/webhooks/{endpoint_id}/rotate"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
+    ("POST", "/api/v1/webhooks/{endpoint_id}/disable"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
+    ("POST", "/api/v1/webhooks/{endpoint_id}/enable"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
+    ("GET", "/api/v1/webhooks/{endpoint_id}/deliveries"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
+    ("POST", "/api/v1/webhooks/{endpoint_id}/replay"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
     # Scan-to-open: a person at the cabinet proves a phone (nonce from the screen, then an OTP
     # or WeChat) and becomes a recipient bound to that cabinet and that phone's parcels. The
     # door it opens is a recipient's own pickup, not a remote open by staff: its trace is the

@@ -23,6 +23,7 @@ from cloud.api.routes import (
     scan_wechat,
     shipments,
     sites,
+    webhooks,
     wechat,
 )
 from cloud.api.schemas import ErrorPublic, FieldErrorPublic
@@ -48,6 +49,7 @@ The parcel-locker cloud's API.
 - **scan-to-open**: the idle-screen QR and the recipient page's steps (open; proven by a
   short-lived nonce, then a one-time SMS code or a WeChat sign-in, and a signed session token).
 - **callbacks**: provider callbacks, verified by their signatures.
+- **webhooks**: endpoints for signed parcel status events (`X-API-Key`; docs/webhooks.md).
 - **wechat**: the official account's server push (URL check and messages, plaintext mode, signed
   with the account's Token): a bound recipient who writes to the account gets new codes.
 
@@ -66,6 +68,7 @@ TAGS = [
     {"name": "scan-to-open", "description": "Open a door by scanning the cabinet's screen."},
     {"name": "callbacks", "description": "Provider callbacks (Twilio delivery status)."},
     {"name": "wechat", "description": "WeChat's pushes to the official account."},
+    {"name": "webhooks", "description": "Signed status events to the ERP (Standard Webhooks)."},
 ]
 
 
@@ -119,6 +122,7 @@ def create_app(
         scan_wechat,
         callbacks,
         wechat,
+        webhooks,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(scan_page.router)  # the QR's URL: short, outside the API's prefix
