@@ -21,6 +21,7 @@ from cloud.db.webhook_models import WebhookAttempt, WebhookDelivery, WebhookEndp
 from cloud.errors import InvalidInput, NotFound
 
 Resolver = Callable[[str, int], list[str]]
+Endpoint = WebhookEndpoint  # what the routes render
 SECRET_BYTES = 24  # 192 bits; Standard Webhooks asks for 24 to 64
 NOT_FOUND = "no webhook endpoint by that id"
 REPLAY_MAX = 1000  # one replay request re-queues at most this many deliveries

@@ -60,6 +60,7 @@ class Housekeeping:
     expiry: DueCounts | None = None
     commands: CommandTick | None = None
     notices: Any = None
+    webhooks: Any = None
     cleanup: Cleanup | None = None
 
 
@@ -73,6 +74,7 @@ class Housekeeper:
         seal_key: bytes,
         commands: CommandDispatcher | None = None,
         notices: NoticeTicker | None = None,
+        webhooks: NoticeTicker | None = None,
         expiry_every_s: float = EXPIRY_EVERY_S,
         cleanup_every_s: float = CLEANUP_EVERY_S,
     ) -> None:
@@ -80,6 +82,7 @@ class Housekeeper:
         self.seal_key = seal_key
         self.commands = commands
         self.notices = notices
+        self.webhooks = webhooks  # the ERP webhooks (cloud.notify.webhooks), ticked the same way
         self.expiry_every = timedelta(seconds=expiry_every_s)
         self.cleanup_every = timedelta(seconds=cleanup_every_s)
         self._expiry_next_at: datetime | None = None
@@ -96,12 +99,17 @@ class Housekeeper:
             self._step("command dispatch", self.commands.tick, now) if self.commands else None
         )
         notices = self._step("notice dispatch", self.notices.tick, now) if self.notices else None
+        webhooks = (
+            self._step("webhook dispatch", self.webhooks.tick, now) if self.webhooks else None
+        )
         cleanup = None
         if self._cleanup_next_at is None or now >= self._cleanup_next_at:
             cleanup = self._step("cleanup", self._clean, now)
             if cleanup is not None:
                 self._cleanup_next_at = now + self.cleanup_every
-        return Housekeeping(expiry=expiry, commands=commands, notices=notices, cleanup=cleanup)
+        return Housekeeping(
+            expiry=expiry, commands=commands, notices=notices, webhooks=webhooks, cleanup=cleanup
+        )
 
     def _expire(self, now: datetime) -> DueCounts:
         with Session(self.engine) as session:
@@ -148,4 +156,16 @@ def notice_dispatcher_from_settings(*, engine: Engine, settings: CloudSettings) 
         courier_phones=DbCourierPhones(engine),
         seal_key=settings.secret_key_bytes,
         base_url=settings.base_url,
+    )
+
+
+def webhook_dispatcher_from_settings(*, engine: Engine, settings: CloudSettings) -> Any:
+    """Return the ERP webhook dispatcher, its SSRF allow-list from the settings."""
+    from cloud.notify.webhooks import WebhookDispatcher
+    from cloud.services.webhooks import allow_hosts
+
+    return WebhookDispatcher(
+        engine=engine,
+        seal_key=settings.secret_key_bytes,
+        allow_hosts=allow_hosts(settings.webhook_allow_hosts),
     )

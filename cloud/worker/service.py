@@ -85,6 +85,7 @@ class Worker:
         dispatch_every_s: float = DISPATCH_EVERY_S,
         publish: Callable[[str, bytes], object] | None = None,
         notices: NoticeTicker | None = None,
+        webhooks: NoticeTicker | None = None,
     ) -> None:
         self.engine = engine
         self.client = client
@@ -100,7 +101,11 @@ class Worker:
         )
         # Expiry, command resends and notices (when a notice dispatcher is given), on `clock`.
         self.housekeeper = Housekeeper(
-            engine=engine, seal_key=seal_key, commands=self.commands, notices=notices
+            engine=engine,
+            seal_key=seal_key,
+            commands=self.commands,
+            notices=notices,
+            webhooks=webhooks,
         )
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None

@@ -13,7 +13,6 @@ from cloud.api.access import ErpPrincipalDep
 from cloud.api.deps import NowDep, SessionDep, SettingsDep
 from cloud.api.schemas import error_responses
 from cloud.core import webhooks as core
-from cloud.db.webhook_models import WebhookEndpoint
 from cloud.services import webhooks
 
 router = APIRouter(tags=["webhooks"])
@@ -84,7 +83,7 @@ class ReplayPublic(BaseModel):
     queued: list[int] = Field(description="The deliveries queued to be sent again now")
 
 
-def _public(endpoint: WebhookEndpoint) -> dict:
+def _public(endpoint: webhooks.Endpoint) -> dict:
     return {
         "id": endpoint.id,
         "url": endpoint.url,

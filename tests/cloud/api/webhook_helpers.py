@@ -15,7 +15,7 @@ from cloud.notify.webhooks import WebhookDispatcher
 from tests.cloud.api.conftest import HEADERS
 from tests.cloud.db.builders import CAB, SEAL_KEY
 
-TIMEOUT_S = 0.5  # the dispatcher's HTTP timeout in tests: a hanging receiver costs this
+TIMEOUT_S = 0.2  # the dispatcher's HTTP timeout in tests: a hanging receiver costs this
 
 
 def register(
