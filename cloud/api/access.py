@@ -42,6 +42,7 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/api/v1/openapi.json"): _rule(Action.READ_HEALTH, K.ANYONE, why=_DOCS),
     ("GET", "/api/v1/docs"): _rule(Action.READ_HEALTH, K.ANYONE, why=_DOCS),
     ("GET", "/docs/oauth2-redirect"): _rule(Action.READ_HEALTH, K.ANYONE, why=_DOCS),
+    ("GET", "/api/v1/docs/assets/{name}"): _rule(Action.READ_HEALTH, K.ANYONE, why=_DOCS),
     ("GET", "/api/v1/health"): _rule(Action.READ_HEALTH, K.ANYONE, why="liveness, no data"),
     ("GET", "/api/v1/sites/{site_id}"): _rule(Action.READ_CABINET, *_ERP),
     ("GET", "/api/v1/cabinets"): _rule(Action.READ_CABINET, *_ERP),

@@ -15,6 +15,7 @@ from cloud import errors
 from cloud.api.routes import (
     cabinets,
     callbacks,
+    docs_page,
     health,
     parcels,
     pickup_page,
@@ -105,7 +106,7 @@ def create_app(
         description=DESCRIPTION,
         openapi_tags=TAGS,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # served from local assets below (routes/docs_page.py)
         redoc_url=None,
     )
     app.state.settings = settings
@@ -125,6 +126,7 @@ def create_app(
         webhooks,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(docs_page.router_for(API_PREFIX, app.title))
     app.include_router(scan_page.router)  # the QR's URL: short, outside the API's prefix
     app.include_router(pickup_page.router)  # a notice's link, likewise
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -123,7 +123,7 @@ def test_another_key_can_neither_see_nor_change_nor_replay_an_endpoint(
         answer = client.request(method, url, json=body, headers=headers("key-jd"))
         assert answer.status_code == 404, (method, url, answer.text)
         assert answer.json() == missing
-    assert client.get("/api/v1/webhooks", headers=headers("key-jd")).json() == []
+    assert client.get("/api/v1/webhooks", headers=headers("key-jd")).json() == {"items": []}
     with Session(engine) as session:
         row = session.exec(select(WebhookEndpoint)).one()
     assert (row.status, row.previous_secret_sealed) == ("active", None)  # nothing changed
@@ -208,7 +208,7 @@ def test_the_guard_is_applied_again_at_send_time(
     assert (result.delivered, result.retried) == (0, 1)
     log = client.get(
         f"/api/v1/webhooks/{register_id(engine)}/deliveries", headers=headers("key-sf")
-    ).json()
+    ).json()["items"]
     assert "10.0.0.8, a non-public address" in log[0]["log"][0]["error"]
 
 

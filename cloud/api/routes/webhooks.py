@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, Field
 
 from cloud.api.access import ErpPrincipalDep
@@ -73,6 +73,17 @@ class DeliveryPublic(BaseModel):
     log: list[AttemptPublic]
 
 
+class WebhookList(BaseModel):
+    items: list[WebhookPublic]
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryPublic] = Field(description="Newest first")
+    next_before_id: int | None = Field(
+        description="Pass as `before_id` for the next (older) page; null: this is the last"
+    )
+
+
 class ReplayRequest(BaseModel):
     delivery_id: int | None = Field(default=None, description="One delivery to send again")
     since: datetime | None = Field(default=None, description="Or all created from then ...")
@@ -129,16 +140,16 @@ def register_webhook(
     return {**_public(created.endpoint), "secret": created.secret}
 
 
-@router.get("/webhooks", response_model=list[WebhookPublic], responses=error_responses(401, 403))
-def list_webhooks(session: SessionDep, principal: ErpPrincipalDep) -> list[dict]:
+@router.get("/webhooks", response_model=WebhookList, responses=error_responses(401, 403, 422))
+def list_webhooks(session: SessionDep, principal: ErpPrincipalDep) -> dict:
     """This key's endpoints (never their secrets)."""
-    return [_public(e) for e in webhooks.listed(session=session, key_id=principal.id)]
+    return {"items": [_public(e) for e in webhooks.listed(session=session, key_id=principal.id)]}
 
 
 @router.get(
     "/webhooks/{endpoint_id}",
     response_model=WebhookPublic,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 422),
 )
 def get_webhook(endpoint_id: str, session: SessionDep, principal: ErpPrincipalDep) -> dict:
     """One of this key's endpoints."""
@@ -148,7 +159,7 @@ def get_webhook(endpoint_id: str, session: SessionDep, principal: ErpPrincipalDe
 @router.post(
     "/webhooks/{endpoint_id}/rotate",
     response_model=WebhookWithSecret,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 422),
 )
 def rotate_webhook_secret(
     endpoint_id: str,
@@ -172,7 +183,7 @@ def rotate_webhook_secret(
 @router.post(
     "/webhooks/{endpoint_id}/disable",
     response_model=WebhookPublic,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 422),
 )
 def disable_webhook(endpoint_id: str, session: SessionDep, principal: ErpPrincipalDep) -> dict:
     """Stop sending to this endpoint; its events wait (none are lost) until it is enabled."""
@@ -185,7 +196,7 @@ def disable_webhook(endpoint_id: str, session: SessionDep, principal: ErpPrincip
 @router.post(
     "/webhooks/{endpoint_id}/enable",
     response_model=WebhookPublic,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 422),
 )
 def enable_webhook(endpoint_id: str, session: SessionDep, principal: ErpPrincipalDep) -> dict:
     """Send to this endpoint again (after it was disabled by its owner or for failing)."""
@@ -197,18 +208,21 @@ def enable_webhook(endpoint_id: str, session: SessionDep, principal: ErpPrincipa
 
 @router.delete(
     "/webhooks/{endpoint_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 403, 404),
+    response_model=WebhookPublic,
+    responses=error_responses(401, 403, 404, 422),
 )
-def delete_webhook(endpoint_id: str, session: SessionDep, principal: ErpPrincipalDep) -> Response:
-    """Remove the endpoint with its delivery log."""
+def delete_webhook(endpoint_id: str, session: SessionDep, principal: ErpPrincipalDep) -> dict:
+    """Remove the endpoint with its delivery log; the answer is what it was (status
+    `deleted`)."""
+    endpoint = webhooks.get(session=session, key_id=principal.id, endpoint_id=endpoint_id)
+    shown = {**_public(endpoint), "status": "deleted"}
     webhooks.delete(session=session, key_id=principal.id, endpoint_id=endpoint_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return shown
 
 
 @router.get(
     "/webhooks/{endpoint_id}/deliveries",
-    response_model=list[DeliveryPublic],
+    response_model=DeliveryPage,
     responses=error_responses(401, 403, 404, 422),
 )
 def list_deliveries(
@@ -217,7 +231,7 @@ def list_deliveries(
     principal: ErpPrincipalDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before_id: Annotated[int | None, Query(description="Page: deliveries older than this")] = None,
-) -> list[dict]:
+) -> dict:
     """The endpoint's delivery log, newest first: each event's status and every attempt (the
     receiver's status code, latency, error)."""
     logged = webhooks.deliveries(
@@ -227,7 +241,7 @@ def list_deliveries(
         limit=limit,
         before_id=before_id,
     )
-    return [
+    items = [
         {
             "id": item.delivery.id,
             "webhook_id": f"msg_{item.delivery.outbox_id}",
@@ -252,6 +266,8 @@ def list_deliveries(
         }
         for item in logged
     ]
+    more = len(items) == limit
+    return {"items": items, "next_before_id": items[-1]["id"] if more else None}
 
 
 @router.post(

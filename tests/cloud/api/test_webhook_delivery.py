@@ -70,7 +70,9 @@ def test_an_event_arrives_signed_and_is_logged(
     assert item.headers["webhook-id"].startswith("msg_")
     with pytest.raises(WebhookVerificationError):
         item.verify("whsec_" + "A" * 32)  # another secret does not verify it
-    log = client.get(f"/api/v1/webhooks/{endpoint['id']}/deliveries", headers=HEADERS).json()
+    log = client.get(f"/api/v1/webhooks/{endpoint['id']}/deliveries", headers=HEADERS).json()[
+        "items"
+    ]
     assert log[0]["status"] == "delivered"
     assert log[0]["webhook_id"] == item.headers["webhook-id"]
     assert log[0]["log"][0]["status_code"] == 204
@@ -163,7 +165,9 @@ def test_a_delivery_is_dead_after_the_retry_horizon_and_the_next_event_goes(
     sender.tick(now)
     assert order(receiver, endpoint["secret"]) == {"SF0001": ["parcel.in_locker"]}
     # ... and the dead one can be replayed through the API.
-    log = client.get(f"/api/v1/webhooks/{endpoint['id']}/deliveries", headers=HEADERS).json()
+    log = client.get(f"/api/v1/webhooks/{endpoint['id']}/deliveries", headers=HEADERS).json()[
+        "items"
+    ]
     dead = next(d for d in log if d["status"] == "dead")
     assert len(dead["log"]) == attempts
     assert {a["status_code"] for a in dead["log"]} == {500}
@@ -206,7 +210,9 @@ def test_the_ssrf_guard_runs_again_at_send_time(
     announce(client, "SF0001")
     dispatcher(engine, "nothing-allowed").tick(NOW)
     assert receiver.tries == 0
-    log = client.get(f"/api/v1/webhooks/{endpoint['id']}/deliveries", headers=HEADERS).json()
+    log = client.get(f"/api/v1/webhooks/{endpoint['id']}/deliveries", headers=HEADERS).json()[
+        "items"
+    ]
     assert "must be https" in log[0]["log"][0]["error"]
 
 

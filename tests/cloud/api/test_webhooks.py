@@ -43,7 +43,7 @@ def test_a_key_registers_an_endpoint_and_sees_its_secret_only_once(
     assert created["secret"].startswith("whsec_")
     assert created["event_types"] == ["parcel.in_locker", "parcel.picked_up"]
     assert created["status"] == "active"
-    listed = client.get("/api/v1/webhooks", headers=HEADERS).json()
+    listed = client.get("/api/v1/webhooks", headers=HEADERS).json()["items"]
     assert [e["id"] for e in listed] == [created["id"]]
     assert "secret" not in listed[0]
     one = client.get(f"/api/v1/webhooks/{created['id']}", headers=HEADERS).json()
@@ -131,6 +131,6 @@ def test_disable_enable_and_delete(client: TestClient, engine: Engine, receiver:
     assert disabled["status"] == "disabled"
     assert disabled["disabled_reason"] == "disabled by its owner"
     assert client.post(f"{base}/enable", headers=HEADERS).json()["status"] == "active"
-    assert client.delete(base, headers=HEADERS).status_code == 204
+    assert client.delete(base, headers=HEADERS).json()["status"] == "deleted"
     assert client.get(base, headers=HEADERS).status_code == 404
     assert endpoints(engine) == 0
