@@ -37,6 +37,7 @@ from standardwebhooks import Webhook
 from cloud.core import webhooks as core
 from cloud.core.access import AuditEntry, PrincipalKind, ResourceKind
 from cloud.db import webhooks as db
+from cloud.db.engine import write_session
 from cloud.db.models import WebhookOutbox
 from cloud.db.sealing import SealError, unseal
 from cloud.db.webhook_models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -112,37 +113,49 @@ class WebhookDispatcher:
     def fan_out(self, now: datetime) -> int:
         done = 0
         with Session(self.engine) as session:
-            endpoints_by_key: dict[str, list[WebhookEndpoint]] = {}
-            for outbox, key_id in db.queued_outbox(session=session, limit=FANOUT_BATCH):
-                assert outbox.id is not None
-                if key_id is not None and key_id not in endpoints_by_key:
-                    endpoints_by_key[key_id] = db.endpoints_of_key(session=session, key_id=key_id)
-                targets = [
-                    e
-                    for e in endpoints_by_key.get(key_id or "", [])
-                    if e.status == db.ACTIVE and core.subscribed(e.event_types, outbox.event)
+            queued = [
+                (row.id, row.event, row.parcel_row_id, key_id)
+                for row, key_id in db.queued_outbox(session=session, limit=FANOUT_BATCH)
+            ]
+            keys = {key_id for *_, key_id in queued if key_id is not None}
+            endpoints = {
+                k: [
+                    (e.id, e.event_types)
+                    for e in db.endpoints_of_key(session=session, key_id=k)
+                    if e.status == db.ACTIVE
                 ]
-                if not db.mark_dispatched(session=session, outbox_id=outbox.id, now=now):
-                    session.rollback()
+                for k in keys
+            }
+            session.rollback()
+            if not queued:
+                return 0
+            # One write transaction for the batch (a commit per row would cost as much as the
+            # sends); a row another worker moved meanwhile is skipped, not fanned out twice.
+            write_session(session)  # SQLite: take the write lock first, not midway
+            for outbox_id, event, parcel_row_id, key_id in queued:
+                assert outbox_id is not None
+                if not db.mark_dispatched(session=session, outbox_id=outbox_id, now=now):
                     continue
-                for endpoint in targets:
-                    session.add(
-                        WebhookDelivery(
-                            outbox_id=outbox.id,
-                            endpoint_id=endpoint.id,
-                            parcel_row_id=outbox.parcel_row_id,
-                            next_attempt_at=now,
-                            created_at=now,
+                for endpoint_id, types in endpoints.get(key_id or "", []):
+                    if core.subscribed(types, event):
+                        session.add(
+                            WebhookDelivery(
+                                outbox_id=outbox_id,
+                                endpoint_id=endpoint_id,
+                                parcel_row_id=parcel_row_id,
+                                next_attempt_at=now,
+                                created_at=now,
+                            )
                         )
-                    )
-                session.commit()
                 done += 1
+            session.commit()
         return done
 
     # --- 2. send -------------------------------------------------------------------------------
 
     def _send_next(self, now: datetime, sent: set[int]) -> str | None:
         with Session(self.engine, expire_on_commit=False) as session:
+            write_session(session)
             delivery = db.next_due(session=session, now=now, skip=sent)
             if delivery is None:
                 return None
@@ -221,6 +234,7 @@ class WebhookDispatcher:
         now: datetime,
     ) -> str:
         with Session(self.engine) as session:
+            write_session(session)
             row = session.get(WebhookDelivery, delivery.id)
             ep = session.get(WebhookEndpoint, endpoint.id)
             if row is None or ep is None:  # deleted meanwhile

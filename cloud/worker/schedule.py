@@ -60,7 +60,6 @@ class Housekeeping:
     expiry: DueCounts | None = None
     commands: CommandTick | None = None
     notices: Any = None
-    webhooks: Any = None
     cleanup: Cleanup | None = None
 
 
@@ -74,7 +73,6 @@ class Housekeeper:
         seal_key: bytes,
         commands: CommandDispatcher | None = None,
         notices: NoticeTicker | None = None,
-        webhooks: NoticeTicker | None = None,
         expiry_every_s: float = EXPIRY_EVERY_S,
         cleanup_every_s: float = CLEANUP_EVERY_S,
     ) -> None:
@@ -82,7 +80,6 @@ class Housekeeper:
         self.seal_key = seal_key
         self.commands = commands
         self.notices = notices
-        self.webhooks = webhooks  # the ERP webhooks (cloud.notify.webhooks), ticked the same way
         self.expiry_every = timedelta(seconds=expiry_every_s)
         self.cleanup_every = timedelta(seconds=cleanup_every_s)
         self._expiry_next_at: datetime | None = None
@@ -99,17 +96,12 @@ class Housekeeper:
             self._step("command dispatch", self.commands.tick, now) if self.commands else None
         )
         notices = self._step("notice dispatch", self.notices.tick, now) if self.notices else None
-        webhooks = (
-            self._step("webhook dispatch", self.webhooks.tick, now) if self.webhooks else None
-        )
         cleanup = None
         if self._cleanup_next_at is None or now >= self._cleanup_next_at:
             cleanup = self._step("cleanup", self._clean, now)
             if cleanup is not None:
                 self._cleanup_next_at = now + self.cleanup_every
-        return Housekeeping(
-            expiry=expiry, commands=commands, notices=notices, webhooks=webhooks, cleanup=cleanup
-        )
+        return Housekeeping(expiry=expiry, commands=commands, notices=notices, cleanup=cleanup)
 
     def _expire(self, now: datetime) -> DueCounts:
         with Session(self.engine) as session:
