@@ -57,9 +57,12 @@ def mark_dispatched(*, session: Session, outbox_id: int, now: datetime) -> bool:
     return result.rowcount == 1
 
 
-def next_due(*, session: Session, now: datetime, skip: set[int]) -> WebhookDelivery | None:
-    """The oldest due pending delivery that is first in its (endpoint, parcel) line: a parcel's
-    next event waits while an earlier one to the same endpoint is still pending."""
+def due_heads(
+    *, session: Session, now: datetime, skip: set[int], limit: int
+) -> list[WebhookDelivery]:
+    """The oldest due pending deliveries that are each first in their (endpoint, parcel) line:
+    a parcel's next event waits while an earlier one to the same endpoint is still pending (so
+    no two of them are of one line)."""
     earlier = aliased(WebhookDelivery)
     statement = (
         select(WebhookDelivery)
@@ -78,11 +81,11 @@ def next_due(*, session: Session, now: datetime, skip: set[int]) -> WebhookDeliv
             ),
         )
         .order_by(col(WebhookDelivery.next_attempt_at), col(WebhookDelivery.id))
-        .limit(1)
+        .limit(limit)
     )
     if skip:
         statement = statement.where(col(WebhookDelivery.id).not_in(skip))
-    return session.exec(statement).first()
+    return list(session.exec(statement))
 
 
 def claim(*, session: Session, delivery: WebhookDelivery, until: datetime) -> bool:

@@ -6,8 +6,9 @@ One `tick(now)`:
    `webhook_deliveries` row per active endpoint of the parcel's owner key subscribed to its event;
    the outbox row moves to `dispatched` in the same transaction (a parcel with no owner key or
    no endpoint is dispatched to nobody).
-2. Send: the oldest due delivery that is first in its (endpoint, parcel) line is leased (its next
-   attempt moved past the send's timeout, conditionally, so two workers never both send it),
+2. Send, in rounds: the oldest due deliveries that are each first in their (endpoint, parcel)
+   line are leased in one transaction (next attempt moved past the round's sends, conditionally,
+   so two workers never both send one),
    the endpoint's URL is checked again by the SSRF guard, and the body is POSTed with the
    Standard Webhooks headers, signed with the endpoint's secret (and, during a rotation's grace
    period, the previous one too). A 2xx delivers it; anything else is an attempt row and a retry
@@ -100,11 +101,16 @@ class WebhookDispatcher:
         result = WebhookTick()
         result.fanned_out = self.fan_out(now)
         sent: set[int] = set()  # one attempt per delivery per tick
-        for _ in range(self.batch_size):
-            outcome = self._send_next(now, sent)
-            if outcome is None:
+        while len(sent) < self.batch_size:
+            # A round: the heads of distinct (endpoint, parcel) lines, claimed in one
+            # transaction, sent, recorded in one transaction; the next round finds the events
+            # those lines held back. Two commits a round, not two a delivery.
+            claimed = self._claim(now, sent, self.batch_size - len(sent))
+            if not claimed:
                 return result
-            setattr(result, outcome, getattr(result, outcome) + 1)
+            answers = [(d, ep, self._post(ep, outbox, now)) for d, ep, outbox in claimed]
+            for outcome in self._record(answers, now):
+                setattr(result, outcome, getattr(result, outcome) + 1)
         result.more = True
         return result
 
@@ -153,24 +159,25 @@ class WebhookDispatcher:
 
     # --- 2. send -------------------------------------------------------------------------------
 
-    def _send_next(self, now: datetime, sent: set[int]) -> str | None:
+    def _claim(
+        self, now: datetime, sent: set[int], limit: int
+    ) -> list[tuple[WebhookDelivery, WebhookEndpoint, WebhookOutbox]]:
+        """Lease up to `limit` due heads (their next attempt moved past this round's sends)."""
+        claimed = []
+        lease = now + timedelta(seconds=self.timeout_s * limit + 60)
         with Session(self.engine, expire_on_commit=False) as session:
             write_session(session)
-            delivery = db.next_due(session=session, now=now, skip=sent)
-            if delivery is None:
-                return None
-            assert delivery.id is not None
-            sent.add(delivery.id)
-            lease = now + timedelta(seconds=self.timeout_s * 4 + 60)
-            if not db.claim(session=session, delivery=delivery, until=lease):
-                session.rollback()
-                return "retried"  # another worker has it; counted as not ours
+            for delivery in db.due_heads(session=session, now=now, skip=sent, limit=limit):
+                assert delivery.id is not None
+                sent.add(delivery.id)
+                if not db.claim(session=session, delivery=delivery, until=lease):
+                    continue  # another worker has it
+                endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+                outbox = session.get(WebhookOutbox, delivery.outbox_id)
+                if endpoint is not None and outbox is not None:
+                    claimed.append((delivery, endpoint, outbox))
             session.commit()
-            endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
-            outbox = session.get(WebhookOutbox, delivery.outbox_id)
-        assert endpoint is not None and outbox is not None
-        status_code, error, latency_ms = self._post(endpoint, outbox, now)
-        return self._record(delivery, endpoint, status_code, error, latency_ms, now)
+        return claimed
 
     def _post(
         self, endpoint: WebhookEndpoint, outbox: WebhookOutbox, now: datetime
@@ -226,62 +233,75 @@ class WebhookDispatcher:
 
     def _record(
         self,
-        delivery: WebhookDelivery,
-        endpoint: WebhookEndpoint,
+        answers: list[tuple[WebhookDelivery, WebhookEndpoint, tuple[int | None, str | None, int]]],
+        now: datetime,
+    ) -> list[str]:
+        """Write each send's attempt row and outcome, in one transaction; return the outcomes."""
+        outcomes = []
+        with Session(self.engine) as session:
+            write_session(session)
+            for delivery, endpoint, (status_code, error, latency_ms) in answers:
+                row = session.get(WebhookDelivery, delivery.id)
+                ep = session.get(WebhookEndpoint, endpoint.id)
+                if row is None or ep is None:  # deleted meanwhile
+                    continue
+                outcomes.append(
+                    self._record_one(session, row, ep, status_code, error, latency_ms, now)
+                )
+            session.commit()
+        return outcomes
+
+    def _record_one(
+        self,
+        session: Session,
+        row: WebhookDelivery,
+        ep: WebhookEndpoint,
         status_code: int | None,
         error: str | None,
         latency_ms: int,
         now: datetime,
     ) -> str:
-        with Session(self.engine) as session:
-            write_session(session)
-            row = session.get(WebhookDelivery, delivery.id)
-            ep = session.get(WebhookEndpoint, endpoint.id)
-            if row is None or ep is None:  # deleted meanwhile
-                return "dead"
-            session.add(
-                WebhookAttempt(
-                    delivery_id=row.id,
-                    endpoint_id=ep.id,
-                    status_code=status_code,
-                    latency_ms=latency_ms,
-                    error=error,
-                    at=now,
-                )
+        session.add(
+            WebhookAttempt(
+                delivery_id=row.id,
+                endpoint_id=ep.id,
+                status_code=status_code,
+                latency_ms=latency_ms,
+                error=error,
+                at=now,
             )
-            row.attempts += 1
-            row.first_attempt_at = row.first_attempt_at or now
-            outcome: str
-            if error is None:
-                row.status, row.delivered_at, row.last_error = db.DELIVERED, now, None
-                ep.failing_since, ep.failures = None, 0
-                outcome = "delivered"
+        )
+        row.attempts += 1
+        row.first_attempt_at = row.first_attempt_at or now
+        outcome: str
+        if error is None:
+            row.status, row.delivered_at, row.last_error = db.DELIVERED, now, None
+            ep.failing_since, ep.failures = None, 0
+            outcome = "delivered"
+        else:
+            row.last_error = error
+            ep.failing_since = ep.failing_since or now
+            ep.failures += 1
+            if core.gives_up(row.first_attempt_at, now):
+                row.status = db.DEAD
+                outcome = "dead"
+                log.warning(
+                    "webhook delivery %s to %s dead after %d attempts: %s",
+                    row.id,
+                    ep.id,
+                    row.attempts,
+                    error,
+                )
             else:
-                row.last_error = error
-                ep.failing_since = ep.failing_since or now
-                ep.failures += 1
-                if core.gives_up(row.first_attempt_at, now):
-                    row.status = db.DEAD
-                    outcome = "dead"
-                    log.warning(
-                        "webhook delivery %s to %s dead after %d attempts: %s",
-                        row.id,
-                        ep.id,
-                        row.attempts,
-                        error,
-                    )
-                else:
-                    row.next_attempt_at = now + core.retry_delay(row.attempts, self.jitter())
-                    outcome = "retried"
-                if ep.status == db.ACTIVE and core.should_disable(
-                    ep.failing_since, ep.failures, now
-                ):
-                    self._disable(session, ep, now)
-                    outcome = "disabled" if outcome == "retried" else outcome
-            session.add(row)
-            session.add(ep)
-            session.commit()
-            return outcome
+                row.next_attempt_at = now + core.retry_delay(row.attempts, self.jitter())
+                outcome = "retried"
+            if ep.status == db.ACTIVE and core.should_disable(ep.failing_since, ep.failures, now):
+                self._disable(session, ep, now)
+                outcome = "disabled" if outcome == "retried" else outcome
+        session.add(row)
+        session.add(ep)
+        session.flush()
+        return outcome
 
     def _disable(self, session: Session, ep: WebhookEndpoint, now: datetime) -> None:
         assert ep.failing_since is not None

@@ -116,7 +116,7 @@ def run_bench(
     *,
     events: int = 3000,
     rate: float = 100.0,
-    tick_s: float = 1.0,
+    tick_s: float = 0.2,
     parcels: int = 200,
     database_url: str | None = None,
 ) -> dict[str, Any]:
