@@ -146,6 +146,10 @@ class CloudSettings(BaseSettings):
     # (`cloud.worker.clock`), so a parcel can expire without waiting out its pickup window.
     clock_offset_file: Path | None = None
 
+    # ERP webhooks go to public https URLs only (an SSRF guard); these hosts (or host:port),
+    # comma-separated, are exempt: the demo's and the tests' local http receivers.
+    webhook_allow_hosts: str = ""
+
     twilio_base_url: str = "https://api.twilio.com"
     twilio_account_sid: str = ""
     twilio_auth_token: SecretStr = SecretStr("")

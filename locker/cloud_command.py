@@ -186,14 +186,16 @@ def worker(
     Stores each event once by (cabinet, seq), applies them in seq order exactly once (any number
     of workers may run), and publishes event-ack only after the commit; tracks each cabinet's
     presence from its retained state; publishes the command outbox and resends each command
-    until the cabinet acks it or it expires. Run `locker cloud db upgrade` first. It refuses to
-    start without LOCKER_CLOUD_SECRET_KEY (at least 32 random bytes).
+    until the cabinet acks it or it expires; sends the ERP webhooks (docs/webhooks.md). Run
+    `locker cloud db upgrade` first. It refuses to start without LOCKER_CLOUD_SECRET_KEY (at
+    least 32 random bytes).
     """
     import logging
     import signal
 
     from cloud.logs import setup_logging
     from cloud.worker import MqttClient, Worker, subscriptions
+    from cloud.worker.schedule import webhook_dispatcher_from_settings
     from locker.cloud_settings import cloud_settings
 
     # Refuse before anything opens: the worker seals pickup codes and unseals code keys with it.
@@ -222,6 +224,7 @@ def worker(
         clock=_worker_clock(settings, client_id),
         resend_interval_s=resend_interval_s,
         notices=_notice_dispatcher(engine, settings),
+        webhooks=webhook_dispatcher_from_settings(engine=engine, settings=settings),
     )
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: runner.stopping.set())

@@ -42,6 +42,7 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/api/v1/openapi.json"): _rule(Action.READ_HEALTH, K.ANYONE, why=_DOCS),
     ("GET", "/api/v1/docs"): _rule(Action.READ_HEALTH, K.ANYONE, why=_DOCS),
     ("GET", "/docs/oauth2-redirect"): _rule(Action.READ_HEALTH, K.ANYONE, why=_DOCS),
+    ("GET", "/api/v1/docs/assets/{name}"): _rule(Action.READ_HEALTH, K.ANYONE, why=_DOCS),
     ("GET", "/api/v1/health"): _rule(Action.READ_HEALTH, K.ANYONE, why="liveness, no data"),
     ("GET", "/api/v1/sites/{site_id}"): _rule(Action.READ_CABINET, *_ERP),
     ("GET", "/api/v1/cabinets"): _rule(Action.READ_CABINET, *_ERP),
@@ -64,6 +65,16 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/api/v1/statements"): _rule(Action.READ_SETTLEMENTS, *_ERP),
     ("GET", "/api/v1/statements.csv"): _rule(Action.READ_SETTLEMENTS, *_ERP),
     ("GET", "/api/v1/statements.xlsx"): _rule(Action.READ_SETTLEMENTS, *_ERP),
+    # Webhook endpoints: a key's own (the service answers 404 for another key's).
+    ("POST", "/api/v1/webhooks"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
+    ("GET", "/api/v1/webhooks"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
+    ("GET", "/api/v1/webhooks/{endpoint_id}"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
+    ("DELETE", "/api/v1/webhooks/{endpoint_id}"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
+    ("POST", "/api/v1/webhooks/{endpoint_id}/rotate"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
+    ("POST", "/api/v1/webhooks/{endpoint_id}/disable"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
+    ("POST", "/api/v1/webhooks/{endpoint_id}/enable"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
+    ("GET", "/api/v1/webhooks/{endpoint_id}/deliveries"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
+    ("POST", "/api/v1/webhooks/{endpoint_id}/replay"): _rule(Action.RECEIVE_WEBHOOK, *_ERP),
     # Scan-to-open: a person at the cabinet proves a phone (nonce from the screen, then an OTP
     # or WeChat) and becomes a recipient bound to that cabinet and that phone's parcels. The
     # door it opens is a recipient's own pickup, not a remote open by staff: its trace is the

@@ -15,6 +15,7 @@ from cloud import errors
 from cloud.api.routes import (
     cabinets,
     callbacks,
+    docs_page,
     health,
     parcels,
     pickup_page,
@@ -24,6 +25,7 @@ from cloud.api.routes import (
     shipments,
     sites,
     statements,
+    webhooks,
     wechat,
 )
 from cloud.api.schemas import ErrorPublic, FieldErrorPublic
@@ -49,6 +51,7 @@ The parcel-locker cloud's API.
 - **scan-to-open**: the idle-screen QR and the recipient page's steps (open; proven by a
   short-lived nonce, then a one-time SMS code or a WeChat sign-in, and a signed session token).
 - **callbacks**: provider callbacks, verified by their signatures.
+- **webhooks**: endpoints for signed parcel status events (`X-API-Key`; docs/webhooks.md).
 - **wechat**: the official account's server push (URL check and messages, plaintext mode, signed
   with the account's Token): a bound recipient who writes to the account gets new codes.
 
@@ -67,6 +70,7 @@ TAGS = [
     {"name": "scan-to-open", "description": "Open a door by scanning the cabinet's screen."},
     {"name": "callbacks", "description": "Provider callbacks (Twilio delivery status)."},
     {"name": "wechat", "description": "WeChat's pushes to the official account."},
+    {"name": "webhooks", "description": "Signed status events to the ERP (Standard Webhooks)."},
 ]
 
 
@@ -103,7 +107,7 @@ def create_app(
         description=DESCRIPTION,
         openapi_tags=TAGS,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # served from local assets below (routes/docs_page.py)
         redoc_url=None,
     )
     app.state.settings = settings
@@ -121,8 +125,10 @@ def create_app(
         callbacks,
         wechat,
         statements,
+        webhooks,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(docs_page.router_for(API_PREFIX, app.title))
     app.include_router(scan_page.router)  # the QR's URL: short, outside the API's prefix
     app.include_router(pickup_page.router)  # a notice's link, likewise
     app.add_exception_handler(StarletteHTTPException, _http_error)

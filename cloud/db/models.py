@@ -16,6 +16,11 @@ from sqlmodel import Field, SQLModel
 
 from cloud.db.scan_models import ScanOtp, ScanTry  # noqa: F401  (their tables join this metadata)
 from cloud.db.types import UtcDateTime
+from cloud.db.webhook_models import (  # noqa: F401  (their tables join this metadata)
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 ID_LENGTH = 64  # the protocol's ids (cabinet, parcel, courier, message) are 1–64 characters
 

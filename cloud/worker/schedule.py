@@ -149,3 +149,15 @@ def notice_dispatcher_from_settings(*, engine: Engine, settings: CloudSettings) 
         seal_key=settings.secret_key_bytes,
         base_url=settings.base_url,
     )
+
+
+def webhook_dispatcher_from_settings(*, engine: Engine, settings: CloudSettings) -> Any:
+    """Return the ERP webhook dispatcher, its SSRF allow-list from the settings."""
+    from cloud.notify.webhooks import WebhookDispatcher
+    from cloud.services.webhooks import allow_hosts
+
+    return WebhookDispatcher(
+        engine=engine,
+        seal_key=settings.secret_key_bytes,
+        allow_hosts=allow_hosts(settings.webhook_allow_hosts),
+    )

@@ -51,6 +51,7 @@ SHARED_ACK_SUBSCRIPTION = f"$share/cloud/{ACK_SUBSCRIPTION}"
 # bounds the latency of a `codes.put`. The ingest loop commits every TXN_MAX_EVENTS events.
 BATCH_MAX = 200
 DISPATCH_EVERY_S = 1.0
+WEBHOOKS_EVERY_S = 0.2
 
 
 def subscriptions(*, shared: bool) -> list[str]:
@@ -85,6 +86,7 @@ class Worker:
         dispatch_every_s: float = DISPATCH_EVERY_S,
         publish: Callable[[str, bytes], object] | None = None,
         notices: NoticeTicker | None = None,
+        webhooks: NoticeTicker | None = None,
     ) -> None:
         self.engine = engine
         self.client = client
@@ -100,8 +102,16 @@ class Worker:
         )
         # Expiry, command resends and notices (when a notice dispatcher is given), on `clock`.
         self.housekeeper = Housekeeper(
-            engine=engine, seal_key=seal_key, commands=self.commands, notices=notices
+            engine=engine,
+            seal_key=seal_key,
+            commands=self.commands,
+            notices=notices,
         )
+        # The ERP webhooks go out from a thread of their own: a slow or hanging receiver (up to
+        # its timeout per send) must not hold up ingestion, and a send every WEBHOOKS_EVERY_S
+        # keeps an event's commit-to-receiver time well under a second (docs/webhooks.md).
+        self.webhooks = webhooks
+        self._webhooks_thread: threading.Thread | None = None
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -110,9 +120,17 @@ class Worker:
     def run(self) -> None:
         """Connect and work until `stop()` (blocks the calling thread)."""
         self.client.start()
+        if self.webhooks is not None:
+            self._webhooks_thread = threading.Thread(
+                target=self._send_webhooks, name=f"webhooks-{self.client.client_id}"
+            )
+            self._webhooks_thread.start()
         try:
             self._loop()
         finally:
+            self.stopping.set()
+            if self._webhooks_thread is not None:
+                self._webhooks_thread.join()
             self.client.stop()
 
     def start(self) -> Worker:
@@ -150,6 +168,17 @@ class Worker:
             if urgent or time.monotonic() >= next_dispatch:
                 self._dispatch()
                 next_dispatch = time.monotonic() + self.dispatch_every_s
+
+    def _send_webhooks(self) -> None:
+        assert self.webhooks is not None
+        while not self.stopping.is_set():
+            more = False
+            try:
+                more = bool(getattr(self.webhooks.tick(self.clock()), "more", False))
+            except Exception as err:  # the next tick tries again
+                log.error("webhook dispatch failed: %s", " ".join(str(err).split())[:300])
+            if not more:
+                self.stopping.wait(WEBHOOKS_EVERY_S)
 
     def _drain(self, wait_s: float) -> list[Received]:
         # Every command ack waiting, first: recording them is cheap, and late they cause resends.

@@ -249,11 +249,15 @@ def test_a_key_bound_to_nothing_is_refused_on_every_erp_route(client: TestClient
     """Finding: keys were global. A key made before binding (no carrier, no merchant) gets 403
     with a message saying how to get a bound one, on every route an ERP client may call."""
     erp_routes = [key for key, rule in ROUTES.items() if PrincipalKind.ERP_CLIENT in rule.kinds]
-    assert len(erp_routes) == 16  # 8, /statements (JSON, .csv, .xlsx), 5 of /shipments
+    assert len(erp_routes) == 8 + 3 + 5 + 9  # /statements x3, /shipments x5, /webhooks x9
     for method, path in erp_routes:
         url = (
-            path.replace("{cab}", CAB).replace("{parcel_id}", "P1").replace("{tracking_no}", "SF1")
-        ).replace("{shipment_id}", "P1")
+            path.replace("{cab}", CAB)
+            .replace("{parcel_id}", "P1")
+            .replace("{tracking_no}", "SF1")
+            .replace("{shipment_id}", "P1")
+            .replace("{endpoint_id}", "we_1")
+        )
         extra = {"Idempotency-Key": "k"} if method in ("POST", "PATCH") else {}
         body = {"order_no": "1", "tracking_no": "SF1", "phone": RECIPIENT, "cabinet_id": CAB}
         answer = client.request(

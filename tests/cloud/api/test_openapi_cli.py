@@ -46,6 +46,15 @@ ROUTES = {
     ("post", "/api/v1/callbacks/twilio/status"),
     ("get", "/api/v1/wechat/push"),
     ("post", "/api/v1/wechat/push"),
+    ("post", "/api/v1/webhooks"),
+    ("get", "/api/v1/webhooks"),
+    ("get", "/api/v1/webhooks/{endpoint_id}"),
+    ("delete", "/api/v1/webhooks/{endpoint_id}"),
+    ("post", "/api/v1/webhooks/{endpoint_id}/rotate"),
+    ("post", "/api/v1/webhooks/{endpoint_id}/disable"),
+    ("post", "/api/v1/webhooks/{endpoint_id}/enable"),
+    ("get", "/api/v1/webhooks/{endpoint_id}/deliveries"),
+    ("post", "/api/v1/webhooks/{endpoint_id}/replay"),
 }
 
 # The API refuses to start without a strong secret key: every run here is given one.

@@ -1,0 +1,59 @@
+"""The worker sends the ERP webhooks from a thread of its own: a receiver that hangs (every send
+waits out its timeout) must not hold up the cabinets' events, and the thread ends with the
+worker."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+import pytest
+from sqlalchemy import Engine
+
+from cloud.worker import MqttClient, Worker, subscriptions
+from tests.cloud.db.builders import SEAL_KEY
+from tests.services import Mosquitto, wait_for
+
+WAIT_S = 10
+
+
+class HangingWebhooks:
+    """A webhook dispatcher whose every tick hangs until released, as a stuck receiver would."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.release = threading.Event()
+
+    def tick(self, now: datetime) -> None:
+        self.ticks += 1
+        self.release.wait(WAIT_S)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_hanging_webhook_send_does_not_hold_up_the_worker(
+    engine: Engine, mosquitto: Mosquitto
+) -> None:
+    hooks = HangingWebhooks()
+    client = MqttClient(
+        host=mosquitto.host,
+        port=mosquitto.port,
+        client_id="webhook-thread",
+        subscriptions=subscriptions(shared=False),
+    )
+    worker = Worker(
+        engine=engine, client=client, seal_key=SEAL_KEY, webhooks=hooks, dispatch_every_s=0.05
+    )
+    housekeeping = []
+    real_tick = worker.housekeeper.tick
+    worker.housekeeper.tick = lambda now: housekeeping.append(now) or real_tick(now)
+    worker.start()
+    try:
+        wait_for(lambda: hooks.ticks == 1, WAIT_S, "the webhook thread to tick")
+        # The webhook thread is stuck; the worker's own loop still runs its housekeeping.
+        wait_for(lambda: len(housekeeping) >= 2, WAIT_S, "the worker's loop to go on")
+        assert hooks.ticks == 1
+    finally:
+        hooks.release.set()
+        worker.stop()
+    assert not worker.running
+    assert worker._webhooks_thread is not None and not worker._webhooks_thread.is_alive()
