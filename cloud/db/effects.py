@@ -129,6 +129,9 @@ def webhook_values(parcel_row_id: str, effect: core.Webhook, *, now: datetime) -
         "payload": {
             "status": effect.status.value,
             "erp_state": effect.erp_state.value,
+            # The same state as a Chinese ERP and a ShipX integrator name it (docs/parcel-life.md).
+            "order_state": core.order_state(effect.status).zh,
+            "shipx_status": core.order_state(effect.status).shipx,
             "at": effect.at.isoformat(),
             "tracking_no": effect.tracking_no,
             "order_no": effect.order_no,

@@ -308,6 +308,9 @@ def test_cancel_writes_a_timeline_row_and_a_webhook_and_replays(
     with Session(engine) as session:
         hook = session.exec(select(WebhookOutbox).order_by(WebhookOutbox.id.desc())).first()
     assert hook is not None and hook.payload["status"] == "cancelled"
+    # The webhook names the order state as the answer does, three ways.
+    assert hook.payload["order_state"] == first.json()["order_state"]
+    assert hook.payload["shipx_status"] == first.json()["shipx_status"]
     again = write(client, "POST", f"/shipments/{made['id']}/cancel", "c-1", {"reason": "no stock"})
     assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
     assert counts(engine) == (parcels, events + 1, webhooks + 1, keys + 1)
