@@ -44,12 +44,17 @@ DESCRIPTION = """\
 The parcel-locker cloud's API.
 
 - **health**: whether the service and its database answer (open).
-- **cabinets**: presence, occupancy by size, compartments (`X-API-Key`).
-- **shipments**: the ERP announces a shipment (`X-API-Key`, `Idempotency-Key`).
+- **sites**: a site's pickup policy (`X-API-Key`: the key's own sites).
+- **cabinets**: presence, occupancy by size, compartments (`X-API-Key`: the key's sites).
+- **shipments**: a shipment over its whole life: announce, read, list, update, cancel, confirm a
+  return (`X-API-Key`: the key's own; every write with an `Idempotency-Key`).
+- **statements**: a carrier's monthly statement (对账单) as JSON, CSV or XLSX (`X-API-Key` of
+  that carrier).
 - **parcels** and **tracking**: parcels, their status, ERP order state, timeline and overdue fee
   (`X-API-Key`). Phone numbers are always masked; codes and their hashes are never shown.
-- **scan-to-open**: the idle-screen QR and the recipient page's steps (open; proven by a
-  short-lived nonce, then a one-time SMS code or a WeChat sign-in, and a signed session token).
+- **scan-to-open**: the idle-screen QR (the cabinet only, HTTP Basic with its MQTT password) and
+  the recipient page's steps (proven by the QR's short-lived nonce, then a one-time SMS code or
+  a WeChat sign-in, and a signed session token; limited per phone, nonce, address and cabinet).
 - **callbacks**: provider callbacks, verified by their signatures.
 - **webhooks**: endpoints for signed parcel status events (`X-API-Key`; docs/webhooks.md).
 - **wechat**: the official account's server push (URL check and messages, plaintext mode, signed
