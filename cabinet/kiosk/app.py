@@ -51,6 +51,7 @@ from cabinet.core.effects import Show
 from cabinet.core.errors import CoreError, IllegalTransition
 from cabinet.core.inputs import CompartmentOpen, Input, QrScanned
 from cabinet.core.lockout import locked_for_s
+from cabinet.core.reservations import unheld
 from cabinet.kiosk.feed import Feed
 from cabinet.kiosk.guard import SameOrigin
 from cabinet.kiosk.maintenance import Maintenance, MaintenanceRefused
@@ -160,7 +161,8 @@ class Kiosk:
             "online": link is not None and link.online.is_set(),
             "free_by_size": {
                 size.value: count
-                for size, count in free_by_size(cabinet.compartments.values()).items()
+                # A door held for an announced parcel is not free for anyone else's.
+                for size, count in free_by_size(unheld(cabinet, self._clock())).items()
             },
             "courier_signed_in": session is not None,
             "courier": courier,
