@@ -67,6 +67,11 @@ def announce_shipment(
     the phone given here gets the code if the depositing courier is of the key's carrier or
     typed the same phone (docs/who-may-do-what.md, "A deposit meets an announcement").
 
+    With a `size` (or length, width and height) a door of that size is held at the cabinet
+    for the parcel until a day past `eta`; a cabinet with no free door of the size or larger
+    (counting the doors held for other shipments) is a 409 whose message starts `no_door:`,
+    and nothing is announced (docs/shipments.md, "Door reservations").
+
     A retry with the same Idempotency-Key answers as the first request
     did (header `Idempotent-Replayed: true`); the same key with another body is a 409.
     """
@@ -81,6 +86,8 @@ def announce_shipment(
         weight_g=body.weight_g,
         courier_company=body.courier_company,
         window_s=body.pickup_window_s,
+        size=body.size,
+        eta=body.eta,
     )
     result = shipments.announce_shipment(
         session=session,
