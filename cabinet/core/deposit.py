@@ -18,7 +18,9 @@ An announced parcel (`reservations`) needs no phone and no size: the screen show
 phone and the reserved size, one tap opens the held door, and the deposit is recorded under the
 announced parcel's id, so the cloud links it to its shipment. Where the announcement names a
 carrier, a courier of another carrier (or of none the cabinet knows) is refused, and nothing is
-taken.
+taken. Where it names none (a merchant's key), nobody vouches for the announced phone, so the
+courier types it as for any parcel: the same phone leads to the reserved door, another makes the
+parcel an unannounced one.
 
 A lock fault on the first unlock of a deposit (the door never opened, so the parcel cannot be
 inside) faults that compartment and unlocks another of the same size or larger at once. A lock
@@ -193,10 +195,22 @@ def tracking_entered(cabinet: Cabinet, inp: TrackingEntered, now: datetime) -> l
 def _reserved_parcel(cabinet: Cabinet, session: CourierSession, held: Reservation) -> list[Effect]:
     """An announced parcel: show what the announcement says, or why this courier may not."""
     tracking_no = held.tracking_no or ""
+    if held.carrier_id is None:
+        # Nobody vouches for the announced phone (a merchant's key, not a carrier's): as for
+        # any announcement, the courier types the phone, and only the same one completes it.
+        draft = Draft(tracking_no=tracking_no, reservation=held.parcel_id)
+        cabinet.session = replace(session, step=Step.PHONE, draft=draft)
+        return [Show(TrackingAccepted(tracking_no))]
     carrier = cabinet.courier_carriers.get(session.courier_id)
-    if held.carrier_id is not None and carrier != held.carrier_id:
+    if carrier != held.carrier_id:
         cabinet.session = replace(session, step=Step.TRACKING, draft=Draft())
         return [Show(ReservationRefused(tracking_no, ReservationProblem.OTHER_CARRIER))]
+    return _reserved_found(cabinet, session, held)
+
+
+def _reserved_found(cabinet: Cabinet, session: CourierSession, held: Reservation) -> list[Effect]:
+    """Show the announced parcel (masked phone, size) and wait for the tap that opens it."""
+    tracking_no = held.tracking_no or ""
     draft = Draft(
         tracking_no=tracking_no, phone=held.phone, size=held.size, reservation=held.parcel_id
     )
@@ -225,7 +239,13 @@ def phone_entered(cabinet: Cabinet, inp: PhoneEntered, now: datetime) -> list[Ef
     phone = parse_phone(inp.phone, cabinet.config.phone_region)
     if isinstance(phone, PhoneProblem):
         return [Show(PhoneRejected(phone))]
-    cabinet.session = replace(session, step=Step.SIZE, draft=replace(session.draft, phone=phone))
+    held = cabinet.reservations.get(session.draft.reservation or "")
+    if held is not None and held.until > now and held.phone == phone:
+        # The announced parcel of a shipment that named no carrier: the courier has typed the
+        # announced phone, which is what lets the announcement win (docs/who-may-do-what.md).
+        return _reserved_found(cabinet, session, held)
+    draft = replace(session.draft, phone=phone, reservation=None)  # another phone: unannounced
+    cabinet.session = replace(session, step=Step.SIZE, draft=draft)
     free = free_by_size(reservations.unheld(cabinet, now))
     return [Show(PhoneAccepted(mask_phone(phone), free))]
 

@@ -142,9 +142,31 @@ def test_a_courier_of_another_carrier_is_refused_with_the_cause() -> None:
     assert h.cab.session is not None and h.cab.session.step is Step.TRACKING
     assert "SHIP1" in h.cab.reservations  # nothing was taken
 
-    # A shipment whose ERP named no carrier goes in with any courier.
+
+def test_without_a_carrier_the_courier_types_the_announced_phone_to_get_the_door() -> None:
+    # A merchant's shipment: nobody vouches for the announced phone, so the courier types it.
+    h = Harness()
     reserve(h, "SHIP2", tracking_no="SF9002", carrier=None)
-    assert isinstance(shown(h.do(TrackingEntered("SF9002")))[0], ReservationFound)
+    courier(h, "C2", carrier="zto")
+    assert shown(h.do(TrackingEntered("SF9002"))) == [TrackingAccepted("SF9002")]
+    (found,) = shown(h.do(PhoneEntered("13812345678")))
+    assert found == ReservationFound("SF9002", "+86 138****5678", Size.M)
+    assert unlocks(h.do(OpenReserved())) == ["A04"]
+    h.cycle("A04")
+    (event,) = emitted(h.do(Confirm()), "parcel.deposited")
+    assert event["parcel_id"] == "SHIP2"
+
+    # Another phone typed: the parcel goes in as an unannounced one, the door stays held.
+    reserve(h, "SHIP3", tracking_no="SF9003", carrier=None)
+    h.do(TrackingEntered("SF9003"))
+    (accepted,) = shown(h.do(PhoneEntered("13900001111")))
+    assert isinstance(accepted, PhoneAccepted)
+    assert h.cab.session is not None and h.cab.session.draft.reservation is None
+    opened = unlocks(h.do(SizeChosen(Size.M)))
+    assert opened != [h.cab.reservations["SHIP3"].compartment]
+    h.cycle(opened[0])
+    (event,) = emitted(h.do(Confirm()), "parcel.deposited")
+    assert event["parcel_id"] != "SHIP3" and "SHIP3" in h.cab.reservations
 
 
 def test_a_courier_the_cabinet_knows_no_carrier_of_is_refused_too() -> None:
