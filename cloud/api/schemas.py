@@ -223,6 +223,21 @@ class ShipmentUpdate(BaseModel):
     pickup_window_s: int | None = Field(default=None, ge=MIN_WINDOW_S, le=MAX_WINDOW_S)
 
 
+class ShipmentReserve(BaseModel):
+    """Hold a door for an announced shipment that is on its way."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: Literal["S", "M", "L", "XL"] | None = Field(
+        default=None, description="Else the announcement's size or dimensions", examples=["M"]
+    )
+    eta: AwareDatetime | None = Field(
+        default=None,
+        description="When the courier is expected: the door is held until a day after it",
+        examples=["2026-12-05T10:00:00+08:00"],
+    )
+
+
 class ShipmentCancel(BaseModel):
     """Cancel a shipment; the reason goes on its timeline."""
 

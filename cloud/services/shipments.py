@@ -89,6 +89,14 @@ class ShipmentChange:
 
 
 @dataclass(frozen=True)
+class DoorRequest:
+    """What holding a door for a shipment on its way takes (None: the announcement's, or now)."""
+
+    size: str | None = None
+    eta: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Announced:
     """The answer to a write: the parcel row's id, and whether this was a replay."""
 
@@ -435,6 +443,60 @@ def cancel_shipment(
         ),
         now,
     )
+
+
+def reserve_door(
+    *,
+    session: Session,
+    principal: Principal,
+    idempotency_key: str,
+    shipment_id: str,
+    size: str | None,
+    eta: datetime | None,
+    now: datetime,
+) -> Announced:
+    """Hold a door for the key's announced shipment (it is shipped; `eta` says when it comes),
+    once per key; commit. The size is `size`, else what the announcement said (its size or its
+    dimensions). Raise UnknownParcel, InvalidShipment (no size known), ShipmentConflict (not
+    announced any more) or NoDoorLeft (409 no_door), each with nothing written."""
+    key = _idempotency_key(idempotency_key)
+    if eta is not None and eta.tzinfo is None:
+        raise InvalidShipment("the eta needs a time zone", field="eta")
+
+    def write() -> tuple[str, dict[str, Any], bool]:
+        # The cabinet's lock first, as an announcement and a deposit take it: then the parcel's.
+        found = queries.find_parcel(session=session, parcel_id=shipment_id)
+        if found is not None:
+            reservations.lock_doors(session=session, cab=found.cabinet_id)
+        row = parcels.lock_parcel_by_id(session=session, row_id=shipment_id)
+        decision = decide(principal, Action.UPDATE_SHIPMENT, parcel_resource(session, row))
+        if not decision.allowed or row is None or found is None:
+            raise errors.UnknownParcel(f"no shipment {shipment_id!r}")
+        if row.status != core.Status.ANNOUNCED.value or row.cabinet_id != found.cabinet_id:
+            raise ShipmentConflict(
+                f"shipment {shipment_id!r} is in status '{row.status}': a door is held only "
+                "for an announced shipment",
+                field="status",
+            )
+        held = reservations.held(session=session, parcel_row_id=row.id, now=now)
+        wanted = size or reservations.parcel_size(
+            size=held.size if held is not None else None,
+            length_mm=row.length_mm,
+            width_mm=row.width_mm,
+            height_mm=row.height_mm,
+        )
+        if wanted is None:
+            raise InvalidShipment(
+                "give the size (S, M, L or XL): the announcement had neither a size nor all "
+                "three dimensions",
+                field="size",
+            )
+        reservations.reserve(session=session, row=row, size=wanted, eta=eta, now=now)
+        session.flush()
+        return row.id, _answer(row, now), False
+
+    fingerprint = request_hash(DoorRequest(size, eta), op="reserve", shipment_id=shipment_id)
+    return _idempotent(session, principal, key, fingerprint, write, now)
 
 
 def _move_reservation(session: Session, row: Any, now: datetime) -> None:

@@ -58,7 +58,7 @@ def reservation(engine: Engine, row_id: str) -> Reservation:
         return row
 
 
-def test_an_announcement_with_a_size_holds_a_door_and_tells_the_cabinet(
+def test_a_size_or_dimensions_hold_a_door_and_tell_the_cabinet(
     client: TestClient, engine: Engine
 ) -> None:
     eta = (NOW + timedelta(hours=5)).isoformat()
@@ -78,63 +78,63 @@ def test_an_announcement_with_a_size_holds_a_door_and_tells_the_cabinet(
     held = reservation(engine, made["id"])
     assert (held.size, held.door_size, held.ended_at) == ("M", "M", None)
 
-
-def test_dimensions_choose_the_size_and_a_parcel_no_door_takes_is_refused(
-    client: TestClient, engine: Engine
-) -> None:
-    made = announce(client, 1, length_mm=300, width_mm=200, height_mm=100).json()
+    made = announce(client, 2, length_mm=300, width_mm=200, height_mm=100).json()
     assert reservation(engine, made["id"]).size == "M"  # 100 mm high: not an S door (80 mm)
-    refused = announce(client, 2, length_mm=1900, width_mm=200, height_mm=100)
+    refused = announce(client, 3, length_mm=1900, width_mm=200, height_mm=100)
     assert refused.status_code == 422
     assert "body.length_mm" in [e["field"] for e in refused.json()["errors"]]
-    # Without size or all three dimensions nothing is reserved.
-    announce(client, 3, length_mm=300)
-    assert len(commands(engine, "compartments.reserve")) == 1
+    # Without a size or all three dimensions nothing is reserved.
+    announce(client, 4, length_mm=300)
+    assert len(commands(engine, "compartments.reserve")) == 2
 
 
-def test_a_full_cabinet_answers_409_no_door_and_writes_nothing(
-    client: TestClient, engine: Engine
+def test_a_full_cabinet_answers_409_no_door_until_a_door_is_released_or_lapses(
+    client: TestClient, engine: Engine, clock: Clock
 ) -> None:
-    for n in range(1, 5):
-        assert announce(client, n, size="S").status_code == 201  # S fits the M doors
-    with Session(engine) as session:
-        before = (
-            count_rows(session=session, model=Parcel),
-            count_rows(session=session, model=CommandOutbox),
-        )
+    made = [announce(client, n, size="S").json() for n in range(1, 5)]  # S fits the M doors
+    late = announce(client, 9).json()  # announced without a size: no door held yet
+
+    def rows() -> tuple[int, int]:
+        with Session(engine) as session:
+            return (
+                count_rows(session=session, model=Parcel),
+                count_rows(session=session, model=CommandOutbox),
+            )
+
+    before = rows()
     refused = announce(client, 5, size="M")
     assert refused.status_code == 409
     message = refused.json()["detail"]
     assert message.startswith("no_door: cabinet CAB-1 has no free door of size M or larger")
     assert "(4 free, 4 of them reserved for other shipments)" in message
-    with Session(engine) as session:
-        after = (
-            count_rows(session=session, model=Parcel),
-            count_rows(session=session, model=CommandOutbox),
-        )
-    assert after == before
-    # An announcement without a size still goes through: it asks for no door.
-    assert announce(client, 6).status_code == 201
+    # The late shipment ships: holding its door now is refused the same way.
+    shipped = reserve_route(client, late["id"], "ship-9", {"size": "M"})
+    assert shipped.status_code == 409 and shipped.json()["detail"].startswith("no_door:")
+    assert rows() == before  # nothing written
 
-
-def test_cancel_releases_the_door_and_a_lapsed_one_no_longer_counts(
-    client: TestClient, engine: Engine, clock: Clock
-) -> None:
-    made = [announce(client, n, size="M").json() for n in range(1, 5)]
-    assert announce(client, 5, size="M").status_code == 409
     cancel_headers = {**HEADERS, "Idempotency-Key": "cancel-1"}
     url = f"/api/v1/shipments/{made[0]['id']}/cancel"
     assert client.post(url, headers=cancel_headers).status_code == 200
     (release,) = commands(engine, "compartments.release")
     assert (release.cabinet_id, release.data) == (CAB, {"parcel_ids": [made[0]["id"]]})
     assert reservation(engine, made[0]["id"]).ended_why == "cancelled"
-    assert announce(client, 5, size="M").status_code == 201
+    eta = (NOW + timedelta(days=2)).isoformat()
+    shipped = reserve_route(client, late["id"], "ship-9b", {"size": "M", "eta": eta})
+    assert shipped.status_code == 200, shipped.text
+    assert reservation(engine, late["id"]).until == NOW + timedelta(days=3)
 
-    clock.advance(73 * 3600)  # past the default hold of three days: every door is free again
+    clock.advance(73 * 3600)  # past the default hold of three days: those doors are free again
     assert announce(client, 6, size="M").status_code == 201
 
 
-def test_moving_a_shipment_moves_its_door(client: TestClient, engine: Engine) -> None:
+def reserve_route(client: TestClient, row_id: str, key: str, body: dict[str, Any]):
+    headers = {**HEADERS, "Idempotency-Key": key}
+    return client.post(f"/api/v1/shipments/{row_id}/reserve", headers=headers, json=body)
+
+
+def test_a_moved_shipment_moves_its_door_and_its_deposit_completes_it(
+    client: TestClient, engine: Engine
+) -> None:
     made = announce(client, 1, size="M").json()
     headers = {**HEADERS, "Idempotency-Key": "move-1"}
     url = f"/api/v1/shipments/{made['id']}"
@@ -156,38 +156,33 @@ def test_moving_a_shipment_moves_its_door(client: TestClient, engine: Engine) ->
     assert moved.status_code == 409 and moved.json()["detail"].startswith("no_door:")
     assert reservation(engine, other["id"]).cabinet_id == CAB
 
-
-def test_the_deposit_under_the_reserved_id_completes_the_shipment(
-    client: TestClient, engine: Engine
-) -> None:
-    made = announce(client, 1, size="M").json()
+    # The courier deposits the other one at CAB under its reserved id.
     event = ParcelDeposited(
         id="dep-1",
         cab=CAB,
         seq=1,
         ts=NOW,
         data=ParcelDepositedData(
-            parcel_id=made["id"],
+            parcel_id=other["id"],
             compartment="A02",
             size=Size.M,
-            tracking_no="SF0000000001",
+            tracking_no="SF0000000003",
             phone="+8613812341234",
             courier_id=COURIER,
         ),
     )
     codes = apply(engine, event)
     assert len(codes) == 1  # the recipient's code was issued
-    read = client.get(f"/api/v1/shipments/{made['id']}", headers=HEADERS).json()
+    read = client.get(f"/api/v1/shipments/{other['id']}", headers=HEADERS).json()
     assert (read["status"], read["parcel_id"], read["compartment"]) == (
         "in_locker",
-        made["id"],
+        other["id"],
         "A02",
     )
-    held = reservation(engine, made["id"])
-    assert held.ended_why == "deposited"
-    assert commands(engine, "compartments.release") == []  # the cabinet ended it itself
+    assert reservation(engine, other["id"]).ended_why == "deposited"
+    assert len(commands(engine, "compartments.release")) == 1  # the cabinet ended it itself
     with Session(engine) as session:
         webhooks = session.exec(
-            select(WebhookOutbox.event).where(WebhookOutbox.parcel_row_id == made["id"])
+            select(WebhookOutbox.event).where(WebhookOutbox.parcel_row_id == other["id"])
         ).all()
     assert list(webhooks) == ["announced", "in_locker"]  # the ERP hears of the deposit
