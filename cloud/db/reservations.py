@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from cloud.db.models import Compartment
+from cloud.db.models import CommandOutbox, Compartment
 from cloud.db.reservation_models import Reservation
 
 FREE = "free"  # a door's state in the cloud's picture (cloud.core.doors.FREE)
@@ -84,3 +84,19 @@ def end_reservation(*, session: Session, row: Reservation, now: datetime, why: s
     row.ended_at = now
     row.ended_why = why
     session.add(row)
+
+
+def end_refused(*, session: Session, command_id: str, now: datetime) -> str | None:
+    """A cabinet refused a `compartments.reserve` (its own doors said no: a picture out of
+    date): the reservation that command made holds nothing, so it stops counting. Return the
+    shipment's row id, or None if the command was not a reservation still running."""
+    command = session.get(CommandOutbox, command_id)
+    if command is None or command.type != "compartments.reserve":
+        return None
+    parcel_row_id = str((command.data or {}).get("parcel_id", ""))
+    row = session.get(Reservation, parcel_row_id)
+    # Only the reservation this command made: a newer one (renewed, moved) has its own command.
+    if row is None or row.ended_at is not None or row.created_at > command.created_at:
+        return None
+    end_reservation(session=session, row=row, now=now, why="refused")
+    return parcel_row_id

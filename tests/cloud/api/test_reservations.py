@@ -4,6 +4,7 @@ under the reservation's id completes the shipment (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -15,9 +16,12 @@ from sqlmodel import Session, col, select
 from cloud.db.models import CommandOutbox, Compartment, Parcel, WebhookOutbox
 from cloud.db.repo import count_rows
 from cloud.db.reservation_models import Reservation
+from cloud.worker import MqttClient, Worker
+from cloud.worker.mqtt import Received
 from protocol.messages import ParcelDeposited, ParcelDepositedData, Size
+from protocol.topics import ack_topic
 from tests.cloud.api.conftest import CARRIER, COURIER, HEADERS, NOW, Clock, apply
-from tests.cloud.db.builders import CAB, register_cabinet
+from tests.cloud.db.builders import CAB, SEAL_KEY, register_cabinet
 
 CAB_2 = "CAB-2"
 
@@ -86,6 +90,14 @@ def test_a_size_or_dimensions_hold_a_door_and_tell_the_cabinet(
     # Without a size or all three dimensions nothing is reserved.
     announce(client, 4, length_mm=300)
     assert len(commands(engine, "compartments.reserve")) == 2
+
+    # The cabinet refuses the second (its own doors said no): that reservation stops counting.
+    second = commands(engine, "compartments.reserve")[1]
+    refusal = {"v": 1, "cmd": second.id, "ok": False, "error": "no free door of size M"}
+    mqtt = MqttClient(host="127.0.0.1", port=1883, client_id="t", subscriptions=[])
+    worker = Worker(engine=engine, client=mqtt, seal_key=SEAL_KEY)
+    worker.handle([Received(ack_topic(CAB), json.dumps(refusal).encode(), NOW)])
+    assert reservation(engine, made["id"]).ended_why == "refused"
 
 
 def test_a_full_cabinet_answers_409_no_door_until_a_door_is_released_or_lapses(
