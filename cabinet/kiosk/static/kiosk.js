@@ -485,6 +485,7 @@ function resync() {
     } else if (courier.step === "size") {
       go("courier-size");
     } else if (courier.step === "reserved") {
+      if (courier.reserved) say("reserved", courier.reserved);
       go("courier-reserved");
     } else if (state.screen !== "courier-retrieve") {
       go("courier-tracking");

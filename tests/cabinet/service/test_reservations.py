@@ -9,6 +9,7 @@ from datetime import timedelta
 from cabinet.core.compartments import Door
 from cabinet.core.inputs import Confirm, CourierSignIn, OpenReserved, Tick, TrackingEntered
 from cabinet.core.screens import DepositDoorOpening, Deposited, ReservationFound
+from cabinet.kiosk.app import Kiosk
 from firmware_sim import PtyServer, SimulatedBus
 from protocol.hashing import pin_hash
 from tests.cabinet.adapters.harness import CloudPeer
@@ -79,6 +80,15 @@ async def test_a_reservation_survives_a_restart_and_its_parcel_goes_in_under_its
     await runner.submit(CourierSignIn(COURIER, PIN))
     (found,) = await runner.submit(TrackingEntered("SF1"))
     assert isinstance(found, ReservationFound) and found.phone_masked.endswith("****5678")
+    # A kiosk page that reloads now is told what to show again.
+    courier = Kiosk(runner.service).status()["courier"]
+    assert courier["step"] == "reserved"
+    assert courier["reserved"] == {
+        "type": "ReservationFound",
+        "tracking_no": "SF1",
+        "phone_masked": found.phone_masked,
+        "size": "L",
+    }
     (opening,) = await runner.submit(OpenReserved())
     assert opening == DepositDoorOpening("A03", opening.size)
     channel = CHANNELS["A03"]
