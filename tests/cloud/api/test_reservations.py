@@ -5,6 +5,7 @@ under the reservation's id completes the shipment (on SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -103,6 +104,21 @@ def test_a_size_or_dimensions_hold_a_door_and_tell_the_cabinet(
 def test_a_full_cabinet_answers_409_no_door_until_a_door_is_released_or_lapses(
     client: TestClient, engine: Engine, clock: Clock
 ) -> None:
+    # Two announcements race for CAB-2's one door: the cabinet's lock lets exactly one have it.
+    barrier = threading.Barrier(2)
+    answers: list[int] = []
+
+    def race(n: int) -> None:
+        barrier.wait()
+        answers.append(announce(client, n, size="M", cabinet_id=CAB_2).status_code)
+
+    racers = [threading.Thread(target=race, args=(n,)) for n in (21, 22)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(timeout=30)
+    assert sorted(answers) == [201, 409]
+
     made = [announce(client, n, size="S").json() for n in range(1, 5)]  # S fits the M doors
     late = announce(client, 9).json()  # announced without a size: no door held yet
 
