@@ -7,12 +7,15 @@ feeds the result to `apply`. Events go the other way without a mapping here: the
 
 from __future__ import annotations
 
+from cabinet.core.compartments import Size
 from cabinet.core.inputs import (
     CodeGrant,
     CodesPut,
     CodesRevoke,
     CompartmentOpen,
     CompartmentService,
+    CompartmentsRelease,
+    CompartmentsReserve,
     CourierGrant,
     CouriersPut,
     Input,
@@ -24,6 +27,8 @@ from protocol.messages import (
     PutCodes,
     PutCouriers,
     PutRetrievals,
+    ReleaseCompartments,
+    ReserveCompartment,
     RevokeCodes,
     SetCompartmentService,
 )
@@ -50,8 +55,21 @@ def command_input(command: CommandBase) -> Input:
         case SetCompartmentService(data=data):
             return CompartmentService(data.compartment, data.in_service)
         case PutCouriers(data=data):
-            return CouriersPut(tuple(CourierGrant(c.courier_id, c.pin_hash) for c in data.couriers))
+            return CouriersPut(
+                tuple(CourierGrant(c.courier_id, c.pin_hash, c.carrier_id) for c in data.couriers)
+            )
         case PutRetrievals(data=data):
             return RetrievalsPut(tuple(data.parcel_ids))
+        case ReserveCompartment(data=data):
+            return CompartmentsReserve(
+                parcel_id=data.parcel_id,
+                size=Size(data.size.value),
+                until=data.until,
+                phone=data.phone,
+                tracking_no=data.tracking_no,
+                carrier_id=data.carrier_id,
+            )
+        case ReleaseCompartments(data=data):
+            return CompartmentsRelease(tuple(data.parcel_ids))
     # config.put changes the daemon's settings, not the core's state: the service handles it.
     raise UnsupportedCommand(f"{command.type} is not a cabinet core command")

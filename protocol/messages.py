@@ -444,11 +444,19 @@ class SetCompartmentService(CommandBase):
     data: CompartmentServiceData
 
 
+CarrierId = Annotated[str, _printable_text(100)]
+
+
 class CourierEntry(_Data):
-    """A courier allowed to log in at this cabinet, with the hash of their PIN."""
+    """A courier allowed to log in at this cabinet, with the hash of their PIN.
+
+    `carrier_id` (optional, added later) is the courier company they work for: a door reserved
+    for one carrier's shipment opens only for its couriers.
+    """
 
     courier_id: Id
     pin_hash: Hash
+    carrier_id: CarrierId | None = None
 
 
 class PutCouriersData(_Data):
@@ -473,6 +481,39 @@ class PutRetrievals(CommandBase):
     """Command `retrievals.put`: parcels couriers must take back (expired or cancelled)."""
 
     type: Literal["retrievals.put"] = "retrievals.put"
+    data: ParcelIdsData
+
+
+class ReserveCompartmentData(_Data):
+    """Hold a free door of `size` (or the smallest larger one) for an announced parcel.
+
+    The door is given to no other deposit until `until`, or until this parcel is deposited.
+    `phone` is the recipient's (the cabinet keeps every parcel's phone, for "send my code again"
+    and for `parcel.deposited`; its screen shows only a mask of it). Where `carrier_id` is set,
+    only a courier of that carrier may deposit the parcel. Sent again for the same `parcel_id`,
+    it replaces the reservation (a changed phone, say).
+    """
+
+    parcel_id: Id
+    size: Size
+    until: Timestamp
+    phone: Phone
+    tracking_no: Id | None = None
+    carrier_id: CarrierId | None = None
+
+
+class ReserveCompartment(CommandBase):
+    """Command `compartments.reserve`."""
+
+    type: Literal["compartments.reserve"] = "compartments.reserve"
+    data: ReserveCompartmentData
+
+
+class ReleaseCompartments(CommandBase):
+    """Command `compartments.release`: these parcels' reservations end (an unknown one is no
+    error: it may have lapsed or been deposited already)."""
+
+    type: Literal["compartments.release"] = "compartments.release"
     data: ParcelIdsData
 
 
@@ -526,6 +567,8 @@ COMMAND_MODELS: tuple[type[CommandBase], ...] = (
     PutCouriers,
     PutRetrievals,
     PutConfig,
+    ReserveCompartment,
+    ReleaseCompartments,
 )
 COMMAND_TYPES: dict[str, type[CommandBase]] = {
     m.model_fields["type"].default: m for m in COMMAND_MODELS
@@ -538,7 +581,9 @@ Command = Annotated[
     | SetCompartmentService
     | PutCouriers
     | PutRetrievals
-    | PutConfig,
+    | PutConfig
+    | ReserveCompartment
+    | ReleaseCompartments,
     Field(discriminator="type"),
 ]
 

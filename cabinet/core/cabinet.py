@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from cabinet.core import alarms, deposit, pickup, removal, retrieval
+from cabinet.core import alarms, deposit, pickup, removal, reservations, retrieval
 from cabinet.core import effects as fx
 from cabinet.core.compartments import (
     CompartmentState,
@@ -41,6 +41,8 @@ from cabinet.core.inputs import (
     CodesRevoke,
     CompartmentOpen,
     CompartmentService,
+    CompartmentsRelease,
+    CompartmentsReserve,
     Confirm,
     CourierSignIn,
     CourierSignOut,
@@ -48,6 +50,7 @@ from cabinet.core.inputs import (
     DoorObserved,
     Input,
     Larger,
+    OpenReserved,
     PhoneEntered,
     QrScanned,
     Reopen,
@@ -104,6 +107,8 @@ def _dispatch(cab: Cabinet, inp: Input, now: datetime, ctx: Context) -> list[Eff
             return deposit.larger(cab, inp, now)
         case Cancel():
             return deposit.cancel(cab, inp, now)
+        case OpenReserved():
+            return deposit.open_reserved(cab, inp, now)
         case RetrieveParcels():
             return retrieval.retrieve(cab, inp, now)
         case CodeEntered():
@@ -129,7 +134,15 @@ def _dispatch(cab: Cabinet, inp: Input, now: datetime, ctx: Context) -> list[Eff
         case CouriersPut():
             for courier in inp.couriers:
                 cab.couriers[courier.courier_id] = courier.pin_hash
+                if courier.carrier_id is not None:
+                    cab.courier_carriers[courier.courier_id] = courier.carrier_id
+                else:
+                    cab.courier_carriers.pop(courier.courier_id, None)
             return []
+        case CompartmentsReserve():
+            return reservations.reserve(cab, inp, now)
+        case CompartmentsRelease():
+            return reservations.release(cab, inp)
         case RetrievalsPut():
             return retrieval.retrievals_put(cab, inp)
     raise InvalidInput(f"not a cabinet input: {type(inp).__name__}")
@@ -180,6 +193,7 @@ def _tick(cab: Cabinet, now: datetime, ctx: Context) -> list[Effect]:
     effects = alarms.unlock_lapses(cab, now)
     effects += alarms.left_open(cab, now)
     effects += deposit.idle(cab, now, ctx)
+    effects += reservations.lapse(cab, now)
     return effects
 
 

@@ -2,6 +2,8 @@
 
     (signed out) --CourierSignIn(PIN ok)--> TRACKING
     TRACKING --TrackingEntered--> PHONE --PhoneEntered--> SIZE --SizeChosen(door found)--> AT_DOOR
+    TRACKING --TrackingEntered(an announced parcel with a reserved door)--> RESERVED
+    RESERVED --OpenReserved--> AT_DOOR (its reserved door; the phone is the announced one)
     AT_DOOR: door unlocked -> seen open -> seen closed, then
         Confirm  -> parcel.deposited, back to TRACKING (next parcel)
         Reopen   -> unlock the same door again
@@ -11,6 +13,14 @@
 
 ACCEPTS below lists the steps each input is allowed in; anything else raises IllegalTransition.
 A door is given back only while it is not seen open; Confirm needs it seen open then closed.
+
+An announced parcel (`reservations`) needs no phone and no size: the screen shows the masked
+phone and the reserved size, one tap opens the held door, and the deposit is recorded under the
+announced parcel's id, so the cloud links it to its shipment. Where the announcement names a
+carrier, a courier of another carrier (or of none the cabinet knows) is refused, and nothing is
+taken. Where it names none (a merchant's key), nobody vouches for the announced phone, so the
+courier types it as for any parcel: the same phone leads to the reserved door, another makes the
+parcel an unannounced one.
 
 A lock fault on the first unlock of a deposit (the door never opened, so the parcel cannot be
 inside) faults that compartment and unlocks another of the same size or larger at once. A lock
@@ -32,6 +42,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from cabinet.core import effects as fx
+from cabinet.core import reservations
 from cabinet.core.allocation import allocate, free_by_size
 from cabinet.core.compartments import Compartment, CompartmentState, Door, Trigger, transition
 from cabinet.core.effects import Effect, Show, Unlock
@@ -42,6 +53,7 @@ from cabinet.core.inputs import (
     CourierSignIn,
     CourierSignOut,
     Larger,
+    OpenReserved,
     PhoneEntered,
     Reopen,
     RetrieveParcels,
@@ -63,6 +75,9 @@ from cabinet.core.screens import (
     PhoneAccepted,
     PhoneProblem,
     PhoneRejected,
+    ReservationFound,
+    ReservationProblem,
+    ReservationRefused,
     SignedIn,
     SignedOut,
     TrackingAccepted,
@@ -71,17 +86,18 @@ from cabinet.core.screens import (
     UnknownCourier,
     WrongPin,
 )
-from cabinet.core.state import Cabinet, CourierSession, Draft, Parcel, Step
+from cabinet.core.state import Cabinet, CourierSession, Draft, Parcel, Reservation, Step
 
 if TYPE_CHECKING:
     from cabinet.core.cabinet import Context
 
-_BEFORE_DOOR = frozenset({Step.TRACKING, Step.PHONE, Step.SIZE})
+_BEFORE_DOOR = frozenset({Step.TRACKING, Step.PHONE, Step.SIZE, Step.RESERVED})
 # The steps of a courier session in which each input is accepted.
 ACCEPTS: dict[type, frozenset[Step]] = {
     TrackingEntered: _BEFORE_DOOR,  # again at PHONE/SIZE: starts this parcel over
     PhoneEntered: frozenset({Step.PHONE, Step.SIZE}),
     SizeChosen: frozenset({Step.SIZE}),
+    OpenReserved: frozenset({Step.RESERVED}),
     Confirm: frozenset({Step.AT_DOOR}),
     Reopen: frozenset({Step.AT_DOOR}),
     Larger: frozenset({Step.AT_DOOR}),
@@ -169,8 +185,52 @@ def tracking_entered(cabinet: Cabinet, inp: TrackingEntered, now: datetime) -> l
     checked = check_tracking_no(inp.tracking_no, cabinet)
     if isinstance(checked, TrackingProblem):
         return [Show(TrackingRejected(checked))]
+    held = reservations.find(cabinet, checked, now)
+    if held is not None:
+        return _reserved_parcel(cabinet, session, held)
     cabinet.session = replace(session, step=Step.PHONE, draft=Draft(tracking_no=checked))
     return [Show(TrackingAccepted(checked))]
+
+
+def _reserved_parcel(cabinet: Cabinet, session: CourierSession, held: Reservation) -> list[Effect]:
+    """An announced parcel: show what the announcement says, or why this courier may not."""
+    tracking_no = held.tracking_no or ""
+    if held.carrier_id is None:
+        # Nobody vouches for the announced phone (a merchant's key, not a carrier's): as for
+        # any announcement, the courier types the phone, and only the same one completes it.
+        draft = Draft(tracking_no=tracking_no, reservation=held.parcel_id)
+        cabinet.session = replace(session, step=Step.PHONE, draft=draft)
+        return [Show(TrackingAccepted(tracking_no))]
+    carrier = cabinet.courier_carriers.get(session.courier_id)
+    if carrier != held.carrier_id:
+        cabinet.session = replace(session, step=Step.TRACKING, draft=Draft())
+        return [Show(ReservationRefused(tracking_no, ReservationProblem.OTHER_CARRIER))]
+    return _reserved_found(cabinet, session, held)
+
+
+def _reserved_found(cabinet: Cabinet, session: CourierSession, held: Reservation) -> list[Effect]:
+    """Show the announced parcel (masked phone, size) and wait for the tap that opens it."""
+    tracking_no = held.tracking_no or ""
+    draft = Draft(
+        tracking_no=tracking_no, phone=held.phone, size=held.size, reservation=held.parcel_id
+    )
+    cabinet.session = replace(session, step=Step.RESERVED, draft=draft)
+    return [Show(ReservationFound(tracking_no, mask_phone(held.phone), held.size))]
+
+
+def open_reserved(cabinet: Cabinet, inp: OpenReserved, now: datetime) -> list[Effect]:
+    """Open the door held for the announced parcel (another that fits if it stopped working)."""
+    session = session_for(cabinet, inp, now)
+    draft = session.draft
+    held = cabinet.reservations.get(draft.reservation or "")
+    if held is None or held.until <= now:
+        cabinet.session = replace(session, step=Step.TRACKING, draft=Draft())
+        problem = ReservationProblem.LAPSED
+        return [Show(ReservationRefused(draft.tracking_no or "", problem))]
+    door = reservations.door_for(cabinet, held, now)
+    if door is None:
+        return [Show(NoFreeDoor(held.size))]
+    return _take_door(cabinet, door.id, now)
 
 
 def phone_entered(cabinet: Cabinet, inp: PhoneEntered, now: datetime) -> list[Effect]:
@@ -179,15 +239,21 @@ def phone_entered(cabinet: Cabinet, inp: PhoneEntered, now: datetime) -> list[Ef
     phone = parse_phone(inp.phone, cabinet.config.phone_region)
     if isinstance(phone, PhoneProblem):
         return [Show(PhoneRejected(phone))]
-    cabinet.session = replace(session, step=Step.SIZE, draft=replace(session.draft, phone=phone))
-    free = free_by_size(cabinet.compartments.values())
+    held = cabinet.reservations.get(session.draft.reservation or "")
+    if held is not None and held.until > now and held.phone == phone:
+        # The announced parcel of a shipment that named no carrier: the courier has typed the
+        # announced phone, which is what lets the announcement win (docs/who-may-do-what.md).
+        return _reserved_found(cabinet, session, held)
+    draft = replace(session.draft, phone=phone, reservation=None)  # another phone: unannounced
+    cabinet.session = replace(session, step=Step.SIZE, draft=draft)
+    free = free_by_size(reservations.unheld(cabinet, now))
     return [Show(PhoneAccepted(mask_phone(phone), free))]
 
 
 def size_chosen(cabinet: Cabinet, inp: SizeChosen, now: datetime) -> list[Effect]:
     """Reserve the smallest free compartment that fits, and unlock it."""
     session = session_for(cabinet, inp, now)
-    chosen = allocate(cabinet.compartments.values(), inp.size)
+    chosen = allocate(reservations.unheld(cabinet, now), inp.size)
     if chosen is None:
         return [Show(NoFreeDoor(inp.size))]
     draft = replace(session.draft, size=inp.size)
@@ -242,9 +308,14 @@ def _record(cabinet: Cabinet, session: CourierSession, now: datetime, ctx: Conte
     draft = session.draft
     assert draft.tracking_no and draft.phone and draft.compartment
     compartment = cabinet.compartments[draft.compartment]
-    parcel_id = ctx.new_id()
+    # An announced parcel keeps the id the cloud reserved its door under: that links the two.
+    parcel_id = draft.reservation or ctx.new_id()
     if parcel_id in cabinet.parcels:
-        raise IllegalTransition(f"new_id gave {parcel_id!r} twice", action="Confirm")
+        raise IllegalTransition(
+            f"parcel id {parcel_id!r} is in the cabinet already", action="Confirm"
+        )
+    if draft.reservation is not None:
+        cabinet.reservations.pop(draft.reservation, None)
     cabinet.compartments[compartment.id] = transition(
         compartment, Trigger.DEPOSIT, parcel_id=parcel_id
     )
@@ -293,7 +364,8 @@ def larger(cabinet: Cabinet, inp: Larger, now: datetime) -> list[Effect]:
     session = session_for(cabinet, inp, now)
     compartment = _door(cabinet, session, "Larger")
     size = session.draft.size or compartment.size
-    bigger = allocate(cabinet.compartments.values(), size, larger_than=compartment.size)
+    doors = reservations.unheld(cabinet, now, but=session.draft.reservation)
+    bigger = allocate(doors, size, larger_than=compartment.size)
     if bigger is None:
         return [Show(NoLargerDoor(compartment.id))]
     # An unlock still pending on the old door stays expected: a late pop is not "forced".
@@ -350,7 +422,7 @@ def lock_failed(cabinet: Cabinet, compartment_id: str, now: datetime) -> list[Ef
     if session.draft.door_cycled:
         return [Show(DoorFaulted(compartment_id))]
     failed = cabinet.compartments[compartment_id]
-    other = allocate(cabinet.compartments.values(), failed.size)
+    other = allocate(reservations.unheld(cabinet, now, but=session.draft.reservation), failed.size)
     if other is None:
         draft = replace(session.draft, compartment=None, door_cycled=False)
         cabinet.session = replace(session, step=Step.SIZE, draft=draft)

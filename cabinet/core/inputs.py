@@ -77,6 +77,11 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class OpenReserved:
+    """The courier confirmed the announced parcel shown (masked phone, size): open its door."""
+
+
+@dataclass(frozen=True)
 class RetrieveParcels:
     """Open, one after another, every door holding a parcel the cloud wants back."""
 
@@ -175,10 +180,11 @@ class CompartmentService:
 
 @dataclass(frozen=True)
 class CourierGrant:
-    """One `couriers.put` entry."""
+    """One `couriers.put` entry (`carrier_id`: the courier company, if the cloud names it)."""
 
     courier_id: str
     pin_hash: str = field(repr=False)
+    carrier_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +201,25 @@ class RetrievalsPut:
     parcel_ids: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class CompartmentsReserve:
+    """Command `compartments.reserve`: hold a door of `size` for an announced parcel."""
+
+    parcel_id: str
+    size: Size
+    until: datetime
+    phone: str = field(repr=False)  # E.164
+    tracking_no: str | None = None
+    carrier_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CompartmentsRelease:
+    """Command `compartments.release`: these parcels' reservations end."""
+
+    parcel_ids: tuple[str, ...]
+
+
 Input = (
     CourierSignIn
     | CourierSignOut
@@ -205,6 +230,7 @@ Input = (
     | Reopen
     | Larger
     | Cancel
+    | OpenReserved
     | RetrieveParcels
     | CodeEntered
     | QrScanned
@@ -218,4 +244,6 @@ Input = (
     | CompartmentService
     | CouriersPut
     | RetrievalsPut
+    | CompartmentsReserve
+    | CompartmentsRelease
 )

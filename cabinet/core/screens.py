@@ -84,6 +84,32 @@ class TrackingRejected:
     problem: TrackingProblem
 
 
+class ReservationProblem(StrEnum):
+    """Why an announced parcel's reserved door is not opened for this courier."""
+
+    OTHER_CARRIER = "other_carrier"  # the shipment's carrier is not the courier's
+    LAPSED = "lapsed"  # the reservation ended (released, or its time ran out) meanwhile
+
+
+@dataclass(frozen=True)
+class ReservationFound:
+    """The tracking number is an announced parcel with a door held for it: confirm, then open.
+
+    The recipient's phone comes from the announcement, so the courier types none."""
+
+    tracking_no: str
+    phone_masked: str
+    size: Size
+
+
+@dataclass(frozen=True)
+class ReservationRefused:
+    """The announced parcel's door is not opened (`problem` says why); nothing was taken."""
+
+    tracking_no: str
+    problem: ReservationProblem
+
+
 @dataclass(frozen=True)
 class PhoneAccepted:
     """Mobile taken; ask for the size."""
@@ -256,6 +282,8 @@ Screen = (
     | SignedOut
     | TrackingAccepted
     | TrackingRejected
+    | ReservationFound
+    | ReservationRefused
     | PhoneAccepted
     | PhoneRejected
     | NoFreeDoor

@@ -61,6 +61,7 @@ class Step(StrEnum):
     TRACKING = "tracking"  # waiting for a tracking number
     PHONE = "phone"  # waiting for the recipient's mobile
     SIZE = "size"  # waiting for a size
+    RESERVED = "reserved"  # an announced parcel with a reserved door: waiting for OpenReserved
     AT_DOOR = "at_door"  # a door is reserved for this parcel
 
 
@@ -73,6 +74,20 @@ class Draft:
     size: Size | None = None
     compartment: str | None = None
     door_cycled: bool = False  # its door was seen open then closed: the parcel may be inside
+    reservation: str | None = None  # an announced parcel's id: its reservation (`reservations`)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A door held for an announced parcel (`compartments.reserve`) until `until`."""
+
+    parcel_id: str
+    compartment: str
+    size: Size  # what the cloud asked for; `compartment` is that size or the next larger free
+    until: datetime
+    phone: str = field(repr=False)  # E.164: the deposit is recorded with it
+    tracking_no: str | None = None  # how the courier's scan finds it (None: it only holds a door)
+    carrier_id: str | None = None  # only a courier of this carrier may deposit it
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,8 @@ class Cabinet:
     config: Config = field(default_factory=Config)
     parcels: dict[str, Parcel] = field(default_factory=dict)
     couriers: dict[str, str] = field(default_factory=dict, repr=False)  # id -> PIN hash
+    courier_carriers: dict[str, str] = field(default_factory=dict)  # id -> carrier id, if known
+    reservations: dict[str, Reservation] = field(default_factory=dict)  # by parcel id
     courier_guards: dict[str, Guard] = field(default_factory=dict)
     keypad: Guard = field(default_factory=Guard)
     session: CourierSession | None = None
@@ -109,6 +126,8 @@ class Cabinet:
             compartments=dict(self.compartments),
             parcels=dict(self.parcels),
             couriers=dict(self.couriers),
+            courier_carriers=dict(self.courier_carriers),
+            reservations=dict(self.reservations),
             courier_guards=dict(self.courier_guards),
         )
 
@@ -159,6 +178,9 @@ def _check_consistent(cabinet: Cabinet) -> None:
         held = compartment.parcel_id
         if held is not None and cabinet.parcels.get(held, None) is None:
             raise BadSnapshot(f"compartments.{cid}: parcel {held!r} is not among the parcels")
+    for pid, held in cabinet.reservations.items():
+        if held.parcel_id != pid or held.compartment not in cabinet.compartments:
+            raise BadSnapshot(f"reservations.{pid}: names no compartment of this cabinet")
     for pid, parcel in cabinet.parcels.items():
         home = cabinet.compartments.get(parcel.compartment)
         if parcel.parcel_id != pid or home is None or home.parcel_id != pid:

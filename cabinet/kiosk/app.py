@@ -51,6 +51,10 @@ from cabinet.core.effects import Show
 from cabinet.core.errors import CoreError, IllegalTransition
 from cabinet.core.inputs import CompartmentOpen, Input, QrScanned
 from cabinet.core.lockout import locked_for_s
+from cabinet.core.phones import mask_phone
+from cabinet.core.reservations import unheld
+from cabinet.core.screens import ReservationFound
+from cabinet.core.state import CourierSession, Step
 from cabinet.kiosk.feed import Feed
 from cabinet.kiosk.guard import SameOrigin
 from cabinet.kiosk.maintenance import Maintenance, MaintenanceRefused
@@ -69,6 +73,16 @@ LANGUAGES = ("zh-CN", "en")
 MAX_BODY_BYTES = 8 * 1024  # the largest input, a scanned QR, is under 3 KB (a QR holds 2953 bytes)
 STATUS_EVERY_S = 1.0  # how often a change of status is looked for while a page listens
 NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _reserved_screen(session: CourierSession) -> dict[str, Any] | None:
+    """The announced parcel the courier is looking at (its ReservationFound screen), so a page
+    that reloads at that step shows the masked phone and size again."""
+    draft = session.draft
+    if session.step is not Step.RESERVED or draft.phone is None or draft.size is None:
+        return None
+    found = ReservationFound(draft.tracking_no or "", mask_phone(draft.phone), draft.size)
+    return screen_json(found)
 
 
 def load_texts() -> dict[str, Any]:
@@ -153,6 +167,7 @@ class Kiosk:
                 "compartment": session.draft.compartment,
                 "door_cycled": session.draft.door_cycled,
                 "tracking_no": session.draft.tracking_no,
+                "reserved": _reserved_screen(session),
             }
         code = self.scan.current() if self.scan is not None else None
         return {
@@ -160,7 +175,8 @@ class Kiosk:
             "online": link is not None and link.online.is_set(),
             "free_by_size": {
                 size.value: count
-                for size, count in free_by_size(cabinet.compartments.values()).items()
+                # A door held for an announced parcel is not free for anyone else's.
+                for size, count in free_by_size(unheld(cabinet, self._clock())).items()
             },
             "courier_signed_in": session is not None,
             "courier": courier,

@@ -33,6 +33,7 @@ SCREEN_INPUTS: dict[str, type] = {
         inputs.Reopen,
         inputs.Larger,
         inputs.Cancel,
+        inputs.OpenReserved,
         inputs.RetrieveParcels,
         inputs.CodeEntered,
         inputs.QrScanned,

@@ -58,6 +58,7 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/api/v1/shipments/{shipment_id}"): _rule(Action.READ_PARCEL, *_ERP),
     ("PATCH", "/api/v1/shipments/{shipment_id}"): _rule(Action.UPDATE_SHIPMENT, *_ERP),
     ("POST", "/api/v1/shipments/{shipment_id}/cancel"): _rule(Action.CANCEL_PARCEL, *_ERP),
+    ("POST", "/api/v1/shipments/{shipment_id}/reserve"): _rule(Action.UPDATE_SHIPMENT, *_ERP),
     ("POST", "/api/v1/shipments/{shipment_id}/confirm-return"): _rule(
         Action.UPDATE_SHIPMENT, *_ERP
     ),

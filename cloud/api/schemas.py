@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, time
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from cloud.core.parcels import MAX_WINDOW_S, MIN_WINDOW_S, ErpOrderState, Status
 
@@ -195,6 +196,19 @@ class ShipmentRequest(BaseModel):
         description="Overrides the site's pickup window for this parcel (seconds)",
         examples=[172800],
     )
+    size: Literal["S", "M", "L", "XL"] | None = Field(
+        default=None,
+        description="The door size to hold for it (else derived from length, width and height); "
+        "with either, a door is reserved at the cabinet, and a cabinet with none free answers "
+        "409 whose message starts `no_door:`",
+        examples=["M"],
+    )
+    eta: AwareDatetime | None = Field(
+        default=None,
+        description="When the courier is expected: the door is held until a day after it "
+        "(default: three days from now, at most 14 days)",
+        examples=["2026-12-05T10:00:00+08:00"],
+    )
 
 
 class ShipmentUpdate(BaseModel):
@@ -207,6 +221,21 @@ class ShipmentUpdate(BaseModel):
     )
     cabinet_id: str | None = Field(default=None, min_length=1, max_length=64)
     pickup_window_s: int | None = Field(default=None, ge=MIN_WINDOW_S, le=MAX_WINDOW_S)
+
+
+class ShipmentReserve(BaseModel):
+    """Hold a door for an announced shipment that is on its way."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: Literal["S", "M", "L", "XL"] | None = Field(
+        default=None, description="Else the announcement's size or dimensions", examples=["M"]
+    )
+    eta: AwareDatetime | None = Field(
+        default=None,
+        description="When the courier is expected: the door is held until a day after it",
+        examples=["2026-12-05T10:00:00+08:00"],
+    )
 
 
 class ShipmentCancel(BaseModel):

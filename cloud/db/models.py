@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, text
 from sqlmodel import Field, SQLModel
 
+from cloud.db.reservation_models import Reservation  # noqa: F401  (its table joins this metadata)
 from cloud.db.scan_models import ScanOtp, ScanTry  # noqa: F401  (their tables join this metadata)
 from cloud.db.types import UtcDateTime
 from cloud.db.webhook_models import (  # noqa: F401  (their tables join this metadata)

@@ -53,7 +53,7 @@ from cloud.db import repo
 from cloud.db.engine import write_session
 from cloud.db.models import Alarm, Cabinet, Compartment, Courier, InboxEvent, Parcel, Site
 from cloud.errors import UnknownCabinet  # a foreign message, to be dropped
-from cloud.services import audit
+from cloud.services import audit, reservations
 from cloud.services.deposit_batch import DepositBatch
 from protocol.messages import (
     EVENT_TYPES,
@@ -417,12 +417,30 @@ class _Applier:
     def parcel_deposited(self, event: ParcelDeposited) -> str | None:
         data = event.data
         existing = repo.get_parcel_by_parcel_id(session=self.session, parcel_id=data.parcel_id)
-        target = existing or self._announcement(data)
+        target = existing or self._reserved(data) or self._announcement(data)
         if target is None:
             return self._new_parcel(event, raises=True)
         self._transition(event, target, self._deposit(event))
         self._set_door(data.compartment, doors.after_deposit)
+        reservations.deposited(
+            session=self.session, parcel_row_id=target.id, parcel_id=data.parcel_id, now=self.now
+        )
         return None
+
+    def _reserved(self, data: ParcelDepositedData) -> Parcel | None:
+        """The announced shipment whose reserved door this deposit used: the cabinet deposits it
+        under the shipment's id (docs/mqtt.md#door-reservations), and its carrier was checked
+        there, so it completes that shipment whatever else announced the tracking number."""
+        row = self.session.get(Parcel, data.parcel_id)
+        if (
+            row is None
+            or row.parcel_id is not None
+            or row.status != core.Status.ANNOUNCED.value
+            or row.tracking_no != data.tracking_no
+            or reservations.held_ever(session=self.session, parcel_row_id=row.id) is None
+        ):
+            return None
+        return row
 
     def _new_parcel(self, event: ParcelDeposited, *, raises: bool = False) -> str | None:
         """Apply the deposit of a parcel with no row and no announcement; its rows, and its

@@ -396,7 +396,9 @@ def add_courier(
         raise RegistryError("the PIN must be 4 to 12 digits")
     carrier = _check_carrier(carrier)
     hashed = pin_hash(pin, salt if salt is not None else secrets.token_bytes(PIN_SALT_BYTES))
-    data = PutCouriersData(couriers=[CourierEntry(courier_id=courier_id, pin_hash=hashed)])
+    # The carrier goes too: a door held for a carrier's shipment opens only for its couriers.
+    entry = CourierEntry(courier_id=courier_id, pin_hash=hashed, carrier_id=carrier)
+    data = PutCouriersData(couriers=[entry])
     write_session(session)
     try:
         if session.get(Site, site_id) is None:

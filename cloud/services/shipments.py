@@ -39,7 +39,7 @@ from cloud.db.engine import write_session
 from cloud.db.models import Cabinet, IdempotencyKey, Site
 from cloud.db.parcels import store_parcel
 from cloud.db.scoping import cabinet_resource, parcel_resource
-from cloud.services import queries
+from cloud.services import queries, reservations
 from cloud.services.parcel_step import apply_parcel_event
 
 # The cabinet takes tracking numbers trimmed, upper case, [A-Z0-9-], at most 40 characters
@@ -75,6 +75,8 @@ class ShipmentCreate:
     weight_g: int | None = None
     courier_company: str | None = None
     window_s: int | None = None  # the pickup window override
+    size: str | None = None  # S/M/L/XL: reserve a door of this size (else from the dimensions)
+    eta: datetime | None = None  # when the courier is expected: the door is held a day past it
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,14 @@ class ShipmentChange:
     phone: str | None = None
     cabinet_id: str | None = None
     window_s: int | None = None
+
+
+@dataclass(frozen=True)
+class DoorRequest:
+    """What holding a door for a shipment on its way takes (None: the announcement's, or now)."""
+
+    size: str | None = None
+    eta: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -123,7 +133,9 @@ def request_hash(shipment: Any, **about: str) -> str:
     """Return the fingerprint a reused Idempotency-Key is compared by: the request's body and
     what it is about (the operation and the shipment's id), so a key used to cancel one
     shipment cannot replay onto another."""
-    canonical = json.dumps({**asdict(shipment), **about}, sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(
+        {**asdict(shipment), **about}, sort_keys=True, separators=(",", ":"), default=str
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -165,14 +177,27 @@ def announce_shipment(
         weight_g=shipment.weight_g,
         courier_company=(shipment.courier_company or "").strip() or None,
         window_s=shipment.window_s,
+        size=shipment.size,
+        eta=shipment.eta,
     )
     if not shipment.order_no:
         raise InvalidShipment("the order number must not be empty", field="order_no")
     _check_window(shipment.window_s)
+    if shipment.eta is not None and shipment.eta.tzinfo is None:
+        raise InvalidShipment(
+            "the eta needs a time zone (e.g. 2026-12-05T10:00:00+08:00)", field="eta"
+        )
+    # A size, or three dimensions, ask for a door to be held (docs/shipments.md#door-reservations).
+    size = reservations.parcel_size(
+        size=shipment.size,
+        length_mm=shipment.length_mm,
+        width_mm=shipment.width_mm,
+        height_mm=shipment.height_mm,
+    )
     fingerprint = request_hash(shipment)
 
     def write() -> tuple[str, dict[str, Any], bool]:
-        return _announce(session, principal, shipment, now)
+        return _announce(session, principal, shipment, now, size)
 
     return _idempotent(session, principal, key, fingerprint, write, now)
 
@@ -234,7 +259,11 @@ def _once(
 
 
 def _announce(
-    session: Session, principal: Principal, shipment: ShipmentCreate, now: datetime
+    session: Session,
+    principal: Principal,
+    shipment: ShipmentCreate,
+    now: datetime,
+    size: str | None = None,
 ) -> tuple[str, dict[str, Any], bool]:
     cabinet = session.get(Cabinet, shipment.cabinet_id)
     decision = decide(principal, Action.ANNOUNCE_SHIPMENT, cabinet_resource(cabinet))
@@ -242,6 +271,8 @@ def _announce(
         # Another site's cabinet reads as a missing one: the key learns nothing of it.
         raise errors.UnknownCabinet(f"no cabinet {shipment.cabinet_id!r}", field="cabinet_id")
     assert cabinet is not None
+    if size is not None:
+        reservations.lock_doors(session=session, cab=cabinet.id)  # before the parcel refers to it
     # A tracking number is live once per owner. Another client's live parcel with the
     # same number neither blocks this one (a key announcing first must not lock the real
     # carrier out) nor is named to it; the deposit decides which announcement it completes
@@ -286,6 +317,9 @@ def _announce(
         now=now,
     )
     session.flush()
+    if size is not None:
+        # A full cabinet refuses the whole announcement (409 no_door): nothing is written.
+        reservations.reserve(session=session, row=row, size=size, eta=shipment.eta, now=now)
     return row.id, _answer(row, now), True
 
 
@@ -361,7 +395,15 @@ def update_shipment(
             phone=change.phone, cabinet_id=change.cabinet_id, window_s=change.window_s
         )
         return _step(
-            session, principal, Action.UPDATE_SHIPMENT, shipment_id, event, b"", now, check_cabinet
+            session,
+            principal,
+            Action.UPDATE_SHIPMENT,
+            shipment_id,
+            event,
+            b"",
+            now,
+            check_cabinet,
+            after=lambda row: _move_reservation(session, row, now),
         )
 
     fingerprint = request_hash(change, op="update", shipment_id=shipment_id)
@@ -387,8 +429,87 @@ def cancel_shipment(
         principal,
         key,
         fingerprint,
-        lambda: _step(session, principal, Action.CANCEL_PARCEL, shipment_id, event, seal_key, now),
+        lambda: _step(
+            session,
+            principal,
+            Action.CANCEL_PARCEL,
+            shipment_id,
+            event,
+            seal_key,
+            now,
+            after=lambda row: reservations.release(
+                session=session, parcel_row_id=row.id, now=now, why="cancelled"
+            ),
+        ),
         now,
+    )
+
+
+def reserve_door(
+    *,
+    session: Session,
+    principal: Principal,
+    idempotency_key: str,
+    shipment_id: str,
+    size: str | None,
+    eta: datetime | None,
+    now: datetime,
+) -> Announced:
+    """Hold a door for the key's announced shipment (it is shipped; `eta` says when it comes),
+    once per key; commit. The size is `size`, else what the announcement said (its size or its
+    dimensions). Raise UnknownParcel, InvalidShipment (no size known), ShipmentConflict (not
+    announced any more) or NoDoorLeft (409 no_door), each with nothing written."""
+    key = _idempotency_key(idempotency_key)
+    if eta is not None and eta.tzinfo is None:
+        raise InvalidShipment("the eta needs a time zone", field="eta")
+
+    def write() -> tuple[str, dict[str, Any], bool]:
+        # The cabinet's lock first, as an announcement and a deposit take it: then the parcel's.
+        found = queries.find_parcel(session=session, parcel_id=shipment_id)
+        if found is not None:
+            reservations.lock_doors(session=session, cab=found.cabinet_id)
+        row = parcels.lock_parcel_by_id(session=session, row_id=shipment_id)
+        decision = decide(principal, Action.UPDATE_SHIPMENT, parcel_resource(session, row))
+        if not decision.allowed or row is None or found is None:
+            raise errors.UnknownParcel(f"no shipment {shipment_id!r}")
+        if row.status != core.Status.ANNOUNCED.value or row.cabinet_id != found.cabinet_id:
+            raise ShipmentConflict(
+                f"shipment {shipment_id!r} is in status '{row.status}': a door is held only "
+                "for an announced shipment",
+                field="status",
+            )
+        held = reservations.held(session=session, parcel_row_id=row.id, now=now)
+        wanted = size or reservations.parcel_size(
+            size=held.size if held is not None else None,
+            length_mm=row.length_mm,
+            width_mm=row.width_mm,
+            height_mm=row.height_mm,
+        )
+        if wanted is None:
+            raise InvalidShipment(
+                "give the size (S, M, L or XL): the announcement had neither a size nor all "
+                "three dimensions",
+                field="size",
+            )
+        reservations.reserve(session=session, row=row, size=wanted, eta=eta, now=now)
+        session.flush()
+        return row.id, _answer(row, now), False
+
+    fingerprint = request_hash(DoorRequest(size, eta), op="reserve", shipment_id=shipment_id)
+    return _idempotent(session, principal, key, fingerprint, write, now)
+
+
+def _move_reservation(session: Session, row: Any, now: datetime) -> None:
+    """An announced shipment changed: its held door follows it (a new cabinet is checked like
+    an announcement, a 409 no_door there leaves everything as it was); a new phone is sent."""
+    held = reservations.held(session=session, parcel_row_id=row.id, now=now)
+    if held is None:
+        return
+    if held.cabinet_id != row.cabinet_id:
+        reservations.release(session=session, parcel_row_id=row.id, now=now, why="moved")
+        reservations.lock_doors(session=session, cab=row.cabinet_id)
+    reservations.reserve(
+        session=session, row=row, size=held.size, eta=None, now=now, until=held.until
     )
 
 
@@ -424,6 +545,7 @@ def _step(
     seal_key: bytes,
     now: datetime,
     check: Callable[[], None] | None = None,
+    after: Callable[[Any], object] | None = None,
 ) -> tuple[str, dict[str, Any], bool]:
     """Apply `event` to the key's shipment under its row lock, through the core's table, so its
     timeline row and webhook are written with it (`apply_parcel_event`). `check` judges the
@@ -454,6 +576,8 @@ def _step(
             "possible there" + (f" ({err.reason})" if err.reason else ""),
             field="status",
         ) from None
+    if after is not None:
+        after(row)
     session.flush()
     return row.id, _answer(row, now), False
 

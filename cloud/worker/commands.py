@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from cloud.db import commands
+from cloud.db import commands, reservations
 from cloud.db.commands import resend_now as resend_now  # the presence tracker's (issue 12 §2)
 from cloud.db.engine import write_session
 from cloud.db.models import CommandOutbox
@@ -128,6 +128,8 @@ class CommandDispatcher:
                 ):
                     recorded.add((ack.cmd, cab))
                     log.warning("cabinet %s refused command %s: %s", cab, ack.cmd, ack.error)
+                    if reservations.end_refused(session=session, command_id=ack.cmd, now=now):
+                        log.warning("cabinet %s holds no door for it: reservation ended", cab)
             session.commit()
         for cab, ack in acks:
             if (ack.cmd, cab) not in recorded:

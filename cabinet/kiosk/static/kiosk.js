@@ -81,6 +81,7 @@ const TONES = {
   MalformedCode: "warn", UnreadableQr: "bad", WrongCabinet: "bad", CodeExpired: "warn",
   TrackingRejected: "bad", PhoneRejected: "bad", NoFreeDoor: "warn", NoLargerDoor: "warn",
   DoorFaulted: "bad", DoorMoved: "warn", CloseDoor: "warn", NothingToRetrieve: "warn",
+  ReservationRefused: "bad",
 };
 
 // Put a message on a screen: `what` is a screen (from the core) or {ui: key, params}.
@@ -260,6 +261,21 @@ function renderRetrieval() {
   $("retrieve-instruction").textContent = lookup("screens.RetrievalOpening");
 }
 
+// --- an announced parcel (a door reserved for it) ------------------------------------------------
+
+// Found: the masked phone and reserved size to check, and one tap opens the door. Refused (the
+// shipment is another carrier's, or the reservation ended): back to the tracking number.
+function showReservation(screen) {
+  if (screen.type === "ReservationFound") {
+    say("reserved", screen);
+    go("courier-reserved");
+  } else {
+    state.fields.tracking = "";
+    say("tracking", screen);
+    go("courier-tracking");
+  }
+}
+
 // --- what the cabinet said --------------------------------------------------------------------
 
 function show(screen) {
@@ -289,6 +305,9 @@ function show(screen) {
     case "TrackingRejected":
       say("tracking", screen);
       break;
+    case "ReservationFound": case "ReservationRefused":
+      showReservation(screen);
+      break;
     case "PhoneAccepted":
       if (state.status) state.status.free_by_size = screen.free_by_size;
       state.recipient = screen;
@@ -299,7 +318,7 @@ function show(screen) {
       say(state.screen === "resend" ? "resend" : "phone", screen);
       break;
     case "NoFreeDoor":
-      say(state.screen === "courier-door" ? "door" : "size", screen);
+      say({ "courier-door": "door", "courier-reserved": "reserved" }[state.screen] || "size", screen);
       break;
     case "NoLargerDoor": case "DoorMoved": case "DoorFaulted":
       say("door", screen);
@@ -429,7 +448,7 @@ function currentMsgSlot() {
   return {
     "home": "home", "opened": "opened", "resend": "resend", "courier-signin": "signin",
     "courier-tracking": "tracking", "courier-phone": "phone", "courier-size": "size",
-    "courier-door": "door", "courier-retrieve": "retrieve", "maint-signin": "maint-signin", "maint": "maint",
+    "courier-door": "door", "courier-retrieve": "retrieve", "courier-reserved": "reserved", "maint-signin": "maint-signin", "maint": "maint",
   }[state.screen];
 }
 
@@ -465,6 +484,9 @@ function resync() {
       go("courier-phone");
     } else if (courier.step === "size") {
       go("courier-size");
+    } else if (courier.step === "reserved") {
+      if (courier.reserved) say("reserved", courier.reserved);
+      go("courier-reserved");
     } else if (state.screen !== "courier-retrieve") {
       go("courier-tracking");
     }
@@ -585,7 +607,7 @@ function scanned(payload) {
   touched();
   const courier = state.status && state.status.courier_signed_in;
   if (courier) {
-    if (["courier-tracking", "courier-phone", "courier-size"].includes(state.screen)) {
+    if (["courier-tracking", "courier-phone", "courier-size", "courier-reserved"].includes(state.screen)) {
       state.fields.tracking = payload.toUpperCase();
       renderFields();
       send("TrackingEntered", { tracking_no: payload });
@@ -738,6 +760,7 @@ function wire() {
   $("reopen").addEventListener("click", () => send("Reopen"));
   $("larger").addEventListener("click", () => send("Larger"));
   $("cancel").addEventListener("click", () => send("Cancel"));
+  $("open-reserved").addEventListener("click", () => send("OpenReserved"));
   $("scan-img").addEventListener("error", () => { $("scan-img").hidden = true; $("scan-off").hidden = false; });
   document.addEventListener("keydown", onKey);
   document.addEventListener("pointerdown", touched, { passive: true });

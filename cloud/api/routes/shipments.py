@@ -20,6 +20,7 @@ from cloud.api.schemas import (
     ReturnConfirm,
     ShipmentCancel,
     ShipmentRequest,
+    ShipmentReserve,
     ShipmentsPublic,
     ShipmentUpdate,
     error_responses,
@@ -67,6 +68,11 @@ def announce_shipment(
     the phone given here gets the code if the depositing courier is of the key's carrier or
     typed the same phone (docs/who-may-do-what.md, "A deposit meets an announcement").
 
+    With a `size` (or length, width and height) a door of that size is held at the cabinet
+    for the parcel until a day past `eta`; a cabinet with no free door of the size or larger
+    (counting the doors held for other shipments) is a 409 whose message starts `no_door:`,
+    and nothing is announced (docs/shipments.md, "Door reservations").
+
     A retry with the same Idempotency-Key answers as the first request
     did (header `Idempotent-Replayed: true`); the same key with another body is a 409.
     """
@@ -81,6 +87,8 @@ def announce_shipment(
         weight_g=body.weight_g,
         courier_company=body.courier_company,
         window_s=body.pickup_window_s,
+        size=body.size,
+        eta=body.eta,
     )
     result = shipments.announce_shipment(
         session=session,
@@ -225,6 +233,38 @@ def cancel_shipment(
         reason=body.reason if body is not None else "",
         now=now,
         seal_key=settings.secret_key_bytes,
+    )
+    return _answer(result)
+
+
+@router.post(
+    "/shipments/{shipment_id}/reserve",
+    response_model=ParcelPublic,
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+def reserve_door(
+    shipment_id: ShipmentId,
+    body: ShipmentReserve,
+    session: SessionDep,
+    now: NowDep,
+    principal: ErpPrincipalDep,
+    idempotency_key: IdempotencyKeyHeader,
+) -> JSONResponse:
+    """The shipment is on its way: hold a door of its size at its cabinet until a day past `eta`.
+
+    For an announced shipment; the size is the body's, else the announcement's (its size or
+    its three dimensions). Sent again, it renews the hold. A cabinet with no free door of the
+    size or larger (counting the doors held for other shipments) is a 409 whose message starts
+    `no_door:`, and nothing changes (docs/shipments.md, "Door reservations").
+    """
+    result = shipments.reserve_door(
+        session=session,
+        principal=principal,
+        idempotency_key=idempotency_key,
+        shipment_id=shipment_id,
+        size=body.size,
+        eta=body.eta,
+        now=now,
     )
     return _answer(result)
 

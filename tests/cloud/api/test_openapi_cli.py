@@ -36,6 +36,7 @@ ROUTES = {
     ("get", "/api/v1/shipments/{shipment_id}"),
     ("patch", "/api/v1/shipments/{shipment_id}"),
     ("post", "/api/v1/shipments/{shipment_id}/cancel"),
+    ("post", "/api/v1/shipments/{shipment_id}/reserve"),
     ("post", "/api/v1/shipments/{shipment_id}/confirm-return"),
     ("post", "/api/v1/scan/{cab}/{nonce}/otp"),
     ("post", "/api/v1/scan/{cab}/{nonce}/verify"),
