@@ -31,6 +31,9 @@ from pydantic_settings import (
 from cabinet.errors import ConfigError
 from protocol.hashing import PIN_HASH_SCHEME
 from protocol.lockboard.family_8a import MAX_CHANNELS
+from protocol.lockboard.family_krcu import CHANNELS as KRCU_CHANNELS
+from protocol.lockboard.family_krcu import MAX_BOARD as KRCU_MAX_BOARD
+from protocol.lockboard.family_krcu import MIN_BOARD as KRCU_MIN_BOARD
 
 ENV_PREFIX = "LOCKER_"
 _ENV: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("_ENV")
@@ -56,10 +59,13 @@ class MqttConfig(_Strict):
 
 
 class BusConfig(_Strict):
-    """One RS485 bus: the serial port, its adapter, and the bus's clocks."""
+    """One RS485 bus: the serial port, its board family, its adapter, and the bus's clocks."""
 
     port: str  # a device path or a pyserial URL
-    baud: int = 9600
+    # The boards' family (docs/lockboard.md): "8a" (the 8A/80 boards) or "krcu" (Kerong KR-CU16,
+    # with occupancy sensors). One family per bus: they talk at different rates.
+    family: Literal["8a", "krcu"] = "8a"
+    baud: int | None = None  # None: the family's rate (9600 for 8a, 19200 for krcu)
     echo: bool = False  # the USB-RS485 adapter hears its own transmission
     query_timeout_s: float = Field(0.1, gt=0, le=10)
     unlock_timeout_s: float = Field(1.5, gt=0, le=30)
@@ -78,6 +84,10 @@ class BoardConfig(_Strict):
     channels: int = Field(24, ge=1, le=MAX_CHANNELS)
     polarity: Literal["normal", "inverted"] = "normal"
     unlock_reply_heads: list[Literal[0x8A, 0x80]] = Field(default_factory=lambda: [0x8A, 0x80])
+    # KR-CU boards: whether the compartments have occupancy sensors fitted, and what a set
+    # sensor bit means ("normal": something inside; the spec is unsure, so it is a setting).
+    sensors: bool = True
+    sensor_polarity: Literal["normal", "inverted"] = "normal"
 
 
 class GpioConfig(_Strict):
@@ -161,6 +171,19 @@ class CabinetConfig(BaseSettings):
 
     def board(self, address: int) -> BoardConfig:
         return next(board for board in self.boards if board.address == address)
+
+    def sensed_compartments(self) -> frozenset[str]:
+        """Compartments whose board has an occupancy sensor for them (KR-CU, sensors fitted)."""
+        sensed_boards = {
+            board.address
+            for board in self.boards
+            if board.sensors and self.buses[board.bus].family == "krcu"
+        }
+        return frozenset(
+            c.id
+            for c in self.layout.compartments
+            if c.driver == "rs485" and c.board in sensed_boards
+        )
 
 
 class _MappingEnvSource(EnvSettingsSource):
@@ -246,6 +269,17 @@ def check_config(config: CabinetConfig) -> None:
             raise ConfigError(f"{key}.address", f"board address {board.address} is defined twice")
         if board.bus not in config.buses:
             raise ConfigError(f"{key}.bus", f"no bus named {board.bus!r} under [buses]")
+        if config.buses[board.bus].family == "krcu":
+            if not KRCU_MIN_BOARD <= board.address <= KRCU_MAX_BOARD:
+                raise ConfigError(
+                    f"{key}.address",
+                    f"a KR-CU board address is {KRCU_MIN_BOARD}-{KRCU_MAX_BOARD} "
+                    f"(its DIP switches + 1), not {board.address}",
+                )
+            if board.channels > KRCU_CHANNELS:
+                raise ConfigError(
+                    f"{key}.channels", f"a KR-CU board has at most {KRCU_CHANNELS} channels"
+                )
         boards[board.address] = board
     ids: set[str] = set()
     locks: dict[tuple[int, int], str] = {}

@@ -1,6 +1,6 @@
 """Door drivers behind `cabinet.ports.DoorDriver`, and `build_driver` to make them from config.
 
-- `rs485`  lock-control boards ("8A/80" family) on RS485 buses, over pyserial
+- `rs485`  lock-control boards ("8A/80" or Kerong KR-CU16, one family per bus) over pyserial
 - `gpio`   relays and reed switches on GPIO pins, through gpiozero (any pin factory)
 - `mixed`  several drivers behind one interface, each compartment routed to its own
 
@@ -53,6 +53,8 @@ def build_driver(config: CabinetConfig, *, pin_factory: Any = None) -> DoorDrive
                         channels=board.channels,
                         polarity=Polarity(board.polarity),
                         unlock_reply_heads=frozenset(board.unlock_reply_heads),
+                        sensor_polarity=Polarity(board.sensor_polarity),
+                        sensors=board.sensors,
                     )
                     for board in boards
                 ],
@@ -67,6 +69,7 @@ def build_driver(config: CabinetConfig, *, pin_factory: Any = None) -> DoorDrive
                 ),
                 baud=bus.baud,
                 echo=bus.echo,
+                board_family=bus.family,
                 name=f"rs485:{bus_name}",
             )
         )

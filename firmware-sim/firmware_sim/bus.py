@@ -102,6 +102,7 @@ class SimulatedBus:
         self.lock = threading.RLock()
         self.decoder = RequestDecoder()  # the 8A/80 boards' ears
         self.krcu_decoder = kr.RequestDecoder()  # the KR-CU boards' ears
+        self.host_baud: int | None = None  # the rate the host's port is set to, when known
         self.line = LineFaults()
         self.collisions = 0
         self.on_unsolicited: Callable[[], None] | None = None
@@ -125,8 +126,10 @@ class SimulatedBus:
     def feed(self, data: bytes, now: float, *, baud: int | None = None) -> list[Chunk]:
         """Take bytes the host wrote (any split); return what the boards write back, and when.
 
-        `baud` is the host's line rate, when known: boards at another rate do not hear it.
+        `baud` is the host's line rate (default: `host_baud`, which the pty server keeps up to
+        date), when known: boards at another rate do not hear it.
         """
+        baud = self.host_baud if baud is None else baud
         with self.lock:
             chunks: list[Chunk] = []
             for family, decoder in (("8a", self.decoder), ("krcu", self.krcu_decoder)):

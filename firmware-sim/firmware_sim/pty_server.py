@@ -214,7 +214,8 @@ class PtyServer:
         arrived_at = max(now, self._rx_done_at) + len(data) * self.byte_s
         self._rx_done_at = arrived_at
         try:
-            chunks = self.bus.feed(data, arrived_at, baud=self._client_baud())
+            self.bus.host_baud = self._client_baud()
+            chunks = self.bus.feed(data, arrived_at)
         except Exception:  # a bug in the model must not kill the port under a running daemon
             log.exception("the simulated bus failed on %s", data.hex(" "))
             return True
