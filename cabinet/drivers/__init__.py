@@ -36,11 +36,10 @@ def build_driver(config: CabinetConfig, *, pin_factory: Any = None) -> DoorDrive
     drivers: list[DoorDriver] = []
     for bus_name, bus in config.buses.items():
         boards = [board for board in config.boards if board.bus == bus_name]
-        addresses = {board.address for board in boards}
         routes = {
             c.id: (c.board, c.channel)
             for c in config.layout.compartments
-            if c.driver == "rs485" and c.board in addresses
+            if c.driver == "rs485" and config.bus_of(c) == bus_name
         }
         if not routes:
             continue
