@@ -113,10 +113,11 @@ class SimulatedBus:
         # request at a time, so one heard mid-pulse is answered after the pulse.
         self._busy_until = [float("-inf")] * len(self.boards)
 
-    def board(self, address: int) -> Board:
-        """The board at `address` (the first, if a DIP clash put two there)."""
+    def board(self, address: int, family: str | None = None) -> Board:
+        """The board at `address` (the first, if a DIP clash put two there), of `family` if given
+        (an 8A/80 board and a KR-CU board may both be board 1 on a two-family wire)."""
         for board in self.boards:
-            if board.address == address:
+            if board.address == address and family in (None, board.config.family):
                 return board
         addresses = ", ".join(str(b.address) for b in self.boards)
         raise UnknownBoardError(f"no board at address {address!r} (the bus has {addresses})")
