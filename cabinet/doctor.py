@@ -46,7 +46,7 @@ ADDRESSES = {
 
 @dataclass(frozen=True)
 class Timing:
-    """How long to wait for a board (docs/lockboard.md#line: queries within 100 ms)."""
+    """How long to wait for a board (docs/lockboard.md#line-and-timing: queries within 100 ms)."""
 
     reply_timeout_s: float = 0.1
     quiet_gap_s: float = 0.025

@@ -1,8 +1,9 @@
 """The Kerong KR-CU16 lock-board family: 16 locks and 16 occupancy sensors per board.
 
-Frames are those of docs/lockboard.md#kerong-kr-cu16: `02 ADDR CMD [DATA ...] 03 SUM`, where SUM
-is the sum of every byte before it, & 0xFF. ADDR packs the board into its high nibble (0x0 = board
-1, set by DIP switches) and the lock into its low nibble (0x0 = lock 1); `F0` is the whole bus.
+Frames are those of docs/lockboard.md#the-second-family-kerong-kr-cu16:
+`02 ADDR CMD [DATA ...] 03 SUM`, where SUM is the sum of every byte before it, & 0xFF. ADDR
+packs the board into its high nibble (0x0 = board 1, set by DIP switches) and the lock into its
+low nibble (0x0 = lock 1); `F0` is the whole bus.
 Nothing here does I/O or reads a clock: bytes go in, frames come out.
 
 No vendor manual is public. What is *uncertain* in the spec (the sensors' polarity, whether a

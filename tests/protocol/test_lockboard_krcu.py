@@ -1,4 +1,6 @@
-"""The Kerong KR-CU16 codec against docs/lockboard.md#kerong-kr-cu16, held to the byte.
+"""The Kerong KR-CU16 codec against the spec's frames, held to the byte.
+
+The page: docs/lockboard.md#the-second-family-kerong-kr-cu16.
 
 The request vectors are the spec's own table. No KR-CU capture exists here: the status-reply
 vectors are built by hand from the spec's field layout (D1/D2 locks, D3/D4 sensors, SUM), and
