@@ -168,12 +168,18 @@ def _query_all(link: Link, address: int) -> tuple[f8a.AllStatus | None, bytes]:
 
 
 def _query_one(link: Link, address: int, channel: int) -> f8a.LockStatus | None:
-    raw = link.exchange(f8a.encode(f8a.Query(address, channel)))
-    decoder = f8a.ReplyDecoder()
-    decoder.expect(f8a.Query(address, channel))
-    for frame in decoder.feed(raw, line_quiet=True):
-        if isinstance(frame, f8a.LockStatus) and (frame.board, frame.channel) == (address, channel):
-            return frame
+    # Asked `tries` times before taking silence for "no such channel": one late reply on a busy
+    # machine or a noisy line must not cut a board's channel count short.
+    for _ in range(link.timing.tries):
+        raw = link.exchange(f8a.encode(f8a.Query(address, channel)))
+        decoder = f8a.ReplyDecoder()
+        decoder.expect(f8a.Query(address, channel))
+        for frame in decoder.feed(raw, line_quiet=True):
+            if isinstance(frame, f8a.LockStatus) and (frame.board, frame.channel) == (
+                address,
+                channel,
+            ):
+                return frame
     return None
 
 

@@ -82,7 +82,7 @@ def test_the_doctor_finds_a_two_family_bus_and_its_wiring_problems(
             "--addresses",
             "1-4",
             "--timeout-ms",
-            "40",
+            "80",  # generous: a loaded test machine must not make a board look silent
             "--pulse",
             "krcu:2:1",
             "--write",
