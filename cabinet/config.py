@@ -88,6 +88,9 @@ class BoardConfig(_Strict):
     # sensor bit means ("normal": something inside; the spec is unsure, so it is a setting).
     sensors: bool = True
     sensor_polarity: Literal["normal", "inverted"] = "normal"
+    # KR-CU boards: whether the board answers an unlock with its status (some send nothing; the
+    # driver confirms by a status read either way, and then counts no timeout).
+    answers_unlock: bool = True
 
 
 class GpioConfig(_Strict):

@@ -403,6 +403,8 @@ def layout_toml(reports: list[Report]) -> str:
                 ]
                 if board.unlock_reply in ("8A", "80"):
                     board_lines.append(f"unlock_reply_heads = [0x{board.unlock_reply}]")
+                if board.unlock_reply == "none":
+                    board_lines.append("answers_unlock = false")
                 board_lines.append("")
                 prefix = "K" if family == "krcu" else "B"
                 for channel in range(1, board.channels + 1):

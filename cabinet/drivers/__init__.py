@@ -54,6 +54,7 @@ def build_driver(config: CabinetConfig, *, pin_factory: Any = None) -> DoorDrive
                         unlock_reply_heads=frozenset(board.unlock_reply_heads),
                         sensor_polarity=Polarity(board.sensor_polarity),
                         sensors=board.sensors,
+                        answers_unlock=board.answers_unlock,
                     )
                     for board in boards
                 ],

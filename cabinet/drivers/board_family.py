@@ -43,6 +43,7 @@ class BoardFamily(Protocol):
     def poll_request(self, address: int) -> Any: ...
     def read_request(self, address: int, channel: int) -> Any: ...
     def unlock_request(self, address: int, channel: int) -> Any: ...
+    def is_unlock(self, request: Any) -> bool: ...
     def encode(self, request: Any) -> bytes: ...
     def is_reply_to(self, request: Any, frame: Any) -> bool: ...
     def acceptable(self, request: Any, frame: Any, board: BoardQuirks) -> bool: ...
@@ -83,6 +84,9 @@ class Family8A:
 
     def unlock_request(self, address: int, channel: int) -> f8a.Unlock:
         return f8a.Unlock(address, channel)
+
+    def is_unlock(self, request: Any) -> bool:
+        return isinstance(request, f8a.Unlock | f8a.UnlockAll)
 
     def encode(self, request: Any) -> bytes:
         return f8a.encode(request)
@@ -151,6 +155,9 @@ class FamilyKrcu:
 
     def unlock_request(self, address: int, channel: int) -> kr.Unlock:
         return kr.Unlock(address, channel)
+
+    def is_unlock(self, request: Any) -> bool:
+        return isinstance(request, kr.Unlock | kr.UnlockAll)
 
     def encode(self, request: Any) -> bytes:
         return kr.encode(request)

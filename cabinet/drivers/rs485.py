@@ -82,6 +82,9 @@ class BoardSpec:
     # compartments have sensors fitted at all (a board may be bought with them left off).
     sensor_polarity: Polarity = Polarity.NORMAL
     sensors: bool = True
+    # KR-CU: whether the board answers an unlock at all. One that does not is asked for its
+    # status after the unlock timeout as usual; its silence is then no timeout in its counters.
+    answers_unlock: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.channels <= MAX_CHANNELS:
@@ -524,8 +527,9 @@ class Rs485Driver:
                 with self._health_lock:
                     health.wrong_replies += 1
         heard = _Heard(reply, heard_bytes, garbled=reply is None and heard_bytes > 0)
+        silent_by_design = not spec.answers_unlock and self._family.is_unlock(request)
         with self._health_lock:
-            if reply is None and not heard_bytes:
+            if reply is None and not heard_bytes and not silent_by_design:
                 health.timeouts += 1
             if heard.garbled and heard_bytes > self._reply_length(request, spec):
                 # A collision smears two replies into one longer burst (see firmware_sim.bus).

@@ -64,14 +64,16 @@ async def test_a_poll_reports_sensors_before_doors_and_follows_the_parcels() -> 
 
 async def test_an_unlock_a_board_never_answers_is_confirmed_by_status_not_resent() -> None:
     bus, clock = _bus(BoardConfig(address=2, channels=16, family="krcu", answers_unlock=False))
-    driver = _driver(bus, clock, {"A": (2, 5)})
+    driver = _driver(bus, clock, {"A": (2, 5)}, [BoardSpec(2, 16, answers_unlock=False)])
     await driver.start()
     started = clock()
     result = await driver.unlock("A")
     assert result.outcome is UnlockOutcome.RELEASED, result
     assert bus.board(2).doors[5].pulses == 1  # fired once, never again on a guess
     assert clock() - started >= VIRTUAL_TIMING.unlock_timeout_s  # it waited for a reply first
-    assert driver.health()["boards"]["2"]["unlock_unknown"] == 0
+    board = driver.health()["boards"]["2"]
+    assert board["unlock_unknown"] == 0
+    assert board["timeouts"] == 0  # this board is known not to answer unlocks
     await driver.close()
 
 
