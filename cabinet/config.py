@@ -31,6 +31,9 @@ from pydantic_settings import (
 from cabinet.errors import ConfigError
 from protocol.hashing import PIN_HASH_SCHEME
 from protocol.lockboard.family_8a import MAX_CHANNELS
+from protocol.lockboard.family_krcu import CHANNELS as KRCU_CHANNELS
+from protocol.lockboard.family_krcu import MAX_BOARD as KRCU_MAX_BOARD
+from protocol.lockboard.family_krcu import MIN_BOARD as KRCU_MIN_BOARD
 
 ENV_PREFIX = "LOCKER_"
 _ENV: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("_ENV")
@@ -56,10 +59,13 @@ class MqttConfig(_Strict):
 
 
 class BusConfig(_Strict):
-    """One RS485 bus: the serial port, its adapter, and the bus's clocks."""
+    """One RS485 bus: the serial port, its board family, its adapter, and the bus's clocks."""
 
     port: str  # a device path or a pyserial URL
-    baud: int = 9600
+    # The boards' family (docs/lockboard.md): "8a" (the 8A/80 boards) or "krcu" (Kerong KR-CU16,
+    # with occupancy sensors). One family per bus: they talk at different rates.
+    family: Literal["8a", "krcu"] = "8a"
+    baud: int | None = None  # None: the family's rate (9600 for 8a, 19200 for krcu)
     echo: bool = False  # the USB-RS485 adapter hears its own transmission
     query_timeout_s: float = Field(0.1, gt=0, le=10)
     unlock_timeout_s: float = Field(1.5, gt=0, le=30)
@@ -78,6 +84,13 @@ class BoardConfig(_Strict):
     channels: int = Field(24, ge=1, le=MAX_CHANNELS)
     polarity: Literal["normal", "inverted"] = "normal"
     unlock_reply_heads: list[Literal[0x8A, 0x80]] = Field(default_factory=lambda: [0x8A, 0x80])
+    # KR-CU boards: whether the compartments have occupancy sensors fitted, and what a set
+    # sensor bit means ("normal": something inside; the spec is unsure, so it is a setting).
+    sensors: bool = True
+    sensor_polarity: Literal["normal", "inverted"] = "normal"
+    # KR-CU boards: whether the board answers an unlock with its status (some send nothing; the
+    # driver confirms by a status read either way, and then counts no timeout).
+    answers_unlock: bool = True
 
 
 class GpioConfig(_Strict):
@@ -100,6 +113,9 @@ class CompartmentConfig(_Strict):
     driver: Literal["rs485", "gpio"]
     board: int | None = None  # rs485
     channel: int | None = None  # rs485
+    # rs485: the board's bus, needed only when two buses have a board at that address (an 8A/80
+    # board and a KR-CU board are both board 1 out of the box).
+    bus: str | None = None
     relay_pin: int | str | None = None  # gpio
     sensor_pin: int | str | None = None  # gpio
 
@@ -159,8 +175,30 @@ class CabinetConfig(BaseSettings):
         assert self.code_key_file is not None  # check_config made sure of one or the other
         return self.code_key_file.read_bytes().strip()
 
-    def board(self, address: int) -> BoardConfig:
-        return next(board for board in self.boards if board.address == address)
+    def board(self, address: int, bus: str | None = None) -> BoardConfig:
+        return next(
+            board
+            for board in self.boards
+            if board.address == address and (bus is None or board.bus == bus)
+        )
+
+    def bus_of(self, compartment: CompartmentConfig) -> str:
+        """The bus an rs485 compartment's board is on (check_config made it unambiguous)."""
+        assert compartment.board is not None
+        return compartment.bus or self.board(compartment.board).bus
+
+    def sensed_compartments(self) -> frozenset[str]:
+        """Compartments whose board has an occupancy sensor for them (KR-CU, sensors fitted)."""
+        sensed_boards = {
+            (board.bus, board.address)
+            for board in self.boards
+            if board.sensors and self.buses[board.bus].family == "krcu"
+        }
+        return frozenset(
+            c.id
+            for c in self.layout.compartments
+            if c.driver == "rs485" and (self.bus_of(c), c.board) in sensed_boards
+        )
 
 
 class _MappingEnvSource(EnvSettingsSource):
@@ -239,16 +277,39 @@ def check_config(config: CabinetConfig) -> None:
             "technician_pin_hash",
             "not a PIN hash: make one with `locker cabinet pin-hash` (scrypt$16384$8$1$...)",
         )
-    boards: dict[int, BoardConfig] = {}
+    ports: dict[str, str] = {}
+    for name, bus in config.buses.items():
+        if bus.port in ports:
+            raise ConfigError(
+                f"buses.{name}.port",
+                f"{bus.port} is already bus {ports[bus.port]!r}'s: one bus (one board family) "
+                "per port; boards of two families need two adapters",
+            )
+        ports[bus.port] = name
+    boards: dict[tuple[str, int], BoardConfig] = {}
     for index, board in enumerate(config.boards):
         key = f"boards[{index}]"
-        if board.address in boards:
-            raise ConfigError(f"{key}.address", f"board address {board.address} is defined twice")
+        if (board.bus, board.address) in boards:
+            raise ConfigError(
+                f"{key}.address",
+                f"board address {board.address} is defined twice on bus {board.bus!r}",
+            )
         if board.bus not in config.buses:
             raise ConfigError(f"{key}.bus", f"no bus named {board.bus!r} under [buses]")
-        boards[board.address] = board
+        if config.buses[board.bus].family == "krcu":
+            if not KRCU_MIN_BOARD <= board.address <= KRCU_MAX_BOARD:
+                raise ConfigError(
+                    f"{key}.address",
+                    f"a KR-CU board address is {KRCU_MIN_BOARD}-{KRCU_MAX_BOARD} "
+                    f"(its DIP switches + 1), not {board.address}",
+                )
+            if board.channels > KRCU_CHANNELS:
+                raise ConfigError(
+                    f"{key}.channels", f"a KR-CU board has at most {KRCU_CHANNELS} channels"
+                )
+        boards[(board.bus, board.address)] = board
     ids: set[str] = set()
-    locks: dict[tuple[int, int], str] = {}
+    locks: dict[tuple[str, int, int], str] = {}
     pins: dict[str, str] = {}
     for index, compartment in enumerate(config.layout.compartments):
         key = f"layout.compartments[{index}]"
@@ -269,8 +330,8 @@ def _is_pin_hash(text: str) -> bool:
 def _check_rs485(
     key: str,
     compartment: CompartmentConfig,
-    boards: Mapping[int, BoardConfig],
-    locks: dict[tuple[int, int], str],
+    boards: Mapping[tuple[str, int], BoardConfig],
+    locks: dict[tuple[str, int, int], str],
 ) -> None:
     for field in ("relay_pin", "sensor_pin"):
         if getattr(compartment, field) is not None:
@@ -279,30 +340,42 @@ def _check_rs485(
         raise ConfigError(f"{key}.board", "an rs485 compartment needs its board address")
     if compartment.channel is None:
         raise ConfigError(f"{key}.channel", "an rs485 compartment needs its lock channel")
-    board = boards.get(compartment.board)
-    if board is None:
+    candidates = [
+        b
+        for (bus, address), b in boards.items()
+        if address == compartment.board and compartment.bus in (None, bus)
+    ]
+    if not candidates:
+        where = f" on bus {compartment.bus!r}" if compartment.bus else ""
         raise ConfigError(
-            f"{key}.board", f"board {compartment.board} is not defined under [[boards]]"
+            f"{key}.board", f"board {compartment.board}{where} is not defined under [[boards]]"
         )
+    if len(candidates) > 1:
+        buses = " and ".join(repr(b.bus) for b in candidates)
+        raise ConfigError(
+            f"{key}.bus",
+            f"board {compartment.board} is on buses {buses}: name this compartment's bus",
+        )
+    board = candidates[0]
     if not 1 <= compartment.channel <= board.channels:
         raise ConfigError(
             f"{key}.channel",
             f"channel {compartment.channel} is beyond board {board.address}'s "
             f"{board.channels} channels",
         )
-    lock = (compartment.board, compartment.channel)
+    lock = (board.bus, compartment.board, compartment.channel)
     if lock in locks:
         raise ConfigError(
             f"{key}.channel",
-            f"board {lock[0]} channel {lock[1]} is already compartment {locks[lock]!r}'s",
+            f"board {lock[1]} channel {lock[2]} is already compartment {locks[lock]!r}'s",
         )
     locks[lock] = compartment.id
 
 
 def _check_gpio(key: str, compartment: CompartmentConfig, pins: dict[str, str]) -> None:
-    for field in ("board", "channel"):
+    for field in ("board", "channel", "bus"):
         if getattr(compartment, field) is not None:
-            raise ConfigError(f"{key}.{field}", "a gpio compartment has no board or channel")
+            raise ConfigError(f"{key}.{field}", "a gpio compartment has no board, channel or bus")
     for field in ("relay_pin", "sensor_pin"):
         pin = getattr(compartment, field)
         if pin is None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
-from cabinet.core.inputs import DoorObserved, UnlockFailed
+from cabinet.core.inputs import DoorObserved, OccupancyObserved, UnlockFailed
 from cabinet.errors import FeedTaken
 
 
@@ -62,14 +62,32 @@ class DoorChange:
         return DoorObserved(self.compartment, self.open)
 
 
+@dataclass(frozen=True)
+class OccupancyChange:
+    """A compartment's occupancy sensor seen to see something, or nothing (first, then changes).
+
+    Only boards with sensors (KR-CU) publish these; a driver publishes a status reply's sensor
+    changes before its door changes, so the owner knows what is inside when a door shuts.
+    """
+
+    compartment: str
+    occupied: bool
+
+    def as_input(self) -> OccupancyObserved:
+        return OccupancyObserved(self.compartment, self.occupied)
+
+
+Change = DoorChange | OccupancyChange
+
+
 class ChangeFeed:
     """Door changes for one owner: the driver publishes on the loop, the owner iterates."""
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[DoorChange | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Change | None] = asyncio.Queue()
         self._taken = False
 
-    def publish(self, change: DoorChange) -> None:
+    def publish(self, change: Change) -> None:
         """Queue a change; call on the event loop's thread."""
         self._queue.put_nowait(change)
 
@@ -77,18 +95,18 @@ class ChangeFeed:
         """End the owner's iteration."""
         self._queue.put_nowait(None)
 
-    def take(self) -> AsyncIterator[DoorChange]:
+    def take(self) -> AsyncIterator[Change]:
         """Hand the changes to their one owner; a second caller gets FeedTaken."""
         if self._taken:
             raise FeedTaken("door changes already have an owner")
         self._taken = True
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[DoorChange]:
+    async def _iterate(self) -> AsyncIterator[Change]:
         while (change := await self._queue.get()) is not None:
             yield change
 
-    def get_nowait(self) -> DoorChange | None:
+    def get_nowait(self) -> Change | None:
         """The next queued change, if any (for composite drivers and tests)."""
         try:
             return self._queue.get_nowait()
@@ -120,8 +138,11 @@ class DoorDriver(Protocol):
         """Read every door it can now (unreadable ones are left out); changes are published."""
         ...
 
-    def changes(self) -> AsyncIterator[DoorChange]:
-        """Door changes, to one owner only (FeedTaken for a second caller)."""
+    def changes(self) -> AsyncIterator[Change]:
+        """Door changes (and sensor changes, where boards have them), to one owner only.
+
+        A second caller gets FeedTaken.
+        """
         ...
 
     def health(self) -> dict[str, Any]:

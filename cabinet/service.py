@@ -25,7 +25,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -158,6 +158,14 @@ class CabinetService:
         snapshot = self.journal.load_snapshot()
         if snapshot is not None:
             cabinet = Cabinet.from_dict(snapshot.data)
+            # Which doors have an occupancy sensor is the hardware's, not the journal's: a board
+            # swapped for one with sensors (or without) counts from this start.
+            for spec in self._layout:
+                held = cabinet.compartments.get(spec.id)
+                if held is not None and held.sensor != spec.sensor:
+                    cabinet.compartments[spec.id] = replace(
+                        held, sensor=spec.sensor, occupied=None, mismatch_reported=False
+                    )
         else:
             cabinet = new_cabinet(self.cabinet_id, self._layout, self._config)
         stale_unlocks = self.journal.pending_unlocks()
@@ -417,8 +425,10 @@ def from_config(
     link_overrides: dict[str, Any] | None = None,
 ) -> CabinetService:
     """Build the driver, journal, link and service a checked config describes (nothing moves)."""
+    sensed = config.sensed_compartments()
     layout = [
-        Compartment(c.id, CoreSize(c.size), low=c.low_door) for c in config.layout.compartments
+        Compartment(c.id, CoreSize(c.size), low=c.low_door, sensor=c.id in sensed)
+        for c in config.layout.compartments
     ]
     driver = build_driver(config, pin_factory=pin_factory)
     code_key = config.secret_code_key()

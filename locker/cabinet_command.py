@@ -159,3 +159,13 @@ def pin_hash_command(
         typer.echo("error: the PIN must be 4 to 12 digits (it is typed on the screen's keypad)")
         raise typer.Exit(EXIT_BAD_CONFIG)
     typer.echo(pin_hash(pin, os.urandom(16)))
+
+
+def _register_doctor() -> None:
+    # The doctor lives in its own module (it is long); it is a `locker cabinet` command.
+    from locker.doctor_command import doctor
+
+    app.command("doctor")(doctor)
+
+
+_register_doctor()

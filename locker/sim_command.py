@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
@@ -28,6 +29,11 @@ from protocol.lockboard.family_8a import (
 class PolarityChoice(StrEnum):
     normal = "normal"
     inverted = "inverted"
+
+
+class FamilyChoice(StrEnum):
+    f8a = "8a"
+    krcu = "krcu"
 
 
 class ReplyHead(StrEnum):
@@ -80,6 +86,36 @@ PulseMsOption = Annotated[
     int,
     typer.Option(min=0, max=5000, help="Unlock pulse per lock; the unlock reply follows it."),
 ]
+FamilyOption = Annotated[
+    FamilyChoice,
+    typer.Option(
+        help="The boards' family: 8a (the 8A/80 boards, 9600 baud) or krcu (Kerong KR-CU16, "
+        "19200 baud, 16 locks and 16 occupancy sensors per board)."
+    ),
+]
+KrcuBoardsOption = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        max=15,
+        help="Also put this many KR-CU16 boards (addresses 1, 2, ...) on the same wire: a "
+        "two-family bus, each family heard only at its own baud.",
+    ),
+]
+UnlockReplyOption = Annotated[
+    bool,
+    typer.Option(
+        help="KR-CU boards answer an unlock with their status (--no-unlock-reply: with nothing; "
+        "both occur, the spec is unsure)."
+    ),
+]
+ClashOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Plant a second board of the first family at this address (a DIP-switch clash).",
+        show_default=False,
+    ),
+]
 ControlPortOption = Annotated[
     int,
     typer.Option(min=0, max=65535, help="HTTP control port on 127.0.0.1; 0 picks a free one."),
@@ -98,6 +134,10 @@ def sim(
     reply_head: ReplyHeadOption = ReplyHead.h8a,
     reports: ReportsOption = False,
     pulse_ms: PulseMsOption = 50,
+    family: FamilyOption = FamilyChoice.f8a,
+    krcu_boards: KrcuBoardsOption = 0,
+    unlock_reply: UnlockReplyOption = True,
+    clash: ClashOption = None,
     control_port: ControlPortOption = 0,
 ) -> None:
     """Serve simulated RS485 lock-control boards on a virtual serial port (a pty).
@@ -122,7 +162,12 @@ def sim(
 
         curl -X POST http://127.0.0.1:PORT/faults/1/clear
 
+    KR-CU16 boards (`--family krcu`, or `--krcu-boards N` beside 8A/80 ones on one wire) have
+    an occupancy sensor per compartment that follows the parcels put in and taken out
+    (`curl -X POST .../doors/1/3/put`); stick one with the `stick_occupancy` fault.
+
     Example: `locker sim --boards 2 --locks 24 --link /tmp/ttyLOCK --control-port 8485`.
+    A bus for `locker cabinet doctor`: `locker sim --boards 2 --krcu-boards 1 --clash 2`.
     Runs until Ctrl-C or SIGTERM, then removes the link.
     """
     console = Console(soft_wrap=True)
@@ -133,15 +178,21 @@ def sim(
         )
     try:
         configs = [
-            BoardConfig(
-                address=first_address + index,
-                channels=locks,
-                status_bytes=status_bytes,
-                polarity=Polarity(polarity.value),
-                unlock_reply_head=HEAD_UNLOCK if reply_head is ReplyHead.h8a else HEAD_QUERY,
-                sends_reports=reports,
+            _board(
+                family, first_address + index, locks, status_bytes, polarity, reply_head, reports
             )
             for index in range(boards)
+        ]
+        if clash is not None:
+            configs.append(
+                _board(family, clash, locks, status_bytes, polarity, reply_head, reports)
+            )
+        configs += [
+            BoardConfig(address=1 + index, channels=16, family="krcu")
+            for index in range(krcu_boards)
+        ]
+        configs = [
+            replace(c, answers_unlock=unlock_reply) if c.family == "krcu" else c for c in configs
         ]
     except SimulatorError as err:  # a board the options describe cannot exist
         raise typer.BadParameter(str(err), param_hint="'--locks' / '--status-bytes'") from None
@@ -158,6 +209,32 @@ def sim(
         pulse_ms=pulse_ms,
     )
     console.print("stopped.")
+
+
+def _board(
+    family: FamilyChoice,
+    address: int,
+    locks: int,
+    status_bytes: int | None,
+    polarity: PolarityChoice,
+    reply_head: ReplyHead,
+    reports: bool,
+) -> BoardConfig:
+    if family is FamilyChoice.krcu:
+        return BoardConfig(
+            address=address,
+            channels=min(locks, 16),
+            family="krcu",
+            polarity=Polarity(polarity.value),
+        )
+    return BoardConfig(
+        address=address,
+        channels=locks,
+        status_bytes=status_bytes,
+        polarity=Polarity(polarity.value),
+        unlock_reply_head=HEAD_UNLOCK if reply_head is ReplyHead.h8a else HEAD_QUERY,
+        sends_reports=reports,
+    )
 
 
 def _serve(
@@ -213,14 +290,21 @@ def _serve(
 def _board_table(configs: list[BoardConfig], pulse_ms: int, wire_time: bool, baud: int) -> Table:
     timing = f"pulse {pulse_ms} ms" + (f", wire time at {baud} baud" if wire_time else "")
     table = Table(title=f"Boards on the bus ({timing})")
-    for column in ("address", "locks", "polarity", "unlock reply", "82 reports"):
+    for column in ("family", "address", "locks", "polarity", "unlock reply", "reports/sensors"):
         table.add_column(column)
     for config in configs:
+        if config.family == "krcu":
+            reply = "status" if config.answers_unlock else "none"
+            extra = f"sensors ({config.sensor_polarity.value})"
+        else:
+            reply = f"{config.unlock_reply_head:02X}"
+            extra = "82 reports" if config.sends_reports else "no"
         table.add_row(
+            config.family,
             f"{config.address} (0x{config.address:02X})",
             str(config.channels),
             config.polarity.value,
-            f"{config.unlock_reply_head:02X}",
-            "yes" if config.sends_reports else "no",
+            reply,
+            extra,
         )
     return table

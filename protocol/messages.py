@@ -264,6 +264,26 @@ class DoorForced(EventBase):
     data: DoorForcedData
 
 
+class DoorOccupancyMismatchData(_Data):
+    """A shut door's occupancy sensor disagrees with the cabinet's record.
+
+    `expected` is what the cabinet holds there (`empty` or `parcel`), `sensed` what the sensor
+    reads (`occupied` or `empty`): `empty`/`occupied` is something left in a free compartment,
+    `parcel`/`empty` a parcel the sensor no longer sees (or a sensor stuck "empty").
+    """
+
+    compartment: CompartmentId
+    expected: Literal["empty", "parcel"]
+    sensed: Literal["occupied", "empty"]
+
+
+class DoorOccupancyMismatch(EventBase):
+    """Event `door.occupancy_mismatch`."""
+
+    type: Literal["door.occupancy_mismatch"] = "door.occupancy_mismatch"
+    data: DoorOccupancyMismatchData
+
+
 class LockFaultData(_Data):
     """A lock did not do what it was told."""
 
@@ -328,6 +348,7 @@ EVENT_MODELS: tuple[type[EventBase], ...] = (
     KeypadLockout,
     CompartmentServiceChanged,
     NoticeResendRequested,
+    DoorOccupancyMismatch,
 )
 EVENT_TYPES: dict[str, type[EventBase]] = {m.model_fields["type"].default: m for m in EVENT_MODELS}
 
@@ -340,7 +361,8 @@ Event = Annotated[
     | LockFault
     | KeypadLockout
     | CompartmentServiceChanged
-    | NoticeResendRequested,
+    | NoticeResendRequested
+    | DoorOccupancyMismatch,
     Field(discriminator="type"),
 ]
 

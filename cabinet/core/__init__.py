@@ -16,6 +16,7 @@ Modules, one concept each:
 - `retrieval`    couriers taking back parcels the cloud marked for return
 - `removal`      the one-door-at-a-time unlock queue and what a finished removal emits
 - `alarms`       door forced, door left open, unlock lapse, lock fault
+- `occupancy`    occupancy sensors (KR-CU boards): what is inside decides deposits and pickups
 - `lockout`      keypad and courier-PIN lockouts, with the guessing-bound arithmetic
 - `phones`       mobile numbers: parse to E.164, mask for display
 - `inputs`       every input, as frozen dataclasses

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from cabinet.core import alarms, deposit, pickup, removal, reservations, retrieval
+from cabinet.core import alarms, deposit, occupancy, pickup, removal, reservations, retrieval
 from cabinet.core import effects as fx
 from cabinet.core.compartments import (
     CompartmentState,
@@ -50,6 +50,7 @@ from cabinet.core.inputs import (
     DoorObserved,
     Input,
     Larger,
+    OccupancyObserved,
     OpenReserved,
     PhoneEntered,
     QrScanned,
@@ -84,7 +85,18 @@ def apply(
     work = cabinet.copy()
     effects = _dispatch(work, inp, now, ctx)
     effects += removal.advance(work, now)
+    effects += _occupancy_alarms(work)
     return work, effects
+
+
+def _occupancy_alarms(cab: Cabinet) -> list[Effect]:
+    # After any input: a deposit cancelled over a full compartment, a parcel recorded, a door
+    # shut may each have made a sensor and the record disagree (occupancy.py).
+    effects: list[Effect] = []
+    for compartment_id, compartment in cab.compartments.items():
+        if compartment.sensor:
+            effects += occupancy.check(cab, compartment_id)
+    return effects
 
 
 def _dispatch(cab: Cabinet, inp: Input, now: datetime, ctx: Context) -> list[Effect]:
@@ -119,6 +131,8 @@ def _dispatch(cab: Cabinet, inp: Input, now: datetime, ctx: Context) -> list[Eff
             return pickup.resend_requested(cab, inp, now)
         case DoorObserved():
             return _door_observed(cab, inp.compartment, inp.open, now)
+        case OccupancyObserved():
+            return occupancy.observed(cab, inp.compartment, inp.occupied)
         case UnlockFailed():
             return _unlock_failed(cab, inp, now)
         case Tick():
@@ -175,6 +189,8 @@ def _door_meant(
         case DoorChange.CYCLED if courier_door:
             return deposit.door_cycled(cab, compartment_id, now)
         case DoorChange.CYCLED if compartment.state is CompartmentState.OPENING:
+            if occupancy.seen_full(compartment):
+                return occupancy.parcel_left_inside(cab, compartment_id, now)
             return removal.finished(cab, compartment_id, now)
     return []
 

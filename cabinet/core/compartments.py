@@ -194,6 +194,11 @@ class Compartment:
     opened_at: datetime | None = None  # when the door was last seen opening (None while shut)
     opened_by_unlock: bool = False  # the current opening followed an unlock
     left_open_reported: bool = False  # door.left_open already sent for the current opening
+    # An occupancy sensor watches inside (KR-CU boards): deposits and pickups then go by what
+    # it sees (occupancy.py). `occupied` is its last reading, None until read.
+    sensor: bool = False
+    occupied: bool | None = None
+    mismatch_reported: bool = False  # door.occupancy_mismatch sent for the current disagreement
 
     def __post_init__(self) -> None:
         if not COMPARTMENT_ID.fullmatch(self.id):

@@ -5,7 +5,9 @@
     TRACKING --TrackingEntered(an announced parcel with a reserved door)--> RESERVED
     RESERVED --OpenReserved--> AT_DOOR (its reserved door; the phone is the announced one)
     AT_DOOR: door unlocked -> seen open -> seen closed, then
-        Confirm  -> parcel.deposited, back to TRACKING (next parcel)
+        Confirm  -> parcel.deposited, back to TRACKING (next parcel); where the compartment
+                    has an occupancy sensor that sees nothing inside, DepositEmpty instead
+                    (put the parcel in and Reopen/shut, or Cancel)
         Reopen   -> unlock the same door again
         Larger   -> give this door back, unlock a larger one
         Cancel   -> give this door back (the courier declares it empty), back to TRACKING
@@ -61,6 +63,7 @@ from cabinet.core.inputs import (
     TrackingEntered,
 )
 from cabinet.core.lockout import Guard, attempts_left, locked_for_s, record_failure, record_success
+from cabinet.core.occupancy import seen_empty
 from cabinet.core.phones import mask_phone, parse_phone
 from cabinet.core.screens import (
     CourierLocked,
@@ -68,6 +71,7 @@ from cabinet.core.screens import (
     DepositDoorClosed,
     DepositDoorOpening,
     Deposited,
+    DepositEmpty,
     DoorFaulted,
     DoorMoved,
     NoFreeDoor,
@@ -301,6 +305,9 @@ def confirm(cabinet: Cabinet, inp: Confirm, now: datetime, ctx: Context) -> list
             state="door_not_cycled",
             action="Confirm",
         )
+    if seen_empty(compartment):
+        # Its sensor sees nothing inside: put the parcel in (Reopen) or give the door back.
+        return [Show(DepositEmpty(compartment.id))]
     return _record(cabinet, session, now, ctx)
 
 
@@ -442,7 +449,7 @@ def idle(cabinet: Cabinet, now: datetime, ctx: Context) -> list[Effect]:
         compartment = cabinet.compartments[session.draft.compartment or ""]
         if compartment.door is not Door.CLOSED or compartment.unlocked_at is not None:
             return []  # the door is moving or open: someone is at it
-        if session.draft.door_cycled:
+        if session.draft.door_cycled and not seen_empty(compartment):
             effects += _record(cabinet, session, now, ctx)
         else:
             effects += _give_back(cabinet, session, compartment.id)

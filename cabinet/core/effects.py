@@ -57,6 +57,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "keypad.lockout": ("seconds",),
     "compartment.service": ("compartment", "in_service"),
     "notice.resend_requested": ("phone",),
+    "door.occupancy_mismatch": ("compartment", "expected", "sensed"),
 }
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -102,6 +103,14 @@ def parcel_retrieved(*, compartment: str, parcel_id: str, courier_id: str, reaso
 def door_left_open(*, compartment: str, seconds: int) -> Emit:
     """Event `door.left_open`."""
     return Emit("door.left_open", {"compartment": compartment, "seconds": max(1, int(seconds))})
+
+
+def door_occupancy_mismatch(*, compartment: str, expected: str, sensed: str) -> Emit:
+    """Event `door.occupancy_mismatch`: a shut door's sensor disagrees with the record."""
+    return Emit(
+        "door.occupancy_mismatch",
+        {"compartment": compartment, "expected": expected, "sensed": sensed},
+    )
 
 
 def door_forced(*, compartment: str) -> Emit:

@@ -122,6 +122,14 @@ class DoorObserved:
 
 
 @dataclass(frozen=True)
+class OccupancyObserved:
+    """An occupancy sensor reading (KR-CU boards): something is in the compartment, or not."""
+
+    compartment: str
+    occupied: bool
+
+
+@dataclass(frozen=True)
 class UnlockFailed:
     """The driver's unlock did not release the latch after its retries."""
 
@@ -236,6 +244,7 @@ Input = (
     | QrScanned
     | ResendRequested
     | DoorObserved
+    | OccupancyObserved
     | UnlockFailed
     | Tick
     | CodesPut

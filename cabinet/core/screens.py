@@ -163,6 +163,20 @@ class DepositDoorClosed:
 
 
 @dataclass(frozen=True)
+class DepositEmpty:
+    """The door is shut but its sensor sees nothing inside: put the parcel in, or cancel."""
+
+    compartment: str
+
+
+@dataclass(frozen=True)
+class ParcelStillInside:
+    """The door was opened and shut, but the parcel is still inside: it stays, code still good."""
+
+    compartment: str
+
+
+@dataclass(frozen=True)
 class DoorFaulted:
     """Door `compartment` would not open again; the operator is told."""
 
@@ -291,6 +305,8 @@ Screen = (
     | DepositDoorOpening
     | DoorMoved
     | DepositDoorClosed
+    | DepositEmpty
+    | ParcelStillInside
     | DoorFaulted
     | Deposited
     | DepositCancelled

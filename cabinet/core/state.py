@@ -164,7 +164,7 @@ def new_cabinet(
     for c in layout:
         if c.id in compartments:
             raise InvalidInput(f"compartment {c.id!r} appears twice in the layout")
-        compartments[c.id] = Compartment(id=c.id, size=Size(c.size), low=c.low)
+        compartments[c.id] = Compartment(id=c.id, size=Size(c.size), low=c.low, sensor=c.sensor)
     if not compartments:
         raise InvalidInput("a cabinet needs at least one compartment")
     return Cabinet(cabinet_id=cabinet_id, compartments=compartments, config=config or Config())

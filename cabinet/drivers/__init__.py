@@ -1,6 +1,6 @@
 """Door drivers behind `cabinet.ports.DoorDriver`, and `build_driver` to make them from config.
 
-- `rs485`  lock-control boards ("8A/80" family) on RS485 buses, over pyserial
+- `rs485`  lock-control boards ("8A/80" or Kerong KR-CU16, one family per bus) over pyserial
 - `gpio`   relays and reed switches on GPIO pins, through gpiozero (any pin factory)
 - `mixed`  several drivers behind one interface, each compartment routed to its own
 
@@ -36,11 +36,10 @@ def build_driver(config: CabinetConfig, *, pin_factory: Any = None) -> DoorDrive
     drivers: list[DoorDriver] = []
     for bus_name, bus in config.buses.items():
         boards = [board for board in config.boards if board.bus == bus_name]
-        addresses = {board.address for board in boards}
         routes = {
             c.id: (c.board, c.channel)
             for c in config.layout.compartments
-            if c.driver == "rs485" and c.board in addresses
+            if c.driver == "rs485" and config.bus_of(c) == bus_name
         }
         if not routes:
             continue
@@ -53,6 +52,9 @@ def build_driver(config: CabinetConfig, *, pin_factory: Any = None) -> DoorDrive
                         channels=board.channels,
                         polarity=Polarity(board.polarity),
                         unlock_reply_heads=frozenset(board.unlock_reply_heads),
+                        sensor_polarity=Polarity(board.sensor_polarity),
+                        sensors=board.sensors,
+                        answers_unlock=board.answers_unlock,
                     )
                     for board in boards
                 ],
@@ -67,6 +69,7 @@ def build_driver(config: CabinetConfig, *, pin_factory: Any = None) -> DoorDrive
                 ),
                 baud=bus.baud,
                 echo=bus.echo,
+                board_family=bus.family,
                 name=f"rs485:{bus_name}",
             )
         )

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from cabinet.errors import DriverError, UnknownCompartment
-from cabinet.ports import ChangeFeed, DoorChange, DoorDriver, UnlockResult
+from cabinet.ports import Change, ChangeFeed, DoorDriver, UnlockResult
 
 
 class MixedDriver:
@@ -56,7 +56,7 @@ class MixedDriver:
             readings.update(part)
         return readings
 
-    def changes(self) -> AsyncIterator[DoorChange]:
+    def changes(self) -> AsyncIterator[Change]:
         return self._feed.take()
 
     def health(self) -> dict[str, Any]:
@@ -83,6 +83,6 @@ class MixedDriver:
         except KeyError:
             raise UnknownCompartment(compartment) from None
 
-    async def _forward(self, feed: AsyncIterator[DoorChange]) -> None:
+    async def _forward(self, feed: AsyncIterator[Change]) -> None:
         async for change in feed:
             self._feed.publish(change)

@@ -1,4 +1,10 @@
-"""Door driver for RS485 lock-control boards ("8A/80" family, docs/lockboard.md) over pyserial.
+"""Door driver for RS485 lock-control boards (docs/lockboard.md) over pyserial.
+
+One bus speaks one board family ("8A/80" or Kerong KR-CU16): what differs between families
+(frames, which request reads a door, sensors) is in board_family.py; everything here holds for
+both. Where a family's boards carry occupancy sensors, every status reply's sensor bits are
+published as `OccupancyChange`s, before the same reply's door changes, so the owner knows what
+is inside a compartment when it learns its door shut.
 
 One `Rs485Driver` owns one bus (one serial port) with any number of boards on it. A single worker
 thread owns the port and runs one transaction at a time from a priority queue (unlocks first,
@@ -30,29 +36,27 @@ from typing import Any
 
 import serial
 
+from cabinet.drivers.board_family import DEFAULT_FAMILY, BoardFamily, family
 from cabinet.drivers.poll_hold import MAX_HOLD_S, PollHold
 from cabinet.errors import DriverClosed, DriverError, UnknownCompartment
-from cabinet.ports import ChangeFeed, DoorChange, UnlockOutcome, UnlockResult
+from cabinet.ports import (
+    Change,
+    ChangeFeed,
+    DoorChange,
+    OccupancyChange,
+    UnlockOutcome,
+    UnlockResult,
+)
 from protocol.lockboard.common import DecoderStats, Polarity
 from protocol.lockboard.family_8a import (
-    BAUD_RATE,
     HEAD_QUERY,
     HEAD_UNLOCK,
     MAX_CHANNELS,
-    MAX_STATUS_BYTES,
-    AllStatus,
-    Frame,
-    LockStatus,
-    Query,
-    QueryAll,
-    ReplyDecoder,
-    Request,
     StateReport,
-    Unlock,
-    encode,
-    is_reply_to,
-    status_bytes_for,
 )
+
+Frame = Any  # a reply of the bus's family
+Request = Any  # a request of the bus's family
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,13 @@ class BoardSpec:
     channels: int = 24
     polarity: Polarity = Polarity.NORMAL
     unlock_reply_heads: frozenset[int] = frozenset({HEAD_UNLOCK, HEAD_QUERY})
+    # KR-CU boards: what a set sensor bit means (uncertain in the spec), and whether the
+    # compartments have sensors fitted at all (a board may be bought with them left off).
+    sensor_polarity: Polarity = Polarity.NORMAL
+    sensors: bool = True
+    # KR-CU: whether the board answers an unlock at all. One that does not is asked for its
+    # status after the unlock timeout as usual; its silence is then no timeout in its counters.
+    answers_unlock: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.channels <= MAX_CHANNELS:
@@ -151,8 +162,9 @@ class Rs485Driver:
         compartments: Mapping[str, tuple[int, int]],
         *,
         timing: BusTiming | None = None,
-        baud: int = BAUD_RATE,
+        baud: int | None = None,
         echo: bool = False,
+        board_family: str = DEFAULT_FAMILY,
         name: str = "rs485",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -165,10 +177,17 @@ class Rs485Driver:
         self._clock = clock
         self._sleep = sleep
         self.timing = timing or BusTiming()
+        self._family: BoardFamily = family(board_family)
         self._port_spec = port
-        self._baud = baud
+        self._baud = baud or self._family.baud
         self._echo = echo
         self._boards = {spec.address: spec for spec in boards}
+        for spec in boards:
+            if spec.channels > self._family.max_channels:
+                raise DriverError(
+                    f"board {spec.address}: a {self._family.name} board has at most "
+                    f"{self._family.max_channels} channels, not {spec.channels}"
+                )
         for compartment, (address, channel) in compartments.items():
             spec = self._boards.get(address)
             if spec is None or not 1 <= channel <= spec.channels:
@@ -185,10 +204,11 @@ class Rs485Driver:
         self._bus_stats = DecoderStats()  # bytes heard with no transaction to blame
         self._late_frames = 0  # whole replies that came after their transaction had ended
         self._known: dict[tuple[int, int], bool] = {}  # (board, channel) -> door open
+        self._sensed: dict[tuple[int, int], bool] = {}  # (board, channel) -> something inside
         # Locks an unasked `82` report spoke for during the current transaction: fresher news
         # than a query-all reply the board may have sampled before the change.
         self._reported: set[tuple[int, int]] = set()
-        self._decoder = ReplyDecoder(echo=echo)
+        self._decoder = self._family.decoder(echo=echo)
         self._jobs: queue.PriorityQueue[_Job] = queue.PriorityQueue()
         self._order = itertools.count()
         self._queued_polls: dict[int, concurrent.futures.Future[Any]] = {}
@@ -251,7 +271,7 @@ class Rs485Driver:
         await asyncio.gather(*(asyncio.wrap_future(future) for future in futures))
         return self._readable_doors()
 
-    def changes(self) -> AsyncIterator[DoorChange]:
+    def changes(self) -> AsyncIterator[Change]:
         return self._change_feed().take()
 
     def health(self) -> dict[str, Any]:
@@ -264,6 +284,7 @@ class Rs485Driver:
         )
         return {
             "driver": "rs485",
+            "family": self._family.name,
             "name": self.name,
             "port": str(getattr(self._port, "port", self._port_spec)),
             "boards": boards,
@@ -417,17 +438,10 @@ class Rs485Driver:
             self._health[address].requests += 1
         try:
             self._drain_late_bytes()
-            if isinstance(request, QueryAll):
-                self._decoder.expect(
-                    request,
-                    channels=spec.channels,
-                    status_bytes=self._status_bytes.get(address, MAX_STATUS_BYTES),
-                )
-            else:
-                self._decoder.expect(request)
+            self._family.expect(self._decoder, request, spec, self._status_bytes.get(address))
             before = _copy(self._decoder.stats)
             self._reported.clear()
-            self._port.write(encode(request))
+            self._port.write(self._family.encode(request))
             self._port.flush()
         except (serial.SerialException, OSError) as err:
             raise _NotSent(str(err)) from err
@@ -487,9 +501,9 @@ class Rs485Driver:
             skip = min(echo_left, len(data))
             echo_left -= skip
             heard_bytes += len(data) - skip
-            if any(is_reply_to(request, frame) for frame in frames):
+            if any(self._family.is_reply_to(request, frame) for frame in frames):
                 break
-        if self._decoder.pending and not any(is_reply_to(request, f) for f in frames):
+        if self._decoder.pending and not any(self._family.is_reply_to(request, f) for f in frames):
             frames += self._decoder.feed(b"", line_quiet=True)
         return frames, heard_bytes
 
@@ -502,24 +516,20 @@ class Rs485Driver:
         for frame in frames:
             if isinstance(frame, StateReport):
                 self._take_reports([frame])
-            elif (
-                is_reply_to(request, frame)
-                and not (
-                    isinstance(request, Unlock)
-                    and isinstance(frame, LockStatus)
-                    and frame.head not in spec.unlock_reply_heads
-                )
-                and not (isinstance(frame, AllStatus) and frame.channel_count < spec.channels)
+            elif self._family.is_reply_to(request, frame) and self._family.acceptable(
+                request, frame, spec
             ):
                 reply = frame
-                if isinstance(frame, AllStatus):
-                    self._status_bytes[spec.address] = len(frame.status)
+                learned = self._family.learned_length(frame)
+                if learned is not None:
+                    self._status_bytes[spec.address] = learned
             else:
                 with self._health_lock:
                     health.wrong_replies += 1
         heard = _Heard(reply, heard_bytes, garbled=reply is None and heard_bytes > 0)
+        silent_by_design = not spec.answers_unlock and self._family.is_unlock(request)
         with self._health_lock:
-            if reply is None and not heard_bytes:
+            if reply is None and not heard_bytes and not silent_by_design:
                 health.timeouts += 1
             if heard.garbled and heard_bytes > self._reply_length(request, spec):
                 # A collision smears two replies into one longer burst (see firmware_sim.bus).
@@ -531,9 +541,7 @@ class Rs485Driver:
 
     def _reply_length(self, request: Request, spec: BoardSpec) -> int:
         """Bytes in one clean reply to `request` (as long as the board was heard answering)."""
-        if not isinstance(request, QueryAll):
-            return 5
-        return self._status_bytes.get(spec.address, status_bytes_for(spec.channels)) + 4
+        return self._family.reply_length(request, spec, self._status_bytes.get(spec.address))
 
     def _wait_for_quiet(self) -> None:
         """After a doubtful unlock: let the board finish talking, then forget what it said."""
@@ -556,7 +564,7 @@ class Rs485Driver:
 
     # --- what the jobs do (bus thread) ------------------------------------------------------------
 
-    def _query(self, request: Query | QueryAll, address: int) -> Frame | None:
+    def _query(self, request: Request, address: int) -> Frame | None:
         """A query with bounded retries (none while the board is faulted); None if all failed."""
         attempts = 1 if self._health[address].faulted else 1 + self.timing.query_retries
         for attempt in range(attempts):
@@ -574,40 +582,43 @@ class Rs485Driver:
         return None
 
     def _poll_board(self, address: int) -> None:
-        reply = self._query(QueryAll(address), address)
-        if not isinstance(reply, AllStatus):
+        spec = self._boards[address]
+        reply = self._query(self._family.poll_request(address), address)
+        if reply is None:
             self._board_failed(address)
             return
-        polarity = self._boards[address].polarity
-        # Only the board's own channels: a longer reply's extra (high) bytes are not doors.
-        own = self._boards[address].channels
-        for channel, latched in reply.latched_map(polarity, channels=own).items():
+        self._saw_sensors(address, reply)
+        for channel, latched in self._family.locks(reply, spec).items():
             if (address, channel) in self._reported:
                 continue  # a report during this poll is the fresher news; the next poll confirms
             self._saw_door(address, channel, door_open=not latched)
 
     def _read_one(self, address: int, channel: int) -> bool | None:
-        reply = self._query(Query(address, channel), address)
-        if not isinstance(reply, LockStatus):
+        reply = self._query(self._family.read_request(address, channel), address)
+        if reply is None:
             return None
-        door_open = not reply.latched(self._boards[address].polarity)
+        self._saw_sensors(address, reply)
+        door_open = not self._family.lock(reply, self._boards[address], channel)
         self._saw_door(address, channel, door_open)
         return door_open
 
     def _unlock(self, address: int, channel: int) -> tuple[UnlockOutcome, str]:
         """Pulse a lock; never resend blindly; at most one retry, after a clear "still closed"."""
-        polarity = self._boards[address].polarity
+        spec = self._boards[address]
         for attempt in (1, 2):
             try:
                 heard = self._transact(
-                    Unlock(address, channel), address, self.timing.unlock_timeout_s
+                    self._family.unlock_request(address, channel),
+                    address,
+                    self.timing.unlock_timeout_s,
                 )
             except _NotSent as err:
                 if attempt == 1:
                     return UnlockOutcome.NOT_SENT, f"the unlock never left the host: {err}"
                 return UnlockOutcome.UNKNOWN, f"lock still latched; the retry never left: {err}"
             if heard.reply is not None:
-                latched = heard.reply.latched(polarity)
+                self._saw_sensors(address, heard.reply)
+                latched = self._family.lock(heard.reply, spec, channel)
             else:
                 # No reply, or a garbled one: the board may have fired. Ask the lock itself.
                 why = "garbled" if heard.garbled else "no"
@@ -639,6 +650,29 @@ class Rs485Driver:
         if compartment is not None:
             self._publish(DoorChange(compartment, door_open))
 
+    def _saw_sensors(self, address: int, reply: Frame) -> None:
+        """Publish what a status reply's occupancy sensors say, where the board has them."""
+        spec = self._boards[address]
+        if not spec.sensors:
+            return
+        sensed = self._family.sensors(reply, spec)
+        for channel, occupied in (sensed or {}).items():
+            lock = (address, channel)
+            if self._sensed.get(lock) == occupied:
+                continue
+            self._sensed[lock] = occupied
+            compartment = self._by_lock.get(lock)
+            if compartment is not None:
+                self._publish(OccupancyChange(compartment, occupied))
+
+    def sensed(self) -> dict[str, bool]:
+        """Compartment -> something inside, as last read, for compartments with a sensor."""
+        return {
+            compartment: self._sensed[lock]
+            for compartment, lock in self._routes.items()
+            if lock in self._sensed and not self._health[lock[0]].faulted
+        }
+
     def _take_reports(self, frames: list[Frame]) -> None:
         for frame in frames:
             if isinstance(frame, StateReport) and frame.board in self._boards:
@@ -655,6 +689,8 @@ class Rs485Driver:
             # Its doors were unknown while it was faulted: report them afresh.
             for lock in [lock for lock in self._known if lock[0] == address]:
                 del self._known[lock]
+            for lock in [lock for lock in self._sensed if lock[0] == address]:
+                del self._sensed[lock]
 
     def _board_failed(self, address: int) -> None:
         health = self._health[address]
@@ -665,7 +701,7 @@ class Rs485Driver:
         if newly:
             log.error("%s: board %d faulted: its doors are out of service", self.name, address)
 
-    def _publish(self, change: DoorChange) -> None:
+    def _publish(self, change: DoorChange | OccupancyChange) -> None:
         loop, feed = self._loop, self._feed
         if loop is not None and feed is not None and not loop.is_closed():
             loop.call_soon_threadsafe(feed.publish, change)

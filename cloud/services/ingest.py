@@ -61,6 +61,8 @@ from protocol.messages import (
     DoorForced,
     DoorLeftOpen,
     DoorLeftOpenData,
+    DoorOccupancyMismatch,
+    DoorOccupancyMismatchData,
     EventBase,
     KeypadLockout,
     KeypadLockoutData,
@@ -634,11 +636,16 @@ class _Applier:
         for target, step in doors.door_clock_events(pairs, usable={door_id: usable}):
             self._transition(event, target, step)
 
-    def alarm(self, event: DoorLeftOpen | DoorForced | LockFault | KeypadLockout) -> str | None:
+    def alarm(
+        self,
+        event: DoorLeftOpen | DoorForced | LockFault | KeypadLockout | DoorOccupancyMismatch,
+    ) -> str | None:
         data = event.data
         detail = getattr(data, "detail", None) or (
             f"{data.seconds} s" if isinstance(data, DoorLeftOpenData | KeypadLockoutData) else ""
         )
+        if isinstance(data, DoorOccupancyMismatchData):
+            detail = f"expected {data.expected}, sensor reads {data.sensed}"
         self.session.add(
             Alarm(
                 cabinet_id=self.cabinet.id,
@@ -671,6 +678,7 @@ HANDLERS: dict[type[EventBase], Handler] = {
     LockFault: _Applier.lock_fault,  # "lock.fault"
     DoorLeftOpen: _Applier.alarm,  # "door.left_open"
     DoorForced: _Applier.alarm,  # "door.forced"
+    DoorOccupancyMismatch: _Applier.alarm,  # "door.occupancy_mismatch"
     KeypadLockout: _Applier.alarm,  # "keypad.lockout"
     NoticeResendRequested: _Applier.notice_resend_requested,  # "notice.resend_requested"
 }

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from firmware_sim.errors import ConfigError, RefusedError, UnknownChannelError
+from protocol.lockboard import family_krcu as kr
 from protocol.lockboard.common import Polarity
 from protocol.lockboard.family_8a import (
     HEAD_QUERY,
@@ -49,6 +50,8 @@ from protocol.lockboard.family_8a import (
     UnlockMany,
 )
 
+FAMILIES = ("8a", "krcu")  # docs/lockboard.md: the "8A/80" boards and Kerong KR-CU16
+FAMILY_BAUD = {"8a": 9600, "krcu": kr.BAUD_RATE}
 LOG_LENGTH = 1000  # entries kept per board; a demo may run for days
 CORRUPT_MODES = ("checksum", "flip", "truncate")  # see control.Faults.corrupt
 
@@ -68,8 +71,26 @@ class BoardConfig:
     # Status bytes in a query-all reply: None sends ceil(channels / 8); some boards send more
     # (an 8-channel board was captured answering three: `80 01 00 00 00 33 B2`).
     status_bytes: int | None = None
+    # The board family: its frames, its line rate, its size. A KR-CU board has 16 locks and 16
+    # occupancy sensors; what the spec leaves uncertain is a setting here.
+    family: str = "8a"
+    baud: int | None = None  # None: the family's own (9600 or 19200); a board deaf at others
+    sensor_polarity: Polarity = Polarity.NORMAL  # KR-CU: NORMAL = a set bit is an object
+    answers_unlock: bool = True  # KR-CU: a status reply after an unlock, or nothing at all
 
     def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ConfigError(f"board family is one of {', '.join(FAMILIES)}, not {self.family!r}")
+        if self.family == "krcu":
+            if not kr.MIN_BOARD <= self.address <= kr.MAX_BOARD:
+                raise ConfigError(
+                    f"a KR-CU board address is {kr.MIN_BOARD}-{kr.MAX_BOARD}, not {self.address}"
+                )
+            if not 1 <= self.channels <= kr.CHANNELS:
+                raise ConfigError(
+                    f"a KR-CU board has 1-{kr.CHANNELS} channels, not {self.channels}"
+                )
+            return
         if not MIN_ADDRESS <= self.address <= MAX_ADDRESS:
             raise ConfigError(
                 f"board address {self.address} is out of range {MIN_ADDRESS}-{MAX_ADDRESS}"
@@ -100,6 +121,7 @@ class Door:
     springs_open: bool = True  # the door's spring pushes it open once released
     jammed: bool = False  # fault: pulses do not release the latch
     stuck_sensor: bool | None = None  # fault: the switch reads this "latched" value whatever
+    stuck_occupancy: bool | None = None  # fault: the occupancy sensor reads this whatever
     pulses: int = 0  # unlock pulses this lock received
     times_opened: int = 0
     times_forced: int = 0
@@ -108,6 +130,11 @@ class Door:
     def sensor_latched(self) -> bool:
         """What the feedback switch reads: the latch, unless the switch is stuck."""
         return self.latched if self.stuck_sensor is None else self.stuck_sensor
+
+    @property
+    def sensor_occupied(self) -> bool:
+        """What the occupancy sensor (KR-CU) reads: a parcel inside, unless the sensor is stuck."""
+        return self.occupied if self.stuck_occupancy is None else self.stuck_occupancy
 
     @property
     def state(self) -> str:
@@ -125,9 +152,11 @@ class Door:
             "sensor_latched": self.sensor_latched,
             "held": self.held,
             "occupied": self.occupied,
+            "sensor_occupied": self.sensor_occupied,
             "faults": {
                 "jammed": self.jammed,
                 "stuck_sensor": self.stuck_sensor,
+                "stuck_occupancy": self.stuck_occupancy,
                 "sticky": not self.springs_open,
             },
             "pulses": self.pulses,
@@ -188,7 +217,7 @@ class LogEntry:
 class Response:
     """What a board does with a request it heard: replies, unasked reports, pulses fired."""
 
-    replies: list[Reply] = field(default_factory=list)
+    replies: list[Reply | kr.StatusReply] = field(default_factory=list)
     reports: list[StateReport] = field(default_factory=list)
     # Locks pulsed one after another: the board answers only when the last pulse is over.
     pulses: int = 0
@@ -227,10 +256,16 @@ class Board:
 
     # --- requests from the host ----------------------------------------------------------------
 
-    def handle(self, request: Request, now: float) -> Response | None:
+    @property
+    def baud(self) -> int:
+        return self.config.baud or FAMILY_BAUD[self.config.family]
+
+    def handle(self, request: Request | kr.Request, now: float) -> Response | None:
         """Act on a request heard on the bus; None when the board does not take part."""
         if not self.powered:
             return None
+        if self.config.family == "krcu":
+            return self._handle_krcu(request, now)  # type: ignore[arg-type]
         if isinstance(request, ReadAddress):
             # Every board hears it as addressed to itself: the host sends it with one board alone.
             self.counters.requests += 1
@@ -282,6 +317,48 @@ class Board:
                     self.counters.ignored += 1
                     self._log(now, "ignored", detail=type(request).__name__)
         return response
+
+    def _handle_krcu(self, request: kr.Request, now: float) -> Response | None:
+        """A KR-CU board: status and unlock commands; what it answers to an unlock is a setting."""
+        if isinstance(request, kr.StatusAll):
+            self.counters.requests += 1
+            return Response(replies=[self._krcu_status()])
+        if request.board != self.address:
+            return None
+        self.counters.requests += 1
+        response = Response()
+        match request:
+            case kr.Status():
+                response.replies.append(self._krcu_status())
+            case kr.Unlock(channel=channel) if channel in self.doors:
+                self._log(now, "unlock", channel)
+                self._pulse(self.doors[channel], now)
+                response.pulses = 1
+                if self.config.answers_unlock:
+                    response.replies.append(self._krcu_status())
+            case kr.UnlockAll():
+                self._log(now, "unlock_all")
+                for door in self.doors.values():
+                    self._pulse(door, now)
+                response.pulses = len(self.doors)
+                if self.config.answers_unlock:
+                    response.replies.append(self._krcu_status())
+            case _:
+                # The pulse-length command's answer is not specified: a board that is not sure
+                # says nothing rather than something wrong.
+                self.counters.ignored += 1
+                self._log(now, "ignored", detail=type(request).__name__)
+        return response
+
+    def _krcu_status(self) -> kr.StatusReply:
+        doors = list(self.doors.values())
+        return kr.StatusReply.from_state(
+            self.address,
+            [door.sensor_latched for door in doors],
+            [door.sensor_occupied for door in doors],
+            polarity=self.config.polarity,
+            sensor_polarity=self.config.sensor_polarity,
+        )
 
     def _lock_status(self, door: Door, head: int) -> LockStatus:
         state_byte = self.config.polarity.byte_for(door.sensor_latched)
@@ -420,6 +497,10 @@ class Board:
         self._log(now, "fault", channel, f"stuck_sensor={latched}")
         return response.reports
 
+    def set_stuck_occupancy(self, channel: int, occupied: bool | None, now: float) -> None:
+        self.door(channel).stuck_occupancy = occupied
+        self._log(now, "fault", channel, f"stuck_occupancy={occupied}")
+
     def set_sticky(self, channel: int, sticky: bool, now: float) -> None:
         self.door(channel).springs_open = not sticky
         self._log(now, "fault", channel, f"sticky={sticky}")
@@ -431,6 +512,7 @@ class Board:
             for door in self.doors.values():
                 door.jammed = False
                 door.stuck_sensor = None
+                door.stuck_occupancy = None
                 door.springs_open = self.config.doors_spring_open
         self.power_on(now)
         self._log(now, "faults_cleared")
@@ -457,6 +539,10 @@ class Board:
     def as_dict(self) -> dict[str, object]:
         return {
             "address": self.address,
+            "family": self.config.family,
+            "baud": self.baud,
+            "answers_unlock": self.config.answers_unlock,
+            "sensor_polarity": self.config.sensor_polarity.value,
             "channels": self.config.channels,
             # what a query-all reply carries, so a control client sees the captured variant
             "status_bytes": self.config.status_bytes or -(-self.config.channels // 8),

@@ -7,7 +7,12 @@ reports, garbage injected on the line) queue up in `take_unsolicited()`, and `on
 is called so a server can wake up for them.
 
 Every board hears every request, as on a real bus, and decides for itself whether it is
-addressed. When more than one board answers the same request (a DIP-address clash, or a
+addressed. Boards of both families (8A/80 and Kerong KR-CU) may share one wire: each family's
+boards hear only their own frames, and, when the host's line rate is known (`feed(..., baud=)`,
+the pty server reads it from the port), only bytes sent at their own baud (9600 or 19200);
+at another rate a UART hears framing errors, not bytes, and stays silent.
+
+When more than one board answers the same request (a DIP-address clash, or a
 read-address with several boards on the bus) their replies collide: see `collide`.
 """
 
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from firmware_sim.board import CORRUPT_MODES, Board, BoardConfig, Response
 from firmware_sim.control import Faults, Person
 from firmware_sim.errors import ConfigError, UnknownBoardError
+from protocol.lockboard import family_krcu as kr
 from protocol.lockboard.family_8a import Request, RequestDecoder, StateReport, encode
 
 QUERY_REPLY_S = 0.005  # a board's turnaround for anything but a pulse (docs/lockboard.md: ≤ 100 ms)
@@ -94,7 +100,9 @@ class SimulatedBus:
         self.query_reply_s = query_reply_s
         self.clock = clock  # for what the control API does; requests bring their own `now`
         self.lock = threading.RLock()
-        self.decoder = RequestDecoder()
+        self.decoder = RequestDecoder()  # the 8A/80 boards' ears
+        self.krcu_decoder = kr.RequestDecoder()  # the KR-CU boards' ears
+        self.host_baud: int | None = None  # the rate the host's port is set to, when known
         self.line = LineFaults()
         self.collisions = 0
         self.on_unsolicited: Callable[[], None] | None = None
@@ -105,27 +113,45 @@ class SimulatedBus:
         # request at a time, so one heard mid-pulse is answered after the pulse.
         self._busy_until = [float("-inf")] * len(self.boards)
 
-    def board(self, address: int) -> Board:
-        """The board at `address` (the first, if a DIP clash put two there)."""
+    def board(self, address: int, family: str | None = None) -> Board:
+        """The board at `address` (the first, if a DIP clash put two there), of `family` if given
+        (an 8A/80 board and a KR-CU board may both be board 1 on a two-family wire)."""
         for board in self.boards:
-            if board.address == address:
+            if board.address == address and family in (None, board.config.family):
                 return board
         addresses = ", ".join(str(b.address) for b in self.boards)
         raise UnknownBoardError(f"no board at address {address!r} (the bus has {addresses})")
 
     # --- the host's side -----------------------------------------------------------------------
 
-    def feed(self, data: bytes, now: float) -> list[Chunk]:
-        """Take bytes the host wrote (any split); return what the boards write back, and when."""
+    def feed(self, data: bytes, now: float, *, baud: int | None = None) -> list[Chunk]:
+        """Take bytes the host wrote (any split); return what the boards write back, and when.
+
+        `baud` is the host's line rate (default: `host_baud`, which the pty server keeps up to
+        date), when known: boards at another rate do not hear it.
+        """
+        baud = self.host_baud if baud is None else baud
         with self.lock:
             chunks: list[Chunk] = []
-            for request in self.decoder.feed(data):
-                chunks += self._dispatch(request, now)
+            for family, decoder in (("8a", self.decoder), ("krcu", self.krcu_decoder)):
+                hearers = [
+                    board
+                    for board in self.boards
+                    if board.config.family == family and (baud is None or board.baud == baud)
+                ]
+                if not hearers:
+                    continue
+                for request in decoder.feed(data):
+                    chunks += self._dispatch(request, now, hearers)
             return chunks
 
-    def _dispatch(self, request: Request, now: float) -> list[Chunk]:
+    def _dispatch(
+        self, request: Request | kr.Request, now: float, hearers: list[Board] | None = None
+    ) -> list[Chunk]:
         answers: list[tuple[float, bytes, Board]] = []
         for index, board in enumerate(self.boards):
+            if hearers is not None and board not in hearers:
+                continue
             response = board.handle(request, now)
             if response is None:
                 continue
@@ -137,6 +163,15 @@ class SimulatedBus:
                 answers.append((done_in_s + board.tx.extra_delay_s, data, board))
         if not answers:
             return []
+        if isinstance(request, kr.StatusAll):
+            # Every KR-CU board answers the bus-wide status, one after another in address order
+            # (each waits out the replies before its own), so they do not collide.
+            slot_s = self.query_reply_s + kr.STATUS_LENGTH * 10 / kr.BAUD_RATE
+            ordered = sorted(answers, key=lambda answer: answer[2].address)
+            return [
+                Chunk(delay_s + rank * slot_s, data)
+                for rank, (delay_s, data, _) in enumerate(ordered)
+            ]
         if len(answers) == 1:
             delay_s, data, board = answers[0]
             return self._paced(board, delay_s, self._with_garbage(data))
@@ -152,7 +187,7 @@ class SimulatedBus:
             return b""
         data = b""
         for reply in response.replies:
-            frame = encode(reply)
+            frame = kr.encode(reply) if isinstance(reply, kr.StatusReply) else encode(reply)
             if tx.corrupt_mode and tx.corrupt_count != 0:
                 frame = corrupt(frame, tx.corrupt_mode)
                 counters.replies_corrupted += 1
@@ -219,6 +254,7 @@ class SimulatedBus:
                 "line": self.line.as_dict(),
                 "collisions": self.collisions,
                 "decoder": self.decoder.stats.as_dict(),
+                "krcu_decoder": self.krcu_decoder.stats.as_dict(),
                 "boards": [board.as_dict() for board in self.boards],
             }
 

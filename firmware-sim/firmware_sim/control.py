@@ -73,6 +73,12 @@ class Faults:
             reports = target.set_stuck_sensor(channel, latched, self._bus.clock())
             self._bus.emit_reports(target, reports)
 
+    def stick_occupancy(self, board: int, channel: int, occupied: bool | None) -> None:
+        """Stick a compartment's occupancy sensor (KR-CU) at "something inside" (True) or
+        "empty" (False), whatever is really in it; None frees it."""
+        with self._bus.lock:
+            self._bus.board(board).set_stuck_occupancy(channel, occupied, self._bus.clock())
+
     def sticky_door(self, board: int, channel: int, sticky: bool = True) -> None:
         """Make a door stay shut once released (its spring does not push it open)."""
         with self._bus.lock:

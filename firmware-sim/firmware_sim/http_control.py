@@ -12,6 +12,7 @@
 Board faults (arguments in brackets are optional):
     jam {channel, [jammed=true]}         stick_sensor {channel, latched: true|false|null}
     sticky_door {channel, [sticky=true]} silence {[silent=true]}
+    stick_occupancy {channel, occupied: true|false|null}   (KR-CU boards' occupancy sensors)
     corrupt {[mode="checksum"|"flip"|"truncate"], [count=null]}
     slow {delay_s}                       byte_at_a_time {gap_s|null}
     power_off {}                         power_on {}
@@ -217,6 +218,11 @@ def _board_fault(bus: SimulatedBus, board: int, body: dict[str, Any]) -> None:
             if "latched" not in args or args["latched"] not in (True, False, None):
                 raise BadRequest('stick_sensor needs "latched": true, false or null')
             faults.stick_sensor(board, _channel(args), args["latched"])
+        case "stick_occupancy":
+            _only(args, "channel", "occupied")
+            if "occupied" not in args or args["occupied"] not in (True, False, None):
+                raise BadRequest('stick_occupancy needs "occupied": true, false or null')
+            faults.stick_occupancy(board, _channel(args), args["occupied"])
         case "sticky_door":
             _only(args, "channel", "sticky")
             faults.sticky_door(board, _channel(args), _flag(args, "sticky"))
@@ -239,7 +245,10 @@ def _board_fault(bus: SimulatedBus, board: int, body: dict[str, Any]) -> None:
             _only(args)
             faults.power_on(board)
         case _:
-            names = "jam, stick_sensor, sticky_door, silence, corrupt, slow, byte_at_a_time, "
+            names = (
+                "jam, stick_sensor, stick_occupancy, sticky_door, silence, corrupt, slow, "
+                "byte_at_a_time, "
+            )
             raise BadRequest(f'"fault" is one of {names}power_off, power_on; not {fault!r}')
 
 

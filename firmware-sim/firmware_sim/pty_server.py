@@ -35,6 +35,12 @@ from firmware_sim.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+# termios speed constants -> baud (B9600 -> 9600, ...).
+_SPEEDS = {
+    getattr(termios, name): int(name[1:])
+    for name in dir(termios)
+    if name.startswith("B") and name[1:].isdigit()
+}
 BITS_PER_BYTE = 10  # 8N1: a start bit, 8 data bits, a stop bit
 HANGUP_RETRY_S = 0.05  # how long to stop reading after EIO (no client end open)
 
@@ -208,6 +214,7 @@ class PtyServer:
         arrived_at = max(now, self._rx_done_at) + len(data) * self.byte_s
         self._rx_done_at = arrived_at
         try:
+            self.bus.host_baud = self._client_baud()
             chunks = self.bus.feed(data, arrived_at)
         except Exception:  # a bug in the model must not kill the port under a running daemon
             log.exception("the simulated bus failed on %s", data.hex(" "))
@@ -215,6 +222,15 @@ class PtyServer:
         for chunk in chunks:
             self._schedule(arrived_at, chunk)
         return True
+
+    def _client_baud(self) -> int | None:
+        """The line rate the client set on its end (the tty's termios), so boards of another
+        rate stay deaf, as a real UART at the wrong baud does; None if it cannot be read."""
+        try:
+            speed = termios.tcgetattr(self._slave)[5]  # ospeed
+        except termios.error:
+            return None
+        return _SPEEDS.get(speed)
 
     def _schedule(self, base: float, chunk: Chunk) -> None:
         due_at = base + chunk.delay_s

@@ -13,12 +13,16 @@ unasked `82` state reports that may arrive at any time.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import reduce
 from typing import ClassVar
 
 from protocol.errors import FrameError
-from protocol.lockboard.common import LOCK_STATE_BYTES, DecoderStats, Polarity
+from protocol.lockboard.common import BAD_CHK as _BAD_CHK
+from protocol.lockboard.common import LOCK_STATE_BYTES, Polarity, StreamDecoder
+from protocol.lockboard.common import MALFORMED as _MALFORMED
+from protocol.lockboard.common import NEED_MORE as _NEED_MORE
+from protocol.lockboard.common import Invalid as _Invalid
 
 BAUD_RATE = 9600  # 9600 8N1
 MIN_ADDRESS, MAX_ADDRESS = 0x01, 0x40
@@ -352,19 +356,6 @@ def is_reply_to(request: Request, reply: Reply) -> bool:
 
 # --- streaming decoders ---------------------------------------------------------------------
 
-_NEED_MORE = object()  # the bytes so far could still become a frame
-
-
-class _Invalid:
-    """The bytes at the buffer's start are no frame: why, for the counters."""
-
-    def __init__(self, bad_checksum: bool) -> None:
-        self.bad_checksum = bad_checksum
-
-
-_BAD_CHK = _Invalid(bad_checksum=True)
-_MALFORMED = _Invalid(bad_checksum=False)
-
 
 def _fixed(buf: bytearray, length: int) -> object:
     """Check a fixed-length frame at the start of `buf`: its length, else its CHK."""
@@ -373,56 +364,11 @@ def _fixed(buf: bytearray, length: int) -> object:
     return None if buf[length - 1] == checksum(buf[: length - 1]) else _BAD_CHK
 
 
-@dataclass
-class _StreamDecoder:
-    """Shared resynchronising loop: find a head, try the shapes it allows, skip a byte if none."""
+class _StreamDecoder(StreamDecoder):
+    """The shared resynchronising loop (common.StreamDecoder), yielding this family's frames."""
 
-    stats: DecoderStats = field(default_factory=DecoderStats)
-    _buffer: bytearray = field(default_factory=bytearray)
-
-    HEADS: ClassVar[frozenset[int]] = frozenset()
-
-    def feed(self, data: bytes) -> list[Frame]:
-        """Take bytes as they arrive (any split) and return every frame they complete."""
-        self._buffer += data
-        frames: list[Frame] = []
-        buf = self._buffer
-        while buf:
-            if buf[0] not in self.HEADS:
-                self.stats.garbage_bytes += 1
-                del buf[0]
-                continue
-            outcome = self._parse(buf)
-            if outcome is _NEED_MORE:
-                break
-            if isinstance(outcome, _Invalid):
-                # Skip just the head byte: a real frame may start inside the bytes we rejected.
-                if outcome.bad_checksum:
-                    self.stats.bad_checksum += 1
-                else:
-                    self.stats.malformed += 1
-                del buf[0]
-                continue
-            frame, length = outcome
-            del buf[:length]
-            self.stats.frames += 1
-            frames.append(frame)
-        return frames
-
-    def flush(self) -> int:
-        """Drop a partial frame left after the line went quiet; return how many bytes went."""
-        dropped = len(self._buffer)
-        self.stats.garbage_bytes += dropped
-        self._buffer.clear()
-        return dropped
-
-    @property
-    def pending(self) -> int:
-        """Bytes held while waiting for the rest of a frame."""
-        return len(self._buffer)
-
-    def _parse(self, buf: bytearray) -> object:  # pragma: no cover - overridden
-        raise NotImplementedError
+    def feed(self, data: bytes) -> list[Frame]:  # type: ignore[override]
+        return super().feed(data)  # type: ignore[return-value]
 
 
 def _valid_address(byte: int) -> bool:

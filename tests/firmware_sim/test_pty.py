@@ -178,7 +178,9 @@ def test_a_reporting_board_tells_the_client_unasked():
 
 
 def test_wire_time_makes_a_query_all_take_its_bytes_on_the_wire():
-    bus = SimulatedBus([BoardConfig(address=1, channels=48)], pulse_s=0.0, query_reply_s=0.0)
+    bus = SimulatedBus(
+        [BoardConfig(address=1, channels=48, baud=1200)], pulse_s=0.0, query_reply_s=0.0
+    )
     with (
         PtyServer(bus, baud=1200, wire_time=True) as server,  # 8.3 ms per byte
         serial.Serial(server.path, 1200, timeout=1) as client,

@@ -61,6 +61,8 @@ FIELDS = {
     "seconds": int64,
     "detail": one_line,
     "in_service": st.booleans(),
+    "expected": st.sampled_from(["empty", "parcel"]),
+    "sensed": st.sampled_from(["occupied", "empty"]),
     "actor": one_line,
     "parcel_ids": st.lists(ids, min_size=1, max_size=5),
     "entries": st.lists(

@@ -333,6 +333,15 @@ function show(screen) {
       say("door", screen);
       renderDoor();
       break;
+    case "DepositEmpty":
+      say("door", screen, "warn");
+      renderDoor();
+      break;
+    case "ParcelStillInside":
+      if (state.screen === "opened") say("opened", screen, "warn");
+      else if (state.screen === "courier-retrieve") say("retrieve", screen, "warn");
+      else say("home", screen, "warn");
+      break;
     case "Deposited":
       state.fields.tracking = ""; state.door = { compartment: null, closed: false };
       say("tracking", screen);

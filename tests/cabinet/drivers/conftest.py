@@ -42,10 +42,10 @@ class RecordingBus(SimulatedBus):
         self.heard: list[Request] = []
         self._listener = RequestDecoder()
 
-    def feed(self, data: bytes, now: float) -> list[Chunk]:
+    def feed(self, data: bytes, now: float, *, baud: int | None = None) -> list[Chunk]:
         with self.lock:
             self.heard += self._listener.feed(data)
-        return super().feed(data, now)
+        return super().feed(data, now, baud=baud)
 
 
 @dataclass

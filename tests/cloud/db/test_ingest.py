@@ -28,7 +28,13 @@ from cloud.db.sealing import unseal
 from cloud.services import ingest
 from cloud.services.ingest import HANDLERS, ApplyResult, UnknownCabinet, apply_pending, store_events
 from protocol.hashing import code_hash
-from protocol.messages import EVENT_TYPES, EventBase, PutCodesData
+from protocol.messages import (
+    EVENT_TYPES,
+    DoorOccupancyMismatch,
+    DoorOccupancyMismatchData,
+    EventBase,
+    PutCodesData,
+)
 from tests.cloud.db.builders import (
     CAB,
     CODE_KEY,
@@ -322,3 +328,20 @@ def test_the_handler_table_in_the_docs_is_the_code_s() -> None:
         (model.model_fields["type"].default, model.__name__, handler.__name__)
         for model, handler in HANDLERS.items()
     }
+
+
+def test_an_occupancy_mismatch_is_an_alarm_saying_what_disagrees(session: Session) -> None:
+    register_cabinet(session)
+    mismatch = DoorOccupancyMismatch(
+        id=f"{CAB}-e1",
+        cab=CAB,
+        seq=1,
+        ts=NOW,
+        data=DoorOccupancyMismatchData(compartment="K03", expected="empty", sensed="occupied"),
+    )
+    store_events(session=session, cab=CAB, envelopes=[mismatch], now=NOW)
+    result = apply(session)
+    assert (result.applied, result.anomalies) == (1, 0)
+    alarm = session.exec(select(Alarm)).scalar_one()
+    assert (alarm.kind, alarm.compartment) == ("door.occupancy_mismatch", "K03")
+    assert alarm.detail == "expected empty, sensor reads occupied"
