@@ -87,6 +87,7 @@ const TONES = {
 function say(where, what, tone) {
   state.messages[where] = { what, tone: tone || TONES[what.type] || "ok" };
   renderMessage(where);
+  if (where === "door") renderDoor();
 }
 
 function clearMsg(where) {
@@ -247,7 +248,8 @@ function renderDoor() {
   const courier = state.status && state.status.courier;
   const open = Boolean(courier && courier.door_open && courier.compartment === d.compartment);
   $("reopen").disabled = open;
-  $("door-open-hint").hidden = !open;
+  const said = state.messages.door && state.messages.door.what.ui === "refused_door_open";
+  $("door-open-hint").hidden = !open || said;  // not twice when a refused tap just said it
   $("door-open-hint").textContent = open ? fill(lookup("ui.refused_door_open"), { compartment: d.compartment }) : "";
 }
 
