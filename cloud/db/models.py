@@ -86,6 +86,9 @@ class SiteBase(SQLModel):
     currency: str = Field(default="CNY", max_length=3)
     resend_limit: int = 3
     resend_window_s: int = 3600
+    # The SMS signature (【滨江快递柜】; "" for none) in Chinese and in English texts.
+    sms_signature: str = Field(default="", max_length=16)
+    sms_signature_en: str = Field(default="", max_length=24)
 
 
 class SiteCreate(SiteBase):
@@ -109,6 +112,9 @@ class CabinetBase(SQLModel):
 
     name: str = Field(max_length=200)
     address: str = Field(default="", max_length=500)
+    # The name and address in English, for English texts and pages ("": the ones above).
+    name_en: str = Field(default="", max_length=200)
+    address_en: str = Field(default="", max_length=500)
 
 
 class CabinetCreate(CabinetBase):

@@ -1,0 +1,37 @@
+"""people: SMS signatures per site, cabinet names and addresses in English
+
+Revision ID: 0013_people
+Revises: 0012_webhooks
+Create Date: 2026-12-04 19:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0013_people"
+down_revision: str | None = "0012_webhooks"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_COLUMNS = {
+    "sites": (("sms_signature", 16), ("sms_signature_en", 24)),
+    "cabinets": (("name_en", 200), ("address_en", 500)),
+}
+
+
+def upgrade() -> None:
+    for table, columns in _COLUMNS.items():
+        with op.batch_alter_table(table) as batch:
+            for name, length in columns:
+                batch.add_column(
+                    sa.Column(name, sa.String(length=length), nullable=False, server_default="")
+                )
+
+
+def downgrade() -> None:
+    for table, columns in _COLUMNS.items():
+        with op.batch_alter_table(table) as batch:
+            for name, _length in columns:
+                batch.drop_column(name)
