@@ -158,7 +158,7 @@ TEMPLATES: dict[tuple[NoticeKind, Language], str] = {
 # `render_sms`, and a long cabinet name is shortened there to keep the text in one part.
 SMS_TEMPLATES: dict[tuple[NoticeKind, Language], str] = {
     (NoticeKind.DEPOSITED, Language.ZH_CN): (
-        "取件码{code}，您的包裹在{cabinet}的{compartment}号格口，请于{deadline}前取件。"
+        "取件码 {code}，您的包裹在{cabinet}的{compartment}号格口，请于{deadline}前取件。"
     ),
     (NoticeKind.DEPOSITED, Language.EN): (
         "Pickup code {code}: your parcel is in door {compartment} at {cabinet}. "
@@ -193,7 +193,7 @@ SMS_TEMPLATES: dict[tuple[NoticeKind, Language], str] = {
         "Your code is unchanged."
     ),
     (NoticeKind.RESEND, Language.ZH_CN): (
-        "新取件码{code}（旧码已失效），包裹在{cabinet}的{compartment}号格口，请于{deadline}前取件。"
+        "新取件码 {code}（旧码已失效），包裹在{cabinet}的{compartment}号格口，请于{deadline}前取件。"
     ),
     (NoticeKind.RESEND, Language.EN): (
         "New pickup code {code} (the old one no longer works). Door {compartment} at "
@@ -207,10 +207,10 @@ SMS_TEMPLATES: dict[tuple[NoticeKind, Language], str] = {
         "Please contact the seller."
     ),
     (NoticeKind.SCAN_OTP, Language.ZH_CN): (
-        "验证码{code}，用于在{cabinet}扫码开门，{deadline}前有效，请勿告诉他人。"
+        "验证码 {code}，用于在{cabinet}扫码开门，{deadline}前有效，请勿告诉他人。"
     ),
     (NoticeKind.SCAN_OTP, Language.EN): (
-        "{code} is your code to open your door at {cabinet}, valid until {deadline}. "
+        "{code} is your one-time code to open your door at {cabinet}, valid until {deadline}. "
         "Never share it."
     ),
     (NoticeKind.WECHAT_REBOUND, Language.ZH_CN): (

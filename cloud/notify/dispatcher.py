@@ -213,7 +213,15 @@ class Dispatcher:
                 code = unseal(self.seal_key, row.code_sealed, context=row.dedupe_key)
             except SealError as err:
                 raise _Unsendable(f"sealed code: {err}") from None
-        link = pickup_link(self.base_url, cabinet.id, code) if code else None
+        link = None
+        if code:
+            link = pickup_link(
+                self.base_url,
+                cabinet.id,
+                code,
+                compartment=parcel.compartment,
+                deadline=row.deadline,
+            )
         fee_minor = None
         if kind is NoticeKind.EXPIRED:
             fee_minor = overdue_fee(parcel_to_core(parcel), policy, now).amount_minor or None
