@@ -44,6 +44,7 @@ def page_language(accept_language: str | None, site_language: str) -> str:
 # screen (inputs included), success green and errors red, each with a word, not colour alone.
 STYLE = """
 *{box-sizing:border-box}
+[hidden]{display:none !important}
 html{-webkit-text-size-adjust:100%}
 body{margin:0;font:17px/1.45 system-ui,-apple-system,"PingFang SC","Noto Sans CJK SC",
 "Microsoft YaHei",sans-serif;background:#f2f4f7;color:#111}

@@ -193,7 +193,8 @@ SMS_TEMPLATES: dict[tuple[NoticeKind, Language], str] = {
         "Your code is unchanged."
     ),
     (NoticeKind.RESEND, Language.ZH_CN): (
-        "新取件码 {code}（旧码已失效），包裹在{cabinet}的{compartment}号格口，请于{deadline}前取件。"
+        "新取件码 {code}（旧码已失效），包裹在{cabinet}的{compartment}号格口，"
+        "请于{deadline}前取件。"
     ),
     (NoticeKind.RESEND, Language.EN): (
         "New pickup code {code} (the old one no longer works). Door {compartment} at "
