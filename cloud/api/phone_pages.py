@@ -64,7 +64,7 @@ button.go,a.go{display:flex;align-items:center;justify-content:center;width:100%
 min-height:52px;margin:10px 0 0;border:0;border-radius:12px;font:inherit;font-size:1.1rem;
 font-weight:700;text-decoration:none;background:#ffd21f;color:#111}
 button.go:disabled{opacity:.5}
-a.wechat{background:#07c160;color:#fff}
+a.wechat{background:#07c160;color:#fff;margin:0 0 14px}
 .msg{margin:12px 0 0;padding:10px 12px;border-radius:10px;font-weight:600}
 .msg:empty{display:none}
 .msg.ok{background:#e3f7ea;color:#0b6b2e;border:1px solid #0b6b2e}
