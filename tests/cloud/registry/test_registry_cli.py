@@ -164,6 +164,14 @@ def test_courier_add_hashes_the_pin_and_pushes_to_the_site_cabinets(url: str) ->
     assert bad_pin.exit_code == 2 and "4 to 12 digits" in bad_pin.output
     assert count(url, Courier) == 1
 
+    # Ids ignore case (the kiosk's keyboard has capitals only): SF-42 is sf-42, taken.
+    same = cli(
+        "courier", "add", "SF-42", "--carrier", "SF", "--site", "estate", "--pin", "2468",
+        "--database-url", url,
+    )  # fmt: skip
+    assert same.exit_code == 2 and "exists already (as 'sf-42': ids ignore case)" in same.output
+    assert count(url, Courier) == 1
+
 
 def test_courier_add_keeps_the_phone_in_e164_and_shows_it_masked(url: str) -> None:
     result = cli(
