@@ -158,25 +158,28 @@ TEMPLATES: dict[tuple[NoticeKind, Language], str] = {
 # `render_sms`, and a long cabinet name is shortened there to keep the text in one part.
 SMS_TEMPLATES: dict[tuple[NoticeKind, Language], str] = {
     (NoticeKind.DEPOSITED, Language.ZH_CN): (
-        "取件码 {code}，您的包裹在{cabinet}的{compartment}号格口，请于{deadline}前取件。"
+        "取件码 {code}，运单{tracking_no}已存入{cabinet}的{compartment}号格口，"
+        "请于{deadline}前取件。"
     ),
     (NoticeKind.DEPOSITED, Language.EN): (
-        "Pickup code {code}: your parcel is in door {compartment} at {cabinet}. "
+        "Pickup code {code}: parcel {tracking_no} is in door {compartment} at {cabinet}. "
         "Collect it by {deadline}."
     ),
     (NoticeKind.REMINDER, Language.ZH_CN): (
-        "您在{cabinet}的包裹将于{deadline}到期，请尽快取件。取件码遗失可在柜机上重新获取。"
+        "您在{cabinet}的包裹（运单{tracking_no}）将于{deadline}到期，请尽快取件。"
+        "取件码遗失可在柜机上重新获取。"
     ),
     (NoticeKind.REMINDER, Language.EN): (
-        "Your parcel at {cabinet} must be collected by {deadline}. "
+        "Parcel {tracking_no} at {cabinet} must be collected by {deadline}. "
         "Lost the code? Ask for it again at the cabinet."
     ),
     (NoticeKind.EXPIRED, Language.ZH_CN): (
-        "您在{cabinet}的包裹已于{deadline}超期，取件码已失效，包裹将退回。{fee_note}"
+        "您在{cabinet}的包裹（运单{tracking_no}）已于{deadline}超期，取件码已失效，包裹将退回。"
+        "{fee_note}"
     ),
     (NoticeKind.EXPIRED, Language.EN): (
-        "Your parcel at {cabinet} was not collected by {deadline}. Its code no longer works "
-        "and it goes back.{fee_note}"
+        "Parcel {tracking_no} at {cabinet} was not collected by {deadline}. Its code no longer "
+        "works and it goes back.{fee_note}"
     ),
     (NoticeKind.EXPIRED_COURIER, Language.ZH_CN): (
         "{cabinet}的{compartment}号格口运单{tracking_no}已于{deadline}超期，请登录柜机取回。"
@@ -186,25 +189,24 @@ SMS_TEMPLATES: dict[tuple[NoticeKind, Language], str] = {
         "Please sign in at the cabinet and take it back."
     ),
     (NoticeKind.NEW_DEADLINE, Language.ZH_CN): (
-        "{cabinet}曾暂停使用，您的包裹取件期限顺延至{deadline}，取件码不变。"
+        "{cabinet}曾暂停使用，您的包裹（运单{tracking_no}）取件期限顺延至{deadline}，取件码不变。"
     ),
     (NoticeKind.NEW_DEADLINE, Language.EN): (
-        "{cabinet} was out of use for a while: collect your parcel by {deadline}. "
+        "{cabinet} was out of use for a while: collect parcel {tracking_no} by {deadline}. "
         "Your code is unchanged."
     ),
     (NoticeKind.RESEND, Language.ZH_CN): (
-        "新取件码 {code}（旧码已失效），包裹在{cabinet}的{compartment}号格口，"
-        "请于{deadline}前取件。"
+        "新取件码 {code}，运单{tracking_no}在{cabinet}的{compartment}号格口，请于{deadline}前取件。"
     ),
     (NoticeKind.RESEND, Language.EN): (
-        "New pickup code {code} (the old one no longer works). Door {compartment} at "
-        "{cabinet}; collect by {deadline}."
+        "New pickup code {code} (the old one no longer works). Parcel {tracking_no}, door "
+        "{compartment} at {cabinet}; collect by {deadline}."
     ),
     (NoticeKind.WITHDRAWN, Language.ZH_CN): (
-        "您在{cabinet}的包裹已被撤回，取件码已失效。如有疑问请联系商家。"
+        "您在{cabinet}的包裹（运单{tracking_no}）已被撤回，取件码已失效。如有疑问请联系商家。"
     ),
     (NoticeKind.WITHDRAWN, Language.EN): (
-        "Your parcel at {cabinet} was withdrawn and its code no longer works. "
+        "Parcel {tracking_no} at {cabinet} was withdrawn and its code no longer works. "
         "Please contact the seller."
     ),
     (NoticeKind.SCAN_OTP, Language.ZH_CN): (
@@ -371,13 +373,15 @@ def render_sms(
 ) -> str:
     """Return the SMS of a notice: the signature, then one line in one part, with no link.
 
-    A cabinet name (then a tracking number) too long for one part is cut, with an ellipsis:
+    A tracking number (then a cabinet name) too long for one part is cut, with an ellipsis:
     the code, the door and the deadline always go whole.
     """
     fields = _fields(kind, language, context, policy)
     template = signature_prefix(language, policy) + SMS_TEMPLATES[kind, language]
     ellipsis = "…" if language is Language.ZH_CN else "..."
-    for name, keep_end in (("cabinet", False), ("tracking_no", True)):
+    # The tracking number gives way first (its last digits are what a person matches), then
+    # the cabinet's name (its start is what a person recognises).
+    for name, keep_end in (("tracking_no", True), ("cabinet", False)):
         text = template.format(**fields)
         used, part = sms_units(text)
         value = fields[name]
