@@ -291,3 +291,17 @@ def test_a_cabinet_reaches_a_remote_broker_over_tls_by_default(tmp_path: Path) -
     assert (local["mqtt"]["port"], "tls" in local["mqtt"]) == (1883, False)
     explicit = daemon_config(layout, **secrets, broker_host="mqtt.example.com", broker_port=1884)
     assert (explicit["mqtt"]["port"], "tls" in explicit["mqtt"]) == (1884, False)
+
+
+def test_site_add_takes_the_sms_signatures_and_site_show_prints_them(url: str) -> None:
+    added = cli(
+        "site", "add", "s3", "--name", "X", "--sms-signature", "滨江快递柜",
+        "--sms-signature-en", "Riverside Lockers", "--database-url", url,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    shown = cli("site", "show", "s3", "--database-url", url)
+    assert "【滨江快递柜】" in shown.output and "[Riverside Lockers]" in shown.output
+    bad = cli(
+        "site", "add", "s4", "--name", "X", "--sms-signature", "【柜】", "--database-url", url
+    )  # fmt: skip
+    assert bad.exit_code == 2 and "sms_signature" in bad.output
