@@ -340,6 +340,8 @@ class NoticeOutbox(SQLModel, table=True):
     deadline: datetime = _time(nullable=False)
     code_sealed: str | None = Field(default=None, max_length=256)
     channel: str | None = Field(default=None, max_length=16)  # wechat | sms, once chosen
+    # The language the text must be in (a scan code: the page's); None: the recipient's.
+    language: str | None = Field(default=None, max_length=8)
     body: str | None = Field(default=None, max_length=2000)  # scrubbed of the code once sent
     status: str = Field(default="queued", max_length=16)  # queued | sent | failed
     attempts: int = 0

@@ -227,7 +227,7 @@ class Dispatcher:
             fee_minor = overdue_fee(parcel_to_core(parcel), policy, now).amount_minor or None
         # The recipient's language, and the cabinet named in it (a Chinese name in an English
         # text is a name the recipient cannot read).
-        language = recipient_language(phone, policy)
+        language = Language(row.language) if row.language else recipient_language(phone, policy)
         english = language is Language.EN
         context = NoticeContext(
             cabinet=(cabinet.name_en or cabinet.name) if english else cabinet.name,

@@ -128,7 +128,7 @@ $("ask").onsubmit = async (e) => {
   e.preventDefault();
   try {
     const phone = $("phone").value.trim();
-    await call(API + "/" + DATA.nonce + "/otp", {phone});
+    await call(API + "/" + DATA.nonce + "/otp", {phone, language: LANG});
     say("msg", "info", "sent", {phone: masked(phone)});
     $("check").hidden = false;
     $("code").focus();

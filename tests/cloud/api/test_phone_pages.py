@@ -79,8 +79,9 @@ def at_phone_sizes(page: Any, name: str) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
 
 
-def texted_otp(engine: Any) -> str:
-    """The one-time code the outbox holds for the SMS (the dispatcher would send it)."""
+def texted_otp(engine: Any, language: str) -> str:
+    """The one-time code the outbox holds for the SMS (the dispatcher would send it), which
+    is to be written in the language the page was read in."""
     with Session(engine) as session:
         row = session.exec(
             select(NoticeOutbox)
@@ -88,6 +89,7 @@ def texted_otp(engine: Any) -> str:
             .order_by(col(NoticeOutbox.id).desc())
         ).first()
         assert row is not None and row.code_sealed
+        assert row.language == language
         return unseal(SEAL_KEY, row.code_sealed, context=row.dedupe_key)
 
 
@@ -140,7 +142,7 @@ def test_a_recipient_in_wechat_opens_the_door_from_the_qr_page_and_the_notice_pa
         assert page.eval_on_selector("#msg", "el => getComputedStyle(el).color") == RED
         at_phone_sizes(page, "02-scan-wrong-code-zh")
 
-        page.locator("#code").fill(texted_otp(engine))
+        page.locator("#code").fill(texted_otp(engine, "zh-CN"))
         page.locator("#check button").click()
         taps += 2
         door = page.locator('#parcels button[data-door="A01"]')

@@ -1,4 +1,4 @@
-"""people: SMS signatures per site, cabinet names and addresses in English
+"""people: SMS signatures per site, cabinet names and addresses in English, a notice's language
 
 Revision ID: 0013_people
 Revises: 0012_webhooks
@@ -28,9 +28,13 @@ def upgrade() -> None:
                 batch.add_column(
                     sa.Column(name, sa.String(length=length), nullable=False, server_default="")
                 )
+    with op.batch_alter_table("notice_outbox") as batch:
+        batch.add_column(sa.Column("language", sa.String(length=8), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("notice_outbox") as batch:
+        batch.drop_column("language")
     for table, columns in _COLUMNS.items():
         with op.batch_alter_table(table) as batch:
             for name, _length in columns:
