@@ -139,6 +139,9 @@ class CabinetConfig(BaseSettings):
     kiosk_port: int = Field(8080, ge=1, le=65535)
     kiosk_host: str = "127.0.0.1"  # the screen is on this computer: nobody else should reach it
     kiosk_language: Literal["zh-CN", "en"] = "zh-CN"  # the screen's language until switched
+    # The cabinet's name on the screen's header, in each language (unset: the cabinet id).
+    cabinet_name: str = Field("", max_length=60)
+    cabinet_name_en: str = Field("", max_length=60)
     kiosk_idle_s: int = Field(60, ge=10, le=3600)  # untouched this long: back to the home screen
     # The cloud's HTTP API root (https://lockers.example), for the idle screen's scan-to-open QR;
     # without it the screen says "scan unavailable".

@@ -108,6 +108,22 @@ def site_add(
             "notice and a code resend never do); `none` for no quiet hours.",
         ),
     ] = "22:00-08:00",
+    sms_signature: Annotated[
+        str,
+        typer.Option(
+            "--sms-signature",
+            help="The sender's name Chinese texts start with, as 【滨江快递柜】 (give it without "
+            "the brackets; Chinese carriers require one). Default: none.",
+        ),
+    ] = "",
+    sms_signature_en: Annotated[
+        str,
+        typer.Option(
+            "--sms-signature-en",
+            help="The same for English texts, as [Riverside Lockers] (plain letters). "
+            "Default: none.",
+        ),
+    ] = "",
     database_url: DatabaseUrl = None,
 ) -> None:
     """Add a site with its pickup policy; `site show` prints it back."""
@@ -129,6 +145,8 @@ def site_add(
             code_length=code_length,
             quiet_start=quiet_start,
             quiet_end=quiet_end,
+            sms_signature=sms_signature,
+            sms_signature_en=sms_signature_en,
         )
     except (PolicyError, ValueError) as err:
         _bad_input(err)
@@ -162,6 +180,10 @@ def site_show(
             "reminder before": reminder,
             "quiet hours": format_quiet_hours(site.quiet_start, site.quiet_end),
             "code length": str(site.code_length),
+            "SMS signature": f"【{site.sms_signature}】" if site.sms_signature else "none",
+            "SMS signature (en)": (
+                f"[{site.sms_signature_en}]" if site.sms_signature_en else "none"
+            ),
         }
     width = max(map(len, rows))
     for label, value in rows.items():
@@ -186,6 +208,13 @@ def cabinet_add(
     ],
     name: Annotated[str | None, typer.Option("--name", help="Default: the id.")] = None,
     address: Annotated[str, typer.Option("--address", help="Where recipients find it.")] = "",
+    name_en: Annotated[
+        str,
+        typer.Option("--name-en", help="Its name in English texts and pages (default: --name)."),
+    ] = "",
+    address_en: Annotated[
+        str, typer.Option("--address-en", help="Its address in English (default: --address).")
+    ] = "",
     broker_host: Annotated[
         str | None, typer.Option("--broker-host", help="The broker the cabinet connects to.")
     ] = None,
@@ -214,7 +243,12 @@ def cabinet_add(
     with _registry(database_url) as session:
         compartments = layout_compartments(parsed)
         cabinet_create = CabinetCreate(
-            id=cabinet_id, site_id=site, name=name or cabinet_id, address=address
+            id=cabinet_id,
+            site_id=site,
+            name=name or cabinet_id,
+            address=address,
+            name_en=name_en,
+            address_en=address_en,
         )
         credentials = add_cabinet(
             session=session,

@@ -91,6 +91,7 @@ from cabinet.core.screens import (
     WrongPin,
 )
 from cabinet.core.state import Cabinet, CourierSession, Draft, Parcel, Reservation, Step
+from protocol.courier_ids import courier_key
 
 if TYPE_CHECKING:
     from cabinet.core.cabinet import Context
@@ -152,25 +153,34 @@ def sign_in(cabinet: Cabinet, inp: CourierSignIn, now: datetime, ctx: Context) -
     """Check the PIN against the hash the cloud pushed; wrong PINs count toward a lockout."""
     if cabinet.session is not None:
         raise IllegalTransition("a courier is already signed in", action="CourierSignIn")
-    pin_hash = cabinet.couriers.get(inp.courier_id)
-    if pin_hash is None:
-        return [Show(UnknownCourier())]
+    # Ids compare case-insensitively (the keyboard has capitals only); the session and every
+    # event carry the id as the registry spelt it, so the cloud finds its courier row.
+    courier_id = registered_courier_id(cabinet, inp.courier_id)
+    if courier_id is None:
+        return [Show(UnknownCourier(inp.courier_id.strip().upper()))]
+    pin_hash = cabinet.couriers[courier_id]
     policy = cabinet.config.courier_pins
-    guard = cabinet.courier_guards.get(inp.courier_id, Guard())
+    guard = cabinet.courier_guards.get(courier_id, Guard())
     if seconds := locked_for_s(guard, policy, now):
         return [Show(CourierLocked(seconds))]
     if not ctx.verify_pin(inp.pin, pin_hash):
         guard, lockout = record_failure(guard, policy, now)
-        cabinet.courier_guards[inp.courier_id] = guard
+        cabinet.courier_guards[courier_id] = guard
         if lockout:
             return [Show(CourierLocked(lockout.seconds))]
         return [Show(WrongPin(attempts_left(guard, policy, now)))]
-    cabinet.courier_guards[inp.courier_id] = record_success(guard)
-    cabinet.session = CourierSession(
-        courier_id=inp.courier_id, signed_in_at=now, last_activity_at=now
-    )
+    cabinet.courier_guards[courier_id] = record_success(guard)
+    cabinet.session = CourierSession(courier_id=courier_id, signed_in_at=now, last_activity_at=now)
     due = sum(1 for p in cabinet.parcels.values() if p.retrieve)
-    return [Show(SignedIn(inp.courier_id, retrievals_due=due))]
+    return [Show(SignedIn(courier_id, retrievals_due=due))]
+
+
+def registered_courier_id(cabinet: Cabinet, typed: str) -> str | None:
+    """The id as the registry spelt it for a typed id (compared by `courier_key`), or None."""
+    key = courier_key(typed)
+    if typed in cabinet.couriers:
+        return typed
+    return next((known for known in cabinet.couriers if courier_key(known) == key), None)
 
 
 def sign_out(cabinet: Cabinet, inp: CourierSignOut, now: datetime) -> list[Effect]:

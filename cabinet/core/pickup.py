@@ -29,6 +29,7 @@ import hmac
 import re
 from dataclasses import replace
 from datetime import datetime, timedelta
+from math import ceil
 from typing import TYPE_CHECKING
 
 from cabinet.core import effects as fx
@@ -61,6 +62,7 @@ from cabinet.core.screens import (
     PhoneProblem,
     PhoneRejected,
     ResendAccepted,
+    ResendTooSoon,
     UnreadableQr,
     WrongCabinet,
     WrongCode,
@@ -206,13 +208,21 @@ def resend_requested(cabinet: Cabinet, inp: ResendRequested, now: datetime) -> l
 
     The screen shows the same for any valid number, so it tells nobody who has a parcel; and
     a phone gets at most one request per `resend_interval_s`, so the screen cannot spam it.
+    A second request within the interval says how long to wait, for any number alike (the
+    wait is kept per number asked, parcel or not), so it too tells nobody who has a parcel.
     """
     _no_courier(cabinet, "ResendRequested")
     phone = parse_phone(inp.phone, cabinet.config.phone_region)
     if isinstance(phone, PhoneProblem):
         return [Show(PhoneRejected(phone))]
-    theirs = [p for p in cabinet.parcels.values() if p.phone == phone]
     interval = timedelta(seconds=cabinet.config.resend_interval_s)
+    # Forget what no longer counts, so the table holds at most one interval's requests.
+    cabinet.resend_asked = {p: at for p, at in cabinet.resend_asked.items() if now - at < interval}
+    asked = cabinet.resend_asked.get(phone)
+    if asked is not None:
+        return [Show(ResendTooSoon(ceil((asked + interval - now).total_seconds())))]
+    cabinet.resend_asked[phone] = now
+    theirs = [p for p in cabinet.parcels.values() if p.phone == phone]
     recent = any(
         p.resend_requested_at is not None and now - p.resend_requested_at < interval for p in theirs
     )

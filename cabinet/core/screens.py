@@ -24,7 +24,9 @@ class SignedIn:
 
 @dataclass(frozen=True)
 class UnknownCourier:
-    """No courier with that id may sign in at this cabinet."""
+    """No courier with that id (compared case-insensitively) is registered at this cabinet."""
+
+    courier_id: str
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,13 @@ class ResendAccepted:
 
 
 @dataclass(frozen=True)
+class ResendTooSoon:
+    """That mobile asked within `resend_interval_s` (any number alike): wait `seconds_left`."""
+
+    seconds_left: int
+
+
+@dataclass(frozen=True)
 class ParcelTaken:
     """Door `compartment` was opened and shut: thank you."""
 
@@ -321,6 +330,7 @@ Screen = (
     | WrongCabinet
     | KeypadLocked
     | ResendAccepted
+    | ResendTooSoon
     | ParcelTaken
     | CloseDoor
 )

@@ -118,6 +118,8 @@ class Cabinet:
     session: CourierSession | None = None
     # Compartments OPENING for removal whose unlock waits for the previous door to be seen open.
     open_queue: tuple[str, ...] = ()
+    # When each mobile last asked for its code again at the screen (any number, parcel or not).
+    resend_asked: dict[str, datetime] = field(default_factory=dict, repr=False)
 
     def copy(self) -> Cabinet:
         """A copy sharing the frozen leaves: changing it never changes `self`."""
@@ -129,6 +131,7 @@ class Cabinet:
             courier_carriers=dict(self.courier_carriers),
             reservations=dict(self.reservations),
             courier_guards=dict(self.courier_guards),
+            resend_asked=dict(self.resend_asked),
         )
 
     def compartment(self, compartment_id: str) -> Compartment:

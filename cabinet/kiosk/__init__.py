@@ -75,6 +75,7 @@ async def start_kiosk(
     kiosk = Kiosk(
         service,
         language=config.kiosk_language,
+        names={"zh-CN": config.cabinet_name, "en": config.cabinet_name_en},
         idle_s=config.kiosk_idle_s,
         scan=scan,
         maintenance=Maintenance(pin_hash.get_secret_value() if pin_hash else None),

@@ -46,7 +46,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from cabinet.core.allocation import free_by_size
-from cabinet.core.compartments import CompartmentState
+from cabinet.core.compartments import CompartmentState, Door, RemovalKind
 from cabinet.core.effects import Show
 from cabinet.core.errors import CoreError, IllegalTransition
 from cabinet.core.inputs import CompartmentOpen, Input, QrScanned
@@ -98,6 +98,7 @@ class Kiosk:
         service: CabinetService,
         *,
         language: str = "zh-CN",
+        names: dict[str, str] | None = None,
         idle_s: int = 60,
         scan: ScanQr | None = None,
         maintenance: Maintenance | None = None,
@@ -107,6 +108,8 @@ class Kiosk:
             raise ValueError(f"kiosk language {language!r}: one of {', '.join(LANGUAGES)}")
         self.service = service
         self.language = language
+        # The cabinet's name by language, for the header ("" or missing: the cabinet id).
+        self.names = {lang: name for lang, name in (names or {}).items() if name}
         self.idle_s = idle_s
         self.scan = scan
         self.maintenance = maintenance or Maintenance(None)
@@ -166,12 +169,15 @@ class Kiosk:
                 "deposited": session.deposited,
                 "compartment": session.draft.compartment,
                 "door_cycled": session.draft.door_cycled,
+                "door_open": self._door_open(session.draft.compartment),
                 "tracking_no": session.draft.tracking_no,
                 "reserved": _reserved_screen(session),
             }
         code = self.scan.current() if self.scan is not None else None
         return {
             "cabinet_id": cabinet.cabinet_id,
+            "cabinet_name": self.names,
+            "remote_open": self._remote_open(),
             "online": link is not None and link.online.is_set(),
             "free_by_size": {
                 size.value: count
@@ -189,6 +195,20 @@ class Kiosk:
             "maintenance": self.maintenance.configured,
         }
 
+    def _door_open(self, compartment: str | None) -> bool:
+        door = self.service.cabinet.compartments.get(compartment) if compartment else None
+        return door is not None and door.door is Door.OPEN
+
+    def _remote_open(self) -> list[str]:
+        """Doors opened from afar (a phone's scan-to-open, the dashboard) that stand open now."""
+        return sorted(
+            c.id
+            for c in self.service.cabinet.compartments.values()
+            if c.door is Door.OPEN
+            and c.removal is not None
+            and c.removal.kind is RemovalKind.REMOTE
+        )
+
     def status_changed(self) -> None:
         """Publish the status if it differs from the last one published."""
         if not self.feed.subscribers:
@@ -201,10 +221,18 @@ class Kiosk:
             self.feed.publish("status", status)
 
     def _outside_steps(self) -> tuple[object, ...]:
-        """What changes without a step: the broker link, and the scan QR's life."""
+        """What changes without a screen: the broker link, the scan QR's life, and the doors (a
+        door opened from afar, or the courier's door seen open, shows no screen of its own)."""
         link = self.service.link
         code = self.scan.current() if self.scan is not None else None
-        return (link is not None and link.online.is_set(), code.version if code else None)
+        session = self.service.cabinet.session
+        at_door = self._door_open(session.draft.compartment) if session is not None else False
+        return (
+            link is not None and link.online.is_set(),
+            code.version if code else None,
+            tuple(self._remote_open()),
+            at_door,
+        )
 
     async def _watch_status(self) -> None:
         # Steps publish their own changes; only the link and the QR need looking at, cheaply.

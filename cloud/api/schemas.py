@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from cloud.core.parcels import MAX_WINDOW_S, MIN_WINDOW_S, ErpOrderState, Status
+from cloud.core.policies import Language
 
 
 class FieldErrorPublic(BaseModel):
@@ -269,6 +270,8 @@ class OtpRequest(BaseModel):
     """Ask for a one-time code by SMS."""
 
     phone: str = Field(min_length=3, max_length=32, examples=["13812341234"])
+    # The page's language, so the SMS is in the language the person is reading.
+    language: Language | None = Field(default=None, examples=["zh-CN"])
 
 
 class OtpRequestedPublic(BaseModel):

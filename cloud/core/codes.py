@@ -105,14 +105,28 @@ def parse_qr_payload(text: str) -> tuple[str, str]:
     return match["cab"], match["code"]
 
 
-def pickup_link(base_url: str, cab: str, code: str) -> str:
+def pickup_link(
+    base_url: str,
+    cab: str,
+    code: str,
+    *,
+    compartment: str | None = None,
+    deadline: datetime | None = None,
+) -> str:
     """Return the notice's link to the pickup page, with the code in the URL fragment.
 
     A fragment never leaves the browser, so no web server, proxy or access log sees the code;
     the page hands it to the QR renderer in a request body. The cloud keeps no clear code to
-    build the page from.
+    build the page from, so the door and the deadline ride in the fragment too
+    (`;door=A07;by=<unix seconds>`): the page shows them without asking a server that would
+    then answer "which door does this code open" to anyone guessing codes.
     """
-    return f"{base_url.rstrip('/')}/pickup/{cab}#{qr_payload(cab, code)}"
+    fragment = qr_payload(cab, code)
+    if compartment:
+        fragment += f";door={compartment}"
+    if deadline is not None:
+        fragment += f";by={int(deadline.timestamp())}"
+    return f"{base_url.rstrip('/')}/pickup/{cab}#{fragment}"
 
 
 # --- one-time codes for scan-to-open (phone + SMS code) -------------------------------------------

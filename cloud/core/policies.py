@@ -53,6 +53,10 @@ class SitePolicy:
     # A recipient may ask for their code again at most `resend_limit` times per window.
     resend_limit: int = 3
     resend_window_s: int = HOUR_S
+    # The sender's signature an SMS starts with: 【滨江快递柜】 in Chinese texts, [Riverside
+    # Lockers] in English ones (Chinese carriers require one); "" for none.
+    sms_signature: str = ""
+    sms_signature_en: str = ""
 
     def __post_init__(self) -> None:
         _check_int("pickup_window_s", self.pickup_window_s, MIN_WINDOW_S, MAX_WINDOW_S)
@@ -81,6 +85,19 @@ class SitePolicy:
             raise PolicyError("currency", f"{self.currency!r} is not an ISO 4217 code like CNY")
         _check_int("resend_limit", self.resend_limit, 1, 100)
         _check_int("resend_window_s", self.resend_window_s, 60, DAY_S)
+        if not isinstance(self.sms_signature, str) or not (
+            self.sms_signature == "" or 2 <= len(self.sms_signature) <= 12
+        ):
+            raise PolicyError("sms_signature", "2 to 12 characters (the 【】 are added), or empty")
+        if self.sms_signature and any(c in "【】[]" for c in self.sms_signature):
+            raise PolicyError("sms_signature", "without brackets: they are added")
+        if not isinstance(self.sms_signature_en, str) or not (
+            self.sms_signature_en == ""
+            or (2 <= len(self.sms_signature_en) <= 20 and _gsm7(self.sms_signature_en))
+        ):
+            raise PolicyError(
+                "sms_signature_en", "2 to 20 plain letters, digits and spaces, or empty"
+            )
 
     def _check_quiet_hours(self) -> None:
         start, end = self.quiet_start, self.quiet_end
@@ -164,3 +181,8 @@ def _aware(at: datetime) -> datetime:
     if at.tzinfo is None:
         raise ValueError("times must be timezone-aware (UTC)")
     return at
+
+
+def _gsm7(text: str) -> bool:
+    """Whether an English signature keeps a text in the GSM-7 alphabet (and bracket-free)."""
+    return all(c.isascii() and (c.isalnum() or c in " .&'-") for c in text)

@@ -49,6 +49,8 @@ def site_policy(site: Site) -> SitePolicy:
         currency=site.currency,
         resend_limit=site.resend_limit,
         resend_window_s=site.resend_window_s,
+        sms_signature=site.sms_signature,
+        sms_signature_en=site.sms_signature_en,
     )
 
 

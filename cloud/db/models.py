@@ -87,6 +87,9 @@ class SiteBase(SQLModel):
     currency: str = Field(default="CNY", max_length=3)
     resend_limit: int = 3
     resend_window_s: int = 3600
+    # The SMS signature (【滨江快递柜】; "" for none) in Chinese and in English texts.
+    sms_signature: str = Field(default="", max_length=16)
+    sms_signature_en: str = Field(default="", max_length=24)
 
 
 class SiteCreate(SiteBase):
@@ -110,6 +113,9 @@ class CabinetBase(SQLModel):
 
     name: str = Field(max_length=200)
     address: str = Field(default="", max_length=500)
+    # The name and address in English, for English texts and pages ("": the ones above).
+    name_en: str = Field(default="", max_length=200)
+    address_en: str = Field(default="", max_length=500)
 
 
 class CabinetCreate(CabinetBase):
@@ -335,6 +341,8 @@ class NoticeOutbox(SQLModel, table=True):
     deadline: datetime = _time(nullable=False)
     code_sealed: str | None = Field(default=None, max_length=256)
     channel: str | None = Field(default=None, max_length=16)  # wechat | sms, once chosen
+    # The language the text must be in (a scan code: the page's); None: the recipient's.
+    language: str | None = Field(default=None, max_length=8)
     body: str | None = Field(default=None, max_length=2000)  # scrubbed of the code once sent
     status: str = Field(default="queued", max_length=16)  # queued | sent | failed
     attempts: int = 0

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, literal
+from sqlalchemy import String, func, insert, literal
 from sqlmodel import Session, col, select
 
 from cloud.core.notices import Audience, Channel, NoticeKind
@@ -59,6 +59,7 @@ def queue_code_text(
     sealed: str,
     expires_at: datetime,
     now: datetime,
+    language: str | None = None,
 ) -> None:
     """Queue the code's SMS for the phone's first parcel here, if it has one: one statement.
 
@@ -75,6 +76,7 @@ def queue_code_text(
         "deadline": literal(expires_at, UtcDateTime()),
         "code_sealed": literal(sealed),
         "channel": literal(Channel.SMS.value),
+        "language": literal(language, String(8)),
         "status": literal(QUEUED),
         "attempts": literal(0),
         "next_attempt_at": literal(now, UtcDateTime()),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import count
 from typing import Any
 from urllib.parse import urlencode
@@ -53,6 +54,8 @@ class ReceivedTemplate:
     template_id: str
     url: str | None
     data: dict[str, Any] = field(repr=False)
+    # When the fake accepted it (a real message's time is WeChat's; the notices page sorts by it).
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def text(self) -> str:

@@ -42,9 +42,11 @@ from cloud.core.notices import (
     channel_plan,
     compose,
     next_channel,
+    recipient_language,
     retry_delay_s,
 )
 from cloud.core.phones import mask_phone
+from cloud.core.policies import Language
 from cloud.db import notices
 from cloud.db.cabinets import site_policy
 from cloud.db.engine import write_session
@@ -177,7 +179,7 @@ class Dispatcher:
                 row.attempts += 1
                 row.provider_id = attempt_marker(token)
                 row.next_attempt_at = now + timedelta(seconds=self.lease_s)
-                row.body = claim.notice.scrubbed().text
+                row.body = claim.notice.scrubbed().text_for(claim.plan[0])
                 row.channel = claim.plan[0].value
             session.add(row)
             session.commit()
@@ -211,13 +213,25 @@ class Dispatcher:
                 code = unseal(self.seal_key, row.code_sealed, context=row.dedupe_key)
             except SealError as err:
                 raise _Unsendable(f"sealed code: {err}") from None
-        link = pickup_link(self.base_url, cabinet.id, code) if code else None
+        link = None
+        if code:
+            link = pickup_link(
+                self.base_url,
+                cabinet.id,
+                code,
+                compartment=parcel.compartment,
+                deadline=row.deadline,
+            )
         fee_minor = None
         if kind is NoticeKind.EXPIRED:
             fee_minor = overdue_fee(parcel_to_core(parcel), policy, now).amount_minor or None
+        # The recipient's language, and the cabinet named in it (a Chinese name in an English
+        # text is a name the recipient cannot read).
+        language = Language(row.language) if row.language else recipient_language(phone, policy)
+        english = language is Language.EN
         context = NoticeContext(
-            cabinet=cabinet.name,
-            address=cabinet.address,
+            cabinet=(cabinet.name_en or cabinet.name) if english else cabinet.name,
+            address=(cabinet.address_en or cabinet.address) if english else cabinet.address,
             tracking_no=parcel.tracking_no,
             deadline=row.deadline,
             link=link or f"{self.base_url}/pickup/{cabinet.id}",
@@ -230,7 +244,7 @@ class Dispatcher:
             notice = compose(
                 kind=kind,
                 phone=phone,
-                language=policy.language,
+                language=language,
                 context=context,
                 policy=policy,
                 key=row.dedupe_key,
@@ -267,7 +281,10 @@ class Dispatcher:
         while channel is not None:
             to = claim.openid if channel is Channel.WECHAT else claim.phone
             assert to is not None
-            message = OutgoingMessage(to=to, text=claim.notice.text, ref=claim.ref, link=claim.link)
+            # An SMS carries no link (phishing texts put one beside a code); WeChat shows it.
+            link = claim.link if channel is Channel.WECHAT else None
+            text = claim.notice.text_for(channel)
+            message = OutgoingMessage(to=to, text=text, ref=claim.ref, link=link)
             try:
                 receipt = self.senders[channel].send(message)
             except AmbiguousSendError as err:

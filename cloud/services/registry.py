@@ -25,6 +25,7 @@ from cloud.core.access import Action, AuditEntry, Principal, ResourceKind
 from cloud.core.errors import CoreError
 from cloud.core.phones import normalize_phone
 from cloud.db import cabinets as db_cabinets
+from cloud.db import couriers as db_couriers
 from cloud.db.cabinets import create_cabinet, create_site
 from cloud.db.commands import enqueue_command
 from cloud.db.engine import write_session
@@ -403,8 +404,12 @@ def add_courier(
     try:
         if session.get(Site, site_id) is None:
             raise RegistryError(f"no site {site_id!r}")
-        if session.get(Courier, courier_id) is not None:
-            raise RegistryError(f"courier {courier_id!r} exists already")
+        # Ids are compared case-insensitively (the kiosk's keyboard has capitals only): `SF-001`
+        # beside `sf-001` would be two couriers nobody at a cabinet could tell apart.
+        taken = db_couriers.courier_with_key(session=session, courier_id=courier_id)
+        if taken is not None:
+            same = "" if taken.id == courier_id else f" (as {taken.id!r}: ids ignore case)"
+            raise RegistryError(f"courier {courier_id!r} exists already{same}")
         # A courier's carrier is a carrier row (ERP keys and carrier accounts bind to it): the
         # first courier of a carrier registers it.
         if session.get(Carrier, carrier) is None:

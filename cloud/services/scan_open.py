@@ -64,6 +64,7 @@ from cloud.core.codes import (
 from cloud.core.notices import Audience, Channel, NoticeKind
 from cloud.core.parcels import Source, Status
 from cloud.core.phones import mask_phone
+from cloud.core.policies import Language
 from cloud.db import scan
 from cloud.db.cabinets import get_cabinet
 from cloud.db.commands import enqueue_command
@@ -283,12 +284,15 @@ def request_otp(
     now: datetime,
     client: str | None = None,
     randbelow: RandBelow = secrets.randbelow,
+    language: Language | None = None,
 ) -> OtpRequested:
     """Queue a one-time code for `phone` (E.164) if it has a live parcel in `cab`; commit.
 
     The text goes through the notice outbox (the dispatcher sends it by SMS only), not from
     here: the answer must take as long, and run the same statements, whether or not the phone
-    has a parcel. Raise NonceError, UnknownCabinet or RateLimited, changing nothing.
+    has a parcel. `language` is the page's: the person reads the text in it (None: the
+    recipient's language by the site and the number). Raise NonceError, UnknownCabinet or
+    RateLimited, changing nothing.
     """
     check_nonce(secret_key=secret_key, cab=cab, nonce=nonce, now=now)
     nonce_name = nonce_hash(nonce)
@@ -311,6 +315,7 @@ def request_otp(
             sealed=seal(secret_key, code, context=key),
             expires_at=record.expires_at,
             now=now,
+            language=language.value if language else None,
         )
         session.add(
             ScanOtp(

@@ -55,10 +55,8 @@ class NoticeSinks:
         # phone -> openid, as the cloud has them bound: the page shows whose openid got what
         self.wechat_bindings = dict(wechat_bindings or {})
         self._phone_of = {openid: phone for phone, openid in self.wechat_bindings.items()}
-        self._lock = threading.Lock()
         self.cabinets: list[doors_page.SimulatedCabinet] = []  # for the doors page
         self.http = httpx.Client(timeout=5)
-        self._seen: dict[tuple[str, str], tuple[int, str]] = {}  # (channel, id) -> (n, at)
         self._page = ThreadingHTTPServer((HOST, page_port), _page_handler(self))
         self._page.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -103,30 +101,28 @@ class NoticeSinks:
         self.wechat.stop()
 
     def notices(self) -> list[ShownNotice]:
-        """Every message received so far, oldest first."""
+        """Every message received so far, oldest first, each at the time its fake received it
+        (numbered in that order: an SMS and a WeChat message interleave as they were sent)."""
         with self.twilio.lock:
             sms = list(self.twilio.messages)
         with self.wechat.lock:
             wechat = list(self.wechat.messages)
-        shown: list[ShownNotice] = []
-        with self._lock:
-            for message in sms:
-                n, at = self._number("sms", message.sid, message.received_at)
-                shown.append(ShownNotice(n, "sms", mask_phone(message.to), message.body, None, at))
-            for template in wechat:
-                n, at = self._number("wechat", str(template.msgid), datetime.now(UTC))
-                phone = self._phone_of.get(template.touser)
-                to = mask_phone(phone) if phone else f"openid {template.touser}"
-                shown.append(ShownNotice(n, "wechat", to, template.text, template.url, at))
-        return sorted(shown, key=lambda notice: notice.n)
+        got: list[tuple[datetime, int, str, str, str, str | None]] = []
+        for message in sms:
+            got.append((message.received_at, 0, "sms", mask_phone(message.to), message.body, None))
+        for template in wechat:
+            phone = self._phone_of.get(template.touser)
+            to = mask_phone(phone) if phone else f"openid {template.touser}"
+            got.append((template.received_at, 1, "wechat", to, template.text, template.url))
+        got.sort(key=lambda item: (item[0], item[1]))
+        return [
+            ShownNotice(n, channel, to, text, url, _rfc3339(at))
+            for n, (at, _order, channel, to, text, url) in enumerate(got, start=1)
+        ]
 
-    def _number(self, channel: str, key: str, at: datetime) -> tuple[int, str]:
-        """Number messages in the order this page first saw them (the fakes share no order)."""
-        seen = self._seen.get((channel, key))
-        if seen is None:
-            seen = (len(self._seen) + 1, at.isoformat(timespec="seconds").replace("+00:00", "Z"))
-            self._seen[(channel, key)] = seen
-        return seen
+
+def _rfc3339(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def demo_openid() -> str:

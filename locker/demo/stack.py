@@ -113,6 +113,7 @@ class CabinetInfo:
     mqtt_password: str = field(repr=False)
     password_file_line: str = field(repr=False)
     acl: str = ""
+    name_en: str = ""
 
 
 @dataclass
@@ -340,6 +341,8 @@ class DemoStack:
             timezone=SITE_TIMEZONE,
             quiet_start=None,
             quiet_end=None,  # a demo runs at any hour: reminders go at once
+            sms_signature="滨江快递柜",
+            sms_signature_en="Riverside Lockers",
         )
         registry.add_site(session=session, site_create=site, now=now)
 
@@ -350,14 +353,17 @@ class DemoStack:
 
         doors = door_layout()
         cab = f"cab-{n}"
-        name = f"Riverside Gardens, Building {n} 滨江花园{n}号楼"
+        # Named in each language: a text or a page names it in its reader's language only.
+        name, name_en = f"滨江花园{n}号楼", f"Riverside Gardens, Building {n}"
         credentials = registry.add_cabinet(
             session=session,
             cabinet_create=CabinetCreate(
                 id=cab,
                 site_id=SITE_ID,
                 name=name,
-                address=f"{n} Riverside Road, lobby 滨江路{n}号大堂",
+                address=f"滨江路{n}号大堂",
+                name_en=name_en,
+                address_en=f"{n} Riverside Road, lobby",
             ),
             compartments=registry.layout_compartments({"layout": {"compartments": doors}}),
             now=now,
@@ -369,6 +375,7 @@ class DemoStack:
         return CabinetInfo(
             id=cab,
             name=name,
+            name_en=name_en,
             kiosk_url=f"http://{HOST}:{self._ports[f'kiosk-{n}']}",
             sim_url=f"http://{HOST}:{self._ports[f'sim-{n}']}",
             dir=folder,
@@ -516,6 +523,9 @@ class DemoStack:
             layout["cloud_api_url"] = info.api_url
         if "kiosk_language" in CabinetConfig.model_fields:
             layout["kiosk_language"] = self.options.language
+        if "cabinet_name" in CabinetConfig.model_fields:  # the kiosk's header names it
+            layout["cabinet_name"] = cabinet.name
+            layout["cabinet_name_en"] = cabinet.name_en
         if "technician_pin_hash" in CabinetConfig.model_fields:
             from protocol.hashing import pin_hash
 

@@ -78,7 +78,7 @@ function translatePage() {
 
 const TONES = {
   WrongCode: "bad", WrongPin: "bad", UnknownCourier: "bad", CourierLocked: "bad", KeypadLocked: "bad",
-  MalformedCode: "warn", UnreadableQr: "bad", WrongCabinet: "bad", CodeExpired: "warn",
+  MalformedCode: "warn", UnreadableQr: "bad", WrongCabinet: "bad", CodeExpired: "warn", ResendTooSoon: "warn",
   TrackingRejected: "bad", PhoneRejected: "bad", NoFreeDoor: "warn", NoLargerDoor: "warn",
   DoorFaulted: "bad", DoorMoved: "warn", CloseDoor: "warn", NothingToRetrieve: "warn",
   ReservationRefused: "bad",
@@ -88,6 +88,7 @@ const TONES = {
 function say(where, what, tone) {
   state.messages[where] = { what, tone: tone || TONES[what.type] || "ok" };
   renderMessage(where);
+  if (where === "door") renderDoor();
 }
 
 function clearMsg(where) {
@@ -128,7 +129,7 @@ function goHome() {
 
 function renderDynamic() {
   const st = state.status;
-  $("cabinet-id").textContent = st ? st.cabinet_id : "";
+  $("cabinet-id").textContent = st ? cabinetName(st) : "";
   $("offline").hidden = !st || st.online;
   renderFields();
   renderScan();
@@ -137,9 +138,26 @@ function renderDynamic() {
   renderDoor();
   renderOpened();
   renderRetrieval();
+  renderRemoteOpen();
   for (const where of Object.keys(state.messages)) renderMessage(where);
   const locked = state.lockedUntil > Date.now();
   for (const key of document.querySelectorAll('.keypad[data-field="code"] .key')) key.disabled = locked;
+}
+
+// The cabinet's name in the screen's language (the config's), its id when it has none.
+function cabinetName(st) {
+  const names = st.cabinet_name || {};
+  return names[state.lang] || names["zh-CN"] || names.en || st.cabinet_id;
+}
+
+// A door opened from a phone (or the dashboard) stands open: say so on every recipient screen.
+function renderRemoteOpen() {
+  const st = state.status;
+  const doors = (st && st.remote_open) || [];
+  const banner = $("remote-open");
+  const show = doors.length > 0 && !state.screen.startsWith("courier-") && !state.screen.startsWith("maint");
+  banner.hidden = !show;
+  banner.textContent = show ? fill(lookup("ui.remote_open"), { compartments: doors.join(", ") }) : "";
 }
 
 function renderFields() {
@@ -227,6 +245,13 @@ function renderDoor() {
   const d = state.door;
   $("door-number").innerHTML = d.compartment ? doorLabel(d.compartment) : "";
   $("confirm").disabled = !d.closed;
+  // While the door stands open it is already open: "open again" would do nothing.
+  const courier = state.status && state.status.courier;
+  const open = Boolean(courier && courier.door_open && courier.compartment === d.compartment);
+  $("reopen").disabled = open;
+  const said = state.messages.door && state.messages.door.what.ui === "refused_door_open";
+  $("door-open-hint").hidden = !open || said;  // not twice when a refused tap just said it
+  $("door-open-hint").textContent = open ? fill(lookup("ui.refused_door_open"), { compartment: d.compartment }) : "";
 }
 
 function renderOpened() {
@@ -389,6 +414,9 @@ function show(screen) {
       say(recipientScreen(), screen);
       renderDynamic();
       break;
+    case "ResendTooSoon":
+      say("resend", screen);
+      break;
     case "ResendAccepted":
       goHome();
       say("home", screen);
@@ -443,7 +471,7 @@ async function send(type, fields) {
     console.warn(type, answer.status, body.error);
     await refreshStatus();
     resync();
-    say(currentMsgSlot(), { ui: answer.status === 409 ? "not_now" : "error" }, "warn");
+    say(currentMsgSlot(), refusal(answer.status, body), "warn");
   } catch (err) {
     console.warn(type, err);
     say(currentMsgSlot(), { ui: "error" }, "bad");
@@ -451,6 +479,19 @@ async function send(type, fields) {
     state.busy = false;
   }
   return null;
+}
+
+// What a refused tap says: the reason the cabinet gave (body.state), as what to do next.
+function refusal(status, body) {
+  if (status !== 409) return { ui: "error" };
+  const compartment = state.door.compartment || "";
+  const by = {
+    door_open: "refused_door_open",
+    door_unlocking: "refused_unlocking",
+    door_not_cycled: "refused_not_cycled",
+    courier: "refused_courier",
+  };
+  return { ui: by[body && body.state] || "not_now", params: { compartment } };
 }
 
 function currentMsgSlot() {
@@ -674,7 +715,11 @@ async function maintRefresh() {
     b.className = ["door", d.state, d.door === "open" ? "open" : "", d.board_faulted ? "board-faulted" : ""].join(" ");
     b.innerHTML = '<span class="id"></span><span class="what"></span>';
     b.querySelector(".id").textContent = d.compartment;
-    b.querySelector(".what").textContent = d.size + " · " + d.state + " · " + d.door;
+    b.querySelector(".what").textContent = [
+      lookup("ui.size_names")[d.size] || d.size,
+      lookup("ui.door_state_names")[d.state] || d.state,
+      lookup("ui.door_names")[d.door] || d.door,
+    ].join(" · ");
     b.disabled = d.holds_parcel;
     b.addEventListener("click", () => maintOpen(d.compartment));
     grid.appendChild(b);
@@ -688,19 +733,24 @@ async function maintRefresh() {
     td.textContent = value;
     td.className = "n" + (bad ? " bad" : "");
   };
+  const counters = lookup("ui.counter_names");
   for (const part of body.driver.drivers || [body.driver]) {
     row(part.driver, (part.port || part.name || "").split("/").pop());
     for (const [address, health] of Object.entries(part.boards || {})) {
-      row("board " + address, health.faulted ? "FAULTED" : "ok", health.faulted);
-      for (const key of ["requests", "timeouts", "retries", "bad_checksum", "garbage_bytes",
-        "wrong_replies", "unlock_faults", "unlock_unknown", "failed_polls"]) {
-        row("  " + key, health[key], key !== "requests" && health[key] > 0);
+      row(fill(lookup("ui.board"), { address }),
+        lookup(health.faulted ? "ui.board_faulted" : "ui.board_ok"), health.faulted);
+      for (const key of Object.keys(counters)) {
+        if (key in health) row("\u2003" + counters[key], health[key], key !== "requests" && health[key] > 0);
       }
     }
-    if (part.line) for (const [key, value] of Object.entries(part.line)) row("line " + key, value);
-    for (const [door, counters] of Object.entries(part.doors || {})) row(door, JSON.stringify(counters));
+    if (part.line) for (const [key, value] of Object.entries(part.line)) {
+      row(fill(lookup("ui.line"), { name: counters[key] || key.replace(/_/g, " ") }), value);
+    }
+    for (const [door, doorCounters] of Object.entries(part.doors || {})) {
+      row(door, Object.entries(doorCounters).map(([k, v]) => (counters[k] || k.replace(/_/g, " ")) + " " + v).join(", "));
+    }
   }
-  row("cloud", body.status.online ? "online" : "offline", !body.status.online);
+  row(lookup("ui.cloud"), lookup(body.status.online ? "ui.online" : "ui.offline_short"), !body.status.online);
 }
 
 async function maintOpen(compartment) {

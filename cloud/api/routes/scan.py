@@ -70,6 +70,7 @@ def request_otp(
         phone=phone,
         now=now,
         client=_client(request),
+        language=body.language,
     )
     return OtpRequestedPublic(
         detail=f"if {mask_phone(phone)} has a parcel here, a code is on its way",

@@ -1,69 +1,152 @@
-"""`GET /s/{cab}/{nonce}`: the minimal page the idle-screen QR opens; it drives `/api/v1/scan`."""
+"""`GET /s/{cab}/{nonce}`: the page the idle-screen QR opens; it drives `/api/v1/scan`.
+
+Chinese first (the browser's and the site's language), English on a tap; a phone proves itself
+with an SMS code (or WeChat, inside WeChat's browser), then opens its door with one tap. The
+session is kept in this origin's localStorage for its life, so the notice's pickup page can
+open the door with one tap too. No cookie, no outside resource (cloud/api/phone_pages.py).
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Header, Path
 from fastapi.responses import HTMLResponse
+
+from cloud.api.deps import SessionDep
+from cloud.api.phone_pages import (
+    CALL_SCRIPT,
+    ERROR_WORDS,
+    PLACE_HTML,
+    PLACE_SCRIPT,
+    page_language,
+    place,
+    render_page,
+    words,
+)
+from cloud.services import queries
 
 router = APIRouter()
 
-# Plain HTML and a little script, no outside resources: it must load on any phone, fast. The
-# cabinet id and nonce are embedded as JSON (their path patterns admit no markup anyway).
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Open your locker</title>
-<style>body{font-family:sans-serif;max-width:28rem;margin:1rem auto;padding:0 1rem}
-input,button{font-size:1.2rem;padding:.5rem;margin:.25rem 0;width:100%}
-#msg{color:#a00}</style></head>
-<body><h1>Open your locker</h1>
-<p><a id="wechat" href="">Sign in with WeChat / 微信登录</a></p>
-<form id="ask"><label>Mobile number <input id="phone" type="tel" required></label>
-<button>Text me a code</button></form>
-<form id="check" hidden><label>Code <input id="code" inputmode="numeric" maxlength="6"
-required></label><button>Show my parcels</button></form>
-<ul id="parcels"></ul><p id="msg" role="status"></p>
-<script>
-const CAB = __CAB__, NONCE = __NONCE__, API = "/api/v1/scan/" + CAB;
-const $ = (id) => document.getElementById(id);
-let token = null, ticket = null;
-$("wechat").href = API + "/" + NONCE + "/wechat";
-async function call(path, body) {
-  const r = await fetch(API + path, {method: "POST",
-    headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
-  const data = await r.json();
-  if (!r.ok) throw new Error(data.detail || r.statusText);
-  return data;
+WORDS = words(
+    {
+        "zh-CN": {
+            "title": "扫码开门",
+            "switch": "English",
+            "wechat": "用微信登录，一键开门",
+            "phone": "收件手机号",
+            "ask": "获取短信验证码",
+            "code": "短信验证码（6 位）",
+            "check": "查看我的包裹",
+            "sent": "如果 {phone} 在本柜有包裹，验证码已发出，请查收短信。",
+            "none": "这个号码在本柜没有待取的包裹。",
+            "open": "打开 {door} 号格口",
+            "opened_button": "{door} 号格口已打开",
+            "opened": "{door} 号格口门已打开，取件后请关门。",
+            "bind": "请用短信验证一次手机号，以后用微信即可直接开门。",
+            "declined": "未授权微信登录，请用手机号验证。",
+            "parcel": "运单尾号 {tail}",
+        },
+        "en": {
+            "title": "Open your door",
+            "switch": "中文",
+            "wechat": "Sign in with WeChat, open with one tap",
+            "phone": "Your mobile number",
+            "ask": "Text me a code",
+            "code": "Code from the SMS (6 digits)",
+            "check": "Show my parcels",
+            "sent": "If {phone} has a parcel here, a code is on its way by SMS.",
+            "none": "No parcel waits here for this number.",
+            "open": "Open door {door}",
+            "opened_button": "Door {door} is open",
+            "opened": "Door {door} is open. Close it after taking your parcel.",
+            "bind": "Prove your number once by SMS; next time WeChat alone opens your door.",
+            "declined": "WeChat sign-in was declined: prove your number by SMS instead.",
+            "parcel": "Tracking no. ending {tail}",
+        },
+    },
+    ERROR_WORDS,
+)
+
+_BODY = """
+__PLACE__
+<div class="card" id="prove">
+<a id="wechat" class="go wechat" href="" data-t="wechat" hidden></a>
+<form id="ask"><label for="phone" data-t="phone"></label>
+<input id="phone" type="tel" inputmode="tel" autocomplete="tel" maxlength="20" required>
+<button class="go" data-t="ask"></button></form>
+<form id="check" hidden><label for="code" data-t="code"></label>
+<input id="code" inputmode="numeric" autocomplete="one-time-code" maxlength="6" required>
+<button class="go" data-t="check"></button></form>
+</div>
+<ul id="parcels" class="parcels"></ul>
+<p id="msg" class="msg" role="status"></p>
+"""
+
+_SCRIPT = """
+const API = "/api/v1/scan/" + DATA.cab;
+let token = null, ticket = null, parcels = [], opened = new Set();
+// WeChat's sign-in works only inside WeChat's own browser: elsewhere it is not offered.
+if (/MicroMessenger/i.test(navigator.userAgent)) {
+  $("wechat").href = API + "/" + DATA.nonce + "/wechat";
+  $("wechat").hidden = false;
 }
-function say(text) { $("msg").textContent = text; }
-$("ask").onsubmit = async (e) => { e.preventDefault();
-  try { say((await call("/" + NONCE + "/otp", {phone: $("phone").value})).detail);
-    $("check").hidden = false; } catch (err) { say(err.message); } };
-function show(s) {
-  token = s.token; say(s.parcels.length ? "" : "No parcel for this number here.");
-  $("parcels").replaceChildren(...s.parcels.map((p) => {
+function refused(err) { say("msg", "bad", err.key || "err_other", err.params); }
+function drawParcels() {
+  $("parcels").replaceChildren(...parcels.map((p) => {
     const li = document.createElement("li"), b = document.createElement("button");
-    b.textContent = "Open door " + p.compartment + " (" + p.tracking_no + ")";
-    b.onclick = async () => { try { await call("/open", {token, parcel_id: p.parcel_id});
-      say("Door " + p.compartment + " is opening."); } catch (err) { say(err.message); } };
-    li.append(b); return li; }));
+    li.className = "card";
+    const tail = document.createElement("div");
+    tail.className = "muted";
+    tail.textContent = T("parcel", {tail: (p.tracking_no || "").slice(-4)});
+    b.className = "go";
+    b.dataset.door = p.compartment;
+    b.disabled = opened.has(p.parcel_id);
+    b.textContent = T(b.disabled ? "opened_button" : "open", {door: p.compartment});
+    b.onclick = async () => {
+      b.disabled = true;
+      try {
+        await call(API + "/open", {token, parcel_id: p.parcel_id});
+        opened.add(p.parcel_id);
+        say("msg", "ok", "opened", {door: p.compartment});
+      } catch (err) { refused(err); b.disabled = opened.has(p.parcel_id); }
+      drawParcels();
+    };
+    li.append(tail, b);
+    return li;
+  }));
 }
-$("check").onsubmit = async (e) => { e.preventDefault();
-  try { show(await call("/" + NONCE + "/verify",
-      {phone: $("phone").value, code: $("code").value, wechat_ticket: ticket}));
-  } catch (err) { say(err.message); } };
+redraws.push(drawParcels);
+function show(s) {
+  token = s.token; parcels = s.parcels;
+  keepSession({token: s.token, expires_at: s.expires_at, parcels: s.parcels});
+  $("prove").hidden = true;
+  if (parcels.length) say("msg", "info", ""); else say("msg", "info", "none");
+  drawParcels();
+}
+$("ask").onsubmit = async (e) => {
+  e.preventDefault();
+  try {
+    const phone = $("phone").value.trim();
+    await call(API + "/" + DATA.nonce + "/otp", {phone, language: LANG});
+    say("msg", "info", "sent", {phone: masked(phone)});
+    $("check").hidden = false;
+    $("code").focus();
+  } catch (err) { refused(err); }
+};
+$("check").onsubmit = async (e) => {
+  e.preventDefault();
+  try {
+    show(await call(API + "/" + DATA.nonce + "/verify",
+      {phone: $("phone").value.trim(), code: $("code").value.trim(), wechat_ticket: ticket}));
+  } catch (err) { refused(err); }
+};
 // Back from the WeChat sign-in: the outcome is in the fragment, which no server ever sees.
 const back = new URLSearchParams(location.hash.slice(1));
 history.replaceState(null, "", location.pathname);
-if (back.get("session")) call("/session", {token: back.get("session")}).then(show,
-  (err) => say(err.message));
-if (back.get("bind")) { ticket = back.get("bind");
-  say("Verify your number once by SMS to link WeChat. / 请用短信验证一次手机号以绑定微信。"); }
-if (back.get("wechat") === "declined") say("WeChat sign-in declined: use your number instead.");
-</script></body></html>
+if (back.get("session")) call(API + "/session", {token: back.get("session")}).then(show, refused);
+if (back.get("bind")) { ticket = back.get("bind"); say("msg", "info", "bind"); }
+if (back.get("wechat") === "declined") say("msg", "info", "declined");
 """
 
 
@@ -71,9 +154,21 @@ if (back.get("wechat") === "declined") say("WeChat sign-in declined: use your nu
 def scan_page(
     cab: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")],
     nonce: Annotated[str, Path(min_length=3, max_length=64, pattern=r"^[0-9]+\.[A-Za-z0-9_-]+$")],
+    session: SessionDep,
+    accept_language: Annotated[str | None, Header()] = None,
 ) -> HTMLResponse:
     """Serve the scan-to-open page; the API checks the nonce when the page uses it."""
-    page = _PAGE.replace("__CAB__", json.dumps(cab)).replace("__NONCE__", json.dumps(nonce))
+    cabinet = queries.cabinet_row(session=session, cab=cab)
+    site = queries.get_site(session=session, site_id=cabinet.site_id) if cabinet else None
+    language = page_language(accept_language, site.language if site else "zh-CN")
+    page = render_page(
+        title_key="title",
+        body=_BODY.replace("__PLACE__", PLACE_HTML),
+        script=CALL_SCRIPT + PLACE_SCRIPT + _SCRIPT,
+        words=WORDS,
+        language=language,
+        data={"cab": cab, "nonce": nonce, "place": place(cabinet)},
+    )
     # The nonce is in the URL: keep it out of other sites' logs and of caches.
     headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
     return HTMLResponse(page, headers=headers)

@@ -42,7 +42,15 @@ from cabinet.core.screens import (
 )
 from cabinet.core.state import Step
 from protocol.hashing import pin_hash, verify_pin
-from tests.cabinet.core.harness import PHONE, PHONE_E164, Harness, emitted, shown, unlocks
+from tests.cabinet.core.harness import (
+    PHONE,
+    PHONE_E164,
+    Harness,
+    emitted,
+    fake_pin_hash,
+    shown,
+    unlocks,
+)
 
 
 def at_size(h: Harness, tracking_no: str = "SF1001") -> None:
@@ -109,7 +117,7 @@ def test_several_parcels_with_reopen_larger_and_cancel() -> None:
 def test_sign_in_checks_the_real_scrypt_hash_and_locks_after_wrong_pins() -> None:
     h = Harness(verify_pin=verify_pin)  # the real scrypt check, once
     h.do(CouriersPut((CourierGrant("C9", pin_hash("135790", b"0123456789abcdef")),)))
-    assert shown(h.do(CourierSignIn("nobody", "1"))) == [UnknownCourier()]
+    assert shown(h.do(CourierSignIn("nobody", "1"))) == [UnknownCourier("NOBODY")]
     assert shown(h.do(CourierSignIn("C9", "000000"))) == [WrongPin(attempts_left=4)]
     for _ in range(3):
         h.do(CourierSignIn("C9", "000000"))
@@ -118,6 +126,19 @@ def test_sign_in_checks_the_real_scrypt_hash_and_locks_after_wrong_pins() -> Non
     assert shown(h.do(CourierSignIn("C9", "135790"))) == [CourierLocked(300)]
     h.advance(300)
     assert shown(h.do(CourierSignIn("C9", "135790"))) == [SignedIn("C9", retrievals_due=0)]
+
+
+def test_courier_ids_ignore_case_and_events_carry_the_registered_spelling() -> None:
+    # The registry made `sf-001`; the kiosk's keyboard has capitals only.
+    h = Harness()
+    h.do(CouriersPut((CourierGrant("sf-001", fake_pin_hash("135790")),)))
+    assert shown(h.do(CourierSignIn(" SF-001 ", "135790"))) == [
+        SignedIn("sf-001", retrievals_due=0)
+    ]
+    assert h.cab.session is not None and h.cab.session.courier_id == "sf-001"
+    h.do(CourierSignOut())
+    # A really unknown id is named as typed (upper case), so the courier sees what was checked.
+    assert shown(h.do(CourierSignIn("sf-002", "135790"))) == [UnknownCourier("SF-002")]
 
 
 def test_tracking_number_is_validated() -> None:

@@ -25,6 +25,7 @@ from cabinet.core.screens import (
     MalformedCode,
     ParcelTaken,
     ResendAccepted,
+    ResendTooSoon,
     UnreadableQr,
     WrongCabinet,
     WrongCode,
@@ -193,9 +194,14 @@ def test_resend_only_for_a_phone_with_a_parcel_and_not_too_often() -> None:
     effects = h.do(ResendRequested("+86 138 1234 5678"))
     assert emitted(effects) == [{"phone": PHONE_E164}]
     assert shown(effects) == [ResendAccepted()]
-    assert emitted(h.do(ResendRequested(PHONE))) == []  # within resend_interval_s
-    h.advance(600)
+    again = h.do(ResendRequested(PHONE))  # within resend_interval_s: how long to wait
+    assert emitted(again) == [] and shown(again) == [ResendTooSoon(600)]
+    h.advance(599)
+    assert shown(h.do(ResendRequested(PHONE))) == [ResendTooSoon(1)]
+    h.advance(1)
     assert emitted(h.do(ResendRequested(PHONE))) == [{"phone": PHONE_E164}]
     # Another number looks the same on screen, and asks the cloud for nothing.
     effects = h.do(ResendRequested("13900000000"))
     assert emitted(effects) == [] and shown(effects) == [ResendAccepted()]
+    # ...and so does its second request: the wait is the same for a number with no parcel.
+    assert shown(h.do(ResendRequested("13900000000"))) == [ResendTooSoon(600)]

@@ -401,7 +401,7 @@ def test_maintenance_opens_an_empty_door_and_shows_the_bus(
             page.locator(f'#s-maint-signin .keypad [data-key="{digit}"]').click()
         page.locator("#maint-sign-in").click()
         visible(page, "maint")
-        text_of(page, "#maint-bus", "requests")
+        text_of(page, "#maint-bus", "Requests")
         page.locator('#maint-doors [data-compartment="A04"]').click()
         text_of(page, "#maint-msg", "Door A04 unlocked for a test")
         wait_for(lambda: pulses(sim, "A04") == 1, 5, "A04 unlocked for the technician")

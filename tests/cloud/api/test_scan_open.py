@@ -111,6 +111,25 @@ def test_scan_to_open_end_to_end(
     assert_nowhere_in_database(engine, code)
 
 
+def test_the_code_sms_is_in_the_language_the_page_is_read_in(
+    client: TestClient, engine: Engine, twilio: FakeTwilio
+) -> None:
+    deposit(engine)
+    nonce = nonce_of(scan(client))
+    for language, phrase in (("en", "one-time code"), ("zh-CN", "验证码")):
+        answer = client.post(
+            f"/api/v1/scan/{CAB}/{nonce}/otp", json={"phone": TYPED_PHONE, "language": language}
+        )
+        assert answer.status_code == 202, answer.text
+        state = client.app.state
+        deliver(state.engine, state.settings, state.clock())
+        assert phrase in otp_texts(twilio)[-1].body
+    bad = client.post(
+        f"/api/v1/scan/{CAB}/{nonce}/otp", json={"phone": TYPED_PHONE, "language": "fr"}
+    )
+    assert bad.status_code == 422
+
+
 def test_a_phone_without_a_parcel_gets_the_same_answer_and_no_sms(
     client: TestClient, engine: Engine, twilio: FakeTwilio
 ) -> None:

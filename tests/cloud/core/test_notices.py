@@ -218,3 +218,111 @@ def test_resend_limit_is_per_site_policy() -> None:
     assert not n.resend_decision([T0], T0 + timedelta(minutes=5), strict).allowed
     assert n.resend_decision([T0], T0 + timedelta(minutes=10), strict).allowed
     assert n.resend_decision([], T0, strict).allowed
+
+
+# --- the SMS: one part, the site's signature, no link ------------------------------------------
+
+SIGNED = SitePolicy(sms_signature="滨江快递柜", sms_signature_en="Riverside Lockers")
+# The longest names a site is likely to give: the SMS must still be one part, code whole.
+LONG = n.NoticeContext(
+    cabinet="滨江花园小区北门东侧12号楼一单元大堂智能快递柜",
+    address="滨江路1号",
+    tracking_no="JD0123456789012345",
+    deadline=DEADLINE,
+    link=LINK,
+    compartment="A107",
+    code="40718253",
+    fee_minor=1500,
+)
+LONG_EN = n.NoticeContext(
+    cabinet="Riverside Gardens North Gate East Side Building 12 Unit 1 Lobby Lockers",
+    address="1 Riverside Road",
+    tracking_no="JD0123456789012345",
+    deadline=DEADLINE,
+    link=LINK,
+    compartment="A107",
+    code="40718253",
+    fee_minor=1500,
+)
+SMS_CASES = [(kind, language, ctx) for kind, language in ALL for ctx in ("short", "long")]
+
+
+@pytest.mark.parametrize(("kind", "language", "size"), SMS_CASES)
+def test_every_sms_is_one_part_signed_without_a_link(
+    kind: NoticeKind, language: Language, size: str
+) -> None:
+    context = CONTEXT if size == "short" else (LONG if language is Language.ZH_CN else LONG_EN)
+    text = n.render_sms(kind, language, context, SIGNED)
+    used, part = n.sms_units(text)
+    if language is Language.ZH_CN:
+        assert text.startswith("【滨江快递柜】") and part == n.UCS2_PART
+        assert used <= 70, (len(text), text)
+    else:
+        assert text.startswith("[Riverside Lockers] ")
+        assert n.is_gsm7(text) and part == n.GSM7_PART, text  # not UCS-2: 160 a part
+        assert used <= 160, (used, text)
+    assert n.sms_parts(text) == 1
+    # No link anywhere in a text: not the page, not a bare domain.
+    assert "http" not in text and LINK not in text and "lockers.example" not in text
+    assert "{" not in text and "}" not in text
+    # What the person needs, whole: the code where the kind has one, the deadline, the cabinet
+    # (or the start of it), and the door where the kind names one.
+    fields = n.template_fields(kind, language, Channel.SMS)
+    if "code" in fields:
+        assert context.code in text
+    if kind is not NoticeKind.WITHDRAWN:
+        assert DEADLINE_TEXT[language] in text
+    assert context.cabinet[:6] in text
+    if "compartment" in fields:
+        assert f"{context.compartment}" in text
+    # Written in the language asked for: Chinese texts are Chinese, English ones have none.
+    has_han = any("\u4e00" <= c <= "\u9fff" for c in text)
+    assert has_han is (language is Language.ZH_CN)
+
+
+@pytest.mark.parametrize(("kind", "language"), ALL)
+def test_the_wechat_message_has_the_fields_and_the_link_the_sms_leaves_out(
+    kind: NoticeKind, language: Language
+) -> None:
+    notice = n.compose(
+        kind=kind, phone=PHONE, language=language, context=CONTEXT, policy=SIGNED, key="k"
+    )
+    assert notice.text_for(Channel.SMS) == notice.text
+    wechat = notice.text_for(Channel.WECHAT)
+    assert CONTEXT.cabinet in wechat and CONTEXT.address in wechat
+    if "code" in n.template_fields(kind, language, Channel.SMS):
+        assert CONTEXT.code in wechat and CONTEXT.code in notice.text
+    scrubbed = notice.scrubbed()
+    if notice.code:
+        assert notice.code not in scrubbed.text and notice.code not in scrubbed.wechat_text
+
+
+def test_a_long_cabinet_name_is_cut_with_an_ellipsis_and_the_code_stays_whole() -> None:
+    text = n.render_sms(NoticeKind.DEPOSITED, Language.ZH_CN, LONG, SIGNED)
+    assert "…" in text and "40718253" in text and "A107" in text
+    assert len(text) <= 70
+
+
+def test_the_recipient_language_follows_the_site_but_a_foreign_mobile_reads_english() -> None:
+    zh, en = SitePolicy(language=Language.ZH_CN), SitePolicy(language=Language.EN)
+    assert n.recipient_language("+8613812345678", zh) is Language.ZH_CN
+    assert n.recipient_language("+85291234567", zh) is Language.ZH_CN
+    assert n.recipient_language("+447911123456", zh) is Language.EN
+    assert n.recipient_language("+8613812345678", en) is Language.EN
+
+
+def test_sms_signatures_are_checked() -> None:
+    from cloud.core.errors import PolicyError
+
+    with pytest.raises(PolicyError, match="brackets"):
+        SitePolicy(sms_signature="【快递柜】")
+    with pytest.raises(PolicyError, match="sms_signature"):
+        SitePolicy(sms_signature="柜")
+    with pytest.raises(PolicyError, match="sms_signature_en"):
+        SitePolicy(sms_signature_en="滨江")
+
+
+def test_gsm7_counts_extension_characters_twice() -> None:
+    assert n.sms_units("a€") == (3, 160)
+    assert n.sms_units("取件") == (2, 70)
+    assert n.sms_parts("x" * 161) == 2

@@ -41,7 +41,7 @@ def expire(engine: Engine) -> None:
 
 @pytest.mark.parametrize(
     ("language", "expected"),
-    [("zh-CN", "超期，请登录柜机取回"), ("en", "Please log in at the cabinet and take it back")],
+    [("zh-CN", "超期，请登录柜机取回"), ("en", "Please sign in at the cabinet and take it back")],
 )
 def test_the_courier_is_texted_at_expiry_and_the_log_masks_the_number(
     engine: Engine,

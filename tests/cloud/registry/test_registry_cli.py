@@ -164,6 +164,14 @@ def test_courier_add_hashes_the_pin_and_pushes_to_the_site_cabinets(url: str) ->
     assert bad_pin.exit_code == 2 and "4 to 12 digits" in bad_pin.output
     assert count(url, Courier) == 1
 
+    # Ids ignore case (the kiosk's keyboard has capitals only): SF-42 is sf-42, taken.
+    same = cli(
+        "courier", "add", "SF-42", "--carrier", "SF", "--site", "estate", "--pin", "2468",
+        "--database-url", url,
+    )  # fmt: skip
+    assert same.exit_code == 2 and "exists already (as 'sf-42': ids ignore case)" in same.output
+    assert count(url, Courier) == 1
+
 
 def test_courier_add_keeps_the_phone_in_e164_and_shows_it_masked(url: str) -> None:
     result = cli(
@@ -283,3 +291,17 @@ def test_a_cabinet_reaches_a_remote_broker_over_tls_by_default(tmp_path: Path) -
     assert (local["mqtt"]["port"], "tls" in local["mqtt"]) == (1883, False)
     explicit = daemon_config(layout, **secrets, broker_host="mqtt.example.com", broker_port=1884)
     assert (explicit["mqtt"]["port"], "tls" in explicit["mqtt"]) == (1884, False)
+
+
+def test_site_add_takes_the_sms_signatures_and_site_show_prints_them(url: str) -> None:
+    added = cli(
+        "site", "add", "s3", "--name", "X", "--sms-signature", "滨江快递柜",
+        "--sms-signature-en", "Riverside Lockers", "--database-url", url,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    shown = cli("site", "show", "s3", "--database-url", url)
+    assert "【滨江快递柜】" in shown.output and "[Riverside Lockers]" in shown.output
+    bad = cli(
+        "site", "add", "s4", "--name", "X", "--sms-signature", "【柜】", "--database-url", url
+    )  # fmt: skip
+    assert bad.exit_code == 2 and "sms_signature" in bad.output
