@@ -65,6 +65,8 @@ FIELDS = {
     "sensed": st.sampled_from(["occupied", "empty"]),
     "actor": one_line,
     "parcel_ids": st.lists(ids, min_size=1, max_size=5),
+    "until": timestamps,
+    "carrier_id": st.none() | ids,
     "entries": st.lists(
         st.builds(
             CodeEntry,

@@ -73,15 +73,16 @@ def test_the_cli_writes_and_shows_quiet_hours_and_none(tmp_path: Path) -> None:
     assert added.exit_code == 0, added.output
     shown = cli("site", "show", "night-owls", "--database-url", url)
     assert shown.exit_code == 0, shown.output
-    assert "quiet hours:     none" in shown.output
-    assert "reminder before: none" in shown.output
+    # The labels are aligned to the longest one: compare with the padding squeezed out.
+    shown_text = " ".join(shown.output.split())
+    assert "quiet hours: none" in shown_text
+    assert "reminder before: none" in shown_text
 
     cli(
         "site", "add", "early", "--name", "E", "--quiet-hours", "21:30-07:15", "--database-url", url
     )
-    assert (
-        "quiet hours:     21:30-07:15" in cli("site", "show", "early", "--database-url", url).output
-    )
+    early = cli("site", "show", "early", "--database-url", url).output
+    assert "quiet hours: 21:30-07:15" in " ".join(early.split())
 
     bad = cli("site", "add", "x", "--name", "X", "--quiet-hours", "10pm", "--database-url", url)
     assert bad.exit_code == 2 and "HH:MM-HH:MM" in bad.output
