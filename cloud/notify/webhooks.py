@@ -9,7 +9,8 @@ One `tick(now)`:
 2. Send, in rounds: the oldest due deliveries that are each first in their (endpoint, parcel)
    line are leased in one transaction (next attempt moved past the round's sends, conditionally,
    so two workers never both send one),
-   the endpoint's URL is checked again by the SSRF guard, and the body is POSTed with the
+   the endpoint's URL is checked again by the SSRF guard (its host resolved once, every address
+   checked, and the connection made to the checked address: DNS pinning), and the body is POSTed with the
    Standard Webhooks headers, signed with the endpoint's secret (and, during a rotation's grace
    period, the previous one too). A 2xx delivers it; anything else is an attempt row and a retry
    after an exponential, jittered wait, until the retry horizon (3 days) makes it dead. A dead
@@ -183,7 +184,7 @@ class WebhookDispatcher:
         self, endpoint: WebhookEndpoint, outbox: WebhookOutbox, now: datetime
     ) -> tuple[int | None, str | None, int]:
         try:
-            check_url(endpoint.url, allow=self.allow_hosts, resolve=self.resolve)
+            checked = check_url(endpoint.url, allow=self.allow_hosts, resolve=self.resolve)
             secrets_ = self._secrets(endpoint, now)
         except Exception as err:  # refused by the guard now, or a secret that will not unseal
             return None, str(err)[:1024], 0
@@ -205,9 +206,16 @@ class WebhookDispatcher:
             "webhook-signature": signature,
             "user-agent": "locker-cloud-webhooks/1",
         }
+        request = self.client.build_request("POST", endpoint.url, content=body, headers=headers)
+        if checked.address is not None:
+            # DNS pinning: connect to the address the guard checked, not to whatever the name
+            # resolves to a moment later; the Host header (set from the URL above) and, for
+            # https, the TLS server name and certificate check stay the endpoint's host name.
+            request.url = request.url.copy_with(host=checked.address)
+            request.extensions["sni_hostname"] = checked.target.host
         started = time.perf_counter()
         try:
-            answer = self.client.post(endpoint.url, content=body, headers=headers)
+            answer = self.client.send(request)
         except httpx.TimeoutException:
             return None, f"no answer in {self.timeout_s:g} s", _ms(started)
         except httpx.HTTPError as err:

@@ -58,14 +58,30 @@ def parse_url(url: str) -> core.Target:
     return core.Target(parts.scheme, parts.hostname.lower(), port or default)
 
 
-def check_url(url: str, *, allow: frozenset[str], resolve: Resolver) -> None:
-    """Refuse (InvalidInput naming `url`) a URL the guard refuses (cloud.core.webhooks)."""
+@dataclass(frozen=True)
+class Checked:
+    """A URL the guard let through, and the address it was checked at.
+
+    `address` is where a send must connect: the host was resolved once, every address it gave
+    was checked, and connecting to the checked one (not resolving the name again) is what keeps
+    a DNS rebinding (public at the check, internal at the connect) from reaching inside. None for
+    an allow-listed host, which is connected to by name.
+    """
+
+    target: core.Target
+    address: str | None
+
+
+def check_url(url: str, *, allow: frozenset[str], resolve: Resolver) -> Checked:
+    """Refuse (InvalidInput naming `url`) a URL the guard refuses (cloud.core.webhooks); return
+    the checked address to connect to."""
     try:
         target = parse_url(url)
         addresses = [] if core.allowed(target, allow) else resolve(target.host, target.port)
         core.check_target(target, addresses, allow)
     except core.UrlRefused as err:
         raise InvalidInput(str(err), field="url") from None
+    return Checked(target, None if core.allowed(target, allow) else addresses[0])
 
 
 def secret_context(endpoint_id: str) -> str:
