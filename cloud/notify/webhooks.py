@@ -10,8 +10,8 @@ One `tick(now)`:
    line are leased in one transaction (next attempt moved past the round's sends, conditionally,
    so two workers never both send one),
    the endpoint's URL is checked again by the SSRF guard (its host resolved once, every address
-   checked, and the connection made to the checked address: DNS pinning), and the body is POSTed with the
-   Standard Webhooks headers, signed with the endpoint's secret (and, during a rotation's grace
+   checked, the connection made to the checked address: DNS pinning), and the body is POSTed
+   with the Standard Webhooks headers, signed with the endpoint's secret (and, during a rotation's grace
    period, the previous one too). A 2xx delivers it; anything else is an attempt row and a retry
    after an exponential, jittered wait, until the retry horizon (3 days) makes it dead. A dead
    delivery unblocks the parcel's next event.
