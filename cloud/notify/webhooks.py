@@ -8,12 +8,12 @@ One `tick(now)`:
    no endpoint is dispatched to nobody).
 2. Send, in rounds: the oldest due deliveries that are each first in their (endpoint, parcel)
    line are leased in one transaction (next attempt moved past the round's sends, conditionally,
-   so two workers never both send one),
-   the endpoint's URL is checked again by the SSRF guard (its host resolved once, every address
-   checked, the connection made to the checked address: DNS pinning), and the body is POSTed
-   with the Standard Webhooks headers, signed with the endpoint's secret (and, during a rotation's grace
-   period, the previous one too). A 2xx delivers it; anything else is an attempt row and a retry
-   after an exponential, jittered wait, until the retry horizon (3 days) makes it dead. A dead
+   so two workers never both send one), the endpoint's URL is checked again by the SSRF guard
+   (its host resolved once, every address checked, the connection made to the checked address:
+   DNS pinning), and the body is POSTed with the Standard Webhooks headers, signed with the
+   endpoint's secret (and, during a rotation's grace period, the previous one too). A 2xx
+   delivers it; anything else is an attempt row and a retry after an exponential, jittered wait,
+   until the retry horizon (3 days) makes it dead. A dead
    delivery unblocks the parcel's next event.
 
 At least once: a crash after the send and before the record sends it again, with the same
