@@ -52,6 +52,11 @@ TIMEOUT_S = 5.0  # a receiver should answer at once and work later (Standard Web
 BATCH_SIZE = 100
 FANOUT_BATCH = 500
 DISABLE_ACTION = "disable_webhook_endpoint"
+# Delivered deliveries (and their attempts) are kept this long for the log and replays, then
+# deleted: at 100 events a second the log would otherwise grow by millions of rows a week.
+RETENTION = timedelta(days=30)
+PRUNE_EVERY = timedelta(hours=1)
+PRUNE_BATCH = 5000  # rows a transaction: a long delete would hold up the sends on SQLite
 
 
 @dataclass
@@ -61,6 +66,7 @@ class WebhookTick:
     retried: int = 0
     dead: int = 0
     disabled: int = 0
+    pruned: int = 0
     more: bool = False
 
 
@@ -83,6 +89,7 @@ class WebhookDispatcher:
         jitter: Callable[[], float] = random.random,
         wall: Callable[[], datetime] = _wall,
         batch_size: int = BATCH_SIZE,
+        retention: timedelta = RETENTION,
     ) -> None:
         self.engine = engine
         self.seal_key = seal_key
@@ -94,6 +101,8 @@ class WebhookDispatcher:
         self.jitter = jitter
         self.wall = wall
         self.batch_size = batch_size
+        self.retention = retention
+        self._prune_next_at: datetime | None = None
 
     def close(self) -> None:
         self.client.close()
@@ -101,6 +110,9 @@ class WebhookDispatcher:
     def tick(self, now: datetime) -> WebhookTick:
         result = WebhookTick()
         result.fanned_out = self.fan_out(now)
+        if self._prune_next_at is None or now >= self._prune_next_at:
+            result.pruned = self.prune(now)
+            self._prune_next_at = now + PRUNE_EVERY
         sent: set[int] = set()  # one attempt per delivery per tick
         while len(sent) < self.batch_size:
             # A round: the heads of distinct (endpoint, parcel) lines, claimed in one
@@ -157,6 +169,24 @@ class WebhookDispatcher:
                 done += 1
             session.commit()
         return done
+
+    def prune(self, now: datetime) -> int:
+        """Delete what was delivered more than the retention before `now` (the injected clock),
+        in batches; return how many deliveries went. Pending and dead ones are kept."""
+        total = 0
+        while True:
+            with Session(self.engine) as session:
+                write_session(session)
+                done = db.prune_delivered(
+                    session=session, before=now - self.retention, limit=PRUNE_BATCH
+                )
+                session.commit()
+            total += done
+            if done < PRUNE_BATCH:
+                break
+        if total:
+            log.info("webhooks: %d delivered deliveries older than %s deleted", total, self.retention)
+        return total
 
     # --- 2. send -------------------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ from sqlmodel import Session, select
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from cloud.core import webhooks as core
-from cloud.db.models import AuditLog
-from cloud.db.webhook_models import WebhookDelivery
+from cloud.db.models import AuditLog, WebhookOutbox
+from cloud.db.webhook_models import WebhookAttempt, WebhookDelivery
 from cloud.settings import CloudSettings
 from tests.cloud.api.conftest import HEADERS, NOW, Clock
 from tests.cloud.api.webhook_helpers import add_events, announce, dispatcher, register
@@ -324,3 +324,34 @@ def test_dns_pinning_connects_to_the_address_the_guard_checked(
     assert inside.tick(NOW).retried == 1 and len(sent) == 1
     log = client.get(f"/api/v1/webhooks/{endpoint['id']}/deliveries", headers=HEADERS).json()
     assert "non-public address" in log["items"][0]["log"][0]["error"]
+
+
+def test_delivered_deliveries_past_the_retention_are_pruned_pending_and_dead_kept(
+    client: TestClient, engine: Engine, receiver: Receiver
+) -> None:
+    """On the injected clock: nothing goes before the retention has passed; then the delivered
+    delivery, its attempts and its outbox row go, while a dead one (it may be replayed) stays."""
+    endpoint = register(client, receiver.url)
+    announce(client, "SF0001")
+    allow = f"127.0.0.1:{receiver.port}"
+    assert dispatcher(engine, allow).tick(NOW).delivered == 1
+    receiver.mode = "fail"
+    announce(client, "SF0002")
+    assert dispatcher(engine, allow).tick(NOW + timedelta(days=1)).retried == 1
+
+    kept = dispatcher(engine, allow, retention=timedelta(days=30))
+    assert kept.tick(NOW + timedelta(days=29)).pruned == 0
+    assert statuses(engine) == ["delivered", "dead"]  # failing past its 3-day horizon
+
+    sweeper = dispatcher(engine, allow, retention=timedelta(days=30))
+    assert sweeper.tick(NOW + timedelta(days=31)).pruned == 1
+    assert statuses(engine) == ["dead"]
+    with Session(engine) as session:
+        attempts = session.exec(select(WebhookAttempt)).all()
+        assert len(attempts) == 2 and all(a.status_code == 500 for a in attempts)
+        outbox = session.exec(select(WebhookOutbox.payload)).all()
+    assert [payload["tracking_no"] for payload in outbox] == ["SF0002"]
+    log = client.get(f"/api/v1/webhooks/{endpoint['id']}/deliveries", headers=HEADERS).json()
+    assert [item["status"] for item in log["items"]] == ["dead"]
+    # The next sweep is an hour later on the worker's clock, not at every tick.
+    assert sweeper.tick(NOW + timedelta(days=31, minutes=30)).pruned == 0
