@@ -185,7 +185,7 @@ class WebhookDispatcher:
             if done < PRUNE_BATCH:
                 break
         if total:
-            log.info("webhooks: %d delivered deliveries older than %s deleted", total, self.retention)
+            log.info("webhooks: %d delivered deliveries past the retention deleted", total)
         return total
 
     # --- 2. send -------------------------------------------------------------------------------
