@@ -187,6 +187,7 @@ _STYLE = """
 body { font-family: system-ui, -apple-system, "Noto Sans CJK SC", "PingFang SC", sans-serif;
        margin: 0; background: #f4f6f8; color: #1b1f24; line-height: 1.45; }
 header { background: #1f3a5f; color: white; padding: 1.25rem 2rem; }
+header > div { max-width: calc(1280px - 4rem); margin: 0 auto; }
 header h1 { margin: 0; font-size: 1.35rem; font-weight: 600; }
 header p { margin: .35rem 0 0; color: #d5e1f0; font-size: .95rem; }
 main { padding: 1.25rem 2rem 2rem; max-width: 1280px; margin: 0 auto; }
@@ -198,10 +199,11 @@ table { border-collapse: collapse; width: 100%; background: white; border-radius
 th, td { text-align: left; padding: .6rem .75rem; border-bottom: 1px solid var(--line);
          vertical-align: top; }
 th { background: #eef1f5; font-size: .85rem; font-weight: 600; color: #3d4753; }
-td.n { color: #6b7580; width: 2.5rem; }
+td.col-n { color: #6b7580; width: 2.5rem; }
+td.col-time { white-space: nowrap; }
 .event { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .92rem; }
 .sub { display: block; color: #5c6670; font-size: .85rem; }
-.state { font-size: 1.05rem; font-weight: 600; }
+.order-state { font-size: 1.05rem; font-weight: 600; }
 .badge { display: inline-block; border-radius: 999px; padding: .15rem .6rem; font-size: .88rem;
          font-weight: 600; white-space: nowrap; }
 .badge.ok { color: var(--ok); background: var(--ok-bg); }
@@ -209,16 +211,21 @@ td.n { color: #6b7580; width: 2.5rem; }
 tr.invalid td { background: #fff8f7; }
 .empty { padding: 1.5rem; text-align: center; color: #5c6670; }
 @media (max-width: 700px) {
-  header { padding: 1rem; } main { padding: 1rem; }
+  header { padding: 1rem; } header h1 { font-size: 1.1rem; } header p { font-size: .85rem; }
+  main { padding: 1rem .75rem; }
+  .facts { flex-direction: column; gap: .3rem; }
   thead { display: none; }
   table, tbody, tr, td { display: block; width: 100%; }
   table { background: none; box-shadow: none; }
   tr { background: white; border-radius: 8px; margin: 0 0 .75rem; padding: .5rem .75rem;
        box-shadow: 0 1px 2px rgba(0,0,0,.08); }
-  tr.invalid { background: #fff8f7; }
-  td { border: none; padding: .25rem 0; display: flex; gap: .75rem; }
-  td::before { content: attr(data-label); flex: 0 0 7.5rem; color: #5c6670; font-size: .85rem; }
-  td.n { width: 100%; }
+  tr.invalid, tr.invalid td { background: #fff8f7; }
+  td { border: none; padding: .3rem 0; display: flex; gap: .75rem; }
+  td::before { content: attr(data-label); flex: 0 0 6.5rem; color: #5c6670; font-size: .8rem;
+               padding-top: .15rem; }
+  td .v { flex: 1; min-width: 0; overflow-wrap: anywhere; }
+  td.col-n, td.col-time { width: 100%; white-space: normal; }
+  .badge { white-space: normal; }
 }
 """
 
@@ -250,10 +257,10 @@ def render_page(receiver: ErpReceiver) -> str:
         f"<meta http-equiv='refresh' content='{REFRESH_S}'>"
         "<title>ERP 接收端 · ERP webhook receiver — parcel lockers demo</title>"
         f"<style>{_STYLE}</style></head><body>"
-        "<header><h1>商城 ERP 收到的快递柜通知 · Webhooks the shop's ERP received</h1>"
+        "<header><div><h1>商城 ERP 收到的快递柜通知 · Webhooks the shop's ERP received</h1>"
         "<p>每条请求都用 standardwebhooks 库和注册时给出的密钥校验签名。"
         " Each request is verified with the standardwebhooks library and the secret shown at"
-        f" registration. 每 {REFRESH_S} 秒刷新 · Refreshes every {REFRESH_S} s.</p></header>"
+        f" registration. 每 {REFRESH_S} 秒刷新 · Refreshes every {REFRESH_S} s.</p></div></header>"
         "<main><div class='facts'>"
         f"<span>接收地址 endpoint: <code>{html.escape(receiver.hook_url)}</code></span>"
         f"<span>密钥 secrets: {receiver.secrets_known}</span>"
@@ -273,20 +280,25 @@ def _row(receiver: ErpReceiver, item: ReceivedWebhook) -> str:
     else:
         badge = "<span class='badge bad'>✗ 签名无效 signature INVALID</span>"
         badge += f"<span class='sub'>{esc(item.error or '')}</span>"
+    where = " · ".join(
+        part
+        for part in (f"订单 order {item.order_no}" if item.order_no else "", item.cabinet_id)
+        if part
+    )
+    states = " · ".join(part for part in (item.erp_state, item.shipx_status) if part)
     cells = {
         "n": f"{item.n}",
         "time": f"{esc(receiver.local_time(item.received_at))}"
         f"<span class='sub'>{esc(item.webhook_id)}</span>",
         "event": f"<span class='event'>{esc(item.event_type or '?')}</span>",
-        "parcel": f"{esc(item.tracking_no)}"
-        f"<span class='sub'>订单 order {esc(item.order_no or '-')} · {esc(item.parcel_id)}"
-        f"{' · ' + esc(item.cabinet_id) if item.cabinet_id else ''}</span>",
-        "state": f"<span class='state'>{esc(item.order_state or '-')}</span>"
-        f"<span class='sub'>{esc(item.erp_state)} · {esc(item.shipx_status)}</span>",
+        "parcel": f"{esc(item.tracking_no or '-')}<span class='sub'>{esc(where)}</span>",
+        "state": f"<span class='order-state'>{esc(item.order_state or '-')}</span>"
+        f"<span class='sub'>{esc(states)}</span>",
         "signature": badge,
     }
     tds = "".join(
-        f"<td class='{key}' data-label='{esc(label)}'>{cells[key]}</td>" for label, key in _COLUMNS
+        f"<td class='col-{key}' data-label='{esc(label)}'><div class='v'>{cells[key]}</div></td>"
+        for label, key in _COLUMNS
     )
     return f"<tr class='{'ok' if item.verified else 'invalid'}'>{tds}</tr>"
 
