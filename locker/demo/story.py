@@ -107,7 +107,9 @@ class Story:
         answer = self.erp("GET", f"/tracking/{tracking_no}")
         return answer.json() if answer.status_code == 200 else None
 
-    def announce(self, cabinet: CabinetInfo, tracking_no: str, phone: str, order_no: str) -> None:
+    def announce(
+        self, cabinet: CabinetInfo, tracking_no: str, phone: str, order_no: str
+    ) -> dict[str, Any]:
         """Announce a shipment: the demo's key sees only the parcels its merchant announced."""
         body = {
             "order_no": order_no,
@@ -119,6 +121,7 @@ class Story:
             "POST", "/shipments", json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
         )
         self.check(answer.status_code == 201, f"the ERP announced {tracking_no}", answer.text)
+        return answer.json()
 
     def status_is(self, tracking_no: str, status: str) -> dict[str, Any] | None:
         found = self.tracking(tracking_no)
@@ -504,7 +507,12 @@ class Story:
 
     def step_jam(self) -> None:
         cabinet = self.info.cabinets[1] if len(self.info.cabinets) > 1 else self.info.cabinets[0]
-        jammed = self._next_small_door(cabinet)
+        self.tn3 = f"SF{self.run_id}0003"
+        parcel = self.announce(cabinet, self.tn3, SMS_PHONE, f"SO-{self.run_id}-3")
+        # The door the cabinet will open for it: one reserved at the announcement, if the
+        # cloud names it, else the next S door the kiosk picks.
+        reserved = parcel.get("reserved_compartment") or parcel.get("compartment")
+        jammed = reserved or self._next_small_door(cabinet)
         before = self.door(cabinet, jammed)
         wiring = next(d for d in cabinet.doors if d["id"] == jammed)
         answer = self.http.post(
@@ -513,11 +521,9 @@ class Story:
         )
         self.check(
             answer.status_code == 200,
-            f"the simulator jams the lock of {jammed}, the next S door",
+            f"the simulator jams the lock of {jammed}, the door it will open",
             answer.text,
         )
-        self.tn3 = f"SF{self.run_id}0003"
-        self.announce(cabinet, self.tn3, SMS_PHONE, f"SO-{self.run_id}-3")
         try:
             compartment, _, size_screens = self.deposit(
                 cabinet, self.tn3, SMS_PHONE, "S", COURIERS[0]
