@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from cloud.core import webhooks as core
 from cloud.db import webhooks as db
+from cloud.db.engine import write_session
 from cloud.db.rows import new_id
 from cloud.db.sealing import seal
 from cloud.db.webhook_models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -84,6 +85,14 @@ def check_url(url: str, *, allow: frozenset[str], resolve: Resolver) -> Checked:
     return Checked(target, None if core.allowed(target, allow) else addresses[0])
 
 
+def _begin_write(session: Session) -> None:
+    """Start the write transaction afresh, as a writer (BEGIN IMMEDIATE on SQLite). The route's
+    key lookup left a read transaction open; on SQLite one that then writes, after a worker
+    committed meanwhile, fails at once ("database is locked", no busy wait)."""
+    session.rollback()
+    write_session(session)
+
+
 def secret_context(endpoint_id: str) -> str:
     """The sealing context of an endpoint's secrets: a sealed secret cannot move to another."""
     return f"webhook-endpoint:{endpoint_id}"
@@ -111,11 +120,12 @@ def register(
     now: datetime,
 ) -> Created:
     """Add an endpoint for `key_id`; return it with its signing secret (never readable again)."""
-    check_url(url, allow=allow, resolve=resolve)
+    check_url(url, allow=allow, resolve=resolve)  # resolves names: before the write lock
     try:
         types = core.check_event_types(event_types)
     except ValueError as err:
         raise InvalidInput(str(err), field="event_types") from None
+    _begin_write(session)
     endpoint_id = f"we_{new_id()}"
     secret = new_secret()
     endpoint = WebhookEndpoint(
@@ -148,6 +158,7 @@ def rotate(
 ) -> Created:
     """Give the endpoint a new secret; the current one keeps signing beside it for the grace
     period (Standard Webhooks sends several signatures), so the receiver can switch over."""
+    _begin_write(session)
     endpoint = get(session=session, key_id=key_id, endpoint_id=endpoint_id)
     secret = new_secret()
     endpoint.previous_secret_sealed = endpoint.secret_sealed
@@ -164,6 +175,7 @@ def set_enabled(
 ) -> WebhookEndpoint:
     """Disable an endpoint (nothing is sent; deliveries wait), or enable it again (the failure
     count starts over)."""
+    _begin_write(session)
     endpoint = get(session=session, key_id=key_id, endpoint_id=endpoint_id)
     if enabled:
         endpoint.status, endpoint.disabled_reason = db.ACTIVE, None
@@ -177,6 +189,7 @@ def set_enabled(
 
 
 def delete(*, session: Session, key_id: str, endpoint_id: str) -> None:
+    _begin_write(session)
     endpoint = get(session=session, key_id=key_id, endpoint_id=endpoint_id)
     session.delete(endpoint)
     session.commit()
@@ -223,6 +236,7 @@ def replay(
 ) -> list[int]:
     """Queue one delivery, or those created in [since, until), to be sent again now (with the
     same webhook-id: a receiver that has it already may drop it). Return their ids."""
+    _begin_write(session)
     get(session=session, key_id=key_id, endpoint_id=endpoint_id)
     if (delivery_id is None) == (since is None or until is None):
         raise InvalidInput("give either delivery_id, or both since and until", field="delivery_id")
