@@ -149,6 +149,9 @@ class CloudSettings(BaseSettings):
     # ERP webhooks go to public https URLs only (an SSRF guard); these hosts (or host:port),
     # comma-separated, are exempt: the demo's and the tests' local http receivers.
     webhook_allow_hosts: str = ""
+    # Delivered webhooks stay in the delivery log (and can be replayed) this many days; the
+    # worker deletes older ones hourly. Pending and dead deliveries are never deleted.
+    webhook_retention_days: int = Field(default=30, ge=1)
 
     twilio_base_url: str = "https://api.twilio.com"
     twilio_account_sid: str = ""

@@ -105,8 +105,9 @@ def demo(
     Ctrl-C (or SIGTERM) stops everything; nothing is left running.
 
     `locker demo --story` instead runs a scripted story (a shipment announced by the ERP, a
-    courier deposit, the notice and its code, a pickup, an expiry and the courier's retrieval,
-    a jammed lock) and exits 0 only if every step held.
+    courier deposit, the notice and its code, a pickup with the ERP's verified webhooks and the
+    carrier's statement of the day, an expiry and the courier's retrieval, a jammed lock) and
+    exits 0 only if every step held.
     """
     if language not in ("zh-CN", "en"):
         raise typer.BadParameter("must be zh-CN or en", param_hint="'--language'")
@@ -122,6 +123,7 @@ def demo(
         cloud_mqtt_password=os.environ.get("LOCKER_CLOUD_MQTT_PASSWORD"),
         language=language,
         site_time=start_at,
+        register_webhook=not story,  # the story registers the receiver itself, as the ERP
     )
     code = _run(console, options, story)
     console.print("stopped: nothing is left running.")
@@ -188,6 +190,9 @@ def _print_info(console: Console, info: DemoInfo, ready_s: float) -> None:
     urls.add_row("notices (the SMS and WeChat messages sent)", info.notices_url)
     urls.add_row("doors (be the person at the cabinet: shut a door...)", info.doors_url)
     urls.add_row("cloud API docs (try it with the ERP key)", info.docs_url)
+    urls.add_row(
+        "ERP webhook receiver (the shop's webhooks, signatures verified)", info.erp_receiver_url
+    )
     for cabinet in info.cabinets:
         urls.add_row(f"lock-board simulator of {cabinet.id}", f"{cabinet.sim_url}/state")
     console.print(urls)
@@ -198,7 +203,8 @@ def _print_info(console: Console, info: DemoInfo, ready_s: float) -> None:
     for courier_id, pin, carrier, name, _phone in COURIERS:
         people.add_row(f"courier ({carrier}, {name})", courier_id, pin)
     people.add_row("technician (kiosk maintenance screen)", "", info.technician_pin)
-    people.add_row("ERP (X-API-Key header)", "demo-erp", info.erp_key)
+    people.add_row("ERP of the shop (X-API-Key header)", "demo-erp", info.erp_key)
+    people.add_row("ERP of SF Express (its statement, 对账单)", "demo-sf", info.carrier_key)
     console.print(people)
     phones = ", ".join(
         f"{phone} ({'WeChat' if channel == 'wechat' else 'SMS'})"
@@ -210,6 +216,8 @@ def _print_info(console: Console, info: DemoInfo, ready_s: float) -> None:
         "on the kiosk to pick the parcel up.\nWhen a door springs open, put the parcel in and shut "
         f"the door on the doors page {info.doors_url}\n(or by hand: "
         f"`curl -X POST {info.cabinets[0].sim_url}/doors/1/19/close` shuts door A19).\n"
+        f"The shop's ERP has registered webhook {info.erp_webhook_id}: each parcel change it "
+        f"announced shows on {info.erp_receiver_url}, verified.\n"
         f"Time travel: `echo 259260 > {info.clock_offset_file}` moves the cloud workers 72 h "
         "ahead, so parcels in lockers expire.\n"
         f"Logs: {info.data_dir / 'logs'}   Everything above: {info.data_dir / 'demo.json'}\n"

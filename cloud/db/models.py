@@ -425,7 +425,7 @@ class WechatInbox(SQLModel, table=True):
 
 
 class ErpApiKey(SQLModel, table=True):
-    """An ERP's API key (only its hash is kept) and where its webhooks go."""
+    """An ERP's API key (only its hash is kept); its webhooks are in `webhook_endpoints`."""
 
     __tablename__ = "erp_api_keys"
 
@@ -433,8 +433,6 @@ class ErpApiKey(SQLModel, table=True):
     name: str = Field(max_length=200)
     key_prefix: str = Field(max_length=16)  # shown in lists so a key can be told apart
     key_hash: str = Field(max_length=128, unique=True)
-    webhook_url: str | None = Field(default=None, max_length=2000)
-    webhook_secret: str | None = Field(default=None, max_length=128)  # the HMAC key it verifies
     # What it acts for: exactly one of a carrier or a merchant (a key with neither, made before
     # keys were bound, is refused by the API), and its sites in `erp_key_sites`.
     carrier_id: str | None = Field(

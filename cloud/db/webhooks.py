@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, exists, update
+from sqlalchemy import and_, delete, exists, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -139,3 +139,34 @@ def deliveries_between(
         .order_by(col(WebhookDelivery.id))
     )
     return list(session.exec(statement))
+
+
+def prune_delivered(*, session: Session, before: datetime, limit: int) -> int:
+    """Delete up to `limit` deliveries delivered before `before`, with their attempts, and the
+    dispatched outbox rows older than that no delivery refers to any more; return how many
+    deliveries went. Pending and dead ones stay (they may still be sent or replayed)."""
+    ids = list(
+        session.exec(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.status == DELIVERED,
+                col(WebhookDelivery.delivered_at) < before,
+            )
+            .order_by(col(WebhookDelivery.id))
+            .limit(limit)
+        )
+    )
+    if ids:
+        session.execute(delete(WebhookAttempt).where(col(WebhookAttempt.delivery_id).in_(ids)))
+        session.execute(delete(WebhookDelivery).where(col(WebhookDelivery.id).in_(ids)))
+    referred = select(WebhookDelivery.id).where(
+        col(WebhookDelivery.outbox_id) == col(WebhookOutbox.id)
+    )
+    session.execute(
+        delete(WebhookOutbox).where(
+            col(WebhookOutbox.status) == OUTBOX_DISPATCHED,
+            col(WebhookOutbox.created_at) < before,
+            ~exists(referred),
+        )
+    )
+    return len(ids)

@@ -8,11 +8,12 @@ One `tick(now)`:
    no endpoint is dispatched to nobody).
 2. Send, in rounds: the oldest due deliveries that are each first in their (endpoint, parcel)
    line are leased in one transaction (next attempt moved past the round's sends, conditionally,
-   so two workers never both send one),
-   the endpoint's URL is checked again by the SSRF guard, and the body is POSTed with the
-   Standard Webhooks headers, signed with the endpoint's secret (and, during a rotation's grace
-   period, the previous one too). A 2xx delivers it; anything else is an attempt row and a retry
-   after an exponential, jittered wait, until the retry horizon (3 days) makes it dead. A dead
+   so two workers never both send one), the endpoint's URL is checked again by the SSRF guard
+   (its host resolved once, every address checked, the connection made to the checked address:
+   DNS pinning), and the body is POSTed with the Standard Webhooks headers, signed with the
+   endpoint's secret (and, during a rotation's grace period, the previous one too). A 2xx
+   delivers it; anything else is an attempt row and a retry after an exponential, jittered wait,
+   until the retry horizon (3 days) makes it dead. A dead
    delivery unblocks the parcel's next event.
 
 At least once: a crash after the send and before the record sends it again, with the same
@@ -51,6 +52,11 @@ TIMEOUT_S = 5.0  # a receiver should answer at once and work later (Standard Web
 BATCH_SIZE = 100
 FANOUT_BATCH = 500
 DISABLE_ACTION = "disable_webhook_endpoint"
+# Delivered deliveries (and their attempts) are kept this long for the log and replays, then
+# deleted: at 100 events a second the log would otherwise grow by millions of rows a week.
+RETENTION = timedelta(days=30)
+PRUNE_EVERY = timedelta(hours=1)
+PRUNE_BATCH = 5000  # rows a transaction: a long delete would hold up the sends on SQLite
 
 
 @dataclass
@@ -60,6 +66,7 @@ class WebhookTick:
     retried: int = 0
     dead: int = 0
     disabled: int = 0
+    pruned: int = 0
     more: bool = False
 
 
@@ -82,6 +89,7 @@ class WebhookDispatcher:
         jitter: Callable[[], float] = random.random,
         wall: Callable[[], datetime] = _wall,
         batch_size: int = BATCH_SIZE,
+        retention: timedelta = RETENTION,
     ) -> None:
         self.engine = engine
         self.seal_key = seal_key
@@ -93,6 +101,8 @@ class WebhookDispatcher:
         self.jitter = jitter
         self.wall = wall
         self.batch_size = batch_size
+        self.retention = retention
+        self._prune_next_at: datetime | None = None
 
     def close(self) -> None:
         self.client.close()
@@ -100,6 +110,9 @@ class WebhookDispatcher:
     def tick(self, now: datetime) -> WebhookTick:
         result = WebhookTick()
         result.fanned_out = self.fan_out(now)
+        if self._prune_next_at is None or now >= self._prune_next_at:
+            result.pruned = self.prune(now)
+            self._prune_next_at = now + PRUNE_EVERY
         sent: set[int] = set()  # one attempt per delivery per tick
         while len(sent) < self.batch_size:
             # A round: the heads of distinct (endpoint, parcel) lines, claimed in one
@@ -157,6 +170,24 @@ class WebhookDispatcher:
             session.commit()
         return done
 
+    def prune(self, now: datetime) -> int:
+        """Delete what was delivered more than the retention before `now` (the injected clock),
+        in batches; return how many deliveries went. Pending and dead ones are kept."""
+        total = 0
+        while True:
+            with Session(self.engine) as session:
+                write_session(session)
+                done = db.prune_delivered(
+                    session=session, before=now - self.retention, limit=PRUNE_BATCH
+                )
+                session.commit()
+            total += done
+            if done < PRUNE_BATCH:
+                break
+        if total:
+            log.info("webhooks: %d delivered deliveries past the retention deleted", total)
+        return total
+
     # --- 2. send -------------------------------------------------------------------------------
 
     def _claim(
@@ -183,7 +214,7 @@ class WebhookDispatcher:
         self, endpoint: WebhookEndpoint, outbox: WebhookOutbox, now: datetime
     ) -> tuple[int | None, str | None, int]:
         try:
-            check_url(endpoint.url, allow=self.allow_hosts, resolve=self.resolve)
+            checked = check_url(endpoint.url, allow=self.allow_hosts, resolve=self.resolve)
             secrets_ = self._secrets(endpoint, now)
         except Exception as err:  # refused by the guard now, or a secret that will not unseal
             return None, str(err)[:1024], 0
@@ -205,9 +236,16 @@ class WebhookDispatcher:
             "webhook-signature": signature,
             "user-agent": "locker-cloud-webhooks/1",
         }
+        request = self.client.build_request("POST", endpoint.url, content=body, headers=headers)
+        if checked.address is not None:
+            # DNS pinning: connect to the address the guard checked, not to whatever the name
+            # resolves to a moment later; the Host header (set from the URL above) and, for
+            # https, the TLS server name and certificate check stay the endpoint's host name.
+            request.url = request.url.copy_with(host=checked.address)
+            request.extensions["sni_hostname"] = checked.target.host
         started = time.perf_counter()
         try:
-            answer = self.client.post(endpoint.url, content=body, headers=headers)
+            answer = self.client.send(request)
         except httpx.TimeoutException:
             return None, f"no answer in {self.timeout_s:g} s", _ms(started)
         except httpx.HTTPError as err:

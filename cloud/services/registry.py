@@ -517,7 +517,6 @@ def add_erp_key(
     carrier_id: str | None = None,
     merchant_id: str | None = None,
     site_ids: Sequence[str] = (),
-    webhook_url: str | None = None,
     token_bytes: Callable[[int], bytes] = secrets.token_bytes,
     actor: Principal | None = None,
 ) -> ErpKeyCredentials:
@@ -558,7 +557,6 @@ def add_erp_key(
                 name=name,
                 key_prefix=key[:8],
                 key_hash=hash_api_key(key),
-                webhook_url=webhook_url,
                 carrier_id=carrier_id,
                 merchant_id=merchant_id,
                 created_at=now,

@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from cloud.core import webhooks as core
 from cloud.db import webhooks as db
+from cloud.db.engine import write_session
 from cloud.db.rows import new_id
 from cloud.db.sealing import seal
 from cloud.db.webhook_models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -58,14 +59,38 @@ def parse_url(url: str) -> core.Target:
     return core.Target(parts.scheme, parts.hostname.lower(), port or default)
 
 
-def check_url(url: str, *, allow: frozenset[str], resolve: Resolver) -> None:
-    """Refuse (InvalidInput naming `url`) a URL the guard refuses (cloud.core.webhooks)."""
+@dataclass(frozen=True)
+class Checked:
+    """A URL the guard let through, and the address it was checked at.
+
+    `address` is where a send must connect: the host was resolved once, every address it gave
+    was checked, and connecting to the checked one (not resolving the name again) is what keeps
+    a DNS rebinding (public at the check, internal at the connect) from reaching inside. None for
+    an allow-listed host, which is connected to by name.
+    """
+
+    target: core.Target
+    address: str | None
+
+
+def check_url(url: str, *, allow: frozenset[str], resolve: Resolver) -> Checked:
+    """Refuse (InvalidInput naming `url`) a URL the guard refuses (cloud.core.webhooks); return
+    the checked address to connect to."""
     try:
         target = parse_url(url)
         addresses = [] if core.allowed(target, allow) else resolve(target.host, target.port)
         core.check_target(target, addresses, allow)
     except core.UrlRefused as err:
         raise InvalidInput(str(err), field="url") from None
+    return Checked(target, None if core.allowed(target, allow) else addresses[0])
+
+
+def _begin_write(session: Session) -> None:
+    """Start the write transaction afresh, as a writer (BEGIN IMMEDIATE on SQLite). The route's
+    key lookup left a read transaction open; on SQLite one that then writes, after a worker
+    committed meanwhile, fails at once ("database is locked", no busy wait)."""
+    session.rollback()
+    write_session(session)
 
 
 def secret_context(endpoint_id: str) -> str:
@@ -95,11 +120,12 @@ def register(
     now: datetime,
 ) -> Created:
     """Add an endpoint for `key_id`; return it with its signing secret (never readable again)."""
-    check_url(url, allow=allow, resolve=resolve)
+    check_url(url, allow=allow, resolve=resolve)  # resolves names: before the write lock
     try:
         types = core.check_event_types(event_types)
     except ValueError as err:
         raise InvalidInput(str(err), field="event_types") from None
+    _begin_write(session)
     endpoint_id = f"we_{new_id()}"
     secret = new_secret()
     endpoint = WebhookEndpoint(
@@ -132,6 +158,7 @@ def rotate(
 ) -> Created:
     """Give the endpoint a new secret; the current one keeps signing beside it for the grace
     period (Standard Webhooks sends several signatures), so the receiver can switch over."""
+    _begin_write(session)
     endpoint = get(session=session, key_id=key_id, endpoint_id=endpoint_id)
     secret = new_secret()
     endpoint.previous_secret_sealed = endpoint.secret_sealed
@@ -148,6 +175,7 @@ def set_enabled(
 ) -> WebhookEndpoint:
     """Disable an endpoint (nothing is sent; deliveries wait), or enable it again (the failure
     count starts over)."""
+    _begin_write(session)
     endpoint = get(session=session, key_id=key_id, endpoint_id=endpoint_id)
     if enabled:
         endpoint.status, endpoint.disabled_reason = db.ACTIVE, None
@@ -161,6 +189,7 @@ def set_enabled(
 
 
 def delete(*, session: Session, key_id: str, endpoint_id: str) -> None:
+    _begin_write(session)
     endpoint = get(session=session, key_id=key_id, endpoint_id=endpoint_id)
     session.delete(endpoint)
     session.commit()
@@ -207,6 +236,7 @@ def replay(
 ) -> list[int]:
     """Queue one delivery, or those created in [since, until), to be sent again now (with the
     same webhook-id: a receiver that has it already may drop it). Return their ids."""
+    _begin_write(session)
     get(session=session, key_id=key_id, endpoint_id=endpoint_id)
     if (delivery_id is None) == (since is None or until is None):
         raise InvalidInput("give either delivery_id, or both since and until", field="delivery_id")

@@ -160,4 +160,5 @@ def webhook_dispatcher_from_settings(*, engine: Engine, settings: CloudSettings)
         engine=engine,
         seal_key=settings.secret_key_bytes,
         allow_hosts=allow_hosts(settings.webhook_allow_hosts),
+        retention=timedelta(days=settings.webhook_retention_days),
     )

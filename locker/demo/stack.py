@@ -3,12 +3,14 @@
     locker demo (this process)
       ├─ embedded MQTT broker (amqtt, a thread)  ── or a real broker named by --broker
       ├─ notice sinks: fake Twilio, fake WeChat, the notices page (threads)
+      ├─ the reference ERP receiver: the shop's webhooks, verified, on a page (a thread)
       ├─ locker cloud serve      the API, on SQLite in the data folder (or --database-url)
       ├─ locker cloud worker     one (plain subscriptions), or several sharing $share/cloud
       └─ per cabinet: locker sim (its lock board on a pty)  +  locker cabinet run (daemon, kiosk)
 
 `DemoStack.prepare()` makes the data folder, migrates the database and seeds the demo data (a
-site, cabinets with their credentials and daemon configs, couriers with PINs, an ERP key);
+site, cabinets with their credentials and daemon configs, couriers with PINs, the shop's ERP key,
+SF Express's key and its prices);
 `start()` starts the processes and returns once every cabinet is online in the cloud with its
 couriers delivered; `stop()` stops them in reverse order (SIGTERM, then SIGKILL after a grace
 period) and reaps every one. Each child runs in a session of its own, so a Ctrl-C reaches only
@@ -40,6 +42,7 @@ import httpx
 
 from locker.demo.broker import EmbeddedBroker
 from locker.demo.doors_page import SimulatedCabinet
+from locker.demo.erp_receiver import ErpReceiver
 from locker.demo.sinks import NoticeSinks, demo_openid
 from locker.harness.ports import free_port, port_free
 from locker.harness.processes import clean_env, stop_all
@@ -63,6 +66,10 @@ COURIERS = (  # id, PIN, carrier, name, phone (told at expiry to take a parcel b
 )
 ERP_KEY_ID = "demo-erp"
 ERP_MERCHANT_ID = "demo-shop"
+# SF Express's own key: it reads its couriers' statement (对账单), priced per door size in fen.
+CARRIER_KEY_ID = "demo-sf"
+CARRIER = COURIERS[0][2]
+PRICES_MINOR = {"S": 50, "M": 80, "L": 120, "XL": 150}
 TECHNICIAN_PIN = "975310"  # the kiosk's maintenance screen
 
 Echo = Callable[[str], None]
@@ -96,6 +103,9 @@ class Options:
     # The site's wall-clock time the cloud workers start at (None: the real time). Tests run
     # the story at a night and at a day hour this way, so an hour-dependence fails at any hour.
     site_time: wall_time | None = None
+    # Register the ERP receiver as the shop's webhook endpoint at start (the interactive demo);
+    # the story registers it itself, as an ERP would.
+    register_webhook: bool = False
 
 
 @dataclass
@@ -136,6 +146,10 @@ class DemoInfo:
     broker_url: str
     database_url: str
     erp_key: str = field(repr=False)
+    carrier_key: str = field(default="", repr=False)  # SF Express's: its statement
+    erp_receiver_url: str = ""  # the reference ERP receiver's page
+    erp_hook_url: str = ""  # the URL to register as the ERP's webhook endpoint
+    erp_webhook_id: str = ""  # the endpoint registered at start (Options.register_webhook)
     cabinets: list[CabinetInfo] = field(default_factory=list)
     couriers: list[CourierInfo] = field(default_factory=list)
     recipients: dict[str, str] = field(default_factory=dict)  # phone -> "wechat" | "sms"
@@ -174,6 +188,7 @@ class DemoStack:
         self.data_dir = options.data_dir.expanduser().resolve()
         self.broker: EmbeddedBroker | None = None
         self.sinks: NoticeSinks | None = None
+        self.receiver: ErpReceiver | None = None
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.info: DemoInfo | None = None
         self._ports = self._plan_ports()
@@ -189,11 +204,11 @@ class DemoStack:
 
     def _plan_ports(self) -> dict[str, int]:
         base, n = self.options.http_port, self.options.cabinets
-        names = ["api", "notices"] + [f"kiosk-{i}" for i in range(1, n + 1)]
+        names = ["api", "notices", "erp"] + [f"kiosk-{i}" for i in range(1, n + 1)]
         names += [f"sim-{i}" for i in range(1, n + 1)]
         if base == 0:
             return {name: free_port() for name in names}
-        offsets = {"api": 0, "notices": 1}
+        offsets = {"api": 0, "notices": 1, "erp": 2}
         offsets |= {f"kiosk-{i}": 10 + i for i in range(1, n + 1)}
         offsets |= {f"sim-{i}": 40 + i for i in range(1, n + 1)}
         ports = {name: base + offsets[name] for name in names}
@@ -305,6 +320,7 @@ class DemoStack:
                 cabinets = [self._seed_cabinet(session, n, now) for n in self._cabinet_numbers]
                 couriers = self._seed_couriers(session, now)
                 erp_key = self._seed_erp_key(session, now)
+                carrier_key = self._seed_carrier_key(session, now)
                 # The row the scan-to-open SMS check or the official account leaves once a
                 # recipient has proved their phone: that phone's notices go by WeChat.
                 session.add(WechatBinding(openid=self._openid, phone=WECHAT_PHONE, created_at=now))
@@ -320,6 +336,9 @@ class DemoStack:
             broker_url=self.options.broker_url or "",
             database_url=database_url,
             erp_key=erp_key,
+            carrier_key=carrier_key,
+            erp_receiver_url=f"http://{HOST}:{self._ports['erp']}",
+            erp_hook_url=f"http://{HOST}:{self._ports['erp']}/hooks/lockers",
             cabinets=cabinets,
             couriers=couriers,
             recipients={WECHAT_PHONE: "wechat", SMS_PHONE: "sms"},
@@ -420,6 +439,31 @@ class DemoStack:
         )
         return erp.key
 
+    def _seed_carrier_key(self, session: Any, now: datetime) -> str:
+        """SF Express's key (its couriers' carrier row exists by now) and its price per door
+        size at the site: the statement it reads has priced lines."""
+        from cloud.services import registry, statements
+
+        for size, amount in PRICES_MINOR.items():
+            statements.set_price(
+                session=session,
+                site_id=SITE_ID,
+                carrier_id=CARRIER,
+                size=size,
+                amount_minor=amount,
+                currency="CNY",
+                now=now,
+            )
+        key = registry.add_erp_key(
+            session=session,
+            key_id=CARRIER_KEY_ID,
+            name="SF Express ERP",
+            now=now,
+            carrier_id=CARRIER,
+            site_ids=[SITE_ID],
+        )
+        return key.key
+
     # --- start ---------------------------------------------------------------------------------
 
     def start(self) -> DemoInfo:
@@ -443,6 +487,8 @@ class DemoStack:
             f"notice sinks: fake Twilio {self.sinks.twilio.url}, fake WeChat "
             f"{self.sinks.wechat.url}; notices page {info.notices_url}"
         )
+        self.receiver = ErpReceiver(port=self._ports["erp"], zone=SITE_TIMEZONE).start()
+        self.echo(f"ERP webhook receiver: {info.erp_receiver_url} (endpoint {info.erp_hook_url})")
         self._start_cloud(info)
         self._start_cabinets(info)
         self._wait_ready(info)
@@ -458,6 +504,9 @@ class DemoStack:
             "LOCKER_CLOUD_BASE_URL": info.api_url,
             "LOCKER_CLOUD_SECRET_KEY": self._secret_key,
             "LOCKER_CLOUD_CLOCK_OFFSET_FILE": str(info.clock_offset_file),
+            # The reference ERP receiver is plain http on this machine: the SSRF guard lets
+            # exactly it through.
+            "LOCKER_CLOUD_WEBHOOK_ALLOW_HOSTS": f"{HOST}:{self._ports['erp']}",
             **self.sinks.cloud_env(),
         }
         if self.options.cloud_mqtt_password:
@@ -563,6 +612,8 @@ class DemoStack:
     def _wait_ready(self, info: DemoInfo) -> None:
         self._wait(lambda: self._answers(f"{info.api_url}/api/v1/health"), "the cloud API")
         self.echo(f"cloud API: {info.api_url}")
+        if self.options.register_webhook:
+            self._register_webhook(info)
         headers = {"X-API-Key": info.erp_key}
         for cabinet in info.cabinets:
             url = f"{info.api_url}/api/v1/cabinets/{cabinet.id}"
@@ -583,6 +634,22 @@ class DemoStack:
             self.echo(
                 f"cabinet {cabinet.id}: online, couriers delivered, kiosk {cabinet.kiosk_url}"
             )
+
+    def _register_webhook(self, info: DemoInfo) -> None:
+        """Register the receiver as the shop's endpoint over the API, as the ERP would, and give
+        it the secret the answer shows once."""
+        assert self.receiver is not None
+        answer = self._http.post(
+            f"{info.api_url}/api/v1/webhooks",
+            headers={"X-API-Key": info.erp_key},
+            json={"url": info.erp_hook_url, "event_types": ["*"]},
+        )
+        if answer.status_code != 201:
+            raise DemoError(f"registering the ERP receiver's webhook failed: {answer.text}")
+        endpoint = answer.json()
+        self.receiver.add_secret(endpoint["secret"])
+        info.erp_webhook_id = endpoint["id"]
+        self.echo(f"the shop's ERP registered webhook {endpoint['id']} to {info.erp_hook_url}")
 
     def _couriers_delivered(self, info: DemoInfo, cab: str) -> bool:
         from sqlmodel import Session, col, select
@@ -646,6 +713,9 @@ class DemoStack:
         if self.sinks is not None:
             self.sinks.stop()
             self.sinks = None
+        if self.receiver is not None:
+            self.receiver.stop()
+            self.receiver = None
         if self.broker is not None:
             self.broker.stop()
             self.broker = None

@@ -5,15 +5,21 @@ the ERP calls the cloud API with its key; the courier and the recipient press th
 through its JSON API (the requests the touchscreen page makes); the person at the cabinet opens,
 fills, empties and shuts doors through the simulator's control API, which also says which doors
 were pulsed and opened and breaks a lock on demand; the recipient reads the code off the notices
-page, where the fake SMS and WeChat services show what they were sent. Nothing reaches into a
+page, where the fake SMS and WeChat services show what they were sent; the shop's ERP reads its
+webhooks off the reference ERP receiver, which verified each signature. Nothing reaches into a
 process's memory or database.
 
-    1. the ERP announces a shipment (and a retried POST creates nothing more)
-    2. a courier deposits it at a kiosk
+    1. the ERP registers a webhook to its receiver and announces a shipment with its dimensions
+       (and a retried POST creates nothing more)
+    2. a courier deposits it at a kiosk; the ERP receives `parcel.in_locker`, verified
     3. the recipient's notice arrives with a pickup code
-    4. the recipient picks the parcel up with that code
-    5. a second parcel expires (the workers' clock jumps 72 h ahead) and the courier takes it back
-    6. a jammed lock: the cabinet moves the parcel to another door
+    4. the recipient picks the parcel up with that code; the ERP receives `parcel.picked_up`
+    5. the carrier's statement (对账单) of the day lists the deposit, priced
+    6. a second parcel expires (the workers' clock jumps 72 h ahead) and the courier takes it back
+    7. a jammed lock: the cabinet moves the parcel to another door
+
+The steps do not depend on how the cabinet picks a door: a door reserved for an announced
+shipment (its dimensions) or one picked at the kiosk by size are both followed.
 
 `run_story(info)` prints each step and every check; it returns True only if every check held.
 """
@@ -25,16 +31,29 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from rich.markup import escape
 
 from cloud.core.phones import mask_phone
-from locker.demo.stack import COURIERS, SMS_PHONE, WECHAT_PHONE, CabinetInfo, DemoInfo
+from locker.demo.stack import (
+    CARRIER,
+    COURIERS,
+    PRICES_MINOR,
+    SITE_TIMEZONE,
+    SMS_PHONE,
+    WECHAT_PHONE,
+    CabinetInfo,
+    DemoInfo,
+)
 
 WAIT_S = 30.0
 EXPIRY_JUMP_S = 72 * 3600 + 60  # the demo site's 72 h pickup window, and a minute
+# The shipment of step 1 fits an S door: 30 x 20 x 10 cm, 1.5 kg.
+DIMENSIONS = {"length_mm": 300, "width_mm": 200, "height_mm": 100, "weight_g": 1500}
 _CODE = re.compile(r"(?:取件码|[Pp]ickup code)\s*(\d{6,10})")
 
 Echo = Callable[[str], None]
@@ -88,7 +107,9 @@ class Story:
         answer = self.erp("GET", f"/tracking/{tracking_no}")
         return answer.json() if answer.status_code == 200 else None
 
-    def announce(self, cabinet: CabinetInfo, tracking_no: str, phone: str, order_no: str) -> None:
+    def announce(
+        self, cabinet: CabinetInfo, tracking_no: str, phone: str, order_no: str
+    ) -> dict[str, Any]:
         """Announce a shipment: the demo's key sees only the parcels its merchant announced."""
         body = {
             "order_no": order_no,
@@ -100,6 +121,7 @@ class Story:
             "POST", "/shipments", json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
         )
         self.check(answer.status_code == 201, f"the ERP announced {tracking_no}", answer.text)
+        return answer.json()
 
     def status_is(self, tracking_no: str, status: str) -> dict[str, Any] | None:
         found = self.tracking(tracking_no)
@@ -157,6 +179,42 @@ class Story:
         notices = self.http.get(f"{self.info.notices_url}/notices.json").json()
         return [n for n in notices if n["to"] == mask_phone(phone)]
 
+    # --- the ERP's receiver and the carrier's statement ------------------------------------------
+
+    def webhooks(self, tracking_no: str, event_type: str) -> list[dict[str, Any]]:
+        """What the reference ERP receiver got for this parcel and event type."""
+        items = self.http.get(f"{self.info.erp_receiver_url}/webhooks.json").json()
+        return [
+            item
+            for item in items
+            if item["tracking_no"] == tracking_no and item["event_type"] == event_type
+        ]
+
+    def webhook_arrived(self, tracking_no: str, event_type: str, order_state: str) -> None:
+        """Wait for the event at the receiver; every copy of it verified, with the order state
+        the API shows."""
+        found = self.wait(
+            lambda: [i for i in self.webhooks(tracking_no, event_type) if i["verified"]],
+            f"the ERP's receiver got {event_type} for {tracking_no}, signature verified",
+        )
+        every = self.webhooks(tracking_no, event_type)
+        self.check(
+            all(item["verified"] for item in every),
+            "no copy of it failed verification",
+            [item["error"] for item in every],
+        )
+        self.check(
+            found[0]["order_state"] == order_state,
+            f"its order state is {order_state}, as the API says",
+            found[0],
+        )
+
+    def shipment(self, shipment_id: str) -> dict[str, Any]:
+        answer = self.erp("GET", f"/shipments/{shipment_id}")
+        if answer.status_code != 200:
+            raise StoryFailed(f"GET /shipments/{shipment_id}: {answer.status_code} {answer.text}")
+        return answer.json()
+
     # --- the courier's deposit, shared by the steps ----------------------------------------------
 
     def deposit(
@@ -168,20 +226,34 @@ class Story:
         self.check(
             _types(shown) == ["SignedIn"], f"courier {courier_id} signed in at {cabinet.id}", shown
         )
+        # A door reserved for the announced shipment may open as soon as the tracking number
+        # (or the phone) is taken; otherwise the courier picks a size.
         shown = self.press(cabinet, "TrackingEntered", tracking_no=tracking_no)
         self.check(
-            _types(shown) == ["TrackingAccepted"], f"tracking number {tracking_no} taken", shown
-        )
-        national = phone.removeprefix("+86")  # typed as a person would, without the country code
-        shown = self.press(cabinet, "PhoneEntered", phone=national)
-        self.check(
-            _types(shown) == ["PhoneAccepted"],
-            f"recipient's mobile {mask_phone(phone)} taken",
+            "TrackingAccepted" in _types(shown) or _opening(shown),
+            f"tracking number {tracking_no} taken",
             shown,
         )
-        size_screens = self.press(cabinet, "SizeChosen", size=size)
-        opening = [s for s in size_screens if s["type"] == "DepositDoorOpening"]
-        self.check(bool(opening), f"size {size} chosen: a door is being unlocked", size_screens)
+        size_screens = shown
+        if not _opening(shown):
+            national = phone.removeprefix("+86")  # typed as a person would: no country code
+            shown = self.press(cabinet, "PhoneEntered", phone=national)
+            self.check(
+                "PhoneAccepted" in _types(shown) or _opening(shown),
+                f"recipient's mobile {mask_phone(phone)} taken",
+                shown,
+            )
+            size_screens = shown
+        if not _opening(shown):
+            size_screens = self.press(cabinet, "SizeChosen", size=size)
+            self.check(
+                bool(_opening(size_screens)),
+                f"size {size} chosen: a door is being unlocked",
+                size_screens,
+            )
+        else:
+            self.check(True, f"the door reserved for {tracking_no} is being unlocked")
+        opening = _opening(size_screens)
         compartment = opening[-1]["compartment"]
         self.wait(
             lambda: self.door(cabinet, compartment)["door_open"],
@@ -204,12 +276,14 @@ class Story:
 
     def step_announce(self) -> None:
         cabinet = self.info.cabinets[0]
+        self._register_webhook()
         self.tn1 = f"SF{self.run_id}0001"
         body = {
             "order_no": f"SO-{self.run_id}-1",
             "tracking_no": self.tn1,
             "phone": WECHAT_PHONE,
             "cabinet_id": cabinet.id,
+            **DIMENSIONS,
         }
         key = str(uuid.uuid4())
         first = self.erp("POST", "/shipments", json=body, headers={"Idempotency-Key": key})
@@ -219,7 +293,13 @@ class Story:
             first.text,
         )
         parcel = first.json()
+        self.shipment_id = parcel["id"]
         self.check(parcel["status"] == "announced", "the parcel is announced", parcel["status"])
+        self.check(
+            [parcel[k] for k in DIMENSIONS] == list(DIMENSIONS.values()),
+            "with its dimensions (30 x 20 x 10 cm, 1.5 kg)",
+            parcel,
+        )
         again = self.erp("POST", "/shipments", json=body, headers={"Idempotency-Key": key})
         self.check(
             again.status_code == 201 and again.json()["id"] == parcel["id"],
@@ -229,6 +309,31 @@ class Story:
         parcels = self.erp("GET", "/parcels", params={"status": "announced"}).json()["data"]
         mine = [p for p in parcels if p["tracking_no"] == self.tn1]
         self.check(len(mine) == 1, "and created no second one", len(mine))
+        self.webhook_arrived(self.tn1, "parcel.announced", parcel["order_state"])
+
+    def _register_webhook(self) -> None:
+        """The shop's ERP registers its receiver and configures it with the secret shown once."""
+        answer = self.erp(
+            "POST",
+            "/webhooks",
+            json={"url": self.info.erp_hook_url, "event_types": ["*"]},
+        )
+        self.check(
+            answer.status_code == 201,
+            f"the ERP registered a webhook to its receiver {self.info.erp_hook_url}",
+            answer.text,
+        )
+        secret = answer.json()["secret"]
+        self.check(secret.startswith("whsec_"), "the answer shows its signing secret, once")
+        configured = self.http.post(
+            f"{self.info.erp_receiver_url}/secrets", json={"secret": secret}
+        )
+        self.check(
+            configured.status_code == 204,
+            "the ERP's receiver now verifies with that secret",
+            configured.text,
+        )
+        self.echo(f"    ERP receiver: {escape(self.info.erp_receiver_url)}")
 
     def step_deposit(self) -> None:
         cabinet = self.info.cabinets[0]
@@ -244,6 +349,9 @@ class Story:
             "the deposit completed the ERP's announcement (same order number)",
             found["parcel"]["order_no"],
         )
+        shipment = self.shipment(self.shipment_id)
+        self.deposited_at = shipment["deposited_at"]
+        self.webhook_arrived(self.tn1, "parcel.in_locker", shipment["order_state"])
 
     def step_notice(self) -> None:
         notices = self.wait(
@@ -281,6 +389,47 @@ class Story:
             "the recipient took the parcel and shut the door",
         )
         self.wait(lambda: self.status_is(self.tn1, "picked_up"), "the cloud has it picked_up")
+        shipment = self.shipment(self.shipment_id)
+        self.webhook_arrived(self.tn1, "parcel.picked_up", shipment["order_state"])
+
+    def step_statement(self) -> None:
+        """SF Express reads its statement of the deposit's day (in the site's zone)."""
+        zone = ZoneInfo(SITE_TIMEZONE)
+        deposited = datetime.fromisoformat(self.deposited_at.replace("Z", "+00:00"))
+        day = deposited.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+        answer = self.http.get(
+            f"{self.info.api_url}/api/v1/statements",
+            params={
+                "carrier": CARRIER,
+                "from": day.isoformat(),
+                "to": (day + timedelta(days=1)).isoformat(),
+            },
+            headers={"X-API-Key": self.info.carrier_key},
+        )
+        self.check(
+            answer.status_code == 200,
+            f"{CARRIER} read its statement of {day:%Y-%m-%d} ({SITE_TIMEZONE})",
+            answer.text,
+        )
+        lines = [line for line in answer.json()["lines"] if line["tracking_no"] == self.tn1]
+        self.check(len(lines) == 1, f"it lists the deposit of {self.tn1} once", lines)
+        line = lines[0]
+        self.check(
+            line["courier"] == COURIERS[0][0] and line["compartment"] == self.c1,
+            f"by courier {COURIERS[0][0]}, in door {self.c1}",
+            line,
+        )
+        price = PRICES_MINOR.get(str(line["size"]))
+        self.check(
+            line["priced"] in (1, True) and line["price_minor"] == price,
+            f"priced from the site's table: an {line['size']} door, {price} fen",
+            line,
+        )
+        self.check(
+            line["left_at"] not in (None, "") and line["status"] == "picked_up",
+            "and shows it left the locker, picked up",
+            line,
+        )
 
     def step_expiry(self) -> None:
         cabinet = self.info.cabinets[-1]
@@ -358,7 +507,12 @@ class Story:
 
     def step_jam(self) -> None:
         cabinet = self.info.cabinets[1] if len(self.info.cabinets) > 1 else self.info.cabinets[0]
-        jammed = self._next_small_door(cabinet)
+        self.tn3 = f"SF{self.run_id}0003"
+        parcel = self.announce(cabinet, self.tn3, SMS_PHONE, f"SO-{self.run_id}-3")
+        # The door the cabinet will open for it: one reserved at the announcement, if the
+        # cloud names it, else the next S door the kiosk picks.
+        reserved = parcel.get("reserved_compartment") or parcel.get("compartment")
+        jammed = reserved or self._next_small_door(cabinet)
         before = self.door(cabinet, jammed)
         wiring = next(d for d in cabinet.doors if d["id"] == jammed)
         answer = self.http.post(
@@ -367,11 +521,9 @@ class Story:
         )
         self.check(
             answer.status_code == 200,
-            f"the simulator jams the lock of {jammed}, the next S door",
+            f"the simulator jams the lock of {jammed}, the door it will open",
             answer.text,
         )
-        self.tn3 = f"SF{self.run_id}0003"
-        self.announce(cabinet, self.tn3, SMS_PHONE, f"SO-{self.run_id}-3")
         try:
             compartment, _, size_screens = self.deposit(
                 cabinet, self.tn3, SMS_PHONE, "S", COURIERS[0]
@@ -433,10 +585,11 @@ class Story:
 
 
 STEPS: list[tuple[str, str]] = [
-    ("step_announce", "The ERP announces a shipment"),
-    ("step_deposit", "A courier deposits it at a kiosk"),
+    ("step_announce", "The ERP registers a webhook and announces a shipment"),
+    ("step_deposit", "A courier deposits it at a kiosk; the ERP hears of it"),
     ("step_notice", "The recipient's notice arrives with the pickup code"),
-    ("step_pickup", "The recipient picks it up with that code"),
+    ("step_pickup", "The recipient picks it up with that code; the ERP hears of it"),
+    ("step_statement", "The carrier's statement of the day lists the deposit"),
     ("step_expiry", "A second parcel expires and the courier takes it back"),
     ("step_jam", "A jammed lock: the parcel goes to another door"),
 ]
@@ -466,3 +619,7 @@ def run_story(info: DemoInfo, *, echo: Echo = print) -> bool:
 
 def _types(screens: list[dict[str, Any]]) -> list[str]:
     return [screen["type"] for screen in screens]
+
+
+def _opening(screens: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [screen for screen in screens if screen["type"] == "DepositDoorOpening"]

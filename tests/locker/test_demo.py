@@ -97,8 +97,10 @@ def test_the_demo_serves_every_url_it_prints_and_stops_leaving_nothing_running(
     demo.wait_for_line("Ctrl-C stops the demo", 5)
     info = json.loads((data / "demo.json").read_text())
     text = "".join(demo.output)
-    for url in (info["notices_url"], info["docs_url"], info["erp_key"], info["technician_pin"]):
+    shown = ("notices_url", "docs_url", "erp_receiver_url", "erp_key", "carrier_key")
+    for url in (*(info[k] for k in shown), info["technician_pin"]):
         assert url in text  # every URL and credential is on the screen
+    assert info["erp_webhook_id"] in text  # the shop's webhook, registered at start
     for courier in info["couriers"]:
         assert courier["id"] in text and courier["pin"] in text
     with httpx.Client(timeout=10) as http:
@@ -128,21 +130,43 @@ def test_the_demo_serves_every_url_it_prints_and_stops_leaving_nothing_running(
             assert f"/s/{cabinet['id']}/" in qr.headers["X-Scan-URL"]
             state = http.get(f"{cabinet['sim_url']}/state").json()
             assert len(state["boards"][0]["doors"]) == 24
-        # What a newcomer does: a courier deposit at the first kiosk, the door shut on the doors
-        # page, the notice with its code on the notices page.
+        receiver = http.get(info["erp_receiver_url"])
+        assert receiver.status_code == 200 and "No webhook yet" in receiver.text
+        # What a newcomer does: the shop's ERP announces, a courier deposits at the first kiosk,
+        # the door shut on the doors page, the notice with its code on the notices page, the
+        # ERP's webhook on the receiver's page.
+        announced = http.post(
+            f"{info['api_url']}/api/v1/shipments",
+            headers={"X-API-Key": info["erp_key"], "Idempotency-Key": "demo-test-1"},
+            json={
+                "order_no": "SO-42",
+                "tracking_no": "SF0042",
+                "phone": "+8613900139000",
+                "cabinet_id": "cab-1",
+            },
+        )
+        assert announced.status_code == 201, announced.text
         kiosk, doors = info["cabinets"][0]["kiosk_url"], info["doors_url"]
         assert "A19" in http.get(doors).text
         sf = info["couriers"][0]
+        opened: list[dict] = []  # the screen that names the door springing open
         for body in (
             {"type": "CourierSignIn", "courier_id": sf["id"], "pin": sf["pin"]},
             {"type": "TrackingEntered", "tracking_no": "SF0042"},
             {"type": "PhoneEntered", "phone": "13900139000"},
             {"type": "SizeChosen", "size": "S"},
         ):
-            assert http.post(f"{kiosk}/api/input", json=body).status_code == 200
-        wait_for(lambda: "开着 open" in http.get(doors).text, 10, "A19 to open", interval_s=0.2)
+            pressed = http.post(f"{kiosk}/api/input", json=body)
+            assert pressed.status_code == 200, pressed.text
+            opened = [s for s in pressed.json()["screens"] if s["type"] == "DepositDoorOpening"]
+            if opened:  # a door reserved for the announced parcel opens without a size
+                break
+        door = opened[-1]["compartment"]
+        wait_for(
+            lambda: "开着 open" in http.get(doors).text, 10, "the door to open", interval_s=0.2
+        )
         for action in ("put", "close"):
-            pressed = http.post(f"{doors}/cab-1/A19/{action}", follow_redirects=False)
+            pressed = http.post(f"{doors}/cab-1/{door}/{action}", follow_redirects=False)
             assert pressed.status_code == 303, pressed.text
         confirmed = wait_for(
             lambda: http.post(f"{kiosk}/api/input", json={"type": "Confirm"}).status_code == 200,
@@ -158,6 +182,13 @@ def test_the_demo_serves_every_url_it_prints_and_stops_leaving_nothing_running(
             interval_s=0.2,
         )
         assert "SF0042" in notice[0]["text"] and "Pickup code" in notice[0]["text"]
+
+        def receiver_shows_the_deposit() -> str:
+            page = http.get(info["erp_receiver_url"]).text
+            return page if "parcel.in_locker" in page else ""
+
+        page = wait_for(receiver_shows_the_deposit, 20, "the ERP's webhook", interval_s=0.2)
+        assert "SF0042" in page and "signature verified" in page and "INVALID" not in page
     pids = info["pids"]
     assert len(pids) == 2 + 2 * 2  # API, worker, and a simulator and a daemon per cabinet
     assert all(alive(pid) for pid in pids.values())
@@ -196,15 +227,22 @@ def test_the_story_runs_end_to_end_and_exits_0(tmp_path: Path, site_time: str) -
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for step in (
-        "The ERP announces a shipment",
-        "A courier deposits it at a kiosk",
+        "The ERP registers a webhook and announces a shipment",
+        "A courier deposits it at a kiosk; the ERP hears of it",
         "The recipient's notice arrives with the pickup code",
-        "The recipient picks it up with that code",
+        "The recipient picks it up with that code; the ERP hears of it",
+        "The carrier's statement of the day lists the deposit",
         "A second parcel expires and the courier takes it back",
         "A jammed lock: the parcel goes to another door",
     ):
         assert step in result.stdout
     assert "The story held" in result.stdout
+    for check in (
+        "the ERP's receiver got parcel.in_locker",
+        "the ERP's receiver got parcel.picked_up",
+        "it lists the deposit of",
+    ):
+        assert check in result.stdout
     assert "✗" not in result.stdout
     assert f"the cloud workers' clock starts at {site_time} Asia/Shanghai" in result.stdout
 

@@ -192,6 +192,30 @@ def test_cursor_pages_neither_skip_nor_repeat_with_inserts_between_pages(
     assert pages == 3  # 9 shipments, 3 a page
 
 
+def test_a_late_commit_is_missed_by_the_sync_in_hand_and_read_by_the_next_as_documented(
+    client: TestClient, clock: Clock
+) -> None:
+    """docs/shipments.md's caveat and its recipe: a shipment whose creation time is before the
+    cursor (its transaction began before the page was read, committed after) is not on a later
+    page; the next sync, `changed_since` a minute before the last one started, reads it."""
+    for n in (1, 2, 3):
+        announce(client, n)
+        clock.advance(1)
+    started = clock.now
+    first = client.get("/api/v1/shipments?limit=2", headers=HEADERS).json()
+    assert [s["order_no"] for s in first["data"]] == ["SO-1", "SO-2"]
+    clock.now = started - timedelta(seconds=10)  # the straggler's clock: before the cursor
+    announce(client, 4)
+    clock.now = started + timedelta(seconds=5)
+    rest = client.get(
+        f"/api/v1/shipments?limit=2&cursor={first['next_cursor']}", headers=HEADERS
+    ).json()
+    assert [s["order_no"] for s in rest["data"]] == ["SO-3"] and rest["next_cursor"] is None
+    since = (started - timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+    again = client.get(f"/api/v1/shipments?changed_since={since}", headers=HEADERS).json()
+    assert "SO-4" in [s["order_no"] for s in again["data"]]
+
+
 def test_shipments_are_filtered_by_status_site_cabinet_and_changed_since(
     client: TestClient, clock: Clock
 ) -> None:

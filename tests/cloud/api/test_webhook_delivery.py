@@ -8,15 +8,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, select
-from standardwebhooks import WebhookVerificationError
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from cloud.core import webhooks as core
-from cloud.db.models import AuditLog
-from cloud.db.webhook_models import WebhookDelivery
+from cloud.db.models import AuditLog, WebhookOutbox
+from cloud.db.webhook_models import WebhookAttempt, WebhookDelivery
 from cloud.settings import CloudSettings
 from tests.cloud.api.conftest import HEADERS, NOW, Clock
 from tests.cloud.api.webhook_helpers import add_events, announce, dispatcher, register
@@ -274,3 +275,83 @@ def test_replay_of_a_time_range_resends_in_order(
         headers=HEADERS,
     )
     assert bad.status_code == 422
+
+
+class Rebinding:
+    """A DNS name that answers a public address once, then an internal one (a rebinding)."""
+
+    def __init__(self, *answers: list[str]) -> None:
+        self.answers = list(answers)
+        self.asked = 0
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.asked += 1
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+def test_dns_pinning_connects_to_the_address_the_guard_checked(
+    client: TestClient, engine: Engine
+) -> None:
+    """The name is resolved once per send and the connection goes to the checked address (the
+    Host header and TLS server name stay the name), so a rebinding to 127.0.0.1 never connects
+    inside; a name with any internal address sends nothing at all."""
+    client.app.state.webhook_resolve = lambda host, port: ["93.184.215.14"]
+    endpoint = register(client, "https://hooks.example.com:8443/lockers")
+    announce(client, "SF0001")
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(204)
+
+    resolve = Rebinding(["93.184.215.14"], ["127.0.0.1"])
+    mock = httpx.Client(transport=httpx.MockTransport(answer))
+    result = dispatcher(engine, "none", resolve=resolve, client=mock).tick(NOW)
+    assert result.delivered == 1 and resolve.asked == 1
+    [request] = sent
+    assert request.url.host == "93.184.215.14" and request.url.port == 8443
+    assert request.headers["host"] == "hooks.example.com:8443"
+    assert request.extensions["sni_hostname"] == "hooks.example.com"
+    Webhook(endpoint["secret"]).verify(request.content, dict(request.headers))
+
+    # Next event: the name now resolves inside too; the guard refuses before any connection.
+    with Session(engine) as session:
+        parcel_row_id = session.exec(select(WebhookDelivery.parcel_row_id)).one()
+    add_events(engine, parcel_row_id, ["in_locker"], NOW)
+    inside = dispatcher(
+        engine, "none", resolve=lambda host, port: ["93.184.215.14", "127.0.0.1"], client=mock
+    )
+    assert inside.tick(NOW).retried == 1 and len(sent) == 1
+    log = client.get(f"/api/v1/webhooks/{endpoint['id']}/deliveries", headers=HEADERS).json()
+    assert "non-public address" in log["items"][0]["log"][0]["error"]
+
+
+def test_delivered_deliveries_past_the_retention_are_pruned_pending_and_dead_kept(
+    client: TestClient, engine: Engine, receiver: Receiver
+) -> None:
+    """On the injected clock: nothing goes before the retention has passed; then the delivered
+    delivery, its attempts and its outbox row go, while a dead one (it may be replayed) stays."""
+    endpoint = register(client, receiver.url)
+    announce(client, "SF0001")
+    allow = f"127.0.0.1:{receiver.port}"
+    assert dispatcher(engine, allow).tick(NOW).delivered == 1
+    receiver.mode = "fail"
+    announce(client, "SF0002")
+    assert dispatcher(engine, allow).tick(NOW + timedelta(days=1)).retried == 1
+
+    kept = dispatcher(engine, allow, retention=timedelta(days=30))
+    assert kept.tick(NOW + timedelta(days=29)).pruned == 0
+    assert statuses(engine) == ["delivered", "dead"]  # failing past its 3-day horizon
+
+    sweeper = dispatcher(engine, allow, retention=timedelta(days=30))
+    assert sweeper.tick(NOW + timedelta(days=31)).pruned == 1
+    assert statuses(engine) == ["dead"]
+    with Session(engine) as session:
+        attempts = session.exec(select(WebhookAttempt)).all()
+        assert len(attempts) == 2 and all(a.status_code == 500 for a in attempts)
+        outbox = session.exec(select(WebhookOutbox.payload)).all()
+    assert [payload["tracking_no"] for payload in outbox] == ["SF0002"]
+    log = client.get(f"/api/v1/webhooks/{endpoint['id']}/deliveries", headers=HEADERS).json()
+    assert [item["status"] for item in log["items"]] == ["dead"]
+    # The next sweep is an hour later on the worker's clock, not at every tick.
+    assert sweeper.tick(NOW + timedelta(days=31, minutes=30)).pruned == 0

@@ -134,3 +134,58 @@ def test_disable_enable_and_delete(client: TestClient, engine: Engine, receiver:
     assert client.delete(base, headers=HEADERS).json()["status"] == "deleted"
     assert client.get(base, headers=HEADERS).status_code == 404
     assert endpoints(engine) == 0
+
+
+def test_writes_begin_as_writers_so_a_commit_elsewhere_does_not_fail_them(
+    client: TestClient, engine: Engine, receiver: Receiver
+) -> None:
+    """The route's key lookup opens a read transaction; a worker commits meanwhile (it writes
+    all the time). On SQLite, a read transaction that then tries to write fails at once
+    ("database is locked", no busy wait): every write must begin as a writer."""
+    from cloud.db.models import ErpApiKey
+    from cloud.services import webhooks
+    from tests.cloud.db.builders import SEAL_KEY
+
+    allow = frozenset({f"127.0.0.1:{receiver.port}"})
+    steps = {
+        "register": lambda s: webhooks.register(
+            session=s,
+            key_id="erp-1",
+            url=receiver.url,
+            event_types=["*"],
+            seal_key=SEAL_KEY,
+            allow=allow,
+            resolve=lambda host, port: [],
+            now=NOW,
+        ),
+        "rotate": lambda s: webhooks.rotate(
+            session=s, key_id="erp-1", endpoint_id=first, seal_key=SEAL_KEY, now=NOW
+        ),
+        "disable": lambda s: webhooks.set_enabled(
+            session=s, key_id="erp-1", endpoint_id=first, enabled=False
+        ),
+        "replay": lambda s: webhooks.replay(
+            session=s,
+            key_id="erp-1",
+            endpoint_id=first,
+            delivery_id=None,
+            since=NOW,
+            until=NOW + ROTATION_GRACE,
+            now=NOW,
+        ),
+        "delete": lambda s: webhooks.delete(session=s, key_id="erp-1", endpoint_id=first),
+    }
+    first = ""
+    for name, step in steps.items():
+        with Session(engine) as session:
+            assert session.get(ErpApiKey, "erp-1") is not None  # the principal's lookup
+            with Session(engine) as worker:  # another connection writes and commits
+                key = worker.get(ErpApiKey, "erp-1")
+                assert key is not None
+                key.name = f"Test ERP ({name})"
+                worker.add(key)
+                worker.commit()
+            done = step(session)
+            if name == "register":
+                first = done.endpoint.id
+    assert endpoints(engine) == 0  # registered, rotated, disabled, replayed, deleted

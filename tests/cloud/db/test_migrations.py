@@ -105,3 +105,42 @@ def test_0008_turns_the_couriers_carriers_into_rows_and_drops_the_unused_manager
         assert all(c.created_at.tzinfo is not None for c in carriers)
     finally:
         engine.dispose()
+
+
+def test_0015_drops_the_unused_erp_key_webhook_columns_and_keeps_keys_and_endpoints(
+    db_url: str,
+) -> None:
+    """The first schema's `erp_api_keys.webhook_url/webhook_secret` go; the keys, their sites
+    and their webhook endpoints (rows pointing at the key, which SQLite's table rebuild must not
+    cascade away) stay."""
+    from sqlalchemy import inspect
+
+    upgrade(db_url, "0012_webhooks")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO erp_api_keys (id, name, key_prefix, key_hash, webhook_url, "
+                    "merchant_id, created_at) VALUES ('erp-1', 'ERP', 'lk_ab', 'h1', "
+                    "'https://old.example', 'shop', '2026-12-01 10:00:00')"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO webhook_endpoints (id, key_id, url, event_types, secret_sealed, "
+                    "status, failures, created_at) VALUES ('we_1', 'erp-1', "
+                    "'https://erp.example/hooks', '[\"*\"]', 'sealed', 'active', 0, "
+                    "'2026-12-01 10:00:00')"
+                )
+            )
+        upgrade(db_url)
+        columns = {c["name"] for c in inspect(engine).get_columns("erp_api_keys")}
+        assert not {"webhook_url", "webhook_secret"} & columns
+        with engine.connect() as connection:
+            keys = connection.execute(text("SELECT id, merchant_id FROM erp_api_keys")).all()
+            endpoints = connection.execute(text("SELECT id, key_id FROM webhook_endpoints")).all()
+        assert [tuple(k) for k in keys] == [("erp-1", "shop")]
+        assert [tuple(e) for e in endpoints] == [("we_1", "erp-1")]
+    finally:
+        engine.dispose()
