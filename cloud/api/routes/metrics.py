@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response, status
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud.api.access import enforce, iter_routes
@@ -26,6 +26,8 @@ router = APIRouter(tags=["metrics"])
 
 NOT_FOUND = "Not Found"  # Starlette's words for a path that does not exist
 METRICS_PATH = "/metrics"
+# The classic text format, which every Prometheus (Debian's 2.42 too) reads.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def monitor_of(authorization: str | None, token: str) -> Principal:
@@ -48,7 +50,7 @@ def metrics(
     principal = monitor_of(authorization, settings.metrics_token.get_secret_value())
     enforce(decide(principal, Action.READ_METRICS, SYSTEM), NOT_FOUND)
     body = generate_latest(request.app.state.metrics_registry)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    return Response(body, media_type=CONTENT_TYPE)
 
 
 class HttpTimer:
