@@ -32,6 +32,9 @@ from cloud.db.webhook_models import WebhookDelivery
 # are history (millions of them), counted by the workers' counters as they happen instead.
 NOTICE_STATUSES = ("queued", "sending", "unknown", "failed")
 WEBHOOK_STATUSES = ("pending", "dead")
+# The event types that raise an alarm (`cloud.services.ingest`): each gets a series, 0 or not,
+# so an alert on one never sees "no data".
+ALARM_KINDS = ("door.left_open", "door.forced", "lock.fault", "keypad.lockout")
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,8 @@ def fleet_rows(*, session: Session, now: datetime) -> FleetRows:
     ).all():
         deliveries[status] = count
 
-    alarms = dict(
+    alarms = dict.fromkeys(ALARM_KINDS, 0)
+    alarms |= dict(
         session.exec(
             select(Alarm.kind, func.count())
             .where(col(Alarm.cleared_at).is_(None))
