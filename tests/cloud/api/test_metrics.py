@@ -23,7 +23,7 @@ from cloud.db.models import Cabinet, Compartment
 from cloud.services.ingest import store_events
 from cloud.settings import CloudSettings
 from tests.cloud.api.conftest import HEADERS, NOW, Clock, apply, deposit
-from tests.cloud.db.builders import CAB, SEAL_KEY, deposited, forced, register_cabinet
+from tests.cloud.db.builders import CAB, deposited, forced, register_cabinet
 
 TOKEN = "scrape-token-0123456789abcdef0123"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
