@@ -30,7 +30,7 @@ from cloud.db.migrate import upgrade
 from cloud.metrics import WORKER
 from cloud.settings import CloudSettings
 from tests.deploy.test_compose import COMPOSE, mounts_of, published_ports, resolved
-from tests.deploy.tools import DEPLOY, debian, require_tool
+from tests.deploy.tools import DEPLOY, ROOT, debian, require_tool
 
 MONITORING = DEPLOY / "monitoring"
 DASHBOARD = MONITORING / "grafana" / "parcel-lockers.json"
@@ -247,3 +247,15 @@ def test_the_compose_monitoring_profile_matches_the_configs(tmp_path: Path) -> N
     assert "set LOCKER_CLOUD_METRICS_TOKEN" in " ".join(services["prometheus"]["command"])
     assert services["api"]["environment"]["LOCKER_CLOUD_METRICS_TOKEN"]  # from .env
     assert COMPOSE.exists()
+
+
+def test_docs_metrics_lists_every_metric_the_code_exposes(exposed: set[str]) -> None:
+    """docs/metrics.md's tables name each `locker_` metric, and only those."""
+    text = (ROOT / "docs" / "metrics.md").read_text()
+    documented = set(re.findall(r"^\| `(locker_[a-z_]+)` \|", text, flags=re.M))
+    ours = {name for name in exposed if name.startswith("locker_")}
+    bases = {re.sub(r"_(bucket|sum|count)$", "", name) for name in ours}
+    assert documented - (ours | bases) == set(), "documented, not exposed"
+    undocumented = {n for n in ours if n not in documented and re.sub(
+        r"_(bucket|sum|count)$", "", n) not in documented}  # fmt: skip
+    assert undocumented == set(), "exposed, not documented"
