@@ -206,7 +206,9 @@ def worker(
     presence from its retained state; publishes the command outbox and resends each command
     until the cabinet acks it or it expires; sends the ERP webhooks (docs/webhooks.md). Run
     `locker cloud db upgrade` first. It refuses to start without LOCKER_CLOUD_SECRET_KEY (at
-    least 32 random bytes).
+    least 32 random bytes). `--metrics-port 9101` serves its Prometheus counters (events,
+    ingest lag, commands, notices, webhooks; docs/metrics.md); LOCKER_CLOUD_LOG_FORMAT=json
+    logs one JSON object per line.
     """
     import logging
     import signal

@@ -27,6 +27,8 @@ from tests.cloud.db.builders import CAB, deposited, forced, register_cabinet
 
 TOKEN = "scrape-token-0123456789abcdef0123"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+# Who may scrape and how latency is labelled do not depend on the database: SQLite alone.
+sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
@@ -50,6 +52,7 @@ def scrape(client: TestClient) -> Samples:
     }
 
 
+@sqlite_only
 def test_without_a_token_configured_metrics_do_not_exist(client: TestClient) -> None:
     """No LOCKER_CLOUD_METRICS_TOKEN: a 404 like any path that does not exist."""
     answer = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -57,6 +60,7 @@ def test_without_a_token_configured_metrics_do_not_exist(client: TestClient) -> 
     assert answer.json() == client.get("/no-such-path").json()
 
 
+@sqlite_only
 def test_only_the_token_bearer_may_scrape(monitored: TestClient) -> None:
     for headers in (
         {},
@@ -109,6 +113,7 @@ def test_the_fleet_figures(monitored: TestClient, engine: Engine, clock: Clock) 
     assert scrape(monitored)[("locker_commands_pending", ())] == 0
 
 
+@sqlite_only
 def test_latency_is_labelled_by_route_template(monitored: TestClient) -> None:
     for parcel in ("P000001", "P000002", "nope"):
         monitored.get(f"/api/v1/parcels/{parcel}", headers=HEADERS)
