@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session
 
 from cloud.db.engine import make_engine
@@ -46,6 +47,16 @@ def query(port: int, promql: str) -> list[dict[str, Any]]:
 def value_of(port: int, promql: str) -> float | None:
     result = query(port, promql)
     return float(result[0]["value"][1]) if result else None
+
+
+def worker_sample(port: int, name: str, **labels: str) -> float | None:
+    """One sample of the worker's own /metrics, read directly (not through Prometheus)."""
+    answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return None
 
 
 def test_prometheus_scrapes_the_api_and_a_worker(mosquitto: Mosquitto, tmp_path: Path) -> None:
@@ -79,13 +90,7 @@ def test_prometheus_scrapes_the_api_and_a_worker(mosquitto: Mosquitto, tmp_path:
                 tmp_path / "worker.log",
             )
         )  # fmt: skip
-        for port in (api_port, worker_port):
-            wait_for(lambda p=port: port_accepts("127.0.0.1", p), START_S, f"port {port}")
-        cabinet = ScriptedCabinet(mosquitto)
-        cabinet.birth(1)
-        cabinet.publish_events([deposited(1), deposited(2)])
-        cabinet.wait_acked(2)
-
+        # Prometheus starts beside them: its targets are down until they listen.
         (tmp_path / "token").write_text(TOKEN)
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -117,6 +122,19 @@ def test_prometheus_scrapes_the_api_and_a_worker(mosquitto: Mosquitto, tmp_path:
                 tmp_path / "prometheus.log",
             )
         )
+        for port in (api_port, worker_port):
+            wait_for(lambda p=port: port_accepts("127.0.0.1", p), START_S, f"port {port}")
+        cabinet = ScriptedCabinet(mosquitto)
+        cabinet.birth(1)  # retained: the worker applies it once subscribed, and counts it
+        wait_for(
+            lambda: worker_sample(worker_port, "locker_presence_changes_total", presence="online"),
+            START_S,
+            "the worker to apply the birth",
+            interval_s=0.1,
+        )
+        cabinet.publish_events([deposited(1), deposited(2)])
+        cabinet.wait_acked(2)
+
         wait_for(lambda: port_accepts("127.0.0.1", prom_port), START_S, "Prometheus to listen")
         up = 'up{job=~"locker-api|locker-worker"}'
         wait_for(
@@ -125,13 +143,13 @@ def test_prometheus_scrapes_the_api_and_a_worker(mosquitto: Mosquitto, tmp_path:
             "both targets up",
             interval_s=0.2,
         )
-        ingested = wait_for(
-            lambda: value_of(prom_port, 'sum(locker_events_ingested_total{job="locker-worker"})'),
+        ingested = 'sum(locker_events_ingested_total{job="locker-worker"})'
+        wait_for(
+            lambda: value_of(prom_port, ingested) == 2,
             START_S,
-            "the worker's events in Prometheus",
+            "the worker's two events in Prometheus",
             interval_s=0.2,
         )
-        assert ingested == 2
         online = value_of(prom_port, 'max(locker_cabinets{job="locker-api",presence="online"})')
         assert online == 1
         assert value_of(prom_port, "max(locker_database_up)") == 1
