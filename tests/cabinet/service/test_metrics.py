@@ -7,10 +7,12 @@ the events wait in the journal until the cloud's event-ack, and the backlog says
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from cabinet.config import load_config
 from cabinet.core.inputs import CourierSignIn, PhoneEntered, SizeChosen, TrackingEntered
 from cabinet.metrics import serve_metrics
 from firmware_sim import PtyServer, SimulatedBus
@@ -26,6 +28,7 @@ from tests.cabinet.service.harness import (
 )
 
 Sim = tuple[SimulatedBus, PtyServer]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -78,3 +81,19 @@ async def test_a_jammed_lock_and_the_unacked_journal_show_in_the_metrics(
         assert after[("locker_cabinet_journal_oldest_unacked_age_seconds", ())] == 0
     finally:
         served.stop()
+
+
+def test_metrics_are_off_unless_a_port_is_set() -> None:
+    """The shipped examples serve no metrics; `LOCKER_METRICS_PORT` (or the TOML) turns them on."""
+    example = ROOT / "deploy" / "cabinet-rs485-24.toml"
+    env = {"LOCKER_CODE_KEY": "k" * 32}
+    shipped = load_config(example, env=env)
+    assert (shipped.metrics_port, shipped.metrics_host, shipped.log_format) == (
+        None,
+        "127.0.0.1",
+        "text",
+    )
+    on = load_config(
+        example, env={**env, "LOCKER_METRICS_PORT": "9102", "LOCKER_LOG_FORMAT": "json"}
+    )
+    assert (on.metrics_port, on.log_format) == (9102, "json")
