@@ -1,12 +1,11 @@
 """The fleet's figures as the database holds them, for the API's `/metrics` (cloud.metrics).
 
-Each query is an aggregate over an index prefix or a join on primary keys, so a scrape costs
-about the same at 10,000 cabinets as at 10: cabinets by presence (one row per cabinet),
-compartments faulted or out of service, events stored but not applied yet (a range of the
-events' primary key past each cabinet's `applied_upto`), commands still in play (the partial
-index `ix_command_outbox_due`), notices and webhook deliveries not settled (the `status`
-prefix of their due indexes; the `sent` and `delivered` rows, the bulk of both tables, are
-never counted), open alarms by kind.
+Each query reads a table of the fleet's size (cabinets, compartments) or a partial index of
+what is still to do, never the history, which grows without bound: cabinets by presence,
+compartments faulted or out of service, events stored but not applied yet (the partial index
+`ix_events_unapplied`), commands still in play (`ix_command_outbox_due`), notices and webhook
+deliveries not settled (the `status` prefix of their due indexes: the `sent` and `delivered`
+rows, the bulk of both tables, are never read), open alarms by kind.
 """
 
 from __future__ import annotations
@@ -14,11 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, func, text
+from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from cloud.db.models import (
     COMMANDS_IN_PLAY,
+    EVENTS_UNAPPLIED,
     Alarm,
     Cabinet,
     CommandOutbox,
@@ -70,12 +70,7 @@ def fleet_rows(*, session: Session, now: datetime) -> FleetRows:
     ).one()
 
     unapplied, oldest_event = session.exec(
-        select(func.count(), func.min(InboxEvent.received_at)).where(
-            and_(
-                InboxEvent.cabinet_id == Cabinet.id,
-                col(InboxEvent.seq) > col(Cabinet.applied_upto),
-            )
-        )
+        select(func.count(), func.min(InboxEvent.received_at)).where(text(EVENTS_UNAPPLIED))
     ).one()
 
     pending, resent, oldest_command = session.exec(
