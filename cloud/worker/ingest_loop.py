@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -196,11 +197,15 @@ class IngestLoop:
         metrics.INGEST_FALLBACKS.inc(self.stats.fallback_batches - before_fallbacks)
         # Wall clock, as `received_at` is: the worker's own (maybe offset) clock is for parcels.
         done = datetime.now(UTC)
+        types: Counter[str] = Counter()
+        observe = metrics.INGEST_LAG.observe
         for cab, events in chunk.items():
             lag_s = max(0.0, (done - received_at[cab]).total_seconds())
             for event in events:
-                metrics.EVENTS_RECEIVED.labels(type=event.type).inc()
-                metrics.INGEST_LAG.observe(lag_s)
+                types[event.type] += 1
+                observe(lag_s)
+        for type_, count in types.items():
+            metrics.EVENTS_RECEIVED.labels(type=type_).inc(count)
 
     def _handle_chunk(
         self, by_cab: dict[str, list[EventBase]], received_at: dict[str, datetime]
