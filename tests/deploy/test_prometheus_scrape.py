@@ -11,6 +11,7 @@ stopped by its pid.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import subprocess
 from pathlib import Path
@@ -67,7 +68,8 @@ def test_prometheus_scrapes_the_api_and_a_worker(mosquitto: Mosquitto, tmp_path:
     with Session(engine) as session:
         register_cabinet(session)
     engine.dispose()
-    api_port, worker_port, prom_port = free_port(), free_port(), free_port()
+    api_port = free_port()
+    prom_port = wait_for(lambda: (port := free_port()) != api_port and port, 5, "a second port")
     env = clean_env(
         LOCKER_CLOUD_DATABASE_URL=url,
         LOCKER_CLOUD_SECRET_KEY=SEAL_KEY.decode(),
@@ -84,12 +86,24 @@ def test_prometheus_scrapes_the_api_and_a_worker(mosquitto: Mosquitto, tmp_path:
             start(
                 locker_cli(
                     "cloud", "worker", "--broker", f"mqtt://{mosquitto.host}:{mosquitto.port}",
-                    "--client-id", "worker-metrics", "--metrics-port", str(worker_port),
+                    "--client-id", "worker-metrics", "--metrics-port", "0",
                 ),
                 env,
                 tmp_path / "worker.log",
             )
         )  # fmt: skip
+        # Port 0: the worker takes a free port and says which (no race for a port picked here).
+        worker_port = int(
+            wait_for(
+                lambda: re.search(
+                    r"metrics on http://127\.0\.0\.1:(\d+)/metrics",
+                    (tmp_path / "worker.log").read_text(),
+                ),
+                START_S,
+                "the worker's metrics port",
+                interval_s=0.05,
+            ).group(1)
+        )
         # Prometheus starts beside them: its targets are down until they listen.
         (tmp_path / "token").write_text(TOKEN)
         config = {
