@@ -152,6 +152,13 @@ class CabinetConfig(BaseSettings):
     # A serial QR scanner (a USB scanner that types like a keyboard needs nothing here).
     scanner_port: str | None = None  # a device path or a pyserial URL
     scanner_baud: int = Field(9600, ge=300, le=921600)
+    # Prometheus metrics (cabinet/metrics.py) on http://metrics_host:metrics_port/metrics; off
+    # unless a port is set. No token guards it, so it stays on 127.0.0.1 unless the site's
+    # Prometheus (or a node exporter's proxy) is on the cabinet's own network.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
+    # `json`: one JSON object per log line (time, level, logger, message) for a log pipeline.
+    log_format: Literal["text", "json"] = "text"
     alarm_s: int = Field(120, ge=10, le=86400)  # a door left open this long raises door.left_open
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     buses: dict[str, BusConfig] = Field(default_factory=dict)

@@ -309,6 +309,14 @@ class Journal:
             ).fetchall()
         return [self._envelope(seq, id_, t, json.loads(d), ts) for seq, id_, t, d, ts in rows]
 
+    def backlog(self) -> tuple[int, datetime | None]:
+        """Return how many events wait for an event-ack, and the oldest one's timestamp."""
+        with self._lock:
+            count, oldest = self._conn.execute(
+                "SELECT count(*), min(ts) FROM events WHERE acked = 0"
+            ).fetchone()
+        return count, None if oldest is None else _parse(oldest)
+
     def ack_upto(self, upto: int) -> int:
         """Mark every event with seq ≤ `upto` acked and prune them; return how many were.
 

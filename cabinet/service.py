@@ -45,6 +45,7 @@ from cabinet.drivers import build_driver
 from cabinet.errors import DriverError
 from cabinet.heap import pin_mmap_threshold
 from cabinet.journal import Journal
+from cabinet.metrics import count_events
 from cabinet.mqtt_link import LinkSettings, MqttLink
 from cabinet.ports import DoorDriver
 from protocol.messages import (
@@ -365,6 +366,8 @@ class CabinetService:
         emits = [e for e in effects if isinstance(e, Emit)]
         unlocks = [e.compartment for e in effects if isinstance(e, Unlock)]
         envelopes = self.journal.commit_step(snapshot, emits, unlocks, command=command, now=now)
+        if envelopes:
+            count_events([envelope.type for envelope in envelopes])
         self._journaled = snapshot
         self._cabinet = new  # only once it is on disk
         if self.link is not None and envelopes:

@@ -12,6 +12,7 @@ import os
 import re
 from itertools import pairwise
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
@@ -27,6 +28,8 @@ PUBLIC_SECRET_KEYS = frozenset({"insecure-demo-key-change-me-0123456789abcdef"})
 # A run this long of characters one code point apart ("456789ab", "zyxwvuts") is typed, not
 # drawn: in a random 64-hex-digit key it turns up with probability < 64 * 2 * 16**-7 < 1e-6.
 _SEQUENTIAL_RUN = 8
+# The scrape token guards aggregate figures only, but is still a password on the network.
+MIN_METRICS_TOKEN_CHARS = 24
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
 
@@ -153,6 +156,16 @@ class CloudSettings(BaseSettings):
     # worker deletes older ones hourly. Pending and dead deliveries are never deleted.
     webhook_retention_days: int = Field(default=30, ge=1)
 
+    # Monitoring (docs/metrics.md). The API's `/metrics` answers only a bearer of this token
+    # (Prometheus' `authorization` setting); unset, `/metrics` does not exist (404). No default.
+    metrics_token: SecretStr | None = None
+    # Each worker serves its own counters on this port (unset: none); its endpoint has no
+    # token, so it binds to `metrics_host` (127.0.0.1 unless Prometheus is on another host).
+    worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    # `json`: one JSON object per log line (time, level, logger, message) for a log pipeline.
+    log_format: Literal["text", "json"] = "text"
+
     twilio_base_url: str = "https://api.twilio.com"
     twilio_account_sid: str = ""
     twilio_auth_token: SecretStr = SecretStr("")
@@ -167,7 +180,7 @@ class CloudSettings(BaseSettings):
     # Where the webpage authorization (OAuth2) page lives: scan-to-open's WeChat sign-in.
     wechat_open_base_url: str = "https://open.weixin.qq.com"
 
-    @field_validator("secret_key", mode="before")
+    @field_validator("secret_key", "metrics_token", "worker_metrics_port", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `LOCKER_CLOUD_SECRET_KEY=` in an env file means "not set", and is told as such.
@@ -182,6 +195,17 @@ class CloudSettings(BaseSettings):
         if problem is not None:
             # A custom error: its message is ours alone (no "Value error, " prefix, no input).
             raise PydanticCustomError("weak_secret_key", secret_key_message(problem))
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_METRICS_TOKEN_CHARS:
+            raise PydanticCustomError(
+                "short_metrics_token",
+                f"{ENV_PREFIX}METRICS_TOKEN is refused: it has fewer than "
+                f"{MIN_METRICS_TOKEN_CHARS} characters. Make one with `{MAKE_SECRET_KEY}`.",
+            )
         return value
 
     @model_validator(mode="after")

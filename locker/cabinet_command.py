@@ -58,6 +58,10 @@ def run(
 
     On SIGTERM it finishes the step in hand, publishes its offline state and exits 0.
 
+    With `metrics_port` set it serves Prometheus metrics on http://metrics_host:PORT/metrics
+    (journal backlog, link, compartments by state, RS485 errors per board); `log_format =
+    "json"` logs one JSON object per line.
+
     Example, against the simulator:
 
         locker sim --link /tmp/ttyLOCK &
@@ -67,16 +71,18 @@ def run(
     """
     from cabinet.config import load_config
     from cabinet.errors import ConfigError
+    from protocol.json_logs import log_to_stderr
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         config = load_config(config_path)
     except ConfigError as err:
         typer.echo(f"error: bad config {config_path}: {err}", err=True)
         raise typer.Exit(EXIT_BAD_CONFIG) from None
+    log_to_stderr(
+        logging.DEBUG if verbose else logging.INFO,
+        json=config.log_format == "json",
+        text_format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         asyncio.run(run_daemon(config))
     except Exception as err:
@@ -104,9 +110,14 @@ async def run_daemon(
         loop.add_signal_handler(signum, stop.set)
     service = from_config(config)
     kiosk: RunningKiosk | None = None
+    metrics: Any = None
     try:
         await service.start()
         kiosk = await start_kiosk(config, service)
+        if config.metrics_port is not None:
+            from cabinet.metrics import serve_metrics
+
+            metrics = serve_metrics(service, config.metrics_host, config.metrics_port)
         # Under systemd (Type=notify): READY=1 now, watchdog pings earned by the owner task,
         # STOPPING=1 on the way out; nothing without NOTIFY_SOCKET.
         async with supervised(service, config.cabinet_id):
@@ -122,6 +133,8 @@ async def run_daemon(
             await stop.wait()
             log.info("cabinet %s: stopping", config.cabinet_id)
     finally:
+        if metrics is not None:
+            metrics.stop()
         if kiosk is not None:
             await kiosk.stop()  # first: no tap may start a step the service cannot finish
         await service.stop()

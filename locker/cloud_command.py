@@ -172,6 +172,23 @@ ResendIntervalOption = Annotated[
 ]
 
 
+MetricsPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help=(
+            "Serve this worker's Prometheus metrics on http://METRICS_HOST:PORT/metrics "
+            "(default: LOCKER_CLOUD_WORKER_METRICS_PORT; unset, none). Give each worker on a "
+            "host its own port. No token guards it: it binds to LOCKER_CLOUD_METRICS_HOST "
+            "(127.0.0.1)."
+        ),
+        show_default=False,
+    ),
+]
+
+
 @app.command("worker")
 def worker(
     database_url: DatabaseUrl = None,
@@ -180,6 +197,7 @@ def worker(
     mqtt_username: MqttUsernameOption = None,
     client_id: ClientIdOption = None,
     resend_interval_s: ResendIntervalOption = 30.0,
+    metrics_port: MetricsPortOption = None,
 ) -> None:
     """Ingest cabinet events, track presence and send commands, until SIGINT or SIGTERM.
 
@@ -188,7 +206,9 @@ def worker(
     presence from its retained state; publishes the command outbox and resends each command
     until the cabinet acks it or it expires; sends the ERP webhooks (docs/webhooks.md). Run
     `locker cloud db upgrade` first. It refuses to start without LOCKER_CLOUD_SECRET_KEY (at
-    least 32 random bytes).
+    least 32 random bytes). `--metrics-port 9101` serves its Prometheus counters (events,
+    ingest lag, commands, notices, webhooks; docs/metrics.md); LOCKER_CLOUD_LOG_FORMAT=json
+    logs one JSON object per line.
     """
     import logging
     import signal
@@ -204,7 +224,7 @@ def worker(
     host, port = _broker_address(broker, settings)
     username = mqtt_username or settings.mqtt_username
     client_id = _worker_client_id(username, client_id, settings)
-    setup_logging(logging.INFO)
+    setup_logging(logging.INFO, json=settings.log_format == "json")
     engine = _open_upgraded_database(url, settings)
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
     client = MqttClient(
@@ -230,11 +250,31 @@ def worker(
         signal.signal(signum, lambda *_: runner.stopping.set())
     mode = "shared" if shared else "plain (single worker)"
     typer.echo(f"worker {client_id}: database {_shown(url)}, broker {host}:{port}, {mode}")
+    served = _serve_metrics(settings, metrics_port, client_id)
     try:
         runner.run()
     finally:
+        if served is not None:
+            served.stop()
         engine.dispose()
     typer.echo(f"worker {client_id}: stopped")
+
+
+def _serve_metrics(settings: Any, port: int | None, client_id: str) -> Any:
+    """Start the worker's /metrics server if a port is set; exit 1 if the port is taken."""
+    from cloud.metrics import serve_worker_metrics
+
+    port = settings.worker_metrics_port if port is None else port
+    if port is None:
+        return None
+    try:
+        served = serve_worker_metrics(settings.metrics_host, port)
+    except OSError as err:
+        _fail(f"cannot serve metrics on {settings.metrics_host}:{port}", err)
+    typer.echo(
+        f"worker {client_id}: metrics on http://{settings.metrics_host}:{served.port}/metrics"
+    )
+    return served
 
 
 def _broker_address(broker: str | None, settings: Any) -> tuple[str, int]:

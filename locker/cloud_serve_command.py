@@ -27,14 +27,18 @@ def serve(
     Stateless: run as many as you like against one database. Run `locker cloud db upgrade`
     first. Settings (base URL, secret key, Twilio) come from LOCKER_CLOUD_* variables; it
     refuses to start without LOCKER_CLOUD_SECRET_KEY (at least 32 random bytes).
+    With LOCKER_CLOUD_METRICS_TOKEN set it serves Prometheus metrics on /metrics to that bearer
+    token; LOCKER_CLOUD_LOG_FORMAT=json logs one JSON object per line.
     """
+    import logging
+
     import uvicorn
     from sqlalchemy.engine import make_url
 
     from cloud.api import create_app
     from cloud.db.engine import make_engine
     from cloud.db.migrate import current_revision_of, head_revision
-    from cloud.logs import quiet_chatty_libraries
+    from cloud.logs import quiet_chatty_libraries, setup_logging
     from locker.cloud_settings import check_secret_opens_the_database, cloud_settings
 
     # Refuse before anything opens: without a strong secret key anyone could sign a session.
@@ -57,8 +61,20 @@ def serve(
         raise typer.Exit(1)
     check_secret_opens_the_database(engine, settings)
     typer.echo(f"API on http://{host}:{port}/api/v1 (database {shown})")
-    quiet_chatty_libraries()
+    json_logs = settings.log_format == "json"
+    if json_logs:
+        # uvicorn's own records (start-up, access log) go through the root's JSON handler.
+        setup_logging(logging.INFO, json=True)
+    else:
+        quiet_chatty_libraries()
+    if settings.metrics_token is not None:
+        typer.echo(f"metrics on http://{host}:{port}/metrics (bearer LOCKER_CLOUD_METRICS_TOKEN)")
     try:
-        uvicorn.run(create_app(settings, engine=engine), host=host, port=port)
+        uvicorn.run(
+            create_app(settings, engine=engine),
+            host=host,
+            port=port,
+            **({"log_config": None} if json_logs else {}),
+        )
     finally:
         engine.dispose()

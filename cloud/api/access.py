@@ -90,6 +90,8 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/pickup/{cab}"): _rule(Action.SCAN_TO_OPEN, K.ANYONE, why="a notice's link"),
     # Renders the QR of a code the recipient already holds: it proves nothing by itself.
     ("POST", "/pickup/{cab}/qr"): _rule(Action.PICK_UP, K.RECIPIENT),
+    # Prometheus with the metrics token; 404 when no token is configured (docs/metrics.md).
+    ("GET", "/metrics"): _rule(Action.READ_METRICS, K.MONITOR),
     ("POST", "/api/v1/callbacks/twilio/status"): _rule(Action.PROVIDER_CALLBACK, K.PROVIDER),
     ("GET", "/api/v1/wechat/push"): _rule(Action.PROVIDER_CALLBACK, K.PROVIDER),
     ("POST", "/api/v1/wechat/push"): _rule(Action.PROVIDER_CALLBACK, K.PROVIDER),

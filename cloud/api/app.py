@@ -17,6 +17,7 @@ from cloud.api.routes import (
     callbacks,
     docs_page,
     health,
+    metrics,
     parcels,
     pickup_page,
     scan,
@@ -30,6 +31,7 @@ from cloud.api.routes import (
 )
 from cloud.api.schemas import ErrorPublic, FieldErrorPublic
 from cloud.db.engine import make_engine
+from cloud.metrics import api_registry
 from cloud.notify.wechat_oauth import WechatOAuth
 from cloud.settings import CloudSettings
 from protocol.http_edge import BodyGuard
@@ -57,6 +59,8 @@ The parcel-locker cloud's API.
   a WeChat sign-in, and a signed session token; limited per phone, nonce, address and cabinet).
 - **callbacks**: provider callbacks, verified by their signatures.
 - **webhooks**: endpoints for signed parcel status events (`X-API-Key`; docs/webhooks.md).
+- **metrics**: `GET /metrics` (outside `/api/v1`) for Prometheus, with the bearer token
+  `LOCKER_CLOUD_METRICS_TOKEN` (404 while none is set): aggregate figures only.
 - **wechat**: the official account's server push (URL check and messages, plaintext mode, signed
   with the account's Token): a bound recipient who writes to the account gets new codes.
 
@@ -119,6 +123,8 @@ def create_app(
     app.state.engine = engine
     app.state.wechat_oauth = wechat_oauth
     app.state.clock = clock
+    # This app's own registry (process, fleet gauges, HTTP latency): tests build many apps.
+    app.state.metrics_registry, http_metrics = api_registry(engine=engine, clock=clock)
     for module in (
         health,
         sites,
@@ -136,10 +142,14 @@ def create_app(
     app.include_router(docs_page.router_for(API_PREFIX, app.title))
     app.include_router(scan_page.router)  # the QR's URL: short, outside the API's prefix
     app.include_router(pickup_page.router)  # a notice's link, likewise
+    app.include_router(metrics.router)  # where Prometheus looks by default, beside the API
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.CloudError, _cloud_error)
     app.add_middleware(BodyGuard, max_bytes=MAX_BODY_BYTES, render=_edge_error)
+    app.add_middleware(
+        metrics.HttpTimer, http=http_metrics, routes=lambda: app.routes
+    )  # outermost: refusals timed too
     return app
 
 

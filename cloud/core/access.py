@@ -30,6 +30,7 @@ class PrincipalKind(StrEnum):
     RECIPIENT = "recipient"  # code, QR or scan session: their parcels at one cabinet
     CABINET = "cabinet"  # MQTT / HTTP credentials of one cabinet: its own topics
     PROVIDER = "provider"  # Twilio, WeChat: a callback proven by the provider's signature
+    MONITOR = "monitor"  # Prometheus, by the metrics token: the fleet's aggregate figures only
     ANYONE = "anyone"  # nobody signed in: health, docs, the pages a QR or a notice links to
 
 
@@ -63,6 +64,7 @@ class Action(StrEnum):
     SCAN_TO_OPEN = "scan_to_open"  # the steps of the scan page before it knows the recipient
     CABINET_LINK = "cabinet_link"  # a cabinet's own topics, its scan QR
     PROVIDER_CALLBACK = "provider_callback"
+    READ_METRICS = "read_metrics"  # counts and latencies: nothing per cabinet, parcel or phone
 
 
 # Acts that change who may do what, or touch a door or a deadline from afar: each writes an
@@ -126,6 +128,7 @@ ROLE_ACTIONS: dict[PrincipalKind, frozenset[Action]] = {
     ),
     PrincipalKind.CABINET: frozenset({Action.READ_HEALTH, Action.CABINET_LINK}),
     PrincipalKind.PROVIDER: frozenset({Action.READ_HEALTH, Action.PROVIDER_CALLBACK}),
+    PrincipalKind.MONITOR: frozenset({Action.READ_HEALTH, Action.READ_METRICS}),
     PrincipalKind.ANYONE: frozenset({Action.READ_HEALTH, Action.SCAN_TO_OPEN}),
 }
 

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from cloud import metrics
 from cloud.core.codes import RandBelow, pickup_link
 from cloud.core.expiry import overdue_fee
 from cloud.core.notices import (
@@ -360,6 +361,7 @@ class Dispatcher:
                 result = "unknown"
             session.add(row)
             session.commit()
+            metrics.NOTICES.labels(channel=channel.value, outcome=result).inc()
             return result
 
     # --- crashed dispatchers -------------------------------------------------------------------

@@ -36,6 +36,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from standardwebhooks import Webhook
 
+from cloud import metrics
 from cloud.core import webhooks as core
 from cloud.core.access import AuditEntry, PrincipalKind, ResourceKind
 from cloud.db import webhooks as db
@@ -287,6 +288,10 @@ class WebhookDispatcher:
                     self._record_one(session, row, ep, status_code, error, latency_ms, now)
                 )
             session.commit()
+        for outcome in outcomes:
+            # A retry due later is a failure now, whether or not it disabled the endpoint.
+            counted = outcome if outcome in ("delivered", "dead") else "failed"
+            metrics.WEBHOOK_DELIVERIES.labels(outcome=counted).inc()
         return outcomes
 
     def _record_one(

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from cloud import metrics
 from cloud.db import commands, reservations
 from cloud.db.commands import resend_now as resend_now  # the presence tracker's (issue 12 §2)
 from cloud.db.engine import write_session
@@ -101,6 +102,9 @@ class CommandDispatcher:
             self.publish(cmd_topic(row.cabinet_id), envelope)
             sent += 1
             resent += row.sent_at is not None
+        metrics.COMMANDS_SENT.labels(kind="first").inc(sent - resent)
+        metrics.COMMANDS_SENT.labels(kind="resend").inc(resent)
+        metrics.COMMANDS_EXPIRED.inc(expired)
         if sent or expired:
             log.info("commands: %d sent (%d resent), %d expired", sent, resent, expired)
         return TickResult(sent=sent, resent=resent, expired=expired)

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -39,6 +40,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from cloud import metrics
 from cloud.core.codes import RandBelow
 from cloud.db import repo
 from cloud.db.engine import write_session
@@ -159,6 +161,7 @@ class IngestLoop:
                 event = decode_delivery(received)
             except (MessageError, TopicError) as err:
                 self.stats.dropped += 1
+                metrics.EVENTS_DROPPED.inc()
                 # The payload is not logged: it may hold a phone number, which no log may show.
                 log.warning(
                     "dropped a message on %r (%d bytes): %s",
@@ -171,8 +174,38 @@ class IngestLoop:
             received_at.setdefault(event.cab, received.received_at)
         acked: dict[str, int] = {}
         for chunk in _chunks(by_cab, TXN_MAX_EVENTS, TXN_MAX_SAVEPOINTS):
+            before = (self.stats.stored, self.stats.applied, self.stats.dropped)
+            before_acks, before_fallbacks = self.stats.acks_sent, self.stats.fallback_batches
             acked.update(self._handle_chunk(chunk, received_at))
+            self._count(chunk, received_at, before, before_acks, before_fallbacks)
         return acked
+
+    def _count(
+        self,
+        chunk: dict[str, list[EventBase]],
+        received_at: dict[str, datetime],
+        before: tuple[int, int, int],
+        before_acks: int,
+        before_fallbacks: int,
+    ) -> None:
+        """Add what one chunk did to this process's counters (cloud.metrics)."""
+        stored, applied, dropped = before
+        metrics.EVENTS_INGESTED.inc(self.stats.stored - stored)
+        metrics.EVENTS_APPLIED.inc(self.stats.applied - applied)
+        metrics.EVENTS_DROPPED.inc(self.stats.dropped - dropped)
+        metrics.EVENT_ACKS.inc(self.stats.acks_sent - before_acks)
+        metrics.INGEST_FALLBACKS.inc(self.stats.fallback_batches - before_fallbacks)
+        # Wall clock, as `received_at` is: the worker's own (maybe offset) clock is for parcels.
+        done = datetime.now(UTC)
+        types: Counter[str] = Counter()
+        observe = metrics.INGEST_LAG.observe
+        for cab, events in chunk.items():
+            lag_s = max(0.0, (done - received_at[cab]).total_seconds())
+            for event in events:
+                types[event.type] += 1
+                observe(lag_s)
+        for type_, count in types.items():
+            metrics.EVENTS_RECEIVED.labels(type=type_).inc(count)
 
     def _handle_chunk(
         self, by_cab: dict[str, list[EventBase]], received_at: dict[str, datetime]
@@ -200,6 +233,7 @@ class IngestLoop:
         for send in batch.sends:  # committed: now the cabinets may have them
             self.publish(cmd_topic(send.cab), send.payload)
             self.stats.commands_sent += 1
+            metrics.COMMANDS_SENT.labels(kind="first").inc()
         for cab, result in results.items():
             self.stats.applied += result.applied
             self.stats.cabinets.add(cab)

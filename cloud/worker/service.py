@@ -23,6 +23,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from cloud import metrics
 from cloud.core.codes import RandBelow
 from cloud.worker.clock import utc_now
 from cloud.worker.commands import DEFAULT_RESEND_INTERVAL_S, CommandDispatcher
@@ -119,6 +120,7 @@ class Worker:
 
     def run(self) -> None:
         """Connect and work until `stop()` (blocks the calling thread)."""
+        metrics.watch_inbox(self.client.inbox.qsize)
         self.client.start()
         if self.webhooks is not None:
             self._webhooks_thread = threading.Thread(
@@ -259,6 +261,8 @@ class Worker:
                 "could not store the presence of %s: %s", cab, " ".join(str(err).split())[:300]
             )
             return False
+        if result is not None and result.applied:
+            metrics.PRESENCE_CHANGES.labels(presence="online" if state.online else "offline").inc()
         return result is not None and result.reconnected
 
     def _acks(self, batch: list[Received]) -> None:

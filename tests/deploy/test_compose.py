@@ -50,7 +50,11 @@ def test_the_compose_file_validates_and_runs_migrations_once_before_api_and_work
 ) -> None:
     services = resolved(tmp_path)["services"]
     workers = ("worker-1", "worker-2")
-    assert set(services) == {"postgres", "mosquitto", "migrate", "api", *workers, "proxy"}
+    # Prometheus and Grafana only with `--profile monitoring` (tests/deploy/test_monitoring.py).
+    optional = {name for name, service in services.items() if service.get("profiles")}
+    assert optional == {"prometheus", "grafana"}
+    core = set(services) - optional
+    assert core == {"postgres", "mosquitto", "migrate", "api", *workers, "proxy"}
     assert services["migrate"]["command"] == ["cloud", "db", "upgrade"]
     assert services["migrate"]["restart"] == "no"
     for name in ("api", *workers):

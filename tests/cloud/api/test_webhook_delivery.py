@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from cloud import metrics
 from cloud.core import webhooks as core
 from cloud.db.models import AuditLog, WebhookOutbox
 from cloud.db.webhook_models import WebhookAttempt, WebhookDelivery
@@ -138,6 +139,11 @@ def test_a_receiver_down_ten_minutes_loses_nothing_and_gets_all_in_order(
     assert set(statuses(engine)) == {"delivered"}
 
 
+def webhook_attempts(outcome: str) -> float:
+    value = metrics.WORKER.get_sample_value("locker_webhook_deliveries_total", {"outcome": outcome})
+    return value or 0.0
+
+
 def test_a_delivery_is_dead_after_the_retry_horizon_and_the_next_event_goes(
     client: TestClient, engine: Engine, receiver: Receiver
 ) -> None:
@@ -146,6 +152,7 @@ def test_a_delivery_is_dead_after_the_retry_horizon_and_the_next_event_goes(
     sender = dispatcher(engine, f"127.0.0.1:{receiver.port}")
     receiver.mode = "fail"
     now, first = NOW, NOW
+    before = {outcome: webhook_attempts(outcome) for outcome in ("failed", "dead")}
     attempts = 0
     while True:
         result = sender.tick(now)
@@ -160,6 +167,9 @@ def test_a_delivery_is_dead_after_the_retry_horizon_and_the_next_event_goes(
     assert now - first < core.RETRY_HORIZON + timedelta(hours=1)
     assert 70 <= attempts <= 90
     assert statuses(engine) == ["dead"]
+    # What Prometheus reads (docs/metrics.md): each failed try, then the one death.
+    assert webhook_attempts("failed") - before["failed"] == attempts - 1
+    assert webhook_attempts("dead") - before["dead"] == 1
     # The parcel's next event is no longer held back by the dead one.
     add_events(engine, parcel, ["in_locker"], now)
     receiver.recover()

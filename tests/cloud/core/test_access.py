@@ -87,6 +87,7 @@ PRINCIPALS: dict[str, Principal] = {
     ),
     "cabinet c1": Principal(K.CABINET, "c1", cabinet_id="c1"),
     "provider": Principal(K.PROVIDER, "twilio"),
+    "monitor": Principal(K.MONITOR, "prometheus"),
     "anyone": Principal(K.ANYONE, "-"),
 }
 
@@ -147,6 +148,7 @@ SEES: dict[str, set[str]] = {
         *_SYSTEM,
     },
     "provider": set(_SYSTEM),
+    "monitor": set(_SYSTEM),
     "anyone": set(_SYSTEM),
 }
 

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from cloud import metrics
 from cloud.core.phones import mask_phone
 from cloud.db.models import NoticeOutbox
 from cloud.fakes.twilio_server import INVALID_NUMBER, SERVER_ERROR, FakeTwilio
@@ -40,6 +41,7 @@ def test_server_errors_are_retried_at_the_backoff_times_and_sent_once(
     deposit(engine)
     twilio.fail_next(2, SERVER_ERROR)
     dispatcher = make_dispatcher()  # randbelow(n) = n - 1: delays of 5 s, then 10 s
+    before = {outcome: sms_attempts(outcome) for outcome in ("retried", "sent")}
 
     assert dispatcher.tick(NOW).retried == 1
     (row,) = rows(engine)
@@ -58,6 +60,16 @@ def test_server_errors_are_retried_at_the_backoff_times_and_sent_once(
     assert (row.status, row.attempts, row.provider_id) == ("sent", 3, twilio.messages[0].sid)
     assert dispatcher.tick(at(3600)).sent == 0
     assert twilio.requests == 3
+    # What Prometheus reads (docs/metrics.md): two SMS attempts retried, one sent.
+    assert sms_attempts("retried") - before["retried"] == 2
+    assert sms_attempts("sent") - before["sent"] == 1
+
+
+def sms_attempts(outcome: str) -> float:
+    value = metrics.WORKER.get_sample_value(
+        "locker_notices_total", {"channel": "sms", "outcome": outcome}
+    )
+    return value or 0.0
 
 
 def test_retries_stop_after_the_last_attempt(
