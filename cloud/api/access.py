@@ -36,6 +36,7 @@ def _rule(action: Action, *kinds: PrincipalKind, why: str = "") -> RouteRule:
 
 _ERP = (K.ERP_CLIENT,)
 _ACCOUNTS = (K.OPERATOR_ADMIN, K.SITE_MANAGER, K.CARRIER)  # console accounts
+_STAFF = (K.OPERATOR_ADMIN, K.SITE_MANAGER)  # the console's cabinet pages
 _DOCS = "the API's own description: no data"
 
 # (method, path) -> rule. HEAD is served with GET and declared with it.
@@ -100,7 +101,14 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("POST", "/console/sign-out"): _rule(Action.READ_HEALTH, *_ACCOUNTS),
     ("GET", "/console/static/{name}"): _rule(Action.READ_HEALTH, K.ANYONE, why="css and js"),
     ("GET", "/console/lang/{lang}"): _rule(Action.READ_HEALTH, K.ANYONE, why="a cookie"),
-    ("GET", "/console/fleet"): _rule(Action.READ_CABINET, K.OPERATOR_ADMIN, K.SITE_MANAGER),
+    ("GET", "/console/fleet"): _rule(Action.READ_CABINET, *_STAFF),
+    ("GET", "/console/cabinets/{cab}"): _rule(Action.READ_CABINET, *_STAFF),
+    ("GET", "/console/cabinets/{cab}/live"): _rule(Action.READ_CABINET, *_STAFF),
+    # The confirmation step of an act; the act itself (POST) checks its own action.
+    ("GET", "/console/cabinets/{cab}/doors/{door}/{act}"): _rule(Action.READ_CABINET, *_STAFF),
+    ("POST", "/console/cabinets/{cab}/doors/{door}/{act}"): _rule(
+        Action.OPEN_DOOR_REMOTELY, *_STAFF
+    ),
 }
 
 
