@@ -183,6 +183,7 @@ def test_account_totp_prints_a_uri_whose_codes_the_console_accepts(tmp_path: Pat
     """`locker cloud account totp` seals a new secret and prints its provisioning URI (and QR):
     the secret in the URI is the one the console checks codes against."""
     import secrets
+
     import pyotp
 
     from cloud.db import sealing
