@@ -114,7 +114,7 @@ def test_the_demo_serves_every_url_it_prints_and_stops_leaving_nothing_running(
             f"{info['console_url']}/sign-in",
             data={"username": "manager", "password": info["console_accounts"]["manager"][1],
                   "csrf": token},
-            cookies={"console_form": form.cookies["console_form"]},
+            headers={"Cookie": f"console_form={form.cookies['console_form']}"},
         )  # fmt: skip
         assert signed.status_code == 303 and "console_session=" in signed.headers["set-cookie"]
         docs = http.get(info["docs_url"])
