@@ -11,10 +11,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from cloud.console.auth import ConsoleRefusal
-from cloud.console.routes import assets, audit, cabinet, fleet, signin
+from cloud.console.routes import assets, audit, cabinet, couriers, fleet, signin
 from cloud.console.web import render
 
-PAGES = [signin, assets, fleet, cabinet, audit]
+PAGES = [signin, assets, fleet, cabinet, audit, couriers]
 
 
 def install(app: FastAPI) -> None:

@@ -20,9 +20,16 @@ class NavItem:
 NAV: list[NavItem] = [
     NavItem("nav.fleet", "/console/fleet", Action.READ_CABINET),
     NavItem("nav.audit", "/console/audit", Action.READ_AUDIT),
+    NavItem("nav.couriers", "/console/couriers", Action.READ_COURIERS),
 ]
 
 
 def nav_for(principal: Principal) -> list[NavItem]:
     allowed = ROLE_ACTIONS[principal.kind]
     return [item for item in NAV if item.action in allowed]
+
+
+def home_for(principal: Principal) -> str:
+    """Where an account lands after signing in: its first page in the header."""
+    items = nav_for(principal)
+    return items[0].path if items else "/console/sign-in"

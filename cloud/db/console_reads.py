@@ -16,7 +16,16 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from cloud.core.access import CabinetScope
-from cloud.db.models import Account, Alarm, AuditLog, Cabinet, Compartment, Parcel, Site
+from cloud.db.models import (
+    Account,
+    Alarm,
+    AuditLog,
+    Cabinet,
+    Compartment,
+    Courier,
+    Parcel,
+    Site,
+)
 from cloud.db.scoping import cabinet_where
 
 # A parcel behind a door: deposited and not yet out (picked up, taken back).
@@ -220,3 +229,25 @@ def names_of_accounts(*, session: Session, ids: Sequence[str]) -> dict[str, str]
         return {}
     statement = select(Account.id, Account.username).where(col(Account.id).in_(sorted(set(ids))))
     return dict(session.exec(statement).all())
+
+
+# --- a carrier's couriers -----------------------------------------------------------------------
+
+
+def carrier_couriers(*, session: Session, carrier_id: str) -> list[tuple[Courier, int, int]]:
+    """Return the carrier's couriers with how many of their parcels are in a locker now and
+    how many are past their deadline there, by courier id."""
+    couriers = list(
+        session.exec(select(Courier).where(Courier.carrier == carrier_id).order_by(col(Courier.id)))
+    )
+    counts = session.exec(
+        select(Parcel.courier_id, Parcel.status, func.count())
+        .where(
+            col(Parcel.courier_id).in_(select(Courier.id).where(Courier.carrier == carrier_id)),
+            col(Parcel.status).in_([IN_LOCKER, EXPIRED]),
+            col(Parcel.left_locker_at).is_(None),
+        )
+        .group_by(col(Parcel.courier_id), col(Parcel.status))
+    )
+    by: dict[tuple[str, str], int] = {(c, s): int(n) for c, s, n in counts}
+    return [(c, by.get((c.id, IN_LOCKER), 0), by.get((c.id, EXPIRED), 0)) for c in couriers]

@@ -250,3 +250,28 @@ def cabinet_fingerprint(*, session: Session, cab: str) -> tuple[object, ...]:
 def page_resource(page: CabinetPage) -> Resource:
     """The policy's view of the cabinet a page shows (for the acts' `decide`)."""
     return Resource(ResourceKind.CABINET, page.id, site_id=page.site_id)
+
+
+# --- a carrier's couriers -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CourierRow:
+    id: str
+    name: str
+    phone_masked: str
+    in_locker: int
+    expired: int
+
+
+def carrier_couriers(*, session: Session, principal: Principal) -> list[CourierRow]:
+    """Return the couriers of the principal's carrier (none for a principal with no carrier)."""
+    if principal.carrier_id is None:
+        return []
+    found = console_reads.carrier_couriers(session=session, carrier_id=principal.carrier_id)
+    rows = [
+        CourierRow(c.id, c.name, mask_phone(c.phone) if c.phone else "—", n_in, n_expired)
+        for c, n_in, n_expired in found
+    ]
+    session.rollback()
+    return rows
