@@ -42,18 +42,44 @@ class FleetCounts:
     overdue: dict[str, int]
 
 
+@dataclass(frozen=True)
+class FleetCabinet:
+    """The columns of a cabinet and its site the fleet shows (plain values, no ORM object:
+    a thousand of them load in a few milliseconds)."""
+
+    id: str
+    name: str
+    site_id: str
+    site_name: str
+    timezone: str
+    online: bool | None
+    presence_since: datetime | None
+    last_seen_at: datetime | None
+    firmware: str | None
+
+
 def fleet_cabinets(
     *, session: Session, scope: CabinetScope, site_id: str | None = None
-) -> list[tuple[Cabinet, Site]]:
+) -> list[FleetCabinet]:
     """Return the cabinets in `scope` (of one site, if given) with their site, by id."""
     statement = (
-        select(Cabinet, Site)
+        select(
+            Cabinet.id,
+            Cabinet.name,
+            Cabinet.site_id,
+            Site.name,
+            Site.timezone,
+            Cabinet.online,
+            Cabinet.presence_since,
+            Cabinet.last_seen_at,
+            Cabinet.firmware,
+        )
         .join(Site, col(Site.id) == col(Cabinet.site_id))
         .where(cabinet_where(scope))
     )
     if site_id is not None:
         statement = statement.where(Cabinet.site_id == site_id)
-    return list(session.exec(statement.order_by(col(Cabinet.id))))
+    return [FleetCabinet(*row) for row in session.exec(statement.order_by(col(Cabinet.id)))]
 
 
 def fleet_sites(*, session: Session, scope: CabinetScope) -> list[Site]:
