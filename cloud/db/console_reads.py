@@ -37,7 +37,8 @@ EXPIRED = "expired"
 class FleetCounts:
     """The fleet page's aggregates, by cabinet id."""
 
-    doors: dict[str, list[tuple[str, str, bool, int]]]  # cab -> [(size, state, in_service, n)]
+    # cab -> [(size, doors, occupied, faulted, out of service)]
+    doors: dict[str, list[tuple[str, int, int, int, int]]]
     open_alarms: dict[str, int]
     overdue: dict[str, int]
 
@@ -96,38 +97,38 @@ def fleet_counts(
     cabinets = select(Cabinet.id).where(cabinet_where(scope))
     if site_id is not None:
         cabinets = cabinets.where(Cabinet.site_id == site_id)
-    doors: dict[str, list[tuple[str, str, bool, int]]] = {}
-    door_rows = session.exec(
-        select(
-            Compartment.cabinet_id,
-            Compartment.size,
-            Compartment.state,
-            Compartment.in_service,
-            func.count(),
-        )
-        .where(col(Compartment.cabinet_id).in_(cabinets))
-        .group_by(
-            col(Compartment.cabinet_id),
-            col(Compartment.size),
-            col(Compartment.state),
-            col(Compartment.in_service),
-        )
+    occupied = func.count().filter(col(Compartment.state) == "occupied")
+    faulted = func.count().filter(col(Compartment.state) == "faulted")
+    # Out of service: so marked, or a free door taken out of use (an occupied or faulted one
+    # counts as occupied or faulted: each door once).
+    unused = func.count().filter(
+        (col(Compartment.state) == "out_of_service")
+        | (~col(Compartment.in_service) & (col(Compartment.state) == "free"))
     )
-    for cab, size, state, in_service, n in door_rows:
-        doors.setdefault(cab, []).append((size, state, bool(in_service), int(n)))
+    doors: dict[str, list[tuple[str, int, int, int, int]]] = {}
+    # One row per (cabinet, size), not per door state: a few thousand groups for a fleet.
+    door_rows = session.exec(
+        select(Compartment.cabinet_id, Compartment.size, func.count(), occupied, faulted, unused)
+        .where(col(Compartment.cabinet_id).in_(cabinets))
+        .group_by(col(Compartment.cabinet_id), col(Compartment.size))
+    )
+    for cab, size, total, n_occupied, n_faulted, n_unused in door_rows:
+        doors.setdefault(cab, []).append(
+            (size, int(total), int(n_occupied), int(n_faulted), int(n_unused))
+        )
     alarms = session.exec(
         select(Alarm.cabinet_id, func.count())
         .where(col(Alarm.cabinet_id).in_(cabinets), col(Alarm.cleared_at).is_(None))
         .group_by(col(Alarm.cabinet_id))
     )
+    # Read through ix_parcels_behind_doors: its WHERE is repeated here word for word.
     overdue = session.exec(
         select(Parcel.cabinet_id, func.count())
         .where(
             col(Parcel.cabinet_id).in_(cabinets),
-            or_(
-                (col(Parcel.status) == EXPIRED) & col(Parcel.left_locker_at).is_(None),
-                (col(Parcel.status) == IN_LOCKER) & (col(Parcel.told_deadline) <= now),
-            ),
+            col(Parcel.left_locker_at).is_(None),
+            col(Parcel.status).in_([IN_LOCKER, EXPIRED]),
+            (col(Parcel.status) == EXPIRED) | (col(Parcel.told_deadline) <= now),
         )
         .group_by(col(Parcel.cabinet_id))
     )

@@ -132,16 +132,14 @@ def _row(cabinet: console_reads.FleetCabinet, counts: console_reads.FleetCounts)
     used: Counter[str] = Counter()
     total: Counter[str] = Counter()
     faulted = out = 0
-    for size, state, in_service, n in counts.doors.get(cabinet.id, ()):
-        if state == door_rules.OCCUPIED:
-            used[size] += n
-            total[size] += n
-        elif state == door_rules.FAULTED:
-            faulted += n
-        elif state == door_rules.OUT_OF_SERVICE or not in_service:
-            out += n
-        else:
-            total[size] += n
+    for size, doors, occupied, n_faulted, n_unused in counts.doors.get(cabinet.id, ()):
+        # A faulted or out-of-service door is no room (one both faulted and out counts once,
+        # as faulted); an occupied one is used room.
+        unusable = n_faulted + n_unused
+        used[size] += occupied
+        total[size] += doors - unusable
+        faulted += n_faulted
+        out += n_unused
     sizes = [s for s in SIZES if total[s] or used[s]] + sorted(s for s in total if s not in SIZES)
     return FleetRow(
         id=cabinet.id,
