@@ -16,6 +16,9 @@
     in_locker   Expire              expired     scheduler   codes.revoke, retrievals.put, notices
     in_locker   Retrieve            retrieved   cabinet     codes.revoke, withdrawn notice
     in_locker   Cancel              cancelled   erp         codes.revoke, retrievals.put, withdrawn
+    in_locker   ExtendDeadline      in_locker   staff       codes.put (new expiry), new-deadline
+    in_locker   StaffCancel         cancelled   staff       codes.revoke, retrievals.put, withdrawn
+    in_locker   MarkForReturn       expired     staff       codes.revoke, retrievals.put, withdrawn
     expired     PickUp              picked_up   cabinet
     expired     Retrieve            retrieved   cabinet
     cancelled   PickUp              picked_up   cabinet
