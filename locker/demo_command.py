@@ -193,6 +193,7 @@ def _print_info(console: Console, info: DemoInfo, ready_s: float) -> None:
     urls.add_row(
         "ERP webhook receiver (the shop's webhooks, signatures verified)", info.erp_receiver_url
     )
+    urls.add_row("operations console (sign in with an account below)", info.console_url)
     for cabinet in info.cabinets:
         urls.add_row(f"lock-board simulator of {cabinet.id}", f"{cabinet.sim_url}/state")
     console.print(urls)
@@ -205,6 +206,9 @@ def _print_info(console: Console, info: DemoInfo, ready_s: float) -> None:
     people.add_row("technician (kiosk maintenance screen)", "", info.technician_pin)
     people.add_row("ERP of the shop (X-API-Key header)", "demo-erp", info.erp_key)
     people.add_row("ERP of SF Express (its statement, 对账单)", "demo-sf", info.carrier_key)
+    for username, (role, password) in info.console_accounts.items():
+        who = "site manager" if role == "site_manager" else "operator admin"
+        people.add_row(f"console {who} ({info.console_url})", username, password)
     console.print(people)
     phones = ", ".join(
         f"{phone} ({'WeChat' if channel == 'wechat' else 'SMS'})"

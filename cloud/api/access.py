@@ -35,6 +35,8 @@ def _rule(action: Action, *kinds: PrincipalKind, why: str = "") -> RouteRule:
 
 
 _ERP = (K.ERP_CLIENT,)
+_ACCOUNTS = (K.OPERATOR_ADMIN, K.SITE_MANAGER, K.CARRIER)  # console accounts
+_STAFF = (K.OPERATOR_ADMIN, K.SITE_MANAGER)  # the console's cabinet pages
 _DOCS = "the API's own description: no data"
 
 # (method, path) -> rule. HEAD is served with GET and declared with it.
@@ -95,6 +97,24 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("POST", "/api/v1/callbacks/twilio/status"): _rule(Action.PROVIDER_CALLBACK, K.PROVIDER),
     ("GET", "/api/v1/wechat/push"): _rule(Action.PROVIDER_CALLBACK, K.PROVIDER),
     ("POST", "/api/v1/wechat/push"): _rule(Action.PROVIDER_CALLBACK, K.PROVIDER),
+    # The operations console (docs/console.md): a signed-in account; each page checks `decide`.
+    ("GET", "/console"): _rule(Action.READ_HEALTH, K.ANYONE, why="redirects to a page"),
+    ("GET", "/console/sign-in"): _rule(Action.READ_HEALTH, K.ANYONE, why="the sign-in form"),
+    ("POST", "/console/sign-in"): _rule(Action.READ_HEALTH, K.ANYONE, why="signs in"),
+    ("POST", "/console/sign-out"): _rule(Action.READ_HEALTH, *_ACCOUNTS),
+    ("GET", "/console/static/{name}"): _rule(Action.READ_HEALTH, K.ANYONE, why="css and js"),
+    ("GET", "/console/lang/{lang}"): _rule(Action.READ_HEALTH, K.ANYONE, why="a cookie"),
+    ("GET", "/console/fleet"): _rule(Action.READ_CABINET, *_STAFF),
+    ("GET", "/console/cabinets/{cab}"): _rule(Action.READ_CABINET, *_STAFF),
+    ("GET", "/console/cabinets/{cab}/live"): _rule(Action.READ_CABINET, *_STAFF),
+    # The confirmation step of an act; the act itself (POST) checks its own action.
+    ("GET", "/console/cabinets/{cab}/doors/{door}/{act}"): _rule(Action.READ_CABINET, *_STAFF),
+    ("POST", "/console/cabinets/{cab}/doors/{door}/{act}"): _rule(
+        Action.OPEN_DOOR_REMOTELY, *_STAFF
+    ),
+    ("GET", "/console/audit"): _rule(Action.READ_AUDIT, *_STAFF),
+    ("GET", "/console/audit.csv"): _rule(Action.READ_AUDIT, *_STAFF),
+    ("GET", "/console/couriers"): _rule(Action.READ_COURIERS, K.OPERATOR_ADMIN, K.CARRIER),
 }
 
 

@@ -14,6 +14,10 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, text
 from sqlmodel import Field, SQLModel
 
+from cloud.db.console_models import (  # noqa: F401  (their tables join this metadata)
+    ConsoleSession,
+    SignInFailure,
+)
 from cloud.db.reservation_models import Reservation  # noqa: F401  (its table joins this metadata)
 from cloud.db.scan_models import ScanOtp, ScanTry  # noqa: F401  (their tables join this metadata)
 from cloud.db.types import UtcDateTime
@@ -138,6 +142,8 @@ class Cabinet(CabinetBase, table=True):
     boot: int | None = Field(default=None, sa_type=BigInteger)
     firmware: str | None = Field(default=None, max_length=64)
     last_seen_at: datetime | None = _time()
+    # When `online` last changed: the console's "online since" / "offline since".
+    presence_since: datetime | None = _time()
     # The highest seq applied: every event up to it is applied, none beyond it.
     applied_upto: int = Field(default=0, sa_type=BigInteger)
     created_at: datetime = _time(nullable=False)
@@ -187,6 +193,9 @@ class ParcelBase(SQLModel):
     status: str = Field(max_length=16)
 
 
+PARCELS_BEHIND_DOORS = "left_locker_at IS NULL AND status IN ('in_locker', 'expired')"
+
+
 class Parcel(ParcelBase, table=True):
     """A parcel; its fields mirror `cloud.core.parcels.Parcel` (see `parcels.parcel_to_core`).
 
@@ -199,6 +208,15 @@ class Parcel(ParcelBase, table=True):
         Index("ix_parcels_cabinet_status", "cabinet_id", "status"),
         # What a courier statement reads: a carrier's couriers' deposits in a month.
         Index("ix_parcels_courier_deposited", "courier_id", "deposited_at"),
+        # What the console's fleet counts: the parcels still behind a door, a small part of
+        # every parcel ever kept (the fleet page reads these, not the whole history).
+        Index(
+            "ix_parcels_behind_doors",
+            "cabinet_id",
+            "status",
+            postgresql_where=text(PARCELS_BEHIND_DOORS),
+            sqlite_where=text(PARCELS_BEHIND_DOORS),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=ID_LENGTH)

@@ -30,7 +30,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from cloud import metrics
-from cloud.db import commands, reservations
+from cloud.db import cabinets, commands, reservations
 from cloud.db.commands import resend_now as resend_now  # the presence tracker's (issue 12 §2)
 from cloud.db.engine import write_session
 from cloud.db.models import CommandOutbox
@@ -134,6 +134,8 @@ class CommandDispatcher:
                     log.warning("cabinet %s refused command %s: %s", cab, ack.cmd, ack.error)
                     if reservations.end_refused(session=session, command_id=ack.cmd, now=now):
                         log.warning("cabinet %s holds no door for it: reservation ended", cab)
+            # An ack is the cabinet talking: its "last seen" moves (one UPDATE for the batch).
+            cabinets.mark_seen(session=session, cabs=[cab for cab, _ in acks], at=now)
             session.commit()
         for cab, ack in acks:
             if (ack.cmd, cab) not in recorded:

@@ -61,6 +61,21 @@ LEGAL = {
         T0 + 80 * HOUR,
     ),
     (p.Status.RETRIEVED, p.ConfirmReturn): (f.retrieved, p.ConfirmReturn("at the depot"), T0),
+    (p.Status.IN_LOCKER, p.ExtendDeadline): (
+        f.in_locker,
+        p.ExtendDeadline(seconds=24 * 3600, by="mgr", reason="on holiday"),
+        T0 + HOUR,
+    ),
+    (p.Status.IN_LOCKER, p.StaffCancel): (
+        f.in_locker,
+        p.StaffCancel(by="ops", reason="wrong address"),
+        T0 + HOUR,
+    ),
+    (p.Status.IN_LOCKER, p.MarkForReturn): (
+        f.in_locker,
+        p.MarkForReturn(by="ops", reason="refused"),
+        T0 + HOUR,
+    ),
 }
 
 # One instance of every event type, for the illegal cases.
@@ -77,6 +92,9 @@ SAMPLES: list[object] = [
     p.ResumeDeadline(PauseReason.CABINET_OFFLINE),
     p.Expire(),
     p.ConfirmReturn(),
+    p.ExtendDeadline(seconds=3600, by="mgr", reason="r"),
+    p.StaffCancel(by="ops", reason="r"),
+    p.MarkForReturn(by="ops", reason="r"),
 ]
 
 ILLEGAL = [
@@ -443,3 +461,30 @@ def test_every_erp_state_covers_some_status() -> None:
     covered = {status for state in p.ErpOrderState for status in p.statuses_for(state)}
     assert covered == set(p.Status)
     assert p.statuses_for(p.ErpOrderState.RETURNED) == {p.Status.RETRIEVED, p.Status.RETURNED}
+
+
+def test_staff_extend_a_deadline_and_the_cabinet_and_recipient_hear_of_it() -> None:
+    """ExtendDeadline: the window grows, the code's expiry on the cabinet moves with it
+    (codes.put) and the recipient is told the new deadline, once."""
+    before = f.in_locker()
+    after, effects = p.apply(before, p.ExtendDeadline(24 * 3600, "mgr", "on holiday"), T0 + HOUR)
+    deadline = before.deadline(T0 + HOUR) + timedelta(hours=24)
+    assert after.deadline(T0 + HOUR) == deadline and after.told_deadline == deadline
+    [put] = effects_of(effects, p.CodesPut)
+    assert put.expires_at == deadline
+    [notice] = effects_of(effects, p.Notify)
+    assert notice.kind is NoticeKind.NEW_DEADLINE
+    assert "deadline extended by mgr" in effects[0].note and "on holiday" in effects[0].note
+    with pytest.raises(IllegalTransition):
+        p.apply(before, p.ExtendDeadline(0, "mgr", "nothing"), T0 + HOUR)
+
+
+@pytest.mark.parametrize("event", [p.StaffCancel("ops", "r"), p.MarkForReturn("ops", "r")])
+def test_staff_withdraw_a_parcel_and_couriers_are_asked_to_take_it_back(event) -> None:
+    after, effects = p.apply(f.in_locker(), event, T0 + HOUR)
+    assert after.status is (
+        p.Status.CANCELLED if isinstance(event, p.StaffCancel) else p.Status.EXPIRED
+    )
+    assert effects_of(effects, p.CodesRevoke) and effects_of(effects, p.RetrievalsPut)
+    [notice] = effects_of(effects, p.Notify)
+    assert notice.kind is NoticeKind.WITHDRAWN and effects[0].source is p.Source.STAFF
