@@ -540,6 +540,15 @@ def account_add(
             "--password-stdin", help="Read the password from standard input's first line."
         ),
     ] = False,
+    phone: Annotated[
+        str | None,
+        typer.Option(
+            "--phone",
+            help="A site manager's mobile: new critical alarms are sent there (WeChat if the "
+            "phone is bound, else SMS), outside the site's quiet hours.",
+            show_default=False,
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Add a console account. The password is asked for (hidden) or read from stdin, never
@@ -561,6 +570,7 @@ def account_add(
             now=_now(),
             site_ids=site or (),
             carrier_id=carrier,
+            phone=phone,
         )
     bound = ""
     if account.site_ids:

@@ -37,6 +37,8 @@ class NoticeKind(StrEnum):
     SCAN_OTP = "scan_otp"  # to the recipient at a cabinet's QR: a one-time code, by SMS only
     # To the WeChat user a phone was bound to, before another WeChat user's binding replaces it.
     WECHAT_REBOUND = "wechat_rebound"
+    # To a site manager: a new critical alarm (`cloud.core.alarms`) at one of their cabinets.
+    ALARM = "alarm"
 
 
 class Audience(StrEnum):
@@ -44,10 +46,12 @@ class Audience(StrEnum):
 
     RECIPIENT = "recipient"
     COURIER = "courier"
+    MANAGER = "manager"
 
 
 AUDIENCE = {kind: Audience.RECIPIENT for kind in NoticeKind} | {
-    NoticeKind.EXPIRED_COURIER: Audience.COURIER
+    NoticeKind.EXPIRED_COURIER: Audience.COURIER,
+    NoticeKind.ALARM: Audience.MANAGER,
 }
 
 # Sent at once even at night: the recipient is waiting for it or has just asked for it.
@@ -142,6 +146,13 @@ TEMPLATES: dict[tuple[NoticeKind, Language], str] = {
         "WeChat account proved the phone at {cabinet} ({address}) at {deadline} and is linked "
         "to it now. If this was not you, contact the site."
     ),
+    # `deadline` is when the alarm was first seen; `what` its kind, `where` the door if any.
+    (NoticeKind.ALARM, Language.ZH_CN): (
+        "【告警】{cabinet}（{address}）{where}：{what}，{deadline}。请登录管理后台处理：{link}"
+    ),
+    (NoticeKind.ALARM, Language.EN): (
+        "ALARM at {cabinet} ({address}){where}: {what} at {deadline}. Console: {link}"
+    ),
 }
 
 
@@ -167,6 +178,8 @@ class NoticeContext:
     code: str | None = field(default=None, repr=False)
     fee_minor: int | None = None
     currency: str = "CNY"
+    what: str = ""  # an alarm's kind, as a person reads it
+    where: str = ""  # an alarm's door, as a phrase of the text's language ("" for the cabinet)
 
 
 # Not strftime("%b"): that follows the process locale, which an adapter may have changed.
@@ -204,6 +217,8 @@ def render(kind: NoticeKind, language: Language, context: NoticeContext, policy:
         link=context.link,
         code=context.code or "",
         fee_note=fee_note,
+        what=context.what,
+        where=context.where,
     )
 
 

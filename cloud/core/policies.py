@@ -53,6 +53,8 @@ class SitePolicy:
     # A recipient may ask for their code again at most `resend_limit` times per window.
     resend_limit: int = 3
     resend_window_s: int = HOUR_S
+    # A cabinet offline this long raises an alarm (`cloud.core.alarms.AlarmKind.CABINET_OFFLINE`).
+    offline_alarm_s: int = 10 * 60
 
     def __post_init__(self) -> None:
         _check_int("pickup_window_s", self.pickup_window_s, MIN_WINDOW_S, MAX_WINDOW_S)
@@ -81,6 +83,7 @@ class SitePolicy:
             raise PolicyError("currency", f"{self.currency!r} is not an ISO 4217 code like CNY")
         _check_int("resend_limit", self.resend_limit, 1, 100)
         _check_int("resend_window_s", self.resend_window_s, 60, DAY_S)
+        _check_int("offline_alarm_s", self.offline_alarm_s, 60, 7 * DAY_S)
 
     def _check_quiet_hours(self) -> None:
         start, end = self.quiet_start, self.quiet_end

@@ -49,6 +49,7 @@ def site_policy(site: Site) -> SitePolicy:
         currency=site.currency,
         resend_limit=site.resend_limit,
         resend_window_s=site.resend_window_s,
+        offline_alarm_s=site.offline_alarm_s,
     )
 
 

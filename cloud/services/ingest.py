@@ -51,9 +51,9 @@ from cloud.core.phones import mask_phone
 from cloud.core.policies import SitePolicy
 from cloud.db import repo
 from cloud.db.engine import write_session
-from cloud.db.models import Alarm, Cabinet, Compartment, Courier, InboxEvent, Parcel, Site
+from cloud.db.models import Cabinet, Compartment, Courier, InboxEvent, Parcel, Site
 from cloud.errors import UnknownCabinet  # a foreign message, to be dropped
-from cloud.services import audit
+from cloud.services import alarms, audit
 from cloud.services.deposit_batch import DepositBatch
 from protocol.messages import (
     EVENT_TYPES,
@@ -63,7 +63,6 @@ from protocol.messages import (
     DoorLeftOpenData,
     EventBase,
     KeypadLockout,
-    KeypadLockoutData,
     LockFault,
     NoticeResendRequested,
     ParcelDeposited,
@@ -618,18 +617,23 @@ class _Applier:
 
     def alarm(self, event: DoorLeftOpen | DoorForced | LockFault | KeypadLockout) -> str | None:
         data = event.data
-        detail = getattr(data, "detail", None) or (
-            f"{data.seconds} s" if isinstance(data, DoorLeftOpenData | KeypadLockoutData) else ""
-        )
-        self.session.add(
-            Alarm(
-                cabinet_id=self.cabinet.id,
-                compartment=getattr(data, "compartment", None),
-                kind=event.type,
-                detail=str(detail)[:500],
-                at=event.ts,
-                seq=event.seq,
+        if isinstance(event, KeypadLockout):
+            alarms.keypad_lockout(
+                session=self.session, cabinet=self.cabinet, at=event.ts, now=self.now, seq=event.seq
             )
+            return None
+        detail = getattr(data, "detail", None) or (
+            f"{data.seconds} s" if isinstance(data, DoorLeftOpenData) else ""
+        )
+        alarms.raise_alarm(
+            session=self.session,
+            cabinet=self.cabinet,
+            kind=event.type,
+            compartment=getattr(data, "compartment", None),
+            detail=str(detail),
+            at=event.ts,
+            now=self.now,
+            seq=event.seq,
         )
         return None
 
