@@ -35,6 +35,7 @@ def _rule(action: Action, *kinds: PrincipalKind, why: str = "") -> RouteRule:
 
 
 _ERP = (K.ERP_CLIENT,)
+_ACCOUNTS = (K.OPERATOR_ADMIN, K.SITE_MANAGER, K.CARRIER)  # console accounts
 _DOCS = "the API's own description: no data"
 
 # (method, path) -> rule. HEAD is served with GET and declared with it.
@@ -92,6 +93,14 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("POST", "/api/v1/callbacks/twilio/status"): _rule(Action.PROVIDER_CALLBACK, K.PROVIDER),
     ("GET", "/api/v1/wechat/push"): _rule(Action.PROVIDER_CALLBACK, K.PROVIDER),
     ("POST", "/api/v1/wechat/push"): _rule(Action.PROVIDER_CALLBACK, K.PROVIDER),
+    # The operations console (docs/console.md): a signed-in account; each page checks `decide`.
+    ("GET", "/console"): _rule(Action.READ_HEALTH, K.ANYONE, why="redirects to a page"),
+    ("GET", "/console/sign-in"): _rule(Action.READ_HEALTH, K.ANYONE, why="the sign-in form"),
+    ("POST", "/console/sign-in"): _rule(Action.READ_HEALTH, K.ANYONE, why="signs in"),
+    ("POST", "/console/sign-out"): _rule(Action.READ_HEALTH, *_ACCOUNTS),
+    ("GET", "/console/static/{name}"): _rule(Action.READ_HEALTH, K.ANYONE, why="css and js"),
+    ("GET", "/console/lang/{lang}"): _rule(Action.READ_HEALTH, K.ANYONE, why="a cookie"),
+    ("GET", "/console/fleet"): _rule(Action.READ_CABINET, K.OPERATOR_ADMIN, K.SITE_MANAGER),
 }
 
 

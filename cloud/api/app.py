@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cloud import errors
+from cloud import console, errors
 from cloud.api.routes import (
     cabinets,
     callbacks,
@@ -136,6 +136,7 @@ def create_app(
     app.include_router(docs_page.router_for(API_PREFIX, app.title))
     app.include_router(scan_page.router)  # the QR's URL: short, outside the API's prefix
     app.include_router(pickup_page.router)  # a notice's link, likewise
+    console.install(app)  # the operations console's pages, under /console
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.CloudError, _cloud_error)

@@ -49,6 +49,9 @@ class Action(StrEnum):
     READ_REPORTS = "read_reports"
     READ_COURIERS = "read_couriers"
     READ_SETTLEMENTS = "read_settlements"
+    # The audit log: everything for an operator admin, a site manager's sites' cabinets and
+    # parcels (cloud.db.console_reads narrows the rows the same way).
+    READ_AUDIT = "read_audit"
     ANNOUNCE_SHIPMENT = "announce_shipment"  # the resource is the cabinet it is announced for
     UPDATE_SHIPMENT = "update_shipment"
     CANCEL_PARCEL = "cancel_parcel"
@@ -103,6 +106,7 @@ ROLE_ACTIONS: dict[PrincipalKind, frozenset[Action]] = {
             Action.HANDLE_ALARMS,
             Action.READ_PARCEL,
             Action.READ_REPORTS,
+            Action.READ_AUDIT,
             Action.OPEN_DOOR_REMOTELY,
             Action.SET_OUT_OF_SERVICE,
             Action.EXTEND_DEADLINE,

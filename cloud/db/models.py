@@ -14,6 +14,10 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, text
 from sqlmodel import Field, SQLModel
 
+from cloud.db.console_models import (  # noqa: F401  (their tables join this metadata)
+    ConsoleSession,
+    SignInFailure,
+)
 from cloud.db.scan_models import ScanOtp, ScanTry  # noqa: F401  (their tables join this metadata)
 from cloud.db.types import UtcDateTime
 from cloud.db.webhook_models import (  # noqa: F401  (their tables join this metadata)
@@ -132,6 +136,8 @@ class Cabinet(CabinetBase, table=True):
     boot: int | None = Field(default=None, sa_type=BigInteger)
     firmware: str | None = Field(default=None, max_length=64)
     last_seen_at: datetime | None = _time()
+    # When `online` last changed: the console's "online since" / "offline since".
+    presence_since: datetime | None = _time()
     # The highest seq applied: every event up to it is applied, none beyond it.
     applied_upto: int = Field(default=0, sa_type=BigInteger)
     created_at: datetime = _time(nullable=False)

@@ -1,0 +1,28 @@
+"""The console's header links: a page appears for an account whose role may do its action.
+
+A new page adds one `NavItem` here (docs/console.md); the order here is the order on screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cloud.core.access import ROLE_ACTIONS, Action, Principal
+
+
+@dataclass(frozen=True)
+class NavItem:
+    key: str  # the i18n key of its label
+    path: str  # under /console
+    action: Action  # shown to the roles that may do this
+
+
+NAV: list[NavItem] = [
+    NavItem("nav.fleet", "/console/fleet", Action.READ_CABINET),
+    NavItem("nav.audit", "/console/audit", Action.READ_AUDIT),
+]
+
+
+def nav_for(principal: Principal) -> list[NavItem]:
+    allowed = ROLE_ACTIONS[principal.kind]
+    return [item for item in NAV if item.action in allowed]

@@ -1,0 +1,244 @@
+"""What the console's pages show, built from the database for one signed-in principal.
+
+`fleet` answers "which cabinets are full or offline right now?": one row per cabinet in the
+principal's scope. `cabinet_page` is one cabinet's doors with the parcel behind each. Both are
+scoped by the policy (cloud.core.access); `cabinet_page` answers None for a cabinet that is
+missing or out of scope alike.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlmodel import Session
+
+from cloud.core import doors as door_rules
+from cloud.core.access import Action as A
+from cloud.core.access import Principal, Resource, ResourceKind, cabinet_scope, decide
+from cloud.db import console_reads
+from cloud.db.models import Cabinet, Site
+from cloud.db.parcels import parcel_to_core
+from protocol.phones import mask_phone
+
+SIZES = ("S", "M", "L", "XL")
+
+
+@dataclass(frozen=True)
+class SizeUse:
+    size: str
+    used: int  # occupied (a parcel behind it)
+    total: int  # usable doors (in service, not faulted) plus the occupied
+
+
+@dataclass(frozen=True)
+class FleetRow:
+    id: str
+    name: str
+    site_id: str
+    site_name: str
+    timezone: str
+    online: bool | None
+    presence_since: datetime | None
+    last_seen_at: datetime | None
+    firmware: str | None
+    occupancy: list[SizeUse]
+    used: int
+    total: int
+    faulted: int
+    out_of_service: int
+    open_alarms: int
+    overdue: int
+
+    @property
+    def fill(self) -> float:
+        return self.used / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True)
+class Fleet:
+    rows: list[FleetRow]
+    sites: list[Site]
+
+
+SORT_KEYS = {
+    "id": lambda r: r.id,
+    "site": lambda r: (r.site_name, r.id),
+    "status": lambda r: ({False: 0, None: 1, True: 2}[r.online], r.id),
+    "last_seen": lambda r: (r.last_seen_at is not None, r.last_seen_at or datetime.min, r.id),
+    "fill": lambda r: (-r.fill, r.id),
+    "faulted": lambda r: (-(r.faulted + r.out_of_service), r.id),
+    "alarms": lambda r: (-r.open_alarms, r.id),
+    "overdue": lambda r: (-r.overdue, r.id),
+}
+
+
+def fleet(
+    *,
+    session: Session,
+    principal: Principal,
+    now: datetime,
+    site_id: str | None = None,
+    sort: str = "status",
+) -> Fleet:
+    """Return every cabinet in the principal's scope (of `site_id`, if given), sorted."""
+    scope = cabinet_scope(principal)
+    cabinets = console_reads.fleet_cabinets(session=session, scope=scope, site_id=site_id)
+    counts = console_reads.fleet_counts(session=session, scope=scope, site_id=site_id, now=now)
+    sites = console_reads.fleet_sites(session=session, scope=scope)
+    session.rollback()
+    rows = [_row(cabinet, site, counts) for cabinet, site in cabinets]
+    rows.sort(key=SORT_KEYS.get(sort, SORT_KEYS["status"]))
+    return Fleet(rows=rows, sites=sites)
+
+
+def _row(cabinet: Cabinet, site: Site, counts: console_reads.FleetCounts) -> FleetRow:
+    used: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    faulted = out = 0
+    for size, state, in_service, n in counts.doors.get(cabinet.id, ()):
+        if state == door_rules.OCCUPIED:
+            used[size] += n
+            total[size] += n
+        elif state == door_rules.FAULTED:
+            faulted += n
+        elif state == door_rules.OUT_OF_SERVICE or not in_service:
+            out += n
+        else:
+            total[size] += n
+    sizes = [s for s in SIZES if total[s] or used[s]] + sorted(s for s in total if s not in SIZES)
+    return FleetRow(
+        id=cabinet.id,
+        name=cabinet.name,
+        site_id=site.id,
+        site_name=site.name,
+        timezone=site.timezone,
+        online=cabinet.online,
+        presence_since=cabinet.presence_since,
+        last_seen_at=cabinet.last_seen_at,
+        firmware=cabinet.firmware,
+        occupancy=[SizeUse(s, used[s], total[s]) for s in sizes],
+        used=sum(used.values()),
+        total=sum(total.values()),
+        faulted=faulted,
+        out_of_service=out,
+        open_alarms=counts.open_alarms.get(cabinet.id, 0),
+        overdue=counts.overdue.get(cabinet.id, 0),
+    )
+
+
+# --- one cabinet --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DoorParcel:
+    row_id: str
+    tracking_no: str
+    phone_masked: str
+    status: str
+    deposited_at: datetime | None
+    deadline: datetime | None
+    overdue: bool
+
+
+@dataclass(frozen=True)
+class DoorView:
+    id: str
+    size: str
+    state: str  # free | occupied | faulted | out_of_service
+    in_service: bool
+    low_door: bool
+    parcel: DoorParcel | None
+
+
+@dataclass(frozen=True)
+class CabinetPage:
+    id: str
+    name: str
+    address: str
+    site_id: str
+    site_name: str
+    timezone: str
+    online: bool | None
+    presence_since: datetime | None
+    last_seen_at: datetime | None
+    firmware: str | None
+    open_alarms: int
+    doors: list[DoorView] = field(default_factory=list)
+    # What the principal may do here (buttons it is not shown it could not use anyway).
+    may_open: bool = False
+    may_service: bool = False
+    may_extend: bool = False
+    may_cancel: bool = False
+
+
+def cabinet_resource(cabinet: Cabinet) -> Resource:
+    return Resource(ResourceKind.CABINET, cabinet.id, site_id=cabinet.site_id)
+
+
+def cabinet_page(
+    *, session: Session, principal: Principal, cab: str, now: datetime
+) -> CabinetPage | None:
+    """Return the cabinet's page, or None if it is missing or out of the principal's scope."""
+    found = console_reads.cabinet_with_site(session=session, cab=cab)
+    if found is None:
+        session.rollback()
+        return None
+    cabinet, site = found
+    resource = cabinet_resource(cabinet)
+    if not decide(principal, A.READ_CABINET, resource).allowed:
+        session.rollback()
+        return None
+    compartments = console_reads.cabinet_doors(session=session, cab=cab)
+    parcels = console_reads.parcels_behind_doors(session=session, cab=cab)
+    alarms = console_reads.open_alarm_count(session=session, cab=cab)
+    session.rollback()
+    by_door = {p.compartment: p for p in parcels}
+    door_views = []
+    for c in compartments:
+        row = by_door.get(c.id)
+        parcel = None
+        if row is not None:
+            deadline = parcel_to_core(row).deadline(now)
+            parcel = DoorParcel(
+                row_id=row.id,
+                tracking_no=row.tracking_no,
+                phone_masked=mask_phone(row.phone),
+                status=row.status,
+                deposited_at=row.clock_started_at or row.deposited_at,
+                deadline=deadline,
+                overdue=row.status == "expired" or (deadline is not None and deadline <= now),
+            )
+        state = c.state if c.in_service or c.state == door_rules.FAULTED else "out_of_service"
+        door_views.append(DoorView(c.id, c.size, state, c.in_service, c.low_door, parcel))
+    door_views.sort(key=lambda d: (len(d.id), d.id))  # "2" before "10"
+
+    def may(action: A) -> bool:
+        return decide(principal, action, resource).allowed
+
+    return CabinetPage(
+        id=cabinet.id,
+        name=cabinet.name,
+        address=cabinet.address,
+        site_id=site.id,
+        site_name=site.name,
+        timezone=site.timezone,
+        online=cabinet.online,
+        presence_since=cabinet.presence_since,
+        last_seen_at=cabinet.last_seen_at,
+        firmware=cabinet.firmware,
+        open_alarms=alarms,
+        doors=door_views,
+        may_open=may(A.OPEN_DOOR_REMOTELY),
+        may_service=may(A.SET_OUT_OF_SERVICE),
+        may_extend=may(A.EXTEND_DEADLINE),
+        may_cancel=may(A.CANCEL_PARCEL),
+    )
+
+
+def cabinet_fingerprint(*, session: Session, cab: str) -> tuple[object, ...]:
+    """What changes when the cabinet's door grid must be redrawn (the live page polls it)."""
+    found = console_reads.cabinet_fingerprint(session=session, cab=cab)
+    session.rollback()
+    return found
