@@ -130,11 +130,13 @@ class OfflineCabinet:
 
 
 def offline_cabinets(*, session: Session) -> list[OfflineCabinet]:
-    """Return the cabinets now offline, with their site's threshold (the core decides)."""
+    """Return the cabinets now offline, since when, with their site's threshold (the core
+    decides). Since when is `presence_since` (when it went offline), else its last message."""
+    since = func.coalesce(col(Cabinet.presence_since), col(Cabinet.last_seen_at))
     statement = (
-        select(Cabinet.id, Cabinet.site_id, Cabinet.last_seen_at, Site.offline_alarm_s)
+        select(Cabinet.id, Cabinet.site_id, since, Site.offline_alarm_s)
         .join(Site, col(Site.id) == col(Cabinet.site_id))
-        .where(Cabinet.online == False, col(Cabinet.last_seen_at).is_not(None))  # noqa: E712
+        .where(Cabinet.online == False, since.is_not(None))  # noqa: E712
     )
     return [OfflineCabinet(*row) for row in session.exec(statement)]
 

@@ -262,6 +262,7 @@ def set_presence(engine: Engine, *, online: bool, last_seen_at: datetime) -> Non
         cabinet = session.get(Cabinet, CAB)
         assert cabinet is not None
         cabinet.online, cabinet.last_seen_at = online, last_seen_at
+        cabinet.presence_since = last_seen_at
         session.add(cabinet)
         session.commit()
 

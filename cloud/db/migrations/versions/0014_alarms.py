@@ -1,8 +1,8 @@
 """alarms: first/last seen, count, one open alarm per cabinet+door+kind, acknowledge, resolve;
 a site's offline threshold; a manager's phone; notices about an alarm in the notice outbox
 
-Revision ID: 0013_alarms
-Revises: 0012_webhooks
+Revision ID: 0014_alarms
+Revises: 0013_console
 Create Date: 2026-12-04 18:40:00
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 _TIME = sa.DateTime(timezone=True)
 
-revision: str = "0013_alarms"
-down_revision: str | None = "0012_webhooks"
+revision: str = "0014_alarms"
+down_revision: str | None = "0013_console"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
