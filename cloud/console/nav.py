@@ -19,6 +19,9 @@ class NavItem:
 
 NAV: list[NavItem] = [
     NavItem("nav.fleet", "/console/fleet", Action.READ_CABINET),
+    NavItem("nav.alarms", "/console/alarms", Action.READ_ALARMS),
+    NavItem("nav.parcels", "/console/parcels", Action.READ_PARCEL),
+    NavItem("nav.reports", "/console/reports", Action.READ_REPORTS),
     NavItem("nav.audit", "/console/audit", Action.READ_AUDIT),
 ]
 

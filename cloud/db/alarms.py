@@ -200,6 +200,7 @@ class AlarmRow:
     alarm: Alarm
     cabinet_name: str
     site_id: str
+    timezone: str  # the site's, for showing times as the site lives them
 
 
 def list_alarms(
@@ -214,8 +215,9 @@ def list_alarms(
 ) -> list[AlarmRow]:
     """Return the alarms at the cabinets `scope` admits: critical first, then the latest."""
     statement: Any = (
-        select(Alarm, Cabinet.name, Cabinet.site_id)
+        select(Alarm, Cabinet.name, Cabinet.site_id, Site.timezone)
         .join(Cabinet, col(Cabinet.id) == col(Alarm.cabinet_id))
+        .join(Site, col(Site.id) == col(Cabinet.site_id))
         .where(cabinet_where(scope))
     )
     if open_only:
@@ -231,7 +233,7 @@ def list_alarms(
         func.coalesce(col(Alarm.last_seen_at), col(Alarm.at)).desc(),
         col(Alarm.id).desc(),
     ).limit(limit)
-    return [AlarmRow(alarm, name, site) for alarm, name, site in session.exec(statement)]
+    return [AlarmRow(*row) for row in session.exec(statement)]
 
 
 def open_counts(*, session: Session, scope: CabinetScope) -> dict[str, int]:

@@ -15,7 +15,7 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from cloud.core.access import ParcelScope
-from cloud.db.models import Cabinet, Parcel
+from cloud.db.models import Cabinet, Parcel, Site
 from cloud.db.scoping import parcel_where
 
 LIVE = ("in_locker", "expired")  # still behind a door
@@ -36,15 +36,16 @@ def search(
     site_id: str | None = None,
     cabinet_id: str | None = None,
     limit: int = 100,
-) -> list[tuple[Parcel, str, str]]:
-    """Return (parcel, cabinet name, site id) of the matching parcels, newest first.
+) -> list[tuple[Parcel, str, str, str]]:
+    """Return (parcel, cabinet name, site id, site time zone) of the matching parcels, newest first.
 
     `text` matches a tracking or order number from its start; `phone_last4` the last four
     digits of the recipient's phone; `deposited_before` keeps parcels at least that old.
     """
     statement: Any = (
-        select(Parcel, Cabinet.name, Cabinet.site_id)
+        select(Parcel, Cabinet.name, Cabinet.site_id, Site.timezone)
         .join(Cabinet, col(Cabinet.id) == col(Parcel.cabinet_id))
+        .join(Site, col(Site.id) == col(Cabinet.site_id))
         .where(parcel_where(scope))
     )
     matches = []
@@ -67,7 +68,7 @@ def search(
     if cabinet_id:
         statement = statement.where(Parcel.cabinet_id == cabinet_id)
     statement = statement.order_by(col(Parcel.created_at).desc(), col(Parcel.id).desc())
-    return [(p, name, site) for p, name, site in session.exec(statement.limit(limit))]
+    return [tuple(row) for row in session.exec(statement.limit(limit))]  # type: ignore[misc]
 
 
 def aged(
@@ -77,12 +78,13 @@ def aged(
     deposited_before: datetime,
     site_id: str | None = None,
     limit: int = 1000,
-) -> list[tuple[Parcel, str, str]]:
+) -> list[tuple[Parcel, str, str, str]]:
     """Return the parcels still behind a door deposited at or before `deposited_before`,
     oldest first (the aged-parcel report)."""
     statement: Any = (
-        select(Parcel, Cabinet.name, Cabinet.site_id)
+        select(Parcel, Cabinet.name, Cabinet.site_id, Site.timezone)
         .join(Cabinet, col(Cabinet.id) == col(Parcel.cabinet_id))
+        .join(Site, col(Site.id) == col(Cabinet.site_id))
         .where(
             parcel_where(scope),
             col(Parcel.status).in_(LIVE),
@@ -92,4 +94,4 @@ def aged(
     if site_id:
         statement = statement.where(Cabinet.site_id == site_id)
     statement = statement.order_by(col(Parcel.deposited_at), col(Parcel.id)).limit(limit)
-    return [(p, name, site) for p, name, site in session.exec(statement)]
+    return [tuple(row) for row in session.exec(statement)]  # type: ignore[misc]

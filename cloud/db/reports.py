@@ -94,3 +94,15 @@ def site_zones(*, session: Session, scope: CabinetScope, site_id: str | None = N
     if site_id:
         statement = statement.where(Site.id == site_id)
     return {zone for (zone,) in core_rows(session, statement)}
+
+
+def sites_in_scope(*, session: Session, scope: CabinetScope) -> list[tuple[str, str]]:
+    """Return (id, name) of the sites with a cabinet the scope admits, by name."""
+    statement = (
+        select(Site.id, Site.name)
+        .join(Cabinet, col(Cabinet.site_id) == col(Site.id))
+        .where(cabinet_where(scope))
+        .distinct()
+        .order_by(col(Site.name), col(Site.id))
+    )
+    return [(site_id, name) for site_id, name in core_rows(session, statement)]

@@ -19,7 +19,7 @@ from cloud.core.parcels import Status
 from cloud.core.phones import mask_phone
 from cloud.db import parcel_search, reads
 from cloud.db.cabinets import get_cabinet
-from cloud.db.models import Parcel
+from cloud.db.models import Parcel, Site
 from cloud.db.parcels import parcel_to_core
 from cloud.db.scoping import parcel_resource
 from cloud.errors import Forbidden, InvalidInput, NotFound
@@ -38,6 +38,7 @@ class ParcelHit:
     order_no: str | None
     status: str
     site_id: str
+    timezone: str  # the site's: times are shown as the site lives them
     cabinet_id: str
     cabinet_name: str
     compartment: str | None
@@ -50,6 +51,10 @@ class ParcelHit:
     age_s: int | None  # since deposit, until it left the locker (or now)
     overdue: bool
 
+    @property
+    def age(self) -> timedelta | None:
+        return timedelta(seconds=self.age_s) if self.age_s is not None else None
+
 
 @dataclass(frozen=True)
 class TimelineStep:
@@ -59,7 +64,7 @@ class TimelineStep:
     note: str
 
 
-def _hit(row: Parcel, cabinet_name: str, site_id: str, now: datetime) -> ParcelHit:
+def _hit(row: Parcel, cabinet_name: str, site_id: str, zone: str, now: datetime) -> ParcelHit:
     deadline = parcel_to_core(row).deadline(now)
     age_s = None
     if row.deposited_at is not None:
@@ -71,6 +76,7 @@ def _hit(row: Parcel, cabinet_name: str, site_id: str, now: datetime) -> ParcelH
         order_no=row.order_no,
         status=row.status,
         site_id=site_id,
+        timezone=zone,
         cabinet_id=row.cabinet_id,
         cabinet_name=cabinet_name,
         compartment=row.compartment,
@@ -131,7 +137,7 @@ def search(
         cabinet_id=cabinet_id or None,
         limit=max(1, min(limit, MAX_RESULTS)),
     )
-    return [_hit(row, name, site, now) for row, name, site in rows]
+    return [_hit(row, name, site, zone, now) for row, name, site, zone in rows]
 
 
 def aged(
@@ -150,7 +156,7 @@ def aged(
         deposited_before=now - timedelta(days=min_age_days),
         site_id=site_id or None,
     )
-    return [_hit(row, name, site, now) for row, name, site in rows]
+    return [_hit(row, name, site, zone, now) for row, name, site, zone in rows]
 
 
 def timeline(
@@ -165,8 +171,9 @@ def timeline(
         raise NotFound("no such parcel")
     assert row is not None
     cabinet = get_cabinet(session=session, cab=row.cabinet_id)
+    site = session.get(Site, cabinet.site_id) if cabinet else None
     name, site_id = (cabinet.name, cabinet.site_id) if cabinet else (row.cabinet_id, "")
-    hit = _hit(row, name, site_id, now)
+    hit = _hit(row, name, site_id, site.timezone if site else "UTC", now)
     steps = [
         TimelineStep(at=e.at, status=e.status, source=e.source, note=e.note)
         for e in reads.timeline(session=session, parcel_row_id=row.id)

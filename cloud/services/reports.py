@@ -105,3 +105,17 @@ def to_csv(table: core.Table) -> str:
 def rows_to_csv(columns: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
     """Return any console table as CSV (the parcel search, the aged parcels, the alarms)."""
     return to_csv(core.Table("table", columns, tuple(rows)))
+
+
+@dataclass(frozen=True)
+class SiteChoice:
+    id: str
+    name: str
+
+
+def sites_for(*, session: Session, principal: Principal) -> list[SiteChoice]:
+    """Return the sites a console filter offers `principal` (those of its cabinets)."""
+    return [
+        SiteChoice(site_id, name)
+        for site_id, name in db.sites_in_scope(session=session, scope=cabinet_scope(principal))
+    ]
