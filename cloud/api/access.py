@@ -36,7 +36,7 @@ def _rule(action: Action, *kinds: PrincipalKind, why: str = "") -> RouteRule:
 
 _ERP = (K.ERP_CLIENT,)
 _ACCOUNTS = (K.OPERATOR_ADMIN, K.SITE_MANAGER, K.CARRIER)  # console accounts
-_MANAGERS = (K.OPERATOR_ADMIN, K.SITE_MANAGER)  # console accounts that run cabinets
+_STAFF = (K.OPERATOR_ADMIN, K.SITE_MANAGER)  # the console's cabinet pages
 _DOCS = "the API's own description: no data"
 
 # (method, path) -> rule. HEAD is served with GET and declared with it.
@@ -101,18 +101,25 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("POST", "/console/sign-out"): _rule(Action.READ_HEALTH, *_ACCOUNTS),
     ("GET", "/console/static/{name}"): _rule(Action.READ_HEALTH, K.ANYONE, why="css and js"),
     ("GET", "/console/lang/{lang}"): _rule(Action.READ_HEALTH, K.ANYONE, why="a cookie"),
-    ("GET", "/console/fleet"): _rule(Action.READ_CABINET, K.OPERATOR_ADMIN, K.SITE_MANAGER),
-    ("GET", "/console/alarms"): _rule(Action.READ_ALARMS, *_MANAGERS),
-    ("GET", "/console/alarms.csv"): _rule(Action.READ_ALARMS, *_MANAGERS),
-    ("POST", "/console/alarms/{alarm_id}/acknowledge"): _rule(Action.HANDLE_ALARMS, *_MANAGERS),
-    ("POST", "/console/alarms/{alarm_id}/resolve"): _rule(Action.HANDLE_ALARMS, *_MANAGERS),
+    ("GET", "/console/fleet"): _rule(Action.READ_CABINET, *_STAFF),
+    ("GET", "/console/cabinets/{cab}"): _rule(Action.READ_CABINET, *_STAFF),
+    ("GET", "/console/cabinets/{cab}/live"): _rule(Action.READ_CABINET, *_STAFF),
+    # The confirmation step of an act; the act itself (POST) checks its own action.
+    ("GET", "/console/cabinets/{cab}/doors/{door}/{act}"): _rule(Action.READ_CABINET, *_STAFF),
+    ("POST", "/console/cabinets/{cab}/doors/{door}/{act}"): _rule(
+        Action.OPEN_DOOR_REMOTELY, *_STAFF
+    ),
+    ("GET", "/console/alarms"): _rule(Action.READ_ALARMS, *_STAFF),
+    ("GET", "/console/alarms.csv"): _rule(Action.READ_ALARMS, *_STAFF),
+    ("POST", "/console/alarms/{alarm_id}/acknowledge"): _rule(Action.HANDLE_ALARMS, *_STAFF),
+    ("POST", "/console/alarms/{alarm_id}/resolve"): _rule(Action.HANDLE_ALARMS, *_STAFF),
     ("GET", "/console/parcels"): _rule(Action.READ_PARCEL, *_ACCOUNTS),
     ("GET", "/console/parcels.csv"): _rule(Action.READ_PARCEL, *_ACCOUNTS),
     ("GET", "/console/parcels/aged"): _rule(Action.READ_PARCEL, *_ACCOUNTS),
     ("GET", "/console/parcels/aged.csv"): _rule(Action.READ_PARCEL, *_ACCOUNTS),
     ("GET", "/console/parcels/{parcel_row_id}"): _rule(Action.READ_PARCEL, *_ACCOUNTS),
-    ("GET", "/console/reports"): _rule(Action.READ_REPORTS, *_MANAGERS),
-    ("GET", "/console/reports/{key}.csv"): _rule(Action.READ_REPORTS, *_MANAGERS),
+    ("GET", "/console/reports"): _rule(Action.READ_REPORTS, *_STAFF),
+    ("GET", "/console/reports/{key}.csv"): _rule(Action.READ_REPORTS, *_STAFF),
     ("GET", "/console/vendor/{name}"): _rule(Action.READ_HEALTH, K.ANYONE, why="ECharts, charts"),
 }
 

@@ -90,6 +90,7 @@ class Source(StrEnum):
     SCHEDULER = "scheduler"
     RECIPIENT = "recipient"
     CLOUD = "cloud"
+    STAFF = "staff"  # an operator or site manager in the console (who: the audit log)
 
 
 # --- state ----------------------------------------------------------------------------------------
@@ -244,6 +245,31 @@ class ConfirmReturn:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class ExtendDeadline:
+    """Staff give the recipient more time: the pickup window grows by `seconds`."""
+
+    seconds: int
+    by: str  # the account, for the timeline's note
+    reason: str
+
+
+@dataclass(frozen=True)
+class StaffCancel:
+    """Staff call a parcel in the locker off: couriers are asked to take it back."""
+
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class MarkForReturn:
+    """Staff send a parcel back before its deadline, as if it had expired now."""
+
+    by: str
+    reason: str
+
+
 Event = (
     Announce
     | UpdateAnnouncement
@@ -257,6 +283,9 @@ Event = (
     | ResumeDeadline
     | Expire
     | ConfirmReturn
+    | ExtendDeadline
+    | StaffCancel
+    | MarkForReturn
 )
 
 
@@ -391,6 +420,9 @@ EVENT_ORDER_STATES: dict[str, OrderState] = {
     "Retrieve": ORDER_STATES[Status.RETRIEVED],
     "Cancel": ORDER_STATES[Status.CANCELLED],
     "ConfirmReturn": ORDER_STATES[Status.RETURNED],
+    "ExtendDeadline": ORDER_STATES[Status.IN_LOCKER],
+    "StaffCancel": ORDER_STATES[Status.CANCELLED],
+    "MarkForReturn": ORDER_STATES[Status.EXPIRED],
 }
 
 
@@ -617,6 +649,36 @@ def _confirm_return(
     return parcel, "return confirmed by the ERP" + (f": {event.note}" if event.note else ""), []
 
 
+def _extend(
+    parcel: Parcel, event: ExtendDeadline, now: datetime
+) -> tuple[Parcel, str, list[Effect]]:
+    if event.seconds <= 0 or parcel.window_s is None:
+        raise IllegalTransition(parcel.status, "ExtendDeadline", "nothing to extend")
+    longer = replace(parcel, window_s=parcel.window_s + event.seconds)
+    deadline = _deadline(longer, now)
+    note = f"deadline extended by {event.by} to {deadline.isoformat()}: {event.reason}"
+    if longer.is_paused:  # the clock stands: the resume puts the codes and tells the recipient
+        return longer, note, []
+    effects: list[Effect] = [
+        _codes_put(longer, deadline),
+        _notify(longer, NoticeKind.NEW_DEADLINE, deadline),
+    ]
+    return replace(longer, told_deadline=deadline), note, effects
+
+
+def _staff_withdraw(
+    parcel: Parcel, event: StaffCancel | MarkForReturn, now: datetime
+) -> tuple[Parcel, str, list[Effect]]:
+    what = "cancelled" if isinstance(event, StaffCancel) else "marked for return"
+    effects: list[Effect] = [
+        _revoke(parcel),
+        RetrievalsPut(parcel.cabinet_id, (_id(parcel),)),
+        _notify(parcel, NoticeKind.WITHDRAWN, _deadline(parcel, now)),
+    ]
+    note = f"{what} by {event.by}: {event.reason}; couriers are asked to take it back"
+    return parcel, note, effects
+
+
 # --- THE TABLE ------------------------------------------------------------------------------------
 
 
@@ -643,6 +705,9 @@ TRANSITIONS: dict[tuple[Status | None, type], Rule] = {
     (Status.IN_LOCKER, Expire): Rule(Status.EXPIRED, Source.SCHEDULER, _expire),
     (Status.IN_LOCKER, Retrieve): Rule(Status.RETRIEVED, Source.CABINET, _retrieve),
     (Status.IN_LOCKER, Cancel): Rule(Status.CANCELLED, Source.ERP, _cancel),
+    (Status.IN_LOCKER, ExtendDeadline): Rule(Status.IN_LOCKER, Source.STAFF, _extend),
+    (Status.IN_LOCKER, StaffCancel): Rule(Status.CANCELLED, Source.STAFF, _staff_withdraw),
+    (Status.IN_LOCKER, MarkForReturn): Rule(Status.EXPIRED, Source.STAFF, _staff_withdraw),
     (Status.EXPIRED, PickUp): Rule(Status.PICKED_UP, Source.CABINET, _pick_up),
     (Status.EXPIRED, Retrieve): Rule(Status.RETRIEVED, Source.CABINET, _retrieve),
     (Status.CANCELLED, PickUp): Rule(Status.PICKED_UP, Source.CABINET, _pick_up),

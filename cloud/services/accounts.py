@@ -85,6 +85,18 @@ def _check_binding_exists(session: Session, sites: Sequence[str], carrier_id: st
             raise RegistryError(f"no site {site_id!r}")
 
 
+def hasher() -> PasswordHash:
+    """The password hasher (tests swap in a cheaper argon2id with `use_hasher`)."""
+    return _hasher
+
+
+def use_hasher(new: PasswordHash) -> PasswordHash:
+    """Hash and verify with `new` from now on; return the one it replaces."""
+    global _hasher
+    old, _hasher = _hasher, new
+    return old
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 

@@ -24,6 +24,7 @@ from cloud.db import accounts, console_sessions, sealing
 from cloud.db.console_models import ConsoleSession, SignInFailure
 from cloud.db.engine import write_session
 from cloud.db.models import Account
+from cloud.services import accounts as account_service
 from cloud.services import audit
 from cloud.services.accounts import principal_of, verify_password
 
@@ -175,7 +176,7 @@ def _check(
     """Return why the credentials fail (for the audit log, never for the page), None if good."""
     if account is None:
         # Hash anyway, so a missing account takes as long to refuse as a wrong password.
-        verify_password(password, _DUMMY_HASH)
+        verify_password(password, _dummy_hash())
         return "no such account"
     if not verify_password(password, account.password_hash):
         return "wrong password"
@@ -190,13 +191,15 @@ def _check(
     return None
 
 
+_dummy_hashes: dict[int, str] = {}
+
+
 def _dummy_hash() -> str:
-    from cloud.services.accounts import hash_password
-
-    return hash_password(secrets.token_urlsafe(16))
-
-
-_DUMMY_HASH = _dummy_hash()
+    """A hash of nothing, made with the accounts' hasher (and its cost) on first use."""
+    hasher = account_service.hasher()
+    if id(hasher) not in _dummy_hashes:
+        _dummy_hashes[id(hasher)] = hasher.hash(secrets.token_urlsafe(16))
+    return _dummy_hashes[id(hasher)]
 
 
 def session_user(*, session: Session, token: str | None, now: datetime) -> ConsoleUser | None:

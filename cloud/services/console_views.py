@@ -242,3 +242,8 @@ def cabinet_fingerprint(*, session: Session, cab: str) -> tuple[object, ...]:
     found = console_reads.cabinet_fingerprint(session=session, cab=cab)
     session.rollback()
     return found
+
+
+def page_resource(page: CabinetPage) -> Resource:
+    """The policy's view of the cabinet a page shows (for the acts' `decide`)."""
+    return Resource(ResourceKind.CABINET, page.id, site_id=page.site_id)
