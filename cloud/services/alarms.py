@@ -236,17 +236,30 @@ def list_for(
 
 
 def acknowledge(
-    *, session: Session, principal: Principal, alarm_id: int, note: str, now: datetime
+    *,
+    session: Session,
+    principal: Principal,
+    alarm_id: int,
+    note: str,
+    now: datetime,
+    by: str | None = None,
 ) -> Alarm:
-    """Mark an alarm seen by `principal` with a note; audit it; commit."""
-    return _act(session, principal, alarm_id, note, now, resolve=False)
+    """Mark an alarm seen by `principal` (shown as `by`, e.g. a username) with a note; audit
+    it; commit."""
+    return _act(session, principal, alarm_id, note, now, by=by, resolve=False)
 
 
 def resolve(
-    *, session: Session, principal: Principal, alarm_id: int, note: str, now: datetime
+    *,
+    session: Session,
+    principal: Principal,
+    alarm_id: int,
+    note: str,
+    now: datetime,
+    by: str | None = None,
 ) -> Alarm:
     """Close an alarm (a repeat after this starts a new one); audit it; commit."""
-    return _act(session, principal, alarm_id, note, now, resolve=True)
+    return _act(session, principal, alarm_id, note, now, by=by, resolve=True)
 
 
 def _act(
@@ -256,9 +269,11 @@ def _act(
     note: str,
     now: datetime,
     *,
+    by: str | None,
     resolve: bool,
 ) -> Alarm:
     note = " ".join(note.split())
+    who = (by or principal.id)[:120]
     if len(note) > MAX_NOTE:
         raise InvalidInput(f"a note is at most {MAX_NOTE} characters")
     write_session(session)
@@ -281,13 +296,13 @@ def _act(
             if alarm.cleared_at is not None:
                 raise Conflict("the alarm is resolved already")
             alarm.cleared_at, alarm.open_key = now, None
-            alarm.resolved_by, alarm.resolve_note = principal.id, note
+            alarm.resolved_by, alarm.resolve_note = who, note
             if alarm.acked_at is None:  # resolving says it was seen, too
-                alarm.acked_at, alarm.acked_by = now, principal.id
+                alarm.acked_at, alarm.acked_by = now, who
         else:
             if alarm.cleared_at is not None:
                 raise Conflict("the alarm is resolved already")
-            alarm.acked_at, alarm.acked_by, alarm.ack_note = now, principal.id, note
+            alarm.acked_at, alarm.acked_by, alarm.ack_note = now, who, note
         session.add(alarm)
         audit.record(
             session=session,

@@ -103,7 +103,14 @@ def alarms_csv(
 def _act(request: Request, session, now, user, alarm_id: int, note: str, *, resolve: bool):
     try:
         act = alarms.resolve if resolve else alarms.acknowledge
-        act(session=session, principal=user.principal, alarm_id=alarm_id, note=note, now=now)
+        act(
+            session=session,
+            principal=user.principal,
+            alarm_id=alarm_id,
+            note=note,
+            now=now,
+            by=user.username,
+        )
     except NotFound:
         raise auth.ConsoleRefusal(status.HTTP_404_NOT_FOUND, "error.not_found", user) from None
     except Forbidden:
