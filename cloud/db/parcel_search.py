@@ -11,14 +11,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from cloud.core.access import ParcelScope
-from cloud.db.models import Cabinet, Parcel, Site
+from cloud.db.models import Cabinet, Courier, Parcel, Site
 from cloud.db.scoping import parcel_where
 
 LIVE = ("in_locker", "expired")  # still behind a door
+# Whose parcel it is: the depositing courier's carrier, else the announcing carrier, else what
+# the ERP wrote.
+_CARRIER = func.coalesce(
+    col(Courier.carrier), col(Parcel.owner_carrier_id), col(Parcel.courier_company)
+)
 
 
 def _escape_like(text: str) -> str:
@@ -36,16 +41,18 @@ def search(
     site_id: str | None = None,
     cabinet_id: str | None = None,
     limit: int = 100,
-) -> list[tuple[Parcel, str, str, str]]:
-    """Return (parcel, cabinet name, site id, site time zone) of the matching parcels, newest first.
+) -> list[tuple[Parcel, str, str, str, str | None]]:
+    """Return (parcel, cabinet name, site id, site time zone, carrier) of the matching
+    parcels, newest first.
 
     `text` matches a tracking or order number from its start; `phone_last4` the last four
     digits of the recipient's phone; `deposited_before` keeps parcels at least that old.
     """
     statement: Any = (
-        select(Parcel, Cabinet.name, Cabinet.site_id, Site.timezone)
+        select(Parcel, Cabinet.name, Cabinet.site_id, Site.timezone, _CARRIER)
         .join(Cabinet, col(Cabinet.id) == col(Parcel.cabinet_id))
         .join(Site, col(Site.id) == col(Cabinet.site_id))
+        .outerjoin(Courier, col(Courier.id) == col(Parcel.courier_id))
         .where(parcel_where(scope))
     )
     matches = []
@@ -78,13 +85,14 @@ def aged(
     deposited_before: datetime,
     site_id: str | None = None,
     limit: int = 1000,
-) -> list[tuple[Parcel, str, str, str]]:
+) -> list[tuple[Parcel, str, str, str, str | None]]:
     """Return the parcels still behind a door deposited at or before `deposited_before`,
     oldest first (the aged-parcel report)."""
     statement: Any = (
-        select(Parcel, Cabinet.name, Cabinet.site_id, Site.timezone)
+        select(Parcel, Cabinet.name, Cabinet.site_id, Site.timezone, _CARRIER)
         .join(Cabinet, col(Cabinet.id) == col(Parcel.cabinet_id))
         .join(Site, col(Site.id) == col(Cabinet.site_id))
+        .outerjoin(Courier, col(Courier.id) == col(Parcel.courier_id))
         .where(
             parcel_where(scope),
             col(Parcel.status).in_(LIVE),
@@ -95,3 +103,10 @@ def aged(
         statement = statement.where(Cabinet.site_id == site_id)
     statement = statement.order_by(col(Parcel.deposited_at), col(Parcel.id)).limit(limit)
     return [tuple(row) for row in session.exec(statement)]  # type: ignore[misc]
+
+
+def courier_carrier(*, session: Session, courier_id: str | None) -> str | None:
+    """Return the carrier of a courier (None: no courier, or one not registered)."""
+    if courier_id is None:
+        return None
+    return session.exec(select(Courier.carrier).where(Courier.id == courier_id)).first()

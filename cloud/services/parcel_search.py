@@ -20,6 +20,7 @@ from cloud.core.phones import mask_phone
 from cloud.db import parcel_search, reads
 from cloud.db.cabinets import get_cabinet
 from cloud.db.models import Parcel, Site
+from cloud.db.parcel_search import courier_carrier
 from cloud.db.parcels import parcel_to_core
 from cloud.db.scoping import parcel_resource
 from cloud.errors import Forbidden, InvalidInput, NotFound
@@ -64,7 +65,9 @@ class TimelineStep:
     note: str
 
 
-def _hit(row: Parcel, cabinet_name: str, site_id: str, zone: str, now: datetime) -> ParcelHit:
+def _hit(
+    row: Parcel, cabinet_name: str, site_id: str, zone: str, now: datetime, carrier: str | None
+) -> ParcelHit:
     deadline = parcel_to_core(row).deadline(now)
     age_s = None
     if row.deposited_at is not None:
@@ -82,7 +85,7 @@ def _hit(row: Parcel, cabinet_name: str, site_id: str, zone: str, now: datetime)
         compartment=row.compartment,
         size=row.size,
         phone_masked=mask_phone(row.phone),
-        carrier=row.courier_company or row.owner_carrier_id,
+        carrier=carrier,
         deposited_at=row.deposited_at,
         left_locker_at=row.left_locker_at,
         deadline=deadline,
@@ -137,7 +140,7 @@ def search(
         cabinet_id=cabinet_id or None,
         limit=max(1, min(limit, MAX_RESULTS)),
     )
-    return [_hit(row, name, site, zone, now) for row, name, site, zone in rows]
+    return [_hit(row, name, site, zone, now, carrier) for row, name, site, zone, carrier in rows]
 
 
 def aged(
@@ -156,7 +159,7 @@ def aged(
         deposited_before=now - timedelta(days=min_age_days),
         site_id=site_id or None,
     )
-    return [_hit(row, name, site, zone, now) for row, name, site, zone in rows]
+    return [_hit(row, name, site, zone, now, carrier) for row, name, site, zone, carrier in rows]
 
 
 def timeline(
@@ -173,7 +176,9 @@ def timeline(
     cabinet = get_cabinet(session=session, cab=row.cabinet_id)
     site = session.get(Site, cabinet.site_id) if cabinet else None
     name, site_id = (cabinet.name, cabinet.site_id) if cabinet else (row.cabinet_id, "")
-    hit = _hit(row, name, site_id, site.timezone if site else "UTC", now)
+    carrier = courier_carrier(session=session, courier_id=row.courier_id)
+    carrier = carrier or row.owner_carrier_id or row.courier_company
+    hit = _hit(row, name, site_id, site.timezone if site else "UTC", now, carrier)
     steps = [
         TimelineStep(at=e.at, status=e.status, source=e.source, note=e.note)
         for e in reads.timeline(session=session, parcel_row_id=row.id)

@@ -25,6 +25,7 @@ from cloud.db.migrate import upgrade
 from cloud.db.models import Cabinet, Carrier, Courier, SiteCreate
 from cloud.services.accounts import add_account
 from cloud.services.alarms import evaluate
+from cloud.services.expiry import run_due
 from cloud.services.ingest import apply_pending, store_events
 from cloud.settings import CloudSettings
 from protocol.messages import (
@@ -142,10 +143,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             site_ids=[SITE],
             phone="+8613900001111",
         )
-        store_events(session=session, cab=CAB, envelopes=_story(), now=NOW)
+        # As it happened: each event applied when it came, expiry run every 6 hours between.
+        checkpoint = T0
+        for event in sorted(_story(), key=lambda e: e.seq):
+            while checkpoint < event.ts:
+                run_due(session=session, now=checkpoint, seal_key=SEAL_KEY)
+                checkpoint += timedelta(hours=6)
+            session.rollback()
+            store_events(session=session, cab=CAB, envelopes=[event], now=event.ts)
+            session.rollback()
+            apply_pending(session=session, cab=CAB, now=event.ts, seal_key=SEAL_KEY)
+        run_due(session=session, now=NOW, seal_key=SEAL_KEY)
         session.rollback()
-        while apply_pending(session=session, cab=CAB, now=NOW, seal_key=SEAL_KEY).more:
-            pass
         cabinet = session.get(Cabinet, CAB)
         assert cabinet is not None
         cabinet.online, cabinet.last_seen_at = False, NOW - timedelta(minutes=40)
