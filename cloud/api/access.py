@@ -109,6 +109,8 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("POST", "/console/cabinets/{cab}/doors/{door}/{act}"): _rule(
         Action.OPEN_DOOR_REMOTELY, *_STAFF
     ),
+    ("GET", "/console/audit"): _rule(Action.READ_AUDIT, *_STAFF),
+    ("GET", "/console/audit.csv"): _rule(Action.READ_AUDIT, *_STAFF),
     ("GET", "/console/alarms"): _rule(Action.READ_ALARMS, *_STAFF),
     ("GET", "/console/alarms.csv"): _rule(Action.READ_ALARMS, *_STAFF),
     ("POST", "/console/alarms/{alarm_id}/acknowledge"): _rule(Action.HANDLE_ALARMS, *_STAFF),

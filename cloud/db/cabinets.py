@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import or_, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
@@ -200,3 +201,18 @@ def compartments_by_id(*, session: Session, cab: str) -> dict[str, Compartment]:
     """Return a cabinet's compartments by id."""
     rows = session.exec(select(Compartment).where(Compartment.cabinet_id == cab))
     return {row.id: row for row in rows}
+
+
+def mark_seen(*, session: Session, cabs: Iterable[str], at: datetime) -> None:
+    """Move the cabinets' `last_seen_at` to `at` (never back): one UPDATE for them all."""
+    ids = sorted(set(cabs))
+    if not ids:
+        return
+    session.execute(
+        update(Cabinet)
+        .where(
+            col(Cabinet.id).in_(ids),
+            or_(col(Cabinet.last_seen_at).is_(None), col(Cabinet.last_seen_at) < at),
+        )
+        .values(last_seen_at=at)
+    )

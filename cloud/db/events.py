@@ -80,14 +80,17 @@ def mark_events_applied(*, session: Session, marks: Sequence[dict[str, Any]]) ->
     )
 
 
-def set_applied_upto(*, session: Session, uptos: dict[str, int]) -> None:
-    """Set cabinets' `applied_upto` (one executemany)."""
+def set_applied_upto(*, session: Session, uptos: dict[str, tuple[int, datetime]]) -> None:
+    """Set cabinets' `applied_upto` and `last_seen_at` (one executemany)."""
     if not uptos:
         return
     bulk.update_rows(
         session.connection(),
         Cabinet.__table__,
-        [{"id": cab, "applied_upto": upto} for cab, upto in uptos.items()],
+        [
+            {"id": cab, "applied_upto": upto, "last_seen_at": seen}
+            for cab, (upto, seen) in uptos.items()
+        ],
         key=("id",),
     )
 

@@ -87,8 +87,10 @@ def fleet(
     cabinets = console_reads.fleet_cabinets(session=session, scope=scope, site_id=site_id)
     counts = console_reads.fleet_counts(session=session, scope=scope, site_id=site_id, now=now)
     sites = console_reads.fleet_sites(session=session, scope=scope)
-    session.rollback()
     rows = [_row(cabinet, site, counts) for cabinet, site in cabinets]
+    for site in sites:
+        session.expunge(site)  # kept for the page: a rollback would expire it
+    session.rollback()  # after reading the rows' columns: a rollback expires them
     rows.sort(key=SORT_KEYS.get(sort, SORT_KEYS["status"]))
     return Fleet(rows=rows, sites=sites)
 
@@ -193,7 +195,6 @@ def cabinet_page(
     compartments = console_reads.cabinet_doors(session=session, cab=cab)
     parcels = console_reads.parcels_behind_doors(session=session, cab=cab)
     alarms = console_reads.open_alarm_count(session=session, cab=cab)
-    session.rollback()
     by_door = {p.compartment: p for p in parcels}
     door_views = []
     for c in compartments:
@@ -217,7 +218,7 @@ def cabinet_page(
     def may(action: A) -> bool:
         return decide(principal, action, resource).allowed
 
-    return CabinetPage(
+    page = CabinetPage(
         id=cabinet.id,
         name=cabinet.name,
         address=cabinet.address,
@@ -235,6 +236,8 @@ def cabinet_page(
         may_extend=may(A.EXTEND_DEADLINE),
         may_cancel=may(A.CANCEL_PARCEL),
     )
+    session.rollback()  # after reading the rows' columns: a rollback expires them
+    return page
 
 
 def cabinet_fingerprint(*, session: Session, cab: str) -> tuple[object, ...]:

@@ -86,7 +86,8 @@ class DepositBatch:
     live_hashes: dict[str, set[str]]  # per cabinet; the appliers grow them as they issue codes
     _rows: list[_Rows] = field(default_factory=list)
     _applied: list[dict[str, Any]] = field(default_factory=list)  # events marked applied
-    _uptos: dict[str, int] = field(default_factory=dict)  # cabinets' new applied_upto
+    # Cabinets' new applied_upto, and when they were last heard from (the events' receipt).
+    _uptos: dict[str, tuple[int, datetime]] = field(default_factory=dict)
     _doors: dict[tuple[str, str], str] = field(default_factory=dict)
     # Commands written claimed, to publish after the commit (`Send`), and whether the
     # transaction applied other events after some, which may have superseded them.
@@ -200,10 +201,15 @@ class DepositBatch:
             for name, value in (("applied", True), ("applied_at", at), ("anomaly", anomaly)):
                 set_committed_value(row, name, value)
 
-    def advance(self, cabinet: Cabinet, applied_upto: int) -> None:
-        """Set a cabinet's `applied_upto` at `flush` (the loaded row says so at once)."""
-        self._uptos[cabinet.id] = applied_upto
+    def advance(self, cabinet: Cabinet, applied_upto: int, *, seen_at: datetime) -> None:
+        """Set a cabinet's `applied_upto` and `last_seen_at` at `flush` (the loaded row says so
+        at once). A cabinet that sends events is there: the console's "last seen" moves with
+        them, in the UPDATE that advances its seq anyway (no statement of its own)."""
+        if cabinet.last_seen_at is not None and cabinet.last_seen_at > seen_at:
+            seen_at = cabinet.last_seen_at
+        self._uptos[cabinet.id] = (applied_upto, seen_at)
         set_committed_value(cabinet, "applied_upto", applied_upto)
+        set_committed_value(cabinet, "last_seen_at", seen_at)
 
     def before_other_event(self, session: Session) -> None:
         """Flush, before an event the applier reads the database for (in a savepoint)."""

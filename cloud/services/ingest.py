@@ -332,7 +332,7 @@ def apply_locked(
         # One UPDATE for the transaction's events, not one each.
         batch.mark_applied(row, at=now, anomaly=anomaly[:2000] if anomaly else None)
     cabinet_applied_upto = step.applied_upto or cabinet.applied_upto
-    batch.advance(cabinet, cabinet_applied_upto)
+    batch.advance(cabinet, cabinet_applied_upto, seen_at=now)
     return ApplyResult(
         applied=len(step.apply),
         ack_upto=ack_upto,

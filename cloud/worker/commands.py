@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from cloud.db import commands
+from cloud.db import cabinets, commands
 from cloud.db.commands import resend_now as resend_now  # the presence tracker's (issue 12 §2)
 from cloud.db.engine import write_session
 from cloud.db.models import CommandOutbox
@@ -128,6 +128,8 @@ class CommandDispatcher:
                 ):
                     recorded.add((ack.cmd, cab))
                     log.warning("cabinet %s refused command %s: %s", cab, ack.cmd, ack.error)
+            # An ack is the cabinet talking: its "last seen" moves (one UPDATE for the batch).
+            cabinets.mark_seen(session=session, cabs=[cab for cab, _ in acks], at=now)
             session.commit()
         for cab, ack in acks:
             if (ack.cmd, cab) not in recorded:

@@ -86,6 +86,8 @@ def apply_state(
             return PresenceResult(applied=False, online=was_online)
         # Only a new session counts: a repeat of the same birth (every worker gets it) does not.
         reconnected = state.online and (was_online is not True or old_boot != state.boot)
+        if was_online is not state.online or cabinet.presence_since is None:
+            cabinet.presence_since = received_at  # the console's "online/offline since"
         cabinet.online = state.online
         cabinet.boot = state.boot
         if state.firmware is not None:

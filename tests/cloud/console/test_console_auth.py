@@ -91,7 +91,7 @@ def test_five_failures_in_fifteen_minutes_lock_the_account_until_the_oldest_ages
     until 0 + 15 = 15 min: at 14 min the right password is refused (429, Retry-After 60 s), at
     15 min the first failure has left the window (4 remain) and it signs in. The hour of day
     (Asia/Shanghai) changes nothing."""
-    assert (lockout.ACCOUNT_LIMIT, lockout.WINDOW) == (5, timedelta(minutes=15))
+    assert (5, timedelta(minutes=15)) == (lockout.ACCOUNT_LIMIT, lockout.WINDOW)
     clock.now = T0.replace(hour=(local_hour - 8) % 24)
     start = clock.now
     for n in range(5):

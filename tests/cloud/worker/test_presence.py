@@ -103,3 +103,25 @@ def test_presence_over_mqtt(engine: Engine, mosquitto: Mosquitto) -> None:
     finally:
         worker.stop()
         cabinet.close()
+
+
+def test_last_seen_moves_with_every_event_and_presence_says_since_when(engine: Engine) -> None:
+    """Issue 14: `last_seen_at` stayed at the birth while the cabinet was online. Now every
+    applied batch of events moves it to their receipt, and `presence_since` is when `online`
+    last changed (a repeated birth does not move it)."""
+    _apply(engine, birth(CAB, 1))
+    _apply(engine, birth(CAB, 1), T1 + timedelta(minutes=1))  # every worker gets the birth
+    assert (_cabinet(engine).presence_since, _cabinet(engine).last_seen_at) == (
+        T1,
+        T1 + timedelta(minutes=1),
+    )
+    later = T1 + timedelta(hours=2)
+    with Session(engine) as session:
+        store_events(session=session, cab=CAB, envelopes=[deposited(1)], now=later)
+        session.rollback()
+        apply_pending(session=session, cab=CAB, now=later, seal_key=SEAL_KEY)
+    cabinet = _cabinet(engine)
+    assert (cabinet.last_seen_at, cabinet.presence_since, cabinet.online) == (later, T1, True)
+    _apply(engine, will(CAB, 1), later + timedelta(seconds=30))
+    cabinet = _cabinet(engine)
+    assert cabinet.presence_since == later + timedelta(seconds=30) and cabinet.online is False
