@@ -31,6 +31,8 @@ from cloud.worker.schedule import Housekeeper
 from protocol.messages import (
     DoorForced,
     DoorForcedData,
+    DoorLeftOpen,
+    DoorLeftOpenData,
     EventBase,
     KeypadLockout,
     KeypadLockoutData,
@@ -130,6 +132,15 @@ def test_repeats_of_a_forced_door_are_one_alarm_and_one_message_per_manager(
     ]
     assert all(n.next_attempt_at == DAY and n.audience == "manager" for n in told)
 
+    # A door left open is on the console but wakes nobody.
+    left_open = DoorLeftOpen(
+        id="e4", cab=CAB, seq=4, ts=DAY, data=DoorLeftOpenData(compartment="A01", seconds=120)
+    )
+    ingest(session, [left_open], DAY)
+    alarm = next(a for a in open_alarms(session) if a.kind == "door.left_open")
+    assert (alarm.severity, alarm.detail, alarm.compartment) == ("warning", "120 s", "A01")
+    assert len(notices(session)) == 2
+
 
 def test_a_night_alarm_waits_for_the_end_of_the_quiet_hours(session: Session) -> None:
     register_cabinet(session)
@@ -138,20 +149,6 @@ def test_a_night_alarm_waits_for_the_end_of_the_quiet_hours(session: Session) ->
     (notice,) = notices(session)
     assert notice.next_attempt_at == MORNING
     assert notice.created_at == NIGHT
-
-
-def test_a_door_left_open_is_on_the_console_but_wakes_nobody(session: Session) -> None:
-    from protocol.messages import DoorLeftOpen, DoorLeftOpenData
-
-    register_cabinet(session)
-    add_manager(session, phone=MANAGER_PHONE)
-    event = DoorLeftOpen(
-        id="e1", cab=CAB, seq=1, ts=DAY, data=DoorLeftOpenData(compartment="A01", seconds=120)
-    )
-    ingest(session, [event], DAY)
-    (alarm,) = open_alarms(session)
-    assert (alarm.kind, alarm.severity, alarm.detail) == ("door.left_open", "warning", "120 s")
-    assert notices(session) == []
 
 
 def test_acknowledge_and_resolve_are_audited_and_a_new_occurrence_is_a_new_alarm(

@@ -70,7 +70,7 @@ def search(session: Session, principal: Principal = MANAGER, **kwargs: object) -
     return [hit.tracking_no for hit in hits]
 
 
-def test_search_by_tracking_order_and_phone_within_the_managers_sites(parcels: Session) -> None:
+def test_search_age_aged_and_timeline_within_the_managers_sites(parcels: Session) -> None:
     assert search(parcels, query="SF0000000002") == ["SF0000000002"]
     assert search(parcels, query="ORD-7") == ["SF0000000002"]
     assert search(parcels, query=PHONE[-4:]) == ["SF0000000003", "SF0000000002", "SF0000000001"]
@@ -90,8 +90,7 @@ def test_search_by_tracking_order_and_phone_within_the_managers_sites(parcels: S
     with pytest.raises(InvalidInput):
         search(parcels, statuses=["lost"])
 
-
-def test_age_filter_and_the_aged_parcel_report(parcels: Session) -> None:
+    # The age filter and the aged-parcel report, four days on.
     later = T0 + timedelta(days=4)
     hits = parcel_search.search(session=parcels, principal=MANAGER, now=later, min_age_days=3)
     assert [h.tracking_no for h in hits] == ["SF0000000003", "SF0000000002", "SF0000000001"]
@@ -101,8 +100,7 @@ def test_age_filter_and_the_aged_parcel_report(parcels: Session) -> None:
     assert parcel_search.aged(session=parcels, principal=MANAGER, now=T0, min_age_days=3) == []
     assert parcel_search.aged(session=parcels, principal=STRANGER, now=later) == []
 
-
-def test_a_parcels_timeline_and_anothers_sites_parcel_is_missing(parcels: Session) -> None:
+    # One parcel's timeline; another site's parcel is missing, in the same words.
     hit, steps = parcel_search.timeline(
         session=parcels, principal=MANAGER, parcel_row_id="P000001", now=T0
     )
