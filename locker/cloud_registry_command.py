@@ -108,6 +108,16 @@ def site_add(
             "notice and a code resend never do); `none` for no quiet hours.",
         ),
     ] = "22:00-08:00",
+    offline_alarm_min: Annotated[
+        float,
+        typer.Option(
+            "--offline-alarm-min",
+            min=1,
+            max=7 * 24 * 60,
+            help="A cabinet offline this many minutes raises a critical alarm (its managers "
+            "are told, after the quiet hours).",
+        ),
+    ] = 10,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Add a site with its pickup policy; `site show` prints it back."""
@@ -129,6 +139,7 @@ def site_add(
             code_length=code_length,
             quiet_start=quiet_start,
             quiet_end=quiet_end,
+            offline_alarm_s=round(offline_alarm_min * 60),
         )
     except (PolicyError, ValueError) as err:
         _bad_input(err)
@@ -162,6 +173,7 @@ def site_show(
             "reminder before": reminder,
             "quiet hours": format_quiet_hours(site.quiet_start, site.quiet_end),
             "code length": str(site.code_length),
+            "offline alarm": f"{site.offline_alarm_s / 60:g} min",
         }
     width = max(map(len, rows))
     for label, value in rows.items():
