@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -33,11 +34,12 @@ class Period:
         if (self.last - self.first).days + 1 > MAX_DAYS:
             raise ValueError(f"a period is at most {MAX_DAYS} days")
 
-    @property
+    # Cached: `holds` runs for every parcel of a period (100,000s), twice per table.
+    @cached_property
     def start(self) -> datetime:
         return datetime.combine(self.first, datetime.min.time(), tzinfo=self.zone)
 
-    @property
+    @cached_property
     def end(self) -> datetime:
         return datetime.combine(
             self.last + timedelta(days=1), datetime.min.time(), tzinfo=self.zone
