@@ -457,6 +457,48 @@ def _print_checks(console: Any, check: dict[str, Any]) -> None:
     )
 
 
+@app.command("console")
+def console_pages(
+    cabinets: Annotated[
+        int, typer.Option(min=1, help="Cabinets (the issue asks for 1,000).")
+    ] = 1000,
+    parcels: Annotated[
+        int, typer.Option(min=1, help="Parcels (the issue asks for 100,000).")
+    ] = 100_000,
+    sites: Annotated[int, typer.Option(min=1, help="Sites the cabinets are spread over.")] = 10,
+    requests: Annotated[int, typer.Option(min=5, help="Fleet pages timed per account.")] = 50,
+    pg_admin_url: PgAdminUrlOption = "postgresql://postgres@127.0.0.1:5432/postgres",
+    json_path: JsonPathOption = None,
+) -> None:
+    """Time the console's fleet and cabinet pages over CABINETS cabinets and PARCELS parcels.
+
+    A scratch PostgreSQL database (dropped afterwards) is filled set-based; the real app serves
+    the pages in process to a signed-in operator admin (every cabinet) and a site manager (one
+    site). Server time from request to last byte; target: p95 <= 200 ms.
+    """
+    from locker.bench.console import as_dict, run
+    from locker.harness.postgres import scratch_database
+
+    with scratch_database(pg_admin_url, prefix="locker_bench_console_") as database:
+        figures = run(
+            database.url, sites=sites, cabinets=cabinets, parcels=parcels, requests=requests
+        )
+    typer.echo(
+        f"{figures.cabinets:,} cabinets, {figures.parcels:,} parcels (filled in "
+        f"{figures.fill_s} s); server time p50 / p95 / max, target p95 <= "
+        f"{figures.target_p95_ms:.0f} ms:"
+    )
+    for name in ("fleet_admin", "fleet_manager", "cabinet_page", "live_poll"):
+        t = getattr(figures, name)
+        verdict = "ok" if t.p95_ms <= figures.target_p95_ms else "OVER"
+        typer.echo(
+            f"  {name:14} n={t.n:4}  {t.p50_ms:7.1f} / {t.p95_ms:7.1f} / {t.max_ms:7.1f} ms"
+            f"  {verdict}"
+        )
+    if json_path is not None:
+        json_path.write_text(json.dumps(as_dict(figures), indent=1))
+
+
 @app.command("statements")
 def statements(
     deposits: Annotated[

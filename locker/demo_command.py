@@ -188,6 +188,7 @@ def _print_info(console: Console, info: DemoInfo, ready_s: float) -> None:
     urls.add_row("notices (the SMS and WeChat messages sent)", info.notices_url)
     urls.add_row("doors (be the person at the cabinet: shut a door...)", info.doors_url)
     urls.add_row("cloud API docs (try it with the ERP key)", info.docs_url)
+    urls.add_row("operations console (sign in with an account below)", info.console_url)
     for cabinet in info.cabinets:
         urls.add_row(f"lock-board simulator of {cabinet.id}", f"{cabinet.sim_url}/state")
     console.print(urls)
@@ -199,6 +200,9 @@ def _print_info(console: Console, info: DemoInfo, ready_s: float) -> None:
         people.add_row(f"courier ({carrier}, {name})", courier_id, pin)
     people.add_row("technician (kiosk maintenance screen)", "", info.technician_pin)
     people.add_row("ERP (X-API-Key header)", "demo-erp", info.erp_key)
+    for username, (role, password) in info.console_accounts.items():
+        who = "site manager" if role == "site_manager" else "operator admin"
+        people.add_row(f"console {who} ({info.console_url})", username, password)
     console.print(people)
     phones = ", ".join(
         f"{phone} ({'WeChat' if channel == 'wechat' else 'SMS'})"

@@ -111,6 +111,7 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ),
     ("GET", "/console/audit"): _rule(Action.READ_AUDIT, *_STAFF),
     ("GET", "/console/audit.csv"): _rule(Action.READ_AUDIT, *_STAFF),
+    ("GET", "/console/couriers"): _rule(Action.READ_COURIERS, K.OPERATOR_ADMIN, K.CARRIER),
     ("GET", "/console/alarms"): _rule(Action.READ_ALARMS, *_STAFF),
     ("GET", "/console/alarms.csv"): _rule(Action.READ_ALARMS, *_STAFF),
     ("POST", "/console/alarms/{alarm_id}/acknowledge"): _rule(Action.HANDLE_ALARMS, *_STAFF),

@@ -41,11 +41,12 @@ class ConsoleRefusal(Exception):
         self.user = user
 
 
-def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a console path only (never another site: no open redirect)."""
-    if target and target.startswith("/console/") and not target.startswith("//"):
+def safe_next(target: str | None, default: str = HOME) -> str:
+    """Where to go after signing in: a console path only (never another site: no open
+    redirect), else `default`."""
+    if target and target.startswith("/console/") and "//" not in target and "\\" not in target:
         return target
-    return HOME
+    return default
 
 
 def get_console_user(request: Request, session: SessionDep, now: NowDep) -> ConsoleUser:

@@ -20,12 +20,20 @@ class NavItem:
 NAV: list[NavItem] = [
     NavItem("nav.fleet", "/console/fleet", Action.READ_CABINET),
     NavItem("nav.alarms", "/console/alarms", Action.READ_ALARMS),
-    NavItem("nav.parcels", "/console/parcels", Action.READ_PARCEL),
     NavItem("nav.reports", "/console/reports", Action.READ_REPORTS),
     NavItem("nav.audit", "/console/audit", Action.READ_AUDIT),
+    NavItem("nav.couriers", "/console/couriers", Action.READ_COURIERS),
+    # After couriers: a carrier lands on its couriers (home_for), and may search parcels too.
+    NavItem("nav.parcels", "/console/parcels", Action.READ_PARCEL),
 ]
 
 
 def nav_for(principal: Principal) -> list[NavItem]:
     allowed = ROLE_ACTIONS[principal.kind]
     return [item for item in NAV if item.action in allowed]
+
+
+def home_for(principal: Principal) -> str:
+    """Where an account lands after signing in: its first page in the header."""
+    items = nav_for(principal)
+    return items[0].path if items else "/console/sign-in"

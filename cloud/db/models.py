@@ -187,6 +187,9 @@ class ParcelBase(SQLModel):
     status: str = Field(max_length=16)
 
 
+PARCELS_BEHIND_DOORS = "left_locker_at IS NULL AND status IN ('in_locker', 'expired')"
+
+
 class Parcel(ParcelBase, table=True):
     """A parcel; its fields mirror `cloud.core.parcels.Parcel` (see `parcels.parcel_to_core`).
 
@@ -199,6 +202,15 @@ class Parcel(ParcelBase, table=True):
         Index("ix_parcels_cabinet_status", "cabinet_id", "status"),
         # What a courier statement reads: a carrier's couriers' deposits in a month.
         Index("ix_parcels_courier_deposited", "courier_id", "deposited_at"),
+        # What the console's fleet counts: the parcels still behind a door, a small part of
+        # every parcel ever kept (the fleet page reads these, not the whole history).
+        Index(
+            "ix_parcels_behind_doors",
+            "cabinet_id",
+            "status",
+            postgresql_where=text(PARCELS_BEHIND_DOORS),
+            sqlite_where=text(PARCELS_BEHIND_DOORS),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=ID_LENGTH)

@@ -58,8 +58,24 @@ class FleetRow:
 
 @dataclass(frozen=True)
 class Fleet:
-    rows: list[FleetRow]
+    """One page of the sorted fleet, and the figures of the whole of it."""
+
+    rows: list[FleetRow]  # this page's
     sites: list[Site]
+    total: int
+    page: int
+    pages: int
+    online: int
+    offline: int
+    never_seen: int
+    open_alarms: int
+    overdue: int
+    faulted: int
+
+
+# A page of a big fleet: every cabinet is counted and sorted, a page of them is drawn (drawing
+# a thousand rows costs more than counting them).
+PER_PAGE = 100
 
 
 SORT_KEYS = {
@@ -81,41 +97,56 @@ def fleet(
     now: datetime,
     site_id: str | None = None,
     sort: str = "status",
+    page: int = 1,
+    per_page: int = PER_PAGE,
 ) -> Fleet:
-    """Return every cabinet in the principal's scope (of `site_id`, if given), sorted."""
+    """Return page `page` of the cabinets in the principal's scope (of `site_id`, if given),
+    sorted by `sort`, with the figures of them all."""
     scope = cabinet_scope(principal)
     cabinets = console_reads.fleet_cabinets(session=session, scope=scope, site_id=site_id)
     counts = console_reads.fleet_counts(session=session, scope=scope, site_id=site_id, now=now)
     sites = console_reads.fleet_sites(session=session, scope=scope)
-    rows = [_row(cabinet, site, counts) for cabinet, site in cabinets]
     for site in sites:
         session.expunge(site)  # kept for the page: a rollback would expire it
-    session.rollback()  # after reading the rows' columns: a rollback expires them
+    session.rollback()
+    rows = [_row(cabinet, counts) for cabinet in cabinets]
     rows.sort(key=SORT_KEYS.get(sort, SORT_KEYS["status"]))
-    return Fleet(rows=rows, sites=sites)
+    pages = max(1, -(-len(rows) // per_page))
+    page = min(max(1, page), pages)
+    return Fleet(
+        rows=rows[(page - 1) * per_page : page * per_page],
+        sites=sites,
+        total=len(rows),
+        page=page,
+        pages=pages,
+        online=sum(1 for r in rows if r.online is True),
+        offline=sum(1 for r in rows if r.online is False),
+        never_seen=sum(1 for r in rows if r.online is None),
+        open_alarms=sum(r.open_alarms for r in rows),
+        overdue=sum(r.overdue for r in rows),
+        faulted=sum(r.faulted for r in rows),
+    )
 
 
-def _row(cabinet: Cabinet, site: Site, counts: console_reads.FleetCounts) -> FleetRow:
+def _row(cabinet: console_reads.FleetCabinet, counts: console_reads.FleetCounts) -> FleetRow:
     used: Counter[str] = Counter()
     total: Counter[str] = Counter()
     faulted = out = 0
-    for size, state, in_service, n in counts.doors.get(cabinet.id, ()):
-        if state == door_rules.OCCUPIED:
-            used[size] += n
-            total[size] += n
-        elif state == door_rules.FAULTED:
-            faulted += n
-        elif state == door_rules.OUT_OF_SERVICE or not in_service:
-            out += n
-        else:
-            total[size] += n
+    for size, doors, occupied, n_faulted, n_unused in counts.doors.get(cabinet.id, ()):
+        # A faulted or out-of-service door is no room (one both faulted and out counts once,
+        # as faulted); an occupied one is used room.
+        unusable = n_faulted + n_unused
+        used[size] += occupied
+        total[size] += doors - unusable
+        faulted += n_faulted
+        out += n_unused
     sizes = [s for s in SIZES if total[s] or used[s]] + sorted(s for s in total if s not in SIZES)
     return FleetRow(
         id=cabinet.id,
         name=cabinet.name,
-        site_id=site.id,
-        site_name=site.name,
-        timezone=site.timezone,
+        site_id=cabinet.site_id,
+        site_name=cabinet.site_name,
+        timezone=cabinet.timezone,
         online=cabinet.online,
         presence_since=cabinet.presence_since,
         last_seen_at=cabinet.last_seen_at,
@@ -250,3 +281,28 @@ def cabinet_fingerprint(*, session: Session, cab: str) -> tuple[object, ...]:
 def page_resource(page: CabinetPage) -> Resource:
     """The policy's view of the cabinet a page shows (for the acts' `decide`)."""
     return Resource(ResourceKind.CABINET, page.id, site_id=page.site_id)
+
+
+# --- a carrier's couriers -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CourierRow:
+    id: str
+    name: str
+    phone_masked: str
+    in_locker: int
+    expired: int
+
+
+def carrier_couriers(*, session: Session, principal: Principal) -> list[CourierRow]:
+    """Return the couriers of the principal's carrier (none for a principal with no carrier)."""
+    if principal.carrier_id is None:
+        return []
+    found = console_reads.carrier_couriers(session=session, carrier_id=principal.carrier_id)
+    rows = [
+        CourierRow(c.id, c.name, mask_phone(c.phone) if c.phone else "—", n_in, n_expired)
+        for c, n_in, n_expired in found
+    ]
+    session.rollback()
+    return rows

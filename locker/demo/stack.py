@@ -64,6 +64,9 @@ COURIERS = (  # id, PIN, carrier, name, phone (told at expiry to take a parcel b
 ERP_KEY_ID = "demo-erp"
 ERP_MERCHANT_ID = "demo-shop"
 TECHNICIAN_PIN = "975310"  # the kiosk's maintenance screen
+# The operations console's demo accounts (their passwords are made each run and printed).
+CONSOLE_MANAGER = "manager"
+CONSOLE_OPERATOR = "operator"
 
 Echo = Callable[[str], None]
 
@@ -142,6 +145,9 @@ class DemoInfo:
     clock_base_offset_s: float = 0.0  # what the offset file held at start (see Options.site_time)
     technician_pin: str = field(default=TECHNICIAN_PIN, repr=False)
     pids: dict[str, int] = field(default_factory=dict)
+    console_url: str = ""
+    # The operations console's accounts: username -> (role, password), new each run.
+    console_accounts: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
 
     def save(self, path: Path) -> None:
         data = asdict(self)
@@ -308,6 +314,8 @@ class DemoStack:
                 # recipient has proved their phone: that phone's notices go by WeChat.
                 session.add(WechatBinding(openid=self._openid, phone=WECHAT_PHONE, created_at=now))
                 session.commit()
+            with Session(engine) as session:
+                console_accounts = self._seed_console_accounts(session, now)
         finally:
             engine.dispose()
         return DemoInfo(
@@ -323,7 +331,24 @@ class DemoStack:
             couriers=couriers,
             recipients={WECHAT_PHONE: "wechat", SMS_PHONE: "sms"},
             clock_offset_file=self.data_dir / "clock-offset-s",
+            console_url=f"{api_url}/console",
+            console_accounts=console_accounts,
         )
+
+    def _seed_console_accounts(self, session: Any, now: datetime) -> dict[str, tuple[str, str]]:
+        """The site's manager and an operator admin, with passwords made for this run."""
+        from cloud.services.accounts import add_account
+
+        accounts = {
+            CONSOLE_MANAGER: ("site_manager", secrets.token_urlsafe(12)),
+            CONSOLE_OPERATOR: ("operator_admin", secrets.token_urlsafe(12)),
+        }
+        for username, (role, password) in accounts.items():
+            add_account(
+                session=session, username=username, role=role, password=password, now=now,
+                site_ids=(SITE_ID,) if role == "site_manager" else (),
+            )  # fmt: skip
+        return accounts
 
     @property
     def _cabinet_numbers(self) -> range:

@@ -101,7 +101,22 @@ def test_the_demo_serves_every_url_it_prints_and_stops_leaving_nothing_running(
         assert url in text  # every URL and credential is on the screen
     for courier in info["couriers"]:
         assert courier["id"] in text and courier["pin"] in text
+    assert info["console_url"] in text
+    for username, (_role, password) in info["console_accounts"].items():
+        assert username in text and password in text
     with httpx.Client(timeout=10) as http:
+        # The console signs the printed manager in (the session cookie is Secure: a browser
+        # keeps it on 127.0.0.1; httpx's jar would not send it back over plain HTTP).
+        form = http.get(f"{info['console_url']}/sign-in")
+        assert form.status_code == 200
+        token = form.text.split('name="csrf" value="')[1].split('"')[0]
+        signed = http.post(
+            f"{info['console_url']}/sign-in",
+            data={"username": "manager", "password": info["console_accounts"]["manager"][1],
+                  "csrf": token},
+            headers={"Cookie": f"console_form={form.cookies['console_form']}"},
+        )  # fmt: skip
+        assert signed.status_code == 303 and "console_session=" in signed.headers["set-cookie"]
         docs = http.get(info["docs_url"])
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
         notices = http.get(info["notices_url"])

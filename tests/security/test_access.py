@@ -285,3 +285,30 @@ def test_every_route_has_an_owner_in_the_policy(client: TestClient) -> None:
             assert get_erp_principal in calls, key
         if PrincipalKind.ANYONE in rule.kinds or rule.kinds == {PrincipalKind.PROVIDER}:
             assert rule.why or rule.action.value in {"scan_to_open", "provider_callback"}, key
+
+
+def test_every_console_page_for_accounts_needs_a_signed_in_session(client: TestClient) -> None:
+    """A console route owned by account roles resolves the signed-in account
+    (`get_console_user`), which redirects anyone else to the sign-in form."""
+    from cloud.console.auth import get_console_user
+
+    def calls(dependant) -> set:
+        found = {d.call for d in dependant.dependencies}
+        for d in dependant.dependencies:
+            found |= calls(d)
+        return found
+
+    served = {(method, path): route for method, path, route in iter_routes(client.app.routes)}
+    console = [k for k, rule in ROUTES.items() if k[1].startswith("/console") and rule.kinds]
+    guarded = 0
+    for key in console:
+        if PrincipalKind.ANYONE in ROUTES[key].kinds:
+            continue
+        route = served[key]
+        assert isinstance(route, APIRoute)
+        assert get_console_user in calls(route.dependant), key
+        guarded += 1
+        anonymous = client.request(key[0], key[1].replace("{", "").replace("}", ""),
+                                   follow_redirects=False)  # fmt: skip
+        assert anonymous.status_code == 303, key
+    assert guarded >= 8

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from cloud.api.deps import NowDep, SessionDep
@@ -22,10 +24,12 @@ def fleet_page(
     user: auth.ConsoleUserDep,
     site: str = "",
     sort: str = "status",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
     auth.check(user, Action.READ_CABINET, SYSTEM)
     sort = sort if sort in console_views.SORT_KEYS else "status"
     fleet = console_views.fleet(
-        session=session, principal=user.principal, now=now, site_id=site or None, sort=sort
-    )
+        session=session, principal=user.principal, now=now, site_id=site or None, sort=sort,
+        page=page,
+    )  # fmt: skip
     return render(request, "fleet.html", user=user, fleet=fleet, site=site, sort=sort, now=now)

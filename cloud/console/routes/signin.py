@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from cloud.api.deps import NowDep, SessionDep, SettingsDep
 from cloud.console import auth
+from cloud.console.nav import home_for
 from cloud.console.web import render
 from cloud.services import console_auth
 
@@ -35,7 +36,7 @@ def _form(
         user=None,
         csrf=token,
         message=message,
-        next_path=auth.safe_next(next_path),
+        next_path=auth.safe_next(next_path, default=""),
         username=username,
         status_code=status_code,
     )
@@ -100,7 +101,8 @@ def sign_in(
             request, message="signin.refused", next_path=next, username=username,
             status_code=status.HTTP_401_UNAUTHORIZED,
         )  # fmt: skip
-    response = RedirectResponse(auth.safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
+    home = home_for(signed.principal)
+    response = RedirectResponse(auth.safe_next(next, home), status_code=status.HTTP_303_SEE_OTHER)
     auth.set_session_cookie(response, signed.token)
     response.delete_cookie(FORM_COOKIE, path=auth.COOKIE_PATH)
     return response

@@ -66,6 +66,11 @@ def clock() -> Clock:
 @pytest.fixture
 def world(engine: Engine) -> Engine:
     """CAB-1 (site-1, doors A01-A04, a parcel in A01) and CAB-2 (site-2); four accounts."""
+    return make_world(engine)
+
+
+def make_world(engine: Engine) -> Engine:
+    """The `world` fixture's data, on any migrated database."""
     with Session(engine) as session:
         register_cabinet(session)
         repo.create_site(

@@ -212,7 +212,34 @@ def test_an_operator_sees_every_cabinet(client: TestClient) -> None:
     assert client.get(f"/console/cabinets/{OTHER_CAB}").status_code == 200
 
 
-def test_a_carrier_account_sees_no_cabinet(client: TestClient) -> None:
-    sign_in(client, "sf-office")
+def test_a_carrier_account_lands_on_its_couriers_and_sees_no_cabinet(client: TestClient) -> None:
+    page = client.get("/console/sign-in")
+    signed = client.post(
+        "/console/sign-in",
+        data={"username": "sf-office", "password": PASSWORD, "csrf": form_token(page.text)},
+        follow_redirects=False,
+    )
+    assert signed.headers["location"] == "/console/couriers"
+    couriers = client.get("/console/couriers").text
+    row = couriers[couriers.index('data-courier="sf-1"') :]
+    assert [c.split(">")[-1] for c in row[: row.index("</tr>")].split("</td>")[-3:-1]] == [
+        "1",  # its parcel in CAB-1's A01
+        "0",
+    ]
     assert client.get("/console/fleet").status_code == 403
     assert client.get(f"/console/cabinets/{CAB}").status_code == 403
+    assert client.get("/console/audit").status_code == 403
+    sign_in(client, "mgr-a")
+    assert client.get("/console/couriers").status_code == 403
+
+
+def test_the_sign_in_form_never_sends_anyone_off_the_console(client: TestClient) -> None:
+    for target in ("https://evil.example/", "//evil.example/x", "/console/..//evil", "/api/v1"):
+        page = client.get("/console/sign-in")
+        signed = client.post(
+            "/console/sign-in",
+            data={"username": "ops", "password": PASSWORD, "csrf": form_token(page.text),
+                  "next": target},
+            follow_redirects=False,
+        )  # fmt: skip
+        assert signed.headers["location"] == "/console/fleet", target

@@ -212,3 +212,32 @@ def test_the_live_stream_sends_the_grid_when_a_door_changes() -> None:
         {"event": "head", "data": "h2"},
         {"event": "signed-out", "data": ""},
     ]
+
+
+def test_the_fleet_sorts_all_cabinets_and_draws_a_page_of_them(
+    client: TestClient, world: Engine, clock: Clock
+) -> None:
+    from cloud.core.access import Principal, PrincipalKind
+    from cloud.services.console_views import fleet
+
+    with Session(world) as session:
+        session.add(Alarm(cabinet_id="CAB-2", compartment="B01", kind="door.forced", at=T0))
+        cabinet = session.get(Cabinet, CAB)
+        cabinet.online = False
+        session.add(cabinet)
+        session.commit()
+    ops = Principal(PrincipalKind.OPERATOR_ADMIN, "t")
+    with Session(world) as session:
+        first = fleet(session=session, principal=ops, now=clock.now, sort="alarms", per_page=1)
+        second = fleet(
+            session=session, principal=ops, now=clock.now, sort="alarms", per_page=1, page=2
+        )
+        by_status = fleet(session=session, principal=ops, now=clock.now, sort="status")
+    assert [r.id for r in first.rows + second.rows] == ["CAB-2", CAB]
+    assert (first.total, first.pages, first.offline, first.never_seen, first.open_alarms) == (
+        2, 2, 1, 1, 1,
+    )  # fmt: skip
+    assert [r.id for r in by_status.rows] == [CAB, "CAB-2"]  # offline first, then never seen
+    sign_in(client, "ops")
+    page = client.get("/console/fleet?sort=alarms").text
+    assert page.index('data-cab="CAB-2"') < page.index('data-cab="CAB-1"')

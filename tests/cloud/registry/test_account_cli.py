@@ -177,3 +177,40 @@ def test_a_role_change_and_a_disable_replace_the_binding_and_are_audited_with_be
         ]
     finally:
         engine.dispose()
+
+
+def test_account_totp_prints_a_uri_whose_codes_the_console_accepts(tmp_path: Path) -> None:
+    """`locker cloud account totp` seals a new secret and prints its provisioning URI (and QR):
+    the secret in the URI is the one the console checks codes against."""
+    import secrets
+
+    import pyotp
+
+    from cloud.db import sealing
+    from cloud.services.console_auth import TOTP_CONTEXT
+
+    url = _registry(tmp_path)
+    key = secrets.token_hex(32)
+    env = {"COLUMNS": "200", "LOCKER_CLOUD_SECRET_KEY": key}
+    made = CliRunner().invoke(
+        app, ["cloud", "account", "add", "root", "--role", "operator_admin", "--password-stdin",
+              "--database-url", url], input=PASSWORD + "\n", env=env,
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    result = CliRunner().invoke(
+        app, ["cloud", "account", "totp", "root", "--database-url", url], env=env
+    )
+    assert result.exit_code == 0, result.output
+    uri = next(line for line in result.output.splitlines() if line.startswith("otpauth://"))
+    assert "root" in uri and "issuer=Parcel%20lockers" in uri
+    secret = pyotp.parse_uri(uri).secret
+    with Session(make_engine(url)) as session:
+        account = session.exec(select(Account).where(Account.username == "root")).one()
+        assert secret not in account.totp_secret_sealed
+        kept = sealing.unseal(key.encode(), account.totp_secret_sealed, context=TOTP_CONTEXT)
+        ops = [r.detail.get("op") for r in session.exec(select(AuditLog))]
+    assert kept == secret and "totp" in ops
+    missing = CliRunner().invoke(
+        app, ["cloud", "account", "totp", "nobody", "--database-url", url], env=env
+    )
+    assert missing.exit_code == 2 and "no account 'nobody'" in missing.output

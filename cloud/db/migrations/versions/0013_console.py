@@ -1,4 +1,5 @@
-"""console: signed-in sessions, failed sign-ins, when a cabinet's presence last changed
+"""console: signed-in sessions, failed sign-ins, when a cabinet's presence last changed, and
+an index of the parcels behind doors
 
 Revision ID: 0013_console
 Revises: 0012_webhooks
@@ -16,6 +17,9 @@ revision: str = "0013_console"
 down_revision: str | None = "0012_webhooks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+# As cloud.db.models.PARCELS_BEHIND_DOORS when this revision was written.
+BEHIND_DOORS = "left_locker_at IS NULL AND status IN ('in_locker', 'expired')"
 
 
 def upgrade() -> None:
@@ -47,9 +51,17 @@ def upgrade() -> None:
     op.create_index("ix_console_sign_in_failures_address", "console_sign_in_failures", ["address"])
     with op.batch_alter_table("cabinets") as batch:
         batch.add_column(sa.Column("presence_since", _TIME, nullable=True))
+    op.create_index(
+        "ix_parcels_behind_doors",
+        "parcels",
+        ["cabinet_id", "status"],
+        postgresql_where=sa.text(BEHIND_DOORS),
+        sqlite_where=sa.text(BEHIND_DOORS),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_parcels_behind_doors", table_name="parcels")
     with op.batch_alter_table("cabinets") as batch:
         batch.drop_column("presence_since")
     op.drop_table("console_sign_in_failures")
