@@ -31,6 +31,7 @@ SENDING = "sending"
 SENT = "sent"
 FAILED = "failed"
 UNKNOWN = "unknown"  # maybe sent: a human decides (or a provider callback settles it)
+SKIPPED = "skipped"  # a manager's alarm notice whose alarm was resolved before it could go
 
 
 def enqueue_notice(

@@ -55,6 +55,7 @@ from cloud.db.notices import (
     FAILED,
     QUEUED,
     SENDING,
+    SKIPPED,
     UNKNOWN,
     attempt_marker,
     settle_as_sent,
@@ -170,6 +171,13 @@ class Dispatcher:
                 return None, False
             token = secrets.token_hex(8)
             claim: _Claim | None = None
+            if _alarm_resolved(session, row):
+                # Held for the quiet hours and resolved meanwhile: nobody needs waking for it.
+                row.status, row.last_error = SKIPPED, "the alarm was resolved before it was sent"
+                log.info("notice %s (alarm %s) dropped: resolved already", row.id, row.alarm_id)
+                session.add(row)
+                session.commit()
+                return None, True
             try:
                 claim = self._prepare(session, row, token, now)
             except _Unsendable as err:
@@ -414,6 +422,13 @@ class Dispatcher:
                 alarms.notice_failed(session=session, row=row, now=now)
             session.commit()
             return len(rows)
+
+
+def _alarm_resolved(session: Session, row: NoticeOutbox) -> bool:
+    if row.alarm_id is None:
+        return False
+    alarm = session.get(Alarm, row.alarm_id)
+    return alarm is not None and alarm.cleared_at is not None
 
 
 def _masked(row: NoticeOutbox) -> str:

@@ -142,13 +142,32 @@ def test_repeats_of_a_forced_door_are_one_alarm_and_one_message_per_manager(
     assert len(notices(session)) == 2
 
 
-def test_a_night_alarm_waits_for_the_end_of_the_quiet_hours(session: Session) -> None:
-    register_cabinet(session)
-    add_manager(session, phone=MANAGER_PHONE)
-    ingest(session, [forced_at(1, NIGHT)], NIGHT)
-    (notice,) = notices(session)
-    assert notice.next_attempt_at == MORNING
-    assert notice.created_at == NIGHT
+def test_a_night_alarm_waits_for_the_end_of_the_quiet_hours(engine: Engine) -> None:
+    from cloud.notify.dispatcher import Dispatcher
+
+    with Session(engine) as session:
+        register_cabinet(session)
+        add_manager(session, phone=MANAGER_PHONE)
+        ingest(session, [forced_at(1, NIGHT), forced_at(2, NIGHT, door="A03")], NIGHT)
+        first, second = notices(session)
+        assert first.next_attempt_at == second.next_attempt_at == MORNING
+        assert first.created_at == NIGHT
+        second_alarm = second.alarm_id
+    sms = Accepting()
+    dispatcher = Dispatcher(
+        engine=engine, sms=sms, seal_key=SEAL_KEY, base_url="https://x", bindings=StaticBindings()
+    )
+    assert dispatcher.tick(NIGHT + timedelta(hours=1)).sent == 0  # 00:30 local: quiet
+    # Someone saw the second one on the console and resolved it overnight: it wakes nobody.
+    with Session(engine) as session:
+        alarms.resolve(
+            session=session, principal=ADMIN, alarm_id=second_alarm, note="false alarm", now=NIGHT
+        )
+    assert dispatcher.tick(MORNING).sent == 1
+    assert [m.text.count("A02") for m in sms.sent] == [1]
+    with Session(engine) as session:
+        assert sorted(n.status for n in notices(session)) == ["sent", "skipped"]
+        assert not [a for a in open_alarms(session) if a.kind == "notice.failed"]
 
 
 def test_acknowledge_and_resolve_are_audited_and_a_new_occurrence_is_a_new_alarm(
