@@ -49,6 +49,11 @@ class Translator:
         text = self._own.get(key) or self._fallback.get(key) or key
         return text.format(**fields) if fields else text
 
+    def named(self, key: str, default: str) -> str:
+        """The key's text if either language has it, else `default` (a machine name shown as
+        it is stored, e.g. an audit action no catalogue names yet)."""
+        return self._own.get(key) or self._fallback.get(key) or default
+
     def age(self, delta: timedelta) -> str:
         """A duration as people read it: "3 d 4 h", "2 h 5 min", "40 s" (天/小时/分钟/秒)."""
         seconds = max(0, int(delta.total_seconds()))
