@@ -124,6 +124,16 @@ def site_add(
             "Default: none.",
         ),
     ] = "",
+    offline_alarm_min: Annotated[
+        float,
+        typer.Option(
+            "--offline-alarm-min",
+            min=1,
+            max=7 * 24 * 60,
+            help="A cabinet offline this many minutes raises a critical alarm (its managers "
+            "are told, after the quiet hours).",
+        ),
+    ] = 10,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Add a site with its pickup policy; `site show` prints it back."""
@@ -147,6 +157,7 @@ def site_add(
             quiet_end=quiet_end,
             sms_signature=sms_signature,
             sms_signature_en=sms_signature_en,
+            offline_alarm_s=round(offline_alarm_min * 60),
         )
     except (PolicyError, ValueError) as err:
         _bad_input(err)
@@ -184,6 +195,7 @@ def site_show(
             "SMS signature (en)": (
                 f"[{site.sms_signature_en}]" if site.sms_signature_en else "none"
             ),
+            "offline alarm": f"{site.offline_alarm_s / 60:g} min",
         }
     width = max(map(len, rows))
     for label, value in rows.items():
@@ -574,6 +586,15 @@ def account_add(
             "--password-stdin", help="Read the password from standard input's first line."
         ),
     ] = False,
+    phone: Annotated[
+        str | None,
+        typer.Option(
+            "--phone",
+            help="A site manager's mobile: new critical alarms are sent there (WeChat if the "
+            "phone is bound, else SMS), outside the site's quiet hours.",
+            show_default=False,
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Add a console account. The password is asked for (hidden) or read from stdin, never
@@ -595,6 +616,7 @@ def account_add(
             now=_now(),
             site_ids=site or (),
             carrier_id=carrier,
+            phone=phone,
         )
     bound = ""
     if account.site_ids:

@@ -11,10 +11,20 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from cloud.console.auth import ConsoleRefusal
-from cloud.console.routes import assets, audit, cabinet, couriers, fleet, signin
+from cloud.console.routes import (
+    alarms,
+    assets,
+    audit,
+    cabinet,
+    couriers,
+    fleet,
+    parcels,
+    reports,
+    signin,
+)
 from cloud.console.web import render
 
-PAGES = [signin, assets, fleet, cabinet, audit, couriers]
+PAGES = [signin, assets, fleet, cabinet, audit, couriers, alarms, parcels, reports]
 
 
 def install(app: FastAPI) -> None:

@@ -19,8 +19,12 @@ class NavItem:
 
 NAV: list[NavItem] = [
     NavItem("nav.fleet", "/console/fleet", Action.READ_CABINET),
+    NavItem("nav.alarms", "/console/alarms", Action.READ_ALARMS),
+    NavItem("nav.reports", "/console/reports", Action.READ_REPORTS),
     NavItem("nav.audit", "/console/audit", Action.READ_AUDIT),
     NavItem("nav.couriers", "/console/couriers", Action.READ_COURIERS),
+    # After couriers: a carrier lands on its couriers (home_for), and may search parcels too.
+    NavItem("nav.parcels", "/console/parcels", Action.READ_PARCEL),
 ]
 
 

@@ -45,6 +45,7 @@ class Action(StrEnum):
     # A cabinet, its presence, occupancy and compartments; its site's policy goes with it.
     READ_CABINET = "read_cabinet"
     READ_ALARMS = "read_alarms"
+    HANDLE_ALARMS = "handle_alarms"  # acknowledge or resolve an alarm (the resource: its cabinet)
     READ_PARCEL = "read_parcel"  # a parcel and its tracking timeline
     READ_REPORTS = "read_reports"
     READ_COURIERS = "read_couriers"
@@ -78,6 +79,7 @@ AUDITED = frozenset(
         Action.SET_OUT_OF_SERVICE,
         Action.EXTEND_DEADLINE,
         Action.CANCEL_PARCEL,
+        Action.HANDLE_ALARMS,
         Action.MANAGE_REGISTRY,
         Action.MANAGE_ACCOUNTS,
         Action.MANAGE_KEYS,
@@ -103,6 +105,7 @@ ROLE_ACTIONS: dict[PrincipalKind, frozenset[Action]] = {
             Action.READ_HEALTH,
             Action.READ_CABINET,
             Action.READ_ALARMS,
+            Action.HANDLE_ALARMS,
             Action.READ_PARCEL,
             Action.READ_REPORTS,
             Action.READ_AUDIT,

@@ -44,6 +44,8 @@ class NoticeKind(StrEnum):
     SCAN_OTP = "scan_otp"  # to the recipient at a cabinet's QR: a one-time code, by SMS only
     # To the WeChat user a phone was bound to, before another WeChat user's binding replaces it.
     WECHAT_REBOUND = "wechat_rebound"
+    # To a site manager: a new critical alarm (`cloud.core.alarms`) at one of their cabinets.
+    ALARM = "alarm"
 
 
 class Audience(StrEnum):
@@ -51,10 +53,12 @@ class Audience(StrEnum):
 
     RECIPIENT = "recipient"
     COURIER = "courier"
+    MANAGER = "manager"
 
 
 AUDIENCE = {kind: Audience.RECIPIENT for kind in NoticeKind} | {
-    NoticeKind.EXPIRED_COURIER: Audience.COURIER
+    NoticeKind.EXPIRED_COURIER: Audience.COURIER,
+    NoticeKind.ALARM: Audience.MANAGER,
 }
 
 # Sent at once even at night: the recipient is waiting for it or has just asked for it.
@@ -150,6 +154,13 @@ TEMPLATES: dict[tuple[NoticeKind, Language], str] = {
         "WeChat account proved the phone at {cabinet} ({address}) at {deadline} and is linked "
         "to it now. If this was not you, contact the site."
     ),
+    # `deadline` is when the alarm was first seen; `what` its kind, `where` the door if any.
+    (NoticeKind.ALARM, Language.ZH_CN): (
+        "【告警】{cabinet}（{address}）{where}：{what}，{deadline}。请登录管理后台处理：{link}"
+    ),
+    (NoticeKind.ALARM, Language.EN): (
+        "ALARM at {cabinet} ({address}){where}: {what} at {deadline}. Console: {link}"
+    ),
 }
 
 
@@ -222,6 +233,14 @@ SMS_TEMPLATES: dict[tuple[NoticeKind, Language], str] = {
     (NoticeKind.WECHAT_REBOUND, Language.EN): (
         "Parcel notices for your phone now go to another WeChat account (proved at {cabinet} "
         "at {deadline}). Not you? Contact the site."
+    ),
+    # A site manager's alarm: no link either (the console is signed in to, never followed from
+    # a text); `where` is the door if any, `deadline` when the alarm was first seen.
+    (NoticeKind.ALARM, Language.ZH_CN): (
+        "告警：{cabinet}{where}{what}，{deadline}。请登录管理后台处理。"
+    ),
+    (NoticeKind.ALARM, Language.EN): (
+        "ALARM: {cabinet}{where}: {what} at {deadline}. Please see the console."
     ),
 }
 
@@ -310,6 +329,8 @@ class NoticeContext:
     code: str | None = field(default=None, repr=False)
     fee_minor: int | None = None
     currency: str = "CNY"
+    what: str = ""  # an alarm's kind, as a person reads it
+    where: str = ""  # an alarm's door, as a phrase of the text's language ("" for the cabinet)
 
 
 # Not strftime("%b"): that follows the process locale, which an adapter may have changed.
@@ -347,6 +368,8 @@ def _fields(
         "link": context.link,
         "code": context.code or "",
         "fee_note": fee_note,
+        "what": context.what,
+        "where": context.where,
     }
 
 

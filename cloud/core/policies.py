@@ -57,6 +57,8 @@ class SitePolicy:
     # Lockers] in English ones (Chinese carriers require one); "" for none.
     sms_signature: str = ""
     sms_signature_en: str = ""
+    # A cabinet offline this long raises an alarm (`cloud.core.alarms.AlarmKind.CABINET_OFFLINE`).
+    offline_alarm_s: int = 10 * 60
 
     def __post_init__(self) -> None:
         _check_int("pickup_window_s", self.pickup_window_s, MIN_WINDOW_S, MAX_WINDOW_S)
@@ -98,6 +100,7 @@ class SitePolicy:
             raise PolicyError(
                 "sms_signature_en", "2 to 20 plain letters, digits and spaces, or empty"
             )
+        _check_int("offline_alarm_s", self.offline_alarm_s, 60, 7 * DAY_S)
 
     def _check_quiet_hours(self) -> None:
         start, end = self.quiet_start, self.quiet_end

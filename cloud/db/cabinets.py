@@ -52,6 +52,7 @@ def site_policy(site: Site) -> SitePolicy:
         resend_window_s=site.resend_window_s,
         sms_signature=site.sms_signature,
         sms_signature_en=site.sms_signature_en,
+        offline_alarm_s=site.offline_alarm_s,
     )
 
 

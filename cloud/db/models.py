@@ -94,6 +94,7 @@ class SiteBase(SQLModel):
     # The SMS signature (【滨江快递柜】; "" for none) in Chinese and in English texts.
     sms_signature: str = Field(default="", max_length=16)
     sms_signature_en: str = Field(default="", max_length=24)
+    offline_alarm_s: int = 600
 
 
 class SiteCreate(SiteBase):
@@ -362,7 +363,13 @@ class NoticeOutbox(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     dedupe_key: str = Field(max_length=200, unique=True)
-    parcel_row_id: str = _fk("parcels.id", index=True, ondelete="CASCADE")
+    # The parcel it is about; None for a notice to a manager about an alarm (`alarm_id`).
+    parcel_row_id: str | None = _fk("parcels.id", index=True, nullable=True, ondelete="CASCADE")
+    alarm_id: int | None = Field(
+        default=None,
+        sa_column_args=[ForeignKey("alarms.id", ondelete="CASCADE")],
+        nullable=True,
+    )
     kind: str = Field(max_length=32)
     audience: str = Field(max_length=16)
     to_phone: str | None = Field(default=None, max_length=16)  # E.164; None for a courier
@@ -408,7 +415,12 @@ class WebhookOutbox(SQLModel, table=True):
 
 
 class Alarm(SQLModel, table=True):
-    """A cabinet alarm for the dashboard: door left open or forced, lock fault, keypad lockout."""
+    """A cabinet alarm (`cloud.core.alarms`): door left open or forced, lock fault, keypad
+    lockout, cabinet offline, code guessing, a notice not delivered.
+
+    `at` is when it was first seen, `cleared_at` when it was resolved. While open, `open_key`
+    names it (cabinet, door, kind; unique), so a repeat raises `count` and `last_seen_at`.
+    """
 
     __tablename__ = "alarms"
     __table_args__ = (Index("ix_alarms_open", "cabinet_id", "cleared_at"),)
@@ -417,10 +429,19 @@ class Alarm(SQLModel, table=True):
     cabinet_id: str = _fk("cabinets.id", ondelete="CASCADE")
     compartment: str | None = Field(default=None, max_length=16)
     kind: str = Field(max_length=32)
+    severity: str = Field(default="warning", max_length=16)
     detail: str = Field(default="", max_length=500)
-    at: datetime = _time(nullable=False)
-    seq: int | None = Field(default=None, sa_type=BigInteger)
-    cleared_at: datetime | None = _time()
+    at: datetime = _time(nullable=False)  # first seen
+    last_seen_at: datetime | None = _time()
+    count: int = 1
+    seq: int | None = Field(default=None, sa_type=BigInteger)  # the event that first raised it
+    open_key: str | None = Field(default=None, max_length=200, unique=True)
+    acked_at: datetime | None = _time()
+    acked_by: str | None = Field(default=None, max_length=120)
+    ack_note: str = Field(default="", max_length=2000)
+    cleared_at: datetime | None = _time()  # resolved
+    resolved_by: str | None = Field(default=None, max_length=120)
+    resolve_note: str = Field(default="", max_length=2000)
 
 
 # --- WeChat ---------------------------------------------------------------------------------------
@@ -524,6 +545,9 @@ class Account(SQLModel, table=True):
         nullable=True,
     )
     disabled: bool = False
+    # E.164; where a site manager is told of a new critical alarm (by WeChat if the phone is
+    # bound, else SMS). None: the console only.
+    phone: str | None = Field(default=None, max_length=16)
     created_at: datetime = _time(nullable=False)
 
 

@@ -31,6 +31,7 @@ SENDING = "sending"
 SENT = "sent"
 FAILED = "failed"
 UNKNOWN = "unknown"  # maybe sent: a human decides (or a provider callback settles it)
+SKIPPED = "skipped"  # a manager's alarm notice whose alarm was resolved before it could go
 
 
 def enqueue_notice(
@@ -76,6 +77,41 @@ def notice_values(
         "next_attempt_at": send_after(notify.kind, now, policy),
         "created_at": now,
     }
+
+
+def enqueue_alarm_notice(
+    *,
+    session: Session,
+    alarm_id: int,
+    account_id: str,
+    phone: str,
+    seen_at: datetime,
+    send_at: datetime,
+    now: datetime,
+) -> bool:
+    """Queue a manager's notice of a new alarm, once per alarm and manager; return if added."""
+    added = insert_ignore(
+        session=session,
+        table=NoticeOutbox.__table__,
+        rows=[
+            {
+                "dedupe_key": f"alarm/{alarm_id}/{account_id}"[:200],
+                "parcel_row_id": None,
+                "alarm_id": alarm_id,
+                "kind": NoticeKind.ALARM.value,
+                "audience": "manager",
+                "to_phone": phone,
+                "deadline": seen_at,
+                "status": QUEUED,
+                "attempts": 0,
+                "next_attempt_at": send_at,
+                "created_at": now,
+            }
+        ],
+        conflict_columns=["dedupe_key"],
+        returning=["dedupe_key"],
+    )
+    return bool(added)
 
 
 def resend_history(*, session: Session, parcel_row_id: str) -> list[datetime]:

@@ -32,6 +32,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from cloud import metrics
+from cloud.core.alarms import kind_name as alarm_kind_name
+from cloud.core.alarms import where_text
 from cloud.core.codes import RandBelow, pickup_link
 from cloud.core.expiry import overdue_fee
 from cloud.core.notices import (
@@ -51,11 +53,12 @@ from cloud.core.policies import Language
 from cloud.db import notices
 from cloud.db.cabinets import site_policy
 from cloud.db.engine import write_session
-from cloud.db.models import Cabinet, NoticeOutbox, Parcel, Site
+from cloud.db.models import Alarm, Cabinet, NoticeOutbox, Parcel, Site
 from cloud.db.notices import (
     FAILED,
     QUEUED,
     SENDING,
+    SKIPPED,
     UNKNOWN,
     attempt_marker,
     settle_as_sent,
@@ -64,6 +67,7 @@ from cloud.db.parcels import parcel_to_core
 from cloud.db.sealing import SealError, unseal
 from cloud.notify.errors import AmbiguousSendError, PermanentSendError, RetryableSendError
 from cloud.notify.ports import OutgoingMessage, Sender, SendReceipt, WechatBindings
+from cloud.services import alarms
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +174,19 @@ class Dispatcher:
                 return None, False
             token = secrets.token_hex(8)
             claim: _Claim | None = None
+            if _alarm_resolved(session, row):
+                # Held for the quiet hours and resolved meanwhile: nobody needs waking for it.
+                row.status, row.last_error = SKIPPED, "the alarm was resolved before it was sent"
+                log.info("notice %s (alarm %s) dropped: resolved already", row.id, row.alarm_id)
+                session.add(row)
+                session.commit()
+                return None, True
             try:
                 claim = self._prepare(session, row, token, now)
             except _Unsendable as err:
                 row.status, row.last_error, row.code_sealed = FAILED, str(err)[:1024], None
                 log.error("notice %s (%s) cannot be sent: %s", row.id, row.kind, err)
+                alarms.notice_failed(session=session, row=row, now=now)
             else:
                 row.status = SENDING
                 row.attempts += 1
@@ -188,6 +200,8 @@ class Dispatcher:
 
     def _prepare(self, session: Session, row: NoticeOutbox, token: str, now: datetime) -> _Claim:
         assert row.id is not None
+        if row.alarm_id is not None:
+            return self._prepare_alarm(session, row, token)
         parcel = session.get(Parcel, row.parcel_row_id)
         cabinet = session.get(Cabinet, parcel.cabinet_id) if parcel else None
         site = session.get(Site, cabinet.site_id) if cabinet else None
@@ -274,6 +288,48 @@ class Dispatcher:
             link=context.link,
         )
 
+    def _prepare_alarm(self, session: Session, row: NoticeOutbox, token: str) -> _Claim:
+        """A manager's notice of a new alarm: by WeChat if their phone is bound, else SMS."""
+        assert row.id is not None and row.alarm_id is not None
+        alarm = session.get(Alarm, row.alarm_id)
+        cabinet = session.get(Cabinet, alarm.cabinet_id) if alarm else None
+        site = session.get(Site, cabinet.site_id) if cabinet else None
+        if alarm is None or cabinet is None or site is None or not row.to_phone:
+            raise _Unsendable("its alarm, cabinet, site or phone is gone")
+        policy = site_policy(site)
+        link = f"{self.base_url}/console/alarms"
+        context = NoticeContext(
+            cabinet=cabinet.name,
+            address=cabinet.address,
+            tracking_no="",
+            deadline=alarm.at,
+            link=link,
+            compartment=alarm.compartment or "",
+            what=alarm_kind_name(alarm.kind, policy.language),
+            where=where_text(alarm.compartment, policy.language),
+        )
+        notice = compose(
+            kind=NoticeKind.ALARM,
+            phone=row.to_phone,
+            language=policy.language,
+            context=context,
+            policy=policy,
+            key=row.dedupe_key,
+        )
+        openid = None
+        if Channel.WECHAT in self.senders and self.bindings and row.channel != Channel.SMS:
+            openid = self.bindings.openid_for(row.to_phone)
+        return _Claim(
+            id=row.id,
+            token=token,
+            attempt=row.attempts + 1,
+            notice=notice,
+            phone=row.to_phone,
+            openid=openid,
+            plan=channel_plan(openid),
+            link=link,
+        )
+
     # --- 2. send -------------------------------------------------------------------------------
 
     def _deliver(self, claim: _Claim, now: datetime) -> str:
@@ -354,10 +410,12 @@ class Dispatcher:
                 row.provider_id = None
                 row.code_sealed = None  # never to be sent: the remedy is a new code at the cabinet
                 log.error("%s failed for good", claim.notice.log_form(channel))
+                alarms.notice_failed(session=session, row=row, now=now)
                 result = "failed"
             else:
                 row.status = UNKNOWN  # the attempt marker stays: a callback may settle it
                 log.error("%s may have been sent: left for a human", claim.notice.log_form(channel))
+                alarms.notice_failed(session=session, row=row, now=now)
                 result = "unknown"
             session.add(row)
             session.commit()
@@ -380,8 +438,16 @@ class Dispatcher:
                     _masked(row),
                 )
                 session.add(row)
+                alarms.notice_failed(session=session, row=row, now=now)
             session.commit()
             return len(rows)
+
+
+def _alarm_resolved(session: Session, row: NoticeOutbox) -> bool:
+    if row.alarm_id is None:
+        return False
+    alarm = session.get(Alarm, row.alarm_id)
+    return alarm is not None and alarm.cleared_at is not None
 
 
 def _masked(row: NoticeOutbox) -> str:

@@ -23,6 +23,7 @@ from cloud.core.access import (
     PrincipalKind,
     ResourceKind,
 )
+from cloud.core.phones import mask_phone, normalize_phone
 from cloud.db import accounts
 from cloud.db.engine import write_session
 from cloud.db.models import Account, AccountSite, Carrier, Site
@@ -114,8 +115,12 @@ def add_account(
     site_ids: Sequence[str] = (),
     carrier_id: str | None = None,
     actor: Principal | None = None,
+    phone: str | None = None,
 ) -> AccountView:
     """Add a console account and commit (with its audit row); return it.
+
+    `phone` (any common form, kept as E.164) is where a site manager is told of new critical
+    alarms (`cloud.services.alarms`).
 
     A site manager names at least one site and no carrier; a carrier account names its
     carrier and no site; an operator admin names neither. RegistryError (nothing written) for
@@ -129,6 +134,11 @@ def add_account(
             f"the password must be {PASSWORD_MIN_CHARS}-{PASSWORD_MAX_CHARS} characters"
         )
     sites = _binding(kind, site_ids, carrier_id)
+    if phone is not None:
+        try:
+            phone = normalize_phone(phone)
+        except ValueError as err:
+            raise RegistryError(f"the phone: {err}") from None
     password_hash = hash_password(password)  # slow on purpose: before the write transaction
     account_id = str(ULID())
     write_session(session)
@@ -142,6 +152,7 @@ def add_account(
             role=kind.value,
             password_hash=password_hash,
             carrier_id=carrier_id,
+            phone=phone,
             created_at=now,
         )
         session.add(account)
@@ -160,6 +171,7 @@ def add_account(
                 "role": kind.value,
                 "site_ids": sites,
                 "carrier_id": carrier_id,
+                "phone": mask_phone(phone) if phone else None,
             },
         )
         audit.record(session=session, entry=entry, now=now)

@@ -51,9 +51,9 @@ from cloud.core.phones import mask_phone
 from cloud.core.policies import SitePolicy
 from cloud.db import repo
 from cloud.db.engine import write_session
-from cloud.db.models import Alarm, Cabinet, Compartment, Courier, InboxEvent, Parcel, Site
+from cloud.db.models import Cabinet, Compartment, Courier, InboxEvent, Parcel, Site
 from cloud.errors import UnknownCabinet  # a foreign message, to be dropped
-from cloud.services import audit, reservations
+from cloud.services import alarms, audit, reservations
 from cloud.services.deposit_batch import DepositBatch
 from protocol.messages import (
     EVENT_TYPES,
@@ -65,7 +65,6 @@ from protocol.messages import (
     DoorOccupancyMismatchData,
     EventBase,
     KeypadLockout,
-    KeypadLockoutData,
     LockFault,
     NoticeResendRequested,
     ParcelDeposited,
@@ -641,20 +640,25 @@ class _Applier:
         event: DoorLeftOpen | DoorForced | LockFault | KeypadLockout | DoorOccupancyMismatch,
     ) -> str | None:
         data = event.data
+        if isinstance(event, KeypadLockout):
+            alarms.keypad_lockout(
+                session=self.session, cabinet=self.cabinet, at=event.ts, now=self.now, seq=event.seq
+            )
+            return None
         detail = getattr(data, "detail", None) or (
-            f"{data.seconds} s" if isinstance(data, DoorLeftOpenData | KeypadLockoutData) else ""
+            f"{data.seconds} s" if isinstance(data, DoorLeftOpenData) else ""
         )
         if isinstance(data, DoorOccupancyMismatchData):
             detail = f"expected {data.expected}, sensor reads {data.sensed}"
-        self.session.add(
-            Alarm(
-                cabinet_id=self.cabinet.id,
-                compartment=getattr(data, "compartment", None),
-                kind=event.type,
-                detail=str(detail)[:500],
-                at=event.ts,
-                seq=event.seq,
-            )
+        alarms.raise_alarm(
+            session=self.session,
+            cabinet=self.cabinet,
+            kind=event.type,
+            compartment=getattr(data, "compartment", None),
+            detail=str(detail),
+            at=event.ts,
+            now=self.now,
+            seq=event.seq,
         )
         return None
 

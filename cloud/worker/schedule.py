@@ -1,6 +1,7 @@
-"""The worker's timed housekeeping: reminders and expiry, command resends, notice dispatch, and
-about hourly the deletion of rows that served their purpose (scan-to-open one-time codes and
-WeChat push records older than a day).
+"""The worker's timed housekeeping: reminders and expiry, command resends, notice dispatch, the
+alarms check (cabinets offline too long, `cloud.services.alarms.evaluate`), and about hourly
+the deletion of rows that served their purpose (scan-to-open one-time codes and WeChat push
+records older than a day).
 
 `Housekeeper.tick(now)` is called by the worker's loop about every second with the worker's
 clock, which tests inject and advance instead of sleeping. Every step is safe with any number of
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from cloud.services.alarms import Evaluation, evaluate
 from cloud.services.expiry import DueCounts, run_due
 from cloud.services.scan_open import forget_old_otps
 from cloud.services.wechat_codes import forget_old_pushes
@@ -41,6 +43,9 @@ class NoticeTicker(Protocol):
     def tick(self, now: datetime) -> Any: ...
 
 
+# A site's offline threshold is minutes: checking twice a minute is late by at most 30 s.
+ALARMS_EVERY_S = 30.0
+
 # Old rows are only clutter (the rate limits look back minutes): an hourly sweep is plenty.
 CLEANUP_EVERY_S = 3600.0
 
@@ -61,6 +66,7 @@ class Housekeeping:
     commands: CommandTick | None = None
     notices: Any = None
     cleanup: Cleanup | None = None
+    alarms: Evaluation | None = None
 
 
 class Housekeeper:
@@ -75,6 +81,7 @@ class Housekeeper:
         notices: NoticeTicker | None = None,
         expiry_every_s: float = EXPIRY_EVERY_S,
         cleanup_every_s: float = CLEANUP_EVERY_S,
+        alarms_every_s: float = ALARMS_EVERY_S,
     ) -> None:
         self.engine = engine
         self.seal_key = seal_key
@@ -84,6 +91,8 @@ class Housekeeper:
         self.cleanup_every = timedelta(seconds=cleanup_every_s)
         self._expiry_next_at: datetime | None = None
         self._cleanup_next_at: datetime | None = None
+        self.alarms_every = timedelta(seconds=alarms_every_s)
+        self._alarms_next_at: datetime | None = None
 
     def tick(self, now: datetime) -> Housekeeping:
         """Run every step due at `now`: expiry first, so what it queued goes out in this tick."""
@@ -101,7 +110,17 @@ class Housekeeper:
             cleanup = self._step("cleanup", self._clean, now)
             if cleanup is not None:
                 self._cleanup_next_at = now + self.cleanup_every
-        return Housekeeping(expiry=expiry, commands=commands, notices=notices, cleanup=cleanup)
+        alarms = None
+        if self._alarms_next_at is None or now >= self._alarms_next_at:
+            alarms = self._step("alarms check", self._check_alarms, now)
+            self._alarms_next_at = now + self.alarms_every
+        return Housekeeping(
+            expiry=expiry, commands=commands, notices=notices, cleanup=cleanup, alarms=alarms
+        )
+
+    def _check_alarms(self, now: datetime) -> Evaluation:
+        with Session(self.engine) as session:
+            return evaluate(session=session, now=now)
 
     def _expire(self, now: datetime) -> DueCounts:
         with Session(self.engine) as session:

@@ -59,6 +59,8 @@ def test_every_text_renders_with_cabinet_address_and_deadline(
         "link",
         "code",
         "fee_note",
+        "what",
+        "where",
     }
     text = n.render(kind, language, CONTEXT, POLICY)
     assert CONTEXT.cabinet in text and CONTEXT.address in text

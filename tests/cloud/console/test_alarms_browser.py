@@ -1,0 +1,252 @@
+"""The alarms, parcels and reports pages in Debian's Chromium: a manager signs in, sees a forced
+door among the alarms, acknowledges it with a note; the reports draw their charts; screenshots of
+every page in both languages at 1440x900 and 768x1024 land in tests/artifacts/console/.
+
+One browser and one server (uvicorn in a thread, on a free port) for the module.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from cloud.api import create_app
+from cloud.db import repo
+from cloud.db.engine import make_engine
+from cloud.db.migrate import upgrade
+from cloud.db.models import Cabinet, Carrier, Courier, SiteCreate
+from cloud.services.accounts import add_account
+from cloud.services.alarms import evaluate
+from cloud.services.expiry import run_due
+from cloud.services.ingest import apply_pending, store_events
+from cloud.settings import CloudSettings
+from protocol.messages import (
+    DoorForced,
+    DoorForcedData,
+    DoorLeftOpen,
+    DoorLeftOpenData,
+    EventBase,
+    KeypadLockout,
+    KeypadLockoutData,
+    LockFault,
+    LockFaultData,
+    ParcelDeposited,
+    ParcelDepositedData,
+    ParcelPickedUp,
+    ParcelPickedUpData,
+    PickupMethod,
+    Size,
+)
+from tests.cabinet.kiosk.browser import CHROMIUM_ARGS, require_chromium
+from tests.cloud.db.builders import CAB, SEAL_KEY, SITE, T0, register_cabinet
+from tests.services import free_port, wait_for
+
+ROOT = Path(__file__).resolve().parents[3]
+SHOTS = ROOT / "tests" / "artifacts" / "console"
+PASSWORD = "correct horse battery staple"
+NOW = T0 + timedelta(days=13, hours=3)  # 13:00 local on 14 May 2024
+VIEWPORTS = {"1440x900": (1440, 900), "768x1024": (768, 1024)}
+PHONES = ["+8613812341234", "+8613998765678", "+8615000002468"]
+CARRIERS = {"sf-1": "SF", "jd-1": "JD", "zto-1": "ZTO"}
+
+
+def _story() -> list[EventBase]:
+    """Two weeks at one cabinet: deposits every few hours, most picked up, a few still in."""
+    events: list[EventBase] = []
+    seq = 0
+    n = 0
+    for day in range(14):
+        for hour in (1, 3, 6, 9):  # UTC: 09:00, 11:00, 14:00, 17:00 local
+            n += 1
+            seq += 1
+            at = T0 + timedelta(days=day, hours=hour - 2)
+            courier = list(CARRIERS)[n % 3]
+            door = f"A{(n % 12) + 1:02d}"
+            events.append(
+                ParcelDeposited(
+                    id=f"e{seq}",
+                    cab=CAB,
+                    seq=seq,
+                    ts=at,
+                    data=ParcelDepositedData(
+                        parcel_id=f"P{n:06d}",
+                        compartment=door,
+                        size=Size.M,
+                        tracking_no=f"SF{7000000000 + n}",
+                        phone=PHONES[n % 3],
+                        courier_id=courier,
+                    ),
+                )
+            )
+            if n % 5 and day < 13:  # most are picked up, after 1 to 30 hours
+                seq += 1
+                events.append(
+                    ParcelPickedUp(
+                        id=f"e{seq}",
+                        cab=CAB,
+                        seq=seq,
+                        ts=at + timedelta(hours=1 + (n * 7) % 30),
+                        data=ParcelPickedUpData(
+                            compartment=door, parcel_id=f"P{n:06d}", method=PickupMethod.CODE
+                        ),
+                    )
+                )
+    late = NOW - timedelta(hours=2)
+    for kind in range(3):
+        seq += 1
+        events.append(
+            KeypadLockout(
+                id=f"e{seq}",
+                cab=CAB,
+                seq=seq,
+                ts=late + timedelta(minutes=3 * kind),
+                data=KeypadLockoutData(seconds=60),
+            )
+        )
+    for event_type, data in (
+        (DoorLeftOpen, DoorLeftOpenData(compartment="A03", seconds=120)),
+        (LockFault, LockFaultData(compartment="A07", detail="bolt did not retract")),
+        (DoorForced, DoorForcedData(compartment="A02")),
+    ):
+        seq += 1
+        events.append(event_type(id=f"e{seq}", cab=CAB, seq=seq, ts=late, data=data))
+    return events
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    db_url = f"sqlite:///{tmp_path_factory.mktemp('console-browser') / 'cloud.db'}"
+    upgrade(db_url)
+    engine: Engine = make_engine(db_url)
+    with Session(engine) as session:
+        register_cabinet(session, compartments=12)
+        for courier, carrier in CARRIERS.items():
+            session.add(Carrier(id=carrier, name=carrier, created_at=T0))
+            session.flush()
+            session.add(Courier(id=courier, carrier=carrier, pin_hash="x", created_at=T0))
+        repo.create_site(session=session, site_create=SiteCreate(id="site-2", name="B"), now=T0)
+        session.commit()
+        add_account(
+            session=session,
+            username="manager",
+            role="site_manager",
+            password=PASSWORD,
+            now=T0,
+            site_ids=[SITE],
+            phone="+8613900001111",
+        )
+        # As it happened: each event applied when it came, expiry run every 6 hours between.
+        checkpoint = T0
+        for event in sorted(_story(), key=lambda e: e.seq):
+            while checkpoint < event.ts:
+                run_due(session=session, now=checkpoint, seal_key=SEAL_KEY)
+                checkpoint += timedelta(hours=6)
+            session.rollback()
+            store_events(session=session, cab=CAB, envelopes=[event], now=event.ts)
+            session.rollback()
+            apply_pending(session=session, cab=CAB, now=event.ts, seal_key=SEAL_KEY)
+        run_due(session=session, now=NOW, seal_key=SEAL_KEY)
+        session.rollback()
+        cabinet = session.get(Cabinet, CAB)
+        assert cabinet is not None
+        cabinet.online, cabinet.last_seen_at = False, NOW - timedelta(minutes=40)
+        cabinet.presence_since = cabinet.last_seen_at
+        session.add(cabinet)
+        session.commit()
+        evaluate(session=session, now=NOW)
+    settings = CloudSettings(database_url=db_url, secret_key=SEAL_KEY.decode())
+    app = create_app(settings, engine=engine, clock=lambda: NOW)
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    wait_for(lambda: uv.started, 20, "the console's server")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    chromium = require_chromium()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def signed_in_page(browser: Any, server: str, *, lang: str, size: tuple[int, int]) -> Any:
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]})
+    page = context.new_page()
+    page.goto(f"{server}/console/lang/{lang}?next=/console/sign-in")
+    page.fill("input[name=username]", "manager")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit].primary")
+    page.wait_for_url("**/console/fleet")
+    return page
+
+
+def test_a_manager_acknowledges_a_forced_door(browser: Any, server: str) -> None:
+    page = signed_in_page(browser, server, lang="en", size=(1440, 900))
+    page.click("nav.main >> text=Alarms")
+    row = page.locator("tr", has_text="Door forced open")
+    assert row.count() == 1 and "door A02" in row.inner_text()
+    assert page.locator("tr", has_text="Code guessing").count() == 1
+    assert page.locator("tr", has_text="Cabinet offline").count() == 1
+    row.locator("summary").click()
+    row.locator("textarea[name=note]").fill("guard on the way")
+    row.locator("button", has_text="Acknowledge").click()
+    page.wait_for_url("**/console/alarms?done=acked")
+    acked = page.locator("tr", has_text="Door forced open")
+    assert "acknowledged" in acked.inner_text() and "guard on the way" in acked.inner_text()
+    assert "manager" in acked.inner_text()
+    page.context.close()
+
+
+def test_the_reports_draw_their_charts(browser: Any, server: str) -> None:
+    page = signed_in_page(browser, server, lang="zh-CN", size=(1440, 900))
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{server}/console/reports?first=2024-05-01&last=2024-05-14")
+    page.wait_for_selector(".chart canvas")
+    assert page.locator(".chart canvas").count() == 5
+    assert errors == []
+    page.context.close()
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_screenshots_of_every_page(browser: Any, server: str, lang: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pages = {
+        "alarms": "/console/alarms",
+        "parcels": "/console/parcels?q=1234",
+        "parcels-aged": "/console/parcels/aged?days=1",
+        "parcels-timeline": "/console/parcels/P000001",
+        "reports": "/console/reports?first=2024-05-01&last=2024-05-14",
+    }
+    for size_name, size in VIEWPORTS.items():
+        page = signed_in_page(browser, server, lang=lang, size=size)
+        for name, path in pages.items():
+            page.goto(server + path)
+            if name == "reports":
+                page.wait_for_selector(".chart canvas")
+            page.screenshot(path=str(SHOTS / f"{name}-{lang}-{size_name}.png"), full_page=True)
+            # Nothing wider than the screen: tables scroll inside their own box.
+            overflow = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+            assert not overflow, f"{name} ({lang}, {size_name}) is wider than the screen"
+        page.context.close()
