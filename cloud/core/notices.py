@@ -237,7 +237,7 @@ SMS_TEMPLATES: dict[tuple[NoticeKind, Language], str] = {
     # A site manager's alarm: no link either (the console is signed in to, never followed from
     # a text); `where` is the door if any, `deadline` when the alarm was first seen.
     (NoticeKind.ALARM, Language.ZH_CN): (
-        "告警：{cabinet}{where}{what}，{deadline}。请登录管理后台处理。"
+        "告警：{cabinet}，{where}{what}，{deadline}。请登录管理后台处理。"
     ),
     (NoticeKind.ALARM, Language.EN): (
         "ALARM: {cabinet}{where}: {what} at {deadline}. Please see the console."

@@ -230,19 +230,22 @@ class Story:
         # (or the phone) is taken; otherwise the courier picks a size.
         shown = self.press(cabinet, "TrackingEntered", tracking_no=tracking_no)
         self.check(
-            "TrackingAccepted" in _types(shown) or _opening(shown),
+            bool({"TrackingAccepted", "ReservationFound"} & set(_types(shown))) or _opening(shown),
             f"tracking number {tracking_no} taken",
             shown,
         )
+        shown = self.open_reserved(cabinet, shown, phone)
         size_screens = shown
         if not _opening(shown):
             national = phone.removeprefix("+86")  # typed as a person would: no country code
             shown = self.press(cabinet, "PhoneEntered", phone=national)
             self.check(
-                "PhoneAccepted" in _types(shown) or _opening(shown),
+                bool({"PhoneAccepted", "ReservationFound"} & set(_types(shown)))
+                or _opening(shown),
                 f"recipient's mobile {mask_phone(phone)} taken",
                 shown,
             )
+            shown = self.open_reserved(cabinet, shown, phone)
             size_screens = shown
         if not _opening(shown):
             size_screens = self.press(cabinet, "SizeChosen", size=size)
@@ -271,6 +274,22 @@ class Story:
         out = self.press(cabinet, "CourierSignOut")
         self.check(_types(out) == ["SignedOut"], f"courier {courier_id} signed out", out)
         return compartment, deposited[0]["parcel_id"], size_screens
+
+    def open_reserved(
+        self, cabinet: CabinetInfo, shown: list[dict[str, Any]], phone: str
+    ) -> list[dict[str, Any]]:
+        """Where the screen found the door held for an announced parcel (after the tracking
+        number, or after the phone where the shipment names no carrier), check the masked phone
+        it shows and tap once to open that door; otherwise return the screens as they are."""
+        found = [screen for screen in shown if screen["type"] == "ReservationFound"]
+        if not found:
+            return shown
+        self.check(
+            found[0]["phone_masked"] == mask_phone(phone),
+            f"the screen shows the announced {mask_phone(phone)}, size {found[0]['size']}",
+            found,
+        )
+        return self.press(cabinet, "OpenReserved")
 
     # --- the steps -------------------------------------------------------------------------------
 

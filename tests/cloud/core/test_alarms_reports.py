@@ -23,6 +23,7 @@ def test_severity_and_who_is_told() -> None:
     assert a.severity("some.future_kind") is a.Severity.WARNING
     critical = {a.AlarmKind.DOOR_FORCED, a.AlarmKind.LOCK_FAULT}
     critical |= {a.AlarmKind.CABINET_OFFLINE, a.AlarmKind.BRUTE_FORCE}
+    critical |= {a.AlarmKind.OCCUPANCY_MISMATCH}
     assert critical == a.NOTIFIED
     assert a.open_key("CAB-1", None, "cabinet.offline") == "CAB-1/*/cabinet.offline"
     assert a.open_key("CAB-1", "A02", "door.forced") == "CAB-1/A02/door.forced"
