@@ -87,19 +87,30 @@ class Checker:
             self.checked["parcel-state"] += 1
             if row is None:
                 if parcel.state != "indeterminate" and parcel.parcel_id is not None:
-                    self.fail("parcel-state", f"{parcel.tracking_no} was deposited "
-                              f"(parcel {parcel.parcel_id}) but the cloud has no such parcel",
-                              records)
+                    self.fail(
+                        "parcel-state",
+                        f"{parcel.tracking_no} was deposited "
+                        f"(parcel {parcel.parcel_id}) but the cloud has no such parcel",
+                        records,
+                    )
                 continue
             want = {"picked_up": {"picked_up"}, "retrieved": {"retrieved"}}.get(
                 parcel.state, {"picked_up", "retrieved"}
             )
             if row["status"] not in want:
-                self.fail("parcel-state", f"{parcel.tracking_no} is {row['status']} in the "
-                          f"cloud; the people left it {parcel.state}", records)
+                self.fail(
+                    "parcel-state",
+                    f"{parcel.tracking_no} is {row['status']} in the "
+                    f"cloud; the people left it {parcel.state}",
+                    records,
+                )
             if parcel.parcel_id and row["parcel_id"] != parcel.parcel_id:
-                self.fail("parcel-state", f"{parcel.tracking_no}: the cabinet said parcel "
-                          f"{parcel.parcel_id}, the cloud has {row['parcel_id']}", records)
+                self.fail(
+                    "parcel-state",
+                    f"{parcel.tracking_no}: the cabinet said parcel "
+                    f"{parcel.parcel_id}, the cloud has {row['parcel_id']}",
+                    records,
+                )
             self._timeline(parcel, row["timeline"], records)
 
     def _timeline(self, parcel: Parcel, timeline: list[dict[str, Any]], records) -> None:
@@ -108,16 +119,24 @@ class Checker:
         for status in statuses:
             if not walk or walk[-1] != status:
                 walk.append(status)
-        legal = bool(walk) and walk[0] in STARTS and all(
-            (a, b) in EDGES for a, b in zip(walk, walk[1:], strict=False)
+        legal = (
+            bool(walk)
+            and walk[0] in STARTS
+            and all((a, b) in EDGES for a, b in zip(walk, walk[1:], strict=False))
         )
         if not legal or len(set(walk)) != len(walk):
-            self.fail("parcel-state", f"{parcel.tracking_no}: timeline {walk} is not a legal "
-                      "walk of the parcel's life", records)
+            self.fail(
+                "parcel-state",
+                f"{parcel.tracking_no}: timeline {walk} is not a legal walk of the parcel's life",
+                records,
+            )
         cabinet_at = [t["at"] for t in timeline if t["source"] == "cabinet"]
         if cabinet_at != sorted(cabinet_at):
-            self.fail("parcel-state", f"{parcel.tracking_no}: the cabinet's timeline rows are "
-                      f"out of order: {cabinet_at}", records)
+            self.fail(
+                "parcel-state",
+                f"{parcel.tracking_no}: the cabinet's timeline rows are out of order: {cabinet_at}",
+                records,
+            )
 
     # --- seq -------------------------------------------------------------------------------------
 
@@ -132,14 +151,21 @@ class Checker:
             records = self.history.about("cab", cab)[-20:]
             if seqs != list(range(1, last + 1)):
                 missing = sorted(set(range(1, last + 1)) - set(seqs))[:10]
-                self.fail("seq", f"{cab}: the journal handed out seqs 1..{last}; the cloud "
-                          f"holds {len(seqs)} of them (missing {missing})", records)
+                self.fail(
+                    "seq",
+                    f"{cab}: the journal handed out seqs 1..{last}; the cloud "
+                    f"holds {len(seqs)} of them (missing {missing})",
+                    records,
+                )
             if applied_upto.get(cab) != last or not all(e[3] for e in mine):
-                self.fail("seq", f"{cab}: applied up to {applied_upto.get(cab)} of {last}",
-                          records)
+                self.fail("seq", f"{cab}: applied up to {applied_upto.get(cab)} of {last}", records)
             if journal["unacked"]:
-                self.fail("seq", f"{cab}: {journal['unacked']} events still unacked in its "
-                          "journal after healing", records)
+                self.fail(
+                    "seq",
+                    f"{cab}: {journal['unacked']} events still unacked in its "
+                    "journal after healing",
+                    records,
+                )
             ids = Counter(e[1] for e in mine)
             twice = [i for i, n in ids.items() if n > 1]
             if twice:
@@ -156,14 +182,20 @@ class Checker:
         self.checked["applied-once"] += len(seen)
         for (kind, parcel_id), n in seen.items():
             if n > 1:
-                self.fail("applied-once", f"{kind} of parcel {parcel_id} is in the cloud {n} "
-                          "times", self.history.about("parcel_id", parcel_id))
+                self.fail(
+                    "applied-once",
+                    f"{kind} of parcel {parcel_id} is in the cloud {n} times",
+                    self.history.about("parcel_id", parcel_id),
+                )
         for tracking, row in ev.cloud["parcels"].items():
             counts = Counter(t["status"] for t in row["timeline"] if t["status"] != "in_locker")
             for status, n in counts.items():
                 if n > 1:
-                    self.fail("applied-once", f"{tracking}: {n} timeline rows {status}",
-                              self.history.about("tracking_no", tracking))
+                    self.fail(
+                        "applied-once",
+                        f"{tracking}: {n} timeline rows {status}",
+                        self.history.about("tracking_no", tracking),
+                    )
 
     # --- notice ----------------------------------------------------------------------------------
 
@@ -174,8 +206,11 @@ class Checker:
         for (to, body), n in bodies.items():
             if n > 1:
                 tracking = next((p.tracking_no for p in ev.parcels if p.tracking_no in body), None)
-                self.fail("notice", f"one SMS sent {n} times ({tracking}): {body[:80]!r}",
-                          self.history.about("tracking_no", tracking))
+                self.fail(
+                    "notice",
+                    f"one SMS sent {n} times ({tracking}): {body[:80]!r}",
+                    self.history.about("tracking_no", tracking),
+                )
         if any(n > 1 for n in sids.values()):
             self.fail("notice", "the provider saw one message id twice")
         for parcel in ev.parcels:
@@ -189,9 +224,12 @@ class Checker:
             }
             self.checked["notice"] += 1
             if len(codes) != 1:
-                self.fail("notice", f"{parcel.tracking_no}: its recipient got {len(codes)} "
-                          "pickup codes (one was due)",
-                          self.history.about("tracking_no", parcel.tracking_no))
+                self.fail(
+                    "notice",
+                    f"{parcel.tracking_no}: its recipient got {len(codes)} "
+                    "pickup codes (one was due)",
+                    self.history.about("tracking_no", parcel.tracking_no),
+                )
 
     # --- door-opening ----------------------------------------------------------------------------
 
@@ -216,9 +254,12 @@ class Checker:
                 if opened > recorded:
                     extra += opened - recorded
             if extra > slack[cab]:
-                self.fail("door-opening", f"{cab}: doors opened {extra} times more than the "
-                          f"recorded acts explain (failed tries: {slack[cab]})",
-                          self.history.about("cab", cab)[-30:])
+                self.fail(
+                    "door-opening",
+                    f"{cab}: doors opened {extra} times more than the "
+                    f"recorded acts explain (failed tries: {slack[cab]})",
+                    self.history.about("cab", cab)[-30:],
+                )
 
     # --- door-picture ----------------------------------------------------------------------------
 
@@ -229,9 +270,12 @@ class Checker:
                 self.checked["door-picture"] += 1
                 theirs = cloud_doors.get(cab, {}).get(door_id)
                 if theirs != row["state"]:
-                    self.fail("door-picture", f"{cab} door {door_id}: the cabinet says "
-                              f"{row['state']}, the cloud {theirs}",
-                              self.history.about("compartment", door_id)[-10:])
+                    self.fail(
+                        "door-picture",
+                        f"{cab} door {door_id}: the cabinet says "
+                        f"{row['state']}, the cloud {theirs}",
+                        self.history.about("compartment", door_id)[-10:],
+                    )
 
 
 # --- gathering the evidence -----------------------------------------------------------------------

@@ -14,6 +14,8 @@ SIGKILL and started again with the same command line and environment (`restart`)
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from dataclasses import dataclass
 from datetime import time as wall_time
 from pathlib import Path
@@ -28,7 +30,6 @@ from locker.demo.stack import (
     DemoStack,
     Options,
     _clean_env,
-    _die_with_parent,
     _locker,
 )
 from locker.harness.mosquitto import Mosquitto
@@ -40,6 +41,8 @@ WORKERS = 2
 # Read by the cloud worker (cloud/worker/ingest_loop.py) and set ONLY by the planted-bug test:
 # it makes the worker ack events before their commit, the bug the checker must catch.
 PLANT_ENV = "LOCKER_CLOUD_CHAOS_PLANT"
+RESEND_UNACKED_AFTER_S = 5.0
+RESTART_SEC = 2.0  # as deploy/systemd's units
 
 
 @dataclass
@@ -87,10 +90,25 @@ class _ProxiedStack(DemoStack):
                 f"the simulator of {cabinet.id}",
             )
             proxy = self.cluster.proxies[cabinet.id]
-            cabinet.config_path.write_text(self._daemon_config(info, cabinet, n, HOST, proxy.port))
+            config = self._daemon_config(info, cabinet, n, HOST, proxy.port)
+            cabinet.config_path.write_text(config)
             cabinet.config_path.chmod(0o600)
             args = ["cabinet", "run", "--config", str(cabinet.config_path)]
             self._spawn(f"cabinet-{cabinet.id}", args, _clean_env())
+
+    def _daemon_config(
+        self, info: DemoInfo, cabinet: CabinetInfo, n: int, host: str, port: int
+    ) -> str:
+        import tomllib
+
+        from locker.cloud_registry_command import to_toml
+
+        config = tomllib.loads(super()._daemon_config(info, cabinet, n, host, port))
+        # A campaign's faults lose events in flight often: the cabinet sends them again after
+        # 5 s without an event-ack (deployed: 60 s), so a run is not mostly waiting.
+        config["mqtt"]["keepalive_s"] = 5
+        config["mqtt"]["resend_unacked_after_s"] = RESEND_UNACKED_AFTER_S
+        return to_toml(config)
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
         self.commands[name] = (args, env)
@@ -98,6 +116,10 @@ class _ProxiedStack(DemoStack):
 
     def restart(self, name: str) -> None:
         """kill -9 the process by its pid, then start it again as it was started."""
+        with self.cluster.lock:
+            self._restart(name)
+
+    def _restart(self, name: str) -> None:
         import subprocess
 
         index = next(i for i, (n, _p) in enumerate(self.processes) if n == name)
@@ -112,17 +134,29 @@ class _ProxiedStack(DemoStack):
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=self.data_dir,
+                # No PR_SET_PDEATHSIG here: it fires when the *thread* that started the child
+                # ends (the nemesis's, the supervisor's), not this process. Cluster.stop stops
+                # every child by its pid however the run ends.
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
             )
         self.processes[index] = (name, process)
 
 
 class Cluster:
-    """Start everything (`start`), fault it (`restart`, `proxies`, `broker`), stop everything."""
+    """Start everything (`start`), fault it (`restart`, `proxies`, `broker`), stop everything.
+
+    It also plays systemd's part (deploy/systemd: `Restart=on-failure`, `RestartSec=2`): a
+    process that exits on its own (the API finding PostgreSQL refusing at start) is started
+    again two seconds later, and `supervised` lists each such restart.
+    """
 
     def __init__(self, options: ClusterOptions, *, echo=lambda _line: None) -> None:
         self.options = options
+        self.lock = threading.RLock()
+        self.supervised: list[tuple[str, int | None]] = []  # (process, its exit status)
+        self._exited_at: dict[str, float] = {}
+        self._supervising = threading.Event()
+        self._supervisor: threading.Thread | None = None
         self.echo = echo
         self.proxies: dict[str, Proxy] = {}
         self.database: TempDatabase | None = None
@@ -133,7 +167,9 @@ class Cluster:
     def start(self) -> DemoInfo:
         self.database = create_database(self.options.pg_admin_url, prefix="locker_chaos_")
         pg = urlsplit(self.database.url)
-        self.proxies["postgres"] = Proxy("postgres", pg.port or 5432, target_host=pg.hostname or HOST).start()
+        self.proxies["postgres"] = Proxy(
+            "postgres", pg.port or 5432, target_host=pg.hostname or HOST
+        ).start()
         netloc = pg.netloc.rsplit("@", 1)
         userinfo = netloc[0] + "@" if len(netloc) == 2 else ""
         proxied_url = urlunsplit(
@@ -168,7 +204,26 @@ class Cluster:
             self.proxies[f"worker-{n}"] = Proxy(f"worker-{n}", self.broker.port).start()
         options.broker_url = self.broker.url
         self.info = self.stack.start()
+        self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
+        self._supervising.set()
+        self._supervisor.start()
         return self.info
+
+    def _supervise(self) -> None:
+        assert self.stack is not None
+        while self._supervising.is_set():
+            with self.lock:
+                now = time.monotonic()
+                for name, process in list(self.stack.processes):
+                    if process.poll() is None:
+                        self._exited_at.pop(name, None)
+                        continue
+                    exited = self._exited_at.setdefault(name, now)
+                    if now - exited >= RESTART_SEC:
+                        self.supervised.append((name, process.returncode))
+                        self._exited_at.pop(name, None)
+                        self.stack._restart(name)
+            time.sleep(0.25)
 
     @property
     def cabinets(self) -> list[CabinetInfo]:
@@ -189,11 +244,19 @@ class Cluster:
         for proxy in self.proxies.values():
             proxy.heal()
 
-    def dead_processes(self) -> list[str]:
+    def wait_all_running(self, timeout_s: float = 30.0) -> None:
+        """Until every process runs (the supervisor restarts those that exited)."""
         assert self.stack is not None
-        return [name for name, p in self.stack.processes if p.poll() is not None]
+        deadline = time.monotonic() + timeout_s
+        while any(p.poll() is not None for _n, p in self.stack.processes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("processes stay down after healing")
+            time.sleep(0.2)
 
     def stop(self, *, keep_database: bool = False) -> None:
+        self._supervising.clear()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
         if self.stack is not None:
             with contextlib.suppress(Exception):
                 self.stack.stop()

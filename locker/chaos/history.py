@@ -54,9 +54,7 @@ class History:
             return ""
         first, last = own[0]["t"] - faults_within_s, own[-1]["t"]
         with self._lock:
-            faults = [
-                r for r in self.records if r["who"] == "nemesis" and first <= r["t"] <= last
-            ]
+            faults = [r for r in self.records if r["who"] == "nemesis" and first <= r["t"] <= last]
         shown = sorted({r["i"]: r for r in own + faults}.values(), key=lambda r: r["i"])
         return "\n".join(_line(r) for r in shown)
 

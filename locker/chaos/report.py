@@ -20,6 +20,7 @@ def print_result(console: Console, result: Result) -> None:
     table.add_row("faults injected", str(sum(result.faults.values())))
     for kind, n in result.faults.items():
         table.add_row(f"  {kind}", str(n))
+    table.add_row("restarts by the supervisor", str(len(result.supervised)))
     table.add_row("facts checked", str(sum(result.checked.values())))
     for name, n in result.checked.items():
         table.add_row(f"  {name}", str(n))

@@ -126,6 +126,7 @@ class Workload:
             list(pool.map(self._deposit_and_pick_up, by_cab.values()))
         left = [p for p in parcels if p.state in ("deposited", "indeterminate")]
         if left:
+            self._wait_in_locker(left)
             self.jump_clock()
             by_cab = {}
             for parcel in left:
@@ -150,7 +151,10 @@ class Workload:
                 self._deposit_once(cabinet, parcel)
             except (OpFailed, httpx.HTTPError) as err:
                 self.history.add(
-                    "workload", "deposit.fail", attempt=attempt, error=str(err)[:200],
+                    "workload",
+                    "deposit.fail",
+                    attempt=attempt,
+                    error=str(err)[:200],
                     **parcel.shown(),
                 )
                 self._sign_out(cabinet)
@@ -170,7 +174,9 @@ class Workload:
         courier_id, pin = parcel.courier
         self._expect(cabinet, "CourierSignIn", "SignedIn", courier_id=courier_id, pin=pin)
         self._expect(cabinet, "TrackingEntered", "TrackingAccepted", tracking_no=parcel.tracking_no)
-        self._expect(cabinet, "PhoneEntered", "PhoneAccepted", phone=parcel.phone.removeprefix("+86"))
+        self._expect(
+            cabinet, "PhoneEntered", "PhoneAccepted", phone=parcel.phone.removeprefix("+86")
+        )
         screens = self._press(cabinet, "SizeChosen", size=parcel.size)
         opening = [s for s in screens if s["type"] == "DepositDoorOpening"]
         if not opening:
@@ -178,7 +184,9 @@ class Workload:
         compartment = opening[-1]["compartment"]
         parcel.compartment = compartment
         self.history.add("workload", "deposit.door", **parcel.shown())
-        self._until(lambda: self.door(cabinet, compartment)["door_open"], f"door {compartment} open")
+        self._until(
+            lambda: self.door(cabinet, compartment)["door_open"], f"door {compartment} open"
+        )
         self.act(cabinet, compartment, "put")
         parcel.state = "indeterminate"  # in the door: from here a failure leaves it to the checker
         self.act(cabinet, compartment, "close")
@@ -209,7 +217,10 @@ class Workload:
                 self._pick_up_once(cabinet, parcel)
             except (OpFailed, httpx.HTTPError) as err:
                 self.history.add(
-                    "workload", "pickup.fail", attempt=attempt, error=str(err)[:200],
+                    "workload",
+                    "pickup.fail",
+                    attempt=attempt,
+                    error=str(err)[:200],
                     **parcel.shown(),
                 )
                 time.sleep(2.0)
@@ -234,11 +245,32 @@ class Workload:
         self._take_out(cabinet, parcel.compartment)
 
     def _take_out(self, cabinet: CabinetInfo, compartment: str) -> None:
-        self._until(lambda: self.door(cabinet, compartment)["door_open"], f"door {compartment} open")
+        self._until(
+            lambda: self.door(cabinet, compartment)["door_open"], f"door {compartment} open"
+        )
         self.act(cabinet, compartment, "take")
         self.act(cabinet, compartment, "close")
 
     # --- expiry and retrieval --------------------------------------------------------------------
+
+    def _wait_in_locker(self, parcels: list[Parcel]) -> None:
+        """Until the cloud has every parcel left in its locker (its deadline clock started): a
+        clock jump before then would not expire it. A parcel the cabinet may never have
+        recorded (an indeterminate deposit) is waited for a little only."""
+        tracking = [p.tracking_no for p in parcels]
+        sure = [p.tracking_no for p in parcels if p.state == "deposited"]
+        deadline = time.monotonic() + 10
+        try:
+            self._until(
+                lambda: all(
+                    self.cloud_status(tracking).get(t) == "in_locker"
+                    for t in (tracking if time.monotonic() < deadline else sure)
+                ),
+                "the cloud to have them in_locker",
+                self.wait_s,
+            )
+        except OpFailed as err:
+            self.history.add("workload", "deposit.late", error=str(err), tracking=tracking)
 
     def jump_clock(self) -> None:
         """Move the cloud workers' clock past the pickup window (the API and cabinets keep theirs)."""
@@ -259,8 +291,9 @@ class Workload:
                 self.wait_s,
             )
         except OpFailed as err:
-            self.history.add("workload", "expiry.late", error=str(err), cab=cabinet.id,
-                             tracking=tracking)
+            self.history.add(
+                "workload", "expiry.late", error=str(err), cab=cabinet.id, tracking=tracking
+            )
         for courier in sorted({p.courier for p in parcels}):
             mine = [p for p in parcels if p.courier == courier]
             for attempt in range(1, 5):
@@ -268,8 +301,12 @@ class Workload:
                     self._retrieve_once(cabinet, courier, mine)
                 except (OpFailed, httpx.HTTPError) as err:
                     self.history.add(
-                        "workload", "retrieve.fail", attempt=attempt, cab=cabinet.id,
-                        courier=courier[0], error=str(err)[:200],
+                        "workload",
+                        "retrieve.fail",
+                        attempt=attempt,
+                        cab=cabinet.id,
+                        courier=courier[0],
+                        error=str(err)[:200],
                     )
                     self._sign_out(cabinet)
                     time.sleep(2.0)
@@ -294,7 +331,7 @@ class Workload:
         self._until(
             lambda: self.kiosk_status(cabinet).get("retrievals_due", 0) >= 1,
             "retrievals to reach the cabinet",
-            self.wait_s,
+            30,
         )
         self._expect(cabinet, "CourierSignIn", "SignedIn", courier_id=courier[0], pin=courier[1])
         screens = self._press(cabinet, "RetrieveParcels")
@@ -303,8 +340,13 @@ class Workload:
             raise OpFailed(f"'take back' opened nothing: {_types(screens)}")
         for compartment in opening[0]["compartments"]:
             self._take_out(cabinet, compartment)
-            self.history.add("workload", "retrieve.door", cab=cabinet.id, compartment=compartment,
-                             courier=courier[0])
+            self.history.add(
+                "workload",
+                "retrieve.door",
+                cab=cabinet.id,
+                compartment=compartment,
+                courier=courier[0],
+            )
         self._until(lambda: self._sign_out(cabinet), "the courier to sign out")
         for parcel in parcels:
             if not self._occupied(cabinet, parcel):
@@ -326,7 +368,9 @@ class Workload:
     def _press(self, cabinet: CabinetInfo, kind: str, **fields: str) -> list[dict[str, Any]]:
         answer = self.http.post(f"{cabinet.kiosk_url}/api/input", json={"type": kind, **fields})
         if answer.status_code != 200:
-            raise OpFailed(f"kiosk {cabinet.id} refused {kind}: {answer.status_code} {answer.text[:200]}")
+            raise OpFailed(
+                f"kiosk {cabinet.id} refused {kind}: {answer.status_code} {answer.text[:200]}"
+            )
         return answer.json()["screens"]
 
     def _expect(self, cabinet: CabinetInfo, kind: str, screen: str, **fields: str) -> None:
