@@ -274,7 +274,11 @@ class Checker:
                         "door-picture",
                         f"{cab} door {door_id}: the cabinet says "
                         f"{row['state']}, the cloud {theirs}",
-                        self.history.about("compartment", door_id)[-10:],
+                        [
+                            r
+                            for r in self.history.about("compartment", door_id)
+                            if r.get("cab") == cab
+                        ][-10:],
                     )
 
 
