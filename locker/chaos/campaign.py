@@ -16,7 +16,7 @@ from locker.chaos.history import History
 from locker.chaos.nemesis import KINDS, Nemesis
 from locker.chaos.workload import Workload, plan
 
-ROUND = 6  # parcels per round: two per cabinet, then the clock jumps for those left
+ROUND = 12  # parcels per round: four per cabinet, then the clock jumps for those left
 
 
 @dataclass
