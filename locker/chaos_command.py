@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -89,6 +91,9 @@ def chaos(
     from locker.chaos.report import print_result
     from locker.harness import ServiceMissing
 
+    # A SIGTERM ends the run as Ctrl-C does: through the campaign's clean-up, which stops every
+    # process it started by its pid and drops its database.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     console = Console()
     folder = data or Path(tempfile.mkdtemp(prefix="locker-chaos-"))
     options = CampaignOptions(

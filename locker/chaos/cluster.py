@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import time as wall_time
 from pathlib import Path
@@ -30,6 +31,7 @@ from locker.demo.stack import (
     DemoStack,
     Options,
     _clean_env,
+    _die_with_parent,
     _locker,
 )
 from locker.harness.mosquitto import Mosquitto
@@ -117,7 +119,7 @@ class _ProxiedStack(DemoStack):
     def restart(self, name: str) -> None:
         """kill -9 the process by its pid, then start it again as it was started."""
         with self.cluster.lock:
-            self._restart(name)
+            self.cluster.spawner.submit(self._restart, name).result()
 
     def _restart(self, name: str) -> None:
         import subprocess
@@ -134,10 +136,8 @@ class _ProxiedStack(DemoStack):
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=self.data_dir,
-                # No PR_SET_PDEATHSIG here: it fires when the *thread* that started the child
-                # ends (the nemesis's, the supervisor's), not this process. Cluster.stop stops
-                # every child by its pid however the run ends.
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         self.processes[index] = (name, process)
 
@@ -153,6 +153,11 @@ class Cluster:
     def __init__(self, options: ClusterOptions, *, echo=lambda _line: None) -> None:
         self.options = options
         self.lock = threading.RLock()
+        # Every restart is started from this one thread, which lives as long as the campaign:
+        # a child's PR_SET_PDEATHSIG fires when the *thread* that started it ends, so children
+        # started from the nemesis's thread would get SIGTERM when the nemesis stops, and
+        # children started from a short-lived thread would outlive a killed campaign.
+        self.spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawner")
         self.supervised: list[tuple[str, int | None]] = []  # (process, its exit status)
         self._exited_at: dict[str, float] = {}
         self._supervising = threading.Event()
@@ -222,7 +227,7 @@ class Cluster:
                     if now - exited >= RESTART_SEC:
                         self.supervised.append((name, process.returncode))
                         self._exited_at.pop(name, None)
-                        self.stack._restart(name)
+                        self.spawner.submit(self.stack._restart, name).result()
             time.sleep(0.25)
 
     @property
@@ -264,6 +269,7 @@ class Cluster:
             self.broker.stop()
         for proxy in self.proxies.values():
             proxy.stop()
+        self.spawner.shutdown(wait=True)
         if self.database is not None and not keep_database:
             self.database.drop()
 
