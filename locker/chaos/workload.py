@@ -222,6 +222,9 @@ class Workload:
             try:
                 self._pick_up_once(cabinet, parcel)
             except DoorShut as err:
+                # It stays behind its faulted door (whose deadline clock the cloud pauses, so it
+                # will not expire either): left for the checker to judge.
+                parcel.state = "stuck"
                 self.history.add("workload", "pickup.door_shut", error=str(err), **parcel.shown())
                 return
             except (OpFailed, httpx.HTTPError) as err:
