@@ -351,7 +351,7 @@ class Workload:
         self._until(
             lambda: self.kiosk_status(cabinet).get("retrievals_due", 0) >= 1,
             "retrievals to reach the cabinet",
-            30,
+            min(30.0, self.wait_s),
         )
         self._expect(cabinet, "CourierSignIn", "SignedIn", courier_id=courier[0], pin=courier[1])
         screens = self._press(cabinet, "RetrieveParcels")
