@@ -144,9 +144,12 @@ class Workload:
     def _deposit_and_pick_up(self, parcels: list[Parcel]) -> None:
         for parcel in parcels:
             self.deposit(parcel)
+        # One patience for the cabinet's recipients together: SMS that have not come for the
+        # first are not waited for again, one by one, for the rest.
+        deadline = time.monotonic() + self.wait_s
         for parcel in parcels:
             if parcel.fate == "pickup" and parcel.state == "deposited":
-                self.pick_up(parcel)
+                self.pick_up(parcel, deadline=deadline)
 
     # --- deposit -------------------------------------------------------------------------------
 
@@ -211,10 +214,11 @@ class Workload:
                 return match.group(1)
         return None
 
-    def pick_up(self, parcel: Parcel, attempts: int = 4) -> None:
+    def pick_up(self, parcel: Parcel, attempts: int = 4, deadline: float | None = None) -> None:
         cabinet = self.cabinets[parcel.cab]
+        wait_s = self.wait_s if deadline is None else max(1.0, deadline - time.monotonic())
         try:
-            parcel.code = self._until(lambda: self.code_of(parcel), "the pickup SMS", self.wait_s)
+            parcel.code = self._until(lambda: self.code_of(parcel), "the pickup SMS", wait_s)
         except OpFailed as err:
             self.history.add("workload", "pickup.no_code", error=str(err), **parcel.shown())
             return
