@@ -312,8 +312,11 @@ class Workload:
             self.history.add(
                 "workload", "expiry.late", error=str(err), cab=cabinet.id, tracking=tracking
             )
-        for courier in sorted({p.courier for p in parcels}):
-            mine = [p for p in parcels if p.courier == courier]
+        # Only what the cloud expired is due back; the checker judges the rest.
+        found = self.cloud_status(tracking)
+        due = [p for p in parcels if found.get(p.tracking_no) == "expired"]
+        for courier in sorted({p.courier for p in due}):
+            mine = [p for p in due if p.courier == courier]
             for attempt in range(1, 3):
                 try:
                     self._retrieve_once(cabinet, courier, mine)

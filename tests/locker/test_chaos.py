@@ -83,7 +83,7 @@ def test_a_worker_that_acks_before_commit_is_caught_with_a_replayable_seed(
         site_time=time(14, 0),
         kinds=("pg-refuse",),
         plant="ack-before-commit",
-        quiet_timeout_s=15,
+        quiet_timeout_s=10,
     )
     result = _run(options)
     assert not result.ok
