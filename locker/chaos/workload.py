@@ -406,11 +406,27 @@ class Workload:
             raise OpFailed(f"{kind} showed {_types(screens)}, not {screen}")
 
     def _sign_out(self, cabinet: CabinetInfo) -> bool:
+        """Sign the courier out, as a courier walking away from a failed try would: a door
+        still held for a parcel that never went in is shut and given back first (Cancel)."""
         try:
+            status = self.kiosk_status(cabinet)
+            courier = status.get("courier") or {}
+            if courier.get("step") == "at_door" and courier.get("compartment"):
+                compartment = courier["compartment"]
+                door = self.door(cabinet, compartment)
+                if door["door_open"]:
+                    self.act(cabinet, compartment, "close")
+                # The parcel went in (the try failed after): confirm it, which is the truth.
+                # Nothing went in: give the door back.
+                kind = "Confirm" if door["occupied"] else "Cancel"
+                self.http.post(f"{cabinet.kiosk_url}/api/input", json={"type": kind})
+                self.history.add(
+                    "workload", f"deposit.{kind.lower()}", cab=cabinet.id, compartment=compartment
+                )
             answer = self.http.post(
                 f"{cabinet.kiosk_url}/api/input", json={"type": "CourierSignOut"}
             )
-        except httpx.HTTPError:
+        except (httpx.HTTPError, OpFailed):
             return False
         return answer.status_code in (200, 409)
 
