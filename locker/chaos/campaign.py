@@ -16,6 +16,7 @@ from locker.chaos.history import History
 from locker.chaos.nemesis import KINDS, Nemesis
 from locker.chaos.workload import Workload, plan
 
+QUIET_FOR_S = 3.0  # how long nothing may move before the checker looks
 ROUND = 12  # parcels per round: four per cabinet, then the clock jumps for those left
 
 
@@ -178,6 +179,7 @@ def _wait_quiet(cluster: Cluster, engine: Any, timeout_s: float, history: Histor
 
     deadline = time.monotonic() + timeout_s
     started = time.monotonic()
+    quiet_since: float | None = None
     while True:
         journals = {c.id: read_journal(c) for c in cluster.cabinets}
         with Session(engine) as session:
@@ -188,7 +190,12 @@ def _wait_quiet(cluster: Cluster, engine: Any, timeout_s: float, history: Histor
         quiet = queued == 0 and all(
             j["unacked"] == 0 and applied.get(cab) == j["last_seq"] for cab, j in journals.items()
         )
-        if quiet:
+        # Quiet means it stays so: the last door shut a moment ago may still be on its way.
+        if not quiet:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= QUIET_FOR_S:
             history.add("workload", "quiet", after_s=round(time.monotonic() - started, 1))
             return
         if time.monotonic() > deadline:
