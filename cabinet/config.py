@@ -55,6 +55,10 @@ class MqttConfig(_Strict):
     username: str | None = None
     password: SecretStr | None = None
     keepalive_s: int = Field(60, ge=5, le=3600)
+    # Unacked events are sent again when no event-ack came for this long: the recovery from a
+    # broker that lost them (a crash before its snapshot) or a worker whose session was dropped
+    # with them in flight. Shorter costs duplicates the cloud ignores; longer, a late parcel.
+    resend_unacked_after_s: float = Field(60, ge=1, le=3600)
     tls: TlsConfig | None = None
 
 

@@ -414,6 +414,7 @@ def link_settings(config: CabinetConfig, **overrides: Any) -> LinkSettings:
         "cert_path": str(tls.cert) if tls and tls.cert else None,
         "key_path": str(tls.key) if tls and tls.key else None,
         "keepalive_s": mqtt.keepalive_s,
+        "resend_unacked_after_s": mqtt.resend_unacked_after_s,
         "firmware": FIRMWARE,
     }
     return LinkSettings(**{**fields, **overrides})

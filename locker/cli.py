@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from locker import bench_command, cabinet_command, cloud_command
+from locker.chaos_command import chaos
 from locker.demo_command import demo
 from locker.sim_command import sim
 
@@ -35,6 +36,7 @@ protocol_app = typer.Typer(
 app.add_typer(protocol_app, name="protocol")
 app.command(name="demo")(demo)
 app.command(name="sim")(sim)
+app.command(name="chaos")(chaos)
 app.add_typer(cabinet_command.app, name="cabinet")
 app.add_typer(cloud_command.app, name="cloud")
 app.add_typer(bench_command.app, name="bench")

@@ -6,8 +6,10 @@ never marks a reconnected cabinet offline. The stored state is rebuilt from the 
 and `boot`; the row keeps no state `ts`, so within one boot and one `online` value the newer
 delivery wins, which only ever re-applies the same presence.
 
-A birth reconciles the compartments with the inventory it carries (it lists every compartment:
-those missing from it are removed), and pauses or resumes the clock of a parcel whose door it
+A new session's birth reconciles the compartments with the inventory it carries (it lists every
+compartment: those missing from it are removed; a repeat of the same birth, as the retained
+message is handed again to a reconnecting worker, is older than the events applied since and
+changes no door), and pauses or resumes the clock of a parcel whose door it
 lists as faulted or back. A change of presence pauses or resumes the deadline clock of the
 cabinet's in-locker parcels. Those rules are the core's (`cloud.core.doors`), and a
 new session makes its unacked commands due at once (`commands.resend_now`), all in the same
@@ -95,12 +97,16 @@ def apply_state(
         cabinet.last_seen_at = received_at
         session.add(cabinet)
         added = removed = 0
-        if state.compartments is not None:
+        # Only a new session's birth says what the doors are now. A repeat of a birth already
+        # applied (every worker gets it, and the broker hands the retained one again to each
+        # worker that reconnects) is a picture from before the events applied since: a parcel
+        # picked up after it would be put back behind its door (found by `locker chaos`).
+        if state.compartments is not None and reconnected:
             added, removed = _reconcile(session, cabinet.id, state)
         if reconnected:
             resend_now(session=session, cab=cabinet.id)
         changed = 0
-        if state.compartments is not None:
+        if state.compartments is not None and reconnected:
             changed += _fault_deadlines(session, cabinet, state, received_at, seal_key)
         changed += _presence_deadlines(
             session, cabinet, was_online, state.online, received_at, seal_key

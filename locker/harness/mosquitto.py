@@ -92,6 +92,11 @@ class Mosquitto:
         self.stop()
         self._spawn()
 
+    def respawn(self) -> None:
+        """Start again on the same port and store, after `kill()` or `stop()` (a crash's
+        restart: the broker finds only what its last snapshot saved)."""
+        self._spawn()
+
     def stop(self, timeout_s: float = 10) -> None:
         """Send SIGTERM to the broker's pid and reap it; SIGKILL it if it does not exit in time."""
         if self._process is not None:

@@ -62,6 +62,27 @@ def test_a_birth_reconciles_the_compartments_with_its_inventory(engine: Engine) 
     assert _cabinet(engine).firmware == "1.0.0"
 
 
+def test_a_repeated_birth_does_not_undo_the_doors_events_changed_since(engine: Engine) -> None:
+    # Found by `locker chaos`: the broker hands the retained birth again to every worker that
+    # (re)subscribes. Reconciled again, that older picture put back a parcel picked up since.
+    first = birth(CAB, 1)
+    _apply(engine, first)
+    with Session(engine) as session:
+        store_events(session=session, cab=CAB, envelopes=[deposited(1)], now=T1)
+        apply_pending(session=session, cab=CAB, now=T1, seal_key=SEAL_KEY)
+
+    again = _apply(engine, first, T1 + timedelta(seconds=30))
+    assert again.applied and not again.reconnected
+    with Session(engine) as session:
+        door = session.get(Compartment, (CAB, "A01"))
+        assert door is not None and door.state == "occupied"
+
+    # A new session's birth is the cabinet's word on its doors now.
+    assert _apply(engine, birth(CAB, 2), T1 + timedelta(seconds=60)).reconnected
+    with Session(engine) as session:
+        assert session.get(Compartment, (CAB, "A01")).state == "free"
+
+
 def test_going_offline_pauses_the_deadlines_and_a_new_session_resumes_them(
     engine: Engine,
 ) -> None:

@@ -1,0 +1,204 @@
+"""One campaign: start the cluster, drive the workload under the nemesis, heal, wait for quiet,
+check, report. `run(options)` returns a `Result`; `locker chaos` prints it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import time as wall_time
+from pathlib import Path
+from typing import Any
+
+from locker.chaos.checker import INVARIANTS, Checker, Violation, dump, gather, read_journal
+from locker.chaos.cluster import Cluster, ClusterOptions
+from locker.chaos.history import History
+from locker.chaos.nemesis import KINDS, Nemesis
+from locker.chaos.workload import Workload, plan
+
+QUIET_FOR_S = 3.0  # how long nothing may move before the checker looks
+ROUND = 12  # parcels per round: four per cabinet, then the clock jumps for those left
+
+
+@dataclass
+class CampaignOptions:
+    data_dir: Path
+    seed: int
+    cycles: int = 60
+    faults: int = 20
+    fault_gap_s: float = 2.0  # the mean gap between two faults
+    max_fault_s: float = 6.0  # the longest a cut, a refusal or a board power-off lasts
+    pg_admin_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    site_time: wall_time | None = None
+    quiet_timeout_s: float = 90.0
+    # The longest a person waits for the system (an SMS, an expiry, the cabinet being told of a
+    # retrieval) before giving up on that step. A run with a planted bug that loses events sets
+    # it short: the checker, not the workload's patience, is what judges.
+    patience_s: float = 90.0
+    kinds: tuple[str, ...] = KINDS
+    plant: str | None = None  # a planted bug for the workers (tests only)
+
+
+@dataclass
+class Result:
+    seed: int
+    cycles: int
+    outcomes: dict[str, int]
+    faults: dict[str, int]
+    checked: dict[str, int]
+    violations: list[Violation]
+    excerpts: list[str]
+    seconds: float
+    history_path: Path
+    nemesis_errors: list[str] = field(default_factory=list)
+    supervised: list[str] = field(default_factory=list)  # restarted after exiting on their own
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def run(
+    options: CampaignOptions,
+    *,
+    echo: Callable[[str], None] = lambda _line: None,
+    progress: Callable[[int], None] = lambda _n: None,
+) -> Result:
+    started = time.monotonic()
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    history_path = options.data_dir / "chaos-history.jsonl"
+    history = History(history_path)
+    cluster = Cluster(
+        ClusterOptions(
+            data_dir=options.data_dir / "stack",
+            pg_admin_url=options.pg_admin_url,
+            site_time=options.site_time,
+            plant=options.plant,
+        ),
+        echo=echo,
+    )
+    engine: Any = None
+    try:
+        info = cluster.start()
+        assert cluster.database is not None and cluster.stack is not None
+        sinks = cluster.stack.sinks
+        assert sinks is not None
+        from cloud.db.engine import make_engine
+
+        database_url = cluster.database.url  # direct, not through the nemesis's proxy
+        engine = make_engine(database_url)
+
+        def sms() -> list[tuple[str, str]]:
+            with sinks.twilio.lock:
+                return [(m.to, m.body) for m in sinks.twilio.messages]
+
+        def sms_with_ids() -> list[tuple[str, str, str]]:
+            with sinks.twilio.lock:
+                return [(m.sid, m.to, m.body) for m in sinks.twilio.messages]
+
+        def cloud_status(tracking: list[str]) -> dict[str, str]:
+            from sqlmodel import Session, col, select
+
+            from cloud.db.models import Parcel as ParcelRow
+
+            with Session(engine) as session:
+                rows = session.exec(
+                    select(ParcelRow.tracking_no, ParcelRow.status).where(
+                        col(ParcelRow.tracking_no).in_(tracking)
+                    )
+                )
+                return dict(rows.all())
+
+        parcels = plan(options.seed, options.cycles, [c.id for c in info.cabinets])
+        workload = Workload(
+            info, history, sms=sms, cloud_status=cloud_status, wait_s=options.patience_s
+        )
+        workload.on_progress = progress
+        history.add("workload", "start", seed=options.seed, cycles=options.cycles)
+        nemesis = Nemesis(
+            cluster,
+            history,
+            seed=options.seed,
+            gap_s=options.fault_gap_s,
+            limit=options.faults,
+            max_fault_s=options.max_fault_s,
+            kinds=options.kinds,
+        ).start()
+        try:
+            for first in range(0, len(parcels), ROUND):
+                workload.run_round(parcels[first : first + ROUND])
+        finally:
+            nemesis.stop_and_heal()
+            history.add("nemesis", "healed", faults=dict(nemesis.counts))
+        cluster.wait_all_running()
+        for name, status in cluster.supervised:
+            history.add("nemesis", "supervisor-restart", target=name, status=status)
+        _wait_kiosks(workload, info)
+        _wait_quiet(cluster, engine, options.quiet_timeout_s, history)
+        evidence = gather(info, parcels, sms_with_ids, database_url)
+        (options.data_dir / "chaos-evidence.json").write_text(dump(evidence))
+        checker = Checker(history)
+        violations = checker.check(evidence)
+        excerpts = [history.excerpt(v.records) for v in violations]
+        outcomes: dict[str, int] = {}
+        for parcel in parcels:
+            outcomes[parcel.state] = outcomes.get(parcel.state, 0) + 1
+        workload.close()
+        return Result(
+            seed=options.seed,
+            cycles=options.cycles,
+            outcomes=outcomes,
+            faults={kind: nemesis.counts.get(kind, 0) for kind in options.kinds},
+            checked={name: checker.checked.get(name, 0) for name in INVARIANTS},
+            violations=violations,
+            excerpts=excerpts,
+            seconds=time.monotonic() - started,
+            history_path=history_path,
+            nemesis_errors=nemesis.errors,
+            supervised=[name for name, _status in cluster.supervised],
+        )
+    finally:
+        if engine is not None:
+            engine.dispose()
+        history.close()
+        cluster.stop()
+
+
+def _wait_kiosks(workload: Workload, info: Any, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not all(workload.kiosk_status(c) for c in info.cabinets):
+        if time.monotonic() > deadline:
+            raise RuntimeError("a kiosk does not answer after healing")
+        time.sleep(0.2)
+
+
+def _wait_quiet(cluster: Cluster, engine: Any, timeout_s: float, history: History) -> None:
+    """Until every journal is acked, the cloud applied it all, and no notice or command waits."""
+    from sqlalchemy import text
+    from sqlmodel import Session
+
+    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    quiet_since: float | None = None
+    while True:
+        journals = {c.id: read_journal(c) for c in cluster.cabinets}
+        with Session(engine) as session:
+            applied = dict(session.exec(text("SELECT id, applied_upto FROM cabinets")).all())
+            queued = session.exec(
+                text("SELECT COUNT(*) FROM notice_outbox WHERE status = 'queued'")
+            ).one()[0]
+        quiet = queued == 0 and all(
+            j["unacked"] == 0 and applied.get(cab) == j["last_seq"] for cab, j in journals.items()
+        )
+        # Quiet means it stays so: the last door shut a moment ago may still be on its way.
+        if not quiet:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= QUIET_FOR_S:
+            history.add("workload", "quiet", after_s=round(time.monotonic() - started, 1))
+            return
+        if time.monotonic() > deadline:
+            history.add("workload", "not-quiet", journals=journals, applied=applied, queued=queued)
+            return
+        time.sleep(0.25)

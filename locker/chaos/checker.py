@@ -1,0 +1,383 @@
+"""The checker: once every fault is healed and the system is quiet, the invariants over the whole
+history. Each reads what a person or an auditor could: the workload's history, the simulator's
+doors, the cabinets' journals and maintenance screens, the cloud's database, the fake Twilio's
+inbox. A violation names its invariant, what was seen, and the history records it is about.
+
+Invariants:
+
+- `parcel-state`   every parcel a courier saw deposited is in the cloud, in the state the people
+                   left it in (picked_up, retrieved), with a timeline that walks the legal
+                   transitions in order, each status once;
+- `seq`            every cabinet's events are in the cloud gapless from 1 to the journal's last
+                   seq, all applied, none stored twice, none left unacked in the journal;
+- `applied-once`   no parcel deposited, picked up or retrieved twice in the cloud's events;
+- `notice`         no SMS sent twice; every deposited parcel's recipient got exactly one code;
+- `door-opening`   every time a door opened on the simulator traces to one recorded act;
+- `door-picture`   the cloud's state of every door equals the cabinet's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from cloud.core.parcels import TRANSITIONS
+from locker.chaos.history import History
+from locker.chaos.workload import CODE, Parcel
+from locker.demo.stack import CabinetInfo, DemoInfo
+
+INVARIANTS = ("parcel-state", "seq", "applied-once", "notice", "door-opening", "door-picture")
+# The status graph, from the core's own transition table (so the checker and the code agree).
+EDGES = {(before, rule.to.value) for (before, _event), rule in TRANSITIONS.items()}
+STARTS = {to for before, to in EDGES if before is None}
+
+
+@dataclass
+class Violation:
+    invariant: str
+    detail: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Evidence:
+    """Everything the checker reads, gathered after healing."""
+
+    parcels: list[Parcel]
+    sms: list[tuple[str, str, str]]  # (sid, to, body)
+    sim: dict[str, dict[str, dict[str, Any]]]  # cab -> door id -> simulator door
+    journals: dict[str, dict[str, Any]]  # cab -> {"last_seq", "unacked"}
+    cabinet_doors: dict[str, dict[str, dict[str, Any]]]  # cab -> door id -> maintenance row
+    cloud: dict[str, Any]  # read from the database: see `read_cloud`
+
+
+class Checker:
+    def __init__(self, history: History) -> None:
+        self.history = history
+        self.checked: Counter[str] = Counter()  # invariant -> facts checked
+        self.violations: list[Violation] = []
+
+    def fail(self, invariant: str, detail: str, records: list[dict[str, Any]] | None = None):
+        self.violations.append(Violation(invariant, detail, records or []))
+
+    def check(self, evidence: Evidence) -> list[Violation]:
+        self._parcels(evidence)
+        self._seqs(evidence)
+        self._applied_once(evidence)
+        self._notices(evidence)
+        self._door_openings(evidence)
+        self._door_picture(evidence)
+        return self.violations
+
+    # --- parcel-state ----------------------------------------------------------------------------
+
+    def _parcels(self, ev: Evidence) -> None:
+        rows = ev.cloud["parcels"]  # tracking no -> {status, parcel_id, compartment, timeline}
+        for parcel in ev.parcels:
+            if parcel.state in ("planned", "not_deposited"):
+                continue
+            records = self.history.about("tracking_no", parcel.tracking_no)
+            row = rows.get(parcel.tracking_no)
+            self.checked["parcel-state"] += 1
+            if row is None:
+                if parcel.state != "indeterminate" and parcel.parcel_id is not None:
+                    self.fail(
+                        "parcel-state",
+                        f"{parcel.tracking_no} was deposited "
+                        f"(parcel {parcel.parcel_id}) but the cloud has no such parcel",
+                        records,
+                    )
+                continue
+            want = {"picked_up": {"picked_up"}, "retrieved": {"retrieved"}}.get(
+                parcel.state, {"picked_up", "retrieved"}
+            )
+            door = ev.cloud["doors"].get(parcel.cab, {}).get(row["compartment"] or "")
+            if parcel.state == "stuck" and door in ("faulted", "out_of_service"):
+                # The stated reason: its door is faulted, at the cabinet and in the cloud alike
+                # (door-picture checks that), and the parcel waits there for a technician.
+                want = {"in_locker", "expired"}
+            if row["status"] not in want:
+                self.fail(
+                    "parcel-state",
+                    f"{parcel.tracking_no} is {row['status']} in the "
+                    f"cloud; the people left it {parcel.state}",
+                    records,
+                )
+            if parcel.parcel_id and row["parcel_id"] != parcel.parcel_id:
+                self.fail(
+                    "parcel-state",
+                    f"{parcel.tracking_no}: the cabinet said parcel "
+                    f"{parcel.parcel_id}, the cloud has {row['parcel_id']}",
+                    records,
+                )
+            self._timeline(parcel, row["timeline"], records)
+
+    def _timeline(self, parcel: Parcel, timeline: list[dict[str, Any]], records) -> None:
+        statuses = [t["status"] for t in timeline]
+        walk: list[str] = []
+        for status in statuses:
+            if not walk or walk[-1] != status:
+                walk.append(status)
+        legal = (
+            bool(walk)
+            and walk[0] in STARTS
+            and all(pair in EDGES for pair in itertools.pairwise(walk))
+        )
+        if not legal or len(set(walk)) != len(walk):
+            self.fail(
+                "parcel-state",
+                f"{parcel.tracking_no}: timeline {walk} is not a legal walk of the parcel's life",
+                records,
+            )
+        cabinet_at = [t["at"] for t in timeline if t["source"] == "cabinet"]
+        if cabinet_at != sorted(cabinet_at):
+            self.fail(
+                "parcel-state",
+                f"{parcel.tracking_no}: the cabinet's timeline rows are out of order: {cabinet_at}",
+                records,
+            )
+
+    # --- seq -------------------------------------------------------------------------------------
+
+    def _seqs(self, ev: Evidence) -> None:
+        events = ev.cloud["events"]  # cab -> [(seq, event_id, type, applied, data)]
+        applied_upto = ev.cloud["applied_upto"]
+        for cab, journal in ev.journals.items():
+            mine = events.get(cab, [])
+            seqs = [e[0] for e in mine]
+            self.checked["seq"] += len(seqs) + 1
+            last = journal["last_seq"]
+            records = self.history.about("cab", cab)[-20:]
+            if seqs != list(range(1, last + 1)):
+                missing = sorted(set(range(1, last + 1)) - set(seqs))[:10]
+                self.fail(
+                    "seq",
+                    f"{cab}: the journal handed out seqs 1..{last}; the cloud "
+                    f"holds {len(seqs)} of them (missing {missing})",
+                    records,
+                )
+            if applied_upto.get(cab) != last or not all(e[3] for e in mine):
+                self.fail("seq", f"{cab}: applied up to {applied_upto.get(cab)} of {last}", records)
+            if journal["unacked"]:
+                self.fail(
+                    "seq",
+                    f"{cab}: {journal['unacked']} events still unacked in its "
+                    "journal after healing",
+                    records,
+                )
+            ids = Counter(e[1] for e in mine)
+            twice = [i for i, n in ids.items() if n > 1]
+            if twice:
+                self.fail("seq", f"{cab}: event ids stored under two seqs: {twice[:5]}", records)
+
+    # --- applied-once ----------------------------------------------------------------------------
+
+    def _applied_once(self, ev: Evidence) -> None:
+        seen: Counter[tuple[str, str]] = Counter()
+        for mine in ev.cloud["events"].values():
+            for _seq, _id, kind, _applied, data in mine:
+                if kind in ("parcel.deposited", "parcel.picked_up", "parcel.retrieved"):
+                    seen[(kind, data.get("parcel_id"))] += 1
+        self.checked["applied-once"] += len(seen)
+        for (kind, parcel_id), n in seen.items():
+            if n > 1:
+                self.fail(
+                    "applied-once",
+                    f"{kind} of parcel {parcel_id} is in the cloud {n} times",
+                    self.history.about("parcel_id", parcel_id),
+                )
+        for tracking, row in ev.cloud["parcels"].items():
+            counts = Counter(t["status"] for t in row["timeline"] if t["status"] != "in_locker")
+            for status, n in counts.items():
+                if n > 1:
+                    self.fail(
+                        "applied-once",
+                        f"{tracking}: {n} timeline rows {status}",
+                        self.history.about("tracking_no", tracking),
+                    )
+
+    # --- notice ----------------------------------------------------------------------------------
+
+    def _notices(self, ev: Evidence) -> None:
+        sids = Counter(sid for sid, _to, _body in ev.sms)
+        bodies = Counter((to, body) for _sid, to, body in ev.sms)
+        self.checked["notice"] += len(ev.sms)
+        for (_to, body), n in bodies.items():
+            if n > 1:
+                tracking = next((p.tracking_no for p in ev.parcels if p.tracking_no in body), None)
+                self.fail(
+                    "notice",
+                    f"one SMS sent {n} times ({tracking}): {body[:80]!r}",
+                    self.history.about("tracking_no", tracking),
+                )
+        if any(n > 1 for n in sids.values()):
+            self.fail("notice", "the provider saw one message id twice")
+        for parcel in ev.parcels:
+            row = ev.cloud["parcels"].get(parcel.tracking_no)
+            if row is None:
+                continue
+            codes = {
+                m.group(1)
+                for _sid, to, body in ev.sms
+                if to == parcel.phone and parcel.tracking_no in body and (m := CODE.search(body))
+            }
+            self.checked["notice"] += 1
+            if len(codes) != 1:
+                self.fail(
+                    "notice",
+                    f"{parcel.tracking_no}: its recipient got {len(codes)} "
+                    "pickup codes (one was due)",
+                    self.history.about("tracking_no", parcel.tracking_no),
+                )
+
+    # --- door-opening ----------------------------------------------------------------------------
+
+    def _door_openings(self, ev: Evidence) -> None:
+        acts: Counter[tuple[str, str]] = Counter()  # (cab, door) -> recorded acts
+        slack: Counter[str] = Counter()  # cab -> acts whose door or outcome is unknown
+        for record in self.history.records:
+            if record["who"] != "workload":
+                continue
+            op, cab, door = record["op"], record.get("cab"), record.get("compartment")
+            if op in ("deposit.door", "retrieve.door", "pickup.ok"):
+                acts[(cab, door)] += 1
+            elif op in ("pickup.fail", "deposit.fail", "retrieve.fail"):
+                slack[cab] += 1  # a try that may have opened its door before failing
+        for cab, doors in ev.sim.items():
+            extra = 0
+            for door_id, door in doors.items():
+                self.checked["door-opening"] += 1
+                opened, recorded = door["times_opened"], acts[(cab, door_id)]
+                if opened > recorded:
+                    extra += opened - recorded
+            if extra > slack[cab]:
+                self.fail(
+                    "door-opening",
+                    f"{cab}: doors opened {extra} times more than the "
+                    f"recorded acts explain (failed tries: {slack[cab]})",
+                    self.history.about("cab", cab)[-30:],
+                )
+
+    # --- door-picture ----------------------------------------------------------------------------
+
+    def _door_picture(self, ev: Evidence) -> None:
+        cloud_doors = ev.cloud["doors"]  # cab -> door -> state
+        for cab, doors in ev.cabinet_doors.items():
+            for door_id, row in doors.items():
+                self.checked["door-picture"] += 1
+                theirs = cloud_doors.get(cab, {}).get(door_id)
+                if theirs != row["state"]:
+                    self.fail(
+                        "door-picture",
+                        f"{cab} door {door_id}: the cabinet says "
+                        f"{row['state']}, the cloud {theirs}",
+                        [
+                            r
+                            for r in self.history.about("compartment", door_id)
+                            if r.get("cab") == cab
+                        ][-10:],
+                    )
+
+
+# --- gathering the evidence -----------------------------------------------------------------------
+
+
+def read_cloud(database_url: str) -> dict[str, Any]:
+    """The cloud's parcels with their timelines, events, cabinets and doors, read directly."""
+    from sqlmodel import Session, select
+
+    from cloud.db.engine import make_engine
+    from cloud.db.models import Cabinet, Compartment, InboxEvent, Parcel, ParcelEvent
+
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            parcels: dict[str, Any] = {}
+            by_row: dict[str, dict[str, Any]] = {}
+            for p in session.exec(select(Parcel)):
+                by_row[p.id] = parcels[p.tracking_no] = {
+                    "status": p.status,
+                    "parcel_id": p.parcel_id,
+                    "compartment": p.compartment,
+                    "timeline": [],
+                }
+            for t in session.exec(select(ParcelEvent).order_by(ParcelEvent.id)):
+                by_row[t.parcel_row_id]["timeline"].append(
+                    {"status": t.status, "at": t.at, "source": t.source, "seq": t.seq}
+                )
+            events: dict[str, list[tuple]] = defaultdict(list)
+            query = select(InboxEvent).order_by(InboxEvent.cabinet_id, InboxEvent.seq)
+            for e in session.exec(query):
+                events[e.cabinet_id].append((e.seq, e.event_id, e.type, e.applied, e.data))
+            applied = {c.id: c.applied_upto for c in session.exec(select(Cabinet))}
+            doors: dict[str, dict[str, str]] = defaultdict(dict)
+            for c in session.exec(select(Compartment)):
+                doors[c.cabinet_id][c.id] = c.state
+    finally:
+        engine.dispose()
+    return {"parcels": parcels, "events": dict(events), "applied_upto": applied, "doors": doors}
+
+
+def read_journal(cabinet: CabinetInfo) -> dict[str, Any]:
+    path = cabinet.dir / "journal.sqlite3"
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
+        last = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+        unacked = conn.execute("SELECT COUNT(*) FROM events WHERE acked = 0").fetchone()
+    return {"last_seq": int(last[0]), "unacked": int(unacked[0])}
+
+
+def read_sim(http: httpx.Client, cabinet: CabinetInfo) -> dict[str, dict[str, Any]]:
+    state = http.get(f"{cabinet.sim_url}/state").json()
+    by_wiring = {(b["address"], d["channel"]): d for b in state["boards"] for d in b["doors"]}
+    return {w["id"]: by_wiring[(w["board"], w["channel"])] for w in cabinet.doors}
+
+
+def read_cabinet_doors(
+    http: httpx.Client, cabinet: CabinetInfo, technician_pin: str
+) -> dict[str, dict[str, Any]]:
+    """Every door as the cabinet's maintenance screen shows it (the technician signs in)."""
+    url = f"{cabinet.kiosk_url}/api/maintenance"
+    signed_in = http.post(f"{url}/sign-in", json={"pin": technician_pin})
+    signed_in.raise_for_status()
+    token = {"X-Maintenance-Token": signed_in.json()["token"]}
+    try:
+        doors = http.get(f"{url}/status", headers=token).json()["doors"]
+    finally:
+        http.post(f"{url}/sign-out", json={}, headers=token)
+    return {d["compartment"]: d for d in doors}
+
+
+def gather(
+    info: DemoInfo,
+    parcels: list[Parcel],
+    sms: Callable[[], list[tuple[str, str, str]]],
+    database_url: str,
+) -> Evidence:
+    with httpx.Client(timeout=10) as http:
+        return Evidence(
+            parcels=parcels,
+            sms=sms(),
+            sim={c.id: read_sim(http, c) for c in info.cabinets},
+            journals={c.id: read_journal(c) for c in info.cabinets},
+            cabinet_doors={
+                c.id: read_cabinet_doors(http, c, info.technician_pin) for c in info.cabinets
+            },
+            cloud=read_cloud(database_url),
+        )
+
+
+def dump(evidence: Evidence) -> str:
+    """The evidence as JSON (phones left out), saved beside the history for a post-mortem."""
+    data = {
+        "journals": evidence.journals,
+        "cloud_applied_upto": evidence.cloud["applied_upto"],
+        "cloud_doors": evidence.cloud["doors"],
+    }
+    return json.dumps(data, indent=1, default=str)

@@ -1,0 +1,486 @@
+"""The workload: couriers deposit, recipients pick up with their SMS's code, parcels expire and
+couriers take them back. It acts as the people around the cabinets do, over the same interfaces
+as `locker demo --story`: the kiosk's JSON API (the touchscreen's requests), the simulator's
+control API (hands at the doors), the fake Twilio's inbox (the recipient's phone).
+
+Parcels go in rounds. In a round each cabinet gets its parcels (a thread per cabinet, as three
+cabinets are used at once); the recipients of most of them come for them with their code; then
+the cloud workers' clock jumps past the pickup window (the clock they take by injection, an
+offset file), the rest expire, and their couriers take them back.
+
+Under faults an operation may fail half-way (a daemon killed between the door opening and the
+courier's confirm). The workload then records what it knows (`indeterminate`) and goes on, as a
+courier would; the checker judges what the system made of it.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from cloud.core.phones import mask_phone
+from locker.chaos.history import History
+from locker.demo.stack import COURIERS, CabinetInfo, DemoInfo
+
+EXPIRY_JUMP_S = 72 * 3600 + 120  # the site's 72 h pickup window, and two minutes
+CODE = re.compile(r"(?:取件码|[Pp]ickup code)\s*(\d{6,10})")
+SIZES = ("S", "M")
+PICKUP_SHARE = 0.75  # of a round's parcels, picked up before the clock jump; the rest expire
+
+
+class OpFailed(Exception):
+    """One try of an operation failed; the message says where."""
+
+
+class DoorShut(OpFailed):
+    """The cabinet will not open the parcel's door (it holds it faulted): no use trying again."""
+
+
+@dataclass
+class Parcel:
+    """One parcel cycle: planned from the seed, then what became of it."""
+
+    n: int
+    tracking_no: str
+    cab: str
+    phone: str  # E.164, in memory only: the history shows it masked
+    courier: tuple[str, str]  # id, PIN
+    size: str
+    fate: str  # "pickup" | "expire"
+    # deposited | indeterminate | not_deposited | picked_up | retrieved | stuck (behind a door
+    # that would not open for its retrieval)
+    state: str = "planned"
+    parcel_id: str | None = None
+    compartment: str | None = None
+    code: str | None = None
+
+    def shown(self) -> dict[str, Any]:
+        return {
+            "tracking_no": self.tracking_no,
+            "cab": self.cab,
+            "phone": mask_phone(self.phone),
+            "courier": self.courier[0],
+            "compartment": self.compartment,
+            "parcel_id": self.parcel_id,
+        }
+
+
+def plan(seed: int, cycles: int, cabinets: list[str]) -> list[Parcel]:
+    """The parcels of a run, from the seed alone."""
+    rng = random.Random(f"workload-{seed}")
+    parcels = []
+    for n in range(1, cycles + 1):
+        courier = rng.choice(COURIERS)
+        parcels.append(
+            Parcel(
+                n=n,
+                tracking_no=f"CH{seed % 10000:04d}{n:06d}",
+                cab=cabinets[(n - 1) % len(cabinets)],
+                phone=f"+86139{rng.randrange(10**8):08d}",
+                courier=(courier[0], courier[1]),
+                size=rng.choice(SIZES),
+                fate="pickup" if rng.random() < PICKUP_SHARE else "expire",
+            )
+        )
+    return parcels
+
+
+class Workload:
+    """Drives the parcels of `plan` through the running cluster, round by round."""
+
+    def __init__(
+        self,
+        info: DemoInfo,
+        history: History,
+        *,
+        sms: Callable[[], list[tuple[str, str]]],
+        cloud_status: Callable[[list[str]], dict[str, str]],
+        wait_s: float = 90.0,
+    ) -> None:
+        self.info = info
+        self.history = history
+        self.sms = sms  # every SMS received by the fake Twilio: (to, body)
+        self.cloud_status = cloud_status  # tracking no -> the cloud's status (read-only DB)
+        self.wait_s = wait_s
+        self.cabinets = {c.id: c for c in info.cabinets}
+        self._local = threading.local()
+        self.clock_jumps = 0
+        self.on_progress: Callable[[int], None] = lambda _n: None
+
+    @property
+    def http(self) -> httpx.Client:
+        client = getattr(self._local, "http", None)
+        if client is None:
+            client = self._local.http = httpx.Client(timeout=10)
+        return client
+
+    # --- a round -------------------------------------------------------------------------------
+
+    def run_round(self, parcels: list[Parcel]) -> None:
+        by_cab: dict[str, list[Parcel]] = {}
+        for parcel in parcels:
+            by_cab.setdefault(parcel.cab, []).append(parcel)
+        with ThreadPoolExecutor(len(by_cab), thread_name_prefix="workload") as pool:
+            list(pool.map(self._deposit_and_pick_up, by_cab.values()))
+        left = [p for p in parcels if p.state in ("deposited", "indeterminate")]
+        if left:
+            self._wait_in_locker(left)
+            self.jump_clock()
+            by_cab = {}
+            for parcel in left:
+                by_cab.setdefault(parcel.cab, []).append(parcel)
+            with ThreadPoolExecutor(len(by_cab), thread_name_prefix="workload") as pool:
+                list(pool.map(self._retrieve_all, by_cab.values()))
+        self.on_progress(len(parcels))
+
+    def _deposit_and_pick_up(self, parcels: list[Parcel]) -> None:
+        for parcel in parcels:
+            self.deposit(parcel)
+        # One patience for the cabinet's recipients together: SMS that have not come for the
+        # first are not waited for again, one by one, for the rest.
+        deadline = time.monotonic() + self.wait_s
+        for parcel in parcels:
+            if parcel.fate == "pickup" and parcel.state == "deposited":
+                self.pick_up(parcel, deadline=deadline)
+
+    # --- deposit -------------------------------------------------------------------------------
+
+    def deposit(self, parcel: Parcel, attempts: int = 4) -> None:
+        cabinet = self.cabinets[parcel.cab]
+        for attempt in range(1, attempts + 1):
+            try:
+                self._deposit_once(cabinet, parcel)
+            except (OpFailed, httpx.HTTPError) as err:
+                self.history.add(
+                    "workload",
+                    "deposit.fail",
+                    attempt=attempt,
+                    error=str(err)[:200],
+                    **parcel.shown(),
+                )
+                self._sign_out(cabinet)
+                if parcel.state == "indeterminate":
+                    return  # the parcel may be in; the checker judges what the cabinet made of it
+                time.sleep(1.0)
+                continue
+            parcel.state = "deposited"
+            self.history.add("workload", "deposit.ok", attempt=attempt, **parcel.shown())
+            return
+        parcel.state = "not_deposited"
+        self.history.add("workload", "deposit.gave_up", **parcel.shown())
+
+    def _deposit_once(self, cabinet: CabinetInfo, parcel: Parcel) -> None:
+        self._wait_kiosk(cabinet)
+        self._sign_out(cabinet)
+        courier_id, pin = parcel.courier
+        self._expect(cabinet, "CourierSignIn", "SignedIn", courier_id=courier_id, pin=pin)
+        self._expect(cabinet, "TrackingEntered", "TrackingAccepted", tracking_no=parcel.tracking_no)
+        self._expect(
+            cabinet, "PhoneEntered", "PhoneAccepted", phone=parcel.phone.removeprefix("+86")
+        )
+        screens = self._press(cabinet, "SizeChosen", size=parcel.size)
+        opening = [s for s in screens if s["type"] == "DepositDoorOpening"]
+        if not opening:
+            raise OpFailed(f"no door opened for size {parcel.size}: {_types(screens)}")
+        compartment = opening[-1]["compartment"]
+        parcel.compartment = compartment
+        self.history.add("workload", "deposit.door", **parcel.shown())
+        self._until(
+            lambda: self.door(cabinet, compartment)["door_open"], f"door {compartment} open"
+        )
+        self.act(cabinet, compartment, "put")
+        parcel.state = "indeterminate"  # in the door: from here a failure leaves it to the checker
+        self.act(cabinet, compartment, "close")
+        screens = self._confirm_when_shut(cabinet)
+        deposited = [s for s in screens if s["type"] == "Deposited"]
+        if not deposited:
+            raise OpFailed(f"no deposit confirmed: {_types(screens)}")
+        parcel.parcel_id = deposited[0]["parcel_id"]
+        self._sign_out(cabinet)
+
+    # --- pickup --------------------------------------------------------------------------------
+
+    def code_of(self, parcel: Parcel) -> str | None:
+        for to, body in self.sms():
+            if to == parcel.phone and parcel.tracking_no in body and (match := CODE.search(body)):
+                return match.group(1)
+        return None
+
+    def pick_up(self, parcel: Parcel, attempts: int = 4, deadline: float | None = None) -> None:
+        cabinet = self.cabinets[parcel.cab]
+        wait_s = self.wait_s if deadline is None else max(1.0, deadline - time.monotonic())
+        try:
+            parcel.code = self._until(lambda: self.code_of(parcel), "the pickup SMS", wait_s)
+        except OpFailed as err:
+            self.history.add("workload", "pickup.no_code", error=str(err), **parcel.shown())
+            return
+        for attempt in range(1, attempts + 1):
+            try:
+                self._pick_up_once(cabinet, parcel)
+            except DoorShut as err:
+                # It stays behind its faulted door (whose deadline clock the cloud pauses, so it
+                # will not expire either): left for the checker to judge.
+                parcel.state = "stuck"
+                self.history.add("workload", "pickup.door_shut", error=str(err), **parcel.shown())
+                return
+            except (OpFailed, httpx.HTTPError) as err:
+                self.history.add(
+                    "workload",
+                    "pickup.fail",
+                    attempt=attempt,
+                    error=str(err)[:200],
+                    **parcel.shown(),
+                )
+                time.sleep(1.0)
+                continue
+            parcel.state = "picked_up"
+            self.history.add("workload", "pickup.ok", attempt=attempt, **parcel.shown())
+            return
+
+    def _pick_up_once(self, cabinet: CabinetInfo, parcel: Parcel) -> None:
+        assert parcel.compartment is not None and parcel.code is not None
+        door = self.door(cabinet, parcel.compartment)
+        if not door["occupied"]:  # an earlier try opened it and we took it: done
+            return
+        self._wait_kiosk(cabinet)
+        screens = self._press(cabinet, "CodeEntered", code=parcel.code)
+        opening = [s for s in screens if s["type"] == "DoorsOpening"]
+        if not opening:
+            raise OpFailed(f"the code opened nothing: {_types(screens)}")
+        compartments = opening[0]["compartments"]
+        if parcel.compartment not in compartments:
+            # Its door is faulted (a lock whose unlock went unanswered while its board was
+            # off): it stays shut until a technician comes. The parcel will expire there.
+            raise DoorShut(f"the code opened {compartments}, not door {parcel.compartment}")
+        self._take_out(cabinet, parcel.compartment)
+
+    def _take_out(self, cabinet: CabinetInfo, compartment: str) -> None:
+        self._until(
+            lambda: self.door(cabinet, compartment)["door_open"], f"door {compartment} open"
+        )
+        self.act(cabinet, compartment, "take")
+        self.act(cabinet, compartment, "close")
+
+    # --- expiry and retrieval --------------------------------------------------------------------
+
+    def _wait_in_locker(self, parcels: list[Parcel]) -> None:
+        """Until the cloud has every parcel left in its locker (its deadline clock started): a
+        clock jump before then would not expire it. A parcel the cabinet may never have
+        recorded (an indeterminate deposit) is waited for a little only."""
+        tracking = [p.tracking_no for p in parcels]
+        sure = [p.tracking_no for p in parcels if p.state == "deposited"]
+        deadline = time.monotonic() + 10
+        try:
+            self._until(
+                lambda: all(
+                    self.cloud_status(tracking).get(t) == "in_locker"
+                    for t in (tracking if time.monotonic() < deadline else sure)
+                ),
+                "the cloud to have them in_locker",
+                self.wait_s,
+            )
+        except OpFailed as err:
+            self.history.add("workload", "deposit.late", error=str(err), tracking=tracking)
+
+    def jump_clock(self) -> None:
+        """Move the cloud workers' clock past the pickup window (API and cabinets keep theirs)."""
+        self.clock_jumps += 1
+        offset_file = self.info.clock_offset_file
+        assert offset_file is not None
+        offset_s = self.info.clock_base_offset_s + self.clock_jumps * EXPIRY_JUMP_S
+        offset_file.write_text(f"{offset_s:g}\n")
+        self.history.add("workload", "clock.jump", offset_s=offset_s)
+
+    def _retrieve_all(self, parcels: list[Parcel]) -> None:
+        cabinet = self.cabinets[parcels[0].cab]
+        tracking = [p.tracking_no for p in parcels]
+        try:
+            self._until(
+                lambda: all(s == "expired" for s in self._statuses(tracking, parcels)),
+                "the cloud to expire them",
+                self.wait_s,
+            )
+        except OpFailed as err:
+            self.history.add(
+                "workload", "expiry.late", error=str(err), cab=cabinet.id, tracking=tracking
+            )
+        # Only what the cloud expired is due back; the checker judges the rest.
+        found = self.cloud_status(tracking)
+        due = [p for p in parcels if found.get(p.tracking_no) == "expired"]
+        for courier in sorted({p.courier for p in due}):
+            mine = [p for p in due if p.courier == courier]
+            for attempt in range(1, 3):
+                try:
+                    self._retrieve_once(cabinet, courier, mine)
+                except (OpFailed, httpx.HTTPError) as err:
+                    self.history.add(
+                        "workload",
+                        "retrieve.fail",
+                        attempt=attempt,
+                        cab=cabinet.id,
+                        courier=courier[0],
+                        error=str(err)[:200],
+                    )
+                    self._sign_out(cabinet)
+                    time.sleep(1.0)
+                    continue
+                break
+            for parcel in mine:
+                if parcel.state != "retrieved":
+                    # Its door would not open (a lock that failed while its board was off is
+                    # faulted until a technician sees to it): left for the checker to judge.
+                    parcel.state = "stuck"
+                    self.history.add("workload", "retrieve.stuck", **parcel.shown())
+
+    def _statuses(self, tracking: list[str], parcels: list[Parcel]) -> list[str]:
+        found = self.cloud_status(tracking)
+        # A parcel the cabinet never recorded (an indeterminate deposit) has nothing to expire.
+        return [found.get(p.tracking_no, "expired") for p in parcels]
+
+    def _retrieve_once(
+        self, cabinet: CabinetInfo, courier: tuple[str, str], parcels: list[Parcel]
+    ) -> None:
+        due = [p for p in parcels if p.state != "retrieved" and self._occupied(cabinet, p)]
+        if not due:
+            for parcel in parcels:
+                self._mark_retrieved(parcel)
+            return
+        self._wait_kiosk(cabinet)
+        self._sign_out(cabinet)
+        self._until(
+            lambda: self.kiosk_status(cabinet).get("retrievals_due", 0) >= 1,
+            "retrievals to reach the cabinet",
+            min(30.0, self.wait_s),
+        )
+        self._expect(cabinet, "CourierSignIn", "SignedIn", courier_id=courier[0], pin=courier[1])
+        screens = self._press(cabinet, "RetrieveParcels")
+        opening = [s for s in screens if s["type"] == "RetrievalOpening"]
+        if not opening:
+            raise OpFailed(f"'take back' opened nothing: {_types(screens)}")
+        for compartment in opening[0]["compartments"]:
+            self._take_out(cabinet, compartment)
+            self.history.add(
+                "workload",
+                "retrieve.door",
+                cab=cabinet.id,
+                compartment=compartment,
+                courier=courier[0],
+            )
+        self._until(lambda: self._sign_out(cabinet), "the courier to sign out")
+        for parcel in parcels:
+            if not self._occupied(cabinet, parcel):
+                self._mark_retrieved(parcel)
+        if any(p.state != "retrieved" for p in parcels):
+            raise OpFailed("parcels still in their doors after 'take back'")
+
+    def _mark_retrieved(self, parcel: Parcel) -> None:
+        if parcel.state != "retrieved":
+            was = parcel.state
+            parcel.state = "retrieved"
+            self.history.add("workload", "retrieve.ok", was=was, **parcel.shown())
+
+    def _occupied(self, cabinet: CabinetInfo, parcel: Parcel) -> bool:
+        return parcel.compartment is not None and self.door(cabinet, parcel.compartment)["occupied"]
+
+    # --- the kiosk and the simulator ------------------------------------------------------------
+
+    def _press(self, cabinet: CabinetInfo, kind: str, **fields: str) -> list[dict[str, Any]]:
+        answer = self.http.post(f"{cabinet.kiosk_url}/api/input", json={"type": kind, **fields})
+        if answer.status_code != 200:
+            raise OpFailed(
+                f"kiosk {cabinet.id} refused {kind}: {answer.status_code} {answer.text[:200]}"
+            )
+        return answer.json()["screens"]
+
+    def _expect(self, cabinet: CabinetInfo, kind: str, screen: str, **fields: str) -> None:
+        screens = self._press(cabinet, kind, **fields)
+        if screen not in _types(screens):
+            raise OpFailed(f"{kind} showed {_types(screens)}, not {screen}")
+
+    def _sign_out(self, cabinet: CabinetInfo) -> bool:
+        """Sign the courier out, as a courier walking away from a failed try would: a door
+        still held for a parcel that never went in is shut and given back first (Cancel)."""
+        try:
+            status = self.kiosk_status(cabinet)
+            courier = status.get("courier") or {}
+            if courier.get("step") == "at_door" and courier.get("compartment"):
+                compartment = courier["compartment"]
+                door = self.door(cabinet, compartment)
+                if door["door_open"]:
+                    self.act(cabinet, compartment, "close")
+                # The parcel went in (the try failed after): confirm it, which is the truth.
+                # Nothing went in: give the door back.
+                kind = "Confirm" if door["occupied"] else "Cancel"
+                self.http.post(f"{cabinet.kiosk_url}/api/input", json={"type": kind})
+                self.history.add(
+                    "workload", f"deposit.{kind.lower()}", cab=cabinet.id, compartment=compartment
+                )
+            answer = self.http.post(
+                f"{cabinet.kiosk_url}/api/input", json={"type": "CourierSignOut"}
+            )
+        except (httpx.HTTPError, OpFailed):
+            return False
+        return answer.status_code in (200, 409)
+
+    def _confirm_when_shut(self, cabinet: CabinetInfo) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + 20
+        while True:
+            answer = self.http.post(f"{cabinet.kiosk_url}/api/input", json={"type": "Confirm"})
+            if answer.status_code == 200:
+                return answer.json()["screens"]
+            if answer.status_code != 409 or time.monotonic() > deadline:
+                raise OpFailed(f"kiosk {cabinet.id} refused Confirm: {answer.text[:200]}")
+            time.sleep(0.1)
+
+    def kiosk_status(self, cabinet: CabinetInfo) -> dict[str, Any]:
+        try:
+            answer = self.http.get(f"{cabinet.kiosk_url}/api/status")
+        except httpx.HTTPError:
+            return {}
+        return answer.json() if answer.status_code == 200 else {}
+
+    def _wait_kiosk(self, cabinet: CabinetInfo) -> None:
+        self._until(lambda: self.kiosk_status(cabinet), f"kiosk {cabinet.id}", self.wait_s)
+
+    def door(self, cabinet: CabinetInfo, compartment: str) -> dict[str, Any]:
+        wiring = next(d for d in cabinet.doors if d["id"] == compartment)
+        state = self.http.get(f"{cabinet.sim_url}/state").json()
+        board = next(b for b in state["boards"] if b["address"] == wiring["board"])
+        return next(d for d in board["doors"] if d["channel"] == wiring["channel"])
+
+    def act(self, cabinet: CabinetInfo, compartment: str, action: str) -> None:
+        wiring = next(d for d in cabinet.doors if d["id"] == compartment)
+        url = f"{cabinet.sim_url}/doors/{wiring['board']}/{wiring['channel']}/{action}"
+        answer = self.http.post(url)
+        if answer.status_code != 200:
+            raise OpFailed(f"the simulator refused to {action} door {compartment}: {answer.text}")
+
+    def _until(self, probe: Callable[[], Any], what: str, timeout_s: float = 15.0) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                found = probe()
+            except httpx.HTTPError:
+                found = None
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                raise OpFailed(f"waited {timeout_s:g} s for {what}")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        client = getattr(self._local, "http", None)
+        if client is not None:
+            client.close()
+
+
+def _types(screens: list[dict[str, Any]]) -> list[str]:
+    return [screen["type"] for screen in screens]
