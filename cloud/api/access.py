@@ -126,6 +126,11 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/console/parcels/{parcel_row_id}"): _rule(Action.READ_PARCEL, *_ACCOUNTS),
     ("GET", "/console/reports"): _rule(Action.READ_REPORTS, *_STAFF),
     ("GET", "/console/reports/{key}.csv"): _rule(Action.READ_REPORTS, *_STAFF),
+    ("GET", "/console/statements"): _rule(Action.READ_SETTLEMENTS, K.OPERATOR_ADMIN, K.CARRIER),
+    ("GET", "/console/statements.csv"): _rule(Action.READ_SETTLEMENTS, K.OPERATOR_ADMIN, K.CARRIER),
+    ("GET", "/console/statements.xlsx"): _rule(
+        Action.READ_SETTLEMENTS, K.OPERATOR_ADMIN, K.CARRIER
+    ),
     ("GET", "/console/vendor/{name}"): _rule(Action.READ_HEALTH, K.ANYONE, why="ECharts, charts"),
 }
 
