@@ -17,12 +17,18 @@ from fastapi.templating import Jinja2Templates
 
 from cloud.console.nav import nav_for
 from cloud.console.text import LANG_COOKIE, LANGUAGES, Translator, local_time, pick_language
+from cloud.core.alarms import detail_text
+from cloud.core.policies import Language
 from cloud.services.console_auth import ConsoleUser
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["local_time"] = local_time
 templates.env.globals["LANGUAGES"] = LANGUAGES
+# An alarm's stored (English) detail in the page's language: alarm_detail(kind, detail, lang).
+templates.env.globals["alarm_detail"] = lambda kind, detail, lang: detail_text(
+    kind, detail, Language(lang)
+)
 
 # Console pages hold personal data: never cached, never framed, never a referrer.
 PAGE_HEADERS = {

@@ -248,11 +248,22 @@ class Story:
             national = phone.removeprefix("+86")  # typed as a person would: no country code
             shown = self.press(cabinet, "PhoneEntered", phone=national)
             self.check(
-                "PhoneAccepted" in _types(shown) or _opening(shown),
+                "PhoneAccepted" in _types(shown)
+                or "ReservationFound" in _types(shown)
+                or _opening(shown),
                 f"recipient's mobile {mask_phone(phone)} taken",
                 shown,
             )
             size_screens = shown
+            if "ReservationFound" in _types(shown):
+                # The phone matched an announcement: the kiosk shows it and one tap opens the
+                # door held for it.
+                size_screens = shown = self.press(cabinet, "OpenReserved")
+                self.check(
+                    bool(_opening(shown)),
+                    "the announced parcel found: 'Open the door' unlocks its door",
+                    shown,
+                )
         if not _opening(shown):
             size_screens = self.press(cabinet, "SizeChosen", size=size)
             self.check(
@@ -628,7 +639,9 @@ class Story:
         )
         if page.status_code != 200:
             raise StoryFailed(f"the alarms page answered {page.status_code}")
-        door = re.compile(rf"(?<![\w-]){re.escape(compartment)}(?![\w-])")
+        # The door's id as a whole word (A1 is not A10); ASCII only, since 号 follows it in
+        # Chinese ("A19号格口").
+        door = re.compile(rf"(?<![0-9A-Za-z-]){re.escape(compartment)}(?![0-9A-Za-z-])")
         for row in page.text.split('<tr data-alarm="')[1:]:
             alarm_id, _, rest = row.partition('"')
             row_html = rest.split("</tr>")[0]
