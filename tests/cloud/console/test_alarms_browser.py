@@ -8,6 +8,7 @@ One browser and one server (uvicorn in a thread, on a free port) for the module.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -56,6 +57,7 @@ NOW = T0 + timedelta(days=13, hours=3)  # 13:00 local on 14 May 2024
 VIEWPORTS = {"1440x900": (1440, 900), "768x1024": (768, 1024)}
 PHONES = ["+8613812341234", "+8613998765678", "+8615000002468"]
 CARRIERS = {"sf-1": "SF", "jd-1": "JD", "zto-1": "ZTO"}
+ENGINES: dict[str, Engine] = {}  # the server's database, for a test that adds an event
 
 
 def _story() -> list[EventBase]:
@@ -162,6 +164,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         session.add(cabinet)
         session.commit()
         evaluate(session=session, now=NOW)
+    ENGINES[db_url] = engine
     settings = CloudSettings(database_url=db_url, secret_key=SEAL_KEY.decode())
     app = create_app(settings, engine=engine, clock=lambda: NOW)
     port = free_port()
@@ -250,3 +253,35 @@ def test_screenshots_of_every_page(browser: Any, server: str, lang: str) -> None
             overflow = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
             assert not overflow, f"{name} ({lang}, {size_name}) is wider than the screen"
         page.context.close()
+
+
+def test_a_new_alarm_reaches_the_open_alarms_page_and_details_read_in_its_language(
+    browser: Any, server: str
+) -> None:
+    """Last in the module: it adds an alarm the screenshots above do not show."""
+    page = signed_in_page(browser, server, lang="zh-CN", size=(1440, 900))
+    page.goto(f"{server}/console/alarms")
+    page.wait_for_selector("#live:not(.off)")  # the stream is open
+    page.evaluate("window.notReloaded = true")
+    # Stored in English ("120 s", "offline for 40 min"), read in the page's language.
+    assert "已开 120 秒" in page.locator("tr[data-alarm]", has_text="柜门未关").inner_text()
+    assert "已离线 40 分钟" in page.locator("tr[data-alarm]", has_text="柜机离线").inner_text()
+    before = page.inner_text("#alarm-count")
+    seq = max(event.seq for event in _story()) + 1
+    fault = LockFault(
+        id=f"e{seq}", cab=CAB, seq=seq, ts=NOW,
+        data=LockFaultData(compartment="A09", detail="bolt did not retract"),
+    )  # fmt: skip
+    changed_at = time.monotonic()
+    with Session(next(iter(ENGINES.values()))) as session:  # what the worker does with it
+        store_events(session=session, cab=CAB, envelopes=[fault], now=NOW)
+        session.rollback()
+        apply_pending(session=session, cab=CAB, now=NOW, seal_key=SEAL_KEY)
+    page.wait_for_selector('tr[data-alarm]:has-text("A09")', timeout=5000)
+    latency = time.monotonic() - changed_at
+    assert page.evaluate("window.notReloaded") is True
+    assert latency <= 2.0, f"the alarm took {latency:.2f} s to reach the page"
+    assert page.inner_text("#alarm-count") != before
+    print(f"a new alarm reached the open alarms page in {latency:.2f} s")
+    page.screenshot(path=str(SHOTS / "alarms-live-zh-CN-1440x900.png"), full_page=True)
+    page.context.close()
