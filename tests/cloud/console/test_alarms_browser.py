@@ -145,6 +145,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             site_ids=[SITE],
             phone="+8613900001111",
         )
+        add_account(
+            session=session, username="sf-office", role="carrier", password=PASSWORD, now=T0,
+            carrier_id="SF",
+        )  # fmt: skip
         # As it happened: each event applied when it came, expiry run every 6 hours between.
         checkpoint = T0
         for event in sorted(_story(), key=lambda e: e.seq):
@@ -193,14 +197,16 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
-def signed_in_page(browser: Any, server: str, *, lang: str, size: tuple[int, int]) -> Any:
+def signed_in_page(
+    browser: Any, server: str, *, lang: str, size: tuple[int, int], username: str = "manager"
+) -> Any:
     context = browser.new_context(viewport={"width": size[0], "height": size[1]})
     page = context.new_page()
     page.goto(f"{server}/console/lang/{lang}?next=/console/sign-in")
-    page.fill("input[name=username]", "manager")
+    page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit].primary")
-    page.wait_for_url("**/console/fleet")
+    page.wait_for_url("**/console/couriers" if username == "sf-office" else "**/console/fleet")
     return page
 
 
@@ -252,6 +258,20 @@ def test_screenshots_of_every_page(browser: Any, server: str, lang: str) -> None
             # Nothing wider than the screen: tables scroll inside their own box.
             overflow = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
             assert not overflow, f"{name} ({lang}, {size_name}) is wider than the screen"
+        page.context.close()
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_a_carriers_statement_page_fits_both_screens(browser: Any, server: str, lang: str) -> None:
+    for size_name, size in VIEWPORTS.items():
+        page = signed_in_page(browser, server, lang=lang, size=size, username="sf-office")
+        page.click("nav.main >> text=" + ("对账单" if lang == "zh-CN" else "Statements"))
+        page.goto(f"{server}/console/statements?period=2024-05")
+        assert page.locator("tr[data-tracking]").count() > 10  # SF's deposits of May
+        assert page.locator("table.totals tr[data-currency]").count() == 1
+        page.screenshot(path=str(SHOTS / f"statements-{lang}-{size_name}.png"), full_page=True)
+        overflow = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+        assert not overflow, f"statements ({lang}, {size_name}) is wider than the screen"
         page.context.close()
 
 
