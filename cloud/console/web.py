@@ -14,11 +14,13 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from sqlmodel import Session
 
 from cloud.console.nav import nav_for
 from cloud.console.text import LANG_COOKIE, LANGUAGES, Translator, local_time, pick_language
 from cloud.core.alarms import detail_text
 from cloud.core.policies import Language
+from cloud.services import alarms
 from cloud.services.console_auth import ConsoleUser
 
 HERE = Path(__file__).resolve().parent
@@ -63,6 +65,7 @@ def render(
     """Render template `name` as a full page (or a fragment, for a template that extends none)."""
     t = translator(request)
     page = {
+        "open_alarms": _open_alarms(request, user),
         "request": request,
         "t": t,
         "lang": t.lang,
@@ -75,3 +78,12 @@ def render(
     return templates.TemplateResponse(
         request, name, page, status_code=status_code, headers=PAGE_HEADERS
     )
+
+
+def _open_alarms(request: Request, user: ConsoleUser | None) -> int | None:
+    """The header's count of open alarms (one grouped count), for an account that reads them."""
+    engine = getattr(request.app.state, "engine", None)
+    if user is None or engine is None:
+        return None
+    with Session(engine) as session:
+        return alarms.open_count(session=session, principal=user.principal)

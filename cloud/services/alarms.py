@@ -218,6 +218,15 @@ def evaluate(*, session: Session, now: datetime) -> Evaluation:
 # --- the console's acts ---------------------------------------------------------------------------
 
 
+def open_count(*, session: Session, principal: Principal) -> int | None:
+    """The open alarms `principal` sees, for the console's header (None: it reads none)."""
+    if not decide(principal, Action.READ_ALARMS, Resource(ResourceKind.SYSTEM)).allowed:
+        return None
+    count = sum(db.open_counts(session=session, scope=cabinet_scope(principal)).values())
+    session.rollback()
+    return count
+
+
 def list_for(
     *,
     session: Session,
