@@ -267,12 +267,15 @@ class Kiosk:
         ]
 
     async def test_open(self, compartment: str) -> None:
-        """Unlock an empty door for the technician (a full one is the dashboard's to open)."""
+        """Unlock an empty door for the technician. A full one is opened from the operations
+        console (remote open: a reason, two steps, an audit row), never from the cabinet, so no
+        parcel leaves a door without a record of who let it out and why."""
         cabinet = self.service.cabinet
         door = cabinet.compartment(compartment)
         if door.parcel_id is not None:
             raise IllegalTransition(
-                f"door {compartment} holds a parcel: open it from the dashboard, with a reason",
+                f"door {compartment} holds a parcel: use the operations console's remote open, "
+                "with a reason",
                 state=door.state.value,
                 action="maintenance.open",
             )

@@ -117,6 +117,7 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/console/couriers"): _rule(Action.READ_COURIERS, K.OPERATOR_ADMIN, K.CARRIER),
     ("GET", "/console/alarms"): _rule(Action.READ_ALARMS, *_STAFF),
     ("GET", "/console/alarms.csv"): _rule(Action.READ_ALARMS, *_STAFF),
+    ("GET", "/console/alarms/live"): _rule(Action.READ_ALARMS, *_STAFF),
     ("POST", "/console/alarms/{alarm_id}/acknowledge"): _rule(Action.HANDLE_ALARMS, *_STAFF),
     ("POST", "/console/alarms/{alarm_id}/resolve"): _rule(Action.HANDLE_ALARMS, *_STAFF),
     ("GET", "/console/parcels"): _rule(Action.READ_PARCEL, *_ACCOUNTS),
@@ -126,6 +127,11 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/console/parcels/{parcel_row_id}"): _rule(Action.READ_PARCEL, *_ACCOUNTS),
     ("GET", "/console/reports"): _rule(Action.READ_REPORTS, *_STAFF),
     ("GET", "/console/reports/{key}.csv"): _rule(Action.READ_REPORTS, *_STAFF),
+    ("GET", "/console/statements"): _rule(Action.READ_SETTLEMENTS, K.OPERATOR_ADMIN, K.CARRIER),
+    ("GET", "/console/statements.csv"): _rule(Action.READ_SETTLEMENTS, K.OPERATOR_ADMIN, K.CARRIER),
+    ("GET", "/console/statements.xlsx"): _rule(
+        Action.READ_SETTLEMENTS, K.OPERATOR_ADMIN, K.CARRIER
+    ),
     ("GET", "/console/vendor/{name}"): _rule(Action.READ_HEALTH, K.ANYONE, why="ECharts, charts"),
 }
 

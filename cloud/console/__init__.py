@@ -21,10 +21,11 @@ from cloud.console.routes import (
     parcels,
     reports,
     signin,
+    statements,
 )
 from cloud.console.web import render
 
-PAGES = [signin, assets, fleet, cabinet, audit, couriers, alarms, parcels, reports]
+PAGES = [signin, assets, fleet, cabinet, audit, couriers, alarms, parcels, reports, statements]
 
 
 def install(app: FastAPI) -> None:

@@ -25,6 +25,7 @@ NAV: list[NavItem] = [
     NavItem("nav.couriers", "/console/couriers", Action.READ_COURIERS),
     # After couriers: a carrier lands on its couriers (home_for), and may search parcels too.
     NavItem("nav.parcels", "/console/parcels", Action.READ_PARCEL),
+    NavItem("nav.statements", "/console/statements", Action.READ_SETTLEMENTS),
 ]
 
 

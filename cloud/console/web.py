@@ -14,15 +14,23 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from sqlmodel import Session
 
 from cloud.console.nav import nav_for
 from cloud.console.text import LANG_COOKIE, LANGUAGES, Translator, local_time, pick_language
+from cloud.core.alarms import detail_text
+from cloud.core.policies import Language
+from cloud.services import alarms
 from cloud.services.console_auth import ConsoleUser
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["local_time"] = local_time
 templates.env.globals["LANGUAGES"] = LANGUAGES
+# An alarm's stored (English) detail in the page's language: alarm_detail(kind, detail, lang).
+templates.env.globals["alarm_detail"] = lambda kind, detail, lang: detail_text(
+    kind, detail, Language(lang)
+)
 
 # Console pages hold personal data: never cached, never framed, never a referrer.
 PAGE_HEADERS = {
@@ -57,6 +65,7 @@ def render(
     """Render template `name` as a full page (or a fragment, for a template that extends none)."""
     t = translator(request)
     page = {
+        "open_alarms": _open_alarms(request, user),
         "request": request,
         "t": t,
         "lang": t.lang,
@@ -69,3 +78,12 @@ def render(
     return templates.TemplateResponse(
         request, name, page, status_code=status_code, headers=PAGE_HEADERS
     )
+
+
+def _open_alarms(request: Request, user: ConsoleUser | None) -> int | None:
+    """The header's count of open alarms (one grouped count), for an account that reads them."""
+    engine = getattr(request.app.state, "engine", None)
+    if user is None or engine is None:
+        return None
+    with Session(engine) as session:
+        return alarms.open_count(session=session, principal=user.principal)

@@ -12,6 +12,7 @@ managers when they are first raised (`NOTIFIED`), never on a repeat.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -135,6 +136,82 @@ KIND_NAMES: dict[AlarmKind, dict[Language, str]] = {
     },
     AlarmKind.NOTICE_FAILED: {Language.ZH_CN: "通知发送失败", Language.EN: "Notice not delivered"},
 }
+
+
+# --- an alarm's detail, in the reader's language --------------------------------------------------
+#
+# The stored `detail` is English (log lines, the CSV, the JSON API read it as is). Every detail the
+# cloud writes is made here from a template, so a page reads it back into its parameters and says
+# it in the page's language; a detail from elsewhere (a cabinet's lock fault text) shows as stored.
+
+_WORDS = {
+    "empty": {Language.ZH_CN: "空", Language.EN: "empty"},
+    "parcel": {Language.ZH_CN: "有包裹", Language.EN: "parcel"},
+    "occupied": {Language.ZH_CN: "有物品", Language.EN: "occupied"},
+    "recipient": {Language.ZH_CN: "收件人", Language.EN: "recipient"},
+    "courier": {Language.ZH_CN: "快递员", Language.EN: "courier"},
+    "manager": {Language.ZH_CN: "管理员", Language.EN: "manager"},
+    "failed": {Language.ZH_CN: "发送失败", Language.EN: "failed"},
+    "unsendable": {Language.ZH_CN: "无法发送", Language.EN: "unsendable"},
+    "unknown": {Language.ZH_CN: "状态不明", Language.EN: "unknown"},
+}
+
+
+@dataclass(frozen=True)
+class DetailTemplate:
+    en: str  # what is stored, with {name} fields
+    zh: str
+    words: tuple[str, ...] = ()  # fields whose values are translated through _WORDS
+
+    def pattern(self) -> re.Pattern[str]:
+        parts = re.split(r"\{(\w+)\}", self.en)
+        regex = "".join(
+            re.escape(part) if i % 2 == 0 else f"(?P<{part}>.+?)" for i, part in enumerate(parts)
+        )
+        return re.compile(f"^{regex}$")
+
+
+DETAILS: dict[AlarmKind, DetailTemplate] = {
+    AlarmKind.DOOR_LEFT_OPEN: DetailTemplate("{seconds} s", "已开 {seconds} 秒"),
+    AlarmKind.OCCUPANCY_MISMATCH: DetailTemplate(
+        "expected {expected}, sensor reads {sensed}",
+        "记录为{expected}，传感器读数为{sensed}",
+        words=("expected", "sensed"),
+    ),
+    AlarmKind.CABINET_OFFLINE: DetailTemplate("offline for {minutes} min", "已离线 {minutes} 分钟"),
+    AlarmKind.BRUTE_FORCE: DetailTemplate(
+        "{count} keypad lockouts within {minutes} min", "{minutes} 分钟内键盘锁定 {count} 次"
+    ),
+    AlarmKind.NOTICE_FAILED: DetailTemplate(
+        "{notice} notice {id} to a {audience}: {status}",
+        "发给{audience}的 {notice} 通知 {id}：{status}",
+        words=("audience", "status"),
+    ),
+}
+
+
+def detail(kind: AlarmKind, **fields: object) -> str:
+    """The detail of an alarm of `kind` as stored (English), from its template."""
+    return DETAILS[kind].en.format(**fields)
+
+
+def detail_text(kind: str, stored: str, language: Language) -> str:
+    """Return a stored detail in `language`: re-worded if the cloud's template made it, else
+    as stored (a cabinet's own words, or a detail written before the template existed)."""
+    try:
+        template = DETAILS.get(AlarmKind(kind))
+    except ValueError:
+        return stored
+    if template is None or language is Language.EN:
+        return stored
+    found = template.pattern().match(stored)
+    if found is None:
+        return stored
+    fields = {
+        name: _WORDS.get(value, {}).get(language, value) if name in template.words else value
+        for name, value in found.groupdict().items()
+    }
+    return template.zh.format(**fields)
 
 
 def kind_name(kind: str, language: Language) -> str:

@@ -36,6 +36,12 @@ def get_carrier(*, session: Session, carrier_id: str) -> Carrier | None:
     return session.get(Carrier, carrier_id)
 
 
+def carriers(*, session: Session) -> list[tuple[str, str]]:
+    """Every carrier as (id, name), by id: the operator's choice on the statements page."""
+    rows = session.exec(select(Carrier.id, Carrier.name).order_by(col(Carrier.id))).all()
+    return [(row[0], row[1]) for row in rows]
+
+
 def get_site(*, session: Session, site_id: str) -> Site | None:
     return session.get(Site, site_id)
 

@@ -125,7 +125,9 @@ def keypad_lockout(*, session: Session, cabinet: Cabinet, at: datetime, now: dat
             session=session,
             cabinet=cabinet,
             kind=core.AlarmKind.BRUTE_FORCE,
-            detail=f"{len(lockouts)} keypad lockouts within {rule.window_s // 60} min",
+            detail=core.detail(
+                core.AlarmKind.BRUTE_FORCE, count=len(lockouts), minutes=rule.window_s // 60
+            ),
             at=at,
             now=now,
             seq=seq,
@@ -147,7 +149,13 @@ def notice_failed(*, session: Session, row: NoticeOutbox, now: datetime) -> None
         session=session,
         cabinet=cabinet,
         kind=core.AlarmKind.NOTICE_FAILED,
-        detail=f"{row.kind} notice {row.id} to a {row.audience}: {row.status}",
+        detail=core.detail(
+            core.AlarmKind.NOTICE_FAILED,
+            notice=row.kind,
+            id=row.id,
+            audience=row.audience,
+            status=row.status,
+        ),
         at=now,
         now=now,
     )
@@ -185,7 +193,7 @@ def evaluate(*, session: Session, now: datetime) -> Evaluation:
                 session=session,
                 cabinet=cabinet,
                 kind=core.AlarmKind.CABINET_OFFLINE,
-                detail=f"offline for {minutes} min",
+                detail=core.detail(core.AlarmKind.CABINET_OFFLINE, minutes=minutes),
                 at=now,
                 now=now,
             )
@@ -208,6 +216,15 @@ def evaluate(*, session: Session, now: datetime) -> Evaluation:
 
 
 # --- the console's acts ---------------------------------------------------------------------------
+
+
+def open_count(*, session: Session, principal: Principal) -> int | None:
+    """The open alarms `principal` sees, for the console's header (None: it reads none)."""
+    if not decide(principal, Action.READ_ALARMS, Resource(ResourceKind.SYSTEM)).allowed:
+        return None
+    count = sum(db.open_counts(session=session, scope=cabinet_scope(principal)).values())
+    session.rollback()
+    return count
 
 
 def list_for(

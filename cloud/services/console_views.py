@@ -89,6 +89,9 @@ SORT_KEYS = {
     "overdue": lambda r: (-r.overdue, r.id),
 }
 
+# The keys that are the cabinets' own columns (FleetCabinet has them as FleetRow does).
+CABINET_SORTS = frozenset({"id", "site", "status", "last_seen"})
+
 
 def fleet(
     *,
@@ -103,28 +106,48 @@ def fleet(
     """Return page `page` of the cabinets in the principal's scope (of `site_id`, if given),
     sorted by `sort`, with the figures of them all."""
     scope = cabinet_scope(principal)
+    key = SORT_KEYS.get(sort, SORT_KEYS["status"])
     cabinets = console_reads.fleet_cabinets(session=session, scope=scope, site_id=site_id)
-    counts = console_reads.fleet_counts(session=session, scope=scope, site_id=site_id, now=now)
+    pages = max(1, -(-len(cabinets) // per_page))
+    page = min(max(1, page), pages)
+    shown = slice((page - 1) * per_page, page * per_page)
+    if sort in CABINET_SORTS:
+        # Sorted by the cabinets' own columns: only the page's cabinets need their doors
+        # counted; the fleet's totals are three indexed counts (docs/console.md#figures).
+        cabinets.sort(key=key)
+        on_page = cabinets[shown]
+        counts = console_reads.fleet_counts(
+            session=session, scope=scope, site_id=site_id, now=now,
+            cabinet_ids=[c.id for c in on_page],
+        )  # fmt: skip
+        totals = console_reads.fleet_totals(session=session, scope=scope, site_id=site_id, now=now)
+        rows = [_row(cabinet, counts) for cabinet in on_page]
+    else:
+        # Sorted by a count: every cabinet's counts decide the order.
+        counts = console_reads.fleet_counts(session=session, scope=scope, site_id=site_id, now=now)
+        every = sorted((_row(cabinet, counts) for cabinet in cabinets), key=key)
+        rows = every[shown]
+        totals = console_reads.FleetTotals(
+            open_alarms=sum(r.open_alarms for r in every),
+            overdue=sum(r.overdue for r in every),
+            faulted=sum(r.faulted for r in every),
+        )
     sites = console_reads.fleet_sites(session=session, scope=scope)
     for site in sites:
         session.expunge(site)  # kept for the page: a rollback would expire it
     session.rollback()
-    rows = [_row(cabinet, counts) for cabinet in cabinets]
-    rows.sort(key=SORT_KEYS.get(sort, SORT_KEYS["status"]))
-    pages = max(1, -(-len(rows) // per_page))
-    page = min(max(1, page), pages)
     return Fleet(
-        rows=rows[(page - 1) * per_page : page * per_page],
+        rows=rows,
         sites=sites,
-        total=len(rows),
+        total=len(cabinets),
         page=page,
         pages=pages,
-        online=sum(1 for r in rows if r.online is True),
-        offline=sum(1 for r in rows if r.online is False),
-        never_seen=sum(1 for r in rows if r.online is None),
-        open_alarms=sum(r.open_alarms for r in rows),
-        overdue=sum(r.overdue for r in rows),
-        faulted=sum(r.faulted for r in rows),
+        online=sum(1 for c in cabinets if c.online is True),
+        offline=sum(1 for c in cabinets if c.online is False),
+        never_seen=sum(1 for c in cabinets if c.online is None),
+        open_alarms=totals.open_alarms,
+        overdue=totals.overdue,
+        faulted=totals.faulted,
     )
 
 

@@ -43,6 +43,8 @@ from cloud.core.access import (
     ResourceKind,
     choose_announcement,
 )
+from cloud.core.alarms import AlarmKind
+from cloud.core.alarms import detail as alarm_detail
 from cloud.core.codes import IssuedCode, RandBelow, issue_code
 from cloud.core.errors import CoreError
 from cloud.core.ingest import Delivery, classify_delivery, contiguous_upto, plan, refusal
@@ -646,10 +648,14 @@ class _Applier:
             )
             return None
         detail = getattr(data, "detail", None) or (
-            f"{data.seconds} s" if isinstance(data, DoorLeftOpenData) else ""
+            alarm_detail(AlarmKind.DOOR_LEFT_OPEN, seconds=data.seconds)
+            if isinstance(data, DoorLeftOpenData)
+            else ""
         )
         if isinstance(data, DoorOccupancyMismatchData):
-            detail = f"expected {data.expected}, sensor reads {data.sensed}"
+            detail = alarm_detail(
+                AlarmKind.OCCUPANCY_MISMATCH, expected=data.expected, sensed=data.sensed
+            )
         alarms.raise_alarm(
             session=self.session,
             cabinet=self.cabinet,

@@ -126,6 +126,41 @@ def carrier_exists(*, session: Session, carrier_id: str) -> bool:
     return found
 
 
+def carriers(*, session: Session) -> list[tuple[str, str]]:
+    """Every carrier as (id, name)."""
+    found = db.carriers(session=session)
+    session.rollback()
+    return found
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A statement as a page shows it: its first `lines` and the totals of all of them."""
+
+    carrier: str
+    period: str
+    closed: bool
+    lines: list[st.Line]
+    line_count: int
+    totals: dict[str, dict[str, int]]
+
+
+def preview(
+    *, session: Session, carrier_id: str, period: st.Period, now: datetime, limit: int = 200
+) -> Preview:
+    """The month's statement for a page: the totals of every line, the first `limit` lines
+    (the CSV and XLSX downloads hold them all)."""
+    closed = is_closed(session=session, carrier_id=carrier_id, period=period)
+    totals = st.Totals()
+    shown: list[st.Line] = []
+    for line in lines(session=session, carrier_id=carrier_id, period=period, now=now):
+        totals.add(line)
+        if len(shown) < limit:
+            shown.append(line)
+    session.rollback()
+    return Preview(carrier_id, str(period), closed, shown, totals.lines, totals.as_dict())
+
+
 def is_closed(*, session: Session, carrier_id: str, period: st.Period) -> bool:
     return period in db.closed_periods(session=session, carrier_id=carrier_id)
 

@@ -17,6 +17,9 @@ process's memory or database.
     5. the carrier's statement (对账单) of the day lists the deposit, priced
     6. a second parcel expires (the workers' clock jumps 72 h ahead) and the courier takes it back
     7. a jammed lock: the cabinet moves the parcel to another door
+    8. a forced door: the site's manager, signed in to the operations console as a browser
+       would (form, CSRF token, session cookie), sees it as an alarm within seconds and
+       acknowledges it with a note; the console's audit log has the row
 
 The steps do not depend on how the cabinet picks a door: a door reserved for an announced
 shipment (its dimensions) or one picked at the kiosk by size are both followed.
@@ -26,6 +29,8 @@ shipment (its dimensions) or one picked at the kiosk by size are both followed.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import secrets
 import time
@@ -41,6 +46,7 @@ from rich.markup import escape
 from cloud.core.phones import mask_phone
 from locker.demo.stack import (
     CARRIER,
+    CONSOLE_MANAGER,
     COURIERS,
     PRICES_MINOR,
     SITE_TIMEZONE,
@@ -51,6 +57,9 @@ from locker.demo.stack import (
 )
 
 WAIT_S = 30.0
+# A forced door reaches the manager's alarms page within this (the cabinet polls its boards at
+# least every few seconds, the event is sent at once, the page reads the table).
+ALARM_WAIT_S = 10.0
 EXPIRY_JUMP_S = 72 * 3600 + 60  # the demo site's 72 h pickup window, and a minute
 # The shipment of step 1 fits an S door: 30 x 20 x 10 cm, 1.5 kg.
 DIMENSIONS = {"length_mm": 300, "width_mm": 200, "height_mm": 100, "weight_g": 1500}
@@ -602,6 +611,102 @@ class Story:
         finally:
             self.http.post(f"{url}/sign-out", json={}, headers=token)
 
+    # --- the operations console, as the site's manager's browser ---------------------------------
+
+    def console_sign_in(self, username: str) -> dict[str, str]:
+        """Sign in as a browser does: GET the form (its CSRF token and form cookie), POST it;
+        return the headers that carry the session cookie. The cookie is Secure: a browser keeps
+        it on 127.0.0.1, httpx's jar would not send it back over plain HTTP, so it rides by
+        hand."""
+        url = f"{self.info.console_url}/sign-in"
+        form = self.http.get(url)
+        self.check(form.status_code == 200, f"the console's sign-in page answers ({url})")
+        token = _hidden(form.text, "csrf")
+        role, password = self.info.console_accounts[username]
+        signed = self.http.post(
+            url,
+            data={"username": username, "password": password, "csrf": token},
+            headers={"Cookie": f"console_form={form.cookies.get('console_form', '')}"},
+        )
+        session = signed.cookies.get("console_session")
+        self.check(
+            signed.status_code == 303 and bool(session),
+            f"{username} ({role}) signed in with the printed password",
+            (signed.status_code, signed.text[:200]),
+        )
+        return {"Cookie": f"console_session={session}"}
+
+    def console_alarm(
+        self, cookie: dict[str, str], cabinet: CabinetInfo, compartment: str
+    ) -> tuple[int, str] | None:
+        """The open door.forced alarm of this door on the manager's alarms page: (id, page)."""
+        page = self.http.get(
+            f"{self.info.console_url}/alarms",
+            params={"kind": "door.forced", "site": ""},
+            headers=cookie,
+        )
+        if page.status_code != 200:
+            raise StoryFailed(f"the alarms page answered {page.status_code}")
+        # The door's id as a whole word (A1 is not A10); ASCII only, since 号 follows it in
+        # Chinese ("A19号格口").
+        door = re.compile(rf"(?<![0-9A-Za-z-]){re.escape(compartment)}(?![0-9A-Za-z-])")
+        for row in page.text.split('<tr data-alarm="')[1:]:
+            alarm_id, _, rest = row.partition('"')
+            row_html = rest.split("</tr>")[0]
+            if f'href="/console/cabinets/{cabinet.id}"' in row_html and door.search(row_html):
+                return int(alarm_id), page.text
+        return None
+
+    def step_forced_door(self) -> None:
+        cabinet = self.info.cabinets[0]
+        cookie = self.console_sign_in(CONSOLE_MANAGER)
+        compartment = self.c1  # emptied by the recipient in step 4, shut and latched
+        started = time.monotonic()
+        self.act(cabinet, compartment, "force")
+        self.check(
+            self.door(cabinet, compartment)["door_open"],
+            f"someone wrenches door {compartment} of {cabinet.id} open (simulator)",
+        )
+        alarm_id, page = self.wait(
+            lambda: self.console_alarm(cookie, cabinet, compartment),
+            f"the manager's alarms page shows door {compartment} forced",
+            timeout_s=ALARM_WAIT_S,
+        )
+        self.echo(f"    seen on the console {time.monotonic() - started:.1f} s after the force")
+        self.act(cabinet, compartment, "close")
+        note = f"story {self.run_id}: checked on site, door shut, nothing taken"
+        answer = self.http.post(
+            f"{self.info.console_url}/alarms/{alarm_id}/acknowledge",
+            data={"csrf": _hidden(page, "csrf"), "note": note},
+            headers=cookie,
+        )
+        self.check(
+            answer.status_code == 303 and "done=acked" in answer.headers.get("location", ""),
+            f"the manager acknowledged alarm {alarm_id} with a note",
+            (answer.status_code, answer.headers.get("location")),
+        )
+        found = self.console_alarm(cookie, cabinet, compartment)
+        self.check(
+            found is not None and note in found[1] and CONSOLE_MANAGER in found[1],
+            "the alarms page shows it acknowledged, by whom and with the note",
+        )
+        audit = self.http.get(
+            f"{self.info.console_url}/audit.csv",
+            params={"action": "acknowledge_alarm"},
+            headers=cookie,
+        )
+        rows = [row for row in csv.DictReader(io.StringIO(audit.text)) if row.get("reason") == note]
+        self.check(
+            audit.status_code == 200
+            and len(rows) == 1
+            and rows[0]["principal"] == CONSOLE_MANAGER
+            and rows[0]["resource_id"] == cabinet.id
+            and f'"alarm_id": {alarm_id}' in rows[0]["detail"],
+            f"the audit log has it: {CONSOLE_MANAGER} acknowledged alarm {alarm_id} of "
+            f"{cabinet.id}, with the note as reason",
+            rows or audit.text[:300],
+        )
+
 
 STEPS: list[tuple[str, str]] = [
     ("step_announce", "The ERP registers a webhook and announces a shipment"),
@@ -611,6 +716,7 @@ STEPS: list[tuple[str, str]] = [
     ("step_statement", "The carrier's statement of the day lists the deposit"),
     ("step_expiry", "A second parcel expires and the courier takes it back"),
     ("step_jam", "A jammed lock: the parcel goes to another door"),
+    ("step_forced_door", "A forced door: the manager sees the alarm and acknowledges it"),
 ]
 
 
@@ -642,3 +748,11 @@ def _types(screens: list[dict[str, Any]]) -> list[str]:
 
 def _opening(screens: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [screen for screen in screens if screen["type"] == "DepositDoorOpening"]
+
+
+def _hidden(html: str, name: str) -> str:
+    """The value of a page's hidden form field `name` (the CSRF token every form carries)."""
+    match = re.search(rf'name="{name}" value="([^"]*)"', html)
+    if match is None:
+        raise StoryFailed(f"the console page has no {name} field")
+    return match.group(1)

@@ -249,6 +249,7 @@ def test_the_story_runs_end_to_end_and_exits_0(tmp_path: Path, site_time: str) -
         "The carrier's statement of the day lists the deposit",
         "A second parcel expires and the courier takes it back",
         "A jammed lock: the parcel goes to another door",
+        "A forced door: the manager sees the alarm and acknowledges it",
     ):
         assert step in result.stdout
     assert "The story held" in result.stdout
@@ -256,6 +257,8 @@ def test_the_story_runs_end_to_end_and_exits_0(tmp_path: Path, site_time: str) -
         "the ERP's receiver got parcel.in_locker",
         "the ERP's receiver got parcel.picked_up",
         "it lists the deposit of",
+        "the manager's alarms page shows door",
+        "the audit log has it: manager acknowledged alarm",
     ):
         assert check in result.stdout
     assert "✗" not in result.stdout

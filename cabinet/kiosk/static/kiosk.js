@@ -720,8 +720,10 @@ async function maintRefresh() {
       lookup("ui.door_state_names")[d.state] || d.state,
       lookup("ui.door_names")[d.door] || d.door,
     ].join(" · ");
-    b.disabled = d.holds_parcel;
-    b.addEventListener("click", () => maintOpen(d.compartment));
+    // A door with a parcel stays tappable: the tap says where it is opened instead (the
+    // operations console's remote open, with a reason), which a greyed-out button never would.
+    b.classList.toggle("holds-parcel", d.holds_parcel);
+    b.addEventListener("click", () => maintOpen(d.compartment, d.holds_parcel));
     grid.appendChild(b);
   }
   const table = $("maint-bus");
@@ -753,9 +755,10 @@ async function maintRefresh() {
   row(lookup("ui.cloud"), lookup(body.status.online ? "ui.online" : "ui.offline_short"), !body.status.online);
 }
 
-async function maintOpen(compartment) {
+async function maintOpen(compartment, holdsParcel) {
   const { status, body } = await maintCall("open", { compartment });
   if (status === 200) say("maint", { ui: "test_open_sent", params: { compartment } });
+  else if (status === 409 && holdsParcel) say("maint", { ui: "maint_holds_parcel", params: { compartment } }, "warn");
   else say("maint", { ui: "not_now" }, "warn");
   console.info("maintenance open", compartment, status, body);
   maintRefresh();
@@ -796,6 +799,7 @@ function wire() {
   $("lang").addEventListener("click", () => {
     state.lang = state.lang === "zh-CN" ? "en" : "zh-CN";
     translatePage();
+    maintRefresh();  // the door grid and the bus table are drawn from the words, too
   });
   $("no-code").addEventListener("click", () => { state.fields.resend = ""; clearMsg("resend"); go("resend"); });
   $("resend-send").addEventListener("click", () => submitField("resend"));

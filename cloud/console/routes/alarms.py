@@ -6,19 +6,27 @@ decides each act on the alarm's cabinet (another site's alarm is the same 404 as
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import Engine
+from sqlmodel import Session
+from sse_starlette import EventSourceResponse
 
 from cloud.api.deps import NowDep, SessionDep
 from cloud.console import auth
 from cloud.console.csv_response import csv_response
-from cloud.console.web import render
+from cloud.console.routes.cabinet import grid_updates
+from cloud.console.web import render, templates, translator
 from cloud.core.access import SYSTEM, Action
 from cloud.core.alarms import AlarmKind
 from cloud.errors import CloudError, Conflict, Forbidden, NotFound
 from cloud.services import alarms, reports
+from cloud.services.console_auth import session_user
 from cloud.services.reports import rows_to_csv
 
 router = APIRouter(include_in_schema=False)
@@ -66,6 +74,49 @@ def alarms_page(
         sites=sites,
         done=done,
         now=now,
+    )
+
+
+@router.get("/console/alarms/live")
+async def alarms_live(
+    request: Request,
+    session: SessionDep,
+    user: auth.ConsoleUserDep,
+    show: str = "open",
+    site: str = "",
+    kind: str = "",
+) -> Response:
+    """The alarms table pushed again (server-sent events) whenever an alarm in the list is
+    raised, repeats, is acknowledged or resolved: the cabinet page's stream, on this list."""
+    auth.check(user, Action.READ_ALARMS, SYSTEM)
+    engine: Engine = request.app.state.engine
+    clock: Callable[[], datetime] = request.app.state.clock
+    t = translator(request)
+    token = request.cookies.get(auth.COOKIE)
+
+    def snapshot() -> tuple[object, str, str]:
+        with Session(engine, expire_on_commit=False) as s:
+            rows = _list(s, user, show, site, kind)
+        fingerprint = tuple(
+            (r.alarm.id, r.alarm.count, r.alarm.last_seen_at, r.alarm.acked_at, r.alarm.cleared_at)
+            for r in rows
+        )
+        context = {
+            "rows": rows, "t": t, "lang": t.lang, "now": clock(), "csrf": user.csrf_token,
+        }  # fmt: skip
+        table = templates.get_template("_alarm_rows.html").render(context)
+        return fingerprint, table, t("alarms.count", n=len(rows))
+
+    def still_signed_in() -> bool:
+        with Session(engine) as s:
+            return session_user(session=s, token=token, now=clock()) is not None
+
+    return EventSourceResponse(
+        grid_updates(
+            snapshot, still_signed_in, is_disconnected=request.is_disconnected, sleep=anyio.sleep
+        ),
+        ping=15,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 

@@ -22,3 +22,33 @@
   });
   source.addEventListener("signed-out", () => { source.close(); location.reload(); });
 })();
+
+// The alarms page: its table pushed again whenever an alarm is raised, repeats, is acknowledged
+// or resolved; an open "acknowledge" form (a note being typed) is not replaced under the hand.
+(function () {
+  "use strict";
+  const list = document.getElementById("alarm-list");
+  const label = document.getElementById("live");
+  if (!list || !list.dataset.live || !window.EventSource) return;
+  const say = (on) => {
+    label.textContent = on ? label.dataset.on : label.dataset.off;
+    label.classList.toggle("off", !on);
+  };
+  let pending = null;
+  const busy = () => !!list.querySelector("details.act[open]");
+  const apply = () => {
+    if (pending === null || busy()) return;
+    list.innerHTML = pending;
+    pending = null;
+    list.dataset.version = String(Number(list.dataset.version || "0") + 1);
+  };
+  list.addEventListener("toggle", apply, true);  // a closed form lets the waiting table in
+  const source = new EventSource(list.dataset.live);
+  source.addEventListener("open", () => say(true));
+  source.addEventListener("error", () => say(false));
+  source.addEventListener("grid", (event) => { pending = event.data; apply(); });
+  source.addEventListener("head", (event) => {
+    document.getElementById("alarm-count").textContent = event.data;
+  });
+  source.addEventListener("signed-out", () => { source.close(); location.reload(); });
+})();

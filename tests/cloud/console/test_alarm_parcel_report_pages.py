@@ -115,6 +115,7 @@ def test_a_manager_acknowledges_then_resolves_a_forced_door(
     page = app_client.get("/console/alarms")
     assert page.status_code == 200
     assert "Door forced open" in page.text and "door A02" in page.text
+    assert '<span id="nav-alarm-count" class="badge" title="1 alarms">1</span>' in page.text
     alarm_id = int(re.search(r'data-alarm="(\d+)"', page.text).group(1))  # type: ignore[union-attr]
 
     refused = app_client.post(f"/console/alarms/{alarm_id}/acknowledge", data={"note": "x"})
@@ -130,7 +131,8 @@ def test_a_manager_acknowledges_then_resolves_a_forced_door(
     assert "acknowledged" in page.text and "guard on the way" in page.text
 
     app_client.post(f"/console/alarms/{alarm_id}/resolve", data={"csrf": csrf, "note": "fixed"})
-    assert "No alarm here" in app_client.get("/console/alarms").text
+    resolved = app_client.get("/console/alarms").text
+    assert "No alarm here" in resolved and "nav-alarm-count" not in resolved
     assert "fixed" in app_client.get("/console/alarms?show=all").text
     exported = app_client.get("/console/alarms.csv?show=all")
     assert exported.headers["content-type"].startswith("text/csv")
@@ -147,7 +149,8 @@ def test_another_sites_manager_sees_nothing_and_gets_the_404_page(
     app_client: TestClient, engine_with_data: Engine
 ) -> None:
     csrf = signed_in(app_client, "manager-b")
-    assert "No alarm here" in app_client.get("/console/alarms").text
+    resolved = app_client.get("/console/alarms").text
+    assert "No alarm here" in resolved and "nav-alarm-count" not in resolved
     with Session(engine_with_data) as session:
         alarm_id = session.exec(select(Alarm.id)).one()
     refused = app_client.post(

@@ -8,6 +8,7 @@ One browser and one server (uvicorn in a thread, on a free port) for the module.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -56,6 +57,7 @@ NOW = T0 + timedelta(days=13, hours=3)  # 13:00 local on 14 May 2024
 VIEWPORTS = {"1440x900": (1440, 900), "768x1024": (768, 1024)}
 PHONES = ["+8613812341234", "+8613998765678", "+8615000002468"]
 CARRIERS = {"sf-1": "SF", "jd-1": "JD", "zto-1": "ZTO"}
+ENGINES: dict[str, Engine] = {}  # the server's database, for a test that adds an event
 
 
 def _story() -> list[EventBase]:
@@ -143,6 +145,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             site_ids=[SITE],
             phone="+8613900001111",
         )
+        add_account(
+            session=session, username="sf-office", role="carrier", password=PASSWORD, now=T0,
+            carrier_id="SF",
+        )  # fmt: skip
         # As it happened: each event applied when it came, expiry run every 6 hours between.
         checkpoint = T0
         for event in sorted(_story(), key=lambda e: e.seq):
@@ -162,6 +168,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         session.add(cabinet)
         session.commit()
         evaluate(session=session, now=NOW)
+    ENGINES[db_url] = engine
     settings = CloudSettings(database_url=db_url, secret_key=SEAL_KEY.decode())
     app = create_app(settings, engine=engine, clock=lambda: NOW)
     port = free_port()
@@ -190,14 +197,16 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
-def signed_in_page(browser: Any, server: str, *, lang: str, size: tuple[int, int]) -> Any:
+def signed_in_page(
+    browser: Any, server: str, *, lang: str, size: tuple[int, int], username: str = "manager"
+) -> Any:
     context = browser.new_context(viewport={"width": size[0], "height": size[1]})
     page = context.new_page()
     page.goto(f"{server}/console/lang/{lang}?next=/console/sign-in")
-    page.fill("input[name=username]", "manager")
+    page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit].primary")
-    page.wait_for_url("**/console/fleet")
+    page.wait_for_url("**/console/couriers" if username == "sf-office" else "**/console/fleet")
     return page
 
 
@@ -250,3 +259,49 @@ def test_screenshots_of_every_page(browser: Any, server: str, lang: str) -> None
             overflow = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
             assert not overflow, f"{name} ({lang}, {size_name}) is wider than the screen"
         page.context.close()
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_a_carriers_statement_page_fits_both_screens(browser: Any, server: str, lang: str) -> None:
+    for size_name, size in VIEWPORTS.items():
+        page = signed_in_page(browser, server, lang=lang, size=size, username="sf-office")
+        page.click("nav.main >> text=" + ("对账单" if lang == "zh-CN" else "Statements"))
+        page.goto(f"{server}/console/statements?period=2024-05")
+        assert page.locator("tr[data-tracking]").count() > 10  # SF's deposits of May
+        assert page.locator("table.totals tr[data-currency]").count() == 1
+        page.screenshot(path=str(SHOTS / f"statements-{lang}-{size_name}.png"), full_page=True)
+        overflow = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+        assert not overflow, f"statements ({lang}, {size_name}) is wider than the screen"
+        page.context.close()
+
+
+def test_a_new_alarm_reaches_the_open_alarms_page_and_details_read_in_its_language(
+    browser: Any, server: str
+) -> None:
+    """Last in the module: it adds an alarm the screenshots above do not show."""
+    page = signed_in_page(browser, server, lang="zh-CN", size=(1440, 900))
+    page.goto(f"{server}/console/alarms")
+    page.wait_for_selector("#live:not(.off)")  # the stream is open
+    page.evaluate("window.notReloaded = true")
+    # Stored in English ("120 s", "offline for 40 min"), read in the page's language.
+    assert "已开 120 秒" in page.locator("tr[data-alarm]", has_text="柜门未关").inner_text()
+    assert "已离线 40 分钟" in page.locator("tr[data-alarm]", has_text="柜机离线").inner_text()
+    before = page.inner_text("#alarm-count")
+    seq = max(event.seq for event in _story()) + 1
+    fault = LockFault(
+        id=f"e{seq}", cab=CAB, seq=seq, ts=NOW,
+        data=LockFaultData(compartment="A09", detail="bolt did not retract"),
+    )  # fmt: skip
+    changed_at = time.monotonic()
+    with Session(next(iter(ENGINES.values()))) as session:  # what the worker does with it
+        store_events(session=session, cab=CAB, envelopes=[fault], now=NOW)
+        session.rollback()
+        apply_pending(session=session, cab=CAB, now=NOW, seal_key=SEAL_KEY)
+    page.wait_for_selector('tr[data-alarm]:has-text("A09")', timeout=5000)
+    latency = time.monotonic() - changed_at
+    assert page.evaluate("window.notReloaded") is True
+    assert latency <= 2.0, f"the alarm took {latency:.2f} s to reach the page"
+    assert page.inner_text("#alarm-count") != before
+    print(f"a new alarm reached the open alarms page in {latency:.2f} s")
+    page.screenshot(path=str(SHOTS / "alarms-live-zh-CN-1440x900.png"), full_page=True)
+    page.context.close()

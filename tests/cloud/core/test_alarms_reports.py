@@ -23,7 +23,7 @@ def test_severity_and_who_is_told() -> None:
     assert a.severity("some.future_kind") is a.Severity.WARNING
     critical = {a.AlarmKind.DOOR_FORCED, a.AlarmKind.LOCK_FAULT}
     critical |= {a.AlarmKind.CABINET_OFFLINE, a.AlarmKind.BRUTE_FORCE}
-    critical |= {a.AlarmKind.OCCUPANCY_MISMATCH}
+    critical |= {a.AlarmKind.OCCUPANCY_MISMATCH}  # a parcel gone or left: someone must look
     assert critical == a.NOTIFIED
     assert a.open_key("CAB-1", None, "cabinet.offline") == "CAB-1/*/cabinet.offline"
     assert a.open_key("CAB-1", "A02", "door.forced") == "CAB-1/A02/door.forced"
@@ -109,3 +109,34 @@ def test_dwell_buckets_and_occupancy_by_hour() -> None:
     assert (hours["09:00"], hours["10:00"], hours["11:00"], hours["15:00"]) == (0, 1, 2, 1)
     assert r.occupancy_by_hour(facts, period, now=now, doors=4).rows[11][2] == 50.0
     assert r.usage_by_carrier(facts, period).rows == (("SF", 2, 2, 0), ("JD", 1, 0, 0))
+
+
+def test_an_alarm_detail_written_in_english_reads_in_chinese_and_foreign_words_stay() -> None:
+    from cloud.core.alarms import AlarmKind, detail, detail_text
+    from cloud.core.policies import Language
+
+    zh, en = Language.ZH_CN, Language.EN
+    cases = [
+        (AlarmKind.DOOR_LEFT_OPEN, {"seconds": 130}, "已开 130 秒"),
+        (AlarmKind.CABINET_OFFLINE, {"minutes": 40}, "已离线 40 分钟"),
+        (AlarmKind.BRUTE_FORCE, {"count": 3, "minutes": 15}, "15 分钟内键盘锁定 3 次"),
+        (
+            AlarmKind.OCCUPANCY_MISMATCH,
+            {"expected": "empty", "sensed": "occupied"},
+            "记录为空，传感器读数为有物品",
+        ),
+        (
+            AlarmKind.NOTICE_FAILED,
+            {"notice": "alarm", "id": 12, "audience": "manager", "status": "failed"},
+            "发给管理员的 alarm 通知 12：发送失败",
+        ),
+    ]
+    for kind, fields, chinese in cases:
+        stored = detail(kind, **fields)
+        assert detail_text(kind, stored, zh) == chinese
+        assert detail_text(kind, stored, en) == stored
+    assert detail("cabinet.offline", minutes=40) == "offline for 40 min"  # type: ignore[arg-type]
+    # A cabinet's own words, an unknown kind, a detail of another shape: as stored.
+    assert detail_text("lock.fault", "bolt jammed", zh) == "bolt jammed"
+    assert detail_text("door.exploded", "boom", zh) == "boom"
+    assert detail_text("cabinet.offline", "gone fishing", zh) == "gone fishing"

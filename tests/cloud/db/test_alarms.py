@@ -356,8 +356,8 @@ def test_the_manager_gets_the_alarm_text_and_a_failed_notice_is_an_alarm(engine:
     (message,) = accepting.sent
     assert message.to == MANAGER_PHONE
     assert "柜门被撬" in message.text and "A02号格口" in message.text and "Gate 1" in message.text
-    # No link in an SMS (phishing texts carry links): the manager signs in to the console.
-    assert "https://" not in message.text and "管理后台" in message.text
+    # One SMS part, no link (a link in an SMS is what phishing looks like): it says where to go.
+    assert "请登录管理后台处理" in message.text and "http" not in message.text
 
     # A second forced door elsewhere; this time the provider refuses the number.
     with Session(engine) as session:
