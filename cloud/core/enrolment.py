@@ -9,7 +9,7 @@ text. The cloud keeps only its SHA-256: with 160 bits of entropy no salt or slow
 Guessing: a client address gets `TRIES_PER_CLIENT_HOUR` wrong codes an hour, then 429. Even an
 attacker with a million addresses (2^20) guessing around the clock for a year makes about
 2^20 x 10 x 8766 < 2^37 guesses; with 10,000 live codes (< 2^14) the chance that any guess hits
-is below 2^37 x 2^14 / 2^160 = 2^-109 (tests/cloud/enrolment/test_enrolment_service.py).
+is below 2^37 x 2^14 / 2^160 = 2^-109 (tests/cloud/api/test_enrol.py).
 """
 
 from __future__ import annotations

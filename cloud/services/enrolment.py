@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -183,7 +184,7 @@ def enrol(
             oldest = db.oldest_try_since(session=session, client=client, since=since)
             wait_s = int(core.TRIES_WINDOW.total_seconds())
             if oldest is not None:
-                wait_s = max(1, int((oldest - since).total_seconds()) + 1)
+                wait_s = max(1, math.ceil((oldest - since).total_seconds()))
             session.rollback()
             raise errors.RateLimited(
                 f"too many wrong enrolment codes from this address; try again in {wait_s} s",
@@ -200,7 +201,7 @@ def enrol(
             db.add_try(session=session, client=client, now=now)
             session.commit()
             log.warning("enrolment: a wrong, used or expired code from %s", client)
-            raise errors.NotFound(NO_CODE, field="code")
+            raise errors.NotFound(NO_CODE)
         cab = taken.cabinet_id
         cabinet = session.get(Cabinet, cab)
         principal = Principal(PrincipalKind.ENROLMENT, hashed[:12], cabinet_id=cab)
@@ -218,7 +219,7 @@ def enrol(
             or not taken.mqtt_password_sealed
         ):
             session.rollback()
-            raise errors.NotFound(NO_CODE, field="code")
+            raise errors.NotFound(NO_CODE)
         try:
             password = unseal(seal_key, taken.mqtt_password_sealed, context=_password_context(cab))
             code_key = cabinet_code_key(cabinet, seal_key=seal_key).decode()
