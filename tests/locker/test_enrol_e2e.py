@@ -26,7 +26,7 @@ from cabinet.enrolment import EnrolmentFailed, fetch_enrolment
 from cloud.db.engine import make_engine
 from cloud.db.migrate import upgrade
 from cloud.db.models import SiteCreate
-from cloud.services.registry import add_site
+from cloud.services.registry import add_site, mosquitto_auth, worker_mqtt_users
 from firmware_sim import BoardConfig, PtyServer, SimulatedBus
 from locker.harness.ports import free_port, port_accepts
 from locker.harness.processes import clean_env, locker_cli, stop_pid, wait_for
@@ -75,9 +75,13 @@ def test_a_cabinet_enrols_from_a_code_comes_online_and_takes_a_pushed_config(
     engine = make_engine(url)
     with Session(engine) as session:
         add_site(session=session, site_create=SiteCreate(id="estate", name="Estate"), now=T0)
+        # The broker's first files, before any cabinet: the workers' users only.
+        users = worker_mqtt_users("locker-cloud", 2)
+        workers_only = mosquitto_auth(session=session, cloud_users=users, cloud_password=WORKER_PASSWORD)
     engine.dispose()
-    made = cli(env, "cloud", "mosquitto-config", "--out", str(auth), "--workers", "2")
-    assert made.returncode == 0, made.stderr
+    auth.mkdir()
+    (auth / "passwd").write_text(workers_only.password_file)
+    (auth / "acl").write_text(workers_only.acl_file)
     broker = Mosquitto(
         tmp_path / "broker",
         allow_anonymous=False,
