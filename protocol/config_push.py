@@ -3,7 +3,7 @@
 A cabinet's daemon config is two things: its identity and secrets (`cabinet_id`, `code_key`, the
 MQTT user and password), which it receives once, at enrolment, and never again over MQTT; and
 its body (layout, buses, boards, screen and broker settings), which the cloud may replace later
-with `config.put` (docs/mqtt.md#config-put). The cloud and the cabinet name a body by
+with `config.put` (docs/mqtt.md#config-push). The cloud and the cabinet name a body by
 `config_sha256`: SHA-256 of its canonical JSON (keys sorted, no spaces, UTF-8), so both sides
 get the same hash from the same body whatever order its keys were written in.
 """

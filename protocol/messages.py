@@ -577,7 +577,7 @@ class PutConfigData(_Data):
     or a whole new config body: its `version`, its `sha256` (protocol.config_push) and the body
     itself (`config`: layout, buses, boards, screen and broker settings; never an identity or a
     secret). A body is applied by the daemon atomically and rolled back if its doors do not come
-    up (docs/mqtt.md#config-put). One message carries settings or a body, not both.
+    up (docs/mqtt.md#config-push). One message carries settings or a body, not both.
     """
 
     settings: Annotated[dict[SettingKey, SettingValue], Field(min_length=1)] | None = None
