@@ -77,7 +77,9 @@ def test_a_cabinet_enrols_from_a_code_comes_online_and_takes_a_pushed_config(
         add_site(session=session, site_create=SiteCreate(id="estate", name="Estate"), now=T0)
         # The broker's first files, before any cabinet: the workers' users only.
         users = worker_mqtt_users("locker-cloud", 2)
-        workers_only = mosquitto_auth(session=session, cloud_users=users, cloud_password=WORKER_PASSWORD)
+        workers_only = mosquitto_auth(
+            session=session, cloud_users=users, cloud_password=WORKER_PASSWORD
+        )
     engine.dispose()
     auth.mkdir()
     (auth / "passwd").write_text(workers_only.password_file)

@@ -28,8 +28,10 @@ BODY: dict[str, Any] = {
     "mqtt": {"host": "broker.example", "port": 8883, "tls": {}},
     "buses": {"main": {"port": "/dev/ttyUSB0"}},
     "boards": [{"address": 1, "channels": 24}],
-    "layout": {"compartments": [{"id": "A01", "size": "M", "driver": "rs485", "board": 1, "channel": 1}]},
-}  # fmt: skip
+    "layout": {
+        "compartments": [{"id": "A01", "size": "M", "driver": "rs485", "board": 1, "channel": 1}]
+    },
+}
 
 
 def _issue(engine: Engine, clock: Clock, **kwargs: Any) -> str:
