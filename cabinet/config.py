@@ -136,6 +136,11 @@ class CabinetConfig(BaseSettings):
     )
 
     cabinet_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # Which pushed config this is (docs/enrolment.md): its version and the SHA-256 of its body
+    # (protocol.config_push), written by `locker cabinet enrol` and `config.put`; the birth
+    # names the hash. Unset in a config written by hand.
+    config_version: int | None = Field(None, ge=1)
+    config_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     code_key: SecretStr | None = None
     code_key_file: Path | None = None
     journal_path: Path = Path("/var/lib/locker/journal.sqlite3")
@@ -237,6 +242,13 @@ def load_config(
         raise ConfigError("", f"cannot read config file {path}: {err}") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError("", f"{path} is not valid TOML: {err}") from err
+    return config_from_mapping(data, env)
+
+
+def config_from_mapping(
+    data: Mapping[str, Any], env: Mapping[str, str] | None = None
+) -> CabinetConfig:
+    """Check a parsed config (with the environment's overrides) as `load_config` does."""
     token = _ENV.set(dict(os.environ if env is None else env))
     try:
         config = CabinetConfig(**data)

@@ -86,6 +86,8 @@ class LinkSettings:
     reconnect_max_delay_s: float = 60
     resend_unacked_after_s: float = 60
     firmware: str = "dev"
+    # The hash of the config body the daemon runs (protocol.config_push), named in the birth.
+    config_sha256: str | None = None
 
 
 class ConnectFailed(Exception):
@@ -285,6 +287,7 @@ class MqttLink:
             firmware=self.settings.firmware,
             ts=self._clock(),
             compartments=list(self._compartments()),
+            config_sha256=self.settings.config_sha256,
         )
         client.publish(state_topic(cab), encode(birth), qos=QOS, retain=True)
         client.subscribe([(name, QOS) for name in cabinet_subscriptions(cab)])

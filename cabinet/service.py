@@ -42,7 +42,7 @@ from cabinet.core.errors import CoreError
 from cabinet.core.inputs import CodeEntered, Input, QrScanned, Tick, UnlockFailed
 from cabinet.core.serial import SnapshotCache
 from cabinet.drivers import build_driver
-from cabinet.errors import DriverError
+from cabinet.errors import ConfigError, DriverError
 from cabinet.heap import pin_mmap_threshold
 from cabinet.journal import Journal
 from cabinet.metrics import count_events
@@ -54,6 +54,7 @@ from protocol.messages import (
     CompartmentInfo,
     CompartmentState,
     PutConfig,
+    PutConfigData,
     Size,
 )
 
@@ -142,6 +143,10 @@ class CabinetService:
         self._running = False
         self._pending_effects: list[Effect] = []  # the start-up step's, run by the owner task
         self._screen_listeners: list[Callable[[Show], None]] = []
+        # A pushed config body (`config.put` with `config`): the daemon's config store writes it
+        # (True: restart on it); None when the daemon was not started from a file it may rewrite.
+        self.on_config_push: Callable[[PutConfigData], bool] | None = None
+        self.restart_requested = asyncio.Event()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -333,7 +338,19 @@ class CabinetService:
 
     async def _run_command(self, command: CommandBase, job: _Job) -> str | None:
         ack = Ack(cmd=command.id, ok=True)
+        if isinstance(command, PutConfig) and command.data.config is not None:
+            if self.on_config_push is None:
+                return "this daemon runs a config it does not manage: it takes no config body"
+            try:
+                restart = self.on_config_push(command.data)
+            except (ConfigError, ValueError) as err:  # the body does not fit this cabinet
+                return f"config v{command.data.version} refused: {err}"
+            self._commit(self.cabinet.copy(), [], self._clock(), command=ack)
+            if restart:
+                self.restart_requested.set()
+            return None
         if isinstance(command, PutConfig):
+            assert command.data.settings is not None
             try:
                 config = _updated_config(self.cabinet.config, command.data.settings)
             except ValueError as err:
@@ -416,6 +433,7 @@ def link_settings(config: CabinetConfig, **overrides: Any) -> LinkSettings:
         "keepalive_s": mqtt.keepalive_s,
         "resend_unacked_after_s": mqtt.resend_unacked_after_s,
         "firmware": FIRMWARE,
+        "config_sha256": config.config_sha256,
     }
     return LinkSettings(**{**fields, **overrides})
 

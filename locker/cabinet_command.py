@@ -13,6 +13,7 @@ import typer
 
 if TYPE_CHECKING:
     from cabinet.config import CabinetConfig
+    from cabinet.config_store import ConfigStore
 
 app = typer.Typer(help="The edge daemon of one cabinet.", no_args_is_help=True)
 
@@ -69,36 +70,68 @@ def run(
         LOCKER_CODE_KEY=dev-key LOCKER_BUSES__MAIN__PORT=/tmp/ttyLOCK \\
         locker cabinet run --config deploy/cabinet-rs485-24.toml
     """
+    from cabinet.config_store import ConfigStore
+
+    store = ConfigStore(config_path)
+    logging_set = False
+    while True:
+        config = _load_or_roll_back(config_path, store)
+        if not logging_set:
+            _set_up_logging(config, verbose)
+            logging_set = True
+        try:
+            restart = asyncio.run(run_daemon(config, store=store))
+        except Exception as err:
+            if store.is_pending() and store.roll_back():
+                log.exception(
+                    "cabinet %s: the pushed config failed; rolled back", config.cabinet_id
+                )
+                continue
+            log.exception("cabinet %s: the daemon failed", config.cabinet_id)
+            typer.echo(f"error: cabinet {config.cabinet_id}: {err}", err=True)
+            raise typer.Exit(EXIT_FAILED) from None
+        if not restart:
+            return
+        log.info("cabinet %s: restarting on the pushed config", config.cabinet_id)
+
+
+def _load_or_roll_back(config_path: Path, store: Any) -> CabinetConfig:
     from cabinet.config import load_config
     from cabinet.errors import ConfigError
-    from protocol.json_logs import log_to_stderr
 
     try:
-        config = load_config(config_path)
+        return load_config(config_path)
     except ConfigError as err:
+        if store.is_pending() and store.roll_back():
+            log.error("the pushed config is bad (%s): rolled back to the last good one", err)
+            return _load_or_roll_back(config_path, store)
         typer.echo(f"error: bad config {config_path}: {err}", err=True)
         raise typer.Exit(EXIT_BAD_CONFIG) from None
+
+
+def _set_up_logging(config: CabinetConfig, verbose: bool) -> None:
+    from protocol.json_logs import log_to_stderr
+
     log_to_stderr(
         logging.DEBUG if verbose else logging.INFO,
         json=config.log_format == "json",
         text_format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        asyncio.run(run_daemon(config))
-    except Exception as err:
-        log.exception("cabinet %s: the daemon failed", config.cabinet_id)
-        typer.echo(f"error: cabinet {config.cabinet_id}: {err}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
 
 
 async def run_daemon(
     config: CabinetConfig,
     *,
     on_started: Callable[[Any], Awaitable[None] | None] | None = None,
-) -> None:
+    store: ConfigStore | None = None,
+) -> bool:
     """Build and start the service for a checked config; run until SIGINT/SIGTERM, then stop.
 
     `on_started(service)` runs once the service is up (tests attach a control channel there).
+    With a config `store`, a pushed config body (`config.put`) is written to it and the daemon
+    stops to restart on it: return True then (False on SIGINT/SIGTERM). A pushed config that is
+    still pending must bring the doors up: a start that fails, or leaves every door faulted,
+    raises DoorsDown and the caller rolls back.
     """
     from cabinet.kiosk import RunningKiosk, start_kiosk
     from cabinet.sd_notify import supervised
@@ -111,8 +144,14 @@ async def run_daemon(
     service = from_config(config)
     kiosk: RunningKiosk | None = None
     metrics: Any = None
+    restart = False
     try:
         await service.start()
+        if store is not None:
+            if store.is_pending():
+                _check_doors_up(service)
+                store.confirm()
+            service.on_config_push = store.apply_push
         kiosk = await start_kiosk(config, service)
         if config.metrics_port is not None:
             from cabinet.metrics import serve_metrics
@@ -130,7 +169,12 @@ async def run_daemon(
                 started = on_started(service)
                 if started is not None:
                     await started
-            await stop.wait()
+            stopped = asyncio.create_task(stop.wait())
+            restarting = asyncio.create_task(service.restart_requested.wait())
+            await asyncio.wait({stopped, restarting}, return_when=asyncio.FIRST_COMPLETED)
+            restart = not stop.is_set()
+            for task in (stopped, restarting):
+                task.cancel()
             log.info("cabinet %s: stopping", config.cabinet_id)
     finally:
         if metrics is not None:
@@ -139,7 +183,110 @@ async def run_daemon(
             await kiosk.stop()  # first: no tap may start a step the service cannot finish
         await service.stop()
         service.journal.close()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
     log.info("cabinet %s: stopped", config.cabinet_id)
+    return restart
+
+
+class DoorsDown(Exception):
+    """A pushed config's doors did not come up: every door reads faulted."""
+
+
+def _check_doors_up(service: Any) -> None:
+    from cabinet.core.compartments import CompartmentState
+
+    states = [c.state for c in service.cabinet.compartments.values()]
+    if states and all(state is CompartmentState.FAULTED for state in states):
+        raise DoorsDown(f"none of the {len(states)} doors answers under the pushed config")
+
+
+@app.command("enrol")
+def enrol(
+    code: Annotated[
+        str,
+        typer.Option(
+            "--code",
+            envvar="LOCKER_ENROL_CODE",
+            help="The one-time enrolment code the operator gave (`locker cloud cabinet "
+            "enrol-code`); dashes and spaces do not matter. Also LOCKER_ENROL_CODE.",
+            show_default=False,
+        ),
+    ],
+    cloud: Annotated[
+        str,
+        typer.Option(
+            "--cloud",
+            envvar="LOCKER_ENROL_CLOUD",
+            help="The cloud's address, https://HOST (plain http only to localhost).",
+            show_default=False,
+        ),
+    ],
+    config_path: Annotated[
+        Path,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Where to write the cabinet's config (mode 0600; `run --config` reads it).",
+        ),
+    ] = Path("/etc/locker/cabinet.toml"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing config (re-enrolment).")
+    ] = False,
+    then_run: Annotated[
+        bool, typer.Option("--run", help="Run the daemon on the new config at once.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
+) -> None:
+    """Enrol this cabinet with the cloud: trade a one-time code for its config and credentials.
+
+    The cabinet needs nothing but the code and the cloud's address. The cloud answers, over
+    HTTPS, with the cabinet's id, its MQTT user and password, its pickup-code key and its config
+    (layout, buses, boards, settings, the broker's address); they are written to --config, mode
+    0600, atomically. The code then stops working. Afterwards the cloud may push new configs
+    (`config.put`); the daemon keeps the last good one beside it (`.good`) to roll back to.
+
+        locker cabinet enrol --cloud https://lockers.example --code K7QF-2MXA-... \\
+            --config /etc/locker/cabinet.toml --run
+
+    Environment overrides (LOCKER_BUSES__MAIN__PORT, LOCKER_JOURNAL_PATH, ...) apply to the
+    check of the new config as to `run`.
+    """
+    from cabinet.config_store import ConfigStore
+    from cabinet.enrolment import EnrolmentFailed, fetch_enrolment
+    from cabinet.errors import ConfigError
+
+    if config_path.exists() and not force:
+        typer.echo(
+            f"error: {config_path} exists: this cabinet is configured already "
+            "(--force to replace it with a new enrolment)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_BAD_CONFIG)
+    try:
+        answer = fetch_enrolment(cloud, code)
+    except EnrolmentFailed as err:
+        typer.echo(f"error: enrolment failed: {err}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    store = ConfigStore(config_path)
+    try:
+        config = store.write_enrolled(answer)
+    except (ConfigError, KeyError, TypeError) as err:
+        typer.echo(
+            f"error: the cloud's config for this cabinet does not fit it ({err}); the code is "
+            "spent: fix the layout in the cloud and ask for a new code",
+            err=True,
+        )
+        raise typer.Exit(EXIT_BAD_CONFIG) from None
+    except OSError as err:
+        typer.echo(f"error: cannot write {config_path}: {err}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    typer.echo(
+        f"enrolled as cabinet {config.cabinet_id} (config v{config.config_version}, "
+        f"{config.config_sha256}); wrote {config_path} (0600)"
+    )
+    if then_run:
+        run(config_path, verbose)
 
 
 @app.command("pin-hash")

@@ -25,6 +25,8 @@ app = typer.Typer(help="The cloud service: database, workers, API, registry.", n
 db_app = typer.Typer(help="The cloud's database: migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(site_app, name="site")
+import locker.cloud_enrol_command  # noqa: E402, F401  (adds enrol-code, config-push to cabinet)
+
 app.add_typer(cabinet_app, name="cabinet")
 app.add_typer(courier_app, name="courier")
 app.add_typer(erp_key_app, name="erp-key")

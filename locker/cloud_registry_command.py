@@ -231,12 +231,21 @@ def cabinet_add(
         str | None, typer.Option("--broker-host", help="The broker the cabinet connects to.")
     ] = None,
     broker_port: Annotated[int | None, typer.Option("--broker-port", min=1, max=65535)] = None,
+    enrol: Annotated[
+        bool,
+        typer.Option(
+            "--enrol",
+            help="Print a one-time enrolment code and its QR instead of the daemon config: the "
+            "cabinet fetches its credentials and config itself (`locker cabinet enrol`).",
+        ),
+    ] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Add a cabinet and its compartments; print its daemon config, password and ACL lines.
 
     The secrets are printed once and kept by the cloud only as it needs them: the code key
     (to hash pickup codes), sealed under LOCKER_CLOUD_SECRET_KEY, and the MQTT password's hash.
+    With --enrol no secret is printed: a one-time code is (docs/enrolment.md).
     """
     from cloud.db.models import CabinetCreate
     from cloud.services.registry import (
@@ -269,6 +278,16 @@ def cabinet_add(
             now=_now(),
             seal_key=seal_key,
         )
+    if enrol:
+        from locker.cloud_enrol_command import issue_and_print, layout_body
+
+        body = layout_body(
+            parsed, cabinet_id=cabinet_id, broker_host=broker_host, broker_port=broker_port
+        )
+        issue_and_print(
+            cabinet_id=cabinet_id, database_url=database_url, body=body, expires_h=7 * 24
+        )
+        return
     config = daemon_config(
         parsed,
         cabinet_id=cabinet_id,

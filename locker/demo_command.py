@@ -93,6 +93,14 @@ def demo(
     story: StoryOption = False,
     language: LanguageOption = "zh-CN",
     site_time: SiteTimeOption = None,
+    enrol: Annotated[
+        bool,
+        typer.Option(
+            "--enrol",
+            help="The last cabinet enrols from a one-time code (`locker cabinet enrol`) "
+            "instead of getting its config written for it (docs/enrolment.md).",
+        ),
+    ] = False,
 ) -> None:
     """Run the whole system on this machine: cloud, broker, simulated cabinets with kiosks.
 
@@ -124,6 +132,7 @@ def demo(
         language=language,
         site_time=start_at,
         register_webhook=not story,  # the story registers the receiver itself, as the ERP
+        enrol=enrol,
     )
     code = _run(console, options, story)
     console.print("stopped: nothing is left running.")

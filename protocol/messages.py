@@ -53,6 +53,7 @@ from pydantic import (
     model_validator,
 )
 
+from protocol.config_push import ConfigBodyError, check_body, config_sha256
 from protocol.topics import CABINET_ID_PATTERN, TopicKind
 
 PROTOCOL_VERSION = 1
@@ -568,10 +569,39 @@ SettingValue = Annotated[
 ]
 
 
-class PutConfigData(_Data):
-    """Cabinet settings to change, by name; each a JSON scalar (to reset one, send its default)."""
+Sha256Hex = Annotated[str, StringConstraints(pattern=_full(r"[0-9a-f]{64}"))]
 
-    settings: Annotated[dict[SettingKey, SettingValue], Field(min_length=1)]
+
+class PutConfigData(_Data):
+    """Cabinet settings to change by name (each a JSON scalar; to reset one, send its default),
+    or a whole new config body: its `version`, its `sha256` (protocol.config_push) and the body
+    itself (`config`: layout, buses, boards, screen and broker settings; never an identity or a
+    secret). A body is applied by the daemon atomically and rolled back if its doors do not come
+    up (docs/mqtt.md#config-push). One message carries settings or a body, not both.
+    """
+
+    settings: Annotated[dict[SettingKey, SettingValue], Field(min_length=1)] | None = None
+    version: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
+    sha256: Sha256Hex | None = None
+    config: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _settings_or_body(self) -> PutConfigData:
+        body = (self.version, self.sha256, self.config)
+        if self.settings is not None:
+            if any(part is not None for part in body):
+                raise ValueError("config.put carries settings or a config body, not both")
+            return self
+        if any(part is None for part in body):
+            raise ValueError("config.put needs settings, or version, sha256 and config together")
+        assert self.config is not None
+        try:
+            check_body(self.config)
+        except ConfigBodyError as err:
+            raise ValueError(str(err)) from None
+        if config_sha256(self.config) != self.sha256:
+            raise ValueError("sha256 is not the hash of config (protocol.config_push)")
+        return self
 
 
 class PutConfig(CommandBase):
@@ -646,6 +676,9 @@ class State(_Envelope):
     firmware: Annotated[str, _printable_text(64)] | None = None
     ts: Timestamp
     compartments: list[CompartmentInfo] | None = None
+    # The hash of the config body the daemon runs (protocol.config_push): how the cloud sees
+    # that a pushed config took, or was rolled back. None: a cabinet configured by hand.
+    config_sha256: Sha256Hex | None = None
 
     @model_validator(mode="after")
     def _birth_or_will(self) -> Self:

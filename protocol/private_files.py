@@ -1,8 +1,9 @@
-"""Private SQLite files: both sides keep secrets at rest in SQLite, readable by their owner only.
+"""Private files: both sides keep secrets at rest, readable by their owner only.
 
 The cloud's embedded database holds code hashes, sealed codes and phone numbers; a cabinet's
 journal holds code hashes and PIN hashes. Both create their files through `make_private`, so
-what one side's tests prove of the mode holds for the other's.
+what one side's tests prove of the mode holds for the other's. A cabinet's enrolled config
+(its MQTT password and code key) is written whole by `write_private`.
 """
 
 from __future__ import annotations
@@ -47,3 +48,28 @@ def _tighten(chmod: Callable[[], None], path: Path) -> None:
         chmod()
     except PermissionError:
         log.warning("%s is readable by other users and not ours to chmod: make it 0600", path)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace `path` with `data`, mode 0600, atomically: a temporary file beside it, fsynced,
+    then renamed over it (and the folder fsynced), so a power cut leaves the old file or the
+    new one, never half of one, and no other local user can read it at any moment.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)  # the umask may have taken bits off; never add any
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

@@ -52,6 +52,9 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/api/v1/cabinets/{cab}/compartments"): _rule(Action.READ_CABINET, *_ERP),
     # The idle screen's QR: the cabinet itself, by HTTP Basic with its MQTT password.
     ("GET", "/api/v1/cabinets/{cab}/scan-qr"): _rule(Action.CABINET_LINK, K.CABINET),
+    # Zero-touch enrolment: the caller proves nothing but a one-time code, which the service
+    # turns into an enrolment principal bound to its one cabinet (docs/enrolment.md).
+    ("POST", "/api/v1/enrol"): _rule(Action.ENROL_CABINET, K.ENROLMENT),
     ("GET", "/api/v1/parcels"): _rule(Action.READ_PARCEL, *_ERP),
     ("GET", "/api/v1/parcels/{parcel_id}"): _rule(Action.READ_PARCEL, *_ERP),
     ("GET", "/api/v1/tracking/{tracking_no}"): _rule(Action.READ_PARCEL, *_ERP),

@@ -16,6 +16,7 @@ from cloud.api.routes import (
     cabinets,
     callbacks,
     docs_page,
+    enrol,
     health,
     metrics,
     parcels,
@@ -137,6 +138,7 @@ def create_app(
         wechat,
         statements,
         webhooks,
+        enrol,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(docs_page.router_for(API_PREFIX, app.title))

@@ -29,6 +29,9 @@ class PrincipalKind(StrEnum):
     TECHNICIAN = "technician"  # PIN at the cabinet: its maintenance screen
     RECIPIENT = "recipient"  # code, QR or scan session: their parcels at one cabinet
     CABINET = "cabinet"  # MQTT / HTTP credentials of one cabinet: its own topics
+    # A one-time enrolment code (cloud.core.enrolment): trades itself, once, for its one
+    # cabinet's credentials and config, and nothing else.
+    ENROLMENT = "enrolment"
     PROVIDER = "provider"  # Twilio, WeChat: a callback proven by the provider's signature
     MONITOR = "monitor"  # Prometheus, by the metrics token: the fleet's aggregate figures only
     ANYONE = "anyone"  # nobody signed in: health, docs, the pages a QR or a notice links to
@@ -67,6 +70,7 @@ class Action(StrEnum):
     PICK_UP = "pick_up"  # a recipient opens the door of their own parcel
     SCAN_TO_OPEN = "scan_to_open"  # the steps of the scan page before it knows the recipient
     CABINET_LINK = "cabinet_link"  # a cabinet's own topics, its scan QR
+    ENROL_CABINET = "enrol_cabinet"  # trade an enrolment code for its cabinet's credentials
     PROVIDER_CALLBACK = "provider_callback"
     READ_METRICS = "read_metrics"  # counts and latencies: nothing per cabinet, parcel or phone
 
@@ -134,6 +138,7 @@ ROLE_ACTIONS: dict[PrincipalKind, frozenset[Action]] = {
         {Action.READ_HEALTH, Action.READ_PARCEL, Action.PICK_UP, Action.SCAN_TO_OPEN}
     ),
     PrincipalKind.CABINET: frozenset({Action.READ_HEALTH, Action.CABINET_LINK}),
+    PrincipalKind.ENROLMENT: frozenset({Action.READ_HEALTH, Action.ENROL_CABINET}),
     PrincipalKind.PROVIDER: frozenset({Action.READ_HEALTH, Action.PROVIDER_CALLBACK}),
     PrincipalKind.MONITOR: frozenset({Action.READ_HEALTH, Action.READ_METRICS}),
     PrincipalKind.ANYONE: frozenset({Action.READ_HEALTH, Action.SCAN_TO_OPEN}),
@@ -356,7 +361,12 @@ def cabinet_scope(principal: Principal) -> CabinetScope:
             return CabinetScope(everything=True)
         case PrincipalKind.SITE_MANAGER | PrincipalKind.ERP_CLIENT:
             return CabinetScope(site_ids=principal.site_ids)
-        case PrincipalKind.TECHNICIAN | PrincipalKind.RECIPIENT | PrincipalKind.CABINET:
+        case (
+            PrincipalKind.TECHNICIAN
+            | PrincipalKind.RECIPIENT
+            | PrincipalKind.CABINET
+            | PrincipalKind.ENROLMENT
+        ):
             return CabinetScope(cabinet_id=principal.cabinet_id)
     return _NOTHING_CABINETS  # a carrier sees its couriers and parcels, not cabinets
 

@@ -109,6 +109,9 @@ class Options:
     # Register the ERP receiver as the shop's webhook endpoint at start (the interactive demo);
     # the story registers it itself, as an ERP would.
     register_webhook: bool = False
+    # The last cabinet enrols from a one-time code (`locker cabinet enrol --run`) instead of
+    # getting its config written for it (docs/enrolment.md).
+    enrol: bool = False
 
 
 @dataclass
@@ -572,12 +575,50 @@ class DemoStack:
                 lambda c=cabinet: c.tty_link.exists() and self._answers(f"{c.sim_url}/state"),
                 f"the simulator of {cabinet.id}",
             )
-            cabinet.config_path.write_text(
-                self._daemon_config(info, cabinet, n, broker.hostname or HOST, broker.port or 1883)
+            config = self._daemon_config(
+                info, cabinet, n, broker.hostname or HOST, broker.port or 1883
             )
+            if self.options.enrol and n == len(info.cabinets):
+                self._enrol_cabinet(info, cabinet, config)
+                continue
+            cabinet.config_path.write_text(config)
             cabinet.config_path.chmod(0o600)
             args = ["cabinet", "run", "--config", str(cabinet.config_path)]
             self._spawn(f"cabinet-{cabinet.id}", args, _clean_env())
+
+    def _enrol_cabinet(self, info: DemoInfo, cabinet: CabinetInfo, config: str) -> None:
+        """Give `cabinet` a one-time code for its config and let its daemon enrol with it.
+
+        The code mints a new MQTT password: fine for the embedded broker, which takes any
+        client; a broker with users would need its password file written after this.
+        """
+        import tomllib
+
+        from sqlmodel import Session
+
+        from cloud.db.engine import make_engine
+        from cloud.services.enrolment import issue_code
+        from protocol.config_push import config_body
+
+        if self.options.cloud_mqtt_password:
+            raise DemoError("--enrol runs with the embedded broker (or one without users) only")
+        engine = make_engine(info.database_url)
+        try:
+            with Session(engine) as session:
+                issued = issue_code(
+                    session=session,
+                    cab=cabinet.id,
+                    seal_key=self._secret_key.encode(),
+                    now=datetime.now(UTC),
+                    body=config_body(tomllib.loads(config)),
+                )
+        finally:
+            engine.dispose()
+        self._wait(lambda: self._answers(f"{info.api_url}/api/v1/health"), "the cloud API")
+        self.echo(f"cabinet {cabinet.id}: enrolling with the one-time code {issued.code}")
+        args = ["cabinet", "enrol", "--cloud", info.api_url, "--code", issued.code]
+        args += ["--config", str(cabinet.config_path), "--run"]
+        self._spawn(f"cabinet-{cabinet.id}", args, _clean_env())
 
     def _daemon_config(
         self, info: DemoInfo, cabinet: CabinetInfo, n: int, host: str, port: int

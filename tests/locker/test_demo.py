@@ -279,3 +279,24 @@ def test_a_folder_the_demo_did_not_make_is_refused_and_kept(tmp_path: Path) -> N
     assert result.returncode == 1
     assert "was not made by the demo" in result.stdout
     assert [p.name for p in precious.iterdir()] == ["thesis.txt"]
+
+
+@pytest.mark.slow
+def test_the_demo_with_enrol_brings_a_cabinet_online_from_a_one_time_code(
+    tmp_path: Path, demos: list[Demo]
+) -> None:
+    data = tmp_path / "demo"
+    demo = Demo("--data", str(data), "--http-port", "0", "--cabinets", "1", "--enrol")
+    demos.append(demo)
+    line = demo.wait_for_line("enrolling with the one-time code", READY_S)
+    code = line.rsplit(" ", 1)[1].strip()
+    demo.wait_for_line("Ready in", READY_S)  # the cabinet is online in the cloud
+    info = json.loads((data / "demo.json").read_text())
+    config = Path(info["cabinets"][0]["config_path"])
+    assert oct(config.stat().st_mode & 0o777) == "0o600"
+    assert "config_sha256" in config.read_text()
+    # The code is spent.
+    again = httpx.post(f"{info['api_url']}/api/v1/enrol", json={"code": code}, timeout=10)
+    assert again.status_code == 404
+    demo.process.send_signal(signal.SIGINT)
+    demo.wait_for_line("nothing is left running", 30)

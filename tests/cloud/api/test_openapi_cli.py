@@ -28,6 +28,7 @@ ROUTES = {
     ("get", "/api/v1/cabinets/{cab}"),
     ("get", "/api/v1/cabinets/{cab}/compartments"),
     ("get", "/api/v1/cabinets/{cab}/scan-qr"),
+    ("post", "/api/v1/enrol"),
     ("get", "/api/v1/parcels"),
     ("get", "/api/v1/parcels/{parcel_id}"),
     ("get", "/api/v1/tracking/{tracking_no}"),
