@@ -1,8 +1,8 @@
 """enrolment: one-time enrolment codes (hash only, the MQTT password sealed until used), the
 wrong codes tried (rate limit), and the versions of each cabinet's pushed config
 
-Revision ID: 0019_enrolment
-Revises: 0018_alarms
+Revision ID: 0020_enrolment
+Revises: 0019_fleet_indexes
 Create Date: 2026-12-04 19:30:00
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 _TIME = sa.DateTime(timezone=True)
 
-revision: str = "0019_enrolment"
-down_revision: str | None = "0018_alarms"
+revision: str = "0020_enrolment"
+down_revision: str | None = "0019_fleet_indexes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
