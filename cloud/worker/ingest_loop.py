@@ -24,7 +24,6 @@ that worker, holding the lock after us, applies them.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -67,10 +66,6 @@ Publish = Callable[[str, bytes], object]
 
 # A deadlock, a serialization failure or a locked SQLite file is worth a few quick retries; past
 # them the events stay unacked and the cabinet sends them again.
-# A planted bug for `locker chaos`'s own test (tests/locker/test_chaos.py) and nothing else: it
-# acks each batch's events before they are committed, the bug the design forbids (a cabinet
-# forgets an event the cloud may then fail to store). The campaign must catch it.
-_PLANTED_ACK_BEFORE_COMMIT = os.environ.get("LOCKER_CLOUD_CHAOS_PLANT") == "ack-before-commit"
 DB_ATTEMPTS = 5
 DB_RETRY_MAX_WAIT_S = 1.0
 _SHOWN_CHARS = 200  # of a hostile topic in a log line
@@ -218,9 +213,6 @@ class IngestLoop:
         for events in by_cab.values():
             # Sorted so that concurrent workers insert overlapping seqs in one order.
             events.sort(key=lambda event: event.seq)
-        if _PLANTED_ACK_BEFORE_COMMIT:  # the planted bug (see the constant): never in production
-            for cab, events in by_cab.items():
-                self._ack(cab, events[-1].seq)
         try:
             unknown, stored, results, batch = self._store_and_apply_all(by_cab, received_at)
         except Exception as err:  # retried already if it was transient (OperationalError)

@@ -14,6 +14,7 @@ SIGKILL and started again with the same command line and environment (`restart`)
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from datetime import time as wall_time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from locker.chaos.plants import plant_dir
 from locker.chaos.proxy import Proxy
 from locker.demo.stack import (
     CLOUD_MQTT_USER,
@@ -40,9 +42,6 @@ from locker.harness.processes import kill_pid
 
 CABINETS = 3
 WORKERS = 2
-# Read by the cloud worker (cloud/worker/ingest_loop.py) and set ONLY by the planted-bug test:
-# it makes the worker ack events before their commit, the bug the checker must catch.
-PLANT_ENV = "LOCKER_CLOUD_CHAOS_PLANT"
 RESEND_UNACKED_AFTER_S = 5.0
 RESTART_SEC = 2.0  # as deploy/systemd's units
 
@@ -52,7 +51,7 @@ class ClusterOptions:
     data_dir: Path
     pg_admin_url: str
     site_time: wall_time | None = None
-    plant: str | None = None  # a planted bug for the workers (PLANT_ENV), tests only
+    plant: str | None = None  # a planted bug for the cloud processes (locker.chaos.plants)
 
 
 class _ProxiedStack(DemoStack):
@@ -66,7 +65,8 @@ class _ProxiedStack(DemoStack):
     def _cloud_env(self, info: DemoInfo) -> dict[str, str]:
         env = super()._cloud_env(info)
         if self.cluster.options.plant:
-            env[PLANT_ENV] = self.cluster.options.plant
+            folder = plant_dir(self.cluster.options.plant, self.cluster.options.data_dir)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder), env.get("PYTHONPATH")]))
         return env
 
     def _start_cloud(self, info: DemoInfo) -> None:

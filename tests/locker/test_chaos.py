@@ -69,8 +69,9 @@ def test_sixty_parcels_through_twenty_faults_lose_nothing(tmp_path: Path) -> Non
 def test_a_worker_that_acks_before_commit_is_caught_with_a_replayable_seed(
     tmp_path: Path,
 ) -> None:
-    # The plant: workers ack each batch before committing it (cloud/worker/ingest_loop.py reads
-    # LOCKER_CLOUD_CHAOS_PLANT, set only here). PostgreSQL refusing then loses acked events.
+    # The plant: workers ack each batch before committing it (locker/chaos/plants.py patches them
+    # through a sitecustomize module on their PYTHONPATH; the product has no trace of it).
+    # PostgreSQL refusing then loses acked events.
     options = CampaignOptions(
         data_dir=tmp_path,
         seed=SEED,
