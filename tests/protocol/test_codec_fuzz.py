@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol.codec import decode, encode
+from protocol.config_push import config_sha256
 from protocol.errors import MessageError, TopicError
 from protocol.messages import (
     COMMAND_MODELS,
@@ -20,6 +21,7 @@ from protocol.messages import (
     CompartmentState,
     CourierEntry,
     EventAck,
+    PutConfigData,
     Size,
     State,
 )
@@ -94,8 +96,29 @@ FIELDS = {
 }
 
 
+# A config.put carries settings or a whole body whose sha256 is the hash of that body.
+config_bodies = st.dictionaries(
+    st.sampled_from(["kiosk_language", "poll_interval_s", "screen", "buses", "compartments"]),
+    setting_values,
+    min_size=1,
+    max_size=4,
+)
+config_puts = st.one_of(
+    st.builds(PutConfigData, settings=FIELDS["settings"]),
+    st.builds(
+        lambda version, body: PutConfigData(
+            version=version, sha256=config_sha256(body), config=body
+        ),
+        st.integers(min_value=1, max_value=2**63 - 1),
+        config_bodies,
+    ),
+)
+
+
 def data_of(model):
     data_model = model.model_fields["data"].annotation
+    if data_model is PutConfigData:
+        return config_puts
     return st.builds(
         data_model,
         **{
