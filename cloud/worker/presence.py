@@ -8,8 +8,9 @@ delivery wins, which only ever re-applies the same presence.
 
 A birth reconciles the compartments with the inventory it carries (it lists every compartment:
 those missing from it are removed), and pauses or resumes the clock of a parcel whose door it
-lists as faulted or back. A change of presence pauses or resumes the deadline clock of the
-cabinet's in-locker parcels. Those rules are the core's (`cloud.core.doors`), and a
+lists as faulted or back; its `health` replaces the doors' counters and may raise
+`door.slow_open` (`cloud.services.health`). A change of presence pauses or resumes the deadline
+clock of the cabinet's in-locker parcels. Those rules are the core's (`cloud.core.doors`), and a
 new session makes its unacked commands due at once (`commands.resend_now`), all in the same
 transaction.
 Times are those of receipt: the cabinet's clock is not trusted to order presence.
@@ -31,6 +32,7 @@ from cloud.core.policies import SitePolicy
 from cloud.db import repo
 from cloud.db.engine import write_session
 from cloud.db.models import Cabinet, Compartment, Parcel, Site
+from cloud.services.health import record_health
 from cloud.services.ingest import UnknownCabinet
 from cloud.services.parcel_step import apply_parcel_event
 from cloud.worker.commands import resend_now
@@ -97,6 +99,15 @@ def apply_state(
         added = removed = 0
         if state.compartments is not None:
             added, removed = _reconcile(session, cabinet.id, state)
+        if state.health is not None:
+            # After the inventory: a door the birth just added is there to hang its alarm on.
+            record_health(
+                session=session,
+                cabinet=cabinet,
+                health=state.health,
+                at=received_at,
+                now=received_at,
+            )
         if reconnected:
             resend_now(session=session, cab=cabinet.id)
         changed = 0
