@@ -16,6 +16,9 @@ returns and a kill -9 (or a power cut) at any instant leaves either all of it or
   same answer and never run twice. A row without a result means the cabinet died while running
   it; it is answered `ok: false` rather than run again (at most once beats at least once for a
   door). Rows are pruned after `COMMAND_RETENTION`, well past any command's `expires_at`.
+- `door_health`, `board_health`: the health counters (`cabinet.health`), one JSON row per door
+  and per board, written in the transaction of the step after they changed (no fsync of their
+  own), so a restart keeps them.
 - `meta`: `last_seq` and `boot` (raised at every connect, for the `state` birth and Will).
 
 All methods are thread-safe (one lock around one connection), but the daemon calls them from
@@ -73,6 +76,14 @@ CREATE TABLE IF NOT EXISTS pending_unlocks (
     compartment TEXT PRIMARY KEY,
     requested_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS door_health (
+    compartment TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS board_health (
+    board TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS commands (
     id TEXT PRIMARY KEY,
     received_at TEXT NOT NULL,
@@ -80,6 +91,10 @@ CREATE TABLE IF NOT EXISTS commands (
     error TEXT
 );
 """
+
+
+# ({door: counters}, {board: counters}), as `cabinet.health.HealthLedger.take_dirty` gives them.
+HealthRows = tuple[Mapping[str, Mapping[str, Any]], Mapping[str, Mapping[str, Any]]]
 
 
 class JournalError(Exception):
@@ -269,6 +284,7 @@ class Journal:
         *,
         command: Ack | None = None,
         now: datetime | None = None,
+        health: HealthRows | None = None,
     ) -> list[EventBase]:
         """Journal what one core step produced, all or nothing; return the event envelopes.
 
@@ -297,7 +313,39 @@ class Journal:
                 )
             if command is not None:
                 self._record_command(command, now)
+            if health is not None:
+                self._write_health(health)
         return built
+
+    # --- health counters ----------------------------------------------------------------------
+
+    def _write_health(self, health: HealthRows) -> None:
+        doors, boards = health
+        for table, key, rows in (
+            ("door_health", "compartment", doors),
+            ("board_health", "board", boards),
+        ):
+            for name, data in rows.items():
+                self._conn.execute(
+                    f"INSERT INTO {table} ({key}, data) VALUES (?, ?) "
+                    f"ON CONFLICT ({key}) DO UPDATE SET data = excluded.data",
+                    (name, json.dumps(data, separators=(",", ":"))),
+                )
+
+    def save_health(self, health: HealthRows) -> None:
+        """Write health rows on their own (at a clean stop: no step left to carry them)."""
+        with self._tx():
+            self._write_health(health)
+
+    def load_health(self) -> HealthRows:
+        """Return the health rows kept: ({door: data}, {board: data})."""
+        with self._lock:
+            doors = self._conn.execute("SELECT compartment, data FROM door_health").fetchall()
+            boards = self._conn.execute("SELECT board, data FROM board_health").fetchall()
+        return (
+            {name: json.loads(data) for name, data in doors},
+            {name: json.loads(data) for name, data in boards},
+        )
 
     def unacked(self, after_seq: int | None = None) -> list[EventBase]:
         """Return the events no event-ack covers yet (after `after_seq`, if given), by seq."""

@@ -31,6 +31,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from cabinet.health import BUS_ERROR_KINDS  # the RS485 board counters that are errors
+
 if TYPE_CHECKING:
     from cabinet.service import CabinetService
 
@@ -47,17 +49,6 @@ EVENTS = Counter(
     "Events journalled since the daemon started, by type (keypad.lockout: a keypad lockout).",
     ["type"],
     registry=REGISTRY,
-)
-# The RS485 board counters that are errors (`cabinet.drivers.rs485.BoardHealth`).
-BUS_ERROR_KINDS = (
-    "timeouts",
-    "bad_checksum",
-    "garbage_bytes",
-    "malformed",
-    "wrong_replies",
-    "clashes",
-    "unlock_faults",
-    "failed_polls",
 )
 COMPARTMENT_STATES = ("free", "reserved", "occupied", "faulted", "out_of_service")  # the wire's
 

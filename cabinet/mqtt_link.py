@@ -37,7 +37,7 @@ import inspect
 import logging
 import random
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -110,6 +110,7 @@ class MqttLink:
         compartments: Callable[[], Sequence[CompartmentInfo]],
         on_online: Callable[[bool], None] | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        health: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         if journal.cab != settings.cab:
             raise ValueError(f"journal of {journal.cab!r} given to the link of {settings.cab!r}")
@@ -119,6 +120,7 @@ class MqttLink:
         self._compartments = compartments
         self._on_online = on_online
         self._clock = clock
+        self._health = health
         self._wait = wait_fixed(settings.reconnect_min_delay_s) + wait_random_exponential(
             multiplier=settings.reconnect_min_delay_s, max=settings.reconnect_max_delay_s
         )
@@ -280,16 +282,7 @@ class MqttLink:
         cab = self.settings.cab
         if self._lost.is_set():
             raise ConnectFailed("the connection dropped right after its CONNACK")
-        birth = State(
-            cab=cab,
-            online=True,
-            boot=self.boot,
-            firmware=self.settings.firmware,
-            ts=self._clock(),
-            compartments=list(self._compartments()),
-            config_sha256=self.settings.config_sha256,
-        )
-        client.publish(state_topic(cab), encode(birth), qos=QOS, retain=True)
+        client.publish(state_topic(cab), encode(self._birth()), qos=QOS, retain=True)
         client.subscribe([(name, QOS) for name in cabinet_subscriptions(cab)])
         acks, self._unsent_acks = self._unsent_acks, []
         for ack in acks:
@@ -301,6 +294,29 @@ class MqttLink:
         self.last_error = None
         self._set_online(True)
         log.info("MQTT link %s: online (boot %d, %d unacked re-sent)", cab, self.boot, len(unacked))
+
+    def _birth(self) -> State:
+        return State(
+            cab=self.settings.cab,
+            online=True,
+            boot=self.boot,
+            firmware=self.settings.firmware,
+            ts=self._clock(),
+            compartments=list(self._compartments()),
+            config_sha256=self.settings.config_sha256,
+            health=None if self._health is None else self._health(),
+        )
+
+    def publish_birth(self) -> bool:
+        """Publish the birth again (same boot, a later `ts`): fresh health and door states.
+
+        Returns False when offline: the next connect's birth carries them anyway.
+        """
+        client = self._client
+        if client is None or not self.online.is_set():
+            return False
+        client.publish(state_topic(self.settings.cab), encode(self._birth()), qos=QOS, retain=True)
+        return True
 
     async def _drop_client(self) -> None:
         client, self._client = self._client, None

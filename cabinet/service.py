@@ -14,6 +14,11 @@ events and the unlocks about to be driven in one transaction, and only then does
 become current, the events go to the link and the unlocks to the driver. An unlock that does not
 release becomes `UnlockFailed`, run as the next step before anything else.
 
+Health counters (`cabinet.health`): the service tells the ledger of every pulse, failed unlock and
+sensor edge as they happen; the changed rows ride in the next step's transaction. The birth
+carries the summary (its `health`), and the service publishes the birth again every
+`health_every` so the cloud's copy stays fresh.
+
 Start-up is one step too: load the snapshot (or make a new cabinet from the layout), read every
 door once and `reconcile`, so a kill -9 at any instant comes back to the same state.
 """
@@ -24,9 +29,10 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ulid import ULID
@@ -43,11 +49,12 @@ from cabinet.core.inputs import CodeEntered, Input, QrScanned, Tick, UnlockFaile
 from cabinet.core.serial import SnapshotCache
 from cabinet.drivers import build_driver
 from cabinet.errors import ConfigError, DriverError
+from cabinet.health import HEALTH_EVERY, HealthLedger
 from cabinet.heap import pin_mmap_threshold
 from cabinet.journal import Journal
 from cabinet.metrics import count_events
 from cabinet.mqtt_link import LinkSettings, MqttLink
-from cabinet.ports import DoorDriver
+from cabinet.ports import Change, DoorChange, DoorDriver, OccupancyChange
 from protocol.messages import (
     Ack,
     CommandBase,
@@ -117,6 +124,9 @@ class CabinetService:
         clock: Callable[[], datetime] = _utcnow,
         new_id: Callable[[], str] = lambda: str(ULID()),
         tick_s: float | None = 1.0,
+        door_boards: Mapping[str, str | None] | None = None,
+        ticks: Callable[[], float] = time.monotonic,
+        health_every: timedelta = HEALTH_EVERY,
     ) -> None:
         self.cabinet_id = cabinet_id
         self._layout = tuple(layout)
@@ -133,7 +143,8 @@ class CabinetService:
                 journal,
                 on_command=self.handle_command,
                 compartments=self.compartment_infos,
-                clock=clock,  # one clock for the whole daemon: command deadlines too
+                clock=clock,
+                health=self.health_summary,  # one clock for the whole daemon: command deadlines too
             )
         self._cabinet: Cabinet | None = None
         self._journaled: dict[str, Any] | None = None  # the snapshot last written to the journal
@@ -147,6 +158,11 @@ class CabinetService:
         # (True: restart on it); None when the daemon was not started from a file it may rewrite.
         self.on_config_push: Callable[[PutConfigData], bool] | None = None
         self.restart_requested = asyncio.Event()
+        # door -> "bus:address" of its board (None: a GPIO door), for the health summary
+        boards = door_boards if door_boards is not None else {c.id: None for c in self._layout}
+        self.health = HealthLedger(boards, ticks=ticks)
+        self._health_every = health_every
+        self._next_health: datetime | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -174,6 +190,7 @@ class CabinetService:
                     )
         else:
             cabinet = new_cabinet(self.cabinet_id, self._layout, self._config)
+        self.health.load(*self.journal.load_health())
         stale_unlocks = self.journal.pending_unlocks()
         readings = await self.driver.poll()
         now = self._clock()
@@ -215,6 +232,13 @@ class CabinetService:
             self._queue.put_nowait(_Job(None, _ignored_future(), stop=True))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(owner), timeout_s)
+            # Counters no step carried to the journal yet (a clean stop keeps them all).
+            self.health.boards_seen(self.driver.health())
+            if self.health.dirty:
+                try:
+                    self.journal.save_health(self.health.take_dirty())
+                except Exception:
+                    log.exception("cabinet %s: could not keep the health counters", self.cabinet_id)
         for task in reversed(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -287,12 +311,25 @@ class CabinetService:
 
     async def _watch_doors(self) -> None:
         async for change in self.driver.changes():
+            self._observe(change)  # timed as it comes off the feed, not when its step runs
             self._queue.put_nowait(_Job(change.as_input(), _ignored_future()))
+
+    def _observe(self, change: Change) -> None:
+        if isinstance(change, DoorChange):
+            self.health.door_seen(change.compartment, change.open)
+        elif isinstance(change, OccupancyChange):
+            self.health.occupancy_seen(change.compartment, change.occupied)
 
     async def _tick(self, tick_s: float) -> None:
         while True:
             await asyncio.sleep(tick_s)
+            self.health.boards_seen(self.driver.health())
             self._queue.put_nowait(_Job(Tick(), _ignored_future()))
+
+    def health_summary(self) -> dict[str, Any]:
+        """The birth's `health`: the counters as they are now."""
+        self.health.boards_seen(self.driver.health())
+        return self.health.summary()
 
     # --- the owner ----------------------------------------------------------------------------
 
@@ -334,6 +371,13 @@ class CabinetService:
             await self._act(effects, job)
             return job.screens
         await self._step(job.inp, job)
+        if isinstance(job.inp, Tick):
+            now = self._clock()
+            if self._next_health is None:
+                self._next_health = now + self._health_every  # the birth sent the first
+            elif now >= self._next_health and self.link is not None:
+                self._next_health = now + self._health_every
+                self.link.publish_birth()
         return job.screens
 
     async def _run_command(self, command: CommandBase, job: _Job) -> str | None:
@@ -382,7 +426,15 @@ class CabinetService:
             return
         emits = [e for e in effects if isinstance(e, Emit)]
         unlocks = [e.compartment for e in effects if isinstance(e, Unlock)]
-        envelopes = self.journal.commit_step(snapshot, emits, unlocks, command=command, now=now)
+        health = self.health.take_dirty() if self.health.dirty else None
+        try:
+            envelopes = self.journal.commit_step(
+                snapshot, emits, unlocks, command=command, now=now, health=health
+            )
+        except BaseException:
+            if health is not None:
+                self.health.restore_dirty(*health)
+            raise
         if envelopes:
             count_events([envelope.type for envelope in envelopes])
         self._journaled = snapshot
@@ -404,12 +456,14 @@ class CabinetService:
             if not isinstance(effect, Unlock):
                 continue
             compartment = effect.compartment
+            self.health.pulsed(compartment)
             try:
                 failed = (await self.driver.unlock(compartment)).as_input()
             except DriverError as err:  # no route, or the driver closed: nothing was driven
                 failed = UnlockFailed(compartment, f"not_sent: {err}")
             self.journal.unlock_done(compartment)
             if failed is not None:
+                self.health.unlock_failed(compartment)
                 log.warning("cabinet %s: unlock failed: %s", self.cabinet_id, failed)
                 try:
                     await self._step(failed, job)
@@ -456,6 +510,10 @@ def from_config(
     code_key = config.secret_code_key()
     config.journal_path.parent.mkdir(parents=True, exist_ok=True)
     journal = Journal.open(config.journal_path, cab=config.cabinet_id)
+    door_boards = {
+        c.id: f"{config.bus_of(c)}:{c.board}" if c.driver == "rs485" else None
+        for c in config.layout.compartments
+    }
     return CabinetService(
         cabinet_id=config.cabinet_id,
         layout=layout,
@@ -466,6 +524,7 @@ def from_config(
         config=Config(left_open_after_s=config.alarm_s),
         clock=clock,
         tick_s=tick_s,
+        door_boards=door_boards,
     )
 
 

@@ -33,6 +33,15 @@ def edge(
             "(as deployed); --no-kiosk measures the daemon without it."
         ),
     ] = True,
+    field: Annotated[
+        bool,
+        typer.Option(
+            "--field",
+            help="Field conditions: 4 boards x 24 doors polled, the MQTT link online to a "
+            "mosquitto of the bench's own, and `locker cloud worker` (SQLite) ingesting, "
+            "event-acking and sending codes.put. Needs mosquitto (`./dev services`).",
+        ),
+    ] = False,
 ) -> None:
     """Time code -> unlock frame over PICKUPS pickups; read the daemon's RSS and idle CPU.
 
@@ -48,11 +57,19 @@ def edge(
     from locker.bench.edge import run_bench
 
     console = Console()
-    console.print(
-        "[bold]locker bench edge[/]: daemon in a subprocess, firmware-sim on a pty "
-        "(2 x 48 doors), journal in a tmp dir, [yellow]MQTT link disabled (offline, no broker)"
-        f"[/], kiosk {'served' if kiosk else 'not served'}"
-    )
+    if field:
+        console.print(
+            "[bold]locker bench edge --field[/]: daemon in a subprocess, firmware-sim on a pty "
+            "(4 x 24 doors), journal in a tmp dir, [green]MQTT link online[/] to our own "
+            "mosquitto with `locker cloud worker` answering, health counters on, "
+            f"kiosk {'served' if kiosk else 'not served'}"
+        )
+    else:
+        console.print(
+            "[bold]locker bench edge[/]: daemon in a subprocess, firmware-sim on a pty "
+            "(2 x 48 doors), journal in a tmp dir, [yellow]MQTT link disabled (offline, no "
+            f"broker)[/], kiosk {'served' if kiosk else 'not served'}"
+        )
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -65,6 +82,7 @@ def edge(
             pickups,
             idle_s,
             kiosk=kiosk,
+            field=field,
             progress=lambda done, _total: bar.update(task, completed=done),
         )
     _print(console, figures)
@@ -89,6 +107,14 @@ def _print(console: Any, figures: dict[str, Any]) -> None:
     )
     table.add_row("daemon peak RSS", f"{figures['peak_rss_mb']:.1f} MB", "", "")
     table.add_row("daemon RSS after each round", str(figures["rss_by_round_mb"]), "", "")
+    slope = figures.get("rss_slope_mb_per_1000_pickups")
+    if slope is not None:
+        table.add_row(
+            f"RSS slope after {figures['rss_warm_up_rounds']} warm-up rounds",
+            f"{slope:+.2f} MB / 1,000 pickups",
+            "flat",
+            "",
+        )
     table.add_row(
         f"daemon idle CPU ({figures['idle_s']:.1f} s)",
         f"{figures['idle_cpu_pct']:.2f} %",
@@ -102,6 +128,21 @@ def _print(console: Any, figures: dict[str, Any]) -> None:
 def _print_edge_notes(console: Any, figures: dict[str, Any]) -> None:
     """Where the latency goes, what the simulator saw, the kiosk's share."""
     parts, targets = figures["latency_parts_ms"], figures["targets"]
+    fsync = figures.get("journal_fsync_ms")
+    if fsync:
+        console.print(
+            f"journal commit on this disk ({fsync['commits']} commits, WAL + synchronous=FULL): "
+            f"p50 {fsync['commit_p50']:.2f} ms, p99 {fsync['commit_p99']:.2f} ms; a bare 4 KiB "
+            f"write + fsync: p50 {fsync['write_fsync_4k_p50']:.2f} ms, "
+            f"p99 {fsync['write_fsync_4k_p99']:.2f} ms"
+        )
+    link = figures.get("link")
+    if link:
+        console.print(
+            f"link: {link['cloud']}; online at the end: {link['online']}; events journalled "
+            f"{link['last_seq']}, left unacked {link['unacked']}; cloud codes.put run for "
+            f"{link['cloud_codes_run_for']} parcels; cloud rows: {figures.get('cloud_rows')}"
+        )
     console.print(
         f"parts (p50): submit -> core verdict {parts['submit_to_verdict_p50']:.2f} ms, "
         f"journal commit (fsync) {parts['journal_commit_p50']:.2f} ms "

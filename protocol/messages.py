@@ -115,6 +115,7 @@ Phone = Annotated[str, StringConstraints(pattern=_full(PHONE_PATTERN)), Field(re
 Hash = Annotated[str, StringConstraints(pattern=_full(r"[!-~]{1,256}")), Field(repr=False)]
 Seconds = Annotated[int, Field(ge=1, le=INT64_MAX)]
 Seq = Annotated[int, Field(ge=1, le=INT64_MAX)]
+Counter = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 
 class Size(StrEnum):
@@ -651,11 +652,44 @@ class CompartmentInfo(_Data):
     state: CompartmentState
 
 
+class DoorHealthEntry(_Data):
+    """One door's wear since the cabinet was installed (counters never go down).
+
+    `open_ms_recent` is the median pulse-to-open time of the door's last few opens,
+    `open_ms_long` the median of its longer history (docs/mqtt.md says how many): a lock that
+    is going stiff opens later and later before it jams. Both are absent until timed.
+    """
+
+    compartment: CompartmentId
+    board: Annotated[str, _printable_text(40)] | None = None  # "bus:address"; None for GPIO
+    pulses: Counter
+    failed_unlocks: Counter
+    flaps: Counter  # a door or occupancy sensor that flipped back within a second or two
+    opens_timed: Counter
+    open_ms_recent: Annotated[int, Field(ge=0, le=600_000)] | None = None
+    open_ms_long: Annotated[int, Field(ge=0, le=600_000)] | None = None
+
+
+class BoardHealthEntry(_Data):
+    """One RS485 board's bus errors (timeouts, bad checksums, garbage, ...) and requests."""
+
+    board: Annotated[str, _printable_text(40)]  # "bus:address"
+    requests: Counter
+    errors: Counter
+
+
+class CabinetHealthData(_Data):
+    """Per-door and per-board health counters: a birth's `health` (docs/mqtt.md)."""
+
+    doors: Annotated[list[DoorHealthEntry], Field(max_length=1024)]
+    boards: Annotated[list[BoardHealthEntry], Field(max_length=256)] = []
+
+
 def _state_schema_rules(schema: dict[str, Any]) -> None:
     _require_wire_keys(schema)
     schema["if"] = {"properties": {"online": {"const": True}}}
     schema["then"] = {"required": ["firmware", "compartments"]}
-    schema["else"] = {"not": {"required": ["compartments"]}}
+    schema["else"] = {"not": {"anyOf": [{"required": ["compartments"]}, {"required": ["health"]}]}}
 
 
 class State(_Envelope):
@@ -679,6 +713,9 @@ class State(_Envelope):
     # The hash of the config body the daemon runs (protocol.config_push): how the cloud sees
     # that a pushed config took, or was rolled back. None: a cabinet configured by hand.
     config_sha256: Sha256Hex | None = None
+    # Wear counters per door and board: a birth may carry them (a will never does). The cabinet
+    # publishes its birth again, same boot and a later `ts`, to refresh them.
+    health: CabinetHealthData | None = None
 
     @model_validator(mode="after")
     def _birth_or_will(self) -> Self:
@@ -686,6 +723,8 @@ class State(_Envelope):
             raise ValueError("a birth (online true) needs firmware and compartments")
         if not self.online and self.compartments is not None:
             raise ValueError("a will (online false) carries no compartments")
+        if not self.online and self.health is not None:
+            raise ValueError("a will (online false) carries no health")
         _unique([c.id for c in self.compartments or []], "compartment id")
         return self
 

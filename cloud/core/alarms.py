@@ -35,6 +35,8 @@ class AlarmKind(StrEnum):
     CABINET_OFFLINE = "cabinet.offline"  # offline longer than the site's `offline_alarm_s`
     BRUTE_FORCE = "keypad.brute_force"  # several keypad lockouts within `BruteForceRule.window`
     NOTICE_FAILED = "notice.failed"  # a notice to a recipient or courier could not be delivered
+    # A door's pulse-to-open time drifted up (`cloud.core.health`): a lock going stiff.
+    SLOW_OPEN = "door.slow_open"
 
 
 class Severity(StrEnum):
@@ -51,6 +53,7 @@ SEVERITY: dict[AlarmKind, Severity] = {
     AlarmKind.CABINET_OFFLINE: Severity.CRITICAL,
     AlarmKind.BRUTE_FORCE: Severity.CRITICAL,
     AlarmKind.NOTICE_FAILED: Severity.WARNING,
+    AlarmKind.SLOW_OPEN: Severity.WARNING,
 }
 
 # Told to the site's managers when first raised (a repeat of an open alarm tells nobody).
@@ -135,6 +138,10 @@ KIND_NAMES: dict[AlarmKind, dict[Language, str]] = {
         Language.EN: "Code guessing (brute force)",
     },
     AlarmKind.NOTICE_FAILED: {Language.ZH_CN: "通知发送失败", Language.EN: "Notice not delivered"},
+    AlarmKind.SLOW_OPEN: {
+        Language.ZH_CN: "柜门开启变慢（锁需检修）",
+        Language.EN: "Door slow to open (lock wearing)",
+    },
 }
 
 

@@ -23,6 +23,7 @@ from cloud.db.enrolment_models import (  # noqa: F401  (their tables join this m
     EnrolmentCode,
     EnrolmentTry,
 )
+from cloud.db.health_models import DoorHealth  # noqa: F401  (its table joins this metadata)
 from cloud.db.reservation_models import Reservation  # noqa: F401  (its table joins this metadata)
 from cloud.db.scan_models import ScanOtp, ScanTry  # noqa: F401  (their tables join this metadata)
 from cloud.db.types import UtcDateTime

@@ -18,6 +18,7 @@ from cloud.core import doors as door_rules
 from cloud.core.access import Action as A
 from cloud.core.access import Principal, Resource, ResourceKind, cabinet_scope, decide
 from cloud.db import console_reads
+from cloud.db.health import door_health
 from cloud.db.models import Cabinet, Site
 from cloud.db.parcels import parcel_to_core
 from protocol.phones import mask_phone
@@ -199,6 +200,16 @@ class DoorParcel:
 
 
 @dataclass(frozen=True)
+class DoorWear:
+    """What the cabinet last reported of the door's wear (`cloud.db.health_models.DoorHealth`)."""
+
+    pulses: int  # lock cycles
+    failed_unlocks: int
+    bus_errors: int  # its board's
+    open_ms_recent: int | None
+
+
+@dataclass(frozen=True)
 class DoorView:
     id: str
     size: str
@@ -206,6 +217,7 @@ class DoorView:
     in_service: bool
     low_door: bool
     parcel: DoorParcel | None
+    wear: DoorWear | None = None
 
 
 @dataclass(frozen=True)
@@ -249,6 +261,7 @@ def cabinet_page(
     compartments = console_reads.cabinet_doors(session=session, cab=cab)
     parcels = console_reads.parcels_behind_doors(session=session, cab=cab)
     alarms = console_reads.open_alarm_count(session=session, cab=cab)
+    health = door_health(session=session, cabinet_id=cab)
     by_door = {p.compartment: p for p in parcels}
     door_views = []
     for c in compartments:
@@ -266,7 +279,13 @@ def cabinet_page(
                 overdue=row.status == "expired" or (deadline is not None and deadline <= now),
             )
         state = c.state if c.in_service or c.state == door_rules.FAULTED else "out_of_service"
-        door_views.append(DoorView(c.id, c.size, state, c.in_service, c.low_door, parcel))
+        h = health.get(c.id)
+        wear = (
+            None
+            if h is None
+            else DoorWear(h.pulses, h.failed_unlocks, h.bus_errors, h.open_ms_recent)
+        )
+        door_views.append(DoorView(c.id, c.size, state, c.in_service, c.low_door, parcel, wear))
     door_views.sort(key=lambda d: (len(d.id), d.id))  # "2" before "10"
 
     def may(action: A) -> bool:

@@ -10,10 +10,11 @@ A new session's birth reconciles the compartments with the inventory it carries 
 compartment: those missing from it are removed; a repeat of the same birth, as the retained
 message is handed again to a reconnecting worker, is older than the events applied since and
 changes no door), and pauses or resumes the clock of a parcel whose door it
-lists as faulted or back. A change of presence pauses or resumes the deadline clock of the
-cabinet's in-locker parcels. Those rules are the core's (`cloud.core.doors`), and a
-new session makes its unacked commands due at once (`commands.resend_now`), all in the same
-transaction.
+lists as faulted or back; a birth's `health` replaces the doors' counters and may raise
+`door.slow_open` (`cloud.services.health`). A change of presence pauses or resumes the
+deadline clock of the cabinet's in-locker parcels. Those rules are the core's
+(`cloud.core.doors`), and a new session makes its unacked commands due at once
+(`commands.resend_now`), all in the same transaction.
 Times are those of receipt: the cabinet's clock is not trusted to order presence.
 """
 
@@ -33,6 +34,7 @@ from cloud.core.policies import SitePolicy
 from cloud.db import repo
 from cloud.db.engine import write_session
 from cloud.db.models import Cabinet, Compartment, Parcel, Site
+from cloud.services.health import record_health
 from cloud.services.ingest import UnknownCabinet
 from cloud.services.parcel_step import apply_parcel_event
 from cloud.worker.commands import resend_now
@@ -103,6 +105,15 @@ def apply_state(
         # picked up after it would be put back behind its door (found by `locker chaos`).
         if state.compartments is not None and reconnected:
             added, removed = _reconcile(session, cabinet.id, state)
+        if state.health is not None:
+            # After the inventory: a door the birth just added is there to hang its alarm on.
+            record_health(
+                session=session,
+                cabinet=cabinet,
+                health=state.health,
+                at=received_at,
+                now=received_at,
+            )
         if reconnected:
             resend_now(session=session, cab=cabinet.id)
         changed = 0

@@ -24,6 +24,13 @@ Like the kiosk, the recipient's side calls `service.keypad_active()` at the firs
 the unlock never queues behind one (TYPING_S covers a poll's 100 ms reply timeout; a person
 takes seconds).
 
+With `--field` the cabinet runs as it does at a site: four boards of 24 doors polled, the MQTT
+link online to a Mosquitto of the benchmark's own, and the production `locker cloud worker`
+(SQLite) ingesting every event, event-acking it and sending its `codes.put` (the harness's own
+codes replace the cloud's once those have run, so the recipient knows the code). The health
+counters are on in every mode (they are part of the service). The report adds the RSS slope
+after warm-up and the journal's fsync time on this disk.
+
 The headline figure is `t_written - t_submit`: it includes the queue to the owner task and the
 core's check as well as the fsync and the driver's dispatch, so it bounds "code accepted ->
 unlock frame written" from above. RSS and CPU are read from /proc/<daemon pid> (all threads).
@@ -89,16 +96,31 @@ class _Marks:
         self.journal_ns.clear()
 
 
+@dataclasses.dataclass(frozen=True)
+class _Shape:
+    """The cabinet's boards and, in field conditions, its broker."""
+
+    boards: int = BOARDS
+    channels: int = CHANNELS
+    mqtt_host: str | None = None
+    mqtt_port: int | None = None
+
+
 async def _serve_daemon(
-    port_path: str, journal_path: Path, poll_interval_s: float, kiosk: bool = True
+    port_path: str,
+    journal_path: Path,
+    poll_interval_s: float,
+    kiosk: bool = True,
+    shape: _Shape = _Shape(),
 ) -> None:
     """The daemon's side: build the service, serve the kiosk, answer stdin until it closes."""
     marks = _Marks()
     journal = _timed_journal(journal_path, marks)
-    service = _build_service(port_path, journal, poll_interval_s, marks)
+    service = _build_service(port_path, journal, poll_interval_s, marks, shape)
+    cloud_codes = _count_cloud_codes(service)
     await service.start()
     kiosk_parts = await _start_kiosk(service) if kiosk else None
-    answers = _Answers(service, journal, marks)
+    answers = _Answers(service, journal, marks, cloud_codes)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -134,13 +156,36 @@ def _timed_journal(journal_path: Path, marks: _Marks) -> Any:
     return journal
 
 
-def _build_service(port_path: str, journal: Any, poll_interval_s: float, marks: _Marks) -> Any:
+def _count_cloud_codes(service: Any) -> set[str]:
+    """The parcel ids of every `codes.put` from the cloud the service has run (field mode)."""
+    seen: set[str] = set()
+    link = service.link
+    if link is None:
+        return seen
+    from protocol.messages import PutCodes
+
+    run = link._on_command  # the link's handler: the service's `handle_command`
+
+    async def counted(command: Any) -> str | None:
+        error = await run(command)
+        if error is None and isinstance(command, PutCodes):
+            seen.update(entry.parcel_id for entry in command.data.entries)
+        return error
+
+    link._on_command = counted
+    return seen
+
+
+def _build_service(
+    port_path: str, journal: Any, poll_interval_s: float, marks: _Marks, shape: _Shape
+) -> Any:
     """The production CabinetService on the RS485 driver, its port noting unlock writes."""
     import serial
 
     from cabinet.core import Config
     from cabinet.core.compartments import Compartment, Size
     from cabinet.drivers.rs485 import BoardSpec, BusTiming, Rs485Driver
+    from cabinet.mqtt_link import LinkSettings
     from cabinet.service import CabinetService
 
     class TimedSerial(serial.Serial):
@@ -154,24 +199,31 @@ def _build_service(port_path: str, journal: Any, poll_interval_s: float, marks: 
 
     locks = {
         compartment_id(b, ch): (b, ch)
-        for b in range(1, BOARDS + 1)
-        for ch in range(1, CHANNELS + 1)
+        for b in range(1, shape.boards + 1)
+        for ch in range(1, shape.channels + 1)
     }
     driver = Rs485Driver(
         TimedSerial(port_path, baudrate=9600),
-        [BoardSpec(b, CHANNELS) for b in range(1, BOARDS + 1)],
+        [BoardSpec(b, shape.channels) for b in range(1, shape.boards + 1)],
         locks,
+        name="rs485:main",
         timing=BusTiming(poll_interval_s=poll_interval_s),  # otherwise the documented clocks
     )
+    link = None  # no broker: offline, events stay in the journal
+    if shape.mqtt_port is not None:
+        link = LinkSettings(
+            cab=CAB, host=shape.mqtt_host or "127.0.0.1", port=shape.mqtt_port, firmware="bench"
+        )
     return CabinetService(
         cabinet_id=CAB,
         layout=[Compartment(c, Size.M) for c in locks],
         driver=driver,
         journal=journal,
         code_key=CODE_KEY,
-        link_settings=None,  # no broker: offline, events stay in the journal
+        link_settings=link,
         config=Config(),
         tick_s=1.0,
+        door_boards={c: f"main:{board}" for c, (board, _) in locks.items()},
     )
 
 
@@ -199,10 +251,11 @@ async def _wait_until(test: Callable[[], bool], timeout_s: float) -> bool:
 class _Answers:
     """The daemon's answers to the harness's requests, one method per `op`."""
 
-    def __init__(self, service: Any, journal: Any, marks: _Marks) -> None:
+    def __init__(self, service: Any, journal: Any, marks: _Marks, cloud_codes: set[str]) -> None:
         self.service = service
         self.journal = journal
         self.marks = marks
+        self.cloud_codes = cloud_codes
         self.ops: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "submit": self.submit,
             "keypad": self.keypad,
@@ -211,6 +264,8 @@ class _Answers:
             "wait_shut": self.wait_shut,
             "wait_parcels": self.wait_parcels,
             "events": self.events,
+            "cloud_codes": self.wait_cloud_codes,
+            "link": self.link,
         }
 
     async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -295,6 +350,25 @@ class _Answers:
         )
         return {"ok": ok, "parcels": len(service.cabinet.parcels)}
 
+    async def wait_cloud_codes(self, request: dict[str, Any]) -> dict[str, Any]:
+        wanted = set(request["parcels"])
+        ok = await _wait_until(lambda: wanted <= self.cloud_codes, request.get("timeout_s", 60))
+        return {"ok": ok, "missing": len(wanted - self.cloud_codes)}
+
+    async def link(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The link's state; with `drain`, wait for the cloud to event-ack every event first."""
+        link = self.service.link
+        if request.get("drain"):
+            await _wait_until(lambda: self.journal.backlog()[0] == 0, request.get("timeout_s", 60))
+        return {
+            "ok": True,
+            "online": link is not None and link.online.is_set(),
+            "last_seq": self.journal.last_seq,
+            "unacked": self.journal.backlog()[0],
+            "cloud_codes_run_for": len(self.cloud_codes),
+            "health_boards": self.service.health.summary()["boards"],
+        }
+
     async def events(self, _request: dict[str, Any]) -> dict[str, Any]:
         counts: dict[str, int] = {}
         for event in self.journal.unacked():
@@ -314,11 +388,20 @@ class DaemonProcess(JsonLinesProcess):
     """The daemon in a subprocess, spoken to one JSON line at a time."""
 
     def __init__(
-        self, port_path: str, workdir: Path, poll_interval_s: float, kiosk: bool = True
+        self,
+        port_path: str,
+        workdir: Path,
+        poll_interval_s: float,
+        kiosk: bool = True,
+        shape: _Shape = _Shape(),
     ) -> None:
         argv = [sys.executable, "-m", "locker.bench.edge", "--daemon", "--port", port_path]
         argv += ["--journal", str(workdir / "journal.sqlite3")]
         argv += ["--poll-interval-s", str(poll_interval_s), "--kiosk" if kiosk else "--no-kiosk"]
+        argv += ["--boards", str(shape.boards), "--channels", str(shape.channels)]
+        if shape.mqtt_port is not None:
+            argv += ["--mqtt-host", shape.mqtt_host or "127.0.0.1"]
+            argv += ["--mqtt-port", str(shape.mqtt_port)]
         super().__init__(argv, log_path=workdir / "daemon.log", name="the daemon")
         try:
             ready = self.next(30)
@@ -427,38 +510,184 @@ class _Laps:
         self.dispatch_ms.append(timing["dispatch_ns"] / 1e6)
 
 
+FIELD_BOARDS, FIELD_CHANNELS = 4, 24  # field conditions: four boards polled, still 96 doors
+SITE = "bench-site"
+
+
 def run_bench(
     pickups: int,
     idle_s: float,
     *,
     poll_interval_s: float = 0.5,
     kiosk: bool = True,
+    field: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Deposit, code and pick up `pickups` parcels through a daemon; return the figures.
 
     With `kiosk` the daemon also serves the touchscreen's HTTP API, and a page's event stream
-    stays open throughout (as Chromium's does), so its memory is counted.
+    stays open throughout (as Chromium's does), so its memory is counted. With `field`, four
+    boards, the link online to our own Mosquitto, and `locker cloud worker` answering.
     """
     from firmware_sim import BoardConfig, PtyServer, SimulatedBus
 
+    boards, channels = (FIELD_BOARDS, FIELD_CHANNELS) if field else (BOARDS, CHANNELS)
     bus = SimulatedBus(
-        [BoardConfig(b, CHANNELS, sends_reports=True) for b in range(1, BOARDS + 1)],
+        [BoardConfig(b, channels, sends_reports=True) for b in range(1, boards + 1)],
         pulse_s=PULSE_S,
     )
     laps = _Laps()
-    with tempfile.TemporaryDirectory(prefix="locker-bench-") as tmp, PtyServer(bus) as server:
-        daemon = DaemonProcess(server.path, Path(tmp), poll_interval_s, kiosk)
+    with (
+        tempfile.TemporaryDirectory(prefix="locker-bench-") as tmp,
+        PtyServer(bus) as server,
+        contextlib.ExitStack() as stack,
+    ):
+        workdir = Path(tmp)
+        shape = _Shape(boards, channels)
+        cloud = _start_cloud(workdir, stack, boards, channels) if field else None
+        if cloud is not None:
+            shape = dataclasses.replace(shape, mqtt_host=cloud["host"], mqtt_port=cloud["port"])
+        daemon = DaemonProcess(server.path, workdir, poll_interval_s, kiosk, shape)
         page = _Page(daemon.kiosk_url) if daemon.kiosk_url else None
         try:
+            if field:
+                daemon.ask({"op": "link", "drain": False})
             _register_courier(daemon)
-            _run_rounds(daemon, bus, page, pickups, laps, progress)
+            _run_rounds(daemon, bus, page, pickups, laps, progress, field=field)
+            link = daemon.ask({"op": "link", "drain": field, "timeout_s": 120}) if field else None
             at_rest = _measure_at_rest(daemon, bus, page, idle_s)
         finally:
             if page is not None:
                 page.close()
             daemon.close()
-    return _report(laps, at_rest, poll_interval_s=poll_interval_s, kiosk=kiosk)
+        fsync = measure_fsync(workdir)
+        report = _report(laps, at_rest, poll_interval_s=poll_interval_s, kiosk=kiosk, shape=shape)
+        report["journal_fsync_ms"] = fsync
+        if cloud is not None:
+            report["link"] = {**(link or {}), "cloud": cloud["shown"]}
+            report["cloud_rows"] = _cloud_rows(cloud["url"])
+    return report
+
+
+def _start_cloud(
+    workdir: Path, stack: contextlib.ExitStack, boards: int, channels: int
+) -> dict[str, Any]:
+    """Our own Mosquitto, a SQLite cloud with the cabinet registered, `locker cloud worker`."""
+    from locker.bench.cloud import WorkerProcess, own_broker
+    from locker.harness.processes import clean_env
+
+    broker = own_broker(workdir)
+    stack.callback(broker.stop)
+    url = f"sqlite:///{workdir / 'cloud.db'}"
+    secret_key = os.urandom(32).hex()
+    _register_cabinet(url, boards, channels, seal_key=secret_key.encode())
+    worker = WorkerProcess(
+        url=url,
+        host=broker.host,
+        port=broker.port,
+        name="bench-edge-worker",
+        env=clean_env(LOCKER_CLOUD_SECRET_KEY=secret_key),
+        log_path=workdir / "worker.log",
+    )
+    stack.callback(worker.stop)
+    worker.wait_subscribed()
+    shown = f"own mosquitto on {broker.host}:{broker.port}, `locker cloud worker` on SQLite"
+    return {"host": broker.host, "port": broker.port, "url": url, "shown": shown}
+
+
+def _register_cabinet(url: str, boards: int, channels: int, *, seal_key: bytes) -> None:
+    from sqlmodel import Session
+
+    from cloud.db.engine import make_engine
+    from cloud.db.migrate import upgrade
+    from cloud.db.models import CabinetCreate, SiteCreate
+    from cloud.services.registry import CompartmentSpec, add_cabinet, add_site
+
+    upgrade(url)
+    engine = make_engine(url)
+    now = datetime.now(UTC)
+    layout = [
+        CompartmentSpec(compartment_id(b, ch), "M")
+        for b in range(1, boards + 1)
+        for ch in range(1, channels + 1)
+    ]
+    try:
+        with Session(engine) as session:
+            add_site(session=session, site_create=SiteCreate(id=SITE, name="Bench site"), now=now)
+        with Session(engine) as session:
+            add_cabinet(
+                session=session,
+                cabinet_create=CabinetCreate(id=CAB, site_id=SITE, name="Bench cabinet"),
+                compartments=layout,
+                now=now,
+                seal_key=seal_key,
+            )
+    finally:
+        engine.dispose()
+
+
+def _cloud_rows(url: str) -> dict[str, int]:
+    """What the cloud holds after the run: the events it stored, the doors' health rows."""
+    from sqlalchemy import text
+
+    from cloud.db.engine import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {
+                table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                for table in ("events", "door_health", "parcels")
+            }
+    finally:
+        engine.dispose()
+
+
+def measure_fsync(workdir: Path, commits: int = 300) -> dict[str, float]:
+    """The journal's own commit (WAL, synchronous=FULL: one fsync) on this disk, `commits` times.
+
+    A step's snapshot of ~2 KB, as a 96-door cabinet writes; and a bare 4 KiB write + fsync
+    for comparison.
+    """
+    from cabinet.journal import Journal
+
+    snapshot = {"doors": {compartment_id(1, ch): {"state": "free"} for ch in range(1, 97)}}
+    laps: list[float] = []
+    with Journal.open(workdir / "fsync.sqlite3", cab=CAB) as journal:
+        for _ in range(commits):
+            started = time.perf_counter_ns()
+            journal.commit_step(snapshot)
+            laps.append((time.perf_counter_ns() - started) / 1e6)
+    bare: list[float] = []
+    fd = os.open(workdir / "fsync.bin", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        block = os.urandom(4096)
+        for _ in range(commits):
+            started = time.perf_counter_ns()
+            os.pwrite(fd, block, 0)
+            os.fsync(fd)
+            bare.append((time.perf_counter_ns() - started) / 1e6)
+    finally:
+        os.close(fd)
+    return {
+        "commit_p50": percentile(laps, 50),
+        "commit_p99": percentile(laps, 99),
+        "write_fsync_4k_p50": percentile(bare, 50),
+        "write_fsync_4k_p99": percentile(bare, 99),
+        "commits": commits,
+    }
+
+
+def rss_slope(rss_by_round_mb: list[float], per_round: int, warm_up: int) -> float | None:
+    """MB per 1,000 pickups after the first `warm_up` rounds (least squares), None if too few."""
+    points = rss_by_round_mb[warm_up:]
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mean_x, mean_y = (n - 1) / 2, sum(points) / n
+    num = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(points))
+    den = sum((i - mean_x) ** 2 for i in range(n))
+    return num / den / per_round * 1000
 
 
 def _register_courier(daemon: DaemonProcess) -> None:
@@ -475,11 +704,17 @@ def _run_rounds(
     pickups: int,
     laps: _Laps,
     progress: Callable[[int, int], None] | None,
+    *,
+    field: bool = False,
 ) -> None:
     """Round after round: fill up to every door, put their codes, pick every parcel up."""
     done = 0
+    doors = FIELD_BOARDS * FIELD_CHANNELS if field else BOARDS * CHANNELS
     while done < pickups:
-        parcels = _fill(daemon, bus, min(BOARDS * CHANNELS, pickups - done), laps)
+        parcels = _fill(daemon, bus, min(doors, pickups - done), laps)
+        if field:  # the cloud's own codes first, so ours are the ones that stand
+            ids = [parcel_id for parcel_id, _ in parcels]
+            daemon.ask({"op": "cloud_codes", "parcels": ids, "timeout_s": 120}, 150)
         codes = _put_codes(daemon, parcels)
         for parcel_id, compartment in parcels:
             _pick_up(daemon, bus, compartment, codes[parcel_id], laps)
@@ -569,9 +804,11 @@ def _measure_at_rest(
 
 
 def _report(
-    laps: _Laps, at_rest: dict[str, Any], *, poll_interval_s: float, kiosk: bool
+    laps: _Laps, at_rest: dict[str, Any], *, poll_interval_s: float, kiosk: bool, shape: _Shape
 ) -> dict[str, Any]:
     written_ms, pulses = laps.written_ms, at_rest["pulses"]
+    per_round = shape.boards * shape.channels
+    warm_up = max(1, len(laps.rss_by_round_mb) // 5)
     return {
         "pickups": len(written_ms),
         "deposits": laps.deposits,
@@ -592,10 +829,12 @@ def _report(
         "rss_after_pickups_mb": at_rest["rss_busy_mb"],
         "peak_rss_mb": at_rest["peak_rss_mb"],
         "rss_by_round_mb": laps.rss_by_round_mb,
+        "rss_warm_up_rounds": warm_up,
+        "rss_slope_mb_per_1000_pickups": rss_slope(laps.rss_by_round_mb, per_round, warm_up),
         "idle_cpu_pct": at_rest["idle_cpu_pct"],
         "idle_s": at_rest["idle_s"],
         "kiosk": at_rest["kiosk"],
-        "setup": _setup(poll_interval_s, kiosk),
+        "setup": _setup(poll_interval_s, kiosk, shape),
         "targets": {
             "p99_ms": TARGET_P99_MS,
             "rss_mb": TARGET_RSS_MB,
@@ -604,13 +843,16 @@ def _report(
     }
 
 
-def _setup(poll_interval_s: float, kiosk: bool) -> dict[str, Any]:
+def _setup(poll_interval_s: float, kiosk: bool, shape: _Shape) -> dict[str, Any]:
     return {
-        "doors": BOARDS * CHANNELS,
-        "boards": BOARDS,
+        "doors": shape.boards * shape.channels,
+        "boards": shape.boards,
         "poll_interval_s": poll_interval_s,
         "sim_pulse_s": PULSE_S,
-        "link": "disabled (no broker: offline)",
+        "link": "online: own mosquitto, `locker cloud worker` acking and sending codes.put"
+        if shape.mqtt_port is not None
+        else "disabled (no broker: offline)",
+        "health_counters": "on (per door and board, in the journal)",
         "kiosk": "served on 127.0.0.1 in the daemon, one page's event stream open"
         if kiosk
         else "not served",
@@ -639,8 +881,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--journal", type=Path, required=True)
     parser.add_argument("--poll-interval-s", type=float, default=0.5)
     parser.add_argument("--kiosk", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--boards", type=int, default=BOARDS)
+    parser.add_argument("--channels", type=int, default=CHANNELS)
+    parser.add_argument("--mqtt-host", default=None)
+    parser.add_argument("--mqtt-port", type=int, default=None)
     args = parser.parse_args(argv)
-    asyncio.run(_serve_daemon(args.port, args.journal, args.poll_interval_s, args.kiosk))
+    shape = _Shape(args.boards, args.channels, args.mqtt_host, args.mqtt_port)
+    asyncio.run(_serve_daemon(args.port, args.journal, args.poll_interval_s, args.kiosk, shape))
 
 
 if __name__ == "__main__":

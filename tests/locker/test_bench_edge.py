@@ -38,3 +38,33 @@ def test_bench_edge_runs_20_pickups_and_writes_the_figures(tmp_path: Path) -> No
     assert 0 <= figures["idle_cpu_pct"] < 100
     assert figures["idle_s"] >= 1
     assert figures["targets"] == {"p99_ms": 6.0, "rss_mb": 60.0, "idle_cpu_pct": 1.0}
+
+
+def test_bench_edge_in_field_conditions_talks_to_a_real_broker_and_cloud_worker(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "field.json"
+    json_arg = ("--json", str(out))
+    done = subprocess.run(
+        [str(LOCKER), "bench", "edge", "--field", "--pickups", "6", "--idle-s", "1", *json_arg],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "MQTT link online" in done.stdout
+    figures = json.loads(out.read_text())
+    assert figures["setup"]["boards"] == 4 and figures["setup"]["doors"] == 96
+    assert figures["pickups"] == 6 and figures["sim_pickup_unlocks"] == 6
+    link = figures["link"]
+    # The worker stored and acked every event, and its codes.put ran for every parcel.
+    assert link["online"] and link["last_seq"] == 12 and link["unacked"] == 0
+    assert link["cloud_codes_run_for"] == 6
+    assert figures["cloud_rows"] == {"events": 12, "door_health": 96, "parcels": 6}
+    # Four boards polled all along, each counted by the health ledger.
+    boards = {b["board"]: b for b in link["health_boards"]}
+    assert set(boards) == {"main:1", "main:2", "main:3", "main:4"}
+    assert all(b["requests"] > 0 for b in boards.values())
+    fsync = figures["journal_fsync_ms"]
+    assert 0 < fsync["commit_p50"] <= fsync["commit_p99"]
+    assert fsync["write_fsync_4k_p50"] > 0

@@ -71,6 +71,7 @@ class ServiceRunner:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tick_s: float | None = None,
+        **service_kwargs: Any,  # door_boards, ticks, health_every
     ) -> None:
         self._closed = False
         self.journal = Journal.open(journal_path, cab=CAB)
@@ -98,6 +99,7 @@ class ServiceRunner:
             # By default no timers run: tests submit a Tick when they need one. With `tick_s`
             # (and a FakeClock) the service ticks by itself, as in production.
             tick_s=tick_s,
+            **service_kwargs,
         )
         self.screens: list[object] = []  # what the kiosk would show unasked (door shut, timers)
         self.service.add_screen_listener(lambda show: self.screens.append(show.screen))

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from cloud.console.routes.cabinet import grid_updates
+from cloud.db.health import put_door_health
 from cloud.db.models import Alarm, AuditLog, Cabinet, CommandOutbox, Compartment, Parcel
 from tests.cloud.console.conftest import TRACKING, Clock, form_token, sign_in
 from tests.cloud.db.builders import CAB, T0
@@ -241,3 +242,40 @@ def test_the_fleet_sorts_all_cabinets_and_draws_a_page_of_them(
     sign_in(client, "ops")
     page = client.get("/console/fleet?sort=alarms").text
     assert page.index('data-cab="CAB-2"') < page.index('data-cab="CAB-1"')
+
+
+def test_a_door_shows_its_lock_cycles_and_bus_errors_in_both_languages(
+    client: TestClient, world: Engine, clock: Clock
+) -> None:
+    with Session(world) as session:
+        put_door_health(
+            session=session,
+            cabinet_id=CAB,
+            doors=[
+                {
+                    "compartment": "A02",
+                    "board": "main:1",
+                    "pulses": 1204,
+                    "failed_unlocks": 2,
+                    "opens_timed": 1180,
+                    "open_ms_recent": 310,
+                    "open_ms_long": 300,
+                    "bus_errors": 31,
+                }
+            ],
+            at=clock.now,
+        )
+        session.commit()
+    sign_in(client, "mgr-a")
+    for lang, words in (
+        ("en", ("Lock cycles 1204", "failed 2", "bus errors 31", "opens in 310 ms")),
+        ("zh-CN", ("开锁次数 1204", "失败 2", "总线错误 31", "开门用时 310 ms")),
+    ):
+        client.cookies.set("console_lang", lang, path="/console")
+        page = client.get(f"/console/cabinets/{CAB}").text
+        door = page[page.index('data-door="A02"') :]
+        door = door[: door.index("</article>")]
+        for word in words:
+            assert word in door
+        a01 = page[page.index('data-door="A01"') :]
+        assert 'class="wear"' not in a01[: a01.index("</article>")]  # never reported
