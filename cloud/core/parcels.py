@@ -11,7 +11,8 @@
     in_locker   Remind              in_locker   scheduler   reminder notice (once)
     in_locker   ReissueCode         in_locker   recipient   codes.put (new hash), resend notice
     in_locker   PauseDeadline       in_locker   cloud
-    in_locker   ResumeDeadline      in_locker   cloud       codes.put (new expiry), new-deadline
+    in_locker   ResumeDeadline      in_locker   cloud       codes.put if the held expiry ends
+                                                            too soon, new-deadline notice
     in_locker   PickUp              picked_up   cabinet     codes.revoke
     in_locker   Expire              expired     scheduler   codes.revoke, retrievals.put, notices
     in_locker   Retrieve            retrieved   cabinet     codes.revoke, withdrawn notice
@@ -48,6 +49,12 @@ Decisions the original design left open (docs/parcel-life.md explains each):
 - The cloud keeps no clear code, so "send my code again" issues a new one (ReissueCode), refused
   while the cabinet is offline, since the new hash could not reach it.
 - One reminder per parcel; a deadline moved by a pause is told in its own notice instead.
+- A code is sent to the cabinet with an expiry CODE_EXPIRY_SLACK_S past the deadline, and the
+  parcel remembers it (`code_expires_at`). A resume sends `codes.put` again only when the new
+  deadline passes that expiry: a broker restart (every cabinet offline for seconds) resends
+  nothing. The slack never lets a code outlive its deadline in the cloud's eyes: the clock
+  pauses while the cabinet is offline, so the cabinet's copy is behind the true deadline, and
+  while it is online the cloud's `codes.revoke` at expiry ends the code first.
 """
 
 from __future__ import annotations
@@ -71,6 +78,10 @@ NEW_DEADLINE_NOTICE_MIN_S = 10 * 60
 # 30 days (a door is not a warehouse).
 MIN_WINDOW_S = 60 * 60
 MAX_WINDOW_S = 30 * 24 * 60 * 60
+# How far past the deadline the cabinet's copy of a code runs. Outages that add up to less than
+# this move the deadline without a new `codes.put`; longer ones resend the code once, with the
+# slack again. An hour covers a broker restart or a site's network blip many times over.
+CODE_EXPIRY_SLACK_S = 60 * 60
 
 
 class Status(StrEnum):
@@ -122,6 +133,7 @@ class Parcel:
     pauses: tuple[Pause, ...] = ()
     reminded_at: datetime | None = None
     told_deadline: datetime | None = None  # the deadline the recipient was last told
+    code_expires_at: datetime | None = None  # the expiry of the cabinet's copy of the code
     left_locker_at: datetime | None = None  # picked up or taken back (the cabinet's clock)
 
     def deadline(self, now: datetime) -> datetime | None:
@@ -533,9 +545,9 @@ def _deposit(
         window_override_s=announced.window_override_s if announced is not None else None,
     )
     deadline = _deadline(parcel, now)
-    parcel = replace(parcel, told_deadline=deadline)
+    parcel, put = _codes_put(replace(parcel, told_deadline=deadline), deadline)
     effects: list[Effect] = [
-        _codes_put(parcel, deadline),
+        put,
         _notify(parcel, NoticeKind.DEPOSITED, deadline, code=event.code.code),
     ]
     return parcel, "; ".join(notes), effects
@@ -568,11 +580,12 @@ def _reissue(parcel: Parcel, event: ReissueCode, now: datetime) -> tuple[Parcel,
             parcel.status, "ReissueCode", "the cabinet is offline: a new code could not reach it"
         )
     deadline = _deadline(parcel, now)
-    reissued = replace(
-        parcel, code_hash=event.code.code_hash, code_generation=parcel.code_generation + 1
+    reissued, put = _codes_put(
+        replace(parcel, code_hash=event.code.code_hash, code_generation=parcel.code_generation + 1),
+        deadline,
     )
     effects: list[Effect] = [
-        _codes_put(reissued, deadline),
+        put,
         _notify(reissued, NoticeKind.RESEND, deadline, code=event.code.code),
     ]
     return reissued, f"new pickup code issued ({event.reason})", effects
@@ -600,7 +613,11 @@ def _resume(
     if resumed.is_paused:
         return resumed, f"{event.reason} is over; the clock stays paused", []
     deadline = _deadline(resumed, now)
-    effects: list[Effect] = [_codes_put(resumed, deadline)]
+    effects: list[Effect] = []
+    held = parcel.code_expires_at
+    if held is None or held < deadline:  # the cabinet would refuse the code before the deadline
+        resumed, put = _codes_put(resumed, deadline)
+        effects.append(put)
     told = parcel.told_deadline
     if told is None or deadline - told >= timedelta(seconds=NEW_DEADLINE_NOTICE_MIN_S):
         effects.append(_notify(resumed, NoticeKind.NEW_DEADLINE, deadline))
@@ -662,11 +679,9 @@ def _extend(
     note = f"deadline extended by {event.by} to {deadline.isoformat()}: {event.reason}"
     if longer.is_paused:  # the clock stands: the resume puts the codes and tells the recipient
         return longer, note, []
-    effects: list[Effect] = [
-        _codes_put(longer, deadline),
-        _notify(longer, NoticeKind.NEW_DEADLINE, deadline),
-    ]
-    return replace(longer, told_deadline=deadline), note, effects
+    longer, put = _codes_put(replace(longer, told_deadline=deadline), deadline)
+    effects: list[Effect] = [put, _notify(longer, NoticeKind.NEW_DEADLINE, deadline)]
+    return longer, note, effects
 
 
 def _staff_withdraw(
@@ -788,12 +803,13 @@ def _same_parcel(parcel: Parcel, parcel_id: str, event: str) -> None:
         raise IllegalTransition(parcel.status, event, f"it is about parcel {parcel_id!r}")
 
 
-def _codes_put(parcel: Parcel, expires_at: datetime) -> CodesPut:
+def _codes_put(parcel: Parcel, deadline: datetime) -> tuple[Parcel, CodesPut]:
+    """Return the parcel remembering the expiry it sent and the `codes.put` for `deadline`."""
     if parcel.code_hash is None or parcel.compartment is None:
         raise IllegalTransition(parcel.status, "codes.put", "the parcel has no code or compartment")
-    return CodesPut(
-        parcel.cabinet_id, _id(parcel), parcel.compartment, parcel.code_hash, expires_at
-    )
+    expires_at = deadline + timedelta(seconds=CODE_EXPIRY_SLACK_S)
+    put = CodesPut(parcel.cabinet_id, _id(parcel), parcel.compartment, parcel.code_hash, expires_at)
+    return replace(parcel, code_expires_at=expires_at), put
 
 
 def _revoke(parcel: Parcel) -> CodesRevoke:

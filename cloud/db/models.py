@@ -257,6 +257,9 @@ class Parcel(ParcelBase, table=True):
     pauses: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON, nullable=False)
     reminded_at: datetime | None = _time()
     told_deadline: datetime | None = _time()
+    # The expiry the cabinet holds for the code (the deadline plus slack, cloud.core.parcels):
+    # a resume whose new deadline it still covers sends no codes.put. None: resend on resume.
+    code_expires_at: datetime | None = _time()
     left_locker_at: datetime | None = _time()
     # Who announced it (cloud.core.access): the ERP key and the carrier or merchant it is bound
     # to. None for a parcel a courier deposited unannounced. No core transition changes them.

@@ -39,6 +39,7 @@ def parcel_to_core(row: Parcel) -> core.Parcel:
         pauses=tuple(_pause_from_json(p) for p in row.pauses or ()),
         reminded_at=row.reminded_at,
         told_deadline=row.told_deadline,
+        code_expires_at=row.code_expires_at,
         left_locker_at=row.left_locker_at,
     )
 
@@ -65,6 +66,7 @@ def parcel_values(parcel: core.Parcel, now: datetime) -> dict[str, Any]:
         "pauses": [_pause_to_json(p) for p in parcel.pauses],
         "reminded_at": parcel.reminded_at,
         "told_deadline": parcel.told_deadline,
+        "code_expires_at": parcel.code_expires_at,
         "left_locker_at": parcel.left_locker_at,
         "updated_at": now,
     }

@@ -47,14 +47,22 @@ def queued_outbox(*, session: Session, limit: int) -> list[tuple[WebhookOutbox, 
     return [(row, key) for row, key in session.exec(statement)]
 
 
-def mark_dispatched(*, session: Session, outbox_id: int, now: datetime) -> bool:
-    """Move an outbox row from queued to dispatched; False if another worker already did."""
-    result = session.execute(
-        update(WebhookOutbox)
-        .where(col(WebhookOutbox.id) == outbox_id, col(WebhookOutbox.status) == OUTBOX_QUEUED)
+def mark_dispatched(*, session: Session, outbox_ids: list[int], now: datetime) -> set[int]:
+    """Move these outbox rows from queued to dispatched; return the ids this call moved.
+
+    One statement for the batch (a statement a row cost the worker a quarter of its CPU under
+    load); a row another worker moved meanwhile is left out of the answer.
+    """
+    if not outbox_ids:
+        return set()
+    table = WebhookOutbox.__table__  # Core, not the ORM: no session objects to synchronise
+    result = session.connection().execute(
+        update(table)
+        .where(table.c.id.in_(outbox_ids), table.c.status == OUTBOX_QUEUED)
         .values(status=OUTBOX_DISPATCHED, delivered_at=now)
+        .returning(table.c.id)
     )
-    return result.rowcount == 1
+    return {outbox_id for (outbox_id,) in result}
 
 
 def due_heads(

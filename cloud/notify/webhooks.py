@@ -152,9 +152,10 @@ class WebhookDispatcher:
             # One write transaction for the batch (a commit per row would cost as much as the
             # sends); a row another worker moved meanwhile is skipped, not fanned out twice.
             write_session(session)  # SQLite: take the write lock first, not midway
+            ids = [outbox_id for outbox_id, *_ in queued if outbox_id is not None]
+            moved = db.mark_dispatched(session=session, outbox_ids=ids, now=now)
             for outbox_id, event, parcel_row_id, key_id in queued:
-                assert outbox_id is not None
-                if not db.mark_dispatched(session=session, outbox_id=outbox_id, now=now):
+                if outbox_id not in moved:
                     continue
                 for endpoint_id, types in endpoints.get(key_id or "", []):
                     if core.subscribed(types, event):

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 
+from cloud.worker.mqtt_socket import BufferedClient, BufferedSocket
 from protocol.topics import QOS, TopicKind
 
 ACK_SUFFIX = f"/{TopicKind.ACK}"  # lockers/v1/{cab}/ack (not event-ack: the cloud sends those)
@@ -64,6 +65,8 @@ def no_delay(_client: mqtt.Client, _userdata: object, sock: object) -> None:
     """Send small packets at once: paho leaves Nagle's algorithm on, and an `event-ack` written
     right behind a `codes.put` then waits for the broker's delayed ACK, 40 ms on Linux (the p50
     of `locker bench cloud` at 25 events/s was 42 ms)."""
+    if isinstance(sock, BufferedSocket):
+        sock = sock.raw
     if isinstance(sock, socket.socket):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -106,7 +109,7 @@ class MqttClient:
         self.subscribed = threading.Event()
         self.sessions = 0  # connections that got their subscriptions: a reconnect adds one
         self._pending_subscribe_mid: int | None = None
-        self._client = mqtt.Client(
+        self._client = BufferedClient(
             callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv311,

@@ -17,6 +17,8 @@ from cloud.core.pauses import PauseReason
 from tests.cloud.core import factories as f
 from tests.cloud.core.factories import CAB, HOUR, PARCEL_ID, PHONE, T0
 
+SLACK = timedelta(seconds=p.CODE_EXPIRY_SLACK_S)
+
 # One case per row of TRANSITIONS: (parcel before, event, now).
 LEGAL = {
     (None, p.Announce): (lambda: None, f.announce_event(), T0),
@@ -242,7 +244,7 @@ def test_deposit_of_an_announcement_puts_the_code_and_tells_the_recipient() -> N
     assert parcel.code_hash == issued.code_hash and parcel.code_generation == 1
     assert parcel.deadline(T0) == deadline and parcel.told_deadline == deadline
     assert effects_of(effects, p.CodesPut) == [
-        p.CodesPut(CAB, PARCEL_ID, "A03", issued.code_hash, deadline)
+        p.CodesPut(CAB, PARCEL_ID, "A03", issued.code_hash, deadline + SLACK)
     ]
     [notice] = effects_of(effects, p.Notify)
     assert (notice.kind, notice.audience, notice.phone, notice.code) == (
@@ -397,7 +399,7 @@ def test_reissue_replaces_the_hash_and_sends_the_new_code() -> None:
     parcel, effects = p.apply(f.in_locker(), p.ReissueCode(issued), T0 + HOUR)
     assert parcel.code_hash == issued.code_hash and parcel.code_generation == 2
     [put] = effects_of(effects, p.CodesPut)
-    assert put.code_hash == issued.code_hash and put.expires_at == T0 + 72 * HOUR
+    assert put.code_hash == issued.code_hash and put.expires_at == T0 + 72 * HOUR + SLACK
     [notice] = effects_of(effects, p.Notify)
     assert (notice.kind, notice.code) == (NoticeKind.RESEND, "12345678")
     assert notice.dedupe_key.endswith("/code2")
@@ -471,7 +473,7 @@ def test_staff_extend_a_deadline_and_the_cabinet_and_recipient_hear_of_it() -> N
     deadline = before.deadline(T0 + HOUR) + timedelta(hours=24)
     assert after.deadline(T0 + HOUR) == deadline and after.told_deadline == deadline
     [put] = effects_of(effects, p.CodesPut)
-    assert put.expires_at == deadline
+    assert put.expires_at == deadline + SLACK
     [notice] = effects_of(effects, p.Notify)
     assert notice.kind is NoticeKind.NEW_DEADLINE
     assert "deadline extended by mgr" in effects[0].note and "on holiday" in effects[0].note

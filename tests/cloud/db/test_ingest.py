@@ -161,7 +161,7 @@ def test_a_deposit_issues_a_code_queues_codes_put_and_a_notice_and_keeps_no_clea
     (entry,) = PutCodesData.model_validate_json(json.dumps(command.data)).entries
     assert (entry.parcel_id, entry.compartment) == ("P000001", "A01")
     assert entry.code_hash == parcel.code_hash
-    assert entry.expires_at == NOW + timedelta(hours=72)
+    assert entry.expires_at == NOW + timedelta(hours=72 + 1)  # the deadline and slack
 
     (notice,) = session.exec(select(NoticeOutbox)).scalars().all()  # type: ignore[call-overload]
     assert (notice.kind, notice.to_phone, notice.status) == ("deposited", PHONE, "queued")

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from cloud.core.parcels import CODE_EXPIRY_SLACK_S
 from cloud.db.models import CommandOutbox, Compartment, NoticeOutbox, Parcel
 from cloud.services.expiry import run_due
 from cloud.services.ingest import apply_pending, store_events
@@ -115,7 +116,8 @@ def test_a_lock_fault_pauses_the_clock_and_the_repair_tells_the_new_deadline(
     assert (notice.deadline, notice.to_phone) == (expected, row.phone)
     # The cabinet learns the later expiry of the unchanged code.
     expires_at, puts = latest_put_expiry(engine)
-    assert (expires_at, puts) == (expected.isoformat().replace("+00:00", "Z"), 2)
+    slack = timedelta(seconds=CODE_EXPIRY_SLACK_S)
+    assert (expires_at, puts) == ((expected + slack).isoformat().replace("+00:00", "Z"), 2)
     with Session(engine) as session:
         assert session.get(Compartment, (CAB, "A01")).state == "occupied"
 

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from cloud.db.models import Cabinet, CommandOutbox, Compartment, Parcel
+from cloud.core.notices import NoticeKind
+from cloud.db.models import Cabinet, CommandOutbox, Compartment, NoticeOutbox, Parcel
+from cloud.db.repo import parcel_to_core
 from cloud.services.ingest import apply_pending, store_events
 from cloud.worker import apply_state
 from tests.cloud.db.builders import CAB, SEAL_KEY, deposited
@@ -83,28 +85,70 @@ def test_a_repeated_birth_does_not_undo_the_doors_events_changed_since(engine: E
         assert session.get(Compartment, (CAB, "A01")).state == "free"
 
 
-def test_going_offline_pauses_the_deadlines_and_a_new_session_resumes_them(
-    engine: Engine,
-) -> None:
+def _outbox(engine: Engine) -> tuple[list[CommandOutbox], list[NoticeOutbox]]:
+    with Session(engine) as session:
+        puts = session.exec(select(CommandOutbox).where(CommandOutbox.type == "codes.put")).all()
+        notices = session.exec(
+            select(NoticeOutbox).where(NoticeOutbox.kind == NoticeKind.NEW_DEADLINE.value)
+        ).all()
+        return list(puts), list(notices)
+
+
+def _two_parcels_in_an_online_cabinet(engine: Engine) -> None:
     _apply(engine, birth(CAB, 1))
     with Session(engine) as session:
-        store_events(session=session, cab=CAB, envelopes=[deposited(1)], now=T1)
+        store_events(session=session, cab=CAB, envelopes=[deposited(1), deposited(2)], now=T1)
         apply_pending(session=session, cab=CAB, now=T1, seal_key=SEAL_KEY)
+    assert len(_outbox(engine)[0]) == 2  # the deposits' codes.put
 
+
+def test_a_five_second_outage_moves_the_deadlines_without_resending_any_code(
+    engine: Engine,
+) -> None:
+    """A broker restart: every cabinet drops for seconds; no code and no notice goes out again."""
+    _two_parcels_in_an_online_cabinet(engine)
     offline = _apply(engine, will(CAB, 1), T1 + timedelta(hours=1))
-    assert offline.deadlines_changed == 1
+    assert offline.deadlines_changed == 2
     with Session(engine) as session:
-        (pause,) = session.exec(select(Parcel)).one().pauses
-        assert pause["ended_at"] is None
+        assert all(p.pauses[0]["ended_at"] is None for p in session.exec(select(Parcel)))
 
-    back = _apply(engine, birth(CAB, 2), T1 + timedelta(hours=3))
-    assert back.deadlines_changed == 1 and back.reconnected
+    back = _apply(engine, birth(CAB, 2), T1 + timedelta(hours=1, seconds=5))
+    assert back.deadlines_changed == 2 and back.reconnected
+    puts, notices = _outbox(engine)
+    assert (len(puts), notices) == (2, [])
     with Session(engine) as session:
-        (pause,) = session.exec(select(Parcel)).one().pauses
-        assert pause["ended_at"] is not None
-        # The deposit's codes.put and the resumed deadline's codes.put (a later expiry).
-        puts = session.exec(select(CommandOutbox).where(CommandOutbox.type == "codes.put")).all()
-        assert len(puts) == 2
+        for row in session.exec(select(Parcel)):
+            parcel = parcel_to_core(row)
+            deadline = parcel.deadline(T1 + timedelta(hours=2))
+            # The clock stood for the 5 s, and the cabinet's copy still runs past the deadline.
+            assert deadline == T1 + timedelta(hours=72, seconds=5)
+            assert row.code_expires_at == T1 + timedelta(hours=73) >= deadline
+
+
+def test_a_three_hour_outage_resends_each_code_once_and_tells_the_new_deadline(
+    engine: Engine,
+) -> None:
+    _two_parcels_in_an_online_cabinet(engine)
+    _apply(engine, will(CAB, 1), T1 + timedelta(hours=1))
+    back = _apply(engine, birth(CAB, 2), T1 + timedelta(hours=4))
+    assert back.deadlines_changed == 2
+    puts, notices = _outbox(engine)
+    at_deposit, resent = (
+        (T1 + timedelta(hours=h)).isoformat().replace("+00:00", "Z") for h in (72 + 1, 72 + 3 + 1)
+    )
+    entries = sorted((e["parcel_id"], e["expires_at"]) for p in puts for e in p.data["entries"])
+    assert entries == [
+        ("P000001", at_deposit),
+        ("P000001", resent),
+        ("P000002", at_deposit),
+        ("P000002", resent),
+    ]
+    assert {n.parcel_row_id for n in notices} == {"P000001", "P000002"}
+
+    # A second blip of the same cabinet, now with fresh slack, resends nothing.
+    _apply(engine, will(CAB, 2), T1 + timedelta(hours=5))
+    _apply(engine, birth(CAB, 3), T1 + timedelta(hours=5, seconds=5))
+    assert tuple(map(len, _outbox(engine))) == (4, 2)
 
 
 def test_presence_over_mqtt(engine: Engine, mosquitto: Mosquitto) -> None:
