@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 HOST = "127.0.0.1"
+TIMEOUT_S = 10.0  # a request not answered by then counts as an error
 MAX_CONNECTIONS = 64  # per port; a request due while every one is busy waits (and it counts)
 
 
@@ -105,9 +106,9 @@ class Results:
 
 
 async def _request(pool: Pool, path: str, head: bytes) -> tuple[int, bytes]:
-    connection = await pool.take()
+    connection = await asyncio.wait_for(pool.take(), TIMEOUT_S)
     try:
-        answer = await connection.get(path, head)
+        answer = await asyncio.wait_for(connection.get(path, head), TIMEOUT_S)
     except BaseException:
         connection.writer.close()
         pool.give(None)
@@ -128,7 +129,7 @@ async def open_loop(pools: list[Pool], head: bytes, rate: float, paths: list[str
     async def one(i: int, due: float) -> None:
         try:
             status, _ = await _request(pools[i % len(pools)], paths[i], head)
-        except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError):
+        except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError, TimeoutError):
             results.errors += 1
             return
         results.latencies_s.append(time.perf_counter() - due)
@@ -163,7 +164,7 @@ async def walk(pools: list[Pool], head: bytes, walk_spec: dict[str, Any]) -> Res
             sent = time.perf_counter()
             try:
                 status, body = await _request(pools[n % len(pools)], path, head)
-            except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError):
+            except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError, TimeoutError):
                 results.errors += 1
                 status, body = 0, b"{}"
             else:

@@ -289,6 +289,13 @@ def _up(port: int) -> bool:
         return False
 
 
+def _longest(plan: dict[str, Any]) -> float:
+    """How long a load generator may take: its schedule, plus its requests' time-out."""
+    open_s = len(plan["open"]["paths"]) / plan["open"]["rate"] if plan.get("open") else 0
+    walk_s = plan["walk"]["duration_s"] if plan.get("walk") else 0
+    return open_s + walk_s + 30
+
+
 def _phase(
     plan: dict[str, Any], api: list[subprocess.Popen[bytes]], url: str
 ) -> tuple[dict[str, Any], Cpu]:
@@ -300,11 +307,12 @@ def _phase(
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
-    assert generator.stdin is not None and generator.stdout is not None
-    generator.stdin.write(json.dumps(plan).encode())
-    generator.stdin.close()
-    answer = generator.stdout.readline()
-    generator.wait(60)
+    try:
+        answer, _ = generator.communicate(json.dumps(plan).encode(), timeout=_longest(plan))
+    except subprocess.TimeoutExpired:
+        generator.kill()
+        generator.wait()
+        raise RuntimeError("the load generator did not finish in time") from None
     wall = time.perf_counter() - started
     backends = sorted(set(backends) | set(_backend_pids(url)))
     cpu = Cpu(
@@ -333,7 +341,7 @@ def run(
     """Fill the scratch database at `url`, serve it, load it; return the figures."""
     secret_hex = secrets.token_hex(32)
     fill_s, timeline_rows = fill(
-        url, parcels=parcels, cabinets=min(cabinets, parcels), secret_key=bytes.fromhex(secret_hex),
+        url, parcels=parcels, cabinets=min(cabinets, parcels), secret_key=secret_hex.encode(),
         progress=progress,
     )  # fmt: skip
     key = _erp_key(url)
