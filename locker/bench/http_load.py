@@ -27,6 +27,14 @@ from typing import Any
 HOST = "127.0.0.1"
 TIMEOUT_S = 10.0  # a request not answered by then counts as an error
 MAX_CONNECTIONS = 64  # per port; a request due while every one is busy waits (and it counts)
+# What a request may fail with: refused, reset or closed, a garbled answer, or no answer in time.
+FAILURES = (
+    OSError,
+    ConnectionError,
+    asyncio.IncompleteReadError,
+    ValueError,
+    TimeoutError,
+)  # per port; a request due while every one is busy waits (and it counts)
 
 
 class Connection:
@@ -94,13 +102,20 @@ class Results:
     latencies_s: list[float] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
+
+    def failed(self, err: BaseException) -> None:
+        self.errors += 1
+        kind = type(err).__name__
+        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "latencies_s": self.latencies_s,
             "statuses": self.statuses,
             "errors": self.errors,
+            "error_kinds": self.error_kinds,
             "elapsed_s": self.elapsed_s,
         }
 
@@ -129,8 +144,8 @@ async def open_loop(pools: list[Pool], head: bytes, rate: float, paths: list[str
     async def one(i: int, due: float) -> None:
         try:
             status, _ = await _request(pools[i % len(pools)], paths[i], head)
-        except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError, TimeoutError):
-            results.errors += 1
+        except FAILURES as err:
+            results.failed(err)
             return
         results.latencies_s.append(time.perf_counter() - due)
         results.statuses[str(status)] = results.statuses.get(str(status), 0) + 1
@@ -164,8 +179,8 @@ async def walk(pools: list[Pool], head: bytes, walk_spec: dict[str, Any]) -> Res
             sent = time.perf_counter()
             try:
                 status, body = await _request(pools[n % len(pools)], path, head)
-            except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError, TimeoutError):
-                results.errors += 1
+            except FAILURES as err:
+                results.failed(err)
                 status, body = 0, b"{}"
             else:
                 results.latencies_s.append(time.perf_counter() - sent)

@@ -28,6 +28,7 @@ import random
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -102,6 +103,7 @@ class Latency:
     max_ms: float
     statuses: dict[str, int]
     errors: int
+    error_kinds: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ class Figures:
     listing: Latency
     listing_cpu: Cpu
     plans: dict[str, str] = field(default_factory=dict)
+    server_errors: list[str] = field(default_factory=list)  # the APIs' last error lines
     target_tracking_p99_ms: float = TARGET_TRACKING_P99_MS
     target_list_p99_ms: float = TARGET_LIST_P99_MS
 
@@ -265,16 +268,18 @@ def _latency(raw: dict[str, Any]) -> Latency:
         max_ms=round(ordered[-1] * 1000, 1),
         statuses=raw["statuses"],
         errors=raw["errors"],
+        error_kinds=raw.get("error_kinds", {}),
     )
 
 
-def _serve(url: str, port: int, secret_hex: str) -> subprocess.Popen[bytes]:
+def _serve(url: str, port: int, secret_hex: str, log: Any) -> subprocess.Popen[bytes]:
+    # Its log goes to a file: a pipe nobody reads would stop the server once it filled.
     env = clean_env(LOCKER_CLOUD_SECRET_KEY=secret_hex, LOCKER_CLOUD_DATABASE_URL=url)
     return subprocess.Popen(
         locker_cli("cloud", "serve", "--port", str(port)),
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
 
 
@@ -367,13 +372,14 @@ def run(
         ).fetchone()
     assert deep is not None
     ports = [free_port() for _ in range(replicas)]
-    api = [_serve(url, port, secret_hex) for port in ports]
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
+    api = [_serve(url, port, secret_hex, log) for port in ports]
     try:
         for port, process in zip(ports, api, strict=True):
             wait_for(lambda p=port, pr=process: _up(p) or pr.poll() is not None, 60, "the API")
             if process.poll() is not None:
-                assert process.stderr is not None
-                raise RuntimeError(f"locker cloud serve exited: {process.stderr.read().decode()}")
+                log.seek(0)
+                raise RuntimeError(f"locker cloud serve exited: {log.read().decode()[-2000:]}")
         progress("warm", 0, 1)
         warm = {"ports": ports, "headers": {"X-API-Key": key},
                 "open": {"rate": 100, "paths": tracking_paths[:200]}}  # fmt: skip
@@ -390,6 +396,9 @@ def run(
     finally:
         for process in api:
             stop_pid(process)
+        log.seek(0)
+        server_log = log.read().decode(errors="replace")
+        log.close()
     return Figures(
         parcels=parcels,
         timeline_rows=timeline_rows,
@@ -401,6 +410,7 @@ def run(
         listing=_latency(listed["walk"]),
         listing_cpu=listing_cpu,
         plans=plans(url, tracking_paths[0].rsplit("/", 1)[1], (deep[0], deep[1])),
+        server_errors=[line for line in server_log.splitlines() if "Error" in line][-5:],
     )
 
 
