@@ -1,4 +1,4 @@
-"""Admission: no more API requests in flight than the database pool has connections.
+"""Admission: no more API requests in flight than the database pool keeps connections.
 
 FastAPI runs each sync dependency and route in a worker thread (anyio's 40), one step at a
 time, and a request keeps its session's connection between steps. With more requests in flight
@@ -24,11 +24,13 @@ Scope = dict[str, Any]
 
 
 def pool_capacity(engine: Engine) -> int | None:
-    """How many connections the engine's pool gives out at most; None: no fixed limit."""
+    """How many connections the engine's pool keeps open; None: no fixed limit.
+
+    Its size, not size + overflow: an overflow connection is closed when it is given back, so
+    a server busy enough to use them opened and closed a PostgreSQL backend (a fork, some
+    milliseconds of CPU) every few requests."""
     pool = engine.pool
-    if not isinstance(pool, QueuePool):
-        return None
-    return pool.size() + max(0, pool._max_overflow)  # overflow: no public accessor
+    return pool.size() if isinstance(pool, QueuePool) else None
 
 
 class Admission:
