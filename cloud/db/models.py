@@ -261,8 +261,6 @@ class ParcelEvent(SQLModel, table=True):
     """One timeline row: every change of a parcel, as the ERP reads it."""
 
     __tablename__ = "parcel_events"
-    # The tracking read's timeline, in its order without a sort (0019_query_indexes).
-    __table_args__ = (Index("ix_parcel_events_timeline", "parcel_row_id", "at", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     parcel_row_id: str = _fk("parcels.id", index=True, ondelete="CASCADE")

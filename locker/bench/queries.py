@@ -238,8 +238,8 @@ def plans(url: str, tracking_no: str, cursor_at: tuple[datetime, str]) -> dict[s
         "tracking": f"SELECT * FROM parcels WHERE tracking_no = %(no)s AND {scope}"
         " ORDER BY created_at DESC LIMIT 1",
         "timeline": "SELECT * FROM parcel_events WHERE parcel_row_id = %(id)s ORDER BY at, id",
-        "list_page": f"SELECT * FROM parcels WHERE {scope} AND (created_at > %(at)s OR"
-        " (created_at = %(at)s AND id > %(id)s)) ORDER BY created_at, id LIMIT 51",
+        "list_page": f"SELECT * FROM parcels WHERE {scope} AND (created_at, id) > (%(at)s, %(id)s)"
+        " ORDER BY created_at, id LIMIT 51",
     }
     out = {}
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:

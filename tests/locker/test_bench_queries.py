@@ -29,4 +29,4 @@ def test_the_bench_seeds_serves_and_measures_both_reads(postgres_url: str) -> No
     assert figures.tracking_cpu.api_s > 0 and figures.tracking_cpu.postgres_s > 0
     # The cursor page reads the (created_at, id) index, not a sort of the key's whole scope.
     assert "ix_parcels_created_id" in figures.plans["list_page"]
-    assert "ix_parcel_events_timeline" in figures.plans["timeline"]
+    assert "ix_parcel_events_parcel_row_id" in figures.plans["timeline"]

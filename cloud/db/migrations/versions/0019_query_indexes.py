@@ -1,9 +1,10 @@
-"""parcels by (created_at, id) and timelines by (parcel_row_id, at, id): the ERP's reads at size
+"""parcels by (created_at, id): the ERP's shipment list at size
 
 The shipment list pages by (created_at, id) and the parcel list by its reverse; without an index
 on that order PostgreSQL read every parcel of the key's scope and sorted it for each page (a
-bitmap scan of a quarter of a million rows at a million parcels). The tracking read's timeline
-comes out of its index in order, without a sort. `locker bench queries` measures both.
+bitmap scan of a quarter of a million rows at a million parcels). The tracking read needed none:
+its parcel comes by ix_parcels_tracking_no and its few timeline rows by their parcel's index.
+`locker bench queries` measures both (docs/benchmarks.md).
 
 Revision ID: 0019_query_indexes
 Revises: 0018_alarms
@@ -22,9 +23,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_index("ix_parcels_created_id", "parcels", ["created_at", "id"])
-    op.create_index("ix_parcel_events_timeline", "parcel_events", ["parcel_row_id", "at", "id"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_parcel_events_timeline", table_name="parcel_events")
     op.drop_index("ix_parcels_created_id", table_name="parcels")
