@@ -74,6 +74,7 @@ class Pool:
     port: int
     idle: list[Connection] = field(default_factory=list)
     opened: int = 0
+    seen: set[Connection] = field(default_factory=set)  # those that have answered before
     freed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def take(self) -> Connection:
@@ -122,11 +123,18 @@ class Results:
 
 async def _request(pool: Pool, path: str, head: bytes) -> tuple[int, bytes]:
     connection = await asyncio.wait_for(pool.take(), TIMEOUT_S)
+    reused = connection in pool.seen
+    pool.seen.add(connection)
     try:
         answer = await asyncio.wait_for(connection.get(path, head), TIMEOUT_S)
-    except BaseException:
+    except BaseException as err:
         connection.writer.close()
+        pool.seen.discard(connection)
         pool.give(None)
+        if reused and isinstance(err, ConnectionError | asyncio.IncompleteReadError):
+            # The server closed an idle keep-alive connection as we reused it (uvicorn's 5 s):
+            # a GET is safe to send again, on another connection, as HTTP clients do.
+            return await _request(pool, path, head)
         raise
     pool.give(connection)
     return answer
