@@ -14,9 +14,9 @@ its request open for minutes and reads the database only at each poll.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+import anyio
 from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
 
@@ -38,7 +38,9 @@ class Admission:
 
     def __init__(self, app: Any, *, limit: int, prefix: str) -> None:
         self.app, self.prefix = app, prefix
-        self.slots = asyncio.Semaphore(limit)
+        # anyio's, not asyncio's: it binds to no event loop, and a test client runs one per
+        # request.
+        self.slots = anyio.Semaphore(limit)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
