@@ -566,3 +566,86 @@ def statements(
     )
     if json_path is not None:
         json_path.write_text(json.dumps(as_dict(figures), indent=1))
+
+
+@app.command("queries")
+def queries(
+    parcels: Annotated[
+        int, typer.Option(min=100, help="Parcels, each with its timeline (the issue: 1,000,000).")
+    ] = 1_000_000,
+    rate: Annotated[
+        float, typer.Option(min=1, help="Tracking reads a second, sent open loop (the issue: 500).")
+    ] = 500.0,
+    seconds: Annotated[float, typer.Option(min=1, help="How long the tracking load lasts.")] = 20.0,
+    list_seconds: Annotated[
+        float, typer.Option(min=1, help="How long the shipment-list readers page.")
+    ] = 15.0,
+    walkers: Annotated[
+        int, typer.Option(min=1, help="ERP readers following next_cursor at once.")
+    ] = 4,
+    replicas: Annotated[
+        int, typer.Option(min=1, help="`locker cloud serve` processes (deploy: one a port).")
+    ] = 2,
+    pg_admin_url: PgAdminUrlOption = "postgresql://postgres@127.0.0.1:5432/postgres",
+    json_path: JsonPathOption = None,
+    show_plans: Annotated[
+        bool, typer.Option("--plans", help="Print the EXPLAIN ANALYZE of each read.")
+    ] = False,
+) -> None:
+    """Seed PARCELS parcels and their timelines, then time the ERP's reads under load.
+
+    A scratch PostgreSQL database (dropped afterwards) is filled set-based in chunks; REPLICAS
+    `locker cloud serve` processes serve it, and a load generator in its own process sends
+    `GET /api/v1/tracking/{no}` open loop at RATE a second (latency from when each request was
+    due), then WALKERS readers page `GET /api/v1/shipments` by next_cursor. Prints p50 / p99 /
+    max, the rate achieved and the CPU of API, load generator and PostgreSQL. Targets: tracking
+    p99 <= 20 ms at 500/s, list p99 <= 50 ms. Example: `locker bench queries --parcels 100000`.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from locker.bench.queries import as_dict, run
+    from locker.harness.postgres import scratch_database
+
+    console = Console()
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("seeding parcels", total=parcels)
+
+        def progress(what: str, done: int, total: int) -> None:
+            if what == "fill":
+                bar.update(task, completed=done, total=total)
+            else:
+                bar.update(task, description=f"measuring: {what}", completed=total)
+
+        with scratch_database(pg_admin_url, prefix="locker_bench_queries_") as database:
+            figures = run(
+                database.url, parcels=parcels, rate=rate, seconds=seconds,
+                list_seconds=list_seconds, walkers=walkers, replicas=replicas, progress=progress,
+            )  # fmt: skip
+    console.print(
+        f"[bold]locker bench queries[/]: {figures.parcels:,} parcels, {figures.timeline_rows:,} "
+        f"timeline rows (seeded in {figures.fill_s} s); {figures.replicas} x `locker cloud serve`"
+    )
+    rows = (
+        ("tracking", figures.tracking, figures.tracking_cpu, figures.target_tracking_p99_ms),
+        ("shipment list", figures.listing, figures.listing_cpu, figures.target_list_p99_ms),
+    )
+    for name, t, cpu, target in rows:
+        verdict = "ok" if t.p99_ms <= target else "OVER"
+        console.print(
+            f"  {name:13} n={t.n:6} {t.rate_per_s:6.1f}/s  p50 {t.p50_ms:6.1f}  p99 "
+            f"{t.p99_ms:6.1f} (target {target:.0f})  max {t.max_ms:7.1f} ms  {verdict}  "
+            f"statuses {t.statuses} errors {t.errors}"
+        )
+        console.print(
+            f"  {'':13} CPU over {cpu.wall_s} s: API {cpu.api_s} s, load generator "
+            f"{cpu.load_generator_s} s, PostgreSQL {cpu.postgres_s} s"
+        )
+    if figures.tracking.rate_per_s < figures.tracking_rate * 0.95:
+        console.print(f"  the tracking rate asked was {figures.tracking_rate:g}/s")
+    if show_plans:
+        for name, plan in figures.plans.items():
+            console.print(f"[bold]{name}[/]\n{plan}", highlight=False)
+    console.print("a benchmark, not a test: it exits 0 whatever the figures")
+    if json_path is not None:
+        json_path.write_text(json.dumps(as_dict(figures), indent=1))

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud import console, errors
+from cloud.api.admission import Admission, pool_capacity
 from cloud.api.routes import (
     cabinets,
     callbacks,
@@ -150,6 +151,8 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.CloudError, _cloud_error)
     app.add_middleware(BodyGuard, max_bytes=MAX_BODY_BYTES, render=_edge_error)
+    if (capacity := pool_capacity(engine)) is not None:
+        app.add_middleware(Admission, limit=capacity, prefix=API_PREFIX + "/")
     app.add_middleware(
         metrics.HttpTimer, http=http_metrics, routes=lambda: app.routes
     )  # outermost: refusals timed too

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import text, tuple_
 from sqlmodel import Session, col, select
 
 from cloud.core.access import CabinetScope, ParcelScope
@@ -110,9 +110,11 @@ def shipments_page(
         statement = statement.where(Parcel.tracking_no == tracking_no)
     if after is not None:
         created_at, row_id = after
+        # A row comparison, not `a > x OR (a = x AND b > y)`: PostgreSQL starts the scan of
+        # ix_parcels_created_id at the cursor only for this form; for the other it read and
+        # dropped every row before it (145 ms half-way through a million parcels).
         statement = statement.where(
-            (col(Parcel.created_at) > created_at)
-            | ((col(Parcel.created_at) == created_at) & (col(Parcel.id) > row_id))
+            tuple_(col(Parcel.created_at), col(Parcel.id)) > tuple_(created_at, row_id)
         )
     statement = statement.order_by(col(Parcel.created_at), col(Parcel.id))
     return session.exec(statement.limit(limit)).all()
