@@ -210,11 +210,15 @@ def mark_seen(*, session: Session, cabs: Iterable[str], at: datetime) -> None:
     ids = sorted(set(cabs))
     if not ids:
         return
-    session.execute(
-        update(Cabinet)
+    # Core, not the ORM: an ORM UPDATE first evaluates its criteria against every object in the
+    # session (synchronize_session), the larger part of what the worker's ack transaction cost.
+    # A loaded Cabinet keeps its old `last_seen_at` until it is read again.
+    table = Cabinet.__table__
+    session.connection().execute(
+        update(table)
         .where(
-            col(Cabinet.id).in_(ids),
-            or_(col(Cabinet.last_seen_at).is_(None), col(Cabinet.last_seen_at) < at),
+            table.c.id.in_(ids),
+            or_(table.c.last_seen_at.is_(None), table.c.last_seen_at < at),
         )
         .values(last_seen_at=at)
     )

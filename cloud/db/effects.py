@@ -84,7 +84,11 @@ def write_effects(
                     now=now,
                 )
             case core.Webhook():
-                session.add(WebhookOutbox(**webhook_values(parcel_row.id, effect, now=now)))
+                # Only an ERP's announcement gives a parcel an owner key, and only an owner
+                # key's endpoints are sent its events: a row for a parcel without one would be
+                # written, read by the fan-out and marked dispatched to nobody.
+                if parcel_row.owner_key_id is not None:
+                    session.add(WebhookOutbox(**webhook_values(parcel_row.id, effect, now=now)))
             case _:  # pragma: no cover - a new effect type must be handled here
                 raise TypeError(f"unknown effect {type(effect).__name__}")
 

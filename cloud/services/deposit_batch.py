@@ -50,7 +50,6 @@ from cloud.db.models import (
     NoticeOutbox,
     Parcel,
     ParcelEvent,
-    WebhookOutbox,
 )
 from protocol.codec import encode
 from protocol.messages import ParcelDepositedData, PutCodes
@@ -64,7 +63,6 @@ class _Rows:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     commands: list[dict[str, Any]] = field(default_factory=list)
     notices: list[dict[str, Any]] = field(default_factory=list)
-    webhooks: list[dict[str, Any]] = field(default_factory=list)
     sends: list[Send] = field(default_factory=list)
 
 
@@ -182,7 +180,9 @@ class DepositBatch:
                         )
                     )
                 case core.Webhook():
-                    rows.webhooks.append(repo.webhook_values(row_id, effect, now=now))
+                    # No webhook row: a new parcel's deposit completes no announcement, so the
+                    # parcel has no owner key, whose endpoints alone hear of it (`write_effects`).
+                    pass
                 case _:
                     raise ValueError(f"a deposit's {type(effect).__name__} is not batched")
         self._rows.append(rows)
@@ -247,9 +247,6 @@ class DepositBatch:
                 rows=repo.with_defaults(NoticeOutbox, notices),
                 conflict_columns=["dedupe_key"],
             )
-        repo.insert_rows(
-            session=session, model=WebhookOutbox, rows=[w for r in rows for w in r.webhooks]
-        )
         doors, self._doors = self._doors, {}
         repo.set_compartment_states(session=session, states=doors)
         applied, self._applied = self._applied, []
