@@ -640,6 +640,9 @@ def _one_size(
         reconnected = sum(b["connected"] for b in back)
         waited = presence.wait({"on@1": n_connected - dropped, "on@2": reconnected})
         back_s = None if waited is None else round(time.monotonic() - started, 2)
+        # The worker goes first: the database keeps the presence measured, not the Wills the
+        # load processes' exit would fire.
+        stop_pid(worker, 30)
         for load in loads:
             load.finish(30)
         errors = worker_log.read_text(errors="replace").count(" ERROR ")
