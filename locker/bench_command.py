@@ -739,7 +739,8 @@ def _print_fleet(console: Any, figures: dict[str, Any]) -> None:
     )
     table = Table(title="presence and idle cost, by size (CPU: % of one core)")
     for title in (
-        "cabinets", "all online s", "worker CPU", "worker RSS MB", "broker CPU", "broker RSS MB",
+        "cabinets", "all online s", "worker ms/birth", "worker CPU", "worker RSS MB",
+        "broker CPU", "broker RSS MB",
         "PostgreSQL CPU", "load CPU", "tenth offline s", "back s", "load avg 1m",
     ):  # fmt: skip
         table.add_column(title, justify="right")
@@ -747,6 +748,7 @@ def _print_fleet(console: Any, figures: dict[str, Any]) -> None:
         table.add_row(
             f"{size['connected']:,}/{size['cabinets']:,}",
             _seconds(size["presence_s"]),
+            f"{size['worker_ms_per_birth']:.2f}",
             f"{size['worker_cpu_pct']:.1f} %",
             f"{size['worker_rss_mb']:.0f}",
             f"{size['broker_cpu_pct']:.1f} %",

@@ -349,7 +349,8 @@ class SizeFigures:
     broker_cpu_pct: float
     broker_rss_mb: float
     load_cpu_pct: float  # the load processes' (the keep-alives), all together
-    postgres_cpu_pct: float | None
+    postgres_cpu_pct: float | None  # the backends connected to the bench's database
+    worker_ms_per_birth: float  # the worker's CPU from the first connect to all online, a cabinet
     dropped: int
     wills_s: float | None  # from the drop until the database shows exactly them offline
     reconnected: int
@@ -524,6 +525,22 @@ class _Presence:
             ).all()
         return {f"{'on' if online else 'off'}@{boot}": int(n) for online, boot, n in rows}
 
+    def backends(self) -> list[int]:
+        """The PostgreSQL backends serving this database (the worker's pool): their CPU is the
+        database's work for the fleet, not that of other databases on the same server."""
+        from sqlalchemy import text
+
+        if self.engine.dialect.name != "postgresql":
+            return []
+        with self.engine.connect() as connection:
+            pids = connection.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalars()
+            return [int(pid) for pid in pids]
+
     def wait(self, want: dict[str, int], timeout_s: float = PRESENCE_TIMEOUT_S) -> float | None:
         """Seconds until the counts are exactly `want` (None: not within the timeout)."""
         started = time.monotonic()
@@ -563,8 +580,6 @@ def _one_size(
     env: dict[str, str],
     say: Progress,
 ) -> SizeFigures:
-    from locker.bench.cloud import _postgres_pids
-
     loadavg_before = os.getloadavg()[0]
     _clear_presence(url)
     folder = tmp / f"size-{size}"
@@ -600,26 +615,29 @@ def _one_size(
         stack.callback(presence.close)
 
         say(f"{size:,} cabinets: connecting")
+        worker_cpu_before = cpu_s(worker.pid)
         started = time.monotonic()
         connected = _Load.ask_all(loads, {"op": "connect", "boot": 1}, PRESENCE_TIMEOUT_S)
         connect_s = time.monotonic() - started
         n_connected = sum(c["connected"] for c in connected)
         waited = presence.wait({"on@1": n_connected}, PRESENCE_TIMEOUT_S)
         presence_s = None if waited is None else round(time.monotonic() - started, 2)
+        worker_ms_per_birth = 1000 * (cpu_s(worker.pid) - worker_cpu_before) / max(1, n_connected)
 
         say(f"{size:,} cabinets: steady state for {options.steady_s:g} s")
         roles = {
             "worker": [worker.pid],
             "broker": [broker.pid or 0],
             "load": [load.pid for load in loads],
-            "postgres": _postgres_pids() if url.startswith("postgres") else [],
+            "postgres": presence.backends(),
         }
-        before = {role: sum(cpu_s(p) for p in pids) for role, pids in roles.items()}
+        before = {pid: cpu_s(pid) for pids in roles.values() for pid in pids}
         wall = time.monotonic()
         time.sleep(options.steady_s)
         wall = time.monotonic() - wall
+        # A process gone meanwhile (a pooled backend closed) reads 0: left out, not negative.
         pct = {
-            role: round(100 * (sum(cpu_s(p) for p in pids) - before[role]) / wall, 2)
+            role: round(100 * sum(max(0.0, cpu_s(p) - before[p]) for p in pids) / wall, 2)
             for role, pids in roles.items()
         }
         worker_rss, worker_peak = memory_mb(worker.pid)
@@ -658,6 +676,7 @@ def _one_size(
             broker_rss_mb=round(broker_rss, 1),
             load_cpu_pct=pct["load"],
             postgres_cpu_pct=pct["postgres"] if roles["postgres"] else None,
+            worker_ms_per_birth=round(worker_ms_per_birth, 2),
             dropped=dropped,
             wills_s=wills_s,
             reconnected=reconnected,
