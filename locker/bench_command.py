@@ -737,27 +737,31 @@ def _print_fleet(console: Any, figures: dict[str, Any]) -> None:
         f"({figures['database']}); open files allowed {figures['open_files_limit']:,}; "
         f"{figures['cpu_count']} CPUs"
     )
-    table = Table(title="presence and idle cost, by size (CPU: % of one core)")
+    table = Table(
+        title="by size: seconds until the database is right; idle CPU in % of one core, RSS in "
+        "MB; worker CPU per birth in ms; PG: the bench database's backends"
+    )
     for title in (
-        "cabinets", "all online s", "worker ms/birth", "worker CPU", "worker RSS MB",
-        "broker CPU", "broker RSS MB",
-        "PostgreSQL CPU", "load CPU", "tenth offline s", "back s", "load avg 1m",
+        "cabinets", "online", "ms/birth", "worker", "MB", "broker", "MB", "PG", "load",
+        "tenth off", "back", "loadavg",
     ):  # fmt: skip
         table.add_column(title, justify="right")
     for size in figures["sizes"]:
         table.add_row(
-            f"{size['connected']:,}/{size['cabinets']:,}",
+            f"{size['connected']:,}"
+            if size["connected"] == size["cabinets"]
+            else f"{size['connected']:,}/{size['cabinets']:,}",
             _seconds(size["presence_s"]),
             f"{size['worker_ms_per_birth']:.2f}",
-            f"{size['worker_cpu_pct']:.1f} %",
+            f"{size['worker_cpu_pct']:.1f}",
             f"{size['worker_rss_mb']:.0f}",
-            f"{size['broker_cpu_pct']:.1f} %",
+            f"{size['broker_cpu_pct']:.1f}",
             f"{size['broker_rss_mb']:.0f}",
-            "-" if size["postgres_cpu_pct"] is None else f"{size['postgres_cpu_pct']:.1f} %",
-            f"{size['load_cpu_pct']:.1f} %",
+            "-" if size["postgres_cpu_pct"] is None else f"{size['postgres_cpu_pct']:.1f}",
+            f"{size['load_cpu_pct']:.1f}",
             _seconds(size["wills_s"]),
             _seconds(size["back_s"]),
-            " -> ".join(f"{v:.2f}" for v in size["loadavg_1m"]),
+            "/".join(f"{v:.1f}" for v in size["loadavg_1m"]),
         )
     console.print(table)
     largest = figures["sizes"][-1]
