@@ -39,7 +39,7 @@ def test_fifty_cabinets_come_online_drop_a_tenth_and_come_back(tmp_path: Path) -
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "presence and idle cost" in done.stdout
+    assert "idle CPU" in done.stdout and "a benchmark, not a test" in done.stdout
     figures = json.loads(out.read_text())
     (size,) = figures["sizes"]
     assert size["cabinets"] == size["connected"] == 50
