@@ -562,13 +562,26 @@ class _Load(JsonLinesProcess):
             name=log_path.stem,
             env=env,
         )
-        self.next(120)  # ready
+        self.answer(120)  # ready
+
+    def answer(self, timeout_s: float) -> dict[str, Any]:
+        """The next line; a load process that died says so at once, with its log's end."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self.next(min(1.0, max(0.01, deadline - time.monotonic())))
+            except TimeoutError:
+                if self.process.poll() is not None:
+                    tail = Path(self.log_name).read_text(errors="replace")[-1500:]
+                    raise RuntimeError(f"{self.name} exited: {tail}") from None
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"{self.name} said nothing for {timeout_s:g} s") from None
 
     @staticmethod
     def ask_all(loads: Sequence[_Load], request: dict[str, Any], timeout_s: float) -> list[Any]:
         for load in loads:
             load.send(request)
-        return [load.next(timeout_s) for load in loads]
+        return [load.answer(timeout_s) for load in loads]
 
 
 def _one_size(
