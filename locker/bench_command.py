@@ -649,3 +649,145 @@ def queries(
     console.print("a benchmark, not a test: it exits 0 whatever the figures")
     if json_path is not None:
         json_path.write_text(json.dumps(as_dict(figures), indent=1))
+
+
+@app.command("fleet")
+def fleet(
+    cabinets: Annotated[
+        str,
+        typer.Option(
+            help="How many cabinets are connected at once, one size or a rising list "
+            "(comma-separated, e.g. 1000,2000,5000,10000): the largest is registered once and "
+            "each size runs on a fresh broker and worker."
+        ),
+    ] = "10000",
+    load_processes: Annotated[
+        int, typer.Option(min=1, max=16, help="Processes the cabinets' connections are split over.")
+    ] = 2,
+    steady_s: Annotated[
+        float, typer.Option(min=1, help="Seconds of keep-alives only, while CPU and RSS are read.")
+    ] = 30.0,
+    keepalive_s: Annotated[
+        int, typer.Option(min=5, max=600, help="Each cabinet's MQTT keep-alive, seconds.")
+    ] = 60,
+    database_url: DatabaseUrlOption = None,
+    sqlite: SqliteOption = False,
+    pg_admin_url: PgAdminUrlOption = "postgresql://postgres@127.0.0.1:5432/postgres",
+    json_path: JsonPathOption = None,
+    logs: LogsOption = None,
+) -> None:
+    """Connect CABINETS cabinets, each with its own MQTT credentials; time the cloud's presence.
+
+    The cabinets are registered through the registry (a scratch PostgreSQL database, or
+    --sqlite); a mosquitto of the bench's own gets the registry's password file and ACL; one
+    `locker cloud worker` tracks presence. Load processes hold the cabinets' connections (a
+    minimal asyncio MQTT 3.1.1 client: credentials, the Last Will, the retained birth, a
+    PINGREQ each keep-alive). Reported per size: the time until the database shows every
+    cabinet online; the worker's and the broker's CPU (% of one core) and RSS while idle; the
+    time until a tenth, dropped without DISCONNECT, show offline (their Will), and until they
+    are back with a new boot. Target at 10,000 idle cabinets: worker < 25 % of a core and
+    < 300 MB. The open-files soft limit is raised to the hard one (a socket per cabinet).
+    """
+    from rich.console import Console
+
+    from locker.bench.fleet import Options, as_dict, iter_sizes, run
+
+    try:
+        sizes = sorted(set(iter_sizes(cabinets)))
+    except ValueError:
+        raise typer.BadParameter(f"{cabinets!r} is not a comma-separated list of counts") from None
+    if not sizes or sizes[0] < 10:
+        raise typer.BadParameter("give sizes of at least 10 cabinets, e.g. 1000,10000")
+    if database_url and sqlite:
+        raise typer.BadParameter("give --database-url or --sqlite, not both")
+    options = Options(
+        sizes=sizes,
+        load_processes=load_processes,
+        steady_s=steady_s,
+        keepalive_s=keepalive_s,
+        sqlite=sqlite,
+        database_url=database_url,
+        pg_admin_url=pg_admin_url,
+        logs_dir=logs,
+    )
+    console = Console()
+    console.print(
+        f"[bold]locker bench fleet[/]: {', '.join(f'{s:,}' for s in sizes)} cabinets over "
+        f"{load_processes} load process(es), keep-alive {keepalive_s} s, one `locker cloud worker`"
+    )
+    try:
+        with console.status("starting") as status:
+            figures = run(options, lambda what: status.update(what))
+    except RuntimeError as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(1) from None
+    _print_fleet(console, as_dict(figures))
+    if json_path is not None:
+        json_path.write_text(json.dumps(as_dict(figures), indent=1) + "\n")
+        console.print(f"figures written to {json_path}")
+
+
+def _print_fleet(console: Any, figures: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from locker.bench.fleet import TARGET_WORKER_CPU_PCT, TARGET_WORKER_RSS_MB
+
+    console.print(
+        f"{figures['registered']:,} cabinets registered in {figures['register_s']} s "
+        f"({figures['database']}); open files allowed {figures['open_files_limit']:,}; "
+        f"{figures['cpu_count']} CPUs"
+    )
+    table = Table(
+        title="by size: seconds until the database is right; idle CPU in % of one core, RSS in "
+        "MB; worker CPU per birth in ms; PG: the bench database's backends"
+    )
+    for title in (
+        "cabinets", "online", "ms/birth", "worker", "MB", "broker", "MB", "PG", "load",
+        "tenth off", "back", "loadavg",
+    ):  # fmt: skip
+        table.add_column(title, justify="right")
+    for size in figures["sizes"]:
+        table.add_row(
+            f"{size['connected']:,}"
+            if size["connected"] == size["cabinets"]
+            else f"{size['connected']:,}/{size['cabinets']:,}",
+            _seconds(size["presence_s"]),
+            f"{size['worker_ms_per_birth']:.2f}",
+            f"{size['worker_cpu_pct']:.1f}",
+            f"{size['worker_rss_mb']:.0f}",
+            f"{size['broker_cpu_pct']:.1f}",
+            f"{size['broker_rss_mb']:.0f}",
+            "-" if size["postgres_cpu_pct"] is None else f"{size['postgres_cpu_pct']:.1f}",
+            f"{size['load_cpu_pct']:.1f}",
+            _seconds(size["wills_s"]),
+            _seconds(size["back_s"]),
+            "/".join(f"{v:.1f}" for v in size["loadavg_1m"]),
+        )
+    console.print(table)
+    largest = figures["sizes"][-1]
+    ok = (
+        largest["worker_cpu_pct"] < TARGET_WORKER_CPU_PCT
+        and largest["worker_peak_rss_mb"] < TARGET_WORKER_RSS_MB
+    )
+    console.print(
+        f"at {largest['cabinets']:,} idle cabinets the worker used "
+        f"{largest['worker_cpu_pct']:.1f} % of a core and "
+        f"{largest['worker_peak_rss_mb']:.0f} MB at its peak (targets at 10,000: "
+        f"< {TARGET_WORKER_CPU_PCT:g} %, < {TARGET_WORKER_RSS_MB:g} MB): {_verdict(ok)}"
+    )
+    for size in figures["sizes"]:
+        if (
+            size["closed_by_broker"]
+            or size["worker_errors"]
+            or size["connected"] < size["cabinets"]
+        ):
+            console.print(
+                f"[yellow]{size['cabinets']:,}: {size['cabinets'] - size['connected']} did not "
+                f"connect, {size['closed_by_broker']} closed by the broker, "
+                f"{size['worker_errors']} worker errors[/]"
+            )
+    console.print("a benchmark, not a test: it exits 0 whatever the figures")
+
+
+def _seconds(value: float | None) -> str:
+    return "timed out" if value is None else f"{value:.2f}"
