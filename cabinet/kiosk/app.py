@@ -8,7 +8,8 @@
                                        now (a Confirm before the door shut...): re-read the status
                                    503 {"error": ...}  the cabinet is shutting down
     POST /api/keypad-active        the first digit of a code was typed (holds RS485 polls)
-    GET  /api/status               cabinet id, cloud online, free doors by size, the courier
+    GET  /api/status               cabinet id, cloud online, free doors by size, the courier;
+                                   `seq` {boot, n}: n grows with every status of this boot
     GET  /api/events               server-sent events: `screen` (unasked screens: a door shut, an
                                    idle sign-out, a serial scan), `status` (when it changes)
     GET  /api/i18n                 the text of every screen in zh-CN and en, and the default
@@ -31,8 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,6 +121,11 @@ class Kiosk:
         self._clock = clock
         self._tasks: list[asyncio.Task[None]] = []
         self._last_status: dict[str, Any] | None = None
+        # Every status is numbered as it is computed: the page gets statuses by two roads (its
+        # own GET /api/status, the event stream) that can overtake each other, and keeps only
+        # the newest. The boot id tells a restarted daemon's count (from 1 again) from a stale one.
+        self._boot = secrets.token_hex(4)
+        self._status_seq = itertools.count(1)
         service.add_screen_listener(self._unasked)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -193,6 +201,7 @@ class Kiosk:
             "language": self.language,
             "idle_s": self.idle_s,
             "maintenance": self.maintenance.configured,
+            "seq": {"boot": self._boot, "n": next(self._status_seq)},
         }
 
     def _door_open(self, compartment: str | None) -> bool:
@@ -215,7 +224,8 @@ class Kiosk:
             return
         status = self.status()
         # The lockout counts down by itself (the page counts too): not a change worth sending.
-        compared = {k: v for k, v in status.items() if k != "keypad_locked_s"}
+        # Nor is the status's own number.
+        compared = {k: v for k, v in status.items() if k not in ("keypad_locked_s", "seq")}
         if compared != self._last_status:
             self._last_status = compared
             self.feed.publish("status", status)

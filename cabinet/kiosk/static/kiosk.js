@@ -29,7 +29,12 @@ const state = {
   scanVersion: -1,
   maintToken: null,
   idleTimer: null,
+  homeTimer: null,          // "back home" after the last door of a pickup, until another screen
   busy: false,
+  // Screens the person chose with a tap of their own (Courier, Back...), counted: an answer
+  // to an earlier tap that comes back after such a move is stale and may not change the screen.
+  moves: 0,
+  statusSeq: null,          // {boot, n} of the status held: an older one arriving late is dropped
 };
 
 const $ = (id) => document.getElementById(id);
@@ -117,8 +122,17 @@ function go(screen) {
   if (state.screen !== screen) {
     for (const el of document.querySelectorAll(".screen")) el.hidden = el.id !== "s-" + screen;
     state.screen = screen;
+    clearTimeout(state.homeTimer);  // a timer set for the screen left must not end the new one
+    state.homeTimer = null;
   }
   renderDynamic();
+}
+
+// The person taps their way to another screen: whatever an earlier tap's answer says when it
+// lands after this, the screen stays where they went (see `send`).
+function move(screen) {
+  state.moves += 1;
+  if (screen === "home") goHome(); else go(screen);
 }
 
 function goHome() {
@@ -318,7 +332,9 @@ function show(screen) {
       break;
     case "SignedOut":
       state.fields.tracking = ""; state.fields.phone = "";
-      goHome();
+      // Only the courier's own screens end with their session: a page that went home already
+      // (the status said so first) may be on the next person's sign-in by now.
+      if (onCourierScreen()) goHome();
       say("home", screen, "ok");
       break;
     // deposit
@@ -425,7 +441,7 @@ function show(screen) {
       if (state.screen === "opened") {
         say("opened", screen);
         state.opened.doors = state.opened.doors.filter((d) => d !== screen.compartment);
-        if (!state.opened.doors.length) setTimeout(() => { if (state.screen === "opened") goHome(); }, 2500);
+        if (!state.opened.doors.length) { clearTimeout(state.homeTimer); state.homeTimer = setTimeout(goHome, 2500); }
       } else {
         say("home", screen);
       }
@@ -436,6 +452,11 @@ function show(screen) {
     default:
       console.warn("unknown screen", screen);
   }
+}
+
+// A screen of a signed-in courier's (the sign-in itself is not: nobody is signed in there).
+function onCourierScreen() {
+  return state.screen.startsWith("courier-") && state.screen !== "courier-signin";
 }
 
 function recipientScreen() {
@@ -456,6 +477,7 @@ function keypadActive() {
 async function send(type, fields) {
   if (state.busy) return null;
   state.busy = true;
+  const moves = state.moves;
   try {
     const answer = await fetch("/api/input", {
       method: "POST",
@@ -463,6 +485,10 @@ async function send(type, fields) {
       body: JSON.stringify({ type, ...(fields || {}) }),
     });
     const body = await answer.json();
+    if (state.moves !== moves) {  // the person went elsewhere meanwhile: their screen stays
+      refreshStatus();
+      return null;
+    }
     if (answer.ok) {
       for (const screen of body.screens) show(screen);
       refreshStatus();
@@ -511,13 +537,20 @@ async function refreshStatus() {
   }
 }
 
+// A status arrives by two roads, GET /api/status and the event stream, and one can overtake
+// the other: a status computed before the one held (a smaller n of the same boot) is old news.
+function isStale(seq) {
+  const held = state.statusSeq;
+  return Boolean(seq && held && seq.boot === held.boot && seq.n <= held.n);
+}
+
 function setStatus(status) {
+  if (isStale(status.seq)) return;
+  state.statusSeq = status.seq || null;
   const wasCourier = state.status && state.status.courier_signed_in;
   state.status = status;
   if (status.keypad_locked_s > 0) state.lockedUntil = Date.now() + status.keypad_locked_s * 1000;
-  if (wasCourier && !status.courier_signed_in && state.screen.startsWith("courier-") && state.screen !== "courier-signin") {
-    goHome();
-  }
+  if (wasCourier && !status.courier_signed_in && onCourierScreen()) goHome();
   renderDynamic();
 }
 
@@ -540,7 +573,7 @@ function resync() {
     } else if (state.screen !== "courier-retrieve") {
       go("courier-tracking");
     }
-  } else if (state.screen.startsWith("courier-") && state.screen !== "courier-signin") {
+  } else if (onCourierScreen()) {
     goHome();
   }
 }
@@ -783,7 +816,7 @@ function idle() {
   state.messages = {};
   state.lang = state.defaultLang;
   translatePage();
-  goHome();
+  move("home");
 }
 
 // --- wiring -----------------------------------------------------------------------------------
@@ -791,26 +824,23 @@ function idle() {
 function wire() {
   for (const k of document.querySelectorAll(".keypad, .keyboard")) if (k.dataset.field) buildKeys(k);
   for (const b of document.querySelectorAll("[data-go]")) {
-    b.addEventListener("click", () => {
-      const target = b.dataset.go;
-      if (target === "home") goHome(); else go(target);
-    });
+    b.addEventListener("click", () => move(b.dataset.go));
   }
   $("lang").addEventListener("click", () => {
     state.lang = state.lang === "zh-CN" ? "en" : "zh-CN";
     translatePage();
     maintRefresh();  // the door grid and the bus table are drawn from the words, too
   });
-  $("no-code").addEventListener("click", () => { state.fields.resend = ""; clearMsg("resend"); go("resend"); });
+  $("no-code").addEventListener("click", () => { state.fields.resend = ""; clearMsg("resend"); move("resend"); });
   $("resend-send").addEventListener("click", () => submitField("resend"));
   $("go-courier").addEventListener("click", () => {
     state.fields.courier_id = ""; state.fields.pin = ""; state.signinFocus = "courier_id";
     clearMsg("signin");
-    go("courier-signin");
+    move("courier-signin");
   });
-  $("go-maintenance").addEventListener("click", () => { state.fields.maint_pin = ""; clearMsg("maint-signin"); go("maint-signin"); });
+  $("go-maintenance").addEventListener("click", () => { state.fields.maint_pin = ""; clearMsg("maint-signin"); move("maint-signin"); });
   $("maint-sign-in").addEventListener("click", maintSignIn);
-  $("maint-sign-out").addEventListener("click", () => { maintCall("sign-out", {}); state.maintToken = null; goHome(); });
+  $("maint-sign-out").addEventListener("click", () => { maintCall("sign-out", {}); state.maintToken = null; move("home"); });
   for (const el of document.querySelectorAll("[data-focus]")) {
     el.addEventListener("click", () => { state.signinFocus = el.dataset.focus; renderFields(); });
   }
