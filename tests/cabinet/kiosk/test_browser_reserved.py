@@ -47,18 +47,8 @@ def _command(peer: CloudPeer, command_id: str, type_: str, data: dict[str, Any])
 
 
 def _sign_in(page: Any, courier_id: str) -> None:
-    # Under load the previous courier's sign-out can still be on its way over the event stream
-    # and take the screen home again: tap Courier until the sign-in keyboard stays up.
-    for _ in range(5):
-        page.locator("#go-courier").click()
-        keyboard = page.locator("#signin-keys .keyboard")
-        try:
-            keyboard.wait_for(state="visible", timeout=2000)
-            page.wait_for_timeout(300)  # a late home screen lands within this
-            if keyboard.is_visible():
-                break
-        except Exception:  # Playwright's TimeoutError: try the tap again
-            pass
+    page.locator("#go-courier").click()
+    visible(page, "courier-signin")
     for char in courier_id:
         page.locator(f'#signin-keys .keyboard [data-key="{char}"]').click()
     page.locator("#pin-display").click()
