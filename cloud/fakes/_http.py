@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
+
+from cloud.fakes.background import BackgroundHttpServer
 
 
 class Request:
@@ -59,39 +61,25 @@ class FakeServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # requests carry phones: keep them out of stderr
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._http = BackgroundHttpServer(Handler, name=type(self).__name__)
         self.lock = threading.Lock()
 
     @property
     def url(self) -> str:
         """The base URL to point a client at: `http://127.0.0.1:<port>`."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._http.url
 
     def handle(self, request: Request) -> tuple[Any, ...]:
         raise NotImplementedError
 
     def start(self) -> Self:
         """Start serving in a daemon thread."""
-        # A short poll keeps `stop` quick: shutdown waits for the loop's next poll.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=type(self).__name__,
-            daemon=True,
-        )
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
+        self._http.stop()
 
     def __enter__(self) -> Self:
         return self.start()

@@ -20,11 +20,13 @@ import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from standardwebhooks import Webhook, WebhookVerificationError
+
+from cloud.fakes.background import BackgroundHttpServer
 
 HOST = "127.0.0.1"
 HOOK_PATH = "/hooks/lockers"
@@ -63,17 +65,15 @@ class ErpReceiver:
         self._received: list[ReceivedWebhook] = []
         self._verified_ids: set[str] = set()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((HOST, port), _handler(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._http = BackgroundHttpServer(_handler(self), HOST, port, name="erp-receiver")
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self._http.port
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return self._http.url
 
     @property
     def hook_url(self) -> str:
@@ -81,21 +81,11 @@ class ErpReceiver:
         return f"{self.url}{HOOK_PATH}"
 
     def start(self) -> ErpReceiver:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="erp-receiver",
-            daemon=True,
-        )
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
+        self._http.stop()
 
     def add_secret(self, secret: str) -> None:
         """Trust a signing secret shown at registration (or rotation); ValueError if it is not

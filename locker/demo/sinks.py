@@ -13,16 +13,16 @@ from __future__ import annotations
 import html
 import json
 import secrets
-import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
 
 from cloud.core.phones import mask_phone
+from cloud.fakes.background import BackgroundHttpServer
 from cloud.fakes.twilio_server import FakeTwilio
 from cloud.fakes.wechat_server import FakeWechat
 from locker.demo import doors_page
@@ -57,13 +57,11 @@ class NoticeSinks:
         self._phone_of = {openid: phone for phone, openid in self.wechat_bindings.items()}
         self.cabinets: list[doors_page.SimulatedCabinet] = []  # for the doors page
         self.http = httpx.Client(timeout=5)
-        self._page = ThreadingHTTPServer((HOST, page_port), _page_handler(self))
-        self._page.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._page = BackgroundHttpServer(_page_handler(self), HOST, page_port, name="notices-page")
 
     @property
     def page_url(self) -> str:
-        return f"http://{HOST}:{self._page.server_address[1]}"
+        return self._page.url
 
     def cloud_env(self) -> dict[str, str]:
         """The `LOCKER_CLOUD_*` variables that point a cloud worker or API at these fakes."""
@@ -81,21 +79,11 @@ class NoticeSinks:
     def start(self) -> NoticeSinks:
         self.twilio.start()
         self.wechat.start()
-        self._thread = threading.Thread(
-            target=self._page.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="notices-page",
-            daemon=True,
-        )
-        self._thread.start()
+        self._page.start()
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._page.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._page.server_close()
+        self._page.stop()
         self.http.close()
         self.twilio.stop()
         self.wechat.stop()

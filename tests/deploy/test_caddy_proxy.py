@@ -15,13 +15,13 @@ import signal
 import socket
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
+from cloud.fakes.background import BackgroundHttpServer
 from tests.deploy.tools import DEPLOY, require_tool
 from tests.services import free_port, port_accepts, wait_for
 
@@ -67,13 +67,8 @@ class StandInApi(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def api() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StandInApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with BackgroundHttpServer(StandInApi, name="stand-in-api") as server:
+        yield server.port
 
 
 def test_the_shipped_site_terminates_tls_in_front_of_the_api(tmp_path: Path, api: int) -> None:

@@ -7,24 +7,22 @@ which gives the QR to the cabinet's own credentials only (its id and `CABINET_PA
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from sqlmodel import Session
 
 from cloud.api import create_app
 from cloud.db.engine import make_engine
 from cloud.db.migrate import upgrade
 from cloud.db.models import Cabinet
+from cloud.fakes.background import BackgroundUvicorn
 from cloud.services.registry import mosquitto_password_hash
 from cloud.settings import CloudSettings
 from tests.cloud.db.builders import SEAL_KEY, register_cabinet
-from tests.services import free_port, wait_for
+from tests.services import free_port
 
 BASE_URL = "https://lockers.example"
 # The cabinet's MQTT password: the registry stores its hash, and the kiosk fetches its QR with it.
@@ -48,7 +46,7 @@ def cloud_app(
     return create_app(settings, engine=engine, clock=clock or (lambda: datetime.now(UTC)))
 
 
-class CloudServer:
+class CloudServer(BackgroundUvicorn):
     """`cloud_app` served by uvicorn on a free port of 127.0.0.1, on its own thread."""
 
     def __init__(
@@ -59,21 +57,9 @@ class CloudServer:
         port: int | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            cloud_app(workdir, cab, clock=clock),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._server.serve()), name="cloud-api", daemon=True
-        )
-        self._thread.start()
-        wait_for(lambda: self._server.started, 20, "the cloud API to start")
+        app = cloud_app(workdir, cab, clock=clock)
+        super().__init__(app, port or free_port(), name="cloud-api")
+        self.start()
 
     def close(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
+        self.stop()

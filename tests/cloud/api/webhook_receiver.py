@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from standardwebhooks import Webhook
+
+from cloud.fakes.background import BackgroundHttpServer
 
 
 @dataclass
@@ -50,11 +52,9 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._http = BackgroundHttpServer(Handler, name="webhook-receiver")
+        self.port = self._http.port
+        self.url = f"{self._http.url}/hook"
 
     def recover(self) -> None:
         """Answer 204 again, and let go of any request left hanging."""
@@ -63,11 +63,9 @@ class Receiver:
         self._release = threading.Event()
 
     def __enter__(self) -> Receiver:
-        self._thread.start()
+        self._http.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._release.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(5)
+        self._release.set()  # a hanging handler ends, so the server's shutdown does not wait
+        self._http.stop()

@@ -7,7 +7,6 @@ One browser and one server (uvicorn in a thread, on a free port) for the module.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -24,6 +22,7 @@ from cloud.db import repo
 from cloud.db.engine import make_engine
 from cloud.db.migrate import upgrade
 from cloud.db.models import Cabinet, Carrier, Courier, SiteCreate
+from cloud.fakes.background import BackgroundUvicorn
 from cloud.services.accounts import add_account
 from cloud.services.alarms import evaluate
 from cloud.services.expiry import run_due
@@ -48,7 +47,7 @@ from protocol.messages import (
 )
 from tests.cabinet.kiosk.browser import CHROMIUM_ARGS, require_chromium
 from tests.cloud.db.builders import CAB, SEAL_KEY, SITE, T0, register_cabinet
-from tests.services import free_port, wait_for
+from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 SHOTS = ROOT / "tests" / "artifacts" / "console"
@@ -171,16 +170,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ENGINES[db_url] = engine
     settings = CloudSettings(database_url=db_url, secret_key=SEAL_KEY.decode())
     app = create_app(settings, engine=engine, clock=lambda: NOW)
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    wait_for(lambda: uv.started, 20, "the console's server")
     try:
-        yield f"http://127.0.0.1:{port}"
+        with BackgroundUvicorn(app, free_port(), name="console") as served:
+            yield served.url
     finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
         engine.dispose()
 
 

@@ -8,9 +8,7 @@ go to tests/artifacts/console/ (or $CONSOLE_SHOTS_DIR) to be looked at.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import Engine
@@ -28,6 +25,7 @@ from cloud.api import create_app
 from cloud.db.engine import make_engine
 from cloud.db.migrate import upgrade
 from cloud.db.models import Alarm, AuditLog, Cabinet, CommandOutbox
+from cloud.fakes.background import BackgroundUvicorn
 from cloud.services import accounts
 from cloud.services.ingest import apply_pending, store_events
 from cloud.settings import CloudSettings
@@ -35,32 +33,24 @@ from protocol.messages import LockFault, LockFaultData
 from tests.cabinet.kiosk.browser import CHROMIUM_ARGS, require_chromium
 from tests.cloud.console import conftest as world_of
 from tests.cloud.db.builders import CAB, SEAL_KEY
-from tests.services import free_port, wait_for
+from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 SHOTS = Path(os.environ.get("CONSOLE_SHOTS_DIR") or ROOT / "tests" / "artifacts" / "console")
 SIZES = {"1440x900": (1440, 900), "768x1024": (768, 1024)}
 
 
-class Served:
+class Served(BackgroundUvicorn):
     """The cloud app (real clock) over `engine`, served by uvicorn on its own thread."""
 
     def __init__(self, engine: Engine) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         settings = CloudSettings(database_url="sqlite://", secret_key=SEAL_KEY.decode())
         app = create_app(settings, engine=engine, clock=lambda: datetime.now(UTC))
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._server.serve()), name="console", daemon=True
-        )
-        self._thread.start()
-        wait_for(lambda: self._server.started, 20, "the console to start")
+        super().__init__(app, free_port(), name="console")
+        self.start()
 
     def close(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
+        self.stop()
 
 
 @pytest.fixture(scope="module")
