@@ -393,17 +393,14 @@ class Workload:
     # --- the kiosk and the simulator ------------------------------------------------------------
 
     def _press(self, cabinet: CabinetInfo, kind: str, **fields: str) -> list[dict[str, Any]]:
-        answer = self.http.post(f"{cabinet.kiosk_url}/api/input", json={"type": kind, **fields})
-        if answer.status_code != 200:
-            raise OpFailed(
-                f"kiosk {cabinet.id} refused {kind}: {answer.status_code} {answer.text[:200]}"
-            )
-        return answer.json()["screens"]
+        from locker.kiosk_client import KioskClient
+
+        return KioskClient(self.http, cabinet, error=OpFailed).press(kind, **fields)
 
     def _expect(self, cabinet: CabinetInfo, kind: str, screen: str, **fields: str) -> None:
-        screens = self._press(cabinet, kind, **fields)
-        if screen not in _types(screens):
-            raise OpFailed(f"{kind} showed {_types(screens)}, not {screen}")
+        from locker.kiosk_client import KioskClient
+
+        KioskClient(self.http, cabinet, error=OpFailed).expect(kind, screen, **fields)
 
     def _sign_out(self, cabinet: CabinetInfo) -> bool:
         """Sign the courier out, as a courier walking away from a failed try would: a door

@@ -55,6 +55,7 @@ from locker.demo.stack import (
     CabinetInfo,
     DemoInfo,
 )
+from locker.kiosk_client import KioskClient, screen_types
 
 WAIT_S = 30.0
 # A forced door reaches the manager's alarms page within this (the cabinet polls its boards at
@@ -138,28 +139,20 @@ class Story:
 
     # --- the kiosk -------------------------------------------------------------------------------
 
+    def kiosk(self, cabinet: CabinetInfo) -> KioskClient:
+        """The cabinet's kiosk; a refusal fails the story."""
+        return KioskClient(self.http, cabinet, error=StoryFailed)
+
     def press(self, cabinet: CabinetInfo, kind: str, **fields: str) -> list[dict[str, Any]]:
         """Send one input to a kiosk; return its screens (a refusal fails the story)."""
-        answer = self.http.post(f"{cabinet.kiosk_url}/api/input", json={"type": kind, **fields})
-        if answer.status_code != 200:
-            raise StoryFailed(
-                f"kiosk {cabinet.id} refused {kind}: {answer.status_code} {answer.text}"
-            )
-        return answer.json()["screens"]
+        return self.kiosk(cabinet).press(kind, **fields)
 
     def confirm_when_shut(self, cabinet: CabinetInfo) -> list[dict[str, Any]]:
         """Tap Confirm once the cabinet has seen the door shut (it refuses it before: 409)."""
-        deadline = time.monotonic() + self.wait_s
-        while True:
-            answer = self.http.post(f"{cabinet.kiosk_url}/api/input", json={"type": "Confirm"})
-            if answer.status_code == 200:
-                return answer.json()["screens"]
-            if answer.status_code != 409 or time.monotonic() > deadline:
-                raise StoryFailed(f"kiosk {cabinet.id} refused Confirm: {answer.text}")
-            time.sleep(0.2)
+        return self.kiosk(cabinet).confirm_when_shut(self.wait_s, poll_s=0.2)
 
     def kiosk_status(self, cabinet: CabinetInfo) -> dict[str, Any]:
-        return self.http.get(f"{cabinet.kiosk_url}/api/status").json()
+        return self.kiosk(cabinet).status()
 
     # --- the simulator: the person at the doors, and the hardware's view -------------------------
 
@@ -233,13 +226,16 @@ class Story:
         courier_id, pin = courier[0], courier[1]
         shown = self.press(cabinet, "CourierSignIn", courier_id=courier_id, pin=pin)
         self.check(
-            _types(shown) == ["SignedIn"], f"courier {courier_id} signed in at {cabinet.id}", shown
+            screen_types(shown) == ["SignedIn"],
+            f"courier {courier_id} signed in at {cabinet.id}",
+            shown,
         )
         # A door reserved for the announced shipment may open as soon as the tracking number
         # (or the phone) is taken; otherwise the courier picks a size.
         shown = self.press(cabinet, "TrackingEntered", tracking_no=tracking_no)
         self.check(
-            bool({"TrackingAccepted", "ReservationFound"} & set(_types(shown))) or _opening(shown),
+            bool({"TrackingAccepted", "ReservationFound"} & set(screen_types(shown)))
+            or _opening(shown),
             f"tracking number {tracking_no} taken",
             shown,
         )
@@ -249,7 +245,7 @@ class Story:
             national = phone.removeprefix("+86")  # typed as a person would: no country code
             shown = self.press(cabinet, "PhoneEntered", phone=national)
             self.check(
-                bool({"PhoneAccepted", "ReservationFound"} & set(_types(shown)))
+                bool({"PhoneAccepted", "ReservationFound"} & set(screen_types(shown)))
                 or _opening(shown),
                 f"recipient's mobile {mask_phone(phone)} taken",
                 shown,
@@ -281,7 +277,7 @@ class Story:
             shown,
         )
         out = self.press(cabinet, "CourierSignOut")
-        self.check(_types(out) == ["SignedOut"], f"courier {courier_id} signed out", out)
+        self.check(screen_types(out) == ["SignedOut"], f"courier {courier_id} signed out", out)
         return compartment, deposited[0]["parcel_id"], size_screens
 
     def open_reserved(
@@ -530,8 +526,7 @@ class Story:
         )
 
     def _try_sign_out(self, cabinet: CabinetInfo) -> bool:
-        answer = self.http.post(f"{cabinet.kiosk_url}/api/input", json={"type": "CourierSignOut"})
-        return answer.status_code == 200
+        return self.kiosk(cabinet).post("CourierSignOut").status_code == 200
 
     def step_jam(self) -> None:
         cabinet = self.info.cabinets[1] if len(self.info.cabinets) > 1 else self.info.cabinets[0]
@@ -740,10 +735,6 @@ def run_story(info: DemoInfo, *, echo: Echo = print) -> bool:
         f"{time.monotonic() - started:.1f} s."
     )
     return True
-
-
-def _types(screens: list[dict[str, Any]]) -> list[str]:
-    return [screen["type"] for screen in screens]
 
 
 def _opening(screens: list[dict[str, Any]]) -> list[dict[str, Any]]:
