@@ -3,7 +3,8 @@
 The fakes (Twilio, WeChat), the demo's pages (notices, ERP receiver) and the tests' stand-ins all
 serve something on 127.0.0.1 next to the code that talks to it:
 
-- `BackgroundHttpServer`: an `http.server` handler class (a thread per request);
+- `BackgroundHttpServer`: an `http.server` handler class (a thread per request), e.g. one
+  built on `PageHandler`, which answers pages and JSON and logs nothing;
 - `BackgroundUvicorn`: an ASGI app under uvicorn, on an event loop of its own thread.
 
 Both take port 0 for a free port, and `stop` returns once the server has stopped serving.
@@ -12,8 +13,10 @@ Both take port 0 for a free port, and `stop` returns once the server has stopped
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
@@ -69,6 +72,29 @@ class BackgroundHttpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class PageHandler(BaseHTTPRequestHandler):
+    """A handler that answers whole bodies, never cached, and keeps requests out of stderr (the
+    demo's screen is for its own progress and URLs, and requests can carry phones)."""
+
+    def send_body(self, status: HTTPStatus, kind: str, data: bytes) -> None:
+        """Answer `data` as `kind` (a 204 goes without a body or its type)."""
+        self.send_response(status)
+        if status != HTTPStatus.NO_CONTENT:
+            self.send_header("Content-Type", f"{kind}; charset=utf-8")
+            self.send_header("Cache-Control", "no-store")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if data:
+            self.wfile.write(data)
+
+    def send_json(self, status: HTTPStatus, body: Any) -> None:
+        data = json.dumps(body, ensure_ascii=False, indent=1).encode()
+        self.send_body(status, "application/json", data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
 
 class BackgroundUvicorn:

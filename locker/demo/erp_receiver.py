@@ -20,13 +20,12 @@ import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from cloud.fakes.background import BackgroundHttpServer
+from cloud.fakes.background import BackgroundHttpServer, PageHandler
 
 HOST = "127.0.0.1"
 HOOK_PATH = "/hooks/lockers"
@@ -293,15 +292,15 @@ def _row(receiver: ErpReceiver, item: ReceivedWebhook) -> str:
     return f"<tr class='{'ok' if item.verified else 'invalid'}'>{tds}</tr>"
 
 
-def _handler(receiver: ErpReceiver) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+def _handler(receiver: ErpReceiver) -> type[PageHandler]:
+    class Handler(PageHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/":
-                self._send(HTTPStatus.OK, "text/html", render_page(receiver).encode())
+                self.send_body(HTTPStatus.OK, "text/html", render_page(receiver).encode())
             elif path == "/webhooks.json":
                 body = [asdict(item) for item in receiver.received()]
-                self._send(HTTPStatus.OK, "application/json", _json(body))
+                self.send_json(HTTPStatus.OK, body)
             else:
                 self._error(HTTPStatus.NOT_FOUND, f"no page {path}: try / or /webhooks.json")
 
@@ -316,7 +315,7 @@ def _handler(receiver: ErpReceiver) -> type[BaseHTTPRequestHandler]:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 record = receiver.receive(body, headers)
                 if record.verified:
-                    self._send(HTTPStatus.NO_CONTENT, "text/plain", b"")
+                    self.send_body(HTTPStatus.NO_CONTENT, "text/plain", b"")
                 else:
                     self._error(HTTPStatus.BAD_REQUEST, f"signature INVALID: {record.error}")
             elif path == "/secrets":
@@ -325,28 +324,11 @@ def _handler(receiver: ErpReceiver) -> type[BaseHTTPRequestHandler]:
                 except (ValueError, AttributeError) as err:
                     self._error(HTTPStatus.UNPROCESSABLE_ENTITY, f"secret: {err}")
                     return
-                self._send(HTTPStatus.NO_CONTENT, "text/plain", b"")
+                self.send_body(HTTPStatus.NO_CONTENT, "text/plain", b"")
             else:
                 self._error(HTTPStatus.NOT_FOUND, f"no POST route {path}: try {HOOK_PATH}")
 
         def _error(self, status: HTTPStatus, message: str) -> None:
-            self._send(status, "application/json", _json({"error": message}))
-
-        def _send(self, status: HTTPStatus, kind: str, data: bytes) -> None:
-            self.send_response(status)
-            if status != HTTPStatus.NO_CONTENT:
-                self.send_header("Content-Type", f"{kind}; charset=utf-8")
-                self.send_header("Cache-Control", "no-store")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if data:
-                self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # the demo's screen is for its own progress and URLs
+            self.send_json(status, {"error": message})
 
     return Handler
-
-
-def _json(body: Any) -> bytes:
-    return json.dumps(body, ensure_ascii=False, indent=1).encode()

@@ -11,18 +11,15 @@ the recipient's phone would show.
 from __future__ import annotations
 
 import html
-import json
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
-from typing import Any
 
 import httpx
 
 from cloud.core.phones import mask_phone
-from cloud.fakes.background import BackgroundHttpServer
+from cloud.fakes.background import BackgroundHttpServer, PageHandler
 from cloud.fakes.twilio_server import FakeTwilio
 from cloud.fakes.wechat_server import FakeWechat
 from locker.demo import doors_page
@@ -167,52 +164,37 @@ def render_page(notices: list[ShownNotice]) -> str:
     )
 
 
-def _page_handler(sinks: NoticeSinks) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+def _page_handler(sinks: NoticeSinks) -> type[PageHandler]:
+    class Handler(PageHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/doors":
                 page = doors_page.render(sinks.cabinets, sinks.http)
-                self._send(HTTPStatus.OK, "text/html", page.encode())
+                self.send_body(HTTPStatus.OK, "text/html", page.encode())
             elif path in ("/", "/notices"):
-                self._send(HTTPStatus.OK, "text/html", render_page(sinks.notices()).encode())
+                self.send_body(HTTPStatus.OK, "text/html", render_page(sinks.notices()).encode())
             elif path == "/notices.json":
                 body = [asdict(notice) for notice in sinks.notices()]
-                self._send(HTTPStatus.OK, "application/json", _json(body))
+                self.send_json(HTTPStatus.OK, body)
             else:
                 error = {"error": f"no page {path}: try / or /notices.json"}
-                self._send(HTTPStatus.NOT_FOUND, "application/json", _json(error))
+                self.send_json(HTTPStatus.NOT_FOUND, error)
 
         def do_POST(self) -> None:
             # /doors/{cabinet}/{door}/{action}: a button of the doors page
             parts = self.path.split("?", 1)[0].strip("/").split("/")
             if len(parts) != 4 or parts[0] != "doors":
                 error = {"error": f"no POST route {self.path}"}
-                self._send(HTTPStatus.NOT_FOUND, "application/json", _json(error))
+                self.send_json(HTTPStatus.NOT_FOUND, error)
                 return
             refused = doors_page.press(sinks.cabinets, sinks.http, *parts[1:])
             if refused:
                 page = doors_page.render(sinks.cabinets, sinks.http, refused)
-                self._send(HTTPStatus.CONFLICT, "text/html", page.encode())
+                self.send_body(HTTPStatus.CONFLICT, "text/html", page.encode())
                 return
             self.send_response(HTTPStatus.SEE_OTHER)
             self.send_header("Location", "/doors")
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def _send(self, status: HTTPStatus, kind: str, data: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", f"{kind}; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # the demo's screen is for its own progress and URLs
-
     return Handler
-
-
-def _json(body: Any) -> bytes:
-    return json.dumps(body, ensure_ascii=False, indent=1).encode()

@@ -122,6 +122,17 @@ def text_of(page: Any, selector: str, pattern: str) -> None:
     expect(page.locator(selector)).to_have_text(re.compile(pattern), timeout=5000)
 
 
+def sign_in(page: Any, courier_id: str = COURIER) -> None:
+    """On the sign-in screen: the courier's id on the keyboard, the PIN on the keypad, Sign in."""
+    for char in courier_id:
+        page.locator(f'#signin-keys .keyboard [data-key="{char}"]').click()
+    page.locator("#pin-display").click()
+    for digit in PIN:
+        page.locator(f'#signin-keys .keypad [data-key="{digit}"]').click()
+    page.locator("#sign-in").click()
+    visible(page, "courier-tracking")
+
+
 def scan(page: Any, payload: str) -> None:
     """A USB scanner: the payload typed fast, then Enter (no field has focus)."""
     page.keyboard.type(payload)
@@ -259,13 +270,7 @@ def test_a_courier_deposits_three_parcels_and_two_recipients_pick_up(
         peer.command("cmd-back", type="retrievals.put", data={"parcel_ids": [parcel_id]})
         wait_for(lambda: peer.acks_for("cmd-back"), 10, "the retrievals.put ack")
         page.locator("#go-courier").click()
-        for char in COURIER:
-            page.locator(f'#signin-keys .keyboard [data-key="{char}"]').click()
-        page.locator("#pin-display").click()
-        for digit in PIN:
-            page.locator(f'#signin-keys .keypad [data-key="{digit}"]').click()
-        page.locator("#sign-in").click()
-        visible(page, "courier-tracking")
+        sign_in(page)
         text_of(page, "#retrieve", r"\(1\)")
         page.locator("#retrieve").click()
         visible(page, "courier-retrieve")

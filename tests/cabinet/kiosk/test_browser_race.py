@@ -21,9 +21,10 @@ from tests.cabinet.kiosk.test_browser import (  # noqa: F401  (api_calls, browse
     api_calls,
     browser,
     open_page,
+    sign_in,
     visible,
 )
-from tests.cabinet.service.harness import COURIER, PIN, put_courier_to_process
+from tests.cabinet.service.harness import put_courier_to_process
 from tests.services import Mosquitto
 
 pytestmark = pytest.mark.browser
@@ -57,14 +58,7 @@ HOLD_ANSWERS = """
 
 
 def _sign_in(page: Any) -> None:
-    """On the sign-in screen: the courier's id, the PIN, Sign in."""
-    for char in COURIER:
-        page.locator(f'#signin-keys .keyboard [data-key="{char}"]').click()
-    page.locator("#pin-display").click()
-    for digit in PIN:
-        page.locator(f'#signin-keys .keypad [data-key="{digit}"]').click()
-    page.locator("#sign-in").click()
-    visible(page, "courier-tracking")
+    sign_in(page)
     # The page holds the cabinet's status with the courier in it (its own call or the stream).
     page.wait_for_function("() => state.status && state.status.courier_signed_in")
 
@@ -78,9 +72,7 @@ def test_a_late_sign_out_answer_or_status_does_not_take_the_next_sign_in_home(
 ) -> None:
     from playwright.sync_api import expect
 
-    daemon = KioskDaemon(
-        tmp_path, broker=mosquitto, serial_port=str(sim[1].link), extra='kiosk_language = "en"'
-    )
+    daemon = KioskDaemon(tmp_path, broker=mosquitto, serial_port=str(sim[1].link))
     try:
         put_courier_to_process(peer)
         page = open_page(daemon.url)

@@ -28,6 +28,7 @@ from tests.cabinet.kiosk.test_browser import (  # noqa: F401  (browser, open_pag
     open_page,
     pulses,
     scan,
+    sign_in,
     text_of,
     visible,
 )
@@ -49,13 +50,7 @@ def _command(peer: CloudPeer, command_id: str, type_: str, data: dict[str, Any])
 def _sign_in(page: Any, courier_id: str) -> None:
     page.locator("#go-courier").click()
     visible(page, "courier-signin")
-    for char in courier_id:
-        page.locator(f'#signin-keys .keyboard [data-key="{char}"]').click()
-    page.locator("#pin-display").click()
-    for digit in PIN:
-        page.locator(f'#signin-keys .keypad [data-key="{digit}"]').click()
-    page.locator("#sign-in").click()
-    visible(page, "courier-tracking")
+    sign_in(page, courier_id)
 
 
 def test_an_announced_parcel_goes_in_with_two_taps_and_another_carrier_is_refused(
