@@ -146,6 +146,7 @@ class Workload:
         self.cabinets = {c.id: c for c in info.cabinets}
         self._local = threading.local()
         self.clock_jumps = 0
+        self._stale_scan: dict[str, str] = {}  # cabinet -> a scan URL the cloud said expired
         self.on_progress: Callable[[int], None] = lambda _n: None
 
     @property
@@ -414,7 +415,9 @@ class Workload:
         # little for the QR to come back.
         def shown_url() -> str | None:
             answer = self.http.get(f"{cabinet.kiosk_url}/api/scan-qr")
-            return answer.headers.get("X-Scan-URL") if answer.status_code == 200 else None
+            url = answer.headers.get("X-Scan-URL") if answer.status_code == 200 else None
+            # One the cloud called expired is not scanned again: the person waits for the next.
+            return url if url != self._stale_scan.get(cabinet.id) else None
 
         scan_url = self._until(shown_url, "the screen's scan QR", min(20.0, self.wait_s))
         before = len(otps(self.notices(), parcel.phone))
@@ -433,6 +436,8 @@ class Workload:
                 lambda probe, what: self._until(probe, what, min(30.0, self.wait_s)),
             )
         except PhoneFailed as err:
+            if "expired" in str(err):
+                self._stale_scan[cabinet.id] = scan_url
             raise OpFailed(str(err)) from None
         self.history.add("workload", "scan.open_queued", **parcel.shown())
 
