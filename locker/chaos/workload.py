@@ -348,8 +348,10 @@ class Workload:
         if how == "qr" and link is None:
             how = "code"  # the notice came by SMS after all (WeChat failed): no link, no QR
         for attempt in range(1, attempts + 1):
-            if how == "scan" and attempt > 3:
-                how = "code"  # the phone would not open it: the recipient types the code
+            # The phone would not open it, or the page would not show the QR (the cloud is
+            # down): the recipient types the code the notice shows instead.
+            if (how == "scan" and attempt > 3) or (how == "qr" and attempt > 2):
+                how = "code"
             try:
                 self._pick_up_once(cabinet, parcel, how, link)
             except DoorShut as err:
@@ -391,7 +393,10 @@ class Workload:
         if how == "qr":
             assert link is not None
             # The phone shows the notice's page; the cabinet's scanner reads its QR.
-            payload = Phone(self.http, self.info.api_url, parcel.phone).qr_from_link(link)
+            try:
+                payload = Phone(self.http, self.info.api_url, parcel.phone).qr_from_link(link)
+            except PhoneFailed as err:  # the cloud is down: the page shows no QR this time
+                raise OpFailed(str(err)) from None
             screens = self._press(cabinet, "QrScanned", payload=payload)
         else:
             screens = self._press(cabinet, "CodeEntered", code=parcel.code)
