@@ -318,6 +318,8 @@ class Checker:
             for status in (t["status"] for t in row["timeline"]):
                 if not walk or walk[-1] != status:
                     walk.append(status)
+            if walk[:1] != ["announced"]:
+                continue  # no try of the ERP reached the cloud: a walk-in, the ERP owns nothing
             want = [f"parcel.{status}" for status in walk]
             mine = got.get(parcel.tracking_no, [])
             ids: dict[str, set[str]] = defaultdict(set)

@@ -196,7 +196,7 @@ class Workload:
     def erp(self) -> Erp:
         return Erp(self.http, self.info.api_url, self.info.erp_key)
 
-    def announce(self, parcel: Parcel, attempts: int = 4) -> None:
+    def announce(self, parcel: Parcel, attempts: int = 6) -> None:
         """The ERP announces the parcel with its size (a door is held for it), retrying with the
         same Idempotency-Key; a parcel it cannot announce comes as any other."""
         for attempt in range(1, attempts + 1):
@@ -215,7 +215,7 @@ class Workload:
                     error=str(err)[:200],
                     **parcel.shown(),
                 )
-                time.sleep(1.0)
+                time.sleep(2.0)  # an ERP's queue retries for long; the courier comes anyway
                 continue
             parcel.announced = True
             self.history.add(

@@ -180,3 +180,11 @@ def test_an_announced_parcel_never_deposited_owes_no_code() -> None:
     parcel = _parcel(announced=True, state="not_deposited")
     _checker, found = _check(parcel, _cloud(["announced", "cancelled"]), sms=[])
     assert _about(found, "notice") == []
+
+
+def test_an_announcement_that_never_reached_the_cloud_owes_no_webhook() -> None:
+    # Every try of the ERP failed (the API was down): the courier brought it as a walk-in.
+    _checker, found = _check(
+        _parcel(announced=True), _cloud(["in_locker", "picked_up"]), webhooks=[]
+    )
+    assert _about(found, "webhook") == []
