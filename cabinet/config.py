@@ -155,6 +155,8 @@ class CabinetConfig(BaseSettings):
     # The cloud's HTTP API root (https://lockers.example), for the idle screen's scan-to-open QR;
     # without it the screen says "scan unavailable".
     cloud_api_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    # How often the screen fetches a new scan QR (its nonce lives 5 minutes in the cloud).
+    scan_qr_refresh_s: float = Field(60.0, ge=1, le=240)
     # The technician's PIN for the maintenance screen, as `locker cabinet pin-hash` prints it
     # (protocol/hashing.py's scrypt string); without it the maintenance screen stays shut.
     technician_pin_hash: SecretStr | None = None

@@ -18,8 +18,9 @@ def chaos(
         int,
         typer.Option(
             min=1,
-            help="Parcel cycles to run: each is one deposit and then a pickup with the SMS's "
-            "code, or an expiry and the courier's retrieval.",
+            help="Parcel cycles to run: each is one deposit (a third announced by the ERP "
+            "first) and then a pickup (the notice's code or QR, or scan-to-open), or an expiry "
+            "and the courier's retrieval.",
         ),
     ] = 60,
     seed: Annotated[
@@ -68,19 +69,22 @@ def chaos(
     cabinet's and worker's broker link and every PostgreSQL connection go through a proxy the
     nemesis can cut.
 
-    The workload: couriers deposit at the kiosks, recipients pick up with the code from their
-    SMS, the rest expire (the workers' injected clock jumps past the window) and the couriers
-    take them back. Meanwhile the nemesis, from --seed, at random instants: kill -9 and
+    The workload: the shop's ERP announces a third of the parcels (a door held for each) and
+    takes their webhooks; couriers deposit at the kiosks; recipients (a third on WeChat) pick up
+    with the code from their notice, its QR at the scanner, or scan-to-open from their phone;
+    the rest expire (the workers' injected clock jumps past the window) and the couriers take
+    them back. Meanwhile the nemesis, from --seed, at random instants: kill -9 and
     restarts a cabinet daemon, a worker, the API or the broker; cuts, stalls or delays one
     cabinet's or worker's link; makes PostgreSQL refuse connections; powers a lock board off,
     garbles its replies or the bus; makes the SMS provider fail.
 
     Then everything is healed, the system left to go quiet, and the checker proves: every
     deposited parcel in a legal state with its timeline in order; every cabinet's seq gapless
-    in the cloud, no event applied twice; no SMS sent twice, one code per parcel; every door
-    opening on the simulator traced to a recorded act; the cloud's picture of every door equal
-    to the cabinet's. It prints a table; on a violation, the seed and the history that shows
-    it, and exits 1.
+    in the cloud, no event applied twice; no notice sent twice, one code per parcel by SMS or
+    WeChat; every door opening on the simulator traced to a recorded act; the cloud's picture
+    of every door equal to the cabinet's; every status of an announced parcel delivered to the
+    ERP once, verified, in order; no door held for a parcel deposited or cancelled. It prints
+    a table; on a violation, the seed and the history that shows it, and exits 1.
 
     Example: `locker chaos --cycles 200 --seed 7` (about 4 minutes on a 2-core machine).
     """

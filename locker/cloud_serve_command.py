@@ -21,6 +21,16 @@ def serve(
     ] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8000,
+    follow_clock_offset: Annotated[
+        bool,
+        typer.Option(
+            "--follow-clock-offset",
+            help=(
+                "Live on the workers' moved clock (LOCKER_CLOUD_CLOCK_OFFSET_FILE), as one cloud "
+                "whose servers agree on the time. Demo and end-to-end runs only."
+            ),
+        ),
+    ] = False,
 ) -> None:
     """Serve the API at /api/v1 (OpenAPI at /api/v1/openapi.json), until SIGINT or SIGTERM.
 
@@ -29,6 +39,11 @@ def serve(
     refuses to start without LOCKER_CLOUD_SECRET_KEY (at least 32 random bytes).
     With LOCKER_CLOUD_METRICS_TOKEN set it serves Prometheus metrics on /metrics to that bearer
     token; LOCKER_CLOUD_LOG_FORMAT=json logs one JSON object per line.
+
+    The API keeps real time even where a demo moves the workers' clock, unless
+    --follow-clock-offset: `locker chaos` moves the workers days ahead every round while
+    recipients keep opening doors from their phones, and a one-time code the API gives out must
+    not look expired to the worker that texts it.
     """
     import logging
 
@@ -69,9 +84,15 @@ def serve(
         quiet_chatty_libraries()
     if settings.metrics_token is not None:
         typer.echo(f"metrics on http://{host}:{port}/metrics (bearer LOCKER_CLOUD_METRICS_TOKEN)")
+    clock = {}
+    if follow_clock_offset and settings.clock_offset_file is not None:
+        from cloud.worker.clock import FileOffsetClock
+
+        typer.echo(f"its clock runs ahead by the seconds in {settings.clock_offset_file}")
+        clock["clock"] = FileOffsetClock(settings.clock_offset_file)
     try:
         uvicorn.run(
-            create_app(settings, engine=engine),
+            create_app(settings, engine=engine, **clock),
             host=host,
             port=port,
             **({"log_config": None} if json_logs else {}),

@@ -70,6 +70,7 @@ async def start_kiosk(
             config.cabinet_id,
             username=config.mqtt.username,
             password=password,
+            refresh_s=config.scan_qr_refresh_s,
         )
     pin_hash = config.technician_pin_hash
     kiosk = Kiosk(

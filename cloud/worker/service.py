@@ -115,6 +115,11 @@ class Worker:
         self._webhooks_thread: threading.Thread | None = None
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        # A cabinet's newest state that could not be stored (the database refused): tried again
+        # on every dispatch tick until it is. Waiting for the retained state to come again would
+        # wait for this worker's next subscribe, which a database outage does not cause: the
+        # cloud would keep the cabinet offline (its parcels' deadline clocks paused) for good.
+        self._unstored_states: dict[str, Received] = {}
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -207,6 +212,8 @@ class Worker:
         return batch
 
     def _dispatch(self) -> None:
+        for received in list(self._unstored_states.values()):
+            self._state(received)
         self.housekeeper.tick(self.clock())  # each step logs its own failure; the next tick retries
 
     def handle(self, batch: list[Received]) -> bool:
@@ -253,12 +260,18 @@ class Worker:
         except MessageError as err:
             log.warning("dropped a state message of %s: %s", cab, err)
             return False
+        # A newer state of the cabinet supersedes one still waiting to be stored (and were the
+        # waiting one newer, apply_state's boot order keeps it from being undone).
+        self._unstored_states.pop(cab, None)
         try:
             result = self.presence.handle(state, received.received_at)
         except OperationalError as err:
-            # The retained state comes again on the next subscribe; the Will/birth order holds.
+            # Kept with the time it arrived, and stored by the next dispatch tick that can.
+            self._unstored_states[cab] = received
             log.error(
-                "could not store the presence of %s: %s", cab, " ".join(str(err).split())[:300]
+                "could not store the presence of %s (tried again shortly): %s",
+                cab,
+                " ".join(str(err).split())[:300],
             )
             return False
         if result is not None and result.applied:

@@ -10,11 +10,15 @@ from datetime import time as wall_time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from locker.chaos.checker import INVARIANTS, Checker, Violation, dump, gather, read_journal
 from locker.chaos.cluster import Cluster, ClusterOptions
+from locker.chaos.erp import Erp
 from locker.chaos.history import History
 from locker.chaos.nemesis import KINDS, Nemesis
-from locker.chaos.workload import Workload, plan
+from locker.chaos.phones import Notice, openid_of
+from locker.chaos.workload import Parcel, Workload, plan
 
 QUIET_FOR_S = 3.0  # how long nothing may move before the checker looks
 ROUND = 12  # parcels per round: four per cabinet, then the clock jumps for those left
@@ -46,6 +50,7 @@ class Result:
     outcomes: dict[str, int]
     faults: dict[str, int]
     checked: dict[str, int]
+    paths: dict[str, int]  # how the parcels went: see `paths`
     violations: list[Violation]
     excerpts: list[str]
     seconds: float
@@ -88,9 +93,16 @@ def run(
         database_url = cluster.database.url  # direct, not through the nemesis's proxy
         engine = make_engine(database_url)
 
-        def sms() -> list[tuple[str, str]]:
+        def notices() -> list[Notice]:
             with sinks.twilio.lock:
-                return [(m.to, m.body) for m in sinks.twilio.messages]
+                sms = [Notice("sms", m.to, m.body) for m in sinks.twilio.messages]
+            with sinks.wechat.lock:
+                wechat = [Notice("wechat", m.touser, m.text, m.url) for m in sinks.wechat.messages]
+            return sms + wechat
+
+        def wechat_with_ids() -> list[tuple[str, str, str]]:
+            with sinks.wechat.lock:
+                return [(str(m.msgid), m.touser, m.text) for m in sinks.wechat.messages]
 
         def sms_with_ids() -> list[tuple[str, str, str]]:
             with sinks.twilio.lock:
@@ -110,8 +122,14 @@ def run(
                 return dict(rows.all())
 
         parcels = plan(options.seed, options.cycles, [c.id for c in info.cabinets])
+        _bind_wechat(engine, parcels)
+        receiver = cluster.stack.receiver
+        assert receiver is not None
+        with httpx.Client(timeout=10) as http:
+            webhook_id = Erp(http, info.api_url, info.erp_key).register(receiver)
+        history.add("workload", "webhook.registered", webhook_id=webhook_id)
         workload = Workload(
-            info, history, sms=sms, cloud_status=cloud_status, wait_s=options.patience_s
+            info, history, notices=notices, cloud_status=cloud_status, wait_s=options.patience_s
         )
         workload.on_progress = progress
         history.add("workload", "start", seed=options.seed, cycles=options.cycles)
@@ -136,6 +154,8 @@ def run(
         _wait_kiosks(workload, info)
         _wait_quiet(cluster, engine, options.quiet_timeout_s, history)
         evidence = gather(info, parcels, sms_with_ids, database_url)
+        evidence.wechat = wechat_with_ids()
+        evidence.webhooks = receiver.received()
         (options.data_dir / "chaos-evidence.json").write_text(dump(evidence))
         checker = Checker(history)
         violations = checker.check(evidence)
@@ -150,6 +170,7 @@ def run(
             outcomes=outcomes,
             faults={kind: nemesis.counts.get(kind, 0) for kind in options.kinds},
             checked={name: checker.checked.get(name, 0) for name in INVARIANTS},
+            paths=paths(parcels),
             violations=violations,
             excerpts=excerpts,
             seconds=time.monotonic() - started,
@@ -162,6 +183,41 @@ def run(
             engine.dispose()
         history.close()
         cluster.stop()
+
+
+def paths(parcels: list[Parcel]) -> dict[str, int]:
+    """How the parcels went, for the table: each path planned and how many were picked up by it,
+    those announced by the ERP, those whose recipient is on WeChat."""
+    counts: dict[str, int] = {}
+    for parcel in parcels:
+        for key in (f"planned {parcel.path}", *(["ERP-announced"] if parcel.erp else [])):
+            counts[key] = counts.get(key, 0) + 1
+        if parcel.wechat:
+            counts["WeChat recipients"] = counts.get("WeChat recipients", 0) + 1
+        if parcel.reserved_door:
+            counts["deposited in their held door"] = (
+                counts.get("deposited in their held door", 0) + 1
+            )
+        if parcel.picked_by:
+            key = f"picked up by {parcel.picked_by}"
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _bind_wechat(engine: Any, parcels: list[Parcel]) -> None:
+    """The WeChat recipients' bindings, as the official account leaves them once a phone is
+    proven: their notices then go by WeChat."""
+    from datetime import UTC, datetime
+
+    from sqlmodel import Session
+
+    from cloud.db.models import WechatBinding
+
+    now = datetime.now(UTC)
+    with Session(engine) as session:
+        for phone in sorted({p.phone for p in parcels if p.wechat}):
+            session.add(WechatBinding(openid=openid_of(phone), phone=phone, created_at=now))
+        session.commit()
 
 
 def _wait_kiosks(workload: Workload, info: Any, timeout_s: float = 60.0) -> None:
@@ -186,6 +242,13 @@ def _wait_quiet(cluster: Cluster, engine: Any, timeout_s: float, history: Histor
             applied = dict(session.exec(text("SELECT id, applied_upto FROM cabinets")).all())
             queued = session.exec(
                 text("SELECT COUNT(*) FROM notice_outbox WHERE status = 'queued'")
+            ).one()[0]
+            # Webhooks still to fan out or to deliver (the receiver is always up).
+            queued += session.exec(
+                text(
+                    "SELECT (SELECT COUNT(*) FROM webhook_outbox WHERE status = 'queued')"
+                    " + (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending')"
+                )
             ).one()[0]
         quiet = queued == 0 and all(
             j["unacked"] == 0 and applied.get(cab) == j["last_seq"] for cab, j in journals.items()

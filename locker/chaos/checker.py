@@ -11,9 +11,15 @@ Invariants:
 - `seq`            every cabinet's events are in the cloud gapless from 1 to the journal's last
                    seq, all applied, none stored twice, none left unacked in the journal;
 - `applied-once`   no parcel deposited, picked up or retrieved twice in the cloud's events;
-- `notice`         no SMS sent twice; every deposited parcel's recipient got exactly one code;
+- `notice`         no SMS or WeChat message sent twice; every deposited parcel's recipient got
+                   exactly one code, by whichever channel (an announced parcel never deposited
+                   gets none: the stated reason);
 - `door-opening`   every time a door opened on the simulator traces to one recorded act;
-- `door-picture`   the cloud's state of every door equals the cabinet's.
+- `door-picture`   the cloud's state of every door equals the cabinet's;
+- `webhook`        every status of an announced parcel reached the ERP's receiver, signature
+                   verified, under one webhook-id per status, in the order of its timeline, and
+                   nothing the parcel never was;
+- `reservation`    no door is still held for a parcel that was deposited or cancelled.
 """
 
 from __future__ import annotations
@@ -30,10 +36,21 @@ import httpx
 
 from cloud.core.parcels import TRANSITIONS
 from locker.chaos.history import History
-from locker.chaos.workload import CODE, Parcel
+from locker.chaos.phones import CODE, openid_of
+from locker.chaos.workload import Parcel
+from locker.demo.erp_receiver import ReceivedWebhook
 from locker.demo.stack import CabinetInfo, DemoInfo
 
-INVARIANTS = ("parcel-state", "seq", "applied-once", "notice", "door-opening", "door-picture")
+INVARIANTS = (
+    "parcel-state",
+    "seq",
+    "applied-once",
+    "notice",
+    "door-opening",
+    "door-picture",
+    "webhook",
+    "reservation",
+)
 # The status graph, from the core's own transition table (so the checker and the code agree).
 EDGES = {(before, rule.to.value) for (before, _event), rule in TRANSITIONS.items()}
 STARTS = {to for before, to in EDGES if before is None}
@@ -56,6 +73,8 @@ class Evidence:
     journals: dict[str, dict[str, Any]]  # cab -> {"last_seq", "unacked"}
     cabinet_doors: dict[str, dict[str, dict[str, Any]]]  # cab -> door id -> maintenance row
     cloud: dict[str, Any]  # read from the database: see `read_cloud`
+    wechat: list[tuple[str, str, str]] = field(default_factory=list)  # (msgid, openid, text)
+    webhooks: list[ReceivedWebhook] = field(default_factory=list)  # as the receiver got them
 
 
 class Checker:
@@ -74,6 +93,8 @@ class Checker:
         self._notices(evidence)
         self._door_openings(evidence)
         self._door_picture(evidence)
+        self._webhooks(evidence)
+        self._reservations(evidence)
         return self.violations
 
     # --- parcel-state ----------------------------------------------------------------------------
@@ -206,29 +227,37 @@ class Checker:
     # --- notice ----------------------------------------------------------------------------------
 
     def _notices(self, ev: Evidence) -> None:
-        sids = Counter(sid for sid, _to, _body in ev.sms)
-        bodies = Counter((to, body) for _sid, to, body in ev.sms)
-        self.checked["notice"] += len(ev.sms)
-        for (_to, body), n in bodies.items():
-            if n > 1:
-                tracking = next((p.tracking_no for p in ev.parcels if p.tracking_no in body), None)
-                self.fail(
-                    "notice",
-                    f"one SMS sent {n} times ({tracking}): {body[:80]!r}",
-                    self.history.about("tracking_no", tracking),
-                )
-        if any(n > 1 for n in sids.values()):
-            self.fail("notice", "the provider saw one message id twice")
+        for channel, messages in (("SMS", ev.sms), ("WeChat message", ev.wechat)):
+            ids = Counter(msgid for msgid, _to, _body in messages)
+            bodies = Counter((to, body) for _id, to, body in messages)
+            self.checked["notice"] += len(messages)
+            for (_to, body), n in bodies.items():
+                if n > 1:
+                    tracking = next(
+                        (p.tracking_no for p in ev.parcels if p.tracking_no in body), None
+                    )
+                    self.fail(
+                        "notice",
+                        f"one {channel} sent {n} times ({tracking}): {body[:80]!r}",
+                        self.history.about("tracking_no", tracking),
+                    )
+            if any(n > 1 for n in ids.values()):
+                self.fail("notice", f"the {channel} provider saw one message id twice")
         for parcel in ev.parcels:
             row = ev.cloud["parcels"].get(parcel.tracking_no)
             if row is None:
                 continue
+            # Its code by either channel: SMS to the phone, WeChat to the openid bound to it.
+            to = {parcel.phone, openid_of(parcel.phone)}
             codes = {
                 m.group(1)
-                for _sid, to, body in ev.sms
-                if to == parcel.phone and parcel.tracking_no in body and (m := CODE.search(body))
+                for _id, who, body in ev.sms + ev.wechat
+                if who in to and parcel.tracking_no in body and (m := CODE.search(body))
             }
             self.checked["notice"] += 1
+            never_deposited = {s["status"] for s in row["timeline"]} <= {"announced", "cancelled"}
+            if not codes and never_deposited:
+                continue  # the stated reason: announced, never deposited, so no code was due
             if len(codes) != 1:
                 self.fail(
                     "notice",
@@ -265,6 +294,84 @@ class Checker:
                     self.history.about("cab", cab)[-30:],
                 )
 
+    # --- webhook ---------------------------------------------------------------------------------
+
+    def _webhooks(self, ev: Evidence) -> None:
+        got: dict[str, list[ReceivedWebhook]] = defaultdict(list)
+        for item in ev.webhooks:
+            if not item.verified:
+                self.checked["webhook"] += 1
+                self.fail(
+                    "webhook",
+                    f"a webhook ({item.webhook_id}, {item.event_type} of "
+                    f"{item.tracking_no or '?'}) failed verification: {item.error}",
+                    self.history.about("tracking_no", item.tracking_no),
+                )
+                continue
+            got[item.tracking_no].append(item)
+        for parcel in ev.parcels:
+            row = ev.cloud["parcels"].get(parcel.tracking_no)
+            if not parcel.announced or row is None:
+                continue
+            records = self.history.about("tracking_no", parcel.tracking_no)
+            walk: list[str] = []
+            for status in (t["status"] for t in row["timeline"]):
+                if not walk or walk[-1] != status:
+                    walk.append(status)
+            if walk[:1] != ["announced"]:
+                continue  # no try of the ERP reached the cloud: a walk-in, the ERP owns nothing
+            want = [f"parcel.{status}" for status in walk]
+            mine = got.get(parcel.tracking_no, [])
+            ids: dict[str, set[str]] = defaultdict(set)
+            order: list[str] = []  # event types in the order they first arrived
+            for item in mine:
+                ids[item.event_type].add(item.webhook_id)
+                if item.event_type not in order:
+                    order.append(item.event_type)
+            self.checked["webhook"] += len(want)
+            missing = [event for event in want if event not in ids]
+            if missing:
+                self.fail(
+                    "webhook",
+                    f"{parcel.tracking_no}: the ERP never got {missing} (timeline {walk})",
+                    records,
+                )
+            extra = [event for event in ids if event not in want]
+            if extra:
+                self.fail(
+                    "webhook",
+                    f"{parcel.tracking_no}: the ERP got {extra}, never in its timeline {walk}",
+                    records,
+                )
+            twice = {event: sorted(n) for event, n in ids.items() if len(n) > 1}
+            if twice:
+                self.fail(
+                    "webhook",
+                    f"{parcel.tracking_no}: one status under several webhook-ids {twice}",
+                    records,
+                )
+            if [event for event in order if event in want] != [e for e in want if e in ids]:
+                self.fail(
+                    "webhook",
+                    f"{parcel.tracking_no}: webhooks arrived as {order}, the timeline is {walk}",
+                    records,
+                )
+
+    # --- reservation -----------------------------------------------------------------------------
+
+    def _reservations(self, ev: Evidence) -> None:
+        for tracking, reservation in ev.cloud.get("reservations", {}).items():
+            row = ev.cloud["parcels"].get(tracking)
+            self.checked["reservation"] += 1
+            if row is None or row["status"] == "announced" or reservation["ended_at"]:
+                continue
+            self.fail(
+                "reservation",
+                f"{tracking} is {row['status']}, yet an {reservation['door_size']} door of "
+                f"{reservation['cabinet_id']} is still held for it (until {reservation['until']})",
+                self.history.about("tracking_no", tracking),
+            )
+
     # --- door-picture ----------------------------------------------------------------------------
 
     def _door_picture(self, ev: Evidence) -> None:
@@ -295,6 +402,7 @@ def read_cloud(database_url: str) -> dict[str, Any]:
 
     from cloud.db.engine import make_engine
     from cloud.db.models import Cabinet, Compartment, InboxEvent, Parcel, ParcelEvent
+    from cloud.db.reservation_models import Reservation
 
     engine = make_engine(database_url)
     try:
@@ -307,6 +415,7 @@ def read_cloud(database_url: str) -> dict[str, Any]:
                     "parcel_id": p.parcel_id,
                     "compartment": p.compartment,
                     "timeline": [],
+                    "row_id": p.id,
                 }
             for t in session.exec(select(ParcelEvent).order_by(ParcelEvent.id)):
                 by_row[t.parcel_row_id]["timeline"].append(
@@ -320,9 +429,25 @@ def read_cloud(database_url: str) -> dict[str, Any]:
             doors: dict[str, dict[str, str]] = defaultdict(dict)
             for c in session.exec(select(Compartment)):
                 doors[c.cabinet_id][c.id] = c.state
+            reservations: dict[str, dict[str, Any]] = {}
+            tracking_of = {row["row_id"]: tracking for tracking, row in parcels.items()}
+            for r in session.exec(select(Reservation)):
+                reservations[tracking_of.get(r.parcel_row_id, r.parcel_row_id)] = {
+                    "cabinet_id": r.cabinet_id,
+                    "door_size": r.door_size,
+                    "until": r.until,
+                    "ended_at": r.ended_at,
+                    "ended_why": r.ended_why,
+                }
     finally:
         engine.dispose()
-    return {"parcels": parcels, "events": dict(events), "applied_upto": applied, "doors": doors}
+    return {
+        "parcels": parcels,
+        "events": dict(events),
+        "applied_upto": applied,
+        "doors": doors,
+        "reservations": reservations,
+    }
 
 
 def read_journal(cabinet: CabinetInfo) -> dict[str, Any]:

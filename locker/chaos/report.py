@@ -17,6 +17,9 @@ def print_result(console: Console, result: Result) -> None:
     table.add_row("parcel cycles", str(result.cycles))
     for outcome, n in sorted(result.outcomes.items()):
         table.add_row(f"  ended {outcome}", str(n))
+    table.add_row("how they went", "")
+    for path, n in result.paths.items():
+        table.add_row(f"  {path}", str(n))
     table.add_row("faults injected", str(sum(result.faults.values())))
     for kind, n in result.faults.items():
         table.add_row(f"  {kind}", str(n))

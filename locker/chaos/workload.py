@@ -1,7 +1,10 @@
-"""The workload: couriers deposit, recipients pick up with their SMS's code, parcels expire and
-couriers take them back. It acts as the people around the cabinets do, over the same interfaces
-as `locker demo --story`: the kiosk's JSON API (the touchscreen's requests), the simulator's
-control API (hands at the doors), the fake Twilio's inbox (the recipient's phone).
+"""The workload: the shop's ERP announces some parcels, couriers deposit, recipients pick up
+(typing their notice's code, showing its QR to the scanner, or opening from their phone after
+scanning the cabinet's screen), parcels expire and couriers take them back. It acts as the people
+and systems around the cabinets do, over the same interfaces as `locker demo --story`: the
+kiosk's JSON API (the touchscreen's requests, and what its QR scanner reads), the simulator's
+control API (hands at the doors), the fake Twilio's and WeChat's inboxes (the recipient's phone),
+the cloud's phone pages and API (its browser), the ERP's key and its webhook receiver.
 
 Parcels go in rounds. In a round each cabinet gets its parcels (a thread per cabinet, as three
 cabinets are used at once); the recipients of most of them come for them with their code; then
@@ -16,7 +19,6 @@ courier would; the checker judges what the system made of it.
 from __future__ import annotations
 
 import random
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -27,13 +29,21 @@ from typing import Any
 import httpx
 
 from cloud.core.phones import mask_phone
+from locker.chaos.erp import Erp, ErpFailed
 from locker.chaos.history import History
+from locker.chaos.phones import Notice, Phone, PhoneFailed, otps, pickup_code
 from locker.demo.stack import COURIERS, CabinetInfo, DemoInfo
 
 EXPIRY_JUMP_S = 72 * 3600 + 120  # the site's 72 h pickup window, and two minutes
-CODE = re.compile(r"(?:取件码|[Pp]ickup code)\s*(\d{6,10})")
 SIZES = ("S", "M")
-PICKUP_SHARE = 0.75  # of a round's parcels, picked up before the clock jump; the rest expire
+# How the recipients come, by share of the parcels: their notice's code typed at the kiosk, its QR
+# shown to the scanner, scan-to-open from the phone; the rest never come and their parcels expire.
+PATHS = (("code", 0.45), ("qr", 0.20), ("scan", 0.10), ("expire", 0.25))
+ERP_SHARE = 1 / 3  # announced by the shop's ERP first (a door held), then deposited
+# Recipients bound to WeChat get their notices there. The notice's link (the page with the QR) is
+# only in the WeChat message (an SMS carries no link), so every QR pickup is a WeChat recipient;
+# of the others this share are too, which makes about a third in all.
+WECHAT_SHARE_OTHERS = 1 / 6
 
 
 class OpFailed(Exception):
@@ -54,13 +64,23 @@ class Parcel:
     phone: str  # E.164, in memory only: the history shows it masked
     courier: tuple[str, str]  # id, PIN
     size: str
-    fate: str  # "pickup" | "expire"
+    path: str  # how its recipient comes: "code" | "qr" | "scan" | "expire" (never comes)
+    erp: bool = False  # announced by the ERP before the courier brings it
+    wechat: bool = False  # its recipient is bound to WeChat
     # deposited | indeterminate | not_deposited | picked_up | retrieved | stuck (behind a door
     # that would not open for its retrieval)
     state: str = "planned"
     parcel_id: str | None = None
     compartment: str | None = None
     code: str | None = None
+    shipment_id: str | None = None  # the ERP's announcement, once it was answered
+    announced: bool = False  # the API took the announcement (the webhook invariant's parcels)
+    reserved_door: bool = False  # the kiosk opened the door the cloud held for it
+    picked_by: str | None = None  # code | qr | scan: how it was actually picked up
+
+    @property
+    def fate(self) -> str:
+        return "expire" if self.path == "expire" else "pickup"
 
     def shown(self) -> dict[str, Any]:
         return {
@@ -70,6 +90,7 @@ class Parcel:
             "courier": self.courier[0],
             "compartment": self.compartment,
             "parcel_id": self.parcel_id,
+            "path": self.path,
         }
 
 
@@ -79,15 +100,27 @@ def plan(seed: int, cycles: int, cabinets: list[str]) -> list[Parcel]:
     parcels = []
     for n in range(1, cycles + 1):
         courier = rng.choice(COURIERS)
+        phone = f"+86139{rng.randrange(10**8):08d}"
+        size = rng.choice(SIZES)
+        draw, path = rng.random(), PATHS[-1][0]
+        for name, share in PATHS:
+            if draw < share:
+                path = name
+                break
+            draw -= share
+        erp = rng.random() < ERP_SHARE
+        wechat = path == "qr" or rng.random() < WECHAT_SHARE_OTHERS
         parcels.append(
             Parcel(
                 n=n,
                 tracking_no=f"CH{seed % 10000:04d}{n:06d}",
                 cab=cabinets[(n - 1) % len(cabinets)],
-                phone=f"+86139{rng.randrange(10**8):08d}",
+                phone=phone,
                 courier=(courier[0], courier[1]),
-                size=rng.choice(SIZES),
-                fate="pickup" if rng.random() < PICKUP_SHARE else "expire",
+                size=size,
+                path=path,
+                erp=erp,
+                wechat=wechat,
             )
         )
     return parcels
@@ -101,18 +134,19 @@ class Workload:
         info: DemoInfo,
         history: History,
         *,
-        sms: Callable[[], list[tuple[str, str]]],
+        notices: Callable[[], list[Notice]],
         cloud_status: Callable[[list[str]], dict[str, str]],
         wait_s: float = 90.0,
     ) -> None:
         self.info = info
         self.history = history
-        self.sms = sms  # every SMS received by the fake Twilio: (to, body)
+        self.notices = notices  # every SMS and WeChat message the fakes received, in order
         self.cloud_status = cloud_status  # tracking no -> the cloud's status (read-only DB)
         self.wait_s = wait_s
         self.cabinets = {c.id: c for c in info.cabinets}
         self._local = threading.local()
         self.clock_jumps = 0
+        self._stale_scan: dict[str, str] = {}  # cabinet -> a scan URL the cloud said expired
         self.on_progress: Callable[[int], None] = lambda _n: None
 
     @property
@@ -143,13 +177,78 @@ class Workload:
 
     def _deposit_and_pick_up(self, parcels: list[Parcel]) -> None:
         for parcel in parcels:
+            if parcel.erp:
+                self.announce(parcel)
+        for parcel in parcels:
             self.deposit(parcel)
+            if parcel.state == "not_deposited" and parcel.shipment_id:
+                self.cancel(parcel)
         # One patience for the cabinet's recipients together: SMS that have not come for the
         # first are not waited for again, one by one, for the rest.
         deadline = time.monotonic() + self.wait_s
         for parcel in parcels:
             if parcel.fate == "pickup" and parcel.state == "deposited":
                 self.pick_up(parcel, deadline=deadline)
+
+    # --- the ERP ---------------------------------------------------------------------------------
+
+    @property
+    def erp(self) -> Erp:
+        return Erp(self.http, self.info.api_url, self.info.erp_key)
+
+    def announce(self, parcel: Parcel, attempts: int = 6) -> None:
+        """The ERP announces the parcel with its size (a door is held for it), retrying with the
+        same Idempotency-Key; a parcel it cannot announce comes as any other."""
+        for attempt in range(1, attempts + 1):
+            try:
+                parcel.shipment_id = self.erp.announce(
+                    tracking_no=parcel.tracking_no,
+                    phone=parcel.phone,
+                    cabinet_id=parcel.cab,
+                    size=parcel.size,
+                )
+            except (ErpFailed, httpx.HTTPError) as err:
+                self.history.add(
+                    "workload",
+                    "announce.fail",
+                    attempt=attempt,
+                    error=str(err)[:200],
+                    **parcel.shown(),
+                )
+                time.sleep(2.0)  # an ERP's queue retries for long; the courier comes anyway
+                continue
+            parcel.announced = True
+            self.history.add(
+                "workload",
+                "announce.ok",
+                attempt=attempt,
+                shipment_id=parcel.shipment_id,
+                **parcel.shown(),
+            )
+            return
+        # A try may have reached the API before failing: the checker's webhook invariant
+        # judges whatever the cloud holds for it.
+        parcel.announced = True
+        self.history.add("workload", "announce.gave_up", **parcel.shown())
+
+    def cancel(self, parcel: Parcel, attempts: int = 3) -> None:
+        """The courier never brought it: the ERP cancels the shipment (its door is given back)."""
+        assert parcel.shipment_id is not None
+        for attempt in range(1, attempts + 1):
+            try:
+                self.erp.cancel(parcel.shipment_id, parcel.tracking_no)
+            except (ErpFailed, httpx.HTTPError) as err:
+                self.history.add(
+                    "workload",
+                    "cancel.fail",
+                    attempt=attempt,
+                    error=str(err)[:200],
+                    **parcel.shown(),
+                )
+                time.sleep(1.0)
+                continue
+            self.history.add("workload", "cancel.ok", **parcel.shown())
+            return
 
     # --- deposit -------------------------------------------------------------------------------
 
@@ -182,17 +281,24 @@ class Workload:
         self._sign_out(cabinet)
         courier_id, pin = parcel.courier
         self._expect(cabinet, "CourierSignIn", "SignedIn", courier_id=courier_id, pin=pin)
-        self._expect(cabinet, "TrackingEntered", "TrackingAccepted", tracking_no=parcel.tracking_no)
-        self._expect(
-            cabinet, "PhoneEntered", "PhoneAccepted", phone=parcel.phone.removeprefix("+86")
-        )
-        screens = self._press(cabinet, "SizeChosen", size=parcel.size)
-        opening = [s for s in screens if s["type"] == "DepositDoorOpening"]
+        # The scanner reads the tracking number; where the ERP announced it and the cabinet holds
+        # its door, the screen shows the announced phone (masked) and one tap opens that door
+        # (after the tracking number, or after the phone where the shipment names no carrier).
+        screens = self._press(cabinet, "TrackingEntered", tracking_no=parcel.tracking_no)
+        screens = self._open_reserved(cabinet, parcel, screens, ("TrackingAccepted",))
+        if not _opening(screens):
+            screens = self._press(cabinet, "PhoneEntered", phone=parcel.phone.removeprefix("+86"))
+            screens = self._open_reserved(cabinet, parcel, screens, ("PhoneAccepted",))
+        if not _opening(screens):
+            screens = self._press(cabinet, "SizeChosen", size=parcel.size)
+        opening = _opening(screens)
         if not opening:
             raise OpFailed(f"no door opened for size {parcel.size}: {_types(screens)}")
         compartment = opening[-1]["compartment"]
         parcel.compartment = compartment
-        self.history.add("workload", "deposit.door", **parcel.shown())
+        self.history.add(
+            "workload", "deposit.door", reserved=parcel.reserved_door, **parcel.shown()
+        )
         self._until(
             lambda: self.door(cabinet, compartment)["door_open"], f"door {compartment} open"
         )
@@ -206,25 +312,48 @@ class Workload:
         parcel.parcel_id = deposited[0]["parcel_id"]
         self._sign_out(cabinet)
 
+    def _open_reserved(
+        self, cabinet: CabinetInfo, parcel: Parcel, screens: list[dict[str, Any]], plain: tuple
+    ) -> list[dict[str, Any]]:
+        """Tap to open the door held for the parcel where the screen found it; otherwise the
+        screens must be the step's plain answer (or a door already opening)."""
+        found = [s for s in screens if s["type"] == "ReservationFound"]
+        if not found:
+            if not _opening(screens) and not set(plain) & set(_types(screens)):
+                raise OpFailed(f"the kiosk showed {_types(screens)}, not {plain}")
+            return screens
+        if found[0]["phone_masked"] != mask_phone(parcel.phone):
+            raise OpFailed(f"the held door is for {found[0]['phone_masked']}, not this parcel")
+        parcel.reserved_door = True
+        return self._press(cabinet, "OpenReserved")
+
     # --- pickup --------------------------------------------------------------------------------
 
-    def code_of(self, parcel: Parcel) -> str | None:
-        for to, body in self.sms():
-            if to == parcel.phone and parcel.tracking_no in body and (match := CODE.search(body)):
-                return match.group(1)
-        return None
+    def notice_of(self, parcel: Parcel) -> tuple[str, str | None] | None:
+        """(code, link) off the recipient's phone: its SMS or WeChat notice, once it came."""
+        code, link = pickup_code(self.notices(), parcel.phone, parcel.tracking_no)
+        return (code, link) if code else None
 
     def pick_up(self, parcel: Parcel, attempts: int = 4, deadline: float | None = None) -> None:
         cabinet = self.cabinets[parcel.cab]
         wait_s = self.wait_s if deadline is None else max(1.0, deadline - time.monotonic())
         try:
-            parcel.code = self._until(lambda: self.code_of(parcel), "the pickup SMS", wait_s)
+            parcel.code, link = self._until(
+                lambda: self.notice_of(parcel), "the pickup notice", wait_s
+            )
         except OpFailed as err:
             self.history.add("workload", "pickup.no_code", error=str(err), **parcel.shown())
             return
+        how = parcel.path
+        if how == "qr" and link is None:
+            how = "code"  # the notice came by SMS after all (WeChat failed): no link, no QR
         for attempt in range(1, attempts + 1):
+            # The phone would not open it, or the page would not show the QR (the cloud is
+            # down): the recipient types the code the notice shows instead.
+            if (how == "scan" and attempt > 3) or (how == "qr" and attempt > 2):
+                how = "code"
             try:
-                self._pick_up_once(cabinet, parcel)
+                self._pick_up_once(cabinet, parcel, how, link)
             except DoorShut as err:
                 # It stays behind its faulted door (whose deadline clock the cloud pauses, so it
                 # will not expire either): left for the checker to judge.
@@ -242,16 +371,35 @@ class Workload:
                 time.sleep(1.0)
                 continue
             parcel.state = "picked_up"
-            self.history.add("workload", "pickup.ok", attempt=attempt, **parcel.shown())
+            parcel.picked_by = parcel.picked_by or how
+            self.history.add(
+                "workload", "pickup.ok", attempt=attempt, how=parcel.picked_by, **parcel.shown()
+            )
             return
 
-    def _pick_up_once(self, cabinet: CabinetInfo, parcel: Parcel) -> None:
+    def _pick_up_once(
+        self, cabinet: CabinetInfo, parcel: Parcel, how: str, link: str | None
+    ) -> None:
         assert parcel.compartment is not None and parcel.code is not None
         door = self.door(cabinet, parcel.compartment)
         if not door["occupied"]:  # an earlier try opened it and we took it: done
             return
+        if how == "scan":
+            self._scan_to_open(cabinet, parcel)
+            parcel.picked_by = "scan"
+            self._take_out(cabinet, parcel.compartment)
+            return
         self._wait_kiosk(cabinet)
-        screens = self._press(cabinet, "CodeEntered", code=parcel.code)
+        if how == "qr":
+            assert link is not None
+            # The phone shows the notice's page; the cabinet's scanner reads its QR.
+            try:
+                payload = Phone(self.http, self.info.api_url, parcel.phone).qr_from_link(link)
+            except PhoneFailed as err:  # the cloud is down: the page shows no QR this time
+                raise OpFailed(str(err)) from None
+            screens = self._press(cabinet, "QrScanned", payload=payload)
+        else:
+            screens = self._press(cabinet, "CodeEntered", code=parcel.code)
         opening = [s for s in screens if s["type"] == "DoorsOpening"]
         if not opening:
             raise OpFailed(f"the code opened nothing: {_types(screens)}")
@@ -260,7 +408,43 @@ class Workload:
             # Its door is faulted (a lock whose unlock went unanswered while its board was
             # off): it stays shut until a technician comes. The parcel will expire there.
             raise DoorShut(f"the code opened {compartments}, not door {parcel.compartment}")
+        parcel.picked_by = how
         self._take_out(cabinet, parcel.compartment)
+
+    def _scan_to_open(self, cabinet: CabinetInfo, parcel: Parcel) -> None:
+        """At the cabinet the recipient scans its screen's QR, proves the phone with the SMS
+        code and taps "open" on the page; the cloud sends the cabinet the open."""
+        assert parcel.compartment is not None
+
+        # The screen shows "scan unavailable" while it cannot reach the cloud: a person waits a
+        # little for the QR to come back.
+        def shown_url() -> str | None:
+            answer = self.http.get(f"{cabinet.kiosk_url}/api/scan-qr")
+            url = answer.headers.get("X-Scan-URL") if answer.status_code == 200 else None
+            # One the cloud called expired is not scanned again: the person waits for the next.
+            return url if url != self._stale_scan.get(cabinet.id) else None
+
+        scan_url = self._until(shown_url, "the screen's scan QR", min(20.0, self.wait_s))
+        before = len(otps(self.notices(), parcel.phone))
+
+        def otp_after(n: int) -> str | None:
+            mine = otps(self.notices(), parcel.phone)
+            return mine[-1] if len(mine) > n else None
+
+        phone = Phone(self.http, self.info.api_url, parcel.phone)
+        try:
+            phone.scan_to_open(
+                scan_url,
+                otp_after,
+                before,
+                parcel.compartment,
+                lambda probe, what: self._until(probe, what, min(30.0, self.wait_s)),
+            )
+        except PhoneFailed as err:
+            if "expired" in str(err):
+                self._stale_scan[cabinet.id] = scan_url
+            raise OpFailed(str(err)) from None
+        self.history.add("workload", "scan.open_queued", **parcel.shown())
 
     def _take_out(self, cabinet: CabinetInfo, compartment: str) -> None:
         self._until(
@@ -481,3 +665,7 @@ class Workload:
 
 def _types(screens: list[dict[str, Any]]) -> list[str]:
     return [screen["type"] for screen in screens]
+
+
+def _opening(screens: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [screen for screen in screens if screen["type"] == "DepositDoorOpening"]

@@ -1,8 +1,9 @@
 """`locker chaos` at CI size: the real processes under a seeded nemesis, then the checker.
 
 The first test is the campaign the issue asks the suite to run (about 60 parcel cycles and 20
-faults of every kind); the second plants a bug in the workers (ack an event before its commit)
-and proves the checker catches it and names a seed that replays it.
+faults of every kind; recipients by code, QR and scan-to-open, on SMS and WeChat, a third of the
+parcels announced by the ERP with its webhooks); the second plants a bug in the workers (ack an
+event before its commit) and proves the checker catches it and names a seed that replays it.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def test_sixty_parcels_through_twenty_faults_lose_nothing(tmp_path: Path) -> Non
     assert result.checked["parcel-state"] >= 50
     assert result.checked["door-picture"] == 72 and result.checked["door-opening"] == 72
     assert result.checked["seq"] > 60 and result.checked["notice"] > 60
+    # Every way a recipient comes was taken, and the ERP's parcels were judged.
+    for how in ("code", "qr", "scan"):
+        assert result.paths.get(f"picked up by {how}", 0) >= 1, result.paths
+    assert result.paths.get("WeChat recipients", 0) >= 5, result.paths
+    assert result.checked["webhook"] >= 20 and result.checked["reservation"] >= 5, result.checked
 
 
 @pytest.mark.slow

@@ -96,6 +96,7 @@ def test_the_kiosk_settings_have_defaults_and_load_from_file_and_environment(tmp
     assert (config.kiosk_host, config.kiosk_port) == ("127.0.0.1", 8080)
     assert config.kiosk_language == "zh-CN" and config.kiosk_idle_s == 60
     assert config.cloud_api_url is None and config.technician_pin_hash is None
+    assert config.scan_qr_refresh_s == 60  # a new scan QR a minute; its nonce lives five
     assert config.scanner_port is None
     hashed = pin_hash("2468", b"0123456789abcdef")
     text = BASE.replace(

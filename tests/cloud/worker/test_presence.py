@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
 from cloud.core.notices import NoticeKind
 from cloud.db.models import Cabinet, CommandOutbox, Compartment, NoticeOutbox, Parcel
 from cloud.db.repo import parcel_to_core
 from cloud.services.ingest import apply_pending, store_events
-from cloud.worker import apply_state
+from cloud.worker import MqttClient, Worker, apply_state, subscriptions
+from cloud.worker.mqtt import Received
+from protocol.codec import encode
+from protocol.topics import state_topic
 from tests.cloud.db.builders import CAB, SEAL_KEY, deposited
 from tests.cloud.worker.harness import (
     WAIT_S,
@@ -190,3 +194,33 @@ def test_last_seen_moves_with_every_event_and_presence_says_since_when(engine: E
     _apply(engine, will(CAB, 1), later + timedelta(seconds=30))
     cabinet = _cabinet(engine)
     assert cabinet.presence_since == later + timedelta(seconds=30) and cabinet.online is False
+
+
+def test_a_birth_the_database_refused_is_stored_once_it_is_back(engine: Engine) -> None:
+    """Found by `locker chaos`: a birth that arrived while PostgreSQL refused connections was
+    logged and dropped, waiting for the retained state to come again on the next subscribe, which
+    a database outage does not cause. The cloud kept the cabinet offline, its parcels' deadline
+    clocks paused, and a parcel never expired. Now the worker tries it again every tick."""
+    assert _apply(engine, birth(CAB, 1)).applied
+    assert _apply(engine, will(CAB, 1), T1 + timedelta(seconds=5)).applied
+    client = MqttClient(
+        host="127.0.0.1", port=1, client_id="w1", subscriptions=subscriptions(shared=True)
+    )
+    worker = Worker(engine=engine, client=client, seal_key=SEAL_KEY)
+    refusing = True
+    store = worker.presence.handle
+
+    def handle(state, received_at):  # the database, refusing connections while `refusing`
+        if refusing:
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+        return store(state, received_at)
+
+    worker.presence.handle = handle
+    back_at = T1 + timedelta(seconds=20)
+    worker.handle([Received(state_topic(CAB), encode(birth(CAB, 2)), back_at)])
+    worker._dispatch()  # the worker's timer: the database still refuses
+    assert _cabinet(engine).online is False
+    refusing = False
+    worker._dispatch()
+    cabinet = _cabinet(engine)
+    assert (cabinet.online, cabinet.boot, cabinet.last_seen_at) == (True, 2, back_at)
