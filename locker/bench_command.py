@@ -591,10 +591,20 @@ def queries(
     show_plans: Annotated[
         bool, typer.Option("--plans", help="Print the EXPLAIN ANALYZE of each read.")
     ] = False,
+    reuse_db: Annotated[
+        str | None,
+        typer.Option(
+            "--reuse-db",
+            help="Keep the seeded data in this database and reuse it on the next run with the "
+            "same name (seeding a million parcels takes about a minute); drop it with "
+            "`dropdb NAME` when done.",
+        ),
+    ] = None,
 ) -> None:
     """Seed PARCELS parcels and their timelines, then time the ERP's reads under load.
 
-    A scratch PostgreSQL database (dropped afterwards) is filled set-based in chunks; REPLICAS
+    A scratch PostgreSQL database (dropped afterwards, unless --reuse-db names one to keep) is
+    filled set-based in chunks; REPLICAS
     `locker cloud serve` processes serve it, and a load generator in its own process sends
     `GET /api/v1/tracking/{no}` open loop at RATE a second (latency from when each request was
     due), then WALKERS readers page `GET /api/v1/shipments` by next_cursor. Prints p50 / p99 /
@@ -604,7 +614,7 @@ def queries(
     from rich.console import Console
     from rich.progress import Progress
 
-    from locker.bench.queries import as_dict, run
+    from locker.bench.queries import as_dict, kept_database, run, seeded
     from locker.harness.postgres import scratch_database
 
     console = Console()
@@ -617,11 +627,29 @@ def queries(
             else:
                 bar.update(task, description=f"measuring: {what}", completed=total)
 
-        with scratch_database(pg_admin_url, prefix="locker_bench_queries_") as database:
-            figures = run(
-                database.url, parcels=parcels, rate=rate, seconds=seconds,
-                list_seconds=list_seconds, walkers=walkers, replicas=replicas, progress=progress,
-            )  # fmt: skip
+        options: dict[str, Any] = {
+            "rate": rate,
+            "seconds": seconds,
+            "walkers": walkers,
+            "list_seconds": list_seconds,
+            "replicas": replicas,
+            "progress": progress,
+        }
+        if reuse_db is None:
+            with scratch_database(pg_admin_url, prefix="locker_bench_queries_") as database:
+                figures = run(database.url, parcels=parcels, **options)
+        else:
+            url = kept_database(pg_admin_url, reuse_db)
+            found = seeded(url)
+            if found is not None and found.parcels != parcels:
+                raise typer.BadParameter(
+                    f"{reuse_db} holds {found.parcels:,} parcels, not {parcels:,}: give "
+                    f"--parcels {found.parcels} or another name",
+                    param_hint="--reuse-db",
+                )
+            if found is not None:
+                console.print(f"reusing {reuse_db}: {found.parcels:,} parcels seeded before")
+            figures = run(url, parcels=parcels, **options)
     console.print(
         f"[bold]locker bench queries[/]: {figures.parcels:,} parcels, {figures.timeline_rows:,} "
         f"timeline rows (seeded in {figures.fill_s} s); {figures.replicas} x `locker cloud serve`"

@@ -8,14 +8,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import text, tuple_
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from cloud.core.access import CabinetScope, ParcelScope
 from cloud.core.parcels import Status
-from cloud.db.models import Cabinet, Compartment, ErpApiKey, ErpKeySite, Parcel, ParcelEvent
+from cloud.db.models import (
+    Cabinet,
+    Compartment,
+    ErpApiKey,
+    ErpKeySite,
+    Parcel,
+    ParcelEvent,
+    Site,
+)
 from cloud.db.scoping import cabinet_where, parcel_where
+
+
+class TimelineRow(NamedTuple):
+    """One entry of a parcel's timeline as the API reads it."""
+
+    status: str
+    at: datetime
+    source: str
+    note: str
 
 
 def database_ok(*, session: Session) -> bool:
@@ -122,17 +141,28 @@ def shipments_page(
 
 def newest_parcel_tracked(
     *, session: Session, tracking_no: str, scope: ParcelScope
-) -> Parcel | None:
-    """Return the newest parcel with `tracking_no` that `scope` admits."""
-    statement = select(Parcel).where(Parcel.tracking_no == tracking_no, parcel_where(scope))
-    return session.exec(statement.order_by(col(Parcel.created_at).desc())).first()
-
-
-def timeline(*, session: Session, parcel_row_id: str) -> Sequence[ParcelEvent]:
-    """Return a parcel's timeline, oldest first."""
+) -> tuple[Parcel, Site | None] | None:
+    """Return the newest parcel with `tracking_no` that `scope` admits, with the site of its
+    cabinet (None: the cabinet or its site is gone), in one statement."""
+    # Aliases: the scope's own subqueries on cabinets must not correlate with this join.
+    cabinet, site = aliased(Cabinet), aliased(Site)
     statement = (
-        select(ParcelEvent)
+        select(Parcel, site)
+        .outerjoin(cabinet, col(cabinet.id) == Parcel.cabinet_id)
+        .outerjoin(site, col(site.id) == cabinet.site_id)
+        .where(Parcel.tracking_no == tracking_no, parcel_where(scope))
+        .order_by(col(Parcel.created_at).desc())
+        .limit(1)
+    )
+    found = session.exec(statement).first()
+    return (found[0], found[1]) if found is not None else None
+
+
+def timeline(*, session: Session, parcel_row_id: str) -> Sequence[TimelineRow]:
+    """Return a parcel's timeline, oldest first: the columns the API shows, not ORM objects."""
+    statement = (
+        select(ParcelEvent.status, ParcelEvent.at, ParcelEvent.source, ParcelEvent.note)
         .where(ParcelEvent.parcel_row_id == parcel_row_id)
         .order_by(col(ParcelEvent.at), col(ParcelEvent.id))
     )
-    return session.exec(statement).all()
+    return [TimelineRow(*row) for row in session.exec(statement)]
