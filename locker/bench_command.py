@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -669,11 +670,19 @@ def queries(
             f"  {'':13} CPU over {cpu.wall_s} s: API {cpu.api_s} s, load generator "
             f"{cpu.load_generator_s} s, PostgreSQL {cpu.postgres_s} s"
         )
+        if t.n:  # per answer: the figure a busier or quieter machine changes least
+            per = {k: round(1000 * v / t.n, 2) for k, v in
+                   (("API", cpu.api_s), ("PostgreSQL", cpu.postgres_s))}  # fmt: skip
+            console.print(
+                f"  {'':13} CPU per answer: API {per['API']} ms, PostgreSQL {per['PostgreSQL']} ms"
+            )
     if figures.tracking.rate_per_s < figures.tracking_rate * 0.95:
         console.print(f"  the tracking rate asked was {figures.tracking_rate:g}/s")
     if show_plans:
         for name, plan in figures.plans.items():
             console.print(f"[bold]{name}[/]\n{plan}", highlight=False)
+    load = os.getloadavg()
+    console.print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (latency needs cores)")
     console.print("a benchmark, not a test: it exits 0 whatever the figures")
     if json_path is not None:
         json_path.write_text(json.dumps(as_dict(figures), indent=1))
