@@ -21,6 +21,14 @@ def serve(
     ] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8000,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="A log line per request (uvicorn's). Off where the proxy logs requests: the "
+            "line costs about a tenth of the API's CPU per request (docs/benchmarks.md).",
+        ),
+    ] = True,
 ) -> None:
     """Serve the API at /api/v1 (OpenAPI at /api/v1/openapi.json), until SIGINT or SIGTERM.
 
@@ -74,6 +82,7 @@ def serve(
             create_app(settings, engine=engine),
             host=host,
             port=port,
+            access_log=access_log,
             **({"log_config": None} if json_logs else {}),
         )
     finally:

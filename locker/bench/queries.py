@@ -276,7 +276,8 @@ def _serve(url: str, port: int, secret_hex: str, log: Any) -> subprocess.Popen[b
     # Its log goes to a file: a pipe nobody reads would stop the server once it filled.
     env = clean_env(LOCKER_CLOUD_SECRET_KEY=secret_hex, LOCKER_CLOUD_DATABASE_URL=url)
     return subprocess.Popen(
-        locker_cli("cloud", "serve", "--port", str(port)),
+        # No access log: the proxy in front (deploy/) logs requests; see docs/benchmarks.md.
+        locker_cli("cloud", "serve", "--port", str(port), "--no-access-log"),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=log,
