@@ -12,9 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy import Engine
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
-from cloud.api.deps import ApiKeyDep, SessionDep
+from cloud.api.deps import ApiKeyDep
+from cloud.api.key_cache import PrincipalCache
 from cloud.core.access import Action, Decision, Principal, PrincipalKind
 from cloud.services import queries
 
@@ -171,13 +175,32 @@ UNBOUND_KEY = (
 )
 
 
-def get_erp_principal(session: SessionDep, key: ApiKeyDep) -> Principal:
-    """The ERP client a request's X-API-Key acts for; 403 for a legacy key bound to nothing."""
-    site_ids = queries.key_site_ids(session=session, key=key)
+UNKNOWN_KEY = "unknown or revoked X-API-Key"
+
+
+def _read_principal(engine: Engine, key: str) -> Principal:
+    with Session(engine) as session:
+        found = queries.live_key_binding(session=session, key=key)
+    if found is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, UNKNOWN_KEY)
+    row, site_ids = found
     try:
-        return erp_principal_of(key, site_ids)
+        return erp_principal_of(row, site_ids)
     except ValueError:
         raise HTTPException(status.HTTP_403_FORBIDDEN, UNBOUND_KEY) from None
+
+
+async def get_erp_principal(request: Request, key: ApiKeyDep) -> Principal:
+    """The ERP client a request's X-API-Key acts for: 401 for an unknown or revoked key, 403 for
+    a legacy key bound to nothing. Kept a few seconds per process (cloud/api/key_cache.py), so
+    most requests read nothing here and stay on the event loop."""
+    cache: PrincipalCache = request.app.state.principals
+    key_hash = queries.hash_api_key(key)
+    principal = cache.get(key_hash)
+    if principal is None:
+        principal = await run_in_threadpool(_read_principal, request.app.state.read_engine, key)
+        cache.put(key_hash, principal)
+    return principal
 
 
 ErpPrincipalDep = Annotated[Principal, Depends(get_erp_principal)]

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud import console, errors
 from cloud.api.admission import Admission, pool_capacity
+from cloud.api.key_cache import PrincipalCache
 from cloud.api.routes import (
     cabinets,
     callbacks,
@@ -123,6 +124,9 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
+    # The same pool, its statements in autocommit: the read-only routes' sessions (deps.py).
+    app.state.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    app.state.principals = PrincipalCache(ttl_s=settings.erp_key_cache_s, clock=clock)
     app.state.wechat_oauth = wechat_oauth
     app.state.clock = clock
     # This app's own registry (process, fleet gauges, HTTP latency): tests build many apps.

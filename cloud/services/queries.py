@@ -17,7 +17,7 @@ from cloud.core.phones import mask_phone
 from cloud.db import reads, scoping
 from cloud.db.cabinets import get_cabinet as cabinet_by_id
 from cloud.db.cabinets import site_policy
-from cloud.db.models import Cabinet, Compartment, ErpApiKey, Parcel, ParcelEvent, Site
+from cloud.db.models import Cabinet, Compartment, ErpApiKey, Parcel, Site
 from cloud.db.parcels import get_parcel_by_parcel_id, parcel_to_core
 
 MAX_PAGE = 500
@@ -46,11 +46,12 @@ def find_api_key(*, session: Session, key: str) -> ErpApiKey | None:
     return row if row is not None and row.revoked_at is None else None
 
 
-def key_site_ids(*, session: Session, key: ErpApiKey) -> frozenset[str]:
-    """Return the sites an ERP key is bound to (the read is ended: a write may follow)."""
-    site_ids = reads.key_site_ids(session=session, key_id=key.id)
-    session.rollback()
-    return site_ids
+def live_key_binding(*, session: Session, key: str) -> tuple[ErpApiKey, frozenset[str]] | None:
+    """Return the live API key row `key` belongs to and the sites it is bound to, if any."""
+    row = find_api_key(session=session, key=key)
+    if row is None:
+        return None
+    return row, reads.key_site_ids(session=session, key_id=row.id)
 
 
 # The row type of a live ERP key, as the API's key dependency hands it on.
@@ -208,7 +209,7 @@ class Tracking:
     """What `GET /tracking/{tracking_no}` shows: the parcel, its timeline, its overdue fee."""
 
     view: ParcelView
-    timeline: Sequence[ParcelEvent]
+    timeline: Sequence[reads.TimelineRow]
     fee: OverdueFee | None
 
 
@@ -217,16 +218,15 @@ def tracking(
 ) -> Tracking | None:
     """Return the newest parcel with `tracking_no` (a re-sent shipment reuses it) that `scope`
     admits, and its story: another client's parcel with the number neither shows nor hides it."""
-    row = reads.newest_parcel_tracked(session=session, tracking_no=tracking_no, scope=scope)
-    if row is None:
+    found = reads.newest_parcel_tracked(session=session, tracking_no=tracking_no, scope=scope)
+    if found is None:
         return None
+    row, site = found
     timeline = reads.timeline(session=session, parcel_row_id=row.id)
-    fee = None
-    cabinet = cabinet_by_id(session=session, cab=row.cabinet_id)
-    site = session.get(Site, cabinet.site_id) if cabinet is not None else None
-    if site is not None:
-        fee = overdue_fee(parcel_to_core(row), site_policy(site), now)
-    return Tracking(_view(row, now), timeline, fee)
+    core = parcel_to_core(row)
+    fee = overdue_fee(core, site_policy(site), now) if site is not None else None
+    view = ParcelView(row, erp_state(Status(row.status)), core.deadline(now))
+    return Tracking(view, timeline, fee)
 
 
 # --- what the access policy decides on ------------------------------------------------------------

@@ -276,7 +276,8 @@ def _serve(url: str, port: int, secret_hex: str, log: Any) -> subprocess.Popen[b
     # Its log goes to a file: a pipe nobody reads would stop the server once it filled.
     env = clean_env(LOCKER_CLOUD_SECRET_KEY=secret_hex, LOCKER_CLOUD_DATABASE_URL=url)
     return subprocess.Popen(
-        locker_cli("cloud", "serve", "--port", str(port)),
+        # No access log: the proxy in front (deploy/) logs requests; see docs/benchmarks.md.
+        locker_cli("cloud", "serve", "--port", str(port), "--no-access-log"),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=log,
@@ -331,6 +332,69 @@ def _phase(
     return json.loads(answer), cpu
 
 
+@dataclass(frozen=True)
+class Seed:
+    """A filled database: the secret key its code keys are sealed under and the reader's key."""
+
+    parcels: int
+    timeline_rows: int
+    fill_s: float
+    secret_hex: str
+    api_key: str
+
+
+# A reused database (`--reuse-db`) keeps what a later run needs to serve it in this table.
+_SEED_TABLE = "bench_queries_seed"
+
+
+def seed(url: str, *, parcels: int, cabinets: int = 1000, progress: Progress) -> Seed:
+    """Migrate and fill the empty database at `url`, make the reader's key, and record both."""
+    secret_hex = secrets.token_hex(32)
+    fill_s, timeline_rows = fill(
+        url, parcels=parcels, cabinets=min(cabinets, parcels), secret_key=secret_hex.encode(),
+        progress=progress,
+    )  # fmt: skip
+    made = Seed(parcels, timeline_rows, fill_s, secret_hex, _erp_key(url))
+    with psycopg.connect(libpq_url(url)) as conn:
+        conn.execute(
+            f"CREATE TABLE {_SEED_TABLE} (parcels int, timeline_rows int, fill_s float8,"
+            " secret_hex text, api_key text)"
+        )
+        conn.execute(
+            f"INSERT INTO {_SEED_TABLE} VALUES (%s, %s, %s, %s, %s)",
+            (made.parcels, made.timeline_rows, made.fill_s, made.secret_hex, made.api_key),
+        )
+    return made
+
+
+def seeded(url: str) -> Seed | None:
+    """The seed a reused database was filled with; None if it was never filled (or not fully)."""
+    with psycopg.connect(libpq_url(url)) as conn:
+        exists = conn.execute("SELECT to_regclass(%s)", (_SEED_TABLE,)).fetchone()
+        if exists is None or exists[0] is None:
+            return None
+        row = conn.execute(f"SELECT * FROM {_SEED_TABLE}").fetchone()
+    return Seed(*row) if row is not None else None
+
+
+def kept_database(admin_url: str, name: str) -> str:
+    """The URL of database `name`, kept between runs: created if missing, and made afresh if an
+    earlier fill of it did not finish (it has no seed record)."""
+    from psycopg import sql
+
+    from locker.harness.postgres import admin_connect, database_exists, database_url
+
+    url = database_url(admin_url, name)
+    if database_exists(name, admin_url) and seeded(url) is not None:
+        return url
+    with admin_connect(admin_url) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return url
+
+
 def run(
     url: str,
     *,
@@ -343,13 +407,28 @@ def run(
     cabinets: int = 1000,
     progress: Progress = lambda _what, _done, _total: None,
 ) -> Figures:
-    """Fill the scratch database at `url`, serve it, load it; return the figures."""
-    secret_hex = secrets.token_hex(32)
-    fill_s, timeline_rows = fill(
-        url, parcels=parcels, cabinets=min(cabinets, parcels), secret_key=secret_hex.encode(),
-        progress=progress,
+    """Fill the scratch database at `url` (unless it holds a seed already), serve it, load it;
+    return the figures."""
+    filled = seeded(url) or seed(url, parcels=parcels, cabinets=cabinets, progress=progress)
+    return measure(
+        url, filled, rate=rate, seconds=seconds, list_seconds=list_seconds, walkers=walkers,
+        replicas=replicas, progress=progress,
     )  # fmt: skip
-    key = _erp_key(url)
+
+
+def measure(
+    url: str,
+    filled: Seed,
+    *,
+    rate: float = 500.0,
+    seconds: float = 20.0,
+    list_seconds: float = 15.0,
+    walkers: int = 4,
+    replicas: int = 2,
+    progress: Progress = lambda _what, _done, _total: None,
+) -> Figures:
+    """Serve the filled database at `url` and load it; return the figures."""
+    parcels, secret_hex, key = filled.parcels, filled.secret_hex, filled.api_key
     draw = random.Random(17)
     mine = [g for g in range(1, parcels + 1) if CARRIERS[g % 4] == READER]
     requests = max(1, int(rate * seconds))
@@ -401,8 +480,8 @@ def run(
         log.close()
     return Figures(
         parcels=parcels,
-        timeline_rows=timeline_rows,
-        fill_s=fill_s,
+        timeline_rows=filled.timeline_rows,
+        fill_s=filled.fill_s,
         replicas=replicas,
         tracking_rate=rate,
         tracking=_latency(tracked["open"]),

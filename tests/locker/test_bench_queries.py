@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from locker.bench.queries import run
+from locker.bench.queries import run, seeded
 
 
 def test_the_bench_seeds_serves_and_measures_both_reads(postgres_url: str) -> None:
@@ -30,3 +30,6 @@ def test_the_bench_seeds_serves_and_measures_both_reads(postgres_url: str) -> No
     # The cursor page reads the (created_at, id) index, not a sort of the key's whole scope.
     assert "ix_parcels_created_id" in figures.plans["list_page"]
     assert "ix_parcel_events_parcel_row_id" in figures.plans["timeline"]
+    # The database keeps what a later run (`--reuse-db`) needs to serve it without seeding.
+    kept = seeded(postgres_url)
+    assert kept is not None and (kept.parcels, kept.timeline_rows) == (2000, figures.timeline_rows)

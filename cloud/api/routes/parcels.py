@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from cloud.api.access import ErpPrincipalDep, enforce
-from cloud.api.deps import NowDep, SessionDep
+from cloud.api.deps import NowDep, ReadSessionDep
 from cloud.api.schemas import (
-    OverdueFeePublic,
     ParcelPublic,
     ParcelsPublic,
-    TimelineEntryPublic,
     TrackingPublic,
     error_responses,
+    json_answer,
 )
 from cloud.core.access import Action, decide, parcel_scope
 from cloud.core.parcels import Status, erp_state, order_state
@@ -30,7 +29,7 @@ def parcel_public(view: queries.ParcelView) -> ParcelPublic:
 
 @router.get("/parcels", response_model=ParcelsPublic, responses=error_responses(401, 403, 422))
 def list_parcels(
-    session: SessionDep,
+    session: ReadSessionDep,
     now: NowDep,
     principal: ErpPrincipalDep,
     cabinet: Annotated[str | None, Query(max_length=64, description="Only this cabinet's")] = None,
@@ -39,7 +38,7 @@ def list_parcels(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0, le=queries.MAX_OFFSET)] = 0,
-) -> ParcelsPublic:
+) -> Response:
     """List the key's parcels, newest first, optionally of one cabinet and in one status.
 
     A key's parcels: those its carrier or merchant announced, and (a carrier's key) those its
@@ -54,7 +53,8 @@ def list_parcels(
         limit=limit,
         offset=offset,
     )
-    return ParcelsPublic(data=[parcel_public(v) for v in views], count=len(views))
+    records = [queries.parcel_record(v) for v in views]
+    return json_answer(ParcelsPublic.model_validate({"data": records, "count": len(records)}))
 
 
 @router.get(
@@ -64,10 +64,10 @@ def list_parcels(
 )
 def get_parcel(
     parcel_id: Annotated[str, Path(min_length=1, max_length=64)],
-    session: SessionDep,
+    session: ReadSessionDep,
     now: NowDep,
     principal: ErpPrincipalDep,
-) -> ParcelPublic:
+) -> Response:
     """Show one of the key's parcels by its cabinet-made parcel_id (or its row id)."""
     row = queries.find_parcel(session=session, parcel_id=parcel_id)
     decision = decide(
@@ -75,7 +75,7 @@ def get_parcel(
     )
     enforce(decision, f"no parcel {parcel_id!r}")
     assert row is not None
-    return parcel_public(queries.parcel_view(row, now))
+    return json_answer(parcel_public(queries.parcel_view(row, now)))
 
 
 @router.get(
@@ -86,10 +86,10 @@ def get_parcel(
 )
 def get_tracking(
     tracking_no: Annotated[str, Path(min_length=1, max_length=64)],
-    session: SessionDep,
+    session: ReadSessionDep,
     now: NowDep,
     principal: ErpPrincipalDep,
-) -> TrackingPublic:
+) -> Response:
     """Show one of the key's shipments: status, ERP order state, timeline and overdue fee."""
     found = queries.tracking(
         session=session, tracking_no=tracking_no, now=now, scope=parcel_scope(principal)
@@ -99,16 +99,18 @@ def get_tracking(
             status.HTTP_404_NOT_FOUND, f"no parcel with tracking number {tracking_no!r}"
         )
     timeline = [
-        TimelineEntryPublic(
-            status=Status(e.status),
-            erp_state=erp_state(Status(e.status)),
-            order_state=order_state(Status(e.status)).zh,
-            shipx_status=order_state(Status(e.status)).shipx,
-            at=e.at,
-            source=e.source,
-            note=e.note,
-        )
+        {
+            "status": e.status,
+            "erp_state": erp_state(Status(e.status)),
+            "order_state": order_state(Status(e.status)).zh,
+            "shipx_status": order_state(Status(e.status)).shipx,
+            "at": e.at,
+            "source": e.source,
+            "note": e.note,
+        }
         for e in found.timeline
     ]
-    fee = OverdueFeePublic(**vars(found.fee)) if found.fee is not None else None
-    return TrackingPublic(parcel=parcel_public(found.view), timeline=timeline, overdue_fee=fee)
+    fee = vars(found.fee) if found.fee is not None else None
+    # Built from plain values and validated once, in pydantic's core (not model by model).
+    answer = {"parcel": queries.parcel_record(found.view), "timeline": timeline, "overdue_fee": fee}
+    return json_answer(TrackingPublic.model_validate(answer))

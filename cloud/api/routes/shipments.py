@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, status
+from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from cloud.api.access import ErpPrincipalDep
-from cloud.api.deps import NowDep, SessionDep, SettingsDep
+from cloud.api.deps import NowDep, ReadSessionDep, SessionDep, SettingsDep
 from cloud.api.schemas import (
     ParcelPublic,
     ReturnConfirm,
@@ -24,6 +24,7 @@ from cloud.api.schemas import (
     ShipmentsPublic,
     ShipmentUpdate,
     error_responses,
+    json_answer,
 )
 from cloud.core.parcels import Status
 from cloud.services import queries, shipments
@@ -112,7 +113,7 @@ def _answer(result: shipments.Announced) -> JSONResponse:
 
 @router.get("/shipments", response_model=ShipmentsPublic, responses=error_responses(401, 403, 422))
 def list_shipments(
-    session: SessionDep,
+    session: ReadSessionDep,
     now: NowDep,
     principal: ErpPrincipalDep,
     shipment_status: Annotated[
@@ -132,7 +133,7 @@ def list_shipments(
         str | None, Query(max_length=512, description="`next_cursor` of the page before")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=shipments.MAX_PAGE)] = 50,
-) -> ShipmentsPublic:
+) -> Response:
     """List the key's shipments, oldest first, a page at a time.
 
     Follow `next_cursor` until it is null: a shipment announced meanwhile comes on a later page,
@@ -159,8 +160,9 @@ def list_shipments(
         limit=limit,
         now=now,
     )
-    data = [ParcelPublic(**queries.parcel_record(view)) for view in page.views]
-    return ShipmentsPublic(data=data, count=len(data), next_cursor=page.next_cursor)
+    data = [queries.parcel_record(view) for view in page.views]
+    page_json = {"data": data, "count": len(data), "next_cursor": page.next_cursor}
+    return json_answer(ShipmentsPublic.model_validate(page_json))
 
 
 @router.get(
@@ -169,13 +171,13 @@ def list_shipments(
     responses=error_responses(401, 403, 404, 422),
 )
 def get_shipment(
-    shipment_id: ShipmentId, session: SessionDep, now: NowDep, principal: ErpPrincipalDep
-) -> ParcelPublic:
+    shipment_id: ShipmentId, session: ReadSessionDep, now: NowDep, principal: ErpPrincipalDep
+) -> Response:
     """Show one of the key's shipments by its id: status, ERP order state and what was announced."""
     view = shipments.get_shipment(
         session=session, principal=principal, shipment_id=shipment_id, now=now
     )
-    return ParcelPublic(**queries.parcel_record(view))
+    return json_answer(ParcelPublic(**queries.parcel_record(view)))
 
 
 @router.patch(
