@@ -18,7 +18,7 @@ that would have: a time must be an aware datetime (`UtcDateTime`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,12 +27,15 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     Connection,
     DateTime,
     Integer,
     String,
     Table,
+    any_,
     bindparam,
+    text,
     true,
     update,
 )
@@ -206,3 +209,30 @@ def _document(names: Sequence[str], rows: Sequence[Row]) -> tuple[str]:
 
 def _plain(column_type: TypeEngine[Any]) -> TypeEngine[Any]:
     return column_type.impl_instance if isinstance(column_type, TypeDecorator) else column_type
+
+
+# --- many values as one parameter -----------------------------------------------------------------
+
+
+def among(
+    column: ColumnElement[Any], values: Iterable[Any], *, dialect: str
+) -> ColumnElement[bool]:
+    """`column IN (values)`, the values sent as one JSON array: a statement text that does not
+    change with their number.
+
+    SQLAlchemy expands `in_([...])` into a parameter per value at each execution, rendering and
+    binding every one, and psycopg then parses a new statement text each time (no prepared
+    statement): `locker bench cloud` measured those at a tenth of the worker's ingest CPU, for
+    the batch's cabinets, parcel ids and tracking numbers. On PostgreSQL the values become an
+    array (`column = ANY (ARRAY(...))`, computed once), which the planner looks up in the
+    column's index; `IN (SELECT ...)` made it a hash join over the whole table.
+    """
+    document = bindparam(
+        "values", orjson.dumps(sorted(set(values))).decode(), type_=String, unique=True
+    )
+    if dialect == "postgresql":
+        array = "(ARRAY(SELECT json_array_elements_text(CAST(:values AS json))))"
+        return column == any_(text(array).bindparams(document))
+    # SQLite's JSON1 (built in since 3.38)
+    elements = text("SELECT value FROM json_each(:values)").bindparams(document)
+    return column.in_(elements.columns(value=column.type))

@@ -50,6 +50,7 @@ from cloud.db.models import (
     NoticeOutbox,
     Parcel,
     ParcelEvent,
+    Site,
 )
 from protocol.codec import encode
 from protocol.messages import ParcelDepositedData, PutCodes
@@ -93,6 +94,7 @@ class DepositBatch:
     others_after_sends: bool = False
     taken: int = 0  # deposits added (their commands are in `sends`)
     claim: bool = True  # False: `codes.put` left unclaimed, for the command dispatcher
+    _policies: dict[str, SitePolicy] = field(default_factory=dict)  # by site id
 
     @classmethod
     def prepare(
@@ -103,23 +105,32 @@ class DepositBatch:
         cabs: Iterable[str],
         claim: bool = True,
     ) -> DepositBatch:
-        """Read what deciding `deposits` needs (three queries; none for no deposits).
+        """Read what deciding `deposits` needs (one query; none for nothing to read).
 
         `cabs` are the cabinets whose live code hashes to read at once (the others' are read
         when a code is first issued). With `claim`, the caller publishes `sends` after its
         commit; without, the deposits' `codes.put` are left to the command dispatcher.
         """
         deposits = list(deposits)
-        parcel_ids = {data.parcel_id for data in deposits}
-        tracking_nos = {data.tracking_no for data in deposits}
+        read = repo.deposit_reads(
+            session=session,
+            parcel_ids=[data.parcel_id for data in deposits],
+            tracking_nos=[data.tracking_no for data in deposits],
+            cabs=cabs,
+        )
         return cls(
-            new_parcel_ids=parcel_ids
-            - repo.parcel_ids_taken(session=session, parcel_ids=parcel_ids),
-            unannounced=tracking_nos
-            - repo.announced_tracking_nos(session=session, tracking_nos=tracking_nos),
-            live_hashes=repo.live_code_hashes_of(session=session, cabs=cabs),
+            new_parcel_ids={data.parcel_id for data in deposits} - read.taken,
+            unannounced={data.tracking_no for data in deposits} - read.announced,
+            live_hashes=read.live_hashes,
             claim=claim,
         )
+
+    def policy(self, site: Site) -> SitePolicy:
+        """The site's policy, made once per transaction: its cabinets share it."""
+        policy = self._policies.get(site.id)
+        if policy is None:
+            policy = self._policies[site.id] = repo.site_policy(site)
+        return policy
 
     def __len__(self) -> int:
         return len(self._rows)

@@ -320,7 +320,7 @@ def apply_locked(
     applier = _Applier(
         session=session,
         cabinet=cabinet,
-        policy=repo.site_policy(site),
+        policy=batch.policy(site),
         seal_key=seal_key,
         randbelow=randbelow,
         now=now,
