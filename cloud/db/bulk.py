@@ -145,7 +145,8 @@ def update_rows(
 def _names(table: Table, rows: Sequence[Row]) -> list[str]:
     """The rows' columns, once they are checked: the same in every row, times aware."""
     names = list(rows[0])
-    if any(len(row) != len(names) for row in rows):  # a missing key would go in as NULL
+    keys = rows[0].keys()
+    if any(row.keys() != keys for row in rows):  # a missing key would go in as NULL
         raise ValueError("every row must hold the same columns")
     for name in names:
         if isinstance(_plain(table.c[name].type), DateTime):
@@ -202,8 +203,14 @@ def _sized_recordset(table: Table, names: Sequence[str], rows: int) -> str:
 
 
 def _document(names: Sequence[str], rows: Sequence[Row]) -> tuple[str]:
-    """The rows as one JSON array of objects (the statement's one parameter)."""
+    """The rows as one JSON array of objects (the statement's one parameter).
+
+    The rows go as they are when they hold just `names` (`_names` checked they all hold the
+    same keys): copying each into a new dict first was a tenth of the worker's busy time.
+    """
     # orjson writes aware datetimes as RFC 3339 with their offset, which timestamptz reads.
+    if len(rows[0]) == len(names) and all(type(row) is dict for row in rows):
+        return (orjson.dumps(rows if isinstance(rows, list) else list(rows)).decode(),)
     return (orjson.dumps([{name: row[name] for name in names} for row in rows]).decode(),)
 
 

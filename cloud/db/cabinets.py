@@ -246,7 +246,7 @@ def mark_seen(*, session: Session, cabs: Iterable[str], at: datetime) -> None:
     session.connection().execute(
         update(table)
         .where(
-            table.c.id.in_(ids),
+            among(table.c.id, ids, dialect=session.connection().dialect.name),
             or_(table.c.last_seen_at.is_(None), table.c.last_seen_at < at),
         )
         .values(last_seen_at=at)

@@ -67,6 +67,12 @@ class _Rows:
     sends: list[Send] = field(default_factory=list)
 
 
+class StoredMeanwhile(RuntimeError):
+    """A deferred event was stored by a writer that did not hold the cabinet's lock
+    (`store_events`) between the read of the stored events and the INSERT: the transaction
+    applied its own copy, so it must fail, and is done again cabinet by cabinet."""
+
+
 @dataclass(frozen=True, slots=True)
 class Send:
     """A claimed command to publish once the transaction that wrote it has committed."""
@@ -95,6 +101,8 @@ class DepositBatch:
     taken: int = 0  # deposits added (their commands are in `sends`)
     claim: bool = True  # False: `codes.put` left unclaimed, for the command dispatcher
     _policies: dict[str, SitePolicy] = field(default_factory=dict)  # by site id
+    # New events' inbox rows, inserted by `flush` with what applying them marked (`defer`).
+    _deferred: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def prepare(
@@ -201,10 +209,29 @@ class DepositBatch:
         self.new_parcel_ids.discard(parcel.parcel_id)  # not new any more: a second is not taken
         self._doors[(cab, parcel.compartment)] = "occupied"
 
+    def defer(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Keep new events' inbox rows (`cloud.services.ingest.stage_events`) for `flush` to
+        insert, marked applied if they were by then: one write per event, not an INSERT and
+        an UPDATE."""
+        for row in rows:
+            self._deferred[(row["cabinet_id"], row["seq"])] = row
+
+    def deferred_events(self) -> dict[str, list[repo.StoredEvent]]:
+        """The deferred events by cabinet, as the apply step reads stored ones, in seq order."""
+        found: dict[str, list[repo.StoredEvent]] = {}
+        for (cab, seq), row in sorted(self._deferred.items()):
+            event = repo.StoredEvent(cab, seq, row["event_id"], row["type"], row["ts"], row["data"])
+            found.setdefault(cab, []).append(event)
+        return found
+
     def mark_applied(
         self, row: InboxEvent | repo.StoredEvent, *, at: datetime, anomaly: str | None
     ) -> None:
         """Mark a stored event applied (with its anomaly, if the core refused it) at `flush`."""
+        deferred = self._deferred.get((row.cabinet_id, row.seq))
+        if deferred is not None:  # not inserted yet: it will be, applied
+            deferred.update(applied=True, applied_at=at, anomaly=anomaly)
+            return
         self._applied.append(
             {"cab": row.cabinet_id, "event_seq": row.seq, "at": at, "anomaly": anomaly}
         )
@@ -235,11 +262,30 @@ class DepositBatch:
             # Never sent after all: the rows must not say they were.
             repo.unclaim_commands(session=session, ids=gone)
 
+    def _store_deferred(self, session: Session) -> None:
+        """Insert the deferred events, in (cab, seq) order as every insert of events is;
+        raise StoredMeanwhile if one was stored meanwhile (this transaction then fails)."""
+        deferred, self._deferred = self._deferred, {}
+        if not deferred:
+            return
+        rows = [deferred[key] for key in sorted(deferred)]
+        inserted = repo.insert_ignore(
+            session=session,
+            table=InboxEvent.__table__,
+            rows=rows,
+            conflict_columns=["cabinet_id", "seq"],
+            returning=["cabinet_id", "seq"],
+        )
+        if len(inserted) != len(rows):
+            missing = sorted(set(deferred) - {(cab, seq) for cab, seq in inserted})
+            raise StoredMeanwhile(f"events {missing[:5]} were stored by another writer meanwhile")
+
     def flush(self, session: Session) -> None:
         """Write the kept rows in the caller's transaction, one statement per table; empty."""
-        if not (self._rows or self._doors or self._applied or self._uptos):
+        if not (self._rows or self._doors or self._applied or self._uptos or self._deferred):
             return
         session.flush()  # the ORM's pending changes came first, so they are written first
+        self._store_deferred(session)
         rows, self._rows = self._rows, []
         self.sends += [send for r in rows for send in r.sends]
         commands = [command for r in rows for command in r.commands]
