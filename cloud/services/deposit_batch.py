@@ -214,7 +214,13 @@ class DepositBatch:
         insert, marked applied if they were by then: one write per event, not an INSERT and
         an UPDATE."""
         for row in rows:
-            self._deferred[(row["cabinet_id"], row["seq"])] = row
+            # Every row with the columns `mark_applied` sets: one INSERT takes them all.
+            self._deferred[(row["cabinet_id"], row["seq"])] = {
+                **row,
+                "applied": False,
+                "applied_at": None,
+                "anomaly": None,
+            }
 
     def deferred_events(self) -> dict[str, list[repo.StoredEvent]]:
         """The deferred events by cabinet, as the apply step reads stored ones, in seq order."""
