@@ -163,7 +163,7 @@ def sites_and_compartments(
 
 def cabinet_code_key(cabinet: Cabinet, *, seal_key: bytes) -> bytes:
     """Return the key a cabinet's pickup-code hashes are made with (unsealed); raise SealError."""
-    return _unsealed_code_key(seal_key, cabinet.code_key, cabinet.id)
+    return _unsealed_code_key(bytes(seal_key), cabinet.code_key, cabinet.id)
 
 
 @functools.lru_cache(maxsize=4096)

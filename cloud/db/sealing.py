@@ -75,8 +75,12 @@ def unseal_bytes(secret_key: bytes, sealed: str, *, context: str) -> bytes:
         raise SealError("sealed value fails its check: wrong key, context or tampered") from None
 
 
-@functools.lru_cache(maxsize=16)
 def _cipher(secret_key: bytes) -> AESGCM:
+    return _cipher_of(bytes(secret_key))  # bytes: a bytearray key cannot be a cache key
+
+
+@functools.lru_cache(maxsize=16)
+def _cipher_of(secret_key: bytes) -> AESGCM:
     # One per key for the process: deriving the subkey and building the cipher for every value
     # sealed or unsealed cost the worker as much as the AES itself. AESGCM holds no state
     # between calls (each takes its own nonce), so threads may share it.
