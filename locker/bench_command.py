@@ -569,6 +569,38 @@ def statements(
         json_path.write_text(json.dumps(as_dict(figures), indent=1))
 
 
+@app.command("ingest")
+def ingest(
+    cabinets: Annotated[int, typer.Option(min=1, help="Cabinets registered.")] = 300,
+    batches: Annotated[int, typer.Option(min=1, help="Batches measured.")] = 40,
+    batch: Annotated[int, typer.Option(min=1, help="Deposits a batch.")] = 100,
+    pg_admin_url: PgAdminUrlOption = "postgresql://postgres@127.0.0.1:5432/postgres",
+    json_path: JsonPathOption = None,
+) -> None:
+    """Feed BATCHES batches of BATCH deposits to the worker's ingest loop in this process: CPU
+    of the loop and of its PostgreSQL backend per deposit, statements per batch.
+
+    No broker and no MQTT: the ingest transaction's own cost, steadier than `locker bench
+    cloud`'s on a shared machine. A scratch database is created and dropped.
+    """
+    from locker.bench.ingest import as_dict, run
+    from locker.harness.postgres import scratch_database
+
+    with scratch_database(pg_admin_url, prefix="locker_bench_ingest_") as database:
+        figures = run(database.url, cabinets=cabinets, batches=batches, batch=batch)
+    typer.echo(
+        f"{figures.deposits:,} deposits in {figures.batches} batches of {figures.batch} "
+        f"({figures.cabinets} cabinets): CPU per deposit, ingest loop "
+        f"{figures.worker_ms_per_deposit} ms, its PostgreSQL backend "
+        f"{figures.postgresql_ms_per_deposit} ms; {figures.statements_per_batch} statements a "
+        f"batch; {figures.fallback_batches} batches done again cabinet by cabinet"
+    )
+    for statement, count in figures.statements.items():
+        typer.echo(f"  {count:6.2f}  {statement}")
+    if json_path is not None:
+        json_path.write_text(json.dumps(as_dict(figures), indent=1))
+
+
 @app.command("queries")
 def queries(
     parcels: Annotated[

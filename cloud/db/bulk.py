@@ -18,7 +18,7 @@ that would have: a time must be an aware datetime (`UtcDateTime`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,12 +27,15 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     Connection,
     DateTime,
     Integer,
     String,
     Table,
+    any_,
     bindparam,
+    text,
     true,
     update,
 )
@@ -142,7 +145,8 @@ def update_rows(
 def _names(table: Table, rows: Sequence[Row]) -> list[str]:
     """The rows' columns, once they are checked: the same in every row, times aware."""
     names = list(rows[0])
-    if any(len(row) != len(names) for row in rows):  # a missing key would go in as NULL
+    keys = rows[0].keys()
+    if any(row.keys() != keys for row in rows):  # a missing key would go in as NULL
         raise ValueError("every row must hold the same columns")
     for name in names:
         if isinstance(_plain(table.c[name].type), DateTime):
@@ -199,10 +203,43 @@ def _sized_recordset(table: Table, names: Sequence[str], rows: int) -> str:
 
 
 def _document(names: Sequence[str], rows: Sequence[Row]) -> tuple[str]:
-    """The rows as one JSON array of objects (the statement's one parameter)."""
+    """The rows as one JSON array of objects (the statement's one parameter).
+
+    The rows go as they are when they hold just `names` (`_names` checked they all hold the
+    same keys): copying each into a new dict first was a tenth of the worker's busy time.
+    """
     # orjson writes aware datetimes as RFC 3339 with their offset, which timestamptz reads.
+    if len(rows[0]) == len(names) and all(type(row) is dict for row in rows):
+        return (orjson.dumps(rows if isinstance(rows, list) else list(rows)).decode(),)
     return (orjson.dumps([{name: row[name] for name in names} for row in rows]).decode(),)
 
 
 def _plain(column_type: TypeEngine[Any]) -> TypeEngine[Any]:
     return column_type.impl_instance if isinstance(column_type, TypeDecorator) else column_type
+
+
+# --- many values as one parameter -----------------------------------------------------------------
+
+
+def among(
+    column: ColumnElement[Any], values: Iterable[Any], *, dialect: str
+) -> ColumnElement[bool]:
+    """`column IN (values)`, the values sent as one JSON array: a statement text that does not
+    change with their number.
+
+    SQLAlchemy expands `in_([...])` into a parameter per value at each execution, rendering and
+    binding every one, and psycopg then parses a new statement text each time (no prepared
+    statement): `locker bench cloud` measured those at a tenth of the worker's ingest CPU, for
+    the batch's cabinets, parcel ids and tracking numbers. On PostgreSQL the values become an
+    array (`column = ANY (ARRAY(...))`, computed once), which the planner looks up in the
+    column's index; `IN (SELECT ...)` made it a hash join over the whole table.
+    """
+    document = bindparam(
+        "values", orjson.dumps(sorted(set(values))).decode(), type_=String, unique=True
+    )
+    if dialect == "postgresql":
+        array = "(ARRAY(SELECT json_array_elements_text(CAST(:values AS json))))"
+        return column == any_(text(array).bindparams(document))
+    # SQLite's JSON1 (built in since 3.38)
+    elements = text("SELECT value FROM json_each(:values)").bindparams(document)
+    return column.in_(elements.columns(value=column.type))

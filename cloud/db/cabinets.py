@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from cloud.core.policies import Language, SitePolicy
 from cloud.db import bulk
+from cloud.db.bulk import among
 from cloud.db.models import (
     Cabinet,
     CabinetCreate,
@@ -37,23 +39,36 @@ def create_site(*, session: Session, site_create: SiteCreate, now: datetime) -> 
 
 def site_policy(site: Site) -> SitePolicy:
     """Return a site's policy as the core takes it (raises PolicyError if a value is bad)."""
-    return SitePolicy(
-        pickup_window_s=site.pickup_window_s,
-        reminder_before_s=site.reminder_before_s,
-        code_length=site.code_length,
-        quiet_start=site.quiet_start,
-        quiet_end=site.quiet_end,
-        timezone=site.timezone,
-        language=Language(site.language),
-        overdue_fee_per_day_minor=site.overdue_fee_per_day_minor,
-        overdue_fee_cap_minor=site.overdue_fee_cap_minor,
-        currency=site.currency,
-        resend_limit=site.resend_limit,
-        resend_window_s=site.resend_window_s,
-        sms_signature=site.sms_signature,
-        sms_signature_en=site.sms_signature_en,
-        offline_alarm_s=site.offline_alarm_s,
-    )
+    return _policy(tuple(getattr(site, name) for name in _POLICY_FIELDS))
+
+
+# The site columns a policy is made of, in `SitePolicy`'s order.
+_POLICY_FIELDS = (
+    "pickup_window_s",
+    "reminder_before_s",
+    "code_length",
+    "quiet_start",
+    "quiet_end",
+    "timezone",
+    "language",
+    "overdue_fee_per_day_minor",
+    "overdue_fee_cap_minor",
+    "currency",
+    "resend_limit",
+    "resend_window_s",
+    "sms_signature",
+    "sms_signature_en",
+    "offline_alarm_s",
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _policy(values: tuple[Any, ...]) -> SitePolicy:
+    # Built once per distinct set of values: the worker asks for it once per cabinet and batch,
+    # and checking every value again (`SitePolicy.__post_init__`) cost more than the deposit's
+    # own rules. A policy is frozen, so one object can serve every caller.
+    fields = dict(zip(_POLICY_FIELDS, values, strict=True))
+    return SitePolicy(**{**fields, "language": Language(fields["language"])})
 
 
 def create_cabinet(
@@ -105,9 +120,10 @@ def lock_cabinets(*, session: Session, cabs: Iterable[str]) -> dict[str, Cabinet
     the cabinet, but not the foreign-key checks of rows that merely refer to it (a concurrent
     insert of the cabinet's events does not wait for it). SQLite: `BEGIN IMMEDIATE` serialises.
     """
+    dialect = session.connection().dialect.name
     statement = (
         select(Cabinet)
-        .where(col(Cabinet.id).in_(sorted(set(cabs))))
+        .where(among(col(Cabinet.id), cabs, dialect=dialect))
         .order_by(col(Cabinet.id))
         .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
@@ -127,22 +143,35 @@ def sites_and_compartments(
     cabs = sorted(set(cabs))
     if not cabs:
         return []
+    dialect = session.connection().dialect.name
     sites = select(Site).where(
-        col(Site.id).in_(select(Cabinet.site_id).where(col(Cabinet.id).in_(cabs)))
+        col(Site.id).in_(
+            select(Cabinet.site_id).where(among(col(Cabinet.id), cabs, dialect=dialect))
+        )
     )
     loaded = list(session.exec(sites))
     wanted = None if doors is None else sorted(set(doors))
     if wanted is None or wanted:
-        compartments = select(Compartment).where(col(Compartment.cabinet_id).in_(cabs))
+        compartments = select(Compartment).where(
+            among(col(Compartment.cabinet_id), cabs, dialect=dialect)
+        )
         if wanted is not None:
-            compartments = compartments.where(col(Compartment.id).in_(wanted))
+            compartments = compartments.where(among(col(Compartment.id), wanted, dialect=dialect))
         loaded += session.exec(compartments)
     return loaded
 
 
 def cabinet_code_key(cabinet: Cabinet, *, seal_key: bytes) -> bytes:
     """Return the key a cabinet's pickup-code hashes are made with (unsealed); raise SealError."""
-    return unseal_bytes(seal_key, cabinet.code_key, context=code_key_context(cabinet.id))
+    return _unsealed_code_key(bytes(seal_key), cabinet.code_key, cabinet.id)
+
+
+@functools.lru_cache(maxsize=4096)
+def _unsealed_code_key(seal_key: bytes, sealed: str, cab: str) -> bytes:
+    # Every code issued needs it; unsealing (AES-GCM) each time was a tenth of a deposit's
+    # cost in the worker. Keyed by the sealed value itself, so a rotated key is unsealed anew,
+    # and a failure (SealError) is raised every time: lru_cache keeps no exception.
+    return unseal_bytes(seal_key, sealed, context=code_key_context(cab))
 
 
 def seal_key_opens_code_keys(*, session: Session, seal_key: bytes) -> bool:
@@ -217,7 +246,7 @@ def mark_seen(*, session: Session, cabs: Iterable[str], at: datetime) -> None:
     session.connection().execute(
         update(table)
         .where(
-            table.c.id.in_(ids),
+            among(table.c.id, ids, dialect=session.connection().dialect.name),
             or_(table.c.last_seen_at.is_(None), table.c.last_seen_at < at),
         )
         .values(last_seen_at=at)

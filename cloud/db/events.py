@@ -10,6 +10,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from cloud.db import bulk
+from cloud.db.bulk import among
 from cloud.db.models import (
     Cabinet,
     InboxEvent,
@@ -45,7 +46,7 @@ def pending_events(
     statement = (
         select(events.cabinet_id, events.seq, events.event_id, events.type, events.ts, events.data)
         .join(Cabinet, col(Cabinet.id) == events.cabinet_id)
-        .where(events.cabinet_id.in_(sorted(by_id)))
+        .where(among(events.cabinet_id, by_id, dialect=session.connection().dialect.name))
         .where(events.seq > col(Cabinet.applied_upto))
         .order_by(events.cabinet_id, events.seq)
         .limit(limit)

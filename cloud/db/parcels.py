@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func, literal, union_all
 from sqlmodel import Session, col, select
 
 from cloud.core import parcels as core
 from cloud.core.pauses import Pause, PauseReason
+from cloud.db.bulk import among
 from cloud.db.models import Cabinet, Parcel
 from cloud.db.rows import core_rows, new_id
 
@@ -159,41 +162,68 @@ def cabinets_holding(*, session: Session, phone: str) -> list[str]:
     return list(session.exec(statement))
 
 
-def parcel_ids_taken(*, session: Session, parcel_ids: Iterable[str]) -> set[str]:
-    """Return which of `parcel_ids` a parcel row has already."""
-    wanted = sorted(set(parcel_ids))
-    if not wanted:
-        return set()
-    statement = select(Parcel.parcel_id).where(col(Parcel.parcel_id).in_(wanted))
-    return {parcel_id for (parcel_id,) in core_rows(session, statement) if parcel_id}
+@dataclass(frozen=True)
+class DepositReads:
+    """What deciding a batch of deposits needs from the database (`deposit_reads`)."""
+
+    taken: set[str]  # the parcel_ids asked for that a parcel row has already
+    announced: set[str]  # the tracking numbers asked for that an announcement waits for
+    live_hashes: dict[str, set[str]]  # each cabinet asked for: its live parcels' code hashes
 
 
-def announced_tracking_nos(*, session: Session, tracking_nos: Iterable[str]) -> set[str]:
-    """Return which of `tracking_nos` an announcement (status announced) waits for."""
-    wanted = sorted(set(tracking_nos))
-    if not wanted:
-        return set()
-    statement = select(Parcel.tracking_no).where(
-        col(Parcel.tracking_no).in_(wanted),
-        Parcel.status == core.Status.ANNOUNCED.value,
-    )
-    return {tracking_no for (tracking_no,) in core_rows(session, statement)}
+def deposit_reads(
+    *,
+    session: Session,
+    parcel_ids: Iterable[str] = (),
+    tracking_nos: Iterable[str] = (),
+    cabs: Iterable[str] = (),
+) -> DepositReads:
+    """Read in one query which `parcel_ids` exist, which `tracking_nos` are announced, and the
+    live code hashes of `cabs` (one row per cabinet, its hashes joined by the database).
 
-
-def live_code_hashes_of(*, session: Session, cabs: Iterable[str]) -> dict[str, set[str]]:
-    """`live_code_hashes` of many cabinets in one query: {cabinet: its live code hashes}."""
-    wanted = sorted(set(cabs))
-    found: dict[str, set[str]] = {cab: set() for cab in wanted}
-    if not wanted:
+    One round trip and one statement text (`bulk.among`) instead of three whose text changed
+    with every batch; the hashes come as one string per cabinet, not a row each.
+    """
+    parcel_ids, tracking_nos, cabs = set(parcel_ids), set(tracking_nos), sorted(set(cabs))
+    found = DepositReads(set(), set(), {cab: set() for cab in cabs})
+    dialect = session.connection().dialect.name
+    parcels = Parcel.__table__.c  # type: ignore[attr-defined]
+    parts = []
+    if parcel_ids:
+        parts.append(
+            select(literal("taken"), parcels.parcel_id, literal("")).where(
+                among(parcels.parcel_id, parcel_ids, dialect=dialect)
+            )
+        )
+    if tracking_nos:
+        parts.append(
+            select(literal("announced"), parcels.tracking_no, literal("")).where(
+                among(parcels.tracking_no, tracking_nos, dialect=dialect),
+                parcels.status == core.Status.ANNOUNCED.value,
+            )
+        )
+    if cabs:
+        parts.append(
+            select(
+                literal("live"), parcels.cabinet_id, func.aggregate_strings(parcels.code_hash, " ")
+            )
+            .where(
+                among(parcels.cabinet_id, cabs, dialect=dialect),
+                parcels.status.in_(LIVE_STATUSES),
+                parcels.code_hash.is_not(None),
+            )
+            .group_by(parcels.cabinet_id)
+        )
+    if not parts:
         return found
-    statement = select(Parcel.cabinet_id, Parcel.code_hash).where(
-        col(Parcel.cabinet_id).in_(wanted),
-        col(Parcel.status).in_(LIVE_STATUSES),
-        col(Parcel.code_hash).is_not(None),
-    )
-    for cab, code_hash in core_rows(session, statement):
-        if code_hash:
-            found[cab].add(code_hash)
+    statement = parts[0] if len(parts) == 1 else union_all(*parts)
+    for kind, key, hashes in core_rows(session, statement):
+        if kind == "taken":
+            found.taken.add(key)
+        elif kind == "announced":
+            found.announced.add(key)
+        elif hashes:  # a code hash is "hmac-sha256:" and hex: no space in one
+            found.live_hashes[key].update(hashes.split(" "))
     return found
 
 

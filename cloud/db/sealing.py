@@ -13,6 +13,7 @@ code in minutes (10**8 HMACs), so the database alone must not hold it.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -75,6 +76,14 @@ def unseal_bytes(secret_key: bytes, sealed: str, *, context: str) -> bytes:
 
 
 def _cipher(secret_key: bytes) -> AESGCM:
+    return _cipher_of(bytes(secret_key))  # bytes: a bytearray key cannot be a cache key
+
+
+@functools.lru_cache(maxsize=16)
+def _cipher_of(secret_key: bytes) -> AESGCM:
+    # One per key for the process: deriving the subkey and building the cipher for every value
+    # sealed or unsealed cost the worker as much as the AES itself. AESGCM holds no state
+    # between calls (each takes its own nonce), so threads may share it.
     if len(secret_key) < 16:
         raise ValueError("the sealing key needs at least 16 bytes")
     # A purpose-bound subkey, so the same secret can serve other uses without key reuse.

@@ -50,6 +50,7 @@ from cloud.db.models import (
     NoticeOutbox,
     Parcel,
     ParcelEvent,
+    Site,
 )
 from protocol.codec import encode
 from protocol.messages import ParcelDepositedData, PutCodes
@@ -64,6 +65,12 @@ class _Rows:
     commands: list[dict[str, Any]] = field(default_factory=list)
     notices: list[dict[str, Any]] = field(default_factory=list)
     sends: list[Send] = field(default_factory=list)
+
+
+class StoredMeanwhile(RuntimeError):
+    """A deferred event was stored by a writer that did not hold the cabinet's lock
+    (`store_events`) between the read of the stored events and the INSERT: the transaction
+    applied its own copy, so it must fail, and is done again cabinet by cabinet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +100,9 @@ class DepositBatch:
     others_after_sends: bool = False
     taken: int = 0  # deposits added (their commands are in `sends`)
     claim: bool = True  # False: `codes.put` left unclaimed, for the command dispatcher
+    _policies: dict[str, SitePolicy] = field(default_factory=dict)  # by site id
+    # New events' inbox rows, inserted by `flush` with what applying them marked (`defer`).
+    _deferred: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def prepare(
@@ -103,23 +113,32 @@ class DepositBatch:
         cabs: Iterable[str],
         claim: bool = True,
     ) -> DepositBatch:
-        """Read what deciding `deposits` needs (three queries; none for no deposits).
+        """Read what deciding `deposits` needs (one query; none for nothing to read).
 
         `cabs` are the cabinets whose live code hashes to read at once (the others' are read
         when a code is first issued). With `claim`, the caller publishes `sends` after its
         commit; without, the deposits' `codes.put` are left to the command dispatcher.
         """
         deposits = list(deposits)
-        parcel_ids = {data.parcel_id for data in deposits}
-        tracking_nos = {data.tracking_no for data in deposits}
+        read = repo.deposit_reads(
+            session=session,
+            parcel_ids=[data.parcel_id for data in deposits],
+            tracking_nos=[data.tracking_no for data in deposits],
+            cabs=cabs,
+        )
         return cls(
-            new_parcel_ids=parcel_ids
-            - repo.parcel_ids_taken(session=session, parcel_ids=parcel_ids),
-            unannounced=tracking_nos
-            - repo.announced_tracking_nos(session=session, tracking_nos=tracking_nos),
-            live_hashes=repo.live_code_hashes_of(session=session, cabs=cabs),
+            new_parcel_ids={data.parcel_id for data in deposits} - read.taken,
+            unannounced={data.tracking_no for data in deposits} - read.announced,
+            live_hashes=read.live_hashes,
             claim=claim,
         )
+
+    def policy(self, site: Site) -> SitePolicy:
+        """The site's policy, made once per transaction: its cabinets share it."""
+        policy = self._policies.get(site.id)
+        if policy is None:
+            policy = self._policies[site.id] = repo.site_policy(site)
+        return policy
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -190,10 +209,35 @@ class DepositBatch:
         self.new_parcel_ids.discard(parcel.parcel_id)  # not new any more: a second is not taken
         self._doors[(cab, parcel.compartment)] = "occupied"
 
+    def defer(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Keep new events' inbox rows (`cloud.services.ingest.stage_events`) for `flush` to
+        insert, marked applied if they were by then: one write per event, not an INSERT and
+        an UPDATE."""
+        for row in rows:
+            # Every row with the columns `mark_applied` sets: one INSERT takes them all.
+            self._deferred[(row["cabinet_id"], row["seq"])] = {
+                **row,
+                "applied": False,
+                "applied_at": None,
+                "anomaly": None,
+            }
+
+    def deferred_events(self) -> dict[str, list[repo.StoredEvent]]:
+        """The deferred events by cabinet, as the apply step reads stored ones, in seq order."""
+        found: dict[str, list[repo.StoredEvent]] = {}
+        for (cab, seq), row in sorted(self._deferred.items()):
+            event = repo.StoredEvent(cab, seq, row["event_id"], row["type"], row["ts"], row["data"])
+            found.setdefault(cab, []).append(event)
+        return found
+
     def mark_applied(
         self, row: InboxEvent | repo.StoredEvent, *, at: datetime, anomaly: str | None
     ) -> None:
         """Mark a stored event applied (with its anomaly, if the core refused it) at `flush`."""
+        deferred = self._deferred.get((row.cabinet_id, row.seq))
+        if deferred is not None:  # not inserted yet: it will be, applied
+            deferred.update(applied=True, applied_at=at, anomaly=anomaly)
+            return
         self._applied.append(
             {"cab": row.cabinet_id, "event_seq": row.seq, "at": at, "anomaly": anomaly}
         )
@@ -224,11 +268,30 @@ class DepositBatch:
             # Never sent after all: the rows must not say they were.
             repo.unclaim_commands(session=session, ids=gone)
 
+    def _store_deferred(self, session: Session) -> None:
+        """Insert the deferred events, in (cab, seq) order as every insert of events is;
+        raise StoredMeanwhile if one was stored meanwhile (this transaction then fails)."""
+        deferred, self._deferred = self._deferred, {}
+        if not deferred:
+            return
+        rows = [deferred[key] for key in sorted(deferred)]
+        inserted = repo.insert_ignore(
+            session=session,
+            table=InboxEvent.__table__,
+            rows=rows,
+            conflict_columns=["cabinet_id", "seq"],
+            returning=["cabinet_id", "seq"],
+        )
+        if len(inserted) != len(rows):
+            missing = sorted(set(deferred) - {(cab, seq) for cab, seq in inserted})
+            raise StoredMeanwhile(f"events {missing[:5]} were stored by another writer meanwhile")
+
     def flush(self, session: Session) -> None:
         """Write the kept rows in the caller's transaction, one statement per table; empty."""
-        if not (self._rows or self._doors or self._applied or self._uptos):
+        if not (self._rows or self._doors or self._applied or self._uptos or self._deferred):
             return
         session.flush()  # the ORM's pending changes came first, so they are written first
+        self._store_deferred(session)
         rows, self._rows = self._rows, []
         self.sends += [send for r in rows for send in r.sends]
         commands = [command for r in rows for command in r.commands]

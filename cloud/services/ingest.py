@@ -135,6 +135,8 @@ def stage_events(
     received_at: Mapping[str, datetime],
     applied_upto: Mapping[str, int],
     inserted: dict[str, dict[int, EventBase]] | None = None,
+    unapplied: Mapping[str, Sequence[repo.StoredEvent]] | None = None,
+    batch: DepositBatch | None = None,
 ) -> dict[str, int]:
     """Insert the not yet stored events of known cabinets, in the caller's transaction.
 
@@ -144,8 +146,22 @@ def stage_events(
     a timestamp from the future, against the time it was received) is left out and logged.
     `inserted`, if given, receives the events this call stored, by cab and seq: applied in the
     same transaction, they need not be decoded again from their rows (`apply_locked`).
+
+    With `unapplied` (each locked cabinet's stored events past its `applied_upto`, read under
+    its lock: `repo.pending_events`) and `batch`, a cabinet's events that are not stored yet
+    are not inserted here but left to `batch` (`DepositBatch.defer`), which inserts them when
+    the transaction has applied them, already marked applied: one write per event, where
+    inserting then marking it had written each row twice. A seq past `applied_upto` and not
+    among the stored ones is new, since a stored seq at or below it was applied and the lock
+    keeps every other applier out; if a writer without the lock (`store_events`) stored one
+    meanwhile, the deferred INSERT finds it and fails the transaction (`StoredMeanwhile`).
+    A cabinet missing from `unapplied` (too many stored events) is inserted here as before.
     """
     rows, offered_by_cab = _rows_to_store(by_cab, received_at, applied_upto)
+    deferred: list[dict[str, Any]] = []
+    if unapplied is not None and batch is not None:
+        rows, deferred = _split_deferred(rows, applied_upto, unapplied)
+        batch.defer(deferred)
     rows.sort(key=lambda row: (row["cabinet_id"], row["seq"]))
     inserted_keys = repo.insert_ignore(
         session=session,
@@ -154,16 +170,43 @@ def stage_events(
         conflict_columns=["cabinet_id", "seq"],
         returning=["cabinet_id", "seq"],
     )
-    new = set(inserted_keys)
+    new = set(inserted_keys) | {(row["cabinet_id"], row["seq"]) for row in deferred}
     if inserted is not None:
         for cab, by_seq in offered_by_cab.items():
             inserted[cab] = {seq: e for seq, e in by_seq.items() if (cab, seq) in new}
-    offered = {(row["cabinet_id"], row["seq"]) for row in rows}
+    offered = {(cab, seq) for cab, by_seq in offered_by_cab.items() for seq in by_seq}
     for cab, envelopes in by_cab.items():
         again = [e for e in envelopes if (cab, e.seq) in offered and (cab, e.seq) not in new]
         _report_redeliveries(session, cab, again)
     per_cab = Counter(c for c, _ in new)
     return {cab: per_cab[cab] for cab in by_cab}
+
+
+def _split_deferred(
+    rows: list[dict[str, Any]],
+    applied_upto: Mapping[str, int],
+    unapplied: Mapping[str, Sequence[repo.StoredEvent]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows to insert now and the rows of new events to insert once applied (see
+    `stage_events`). A redelivery stays with the first (its INSERT skips it, as before)."""
+    stored = {(row.cabinet_id, row.seq) for rows_ in unapplied.values() for row in rows_}
+    now: list[dict[str, Any]] = []
+    later: list[dict[str, Any]] = []
+    fresh = Counter()
+    for row in rows:
+        cab, seq = row["cabinet_id"], row["seq"]
+        if cab in unapplied and seq > applied_upto[cab] and (cab, seq) not in stored:
+            later.append(row)
+            fresh[cab] += 1
+        else:
+            now.append(row)
+    # `apply_locked` reads a cabinet's events from its table once they reach APPLY_BATCH,
+    # where deferred ones are not yet: such a cabinet's are inserted now.
+    full = {cab for cab, count in fresh.items() if len(unapplied[cab]) + count >= APPLY_BATCH}
+    if full:
+        now += [row for row in later if row["cabinet_id"] in full]
+        later = [row for row in later if row["cabinet_id"] not in full]
+    return now, later
 
 
 def _rows_to_store(
@@ -320,7 +363,7 @@ def apply_locked(
     applier = _Applier(
         session=session,
         cabinet=cabinet,
-        policy=repo.site_policy(site),
+        policy=batch.policy(site),
         seal_key=seal_key,
         randbelow=randbelow,
         now=now,

@@ -292,6 +292,13 @@ class IngestLoop:
                     and isinstance(door := getattr(event.data, "compartment", None), str)
                 ]
                 preloaded = repo.sites_and_compartments(session=session, cabs=known, doors=doors)
+                # Read under the locks, before storing: the events not stored yet are then
+                # known, and inserted once applied (`stage_events`, `DepositBatch.defer`).
+                pending = repo.pending_events(
+                    session=session, cabinets=[cabinets[cab] for cab in known], limit=APPLY_BATCH
+                )
+                # New parcels' deposits are written set-based, a statement per table for all.
+                batch = DepositBatch.prepare(session=session, deposits=_deposits(known), cabs=known)
                 fresh: dict[str, dict[int, EventBase]] = {}  # stored now: not decoded again
                 stored = stage_events(
                     session=session,
@@ -299,12 +306,16 @@ class IngestLoop:
                     received_at=received_at,
                     applied_upto={cab: cabinets[cab].applied_upto for cab in known},
                     inserted=fresh,
+                    unapplied=pending,
+                    batch=batch,
                 )
-                # New parcels' deposits are written set-based, a statement per table for all.
-                batch = DepositBatch.prepare(session=session, deposits=_deposits(known), cabs=known)
-                pending = repo.pending_events(
-                    session=session, cabinets=[cabinets[cab] for cab in known], limit=APPLY_BATCH
-                )
+                deferred = batch.deferred_events()
+                for cab in list(pending):
+                    mine = deferred.get(cab, [])
+                    if len(mine) == stored[cab]:  # every new event deferred: the list is whole
+                        pending[cab] = sorted([*pending[cab], *mine], key=lambda row: row.seq)
+                    else:  # some went into the table at once: read them there
+                        del pending[cab]
                 now = self.clock()
                 results = {
                     cab: apply_locked(

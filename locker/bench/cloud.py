@@ -542,14 +542,29 @@ class WorkerProcess:
         stop_pid(self.process, timeout_s=30)
 
 
-def _postgres_pids() -> list[int]:
-    """The local PostgreSQL server's processes (its backends do the database's work)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
-                    pids.append(int(entry.name))
+def _database_backends(url: str) -> Callable[[], list[int]]:
+    """The pids of the local PostgreSQL backends connected to `url`'s database (the worker's,
+    the bench's own, an autovacuum worker on it), not this query's own.
+
+    Not the whole server's processes: on a machine other jobs share, their databases' work
+    counted as the bench's. What every database shares (the WAL writer, the checkpointer) is
+    left out with them.
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+
+    def pids() -> list[int]:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalars()
+            return [int(pid) for pid in rows]
+
     return pids
 
 
@@ -838,7 +853,7 @@ class _Run:
         return {
             "publishers": lambda: [p.process.pid for p in self.publishers],
             "broker": lambda: [broker.pid] if broker is not None and broker.pid else [],
-            "postgresql": _postgres_pids if postgres else list,
+            "postgresql": _database_backends(self.url) if postgres else list,
         }
 
     def _start_workers(self) -> list[WorkerProcess]:

@@ -382,3 +382,49 @@ def test_the_event_applied_is_the_one_stored_when_a_seq_comes_twice(engine: Engi
         assert [p.parcel_id for p in session.exec(select(Parcel))] == ["P-KEPT"]
         stored = session.exec(select(InboxEvent)).one()
         assert (stored.event_id, stored.data["parcel_id"]) == (kept.id, "P-KEPT")
+
+
+@pytest.mark.postgres
+def test_an_event_stored_meanwhile_by_a_writer_without_the_lock_is_applied_once(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker inserts a batch's new events once applied (`DepositBatch.defer`). If a writer
+    # that takes no cabinet lock (`store_events`, the fallback of another worker) commits one of
+    # them in between, the batch must fail rather than apply its copy too, and the cabinet by
+    # cabinet path then applies each event once.
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    try:
+        with Session(engine) as session:
+            register_cabinet(session, "CAB-1")
+        events = [deposit("CAB-1", seq, parcel=f"P-{seq}") for seq in (1, 2, 3)]
+        defer = deposit_batch.DepositBatch.defer
+
+        def defer_after_another_writer(self: deposit_batch.DepositBatch, rows: Any) -> None:
+            rows = list(rows)
+            if rows:
+                with Session(engine) as other:  # its own connection, committed
+                    store_events(session=other, cab="CAB-1", envelopes=[events[1]], now=NOW)
+            defer(self, rows)
+
+        monkeypatch.setattr(deposit_batch.DepositBatch, "defer", defer_after_another_writer)
+        ingest = IngestLoop(
+            engine=engine, publish=lambda *_: True, seal_key=SEAL_KEY, clock=lambda: NOW
+        )
+        received = [Received(event_topic(e.cab), encode(e), NOW) for e in events]
+        assert ingest.handle(received) == {"CAB-1": 3}
+        assert ingest.stats.fallback_batches == 1
+        with Session(engine) as session:
+            stored = session.exec(select(InboxEvent).order_by(col(InboxEvent.seq))).all()
+            assert [(e.seq, e.applied, e.anomaly) for e in stored] == [
+                (1, True, None),
+                (2, True, None),
+                (3, True, None),
+            ]
+            parcels = session.exec(select(Parcel.parcel_id).order_by(col(Parcel.parcel_id))).all()
+            assert parcels == ["P-1", "P-2", "P-3"]
+            puts = session.exec(select(CommandOutbox).where(CommandOutbox.type == "codes.put"))
+            assert len(puts.all()) == 3
+            assert session.get(Cabinet, "CAB-1").applied_upto == 3
+    finally:
+        engine.dispose()
