@@ -326,6 +326,12 @@ class CabinetService:
             await asyncio.sleep(tick_s)
             self.health.boards_seen(self.driver.health())
             self._queue.put_nowait(_Job(Tick(), _ignored_future()))
+            if self.journal.commits_since_checkpoint:
+                # Off the owner task, on its own connection: no step waits for it (journal.py).
+                try:
+                    await asyncio.to_thread(self.journal.checkpoint)
+                except Exception:  # the WAL only grows until the next one
+                    log.exception("cabinet %s: WAL checkpoint failed", self.cabinet_id)
 
     def health_summary(self) -> dict[str, Any]:
         """The birth's `health`: the counters as they are now."""
