@@ -71,6 +71,7 @@ HEAD_UNLOCK = 0x8A  # docs/lockboard.md: the unlock request's first byte
 PROFILE_ENV = "LOCKER_BENCH_EDGE_PROFILE"
 TRACEMALLOC_ENV = "LOCKER_BENCH_EDGE_TRACEMALLOC"
 TRACEMALLOC_EVERY = 500  # pickups between two snapshots
+ROUNDS_ENV = "LOCKER_BENCH_EDGE_ROUNDS"  # a JSON-lines file: each round's figures as it ends
 
 TARGET_P99_MS = 6.0  # a 5-byte frame's own wire time at 9600 baud
 TARGET_RSS_MB = 60.0
@@ -162,9 +163,22 @@ def _timed_journal(journal_path: Path, marks: _Marks) -> Any:
     return journal
 
 
-def _count_cloud_codes(service: Any) -> set[str]:
-    """The parcel ids of every `codes.put` from the cloud the service has run (field mode)."""
-    seen: set[str] = set()
+@dataclasses.dataclass
+class _CloudCodes:
+    """The parcels whose `codes.put` from the cloud the service has run (field mode).
+
+    `waiting` holds ids until the harness has seen them (`wait_cloud_codes` takes them out):
+    a set of every parcel ever would grow by ~100 bytes a pickup in the daemon whose RSS the
+    bench reads.
+    """
+
+    waiting: set[str] = dataclasses.field(default_factory=set)
+    total: int = 0
+
+
+def _count_cloud_codes(service: Any) -> _CloudCodes:
+    """Count the `codes.put` commands from the cloud the service has run (field mode)."""
+    seen = _CloudCodes()
     link = service.link
     if link is None:
         return seen
@@ -175,7 +189,9 @@ def _count_cloud_codes(service: Any) -> set[str]:
     async def counted(command: Any) -> str | None:
         error = await run(command)
         if error is None and isinstance(command, PutCodes):
-            seen.update(entry.parcel_id for entry in command.data.entries)
+            parcels = {entry.parcel_id for entry in command.data.entries}
+            seen.total += len(parcels - seen.waiting)
+            seen.waiting |= parcels
         return error
 
     link._on_command = counted
@@ -257,7 +273,7 @@ async def _wait_until(test: Callable[[], bool], timeout_s: float) -> bool:
 class _Answers:
     """The daemon's answers to the harness's requests, one method per `op`."""
 
-    def __init__(self, service: Any, journal: Any, marks: _Marks, cloud_codes: set[str]) -> None:
+    def __init__(self, service: Any, journal: Any, marks: _Marks, cloud_codes: _CloudCodes) -> None:
         self.service = service
         self.journal = journal
         self.marks = marks
@@ -371,8 +387,11 @@ class _Answers:
 
     async def wait_cloud_codes(self, request: dict[str, Any]) -> dict[str, Any]:
         wanted = set(request["parcels"])
-        ok = await _wait_until(lambda: wanted <= self.cloud_codes, request.get("timeout_s", 60))
-        return {"ok": ok, "missing": len(wanted - self.cloud_codes)}
+        codes = self.cloud_codes
+        ok = await _wait_until(lambda: wanted <= codes.waiting, request.get("timeout_s", 60))
+        missing = len(wanted - codes.waiting)
+        codes.waiting -= wanted
+        return {"ok": ok, "missing": missing}
 
     async def link(self, request: dict[str, Any]) -> dict[str, Any]:
         """The link's state; with `drain`, wait for the cloud to event-ack every event first."""
@@ -384,7 +403,7 @@ class _Answers:
             "online": link is not None and link.online.is_set(),
             "last_seq": self.journal.last_seq,
             "unacked": self.journal.backlog()[0],
-            "cloud_codes_run_for": len(self.cloud_codes),
+            "cloud_codes_run_for": self.cloud_codes.total,
             "health_boards": self.service.health.summary()["boards"],
         }
 
@@ -786,6 +805,8 @@ def _run_rounds(
 ) -> None:
     """Round after round: fill up to every door, put their codes, pick every parcel up."""
     done = 0
+    rounds_log = os.environ.get(ROUNDS_ENV)
+    started = time.monotonic()
     doors = FIELD_BOARDS * FIELD_CHANNELS if field else BOARDS * CHANNELS
     while done < pickups:
         parcels = _fill(daemon, bus, min(doors, pickups - done), laps)
@@ -802,6 +823,24 @@ def _run_rounds(
         if page is not None:
             page.status()
         laps.rss_by_round_mb.append(round(memory_mb(daemon.pid)[0], 1))
+        if rounds_log:
+            _log_round(Path(rounds_log), laps, len(parcels), time.monotonic() - started)
+
+
+def _log_round(path: Path, laps: _Laps, batch: int, wall_s: float) -> None:
+    """One JSON line per round: a long run's figures so far, should it not finish."""
+    line = {
+        "pickups": len(laps.written_ms),
+        "wall_s": round(wall_s, 1),
+        "rss_mb": laps.rss_by_round_mb[-1],
+        "round_p50_ms": percentile(laps.written_ms[-batch:], 50),
+        "round_p99_ms": percentile(laps.written_ms[-batch:], 99),
+        "round_journal_p99_ms": percentile(laps.journal_ms[-batch:], 99),
+        "round_dispatch_p99_ms": percentile(laps.dispatch_ms[-batch:], 99),
+        "load_average": os.getloadavg()[0],
+    }
+    with path.open("a") as out:
+        out.write(json.dumps(line) + "\n")
 
 
 def _fill(daemon: DaemonProcess, bus: Any, batch: int, laps: _Laps) -> list[tuple[str, str]]:
