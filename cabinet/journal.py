@@ -319,7 +319,7 @@ class Journal:
 
     def commit_step(
         self,
-        snapshot: Mapping[str, Any] | None,
+        snapshot: Mapping[str, Any] | str | None,
         events: Iterable[EventLike] = (),
         pending_unlocks: Sequence[str] = (),
         *,
@@ -332,11 +332,15 @@ class Journal:
         In one transaction: the events (next seqs), the new snapshot (None keeps the old one),
         the unlocks about to be driven, and, for a step that ran a command, its ack (so a kill
         between the step and the ack cannot make the command look unrun). Act only after this
-        returns: that is writing ahead.
+        returns: that is writing ahead. A snapshot given as text is stored as it is (the
+        service encodes it incrementally, `Cabinet.to_json`).
         """
         now = now or _now()
         saved_at = _iso(now)
-        snapshot_json = None if snapshot is None else json.dumps(snapshot, separators=(",", ":"))
+        if snapshot is None or isinstance(snapshot, str):
+            snapshot_json = snapshot
+        else:
+            snapshot_json = json.dumps(snapshot, separators=(",", ":"))
         with self._tx():
             built = self._append(events, now)
             if snapshot_json is not None:

@@ -46,7 +46,7 @@ from cabinet.core.compartments import Size as CoreSize
 from cabinet.core.effects import Effect, Emit, Log, Show, Unlock
 from cabinet.core.errors import CoreError
 from cabinet.core.inputs import CodeEntered, Input, QrScanned, Tick, UnlockFailed
-from cabinet.core.serial import SnapshotCache
+from cabinet.core.serial import JsonSnapshotCache
 from cabinet.drivers import build_driver
 from cabinet.errors import ConfigError, DriverError
 from cabinet.health import HEALTH_EVERY, HealthLedger
@@ -148,8 +148,8 @@ class CabinetService:
                 health=self.health_summary,  # one clock for the whole daemon: command deadlines too
             )
         self._cabinet: Cabinet | None = None
-        self._journaled: dict[str, Any] | None = None  # the snapshot last written to the journal
-        self._snapshots = SnapshotCache()
+        self._journaled: str | None = None  # the snapshot last written to the journal (JSON)
+        self._snapshots = JsonSnapshotCache()
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
@@ -427,7 +427,7 @@ class CabinetService:
     ) -> list[EventBase]:
         """Journal the step (one transaction, one fsync); return the events to publish."""
         effects = list(effects)
-        snapshot = new.to_dict(self._snapshots)
+        snapshot = new.to_json(self._snapshots)  # before the unlock: only what changed
         if not effects and command is None and snapshot == self._journaled:
             # A quiet tick changes nothing: an fsync every second would only cost CPU and flash.
             self._cabinet = new
