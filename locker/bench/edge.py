@@ -838,6 +838,11 @@ def _log_round(path: Path, laps: _Laps, batch: int, wall_s: float) -> None:
         "round_journal_p99_ms": percentile(laps.journal_ms[-batch:], 99),
         "round_dispatch_p99_ms": percentile(laps.dispatch_ms[-batch:], 99),
         "load_average": os.getloadavg()[0],
+        # this round's pickups, for percentiles over any part of a run that did not finish
+        "written_ms": [round(ms, 3) for ms in laps.written_ms[-batch:]],
+        "journal_ms": [round(ms, 3) for ms in laps.journal_ms[-batch:]],
+        "dispatch_ms": [round(ms, 3) for ms in laps.dispatch_ms[-batch:]],
+        "verdict_ms": [round(ms, 3) for ms in laps.verdict_ms[-batch:]],
     }
     with path.open("a") as out:
         out.write(json.dumps(line) + "\n")
