@@ -26,8 +26,10 @@ queues behind a poll.
 
 With `--field` the cabinet runs as it does at a site: four boards of 24 doors polled, the MQTT
 link online to a Mosquitto of the benchmark's own, and the production `locker cloud worker`
-(SQLite) ingesting every event, event-acking it and sending its `codes.put` (the harness's own
-codes replace the cloud's once those have run, so the recipient knows the code). The health
+(SQLite, on tmpfs when there is one: the cloud is another machine, whose commits must not
+share the cabinet's disk) ingesting every event, event-acking it and sending its `codes.put`
+(the harness's own codes replace the cloud's once those have run, so the recipient knows the
+code). The health
 counters are on in every mode (they are part of the service). The report adds the RSS slope
 after warm-up and the journal's fsync time on this disk.
 
@@ -969,7 +971,8 @@ def _setup(poll_interval_s: float, kiosk: bool, shape: _Shape) -> dict[str, Any]
         "boards": shape.boards,
         "poll_interval_s": poll_interval_s,
         "sim_pulse_s": PULSE_S,
-        "link": "online: own mosquitto, `locker cloud worker` acking and sending codes.put"
+        "link": "online: own mosquitto, `locker cloud worker` (SQLite on tmpfs) acking and "
+        "sending codes.put"
         if shape.mqtt_port is not None
         else "disabled (no broker: offline)",
         "health_counters": "on (per door and board, in the journal)",
