@@ -434,7 +434,8 @@ class _HeapDumps:
     @classmethod
     def from_env(cls) -> _HeapDumps | None:
         directory = os.environ.get(TRACEMALLOC_ENV)
-        return cls(Path(directory), TRACEMALLOC_EVERY) if directory else None
+        every = int(os.environ.get(f"{TRACEMALLOC_ENV}_EVERY", TRACEMALLOC_EVERY))
+        return cls(Path(directory), every) if directory else None
 
     def pickup(self) -> None:
         import gc
@@ -483,7 +484,8 @@ class DaemonProcess(JsonLinesProcess):
             argv += ["--mqtt-port", str(shape.mqtt_port)]
         from locker.harness.processes import clean_env
 
-        passed = {k: os.environ[k] for k in (PROFILE_ENV, TRACEMALLOC_ENV) if k in os.environ}
+        switches = (PROFILE_ENV, TRACEMALLOC_ENV, f"{TRACEMALLOC_ENV}_EVERY")
+        passed = {k: os.environ[k] for k in switches if k in os.environ}
         super().__init__(
             argv, log_path=workdir / "daemon.log", name="the daemon", env=clean_env(**passed)
         )
