@@ -3,7 +3,9 @@
 Per door: lock pulses, failed unlocks, pulse-to-open times and sensor flaps; per RS485 board:
 requests and bus errors. The counters live in the journal (`Journal.load_health` at start, the
 changed rows written in the transaction of the next step the service journals), so they survive a
-restart; the service sends them as a `cabinet.health` event with each birth and every
+restart. A pulse is counted in the very commit that journals its unlock, with the boards'
+counters brought up to date, so a kill -9 just after a pulse does not lose it. The service
+sends them as a `cabinet.health` event with each birth and every
 `HEALTH_EVERY` (docs/mqtt.md).
 
 - A **pulse-to-open time** is from the moment the service drives an unlock to the moment the
@@ -124,6 +126,7 @@ class HealthLedger:
         self.boards: dict[str, BoardWear] = {}
         self._driver_seen: dict[str, tuple[int, int]] = {}  # the driver's counters last read
         self._pulsed_at: dict[str, float] = {}
+        self._counted_ahead: set[str] = set()  # pulses `pulse_counted` already counted
         self._door: dict[str, _Sensor] = {}
         self._occupancy: dict[str, _Sensor] = {}
         self._dirty_doors: set[str] = set()
@@ -160,14 +163,29 @@ class HealthLedger:
 
     # --- what the service sees ----------------------------------------------------------------
 
-    def pulsed(self, door: str) -> None:
-        """The service is about to drive `door`'s lock."""
+    def pulse_counted(self, door: str) -> None:
+        """Count a pulse ahead of driving it, so the unlock's own journal commit carries it.
+
+        The `pulsed` that follows starts the open timer without counting it again.
+        """
         wear = self._wear(door)
         if wear is None:
             return
         wear.pulses += 1
-        self._pulsed_at[door] = self._ticks()
+        self._counted_ahead.add(door)
         self._dirty_doors.add(door)
+
+    def pulsed(self, door: str) -> None:
+        """The service is about to drive `door`'s lock: count it (unless counted ahead)."""
+        wear = self._wear(door)
+        if wear is None:
+            return
+        if door in self._counted_ahead:
+            self._counted_ahead.discard(door)
+        else:
+            wear.pulses += 1
+            self._dirty_doors.add(door)
+        self._pulsed_at[door] = self._ticks()
 
     def unlock_failed(self, door: str) -> None:
         wear = self._wear(door)

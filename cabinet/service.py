@@ -46,7 +46,7 @@ from cabinet.core.compartments import Size as CoreSize
 from cabinet.core.effects import Effect, Emit, Log, Show, Unlock
 from cabinet.core.errors import CoreError
 from cabinet.core.inputs import CodeEntered, Input, QrScanned, Tick, UnlockFailed
-from cabinet.core.serial import SnapshotCache
+from cabinet.core.serial import JsonSnapshotCache
 from cabinet.drivers import build_driver
 from cabinet.errors import ConfigError, DriverError
 from cabinet.health import HEALTH_EVERY, HealthLedger
@@ -60,6 +60,7 @@ from protocol.messages import (
     CommandBase,
     CompartmentInfo,
     CompartmentState,
+    EventBase,
     PutConfig,
     PutConfigData,
     Size,
@@ -147,8 +148,8 @@ class CabinetService:
                 health=self.health_summary,  # one clock for the whole daemon: command deadlines too
             )
         self._cabinet: Cabinet | None = None
-        self._journaled: dict[str, Any] | None = None  # the snapshot last written to the journal
-        self._snapshots = SnapshotCache()
+        self._journaled: str | None = None  # the snapshot last written to the journal (JSON)
+        self._snapshots = JsonSnapshotCache()
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
@@ -196,7 +197,7 @@ class CabinetService:
         now = self._clock()
         new, effects = reconcile(cabinet, readings, now)
         unlocks = [e.compartment for e in effects if isinstance(e, Unlock)]
-        self._commit(new, effects, now)
+        self._publish(self._commit(new, effects, now))
         # Unlocks journalled before a restart and not sent again: reconcile judged them.
         for compartment in stale_unlocks:
             if compartment not in unlocks:
@@ -325,6 +326,12 @@ class CabinetService:
             await asyncio.sleep(tick_s)
             self.health.boards_seen(self.driver.health())
             self._queue.put_nowait(_Job(Tick(), _ignored_future()))
+            if self.journal.commits_since_checkpoint:
+                # Off the owner task, on its own connection: no step waits for it (journal.py).
+                try:
+                    await asyncio.to_thread(self.journal.checkpoint)
+                except Exception:  # the WAL only grows until the next one
+                    log.exception("cabinet %s: WAL checkpoint failed", self.cabinet_id)
 
     def health_summary(self) -> dict[str, Any]:
         """The birth's `health`: the counters as they are now."""
@@ -412,20 +419,27 @@ class CabinetService:
         """Apply, journal, then act; raise CoreError (nothing changed) if refused."""
         now = self._clock()
         new, effects = apply(self.cabinet, inp, now, self._ctx)
-        self._commit(new, effects, now, command=command)
-        await self._act(effects, job)
+        envelopes = self._commit(new, effects, now, command=command)
+        await self._act(effects, job, envelopes)
 
     def _commit(
         self, new: Cabinet, effects: Iterable[Effect], now: datetime, *, command: Ack | None = None
-    ) -> None:
+    ) -> list[EventBase]:
+        """Journal the step (one transaction, one fsync); return the events to publish."""
         effects = list(effects)
-        snapshot = new.to_dict(self._snapshots)
+        snapshot = new.to_json(self._snapshots)  # before the unlock: only what changed
         if not effects and command is None and snapshot == self._journaled:
             # A quiet tick changes nothing: an fsync every second would only cost CPU and flash.
             self._cabinet = new
-            return
+            return []
         emits = [e for e in effects if isinstance(e, Emit)]
         unlocks = [e.compartment for e in effects if isinstance(e, Unlock)]
+        if unlocks:
+            # The pulses this step is about to drive, and the boards' counters as they stand,
+            # ride in the unlock's own commit: a kill -9 after the pulse cannot lose them.
+            for compartment in unlocks:
+                self.health.pulse_counted(compartment)
+            self.health.boards_seen(self.driver.health())
         health = self.health.take_dirty() if self.health.dirty else None
         try:
             envelopes = self.journal.commit_step(
@@ -439,10 +453,21 @@ class CabinetService:
             count_events([envelope.type for envelope in envelopes])
         self._journaled = snapshot
         self._cabinet = new  # only once it is on disk
+        return envelopes
+
+    def _publish(self, envelopes: Sequence[EventBase]) -> None:
         if self.link is not None and envelopes:
             self.link.publish_events(envelopes)
 
-    async def _act(self, effects: Iterable[Effect], job: _Job) -> None:
+    async def _act(
+        self, effects: Iterable[Effect], job: _Job, envelopes: Sequence[EventBase] = ()
+    ) -> None:
+        """Screens, then the unlocks, then the step's events to the link.
+
+        The events go after the first unlock has been driven: encoding and sending them is
+        work the unlock frame must not queue behind (it holds the GIL the bus thread needs).
+        They go before any follow-up step (a failed unlock's), so the link sends in seq order.
+        """
         effects = list(effects)
         # Screens first: a failed unlock's follow-up screens (DoorMoved...) must come after the
         # screen of the step that asked for the unlock, or the kiosk would end on a stale one.
@@ -461,6 +486,8 @@ class CabinetService:
                 failed = (await self.driver.unlock(compartment)).as_input()
             except DriverError as err:  # no route, or the driver closed: nothing was driven
                 failed = UnlockFailed(compartment, f"not_sent: {err}")
+            self._publish(envelopes)
+            envelopes = ()
             self.journal.unlock_done(compartment)
             if failed is not None:
                 self.health.unlock_failed(compartment)
@@ -469,6 +496,7 @@ class CabinetService:
                     await self._step(failed, job)
                 except CoreError as err:
                     log.warning("cabinet %s: %s refused: %s", self.cabinet_id, failed, err)
+        self._publish(envelopes)
 
 
 def link_settings(config: CabinetConfig, **overrides: Any) -> LinkSettings:

@@ -160,11 +160,20 @@ def _require_wire_keys(schema: dict[str, Any]) -> None:
             required.insert(0, key)
 
 
+# _NO_VALUE_CACHE: by default pydantic-core keeps every string of 64 characters or less it parses
+# from JSON in a process-wide cache of 16,384 entries. Our payloads are full of strings seen
+# once (event, command and parcel ids, timestamps), so the cache only fills: the cabinet
+# daemon's RSS crept ~1.6 MB over its first few thousand pickups (`locker bench edge --field`,
+# tracemalloc). Keys repeat, so they stay cached.
 class _Envelope(BaseModel):
     """A whole payload: strict, immutable, unknown top-level keys rejected."""
 
     model_config = ConfigDict(
-        strict=True, frozen=True, extra="forbid", json_schema_extra=_require_wire_keys
+        strict=True,
+        frozen=True,
+        extra="forbid",
+        json_schema_extra=_require_wire_keys,
+        cache_strings="keys",  # see _NO_VALUE_CACHE
     )
 
     v: Literal[1] = 1
@@ -173,7 +182,7 @@ class _Envelope(BaseModel):
 class _Data(BaseModel):
     """A nested object: strict, immutable, unknown keys ignored (a newer sender may add some)."""
 
-    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore", cache_strings="keys")
 
 
 # --- events: cabinet → cloud on lockers/v1/{cab}/event -------------------------------------------

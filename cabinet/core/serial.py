@@ -8,6 +8,7 @@ is a bug in the state's types and fails loudly, on dump as on load.
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 from datetime import datetime
 from enum import Enum
@@ -65,6 +66,71 @@ class SnapshotCache:
             out = hit[1]
         else:
             out = {f.name: dump(getattr(value, f.name), self) for f in dataclasses.fields(value)}
+        self._current[id(value)] = (value, out)
+        return out
+
+
+def encode(value: Any, cache: JsonSnapshotCache) -> str:
+    """`json.dumps(dump(value), separators=(",", ":"))`, reusing the cache's frozen leaves' text."""
+    kind = type(value)
+    if kind is dict:
+        return _object((_key(k), encode(v, cache)) for k, v in value.items())
+    if kind is str:
+        return _string(value)
+    params = getattr(kind, "__dataclass_params__", None)
+    if params is not None:
+        if params.frozen:
+            return cache.frozen_json(value)
+        fields = dataclasses.fields(value)
+        return _object((f.name, encode(getattr(value, f.name), cache)) for f in fields)
+    if kind is tuple or kind is list:
+        return "[" + ",".join(encode(item, cache) for item in value) + "]"
+    return _compact(dump(value))
+
+
+def _object(items: Any) -> str:
+    return "{" + ",".join(f"{_string(name)}:{text}" for name, text in items) + "}"
+
+
+def _string(text: str) -> str:
+    # Ids, names and ISO times need no escaping: skip json.dumps's call for them.
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return _compact(text)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class JsonSnapshotCache:
+    """Like `SnapshotCache`, but keeps each frozen leaf's JSON text: the journal stores text.
+
+    Encoding a 96-parcel cabinet's 50 KB snapshot with `json.dumps` took 1-5 ms of every step,
+    before the unlock's fsync; a new cabinet shares nearly every parcel and compartment with
+    the last, so their text is reused and only what changed is encoded. As with
+    `SnapshotCache`, only the last snapshot's leaves are kept.
+    """
+
+    def __init__(self) -> None:
+        self._previous: dict[int, tuple[Any, str]] = {}
+        self._current: dict[int, tuple[Any, str]] = {}
+
+    def encode(self, value: Any) -> str:
+        """`value` as compact JSON text, reusing the previous call's frozen leaves."""
+        self._current = {}
+        try:
+            return encode(value, self)
+        finally:
+            self._previous, self._current = self._current, {}
+
+    def frozen_json(self, value: Any) -> str:
+        hit = self._previous.get(id(value)) or self._current.get(id(value))
+        if hit is not None and hit[0] is value:  # the object itself, not a reused id
+            out = hit[1]
+        else:
+            fields = dataclasses.fields(value)
+            out = _object((f.name, encode(getattr(value, f.name), self)) for f in fields)
         self._current[id(value)] = (value, out)
         return out
 

@@ -146,6 +146,11 @@ class Cabinet:
         body = cache.dump(self) if cache is not None else serial.dump(self)
         return {"v": SNAPSHOT_VERSION, **body}
 
+    def to_json(self, cache: serial.JsonSnapshotCache) -> str:
+        """`to_dict()` as compact JSON text, only what changed since the last call encoded."""
+        body = cache.encode(self)  # "{...}": a cabinet has fields
+        return f'{{"v":{SNAPSHOT_VERSION},{body[1:]}'
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Cabinet:
         """Rebuild from `to_dict()`'s output; raise BadSnapshot if it is not one."""

@@ -266,6 +266,16 @@ class Rs485Driver:
             boards = self._boards if address is None else (address,)
             return all(self._poll_hold.held(now, self._last_polled.get(a)) for a in boards)
 
+    async def settled(self) -> None:
+        """Return once the transaction on the bus now (if any) and the gap after it have ended.
+
+        Sends nothing: a job at unlock priority (so it goes ahead of queued polls and reads)
+        that only waits out the inter-request gap. With polls held (`hold_polls`), the bus is
+        then free for the next unlock, as it is after a person has typed for a few seconds
+        (`locker bench edge` waits on it instead of sleeping out a poll's reply timeout).
+        """
+        await self._submit(_UNLOCK, self._wait_for_line)
+
     async def poll(self) -> dict[str, bool]:
         futures = [self._queue_poll(address) for address in self._boards]
         await asyncio.gather(*(asyncio.wrap_future(future) for future in futures))

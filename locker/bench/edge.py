@@ -19,15 +19,17 @@ Latency instrumentation, all inside the daemon with `time.perf_counter_ns`:
 - `t_written`: a `serial.Serial` subclass handed to the driver as its port: the moment its
   `write` of a frame with head 0x8A (an unlock) returns, on the bus thread.
 
-Like the kiosk, the recipient's side calls `service.keypad_active()` at the first digit, then
-"types" for TYPING_S before the code is submitted: status polls keep off the bus meanwhile, so
-the unlock never queues behind one (TYPING_S covers a poll's 100 ms reply timeout; a person
-takes seconds).
+Like the kiosk, the recipient's side calls `service.keypad_active()` at the first digit; status
+polls then keep off the bus, and the harness submits the code once a poll already on the bus has
+ended (`Rs485Driver.settled`), as it has after a person's few seconds of typing: the unlock never
+queues behind a poll.
 
 With `--field` the cabinet runs as it does at a site: four boards of 24 doors polled, the MQTT
 link online to a Mosquitto of the benchmark's own, and the production `locker cloud worker`
-(SQLite) ingesting every event, event-acking it and sending its `codes.put` (the harness's own
-codes replace the cloud's once those have run, so the recipient knows the code). The health
+(SQLite, on tmpfs when there is one: the cloud is another machine, whose commits must not
+share the cabinet's disk) ingesting every event, event-acking it and sending its `codes.put`
+(the harness's own codes replace the cloud's once those have run, so the recipient knows the
+code). The health
 counters are on in every mode (they are part of the service). The report adds the RSS slope
 after warm-up and the journal's fsync time on this disk.
 
@@ -46,6 +48,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import threading
@@ -57,7 +60,6 @@ from typing import Any
 
 from locker.harness.processes import JsonLinesProcess, cpu_s, memory_mb
 
-TYPING_S = 0.12  # from the first digit to the submit: longer than a poll's reply timeout
 CAB = "bench1"
 CODE_KEY = b"bench-edge-code-key"
 COURIER, PIN = "BENCH-C1", "246810"
@@ -65,6 +67,13 @@ PHONE = "13812345678"
 BOARDS, CHANNELS = 2, 48  # 96 doors, all size M
 PULSE_S = 0.02  # the simulated lock's pulse: after the unlock frame, so outside the window
 HEAD_UNLOCK = 0x8A  # docs/lockboard.md: the unlock request's first byte
+
+# Bench-only switches of the daemon (environment, so the harness's command line stays as is):
+# a cProfile dump of the whole run, and tracemalloc snapshots every N pickups (RSS creep hunt).
+PROFILE_ENV = "LOCKER_BENCH_EDGE_PROFILE"
+TRACEMALLOC_ENV = "LOCKER_BENCH_EDGE_TRACEMALLOC"
+TRACEMALLOC_EVERY = 500  # pickups between two snapshots
+ROUNDS_ENV = "LOCKER_BENCH_EDGE_ROUNDS"  # a JSON-lines file: each round's figures as it ends
 
 TARGET_P99_MS = 6.0  # a 5-byte frame's own wire time at 9600 baud
 TARGET_RSS_MB = 60.0
@@ -156,9 +165,22 @@ def _timed_journal(journal_path: Path, marks: _Marks) -> Any:
     return journal
 
 
-def _count_cloud_codes(service: Any) -> set[str]:
-    """The parcel ids of every `codes.put` from the cloud the service has run (field mode)."""
-    seen: set[str] = set()
+@dataclasses.dataclass
+class _CloudCodes:
+    """The parcels whose `codes.put` from the cloud the service has run (field mode).
+
+    `waiting` holds ids until the harness has seen them (`wait_cloud_codes` takes them out):
+    a set of every parcel ever would grow by ~100 bytes a pickup in the daemon whose RSS the
+    bench reads.
+    """
+
+    waiting: set[str] = dataclasses.field(default_factory=set)
+    total: int = 0
+
+
+def _count_cloud_codes(service: Any) -> _CloudCodes:
+    """Count the `codes.put` commands from the cloud the service has run (field mode)."""
+    seen = _CloudCodes()
     link = service.link
     if link is None:
         return seen
@@ -169,7 +191,9 @@ def _count_cloud_codes(service: Any) -> set[str]:
     async def counted(command: Any) -> str | None:
         error = await run(command)
         if error is None and isinstance(command, PutCodes):
-            seen.update(entry.parcel_id for entry in command.data.entries)
+            parcels = {entry.parcel_id for entry in command.data.entries}
+            seen.total += len(parcels - seen.waiting)
+            seen.waiting |= parcels
         return error
 
     link._on_command = counted
@@ -251,11 +275,12 @@ async def _wait_until(test: Callable[[], bool], timeout_s: float) -> bool:
 class _Answers:
     """The daemon's answers to the harness's requests, one method per `op`."""
 
-    def __init__(self, service: Any, journal: Any, marks: _Marks, cloud_codes: set[str]) -> None:
+    def __init__(self, service: Any, journal: Any, marks: _Marks, cloud_codes: _CloudCodes) -> None:
         self.service = service
         self.journal = journal
         self.marks = marks
         self.cloud_codes = cloud_codes
+        self.heap_dumps = _HeapDumps.from_env()
         self.ops: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "submit": self.submit,
             "keypad": self.keypad,
@@ -278,6 +303,8 @@ class _Answers:
         from cabinet.core import inputs as core_inputs
         from cabinet.core.errors import CoreError
 
+        if request["input"] == "CodeEntered" and self.heap_dumps is not None:
+            self.heap_dumps.pickup()
         inp = getattr(core_inputs, request["input"])(**request.get("args", {}))
         self.marks.clear()
         submitted_ns = time.perf_counter_ns()
@@ -304,7 +331,14 @@ class _Answers:
         }
 
     async def keypad(self, _request: dict[str, Any]) -> dict[str, Any]:
+        """The first digit: polls are held; answer once a poll already on the bus has ended.
+
+        A person takes seconds over the other seven digits, so by the submit the bus is free;
+        waiting for that here, rather than sleeping out a poll's reply timeout, is what lets
+        10,000 pickups run in minutes.
+        """
         self.service.keypad_active()
+        await self.service.driver.settled()
         return {"ok": True}
 
     async def codes(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -341,6 +375,9 @@ class _Answers:
                 and cabinet.compartments[request["compartment"]].door is Door.CLOSED
             )
 
+        # The board's `82` report of the shut door is read when the bus thread next listens
+        # (every `idle_read_s`, 0.1 s); reading the door now saves the bench that wait.
+        await self.service.driver.read(request["compartment"])
         return {"ok": await _wait_until(shut, request.get("timeout_s", 10))}
 
     async def wait_parcels(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -352,8 +389,11 @@ class _Answers:
 
     async def wait_cloud_codes(self, request: dict[str, Any]) -> dict[str, Any]:
         wanted = set(request["parcels"])
-        ok = await _wait_until(lambda: wanted <= self.cloud_codes, request.get("timeout_s", 60))
-        return {"ok": ok, "missing": len(wanted - self.cloud_codes)}
+        codes = self.cloud_codes
+        ok = await _wait_until(lambda: wanted <= codes.waiting, request.get("timeout_s", 60))
+        missing = len(wanted - codes.waiting)
+        codes.waiting -= wanted
+        return {"ok": ok, "missing": missing}
 
     async def link(self, request: dict[str, Any]) -> dict[str, Any]:
         """The link's state; with `drain`, wait for the cloud to event-ack every event first."""
@@ -365,7 +405,7 @@ class _Answers:
             "online": link is not None and link.online.is_set(),
             "last_seq": self.journal.last_seq,
             "unacked": self.journal.backlog()[0],
-            "cloud_codes_run_for": len(self.cloud_codes),
+            "cloud_codes_run_for": self.cloud_codes.total,
             "health_boards": self.service.health.summary()["boards"],
         }
 
@@ -374,6 +414,46 @@ class _Answers:
         for event in self.journal.unacked():
             counts[event.type] = counts.get(event.type, 0) + 1
         return {"ok": True, "events": counts}
+
+
+class _HeapDumps:
+    """tracemalloc snapshots of the daemon every `every` pickups, for `tracemalloc_diff`.
+
+    Enabled by LOCKER_BENCH_EDGE_TRACEMALLOC=<directory>: what the daemon still holds after
+    5,000 pickups that it did not after 1,000 is what makes its RSS creep. Tracing slows the
+    daemon and its bookkeeping adds to the RSS, so the figures of such a run are not reported.
+    """
+
+    def __init__(self, directory: Path, every: int) -> None:
+        import tracemalloc
+
+        self.directory, self.every, self.pickups = directory, every, 0
+        directory.mkdir(parents=True, exist_ok=True)
+        tracemalloc.start(12)
+
+    @classmethod
+    def from_env(cls) -> _HeapDumps | None:
+        directory = os.environ.get(TRACEMALLOC_ENV)
+        every = int(os.environ.get(f"{TRACEMALLOC_ENV}_EVERY", TRACEMALLOC_EVERY))
+        return cls(Path(directory), every) if directory else None
+
+    def pickup(self) -> None:
+        import gc
+        import tracemalloc
+
+        if self.pickups % self.every == 0:
+            gc.collect()
+            tracemalloc.take_snapshot().dump(str(self.directory / f"pickups-{self.pickups:06d}"))
+        self.pickups += 1
+
+
+def tracemalloc_diff(earlier: Path, later: Path, top: int = 25) -> list[str]:
+    """The allocation sites that grew most between two of `_HeapDumps`'s snapshots."""
+    import tracemalloc
+
+    before = tracemalloc.Snapshot.load(str(earlier))
+    after = tracemalloc.Snapshot.load(str(later))
+    return [str(stat) for stat in after.compare_to(before, "traceback")[:top]]
 
 
 def _say(message: dict[str, Any]) -> None:
@@ -402,7 +482,13 @@ class DaemonProcess(JsonLinesProcess):
         if shape.mqtt_port is not None:
             argv += ["--mqtt-host", shape.mqtt_host or "127.0.0.1"]
             argv += ["--mqtt-port", str(shape.mqtt_port)]
-        super().__init__(argv, log_path=workdir / "daemon.log", name="the daemon")
+        from locker.harness.processes import clean_env
+
+        switches = (PROFILE_ENV, TRACEMALLOC_ENV, f"{TRACEMALLOC_ENV}_EVERY")
+        passed = {k: os.environ[k] for k in switches if k in os.environ}
+        super().__init__(
+            argv, log_path=workdir / "daemon.log", name="the daemon", env=clean_env(**passed)
+        )
         try:
             ready = self.next(30)
         except BaseException:
@@ -578,7 +664,7 @@ def _start_cloud(
 
     broker = own_broker(workdir)
     stack.callback(broker.stop)
-    url = f"sqlite:///{workdir / 'cloud.db'}"
+    url = f"sqlite:///{_cloud_dir(stack, workdir) / 'cloud.db'}"
     secret_key = os.urandom(32).hex()
     _register_cabinet(url, boards, channels, seal_key=secret_key.encode())
     worker = WorkerProcess(
@@ -593,6 +679,20 @@ def _start_cloud(
     worker.wait_subscribed()
     shown = f"own mosquitto on {broker.host}:{broker.port}, `locker cloud worker` on SQLite"
     return {"host": broker.host, "port": broker.port, "url": url, "shown": shown}
+
+
+def _cloud_dir(stack: contextlib.ExitStack, workdir: Path) -> Path:
+    """Where the cloud's SQLite file goes: in memory (tmpfs) when there is one.
+
+    At a site the cloud is another machine. Its commits on the cabinet's own disk made the
+    journal's fsync wait behind them (one filesystem journal), which no cabinet sees.
+    """
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK):
+        return workdir
+    path = Path(tempfile.mkdtemp(prefix="locker-bench-cloud-", dir=shm))
+    stack.callback(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def _register_cabinet(url: str, boards: int, channels: int, *, seal_key: bytes) -> None:
@@ -709,6 +809,8 @@ def _run_rounds(
 ) -> None:
     """Round after round: fill up to every door, put their codes, pick every parcel up."""
     done = 0
+    rounds_log = os.environ.get(ROUNDS_ENV)
+    started = time.monotonic()
     doors = FIELD_BOARDS * FIELD_CHANNELS if field else BOARDS * CHANNELS
     while done < pickups:
         parcels = _fill(daemon, bus, min(doors, pickups - done), laps)
@@ -725,6 +827,29 @@ def _run_rounds(
         if page is not None:
             page.status()
         laps.rss_by_round_mb.append(round(memory_mb(daemon.pid)[0], 1))
+        if rounds_log:
+            _log_round(Path(rounds_log), laps, len(parcels), time.monotonic() - started)
+
+
+def _log_round(path: Path, laps: _Laps, batch: int, wall_s: float) -> None:
+    """One JSON line per round: a long run's figures so far, should it not finish."""
+    line = {
+        "pickups": len(laps.written_ms),
+        "wall_s": round(wall_s, 1),
+        "rss_mb": laps.rss_by_round_mb[-1],
+        "round_p50_ms": percentile(laps.written_ms[-batch:], 50),
+        "round_p99_ms": percentile(laps.written_ms[-batch:], 99),
+        "round_journal_p99_ms": percentile(laps.journal_ms[-batch:], 99),
+        "round_dispatch_p99_ms": percentile(laps.dispatch_ms[-batch:], 99),
+        "load_average": os.getloadavg()[0],
+        # this round's pickups, for percentiles over any part of a run that did not finish
+        "written_ms": [round(ms, 3) for ms in laps.written_ms[-batch:]],
+        "journal_ms": [round(ms, 3) for ms in laps.journal_ms[-batch:]],
+        "dispatch_ms": [round(ms, 3) for ms in laps.dispatch_ms[-batch:]],
+        "verdict_ms": [round(ms, 3) for ms in laps.verdict_ms[-batch:]],
+    }
+    with path.open("a") as out:
+        out.write(json.dumps(line) + "\n")
 
 
 def _fill(daemon: DaemonProcess, bus: Any, batch: int, laps: _Laps) -> list[tuple[str, str]]:
@@ -760,8 +885,7 @@ def _put_codes(daemon: DaemonProcess, parcels: list[tuple[str, str]]) -> dict[st
 
 def _pick_up(daemon: DaemonProcess, bus: Any, compartment: str, code: str, laps: _Laps) -> None:
     """A recipient types the code (timed to the unlock frame), takes the parcel, shuts the door."""
-    daemon.ask({"op": "keypad"})  # the first digit
-    time.sleep(TYPING_S)  # the person typing the rest (real time: a benchmark)
+    daemon.ask({"op": "keypad"})  # the first digit; the rest typed once the bus is free
     answer = daemon.submit("CodeEntered", timed=True, code=code)
     screen = answer["screens"][0]
     if screen["type"] != "DoorsOpening" or compartment not in screen["compartments"]:
@@ -849,7 +973,8 @@ def _setup(poll_interval_s: float, kiosk: bool, shape: _Shape) -> dict[str, Any]
         "boards": shape.boards,
         "poll_interval_s": poll_interval_s,
         "sim_pulse_s": PULSE_S,
-        "link": "online: own mosquitto, `locker cloud worker` acking and sending codes.put"
+        "link": "online: own mosquitto, `locker cloud worker` (SQLite on tmpfs) acking and "
+        "sending codes.put"
         if shape.mqtt_port is not None
         else "disabled (no broker: offline)",
         "health_counters": "on (per door and board, in the journal)",
@@ -887,7 +1012,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mqtt-port", type=int, default=None)
     args = parser.parse_args(argv)
     shape = _Shape(args.boards, args.channels, args.mqtt_host, args.mqtt_port)
-    asyncio.run(_serve_daemon(args.port, args.journal, args.poll_interval_s, args.kiosk, shape))
+    serve = _serve_daemon(args.port, args.journal, args.poll_interval_s, args.kiosk, shape)
+    profile_path = os.environ.get(PROFILE_ENV)
+    if not profile_path:
+        asyncio.run(serve)
+        return
+    import cProfile  # where the daemon's CPU goes, for whoever tunes it
+
+    with cProfile.Profile() as profiler:
+        asyncio.run(serve)
+    profiler.dump_stats(profile_path)
 
 
 if __name__ == "__main__":

@@ -437,3 +437,20 @@ def test_a_cabinet_can_always_ack_a_command_it_could_not_decode():
     assert ack.error.startswith("rejected: data.compartment: String should match pattern")
     assert decode(f"lockers/v1/{CAB}/ack", encode(ack)) == ack
     assert len(Ack.failure("c-1", "x" * 5000).error) == 1024
+
+
+def test_parsing_keeps_no_value_strings_in_pydantics_process_wide_cache():
+    """Ids and timestamps seen once filled pydantic-core's 16,384-string cache: daemon RSS crept."""
+    import inspect
+
+    import pydantic
+
+    from protocol import messages
+
+    models = [
+        model
+        for _, model in inspect.getmembers(messages, inspect.isclass)
+        if issubclass(model, pydantic.BaseModel) and model.__module__ == messages.__name__
+    ]
+    assert len(models) > 20
+    assert {m.__name__ for m in models if m.model_config.get("cache_strings") != "keys"} == set()

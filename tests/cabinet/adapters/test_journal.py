@@ -68,6 +68,25 @@ def test_commit_step_is_all_or_nothing(tmp_path: Path) -> None:
         assert journal.pending_unlocks() == []
 
 
+def test_commits_never_checkpoint_the_wal_the_daemons_worker_thread_does(tmp_path: Path) -> None:
+    """A commit that copies the WAL into the main file would make its unlock wait for it."""
+    path = tmp_path / "j.db"
+    with Journal.open(path, cab=CAB) as journal:
+        journal.commit_step({"n": 0})
+        main_size = path.stat().st_size
+        for n in range(1, 60):  # ~25 pages each: past SQLite's default 1,000-page checkpoint
+            journal.commit_step({"n": n, "blob": random.randbytes(50_000).hex()})
+        assert path.stat().st_size == main_size  # every commit only appended to the WAL
+        assert journal.commits_since_checkpoint >= 60
+        assert journal.checkpoint() > 1000
+        assert journal.commits_since_checkpoint == 0
+        assert path.stat().st_size > main_size
+        journal.commit_step({"n": 60})  # commits go on after it, on their own connection
+    with Journal.open(path, cab=CAB) as journal:
+        snapshot = journal.load_snapshot()
+        assert snapshot is not None and snapshot.data == {"n": 60}
+
+
 def test_command_answers_are_recorded_once(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     with Journal.open(path, cab=CAB) as journal:

@@ -189,3 +189,26 @@ def test_a_snapshot_cache_gives_the_same_snapshot_as_a_full_walk():
         assert h.cab.to_dict(cache) == h.cab.to_dict()
     restored = type(h.cab).from_dict(h.cab.to_dict(cache))
     assert restored.to_dict() == h.cab.to_dict()
+
+
+def test_the_journals_incremental_text_is_the_full_snapshots_json():
+    from cabinet.core.serial import JsonSnapshotCache
+    from tests.cabinet.core.harness import Harness
+
+    def full(h: Harness) -> str:
+        return json.dumps(h.cab.to_dict(), separators=(",", ":"))
+
+    h = Harness()
+    cache = JsonSnapshotCache()
+    h.add_courier()
+    h.sign_in()
+    assert h.cab.to_json(cache) == full(h)
+    for number in range(3):
+        parcel_id = h.deposit(f"SF{number:04d}")
+        h.grant(parcel_id, f"1234567{number}")
+        # Each step shares most frozen leaves with the last: the cache must still see changes.
+        assert h.cab.to_json(cache) == full(h)
+    h.cab.couriers['C-\u00e9"quote'] = 'hash"with\\escapes'  # text that needs escaping
+    assert h.cab.to_json(cache) == full(h)
+    restored = type(h.cab).from_dict(json.loads(h.cab.to_json(cache)))
+    assert restored.to_dict() == h.cab.to_dict()

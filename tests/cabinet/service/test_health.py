@@ -3,11 +3,14 @@ simulated board, carried by the birth, re-published on the hour, and kept across
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from cabinet.core.compartments import Door
 from cabinet.core.inputs import CourierSignIn, PhoneEntered, SizeChosen, Tick, TrackingEntered
+from cabinet.journal import Journal
 from firmware_sim import PtyServer, SimulatedBus
-from tests.cabinet.adapters.harness import CloudPeer
+from tests.cabinet.adapters.harness import CAB, CloudPeer
 from tests.cabinet.aio import eventually
 from tests.cabinet.service.harness import (
     COURIER,
@@ -92,3 +95,46 @@ async def test_wear_is_counted_sent_with_the_birth_and_kept_across_a_restart(
     # The driver starts from zero; the journal's totals do not.
     assert board_kept["errors"] >= board["errors"]
     assert board_kept["requests"] >= board["requests"]
+
+
+async def test_a_pulse_is_in_its_unlocks_own_commit_so_a_crash_right_after_keeps_it(
+    service_factory: ServiceFactory, peer: CloudPeer, sim: Sim, tmp_path: Path
+) -> None:
+    """The process dies just after the unlock's commit: no later step, no clean stop, writes."""
+    runner = await service_factory(door_boards=DOOR_BOARDS)
+    await runner.wait_online()
+    await put_courier(peer)
+    await runner.submit(CourierSignIn(COURIER, PIN))
+    await runner.submit(TrackingEntered("SF7101"))
+    await runner.submit(PhoneEntered(PHONE))
+
+    journal = runner.journal
+    commit_step = journal.commit_step
+    crashed = False
+
+    def commit_then_crash(*args: Any, **kwargs: Any) -> Any:
+        """Commit the step that journals the unlock; from then on nothing reaches the file."""
+        nonlocal crashed
+        if crashed:
+            return []
+        built = commit_step(*args, **kwargs)
+        unlocks = args[2] if len(args) > 2 else kwargs.get("pending_unlocks", ())
+        crashed = bool(unlocks)
+        return built
+
+    def lost(*_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    journal.commit_step = commit_then_crash  # type: ignore[method-assign]
+    journal.unlock_done = lost  # type: ignore[method-assign]
+    journal.save_health = lost  # type: ignore[method-assign]
+    (opening,) = await runner.submit(SizeChosen("M"))
+    assert crashed and opening.compartment == "A02"
+    await runner.wait_door("A02", Door.OPEN)  # its step ran, and wrote nothing
+    await runner.close()  # the clean stop's health write is lost too
+
+    with Journal.open(tmp_path / "journal.sqlite3", cab=CAB) as reopened:
+        doors, boards = reopened.load_health()
+        assert reopened.pending_unlocks() == ["A02"]  # the crash came before unlock_done
+    assert doors["A02"]["pulses"] == 1
+    assert boards[BOARD]["requests"] > 0  # the polls before the unlock, counted in its commit
