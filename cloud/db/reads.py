@@ -128,11 +128,17 @@ def newest_parcel_tracked(
     return session.exec(statement.order_by(col(Parcel.created_at).desc())).first()
 
 
+# A timeline in the order the cloud applied its rows: a cabinet's events are applied in its seq
+# order, whatever its clock said (a cabinet whose clock is skewed stamps a later event with an
+# earlier `at`; ordering by `at` showed a pickup before its deposit).
+TIMELINE_ORDER = (col(ParcelEvent.id),)
+
+
 def timeline(*, session: Session, parcel_row_id: str) -> Sequence[ParcelEvent]:
-    """Return a parcel's timeline, oldest first."""
+    """Return a parcel's timeline, oldest first: in the order its changes were applied."""
     statement = (
         select(ParcelEvent)
         .where(ParcelEvent.parcel_row_id == parcel_row_id)
-        .order_by(col(ParcelEvent.at), col(ParcelEvent.id))
+        .order_by(*TIMELINE_ORDER)
     )
     return session.exec(statement).all()

@@ -12,7 +12,8 @@ Invariants:
                    seq, all applied, none stored twice, none left unacked in the journal;
 - `applied-once`   no parcel deposited, picked up or retrieved twice in the cloud's events;
 - `notice`         no SMS sent twice; every deposited parcel's recipient got exactly one code;
-- `door-opening`   every time a door opened on the simulator traces to one recorded act;
+- `door-opening`   every unlock pulse that opened a door on the simulator traces back to exactly
+                   one recorded act (see `_door_pulses` for the rule);
 - `door-picture`   the cloud's state of every door equals the cabinet's.
 """
 
@@ -33,6 +34,11 @@ from locker.chaos.history import History
 from locker.chaos.workload import CODE, Parcel
 from locker.demo.stack import CabinetInfo, DemoInfo
 
+# An act is recorded once the workload has seen its door open (or the try fail): from a little
+# before the pulse (the kiosk may answer before the board pulses) to well after (the workload's
+# longest waits under faults).
+EARLY_S = 30.0
+LATE_S = 240.0
 INVARIANTS = ("parcel-state", "seq", "applied-once", "notice", "door-opening", "door-picture")
 # The status graph, from the core's own transition table (so the checker and the code agree).
 EDGES = {(before, rule.to.value) for (before, _event), rule in TRANSITIONS.items()}
@@ -56,6 +62,8 @@ class Evidence:
     journals: dict[str, dict[str, Any]]  # cab -> {"last_seq", "unacked"}
     cabinet_doors: dict[str, dict[str, dict[str, Any]]]  # cab -> door id -> maintenance row
     cloud: dict[str, Any]  # read from the database: see `read_cloud`
+    # cab -> every unlock pulse its simulator logged: {"at", "door", "opened", "jammed", ...}
+    pulses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class Checker:
@@ -72,7 +80,7 @@ class Checker:
         self._seqs(evidence)
         self._applied_once(evidence)
         self._notices(evidence)
-        self._door_openings(evidence)
+        self._door_pulses(evidence)
         self._door_picture(evidence)
         return self.violations
 
@@ -136,11 +144,14 @@ class Checker:
                 f"{parcel.tracking_no}: timeline {walk} is not a legal walk of the parcel's life",
                 records,
             )
-        cabinet_at = [t["at"] for t in timeline if t["source"] == "cabinet"]
-        if cabinet_at != sorted(cabinet_at):
+        # In the order the cloud shows the timeline, the cabinet's rows follow its seq: a
+        # cabinet's clock may be skewed (the nemesis does it), its seq never is.
+        cabinet_seq = [t["seq"] for t in timeline if t["source"] == "cabinet"]
+        if cabinet_seq != sorted(cabinet_seq, key=lambda seq: seq or 0):
             self.fail(
                 "parcel-state",
-                f"{parcel.tracking_no}: the cabinet's timeline rows are out of order: {cabinet_at}",
+                f"{parcel.tracking_no}: the timeline shows the cabinet's rows out of seq order: "
+                f"{cabinet_seq}",
                 records,
             )
 
@@ -239,31 +250,65 @@ class Checker:
 
     # --- door-opening ----------------------------------------------------------------------------
 
-    def _door_openings(self, ev: Evidence) -> None:
-        acts: Counter[tuple[str, str]] = Counter()  # (cab, door) -> recorded acts
-        slack: Counter[str] = Counter()  # cab -> acts whose door or outcome is unknown
+    def _door_pulses(self, ev: Evidence) -> None:
+        """Every unlock pulse that opened a door traces back to exactly one recorded act.
+
+        The rule: a pulse that found its door shut and let it spring open is an *opening*. Pulses
+        that opened nothing (a jammed lock, a board without power, a door already open: the
+        cabinet's retries of the same unlock, or a restarted daemon finishing it) are retries of
+        the act in hand and need no act of their own. Each opening is matched, in time order, to
+        one act on that cabinet recorded from `EARLY_S` before it to `LATE_S` after it (the
+        workload records an act once it has seen the door open, or once the try failed):
+
+        - on that very door: the door a deposit was given (`deposit.door`), every door a code
+          opened (`pickup.opening`), every door a courier's take-back opened
+          (`retrieve.opening`);
+        - on any door of that cabinet: a try that failed half-way (`deposit.fail`,
+          `pickup.fail`, `retrieve.fail`), which may have opened a door it never saw.
+
+        An act explains one opening at most, so a door opened twice for one pickup is caught; an
+        opening no act explains is a door opened with no code, courier or manager act.
+        """
+        acts: dict[str, list[dict[str, Any]]] = defaultdict(list)  # cab -> acts, in time order
         for record in self.history.records:
-            if record["who"] != "workload":
+            if record["who"] != "workload" or "mono" not in record:
                 continue
-            op, cab, door = record["op"], record.get("cab"), record.get("compartment")
-            if op in ("deposit.door", "retrieve.door", "pickup.ok"):
-                acts[(cab, door)] += 1
-            elif op in ("pickup.fail", "deposit.fail", "retrieve.fail"):
-                slack[cab] += 1  # a try that may have opened its door before failing
-        for cab, doors in ev.sim.items():
-            extra = 0
-            for door_id, door in doors.items():
-                self.checked["door-opening"] += 1
-                opened, recorded = door["times_opened"], acts[(cab, door_id)]
-                if opened > recorded:
-                    extra += opened - recorded
-            if extra > slack[cab]:
-                self.fail(
-                    "door-opening",
-                    f"{cab}: doors opened {extra} times more than the "
-                    f"recorded acts explain (failed tries: {slack[cab]})",
-                    self.history.about("cab", cab)[-30:],
-                )
+            op, cab = record["op"], record.get("cab")
+            if op == "deposit.door":
+                acts[cab].append({**record, "doors": {record["compartment"]}})
+            elif op in ("pickup.opening", "retrieve.opening"):
+                acts[cab].append({**record, "doors": set(record["doors"])})
+            elif op in ("deposit.fail", "pickup.fail", "retrieve.fail"):
+                acts[cab].append({**record, "doors": None})  # any door of the cabinet
+        for cab, pulses in ev.pulses.items():
+            openings = sorted((p for p in pulses if p["opened"]), key=lambda p: p["at"])
+            self.checked["door-opening"] += len(pulses)
+            unused = list(acts.get(cab, []))
+            for pulse in openings:
+                match = self._act_for(pulse, unused)
+                if match is None:
+                    self.fail(
+                        "door-opening",
+                        f"{cab} door {pulse['door']}: an unlock pulse opened it at "
+                        f"{pulse['at']:.3f} (monotonic) and no recorded act explains it",
+                        [
+                            r
+                            for r in self.history.about("cab", cab)
+                            if abs(r.get("mono", 0) - pulse["at"]) <= LATE_S
+                        ][-20:],
+                    )
+                    continue
+                unused.remove(match)
+
+    @staticmethod
+    def _act_for(pulse: dict[str, Any], acts: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The act that explains an opening: the earliest in its window naming its door, else
+        the earliest failed try in its window."""
+        window = [a for a in acts if pulse["at"] - EARLY_S <= a["mono"] <= pulse["at"] + LATE_S]
+        named = [a for a in window if a["doors"] is not None and pulse["door"] in a["doors"]]
+        if named:
+            return named[0]
+        return next((a for a in window if a["doors"] is None), None)
 
     # --- door-picture ----------------------------------------------------------------------------
 
@@ -295,6 +340,7 @@ def read_cloud(database_url: str) -> dict[str, Any]:
 
     from cloud.db.engine import make_engine
     from cloud.db.models import Cabinet, Compartment, InboxEvent, Parcel, ParcelEvent
+    from cloud.db.reads import TIMELINE_ORDER
 
     engine = make_engine(database_url)
     try:
@@ -308,7 +354,8 @@ def read_cloud(database_url: str) -> dict[str, Any]:
                     "compartment": p.compartment,
                     "timeline": [],
                 }
-            for t in session.exec(select(ParcelEvent).order_by(ParcelEvent.id)):
+            # In the order the cloud shows a timeline (cloud.db.reads.timeline's).
+            for t in session.exec(select(ParcelEvent).order_by(*TIMELINE_ORDER)):
                 by_row[t.parcel_row_id]["timeline"].append(
                     {"status": t.status, "at": t.at, "source": t.source, "seq": t.seq}
                 )
@@ -337,6 +384,20 @@ def read_sim(http: httpx.Client, cabinet: CabinetInfo) -> dict[str, dict[str, An
     state = http.get(f"{cabinet.sim_url}/state").json()
     by_wiring = {(b["address"], d["channel"]): d for b in state["boards"] for d in b["doors"]}
     return {w["id"]: by_wiring[(w["board"], w["channel"])] for w in cabinet.doors}
+
+
+def read_pulses(cabinet: CabinetInfo) -> list[dict[str, Any]]:
+    """Every unlock pulse the cabinet's simulator logged, with the door it is wired to."""
+    from firmware_sim.pulse_log import file_name
+    from firmware_sim.pulse_log import read_pulses as read_file
+    from locker.chaos.cluster import pulse_dir
+
+    door_of = {(w["board"], w["channel"]): w["id"] for w in cabinet.doors}
+    pulses = []
+    for board in sorted({w["board"] for w in cabinet.doors}):
+        for pulse in read_file(pulse_dir(cabinet) / file_name("8a", board)):
+            pulses.append({**pulse, "door": door_of.get((pulse["board"], pulse["channel"]))})
+    return pulses
 
 
 def read_cabinet_doors(
@@ -370,6 +431,7 @@ def gather(
                 c.id: read_cabinet_doors(http, c, info.technician_pin) for c in info.cabinets
             },
             cloud=read_cloud(database_url),
+            pulses={c.id: read_pulses(c) for c in info.cabinets},
         )
 
 

@@ -256,6 +256,8 @@ class Workload:
         if not opening:
             raise OpFailed(f"the code opened nothing: {_types(screens)}")
         compartments = opening[0]["compartments"]
+        # Every door the code opened: the pulse-level checker traces each unlock to this act.
+        self.history.add("workload", "pickup.opening", doors=compartments, **parcel.shown())
         if parcel.compartment not in compartments:
             # Its door is faulted (a lock whose unlock went unanswered while its board was
             # off): it stays shut until a technician comes. The parcel will expire there.
@@ -365,6 +367,13 @@ class Workload:
         opening = [s for s in screens if s["type"] == "RetrievalOpening"]
         if not opening:
             raise OpFailed(f"'take back' opened nothing: {_types(screens)}")
+        self.history.add(
+            "workload",
+            "retrieve.opening",
+            cab=cabinet.id,
+            doors=opening[0]["compartments"],
+            courier=courier[0],
+        )
         for compartment in opening[0]["compartments"]:
             self._take_out(cabinet, compartment)
             self.history.add(
