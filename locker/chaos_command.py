@@ -51,6 +51,24 @@ def chaos(
             "kept and printed at the end."
         ),
     ] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            help="Re-run a recorded run (its chaos-history.jsonl): the same seed, cycles and "
+            "settings, and the same faults, each injected at the workload step it came at "
+            "(not at the same instant). --cycles, --seed and the fault options are ignored.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    plant: Annotated[
+        str | None,
+        typer.Option(
+            hidden=True,
+            help="Plant a bug in the cloud workers for this run (locker/chaos/plants.py), to "
+            "show the checker catches it.",
+        ),
+    ] = None,
     pg_admin_url: Annotated[
         str,
         typer.Option(
@@ -87,7 +105,7 @@ def chaos(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from locker.chaos.campaign import CampaignOptions, run
+    from locker.chaos.campaign import CampaignOptions, replay_options, run
     from locker.chaos.report import print_result
     from locker.harness import ServiceMissing
 
@@ -96,19 +114,33 @@ def chaos(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     console = Console()
     folder = data or Path(tempfile.mkdtemp(prefix="locker-chaos-"))
-    options = CampaignOptions(
-        data_dir=folder,
-        seed=seed,
-        cycles=cycles,
-        faults=faults if faults is not None else max(1, cycles // 3),
-        fault_gap_s=fault_gap_s,
-        max_fault_s=max_fault_s,
-        pg_admin_url=pg_admin_url,
-    )
-    console.print(
-        f"[bold]locker chaos[/]: {cycles} parcel cycles, up to {options.faults} faults, "
-        f"seed {seed}; run folder {folder}"
-    )
+    if replay is not None:
+        try:
+            options = replay_options(replay, folder, pg_admin_url)
+        except (ValueError, KeyError) as err:
+            console.print(f"[red]cannot replay {replay}:[/] {err}")
+            raise typer.Exit(2) from None
+        cycles = options.cycles
+        schedule = options.schedule or []
+        console.print(
+            f"[bold]locker chaos --replay[/] {replay}: {cycles} parcel cycles, "
+            f"{len(schedule)} faults at their steps, seed {options.seed}; run folder {folder}"
+        )
+    else:
+        options = CampaignOptions(
+            data_dir=folder,
+            seed=seed,
+            cycles=cycles,
+            faults=faults if faults is not None else max(1, cycles // 3),
+            fault_gap_s=fault_gap_s,
+            max_fault_s=max_fault_s,
+            pg_admin_url=pg_admin_url,
+            plant=plant,
+        )
+        console.print(
+            f"[bold]locker chaos[/]: {cycles} parcel cycles, up to {options.faults} faults, "
+            f"seed {seed}; run folder {folder}"
+        )
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
