@@ -186,8 +186,8 @@ class Proxy:
                     for packet in split_mqtt(pending):
                         writer.write(packet)
                         if self.mode == "duplicate" and (copy := duplicate_of(packet)):
-                            writer.write(copy)
                             self.duplicated += 1
+                            writer.write(copy)
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError, ValueError):
             pass

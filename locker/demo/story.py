@@ -249,8 +249,7 @@ class Story:
             national = phone.removeprefix("+86")  # typed as a person would: no country code
             shown = self.press(cabinet, "PhoneEntered", phone=national)
             self.check(
-                bool({"PhoneAccepted", "ReservationFound"} & set(_types(shown)))
-                or _opening(shown),
+                bool({"PhoneAccepted", "ReservationFound"} & set(_types(shown))) or _opening(shown),
                 f"recipient's mobile {mask_phone(phone)} taken",
                 shown,
             )

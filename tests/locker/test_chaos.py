@@ -58,7 +58,8 @@ def test_sixty_parcels_through_twenty_faults_lose_nothing(tmp_path: Path) -> Non
     )
     # Every invariant looked at real facts: each parcel, each seq, each door.
     assert result.checked["parcel-state"] >= 50
-    assert result.checked["door-picture"] == 72 and result.checked["door-opening"] == 72
+    assert result.checked["door-picture"] == 72
+    assert result.checked["door-opening"] >= 60  # unlock pulses, each traced to its act
     assert result.checked["seq"] > 60 and result.checked["notice"] > 60
 
 
