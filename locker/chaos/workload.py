@@ -34,6 +34,10 @@ EXPIRY_JUMP_S = 72 * 3600 + 120  # the site's 72 h pickup window, and two minute
 CODE = re.compile(r"(?:取件码|[Pp]ickup code)\s*(\d{6,10})")
 SIZES = ("S", "M")
 PICKUP_SHARE = 0.75  # of a round's parcels, picked up before the clock jump; the rest expire
+# A door springs open within a second of its unlock; one that has not in 8 s is jammed (or its
+# board off): a person gives up on it then, not after a quarter of a minute.
+DOOR_OPENS_WITHIN_S = 8.0
+RETRY_AFTER_S = 0.5  # a person trying again after a failed step
 
 
 class OpFailed(Exception):
@@ -169,7 +173,7 @@ class Workload:
                 self._sign_out(cabinet)
                 if parcel.state == "indeterminate":
                     return  # the parcel may be in; the checker judges what the cabinet made of it
-                time.sleep(1.0)
+                time.sleep(RETRY_AFTER_S)
                 continue
             parcel.state = "deposited"
             self.history.add("workload", "deposit.ok", attempt=attempt, **parcel.shown())
@@ -194,7 +198,9 @@ class Workload:
         parcel.compartment = compartment
         self.history.add("workload", "deposit.door", **parcel.shown())
         self._until(
-            lambda: self.door(cabinet, compartment)["door_open"], f"door {compartment} open"
+            lambda: self.door(cabinet, compartment)["door_open"],
+            f"door {compartment} open",
+            DOOR_OPENS_WITHIN_S,
         )
         self.act(cabinet, compartment, "put")
         parcel.state = "indeterminate"  # in the door: from here a failure leaves it to the checker
@@ -239,7 +245,7 @@ class Workload:
                     error=str(err)[:200],
                     **parcel.shown(),
                 )
-                time.sleep(1.0)
+                time.sleep(RETRY_AFTER_S)
                 continue
             parcel.state = "picked_up"
             self.history.add("workload", "pickup.ok", attempt=attempt, **parcel.shown())
@@ -266,7 +272,9 @@ class Workload:
 
     def _take_out(self, cabinet: CabinetInfo, compartment: str) -> None:
         self._until(
-            lambda: self.door(cabinet, compartment)["door_open"], f"door {compartment} open"
+            lambda: self.door(cabinet, compartment)["door_open"],
+            f"door {compartment} open",
+            DOOR_OPENS_WITHIN_S,
         )
         self.act(cabinet, compartment, "take")
         self.act(cabinet, compartment, "close")
@@ -332,7 +340,7 @@ class Workload:
                         error=str(err)[:200],
                     )
                     self._sign_out(cabinet)
-                    time.sleep(1.0)
+                    time.sleep(RETRY_AFTER_S)
                     continue
                 break
             for parcel in mine:
@@ -440,7 +448,7 @@ class Workload:
         return answer.status_code in (200, 409)
 
     def _confirm_when_shut(self, cabinet: CabinetInfo) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 10
         while True:
             answer = self.http.post(f"{cabinet.kiosk_url}/api/input", json={"type": "Confirm"})
             if answer.status_code == 200:
