@@ -44,6 +44,23 @@ def chaos(
             min=0.5, help="Longest a network cut, PostgreSQL refusal or board power-off lasts."
         ),
     ] = 6.0,
+    kinds: Annotated[
+        str | None,
+        typer.Option(
+            help="Only these fault kinds, comma-separated (default: every kind): kill-cabinet, "
+            "kill-worker, kill-api, kill-broker, cut-cabinet, cut-worker, pg-refuse, board, "
+            "sms-fail, duplicate, jam, stuck-sensor, clock-skew.",
+            show_default=False,
+        ),
+    ] = None,
+    patience_s: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Longest a person waits for the system (an SMS, an expiry) before giving up "
+            "on that step; a run that loses events on purpose (--plant) sets it short.",
+        ),
+    ] = 90.0,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -127,6 +144,13 @@ def chaos(
             f"{len(schedule)} faults at their steps, seed {options.seed}; run folder {folder}"
         )
     else:
+        from locker.chaos.nemesis import KINDS
+
+        chosen = tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else KINDS
+        unknown = sorted(set(chosen) - set(KINDS))
+        if unknown or not chosen:
+            console.print(f"[red]unknown fault kinds {unknown}[/]; known: {', '.join(KINDS)}")
+            raise typer.Exit(2)
         options = CampaignOptions(
             data_dir=folder,
             seed=seed,
@@ -136,6 +160,9 @@ def chaos(
             max_fault_s=max_fault_s,
             pg_admin_url=pg_admin_url,
             plant=plant,
+            kinds=chosen,
+            patience_s=patience_s,
+            quiet_timeout_s=min(90.0, max(10.0, patience_s)),
         )
         console.print(
             f"[bold]locker chaos[/]: {cycles} parcel cycles, up to {options.faults} faults, "
