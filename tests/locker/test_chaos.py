@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from locker.chaos.campaign import CampaignOptions, Result, run
+from locker.chaos.campaign import CampaignOptions, Result, replay_options, run
 from locker.harness import ServiceMissing
 from tests.services import missing_service, pg_admin_url, require_mosquitto
 
@@ -93,3 +93,10 @@ def test_a_worker_that_acks_before_commit_is_caught_with_a_replayable_seed(
     assert "seq" in invariants, _table(result)
     # The report names the seed and shows the history around the violation.
     assert result.seed == SEED and any(result.excerpts)
+    # Its history replays it: the same seed, plant and settings, each fault at its step
+    # (`locker chaos --replay`; docs/chaos.md shows the replay failing the same way).
+    again = replay_options(result.history_path, tmp_path / "replay", pg_admin_url())
+    assert (again.seed, again.cycles, again.plant) == (SEED, 12, "ack-before-commit")
+    assert again.schedule is not None
+    assert [f["kind"] for f in again.schedule] == ["pg-refuse"] * result.faults["pg-refuse"]
+    assert all(f["target"] == "postgres" and f["for_s"] > 0 for f in again.schedule)
