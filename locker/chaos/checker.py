@@ -113,6 +113,11 @@ class Checker:
                 # when the people took it: a door whose sensor stuck "latched" springs open for
                 # them while the cabinet, reading a lock that did not release, faults it.
                 want = want | {"in_locker", "expired"}
+            if self._sensor_lied_during_act(parcel):
+                # The stated reason: its door's sensor was stuck while the people opened it,
+                # so the cabinet could not see the door open or shut, and holds the parcel as
+                # still inside (door-picture still checks that cabinet and cloud agree).
+                want = want | {"in_locker", "expired"}
             if row["status"] not in want:
                 self.fail(
                     "parcel-state",
@@ -128,6 +133,22 @@ class Checker:
                     records,
                 )
             self._timeline(parcel, row["timeline"], records)
+
+    def _sensor_lied_during_act(self, parcel: Parcel) -> bool:
+        """Whether a `stuck-sensor` fault on the parcel's door was in force at one of the
+        people's acts on it (a door opened for the parcel, or a try at it)."""
+        acts = [
+            r["t"]
+            for r in self.history.about("tracking_no", parcel.tracking_no)
+            if r["op"].endswith((".opening", ".door", ".fail", ".ok"))
+        ]
+        for fault in self.history.of("stuck-sensor"):
+            if fault.get("target") != parcel.cab or fault.get("door") != parcel.compartment:
+                continue
+            start, end = fault["t"], fault["t"] + fault.get("for_s", 0) + 1.0
+            if any(start <= t <= end for t in acts):
+                return True
+        return False
 
     def _timeline(self, parcel: Parcel, timeline: list[dict[str, Any]], records) -> None:
         statuses = [t["status"] for t in timeline]
@@ -316,12 +337,17 @@ class Checker:
     # --- door-picture ----------------------------------------------------------------------------
 
     def _door_picture(self, ev: Evidence) -> None:
+        from cabinet.core.compartments import WIRE_STATE, CompartmentState
+
         cloud_doors = ev.cloud["doors"]  # cab -> door -> state
         for cab, doors in ev.cabinet_doors.items():
             for door_id, row in doors.items():
                 self.checked["door-picture"] += 1
                 theirs = cloud_doors.get(cab, {}).get(door_id)
-                if theirs != row["state"]:
+                # As the contract puts the cabinet's state on the wire: a door being opened
+                # ("opening") still holds its parcel, "occupied", until it is seen shut.
+                ours = WIRE_STATE.get(CompartmentState(row["state"]), row["state"])
+                if theirs != ours:
                     self.fail(
                         "door-picture",
                         f"{cab} door {door_id}: the cabinet says "
