@@ -290,7 +290,7 @@ class Checker:
 
         - on that very door: the door a deposit was given (`deposit.door`), every door a code
           opened (`pickup.opening`), every door a courier's take-back opened
-          (`retrieve.opening`);
+          (`retrieve.opening`), every door of any other `*.opening` record with `doors`;
         - on any door of that cabinet: a try that failed half-way (`deposit.fail`,
           `pickup.fail`, `retrieve.fail`), which may have opened a door it never saw.
 
@@ -304,7 +304,9 @@ class Checker:
             op, cab = record["op"], record.get("cab")
             if op == "deposit.door":
                 acts[cab].append({**record, "doors": {record["compartment"]}})
-            elif op in ("pickup.opening", "retrieve.opening"):
+            elif op.endswith(".opening") and "doors" in record:
+                # `pickup.opening`, `retrieve.opening`, and any other way a person opens doors
+                # that records the doors the kiosk said it opened.
                 # One act per door it opened: a take-back opens each of the courier's doors.
                 acts[cab] += [{**record, "doors": {door}} for door in record["doors"]]
             elif op in ("deposit.fail", "pickup.fail", "retrieve.fail"):
