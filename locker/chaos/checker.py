@@ -309,7 +309,7 @@ class Checker:
                 # that records the doors the kiosk said it opened.
                 # One act per door it opened: a take-back opens each of the courier's doors.
                 acts[cab] += [{**record, "doors": {door}} for door in record["doors"]]
-            elif op in ("deposit.fail", "pickup.fail", "retrieve.fail"):
+            elif op.endswith(".fail"):  # deposit.fail, pickup.fail, retrieve.fail, ...
                 acts[cab].append({**record, "doors": None})  # any door of the cabinet
         for cab, pulses in ev.pulses.items():
             openings = sorted((p for p in pulses if p["opened"]), key=lambda p: p["at"])
