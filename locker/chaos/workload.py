@@ -382,8 +382,15 @@ class Workload:
             doors=opening[0]["compartments"],
             courier=courier[0],
         )
+        stuck: list[str] = []
         for compartment in opening[0]["compartments"]:
-            self._take_out(cabinet, compartment)
+            # A door that does not open is no reason to leave the others open with their
+            # parcels in: the courier empties every door that did open, then reports the rest.
+            try:
+                self._take_out(cabinet, compartment)
+            except OpFailed:
+                stuck.append(compartment)
+                continue
             self.history.add(
                 "workload",
                 "retrieve.door",
@@ -395,6 +402,8 @@ class Workload:
         for parcel in parcels:
             if not self._occupied(cabinet, parcel):
                 self._mark_retrieved(parcel)
+        if stuck:
+            raise OpFailed(f"doors {stuck} did not open for 'take back'")
         if any(p.state != "retrieved" for p in parcels):
             raise OpFailed("parcels still in their doors after 'take back'")
 
