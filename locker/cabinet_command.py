@@ -141,7 +141,7 @@ async def run_daemon(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    service = from_config(config)
+    service = from_config(config, **_clock_override())
     kiosk: RunningKiosk | None = None
     metrics: Any = None
     restart = False
@@ -187,6 +187,26 @@ async def run_daemon(
             loop.remove_signal_handler(signum)
     log.info("cabinet %s: stopped", config.cabinet_id)
     return restart
+
+
+CLOCK_OFFSET_ENV = "LOCKER_CABINET_CLOCK_OFFSET_FILE"
+
+
+def _clock_override() -> dict[str, Any]:
+    """A clock moved by the file `LOCKER_CABINET_CLOCK_OFFSET_FILE` names, when it names one.
+
+    Only a test run sets it (`locker chaos` skews a cabinet's clock that way); without it the
+    daemon reads the plain wall clock, as deployed.
+    """
+    import os
+
+    path = os.environ.get(CLOCK_OFFSET_ENV)
+    if not path:
+        return {}
+    from protocol.offset_clock import FileOffsetClock
+
+    log.warning("the cabinet's clock is moved by the offset file %s (a test run)", path)
+    return {"clock": FileOffsetClock(Path(path))}
 
 
 class DoorsDown(Exception):

@@ -45,11 +45,46 @@ def chaos(
             min=0.5, help="Longest a network cut, PostgreSQL refusal or board power-off lasts."
         ),
     ] = 6.0,
+    kinds: Annotated[
+        str | None,
+        typer.Option(
+            help="Only these fault kinds, comma-separated (default: every kind): kill-cabinet, "
+            "kill-worker, kill-api, kill-broker, cut-cabinet, cut-worker, pg-refuse, board, "
+            "sms-fail, duplicate, jam, stuck-sensor, clock-skew.",
+            show_default=False,
+        ),
+    ] = None,
+    patience_s: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Longest a person waits for the system (an SMS, an expiry) before giving up "
+            "on that step; a run that loses events on purpose (--plant) sets it short.",
+        ),
+    ] = 90.0,
     data: Annotated[
         Path | None,
         typer.Option(
             help="Folder for the run (logs, history, evidence); default a new temporary one, "
             "kept and printed at the end."
+        ),
+    ] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            help="Re-run a recorded run (its chaos-history.jsonl): the same seed, cycles and "
+            "settings, and the same faults, each injected at the workload step it came at "
+            "(not at the same instant). --cycles, --seed and the fault options are ignored.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    plant: Annotated[
+        str | None,
+        typer.Option(
+            hidden=True,
+            help="Plant a bug in the cloud workers for this run (locker/chaos/plants.py), to "
+            "show the checker catches it.",
         ),
     ] = None,
     pg_admin_url: Annotated[
@@ -91,7 +126,7 @@ def chaos(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from locker.chaos.campaign import CampaignOptions, run
+    from locker.chaos.campaign import CampaignOptions, replay_options, run
     from locker.chaos.report import print_result
     from locker.harness import ServiceMissing
 
@@ -100,19 +135,43 @@ def chaos(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     console = Console()
     folder = data or Path(tempfile.mkdtemp(prefix="locker-chaos-"))
-    options = CampaignOptions(
-        data_dir=folder,
-        seed=seed,
-        cycles=cycles,
-        faults=faults if faults is not None else max(1, cycles // 3),
-        fault_gap_s=fault_gap_s,
-        max_fault_s=max_fault_s,
-        pg_admin_url=pg_admin_url,
-    )
-    console.print(
-        f"[bold]locker chaos[/]: {cycles} parcel cycles, up to {options.faults} faults, "
-        f"seed {seed}; run folder {folder}"
-    )
+    if replay is not None:
+        try:
+            options = replay_options(replay, folder, pg_admin_url)
+        except (ValueError, KeyError) as err:
+            console.print(f"[red]cannot replay {replay}:[/] {err}")
+            raise typer.Exit(2) from None
+        cycles = options.cycles
+        schedule = options.schedule or []
+        console.print(
+            f"[bold]locker chaos --replay[/] {replay}: {cycles} parcel cycles, "
+            f"{len(schedule)} faults at their steps, seed {options.seed}; run folder {folder}"
+        )
+    else:
+        from locker.chaos.nemesis import KINDS
+
+        chosen = tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else KINDS
+        unknown = sorted(set(chosen) - set(KINDS))
+        if unknown or not chosen:
+            console.print(f"[red]unknown fault kinds {unknown}[/]; known: {', '.join(KINDS)}")
+            raise typer.Exit(2)
+        options = CampaignOptions(
+            data_dir=folder,
+            seed=seed,
+            cycles=cycles,
+            faults=faults if faults is not None else max(1, cycles // 3),
+            fault_gap_s=fault_gap_s,
+            max_fault_s=max_fault_s,
+            pg_admin_url=pg_admin_url,
+            plant=plant,
+            kinds=chosen,
+            patience_s=patience_s,
+            quiet_timeout_s=min(90.0, max(10.0, patience_s)),
+        )
+        console.print(
+            f"[bold]locker chaos[/]: {cycles} parcel cycles, up to {options.faults} faults, "
+            f"seed {seed}; run folder {folder}"
+        )
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),

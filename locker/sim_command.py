@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from firmware_sim import BoardConfig, ControlServer, PtyServer, SimulatedBus, SimulatorError
+from firmware_sim.pulse_log import PulseLog
 from protocol.lockboard.common import Polarity
 from protocol.lockboard.family_8a import (
     HEAD_QUERY,
@@ -116,6 +117,14 @@ ClashOption = Annotated[
         show_default=False,
     ),
 ]
+PulseLogOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Append every unlock pulse to a file per board in this folder "
+        "(board-<family>-<address>.pulses, JSON lines), for a checker that reads them all.",
+        show_default=False,
+    ),
+]
 ControlPortOption = Annotated[
     int,
     typer.Option(min=0, max=65535, help="HTTP control port on 127.0.0.1; 0 picks a free one."),
@@ -139,6 +148,7 @@ def sim(
     unlock_reply: UnlockReplyOption = True,
     clash: ClashOption = None,
     control_port: ControlPortOption = 0,
+    pulse_log: PulseLogOption = None,
 ) -> None:
     """Serve simulated RS485 lock-control boards on a virtual serial port (a pty).
 
@@ -197,6 +207,7 @@ def sim(
     except SimulatorError as err:  # a board the options describe cannot exist
         raise typer.BadParameter(str(err), param_hint="'--locks' / '--status-bytes'") from None
     bus = SimulatedBus(configs, pulse_s=pulse_ms / 1000)
+    pulses = PulseLog(pulse_log, bus.boards) if pulse_log is not None else None
 
     _serve(
         console,
@@ -208,6 +219,8 @@ def sim(
         port=control_port,
         pulse_ms=pulse_ms,
     )
+    if pulses is not None:
+        pulses.close()
     console.print("stopped.")
 
 

@@ -177,14 +177,20 @@ def newest_parcel_tracked(
     return (found[0], found[1]) if found is not None else None
 
 
+# A timeline in the order the cloud applied its rows: a cabinet's events are applied in its seq
+# order, whatever its clock said (a cabinet whose clock is skewed stamps a later event with an
+# earlier `at`; ordering by `at` showed a pickup before its deposit).
+TIMELINE_ORDER = (col(ParcelEvent.id),)
+
 _TIMELINE = (
     select(ParcelEvent.status, ParcelEvent.at, ParcelEvent.source, ParcelEvent.note)
     .where(ParcelEvent.parcel_row_id == bindparam("parcel_row_id"))
-    .order_by(col(ParcelEvent.at), col(ParcelEvent.id))
+    .order_by(*TIMELINE_ORDER)
 )
 
 
 def timeline(*, session: Session, parcel_row_id: str) -> Sequence[TimelineRow]:
-    """Return a parcel's timeline, oldest first: the columns the API shows, not ORM objects."""
+    """Return a parcel's timeline, oldest first, in the order its changes were applied: the
+    columns the API shows, not ORM objects."""
     rows = session.exec(_TIMELINE, params={"parcel_row_id": parcel_row_id})
     return [TimelineRow(*row) for row in rows]

@@ -10,15 +10,14 @@ the last offset read (and says so once).
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from datetime import time as wall_time
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-log = logging.getLogger(__name__)
+# The clock itself is shared with the cabinet daemon (whose clock a fault campaign skews).
+from protocol.offset_clock import FileOffsetClock
+
+__all__ = ["FileOffsetClock", "offset_to_local_time", "utc_now"]
 
 
 def utc_now() -> datetime:
@@ -38,59 +37,3 @@ def offset_to_local_time(now: datetime, zone: ZoneInfo, at: wall_time) -> float:
     if target < local:
         target = datetime.combine(local.date() + timedelta(days=1), at, tzinfo=zone)
     return (target - now).total_seconds()
-
-
-class FileOffsetClock:
-    """The wall clock plus the seconds written in `path` (0 while the file does not exist)."""
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        wall: Callable[[], datetime] = utc_now,
-        monotonic: Callable[[], float] = time.monotonic,
-        reread_s: float = 0.5,
-    ) -> None:
-        self.path = path
-        self._wall = wall
-        self._monotonic = monotonic
-        self._reread_s = reread_s
-        self._offset_s = 0.0
-        self._read_at: float | None = None
-        self._complained = False
-
-    @property
-    def offset_s(self) -> float:
-        """The offset in force, after reading the file if it is due."""
-        now = self._monotonic()
-        if self._read_at is None or now - self._read_at >= self._reread_s:
-            self._read_at = now
-            self._offset_s = self._read()
-        return self._offset_s
-
-    def __call__(self) -> datetime:
-        return self._wall() + timedelta(seconds=self.offset_s)
-
-    def _read(self) -> float:
-        try:
-            text = self.path.read_text().strip()
-        except FileNotFoundError:
-            return 0.0
-        except OSError as err:
-            return self._keep(f"cannot read {self.path}: {err}")
-        try:
-            offset = float(text or 0)
-        except ValueError:
-            return self._keep(f"{self.path} holds {text[:40]!r}, not a number of seconds")
-        if offset != self._offset_s:
-            log.warning(
-                "clock offset file %s: the worker's clock now runs %+g s", self.path, offset
-            )
-        self._complained = False
-        return offset
-
-    def _keep(self, reason: str) -> float:
-        if not self._complained:
-            log.error("%s; keeping the offset %+g s", reason, self._offset_s)
-            self._complained = True
-        return self._offset_s

@@ -21,7 +21,7 @@ holds. The mechanics, in three states:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -213,6 +213,30 @@ class LogEntry:
         return {"at": self.at, "kind": self.kind, "channel": self.channel, "detail": self.detail}
 
 
+@dataclass(frozen=True)
+class PulseRecord:
+    """One unlock pulse (or hold) a lock received: what the coil saw, jammed or not."""
+
+    at: float  # the bus's monotonic seconds (CLOCK_MONOTONIC: comparable across processes)
+    family: str
+    board: int
+    channel: int
+    kind: str  # "pulse" | "hold"
+    jammed: bool
+    opened: bool  # the door was shut and this pulse let it spring open
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "at": self.at,
+            "family": self.family,
+            "board": self.board,
+            "channel": self.channel,
+            "kind": self.kind,
+            "jammed": self.jammed,
+            "opened": self.opened,
+        }
+
+
 @dataclass
 class Response:
     """What a board does with a request it heard: replies, unasked reports, pulses fired."""
@@ -236,6 +260,9 @@ class Board:
         self.tx = TxFaults()
         self.counters = BoardCounters()
         self.log: deque[LogEntry] = deque(maxlen=LOG_LENGTH)
+        # Told of every unlock pulse and hold, whatever came of it (`locker sim --pulse-log`
+        # writes them to a file, which a fault campaign's checker reads: the log above is short).
+        self.on_pulse: Callable[[PulseRecord], None] | None = None
 
     @property
     def address(self) -> int:
@@ -366,10 +393,20 @@ class Board:
 
     def _pulse(self, door: Door, now: float) -> None:
         door.pulses += 1
+        was_open = door.door_open
         if door.jammed:
             self._log(now, "jammed", door.channel)
-            return
-        self._release(door, now)
+        else:
+            self._release(door, now)
+        self._tell_pulse(door, now, "pulse", door.door_open and not was_open)
+
+    def _tell_pulse(self, door: Door, now: float, kind: str, opened: bool) -> None:
+        if self.on_pulse is not None:
+            self.on_pulse(
+                PulseRecord(
+                    now, self.config.family, self.address, door.channel, kind, door.jammed, opened
+                )
+            )
 
     def _release(self, door: Door, now: float) -> None:
         if door.latched:
@@ -381,11 +418,14 @@ class Board:
     def _hold(self, door: Door, on: bool, now: float) -> None:
         if on:
             self._log(now, "hold_on", door.channel)
+            was_open = door.door_open
             if door.jammed:
                 self._log(now, "jammed", door.channel)
+                self._tell_pulse(door, now, "hold", False)
                 return
             door.held = True
             self._release(door, now)
+            self._tell_pulse(door, now, "hold", door.door_open and not was_open)
         else:
             self._log(now, "hold_off", door.channel)
             self._let_go(door, now)

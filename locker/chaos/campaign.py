@@ -41,6 +41,33 @@ class CampaignOptions:
     patience_s: float = 90.0
     kinds: tuple[str, ...] = KINDS
     plant: str | None = None  # a planted bug for the workers (tests only)
+    # A replay: these faults (a run's history, `nemesis.faults_of`), each at its workload step,
+    # instead of the seed's; the seed still plans the parcels.
+    schedule: list[dict[str, Any]] | None = None
+
+
+def replay_options(history_path: Path, data_dir: Path, pg_admin_url: str) -> CampaignOptions:
+    """The options that re-run a recorded run: its seed, cycles and settings, and the faults it
+    injected, each at the workload step it came at."""
+    from locker.chaos.history import read_history
+    from locker.chaos.nemesis import faults_of
+
+    records = read_history(history_path)
+    start = next((r for r in records if r["who"] == "workload" and r["op"] == "start"), None)
+    if start is None:
+        raise ValueError(f"{history_path} has no start record: not a chaos history")
+    site_time = start.get("site_time")
+    return CampaignOptions(
+        data_dir=data_dir,
+        seed=start["seed"],
+        cycles=start["cycles"],
+        pg_admin_url=pg_admin_url,
+        site_time=wall_time.fromisoformat(site_time) if site_time else None,
+        patience_s=start.get("patience_s", 90.0),
+        quiet_timeout_s=start.get("quiet_timeout_s", 90.0),
+        plant=start.get("plant"),
+        schedule=faults_of(records),
+    )
 
 
 @dataclass
@@ -55,6 +82,7 @@ class Result:
     excerpts: list[str]
     seconds: float
     history_path: Path
+    replayed: bool = False
     nemesis_errors: list[str] = field(default_factory=list)
     supervised: list[str] = field(default_factory=list)  # restarted after exiting on their own
 
@@ -132,7 +160,17 @@ def run(
             info, history, notices=notices, cloud_status=cloud_status, wait_s=options.patience_s
         )
         workload.on_progress = progress
-        history.add("workload", "start", seed=options.seed, cycles=options.cycles)
+        history.add(
+            "workload",
+            "start",
+            seed=options.seed,
+            cycles=options.cycles,
+            plant=options.plant,
+            patience_s=options.patience_s,
+            quiet_timeout_s=options.quiet_timeout_s,
+            site_time=options.site_time.isoformat() if options.site_time else None,
+            replay=options.schedule is not None,
+        )
         nemesis = Nemesis(
             cluster,
             history,
@@ -141,6 +179,7 @@ def run(
             limit=options.faults,
             max_fault_s=options.max_fault_s,
             kinds=options.kinds,
+            schedule=options.schedule,
         ).start()
         try:
             for first in range(0, len(parcels), ROUND):
@@ -168,13 +207,17 @@ def run(
             seed=options.seed,
             cycles=options.cycles,
             outcomes=outcomes,
-            faults={kind: nemesis.counts.get(kind, 0) for kind in options.kinds},
+            faults={
+                kind: nemesis.counts.get(kind, 0)
+                for kind in (KINDS if options.schedule is not None else options.kinds)
+            },
             checked={name: checker.checked.get(name, 0) for name in INVARIANTS},
             paths=paths(parcels),
             violations=violations,
             excerpts=excerpts,
             seconds=time.monotonic() - started,
             history_path=history_path,
+            replayed=options.schedule is not None,
             nemesis_errors=nemesis.errors,
             supervised=[name for name, _status in cluster.supervised],
         )

@@ -13,8 +13,10 @@ Invariants:
 - `applied-once`   no parcel deposited, picked up or retrieved twice in the cloud's events;
 - `notice`         no SMS or WeChat message sent twice; every deposited parcel's recipient got
                    exactly one code, by whichever channel (an announced parcel never deposited
-                   gets none: the stated reason);
-- `door-opening`   every time a door opened on the simulator traces to one recorded act;
+                   gets none; a code notice the cloud left `unknown` or `failed` is its own
+                   stated reason);
+- `door-opening`   every unlock pulse that opened a door on the simulator traces back to exactly
+                   one recorded act (see `_door_pulses` for the rule);
 - `door-picture`   the cloud's state of every door equals the cabinet's;
 - `webhook`        every status of an announced parcel reached the ERP's receiver, signature
                    verified, under one webhook-id per status, in the order of its timeline, and
@@ -41,6 +43,11 @@ from locker.chaos.workload import Parcel
 from locker.demo.erp_receiver import ReceivedWebhook
 from locker.demo.stack import CabinetInfo, DemoInfo
 
+# An act is recorded once the workload has seen its door open (or the try fail): from a little
+# before the pulse (the kiosk may answer before the board pulses) to well after (the workload's
+# longest waits under faults).
+EARLY_S = 5.0
+LATE_S = 240.0
 INVARIANTS = (
     "parcel-state",
     "seq",
@@ -75,6 +82,8 @@ class Evidence:
     cloud: dict[str, Any]  # read from the database: see `read_cloud`
     wechat: list[tuple[str, str, str]] = field(default_factory=list)  # (msgid, openid, text)
     webhooks: list[ReceivedWebhook] = field(default_factory=list)  # as the receiver got them
+    # cab -> every unlock pulse its simulator logged: {"at", "door", "opened", "jammed", ...}
+    pulses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class Checker:
@@ -91,7 +100,7 @@ class Checker:
         self._seqs(evidence)
         self._applied_once(evidence)
         self._notices(evidence)
-        self._door_openings(evidence)
+        self._door_pulses(evidence)
         self._door_picture(evidence)
         self._webhooks(evidence)
         self._reservations(evidence)
@@ -120,10 +129,19 @@ class Checker:
                 parcel.state, {"picked_up", "retrieved"}
             )
             door = ev.cloud["doors"].get(parcel.cab, {}).get(row["compartment"] or "")
-            if parcel.state == "stuck" and door in ("faulted", "out_of_service"):
+            if door in ("faulted", "out_of_service"):
                 # The stated reason: its door is faulted, at the cabinet and in the cloud alike
-                # (door-picture checks that), and the parcel waits there for a technician.
-                want = {"in_locker", "expired"}
+                # (door-picture checks that), and the parcel waits there for a technician. Also
+                # when the people took it: a door whose sensor stuck "latched" springs open for
+                # them while the cabinet, reading a lock that did not release, faults it.
+                want = want | {"in_locker", "expired"}
+            if self._sensor_lied_during_act(parcel):
+                # The stated reason: its door's sensor was stuck while the people opened it,
+                # so the cabinet could not see the door open or shut and holds the parcel as
+                # still inside, until it expires and a courier's take-back (of an empty door)
+                # ends it retrieved. Its timeline must still be legal; door-picture still
+                # checks that cabinet and cloud agree.
+                want = want | {"in_locker", "expired", "retrieved"}
             if row["status"] not in want:
                 self.fail(
                     "parcel-state",
@@ -139,6 +157,22 @@ class Checker:
                     records,
                 )
             self._timeline(parcel, row["timeline"], records)
+
+    def _sensor_lied_during_act(self, parcel: Parcel) -> bool:
+        """Whether a `stuck-sensor` fault on the parcel's door was in force at one of the
+        people's acts on it (a door opened for the parcel, or a try at it)."""
+        acts = [
+            r["t"]
+            for r in self.history.about("tracking_no", parcel.tracking_no)
+            if r["op"].endswith((".opening", ".door", ".fail", ".ok"))
+        ]
+        for fault in self.history.of("stuck-sensor"):
+            if fault.get("target") != parcel.cab or fault.get("door") != parcel.compartment:
+                continue
+            start, end = fault["t"], fault["t"] + fault.get("for_s", 0) + 1.0
+            if any(start <= t <= end for t in acts):
+                return True
+        return False
 
     def _timeline(self, parcel: Parcel, timeline: list[dict[str, Any]], records) -> None:
         statuses = [t["status"] for t in timeline]
@@ -157,11 +191,14 @@ class Checker:
                 f"{parcel.tracking_no}: timeline {walk} is not a legal walk of the parcel's life",
                 records,
             )
-        cabinet_at = [t["at"] for t in timeline if t["source"] == "cabinet"]
-        if cabinet_at != sorted(cabinet_at):
+        # In the order the cloud shows the timeline, the cabinet's rows follow its seq: a
+        # cabinet's clock may be skewed (the nemesis does it), its seq never is.
+        cabinet_seq = [t["seq"] for t in timeline if t["source"] == "cabinet"]
+        if cabinet_seq != sorted(cabinet_seq, key=lambda seq: seq or 0):
             self.fail(
                 "parcel-state",
-                f"{parcel.tracking_no}: the cabinet's timeline rows are out of order: {cabinet_at}",
+                f"{parcel.tracking_no}: the timeline shows the cabinet's rows out of seq order: "
+                f"{cabinet_seq}",
                 records,
             )
 
@@ -258,6 +295,11 @@ class Checker:
             never_deposited = {s["status"] for s in row["timeline"]} <= {"announced", "cancelled"}
             if not codes and never_deposited:
                 continue  # the stated reason: announced, never deposited, so no code was due
+            held = {status for kind, status in row.get("notices", []) if kind == "deposited"}
+            if not codes and held & {"unknown", "failed"}:
+                # The stated reason: its code notice may have gone (a worker died mid-send and
+                # the row is left for a human) or failed for good; the cloud says which.
+                continue
             if len(codes) != 1:
                 self.fail(
                     "notice",
@@ -268,31 +310,68 @@ class Checker:
 
     # --- door-opening ----------------------------------------------------------------------------
 
-    def _door_openings(self, ev: Evidence) -> None:
-        acts: Counter[tuple[str, str]] = Counter()  # (cab, door) -> recorded acts
-        slack: Counter[str] = Counter()  # cab -> acts whose door or outcome is unknown
+    def _door_pulses(self, ev: Evidence) -> None:
+        """Every unlock pulse that opened a door traces back to exactly one recorded act.
+
+        The rule: a pulse that found its door shut and let it spring open is an *opening*. Pulses
+        that opened nothing (a jammed lock, a board without power, a door already open: the
+        cabinet's retries of the same unlock, or a restarted daemon finishing it) are retries of
+        the act in hand and need no act of their own. Each opening is matched, in time order, to
+        one act on that cabinet recorded from `EARLY_S` before it to `LATE_S` after it (the
+        workload records an act once it has seen the door open, or once the try failed):
+
+        - on that very door: the door a deposit was given (`deposit.door`), every door a code
+          opened (`pickup.opening`), every door a courier's take-back opened
+          (`retrieve.opening`), every door of any other `*.opening` record with `doors`;
+        - on any door of that cabinet: a try that failed half-way (`deposit.fail`,
+          `pickup.fail`, `retrieve.fail`), which may have opened a door it never saw.
+
+        An act explains one opening at most, so a door opened twice for one pickup is caught; an
+        opening no act explains is a door opened with no code, courier or manager act.
+        """
+        acts: dict[str, list[dict[str, Any]]] = defaultdict(list)  # cab -> acts, in time order
         for record in self.history.records:
-            if record["who"] != "workload":
+            if record["who"] != "workload" or "mono" not in record:
                 continue
-            op, cab, door = record["op"], record.get("cab"), record.get("compartment")
-            if op in ("deposit.door", "retrieve.door", "pickup.ok"):
-                acts[(cab, door)] += 1
-            elif op in ("pickup.fail", "deposit.fail", "retrieve.fail"):
-                slack[cab] += 1  # a try that may have opened its door before failing
-        for cab, doors in ev.sim.items():
-            extra = 0
-            for door_id, door in doors.items():
-                self.checked["door-opening"] += 1
-                opened, recorded = door["times_opened"], acts[(cab, door_id)]
-                if opened > recorded:
-                    extra += opened - recorded
-            if extra > slack[cab]:
-                self.fail(
-                    "door-opening",
-                    f"{cab}: doors opened {extra} times more than the "
-                    f"recorded acts explain (failed tries: {slack[cab]})",
-                    self.history.about("cab", cab)[-30:],
-                )
+            op, cab = record["op"], record.get("cab")
+            if op == "deposit.door":
+                acts[cab].append({**record, "doors": {record["compartment"]}})
+            elif op.endswith(".opening") and "doors" in record:
+                # `pickup.opening`, `retrieve.opening`, and any other way a person opens doors
+                # that records the doors the kiosk said it opened.
+                # One act per door it opened: a take-back opens each of the courier's doors.
+                acts[cab] += [{**record, "doors": {door}} for door in record["doors"]]
+            elif op.endswith(".fail"):  # deposit.fail, pickup.fail, retrieve.fail, ...
+                acts[cab].append({**record, "doors": None})  # any door of the cabinet
+        for cab, pulses in ev.pulses.items():
+            openings = sorted((p for p in pulses if p["opened"]), key=lambda p: p["at"])
+            self.checked["door-opening"] += len(pulses)
+            unused = list(acts.get(cab, []))
+            for pulse in openings:
+                match = self._act_for(pulse, unused)
+                if match is None:
+                    self.fail(
+                        "door-opening",
+                        f"{cab} door {pulse['door']}: an unlock pulse opened it at "
+                        f"{pulse['at']:.3f} (monotonic) and no recorded act explains it",
+                        [
+                            r
+                            for r in self.history.about("cab", cab)
+                            if abs(r.get("mono", 0) - pulse["at"]) <= LATE_S
+                        ][-20:],
+                    )
+                    continue
+                unused.remove(match)
+
+    @staticmethod
+    def _act_for(pulse: dict[str, Any], acts: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The act that explains an opening: the earliest in its window naming its door, else
+        the earliest failed try in its window."""
+        window = [a for a in acts if pulse["at"] - EARLY_S <= a["mono"] <= pulse["at"] + LATE_S]
+        named = [a for a in window if a["doors"] is not None and pulse["door"] in a["doors"]]
+        if named:
+            return named[0]
+        return next((a for a in window if a["doors"] is None), None)
 
     # --- webhook ---------------------------------------------------------------------------------
 
@@ -375,12 +454,17 @@ class Checker:
     # --- door-picture ----------------------------------------------------------------------------
 
     def _door_picture(self, ev: Evidence) -> None:
+        from cabinet.core.compartments import WIRE_STATE, CompartmentState
+
         cloud_doors = ev.cloud["doors"]  # cab -> door -> state
         for cab, doors in ev.cabinet_doors.items():
             for door_id, row in doors.items():
                 self.checked["door-picture"] += 1
                 theirs = cloud_doors.get(cab, {}).get(door_id)
-                if theirs != row["state"]:
+                # As the contract puts the cabinet's state on the wire: a door being opened
+                # ("opening") still holds its parcel, "occupied", until it is seen shut.
+                ours = WIRE_STATE.get(CompartmentState(row["state"]), row["state"])
+                if theirs != ours:
                     self.fail(
                         "door-picture",
                         f"{cab} door {door_id}: the cabinet says "
@@ -401,7 +485,15 @@ def read_cloud(database_url: str) -> dict[str, Any]:
     from sqlmodel import Session, select
 
     from cloud.db.engine import make_engine
-    from cloud.db.models import Cabinet, Compartment, InboxEvent, Parcel, ParcelEvent
+    from cloud.db.models import (
+        Cabinet,
+        Compartment,
+        InboxEvent,
+        NoticeOutbox,
+        Parcel,
+        ParcelEvent,
+    )
+    from cloud.db.reads import TIMELINE_ORDER
     from cloud.db.reservation_models import Reservation
 
     engine = make_engine(database_url)
@@ -417,7 +509,8 @@ def read_cloud(database_url: str) -> dict[str, Any]:
                     "timeline": [],
                     "row_id": p.id,
                 }
-            for t in session.exec(select(ParcelEvent).order_by(ParcelEvent.id)):
+            # In the order the cloud shows a timeline (cloud.db.reads.timeline's).
+            for t in session.exec(select(ParcelEvent).order_by(*TIMELINE_ORDER)):
                 by_row[t.parcel_row_id]["timeline"].append(
                     {"status": t.status, "at": t.at, "source": t.source, "seq": t.seq}
                 )
@@ -425,6 +518,11 @@ def read_cloud(database_url: str) -> dict[str, Any]:
             query = select(InboxEvent).order_by(InboxEvent.cabinet_id, InboxEvent.seq)
             for e in session.exec(query):
                 events[e.cabinet_id].append((e.seq, e.event_id, e.type, e.applied, e.data))
+            # Each parcel's recipient notices by kind and status: a notice left `unknown` (a
+            # worker died mid-send, so it may have gone: a human decides) is a stated reason.
+            for n in session.exec(select(NoticeOutbox).where(NoticeOutbox.audience == "recipient")):
+                if n.parcel_row_id in by_row:
+                    by_row[n.parcel_row_id].setdefault("notices", []).append((n.kind, n.status))
             applied = {c.id: c.applied_upto for c in session.exec(select(Cabinet))}
             doors: dict[str, dict[str, str]] = defaultdict(dict)
             for c in session.exec(select(Compartment)):
@@ -464,6 +562,20 @@ def read_sim(http: httpx.Client, cabinet: CabinetInfo) -> dict[str, dict[str, An
     return {w["id"]: by_wiring[(w["board"], w["channel"])] for w in cabinet.doors}
 
 
+def read_pulses(cabinet: CabinetInfo) -> list[dict[str, Any]]:
+    """Every unlock pulse the cabinet's simulator logged, with the door it is wired to."""
+    from firmware_sim.pulse_log import file_name
+    from firmware_sim.pulse_log import read_pulses as read_file
+    from locker.chaos.cluster import pulse_dir
+
+    door_of = {(w["board"], w["channel"]): w["id"] for w in cabinet.doors}
+    pulses = []
+    for board in sorted({w["board"] for w in cabinet.doors}):
+        for pulse in read_file(pulse_dir(cabinet) / file_name("8a", board)):
+            pulses.append({**pulse, "door": door_of.get((pulse["board"], pulse["channel"]))})
+    return pulses
+
+
 def read_cabinet_doors(
     http: httpx.Client, cabinet: CabinetInfo, technician_pin: str
 ) -> dict[str, dict[str, Any]]:
@@ -495,6 +607,7 @@ def gather(
                 c.id: read_cabinet_doors(http, c, info.technician_pin) for c in info.cabinets
             },
             cloud=read_cloud(database_url),
+            pulses={c.id: read_pulses(c) for c in info.cabinets},
         )
 
 

@@ -89,6 +89,7 @@ class _ProxiedStack(DemoStack):
             port = str(self._ports[f"sim-{n}"])
             args = ["sim", "--boards", "1", "--locks", str(len(cabinet.doors))]
             args += ["--link", str(cabinet.tty_link), "--control-port", port]
+            args += ["--pulse-log", str(pulse_dir(cabinet))]
             self._spawn(f"sim-{cabinet.id}", args, _clean_env())
         for n, cabinet in enumerate(info.cabinets, start=1):
             self._wait(
@@ -100,7 +101,10 @@ class _ProxiedStack(DemoStack):
             cabinet.config_path.write_text(config)
             cabinet.config_path.chmod(0o600)
             args = ["cabinet", "run", "--config", str(cabinet.config_path)]
-            self._spawn(f"cabinet-{cabinet.id}", args, _clean_env())
+            # The clock the nemesis skews: the wall clock plus the seconds in this file.
+            clock_offset_file(cabinet).write_text("0\n")
+            env = _clean_env() | {CABINET_CLOCK_ENV: str(clock_offset_file(cabinet))}
+            self._spawn(f"cabinet-{cabinet.id}", args, env)
 
     def _daemon_config(
         self, info: DemoInfo, cabinet: CabinetInfo, n: int, host: str, port: int
@@ -212,9 +216,10 @@ class Cluster:
         )
         self.broker.start()
         for cabinet in info.cabinets:
-            self.proxies[cabinet.id] = Proxy(cabinet.id, self.broker.port).start()
+            self.proxies[cabinet.id] = Proxy(cabinet.id, self.broker.port, mqtt=True).start()
         for n in range(1, WORKERS + 1):
-            self.proxies[f"worker-{n}"] = Proxy(f"worker-{n}", self.broker.port).start()
+            name = f"worker-{n}"
+            self.proxies[name] = Proxy(name, self.broker.port, mqtt=True).start()
         options.broker_url = self.broker.url
         self.info = self.stack.start()
         self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
@@ -280,6 +285,19 @@ class Cluster:
         self.spawner.shutdown(wait=True)
         if self.database is not None and not keep_database:
             self.database.drop()
+
+
+CABINET_CLOCK_ENV = "LOCKER_CABINET_CLOCK_OFFSET_FILE"
+
+
+def clock_offset_file(cabinet: CabinetInfo) -> Path:
+    """The file whose seconds the cabinet's daemon adds to its clock (the nemesis's skew)."""
+    return cabinet.dir / "clock-offset-s"
+
+
+def pulse_dir(cabinet: CabinetInfo) -> Path:
+    """The folder where the cabinet's simulator logs every unlock pulse, a file per board."""
+    return cabinet.dir / "pulses"
 
 
 def _cloud_password() -> str:

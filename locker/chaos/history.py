@@ -17,6 +17,9 @@ class History:
 
     def __init__(self, path: Path | None = None) -> None:
         self.records: list[dict[str, Any]] = []
+        # The workload's steps so far: the nemesis records each fault at the step it came, and a
+        # replay injects it at the same step (the instants depend on the machine's pace).
+        self.steps = 0
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._file = path.open("w") if path is not None else None
@@ -24,9 +27,15 @@ class History:
     def add(self, who: str, op: str, **fields: Any) -> dict[str, Any]:
         """Record one step; `who` is "workload" or "nemesis"."""
         with self._lock:
+            now = time.monotonic()
+            if who == "workload":
+                self.steps += 1
             record = {
                 "i": len(self.records),
-                "t": round(time.monotonic() - self._started, 3),
+                "t": round(now - self._started, 3),
+                # CLOCK_MONOTONIC itself, the clock the simulators stamp their pulses with
+                "mono": round(now, 4),
+                "step": self.steps,
                 "who": who,
                 "op": op,
                 **fields,
@@ -64,8 +73,19 @@ class History:
             self._file = None
 
 
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """The records of a history file a run wrote (a half-written last line is skipped)."""
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 def _line(record: dict[str, Any]) -> str:
-    rest = {k: v for k, v in record.items() if k not in ("i", "t", "who", "op")}
+    rest = {k: v for k, v in record.items() if k not in ("i", "t", "mono", "step", "who", "op")}
     return f"  #{record['i']:<5} {record['t']:>9.3f}s {record['who']:<8} {record['op']:<14} " + (
         json.dumps(rest, default=str, ensure_ascii=False)
     )

@@ -8,7 +8,14 @@ proxy runs an asyncio loop in a thread and has four modes:
 - `delay`:  each chunk is held `delay_s` before it is forwarded (a congested link);
 - `stall`:  connections stay open but nothing flows (a half-dead link: only keepalives notice);
 - `refuse`: every live connection is reset and new ones are closed at once (a cut cable, a
-            server that refuses connections).
+            server that refuses connections);
+- `duplicate` (MQTT proxies only): every PUBLISH packet is forwarded twice, the copy with its
+            DUP flag set when its QoS is above 0 (what a client or broker that resends after a
+            lost ack does): the cloud sees duplicate events, a cabinet duplicate commands.
+
+An MQTT proxy (`mqtt=True`) forwards whole MQTT control packets, cut from the byte stream by
+their fixed header (type and flags, then the remaining length's variable-length integer), so a
+PUBLISH can be told from the rest; a plain one forwards chunks as they come.
 
 Healing (`pass`) lets new connections through; the stalled ones flow again.
 """
@@ -22,15 +29,54 @@ from concurrent.futures import Future
 
 from locker.harness.ports import HOST
 
-MODES = ("pass", "delay", "stall", "refuse")
+MODES = ("pass", "delay", "stall", "refuse", "duplicate")
 CHUNK = 65536
+PUBLISH = 3  # the MQTT control packet type of a PUBLISH
+DUP_FLAG = 0x08
+
+
+def split_mqtt(buffer: bytearray) -> list[bytes]:
+    """Cut the complete MQTT control packets off the front of `buffer` (left with the rest)."""
+    packets = []
+    while len(buffer) >= 2:
+        length, multiplier, at = 0, 1, 1
+        while True:
+            if at >= len(buffer):
+                return packets  # the remaining length is not all here yet
+            byte = buffer[at]
+            length += (byte & 0x7F) * multiplier
+            multiplier *= 128
+            at += 1
+            if not byte & 0x80:
+                break
+            if at > 4:
+                raise ValueError("malformed MQTT remaining length")
+        end = at + length
+        if len(buffer) < end:
+            return packets
+        packets.append(bytes(buffer[:end]))
+        del buffer[:end]
+    return packets
+
+
+def duplicate_of(packet: bytes) -> bytes | None:
+    """The copy a resend would put on the wire, for a PUBLISH; None for any other packet."""
+    if packet[0] >> 4 != PUBLISH:
+        return None
+    qos = (packet[0] >> 1) & 0x03
+    first = packet[0] | DUP_FLAG if qos > 0 else packet[0]
+    return bytes([first]) + packet[1:]
 
 
 class Proxy:
     """Listens on `HOST:port` and forwards to `target_host:target_port` in the current mode."""
 
-    def __init__(self, name: str, target_port: int, *, target_host: str = HOST) -> None:
+    def __init__(
+        self, name: str, target_port: int, *, target_host: str = HOST, mqtt: bool = False
+    ) -> None:
         self.name = name
+        self.mqtt = mqtt
+        self.duplicated = 0  # PUBLISH packets sent twice, for the report
         self.target = (target_host, target_port)
         self.port = 0
         self.mode = "pass"
@@ -80,6 +126,8 @@ class Proxy:
         """Switch modes; from any thread. `refuse` resets every live connection now."""
         if mode not in MODES:
             raise ValueError(f"a proxy mode is one of {', '.join(MODES)}, not {mode!r}")
+        if mode == "duplicate" and not self.mqtt:
+            raise ValueError(f"proxy {self.name} does not speak MQTT: it cannot duplicate")
         loop = self._loop
         assert loop is not None
         done: Future[None] = Future()
@@ -123,6 +171,7 @@ class Proxy:
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert self._flowing is not None
+        pending = bytearray()
         try:
             while chunk := await reader.read(CHUNK):
                 await self._flowing.wait()
@@ -130,9 +179,17 @@ class Proxy:
                     await asyncio.sleep(self.delay_s)
                 if self.mode == "refuse":
                     break
-                writer.write(chunk)
+                if not self.mqtt:
+                    writer.write(chunk)
+                else:
+                    pending += chunk
+                    for packet in split_mqtt(pending):
+                        writer.write(packet)
+                        if self.mode == "duplicate" and (copy := duplicate_of(packet)):
+                            self.duplicated += 1
+                            writer.write(copy)
                 await writer.drain()
-        except (OSError, asyncio.IncompleteReadError):
+        except (OSError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
             # One side ended: end the other, as a TCP connection through a NAT would.

@@ -11,7 +11,8 @@ from locker.chaos.campaign import Result
 
 
 def print_result(console: Console, result: Result) -> None:
-    table = Table(title=f"locker chaos, seed {result.seed}", show_header=True)
+    title = f"locker chaos, seed {result.seed}" + (", a replay" if result.replayed else "")
+    table = Table(title=title, show_header=True)
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_row("parcel cycles", str(result.cycles))
@@ -36,9 +37,10 @@ def print_result(console: Console, result: Result) -> None:
         console.print(f"[green bold]no violation[/]; history in {result.history_path}")
         return
     console.print(
-        f"[red bold]{len(result.violations)} violation(s)[/]; replay with "
-        f"[bold]locker chaos --seed {result.seed} --cycles {result.cycles}[/]; the full "
-        f"history is in {result.history_path}"
+        f"[red bold]{len(result.violations)} violation(s)[/]; replay its faults at the same "
+        f"workload steps with [bold]locker chaos --replay {result.history_path}[/] (the same "
+        f"plan, new instants: [bold]locker chaos --seed {result.seed} --cycles "
+        f"{result.cycles}[/])"
     )
     for violation, excerpt in zip(result.violations, result.excerpts, strict=True):
         console.print(f"[red]✗ {violation.invariant}[/]: {escape(violation.detail)}")

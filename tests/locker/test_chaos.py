@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from locker.chaos.campaign import CampaignOptions, Result, run
+from locker.chaos.campaign import CampaignOptions, Result, replay_options, run
 from locker.harness import ServiceMissing
 from tests.services import missing_service, pg_admin_url, require_mosquitto
 
@@ -59,7 +59,8 @@ def test_sixty_parcels_through_twenty_faults_lose_nothing(tmp_path: Path) -> Non
     )
     # Every invariant looked at real facts: each parcel, each seq, each door.
     assert result.checked["parcel-state"] >= 50
-    assert result.checked["door-picture"] == 72 and result.checked["door-opening"] == 72
+    assert result.checked["door-picture"] == 72
+    assert result.checked["door-opening"] >= 60  # unlock pulses, each traced to its act
     assert result.checked["seq"] > 60 and result.checked["notice"] > 60
     # Every way a recipient comes was taken, and the ERP's parcels were judged.
     for how in ("code", "qr", "scan"):
@@ -98,3 +99,10 @@ def test_a_worker_that_acks_before_commit_is_caught_with_a_replayable_seed(
     assert "seq" in invariants, _table(result)
     # The report names the seed and shows the history around the violation.
     assert result.seed == SEED and any(result.excerpts)
+    # Its history replays it: the same seed, plant and settings, each fault at its step
+    # (`locker chaos --replay`; docs/chaos.md shows the replay failing the same way).
+    again = replay_options(result.history_path, tmp_path / "replay", pg_admin_url())
+    assert (again.seed, again.cycles, again.plant) == (SEED, 12, "ack-before-commit")
+    assert again.schedule is not None
+    assert [f["kind"] for f in again.schedule] == ["pg-refuse"] * result.faults["pg-refuse"]
+    assert all(f["target"] == "postgres" and f["for_s"] > 0 for f in again.schedule)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from locker.chaos.proxy import Proxy
+from locker.chaos.proxy import Proxy, split_mqtt
 
 
 class _Echo(socketserver.BaseRequestHandler):
@@ -79,3 +79,48 @@ def test_a_stall_holds_the_bytes_and_healing_lets_them_through(proxy: Proxy) -> 
 def test_an_unknown_mode_is_refused_with_the_modes_named(proxy: Proxy) -> None:
     with pytest.raises(ValueError, match="pass, delay, stall, refuse"):
         proxy.set_mode("drop")
+
+
+def _publish(topic: bytes, payload: bytes, qos: int, packet_id: int = 7) -> bytes:
+    body = len(topic).to_bytes(2, "big") + topic
+    if qos:
+        body += packet_id.to_bytes(2, "big")
+    body += payload
+    length, size = b"", len(body)
+    while True:  # the remaining length: 7 bits a byte, the high bit saying more follow
+        size, digit = divmod(size, 128)
+        length += bytes([digit | (0x80 if size else 0)])
+        if not size:
+            return bytes([0x30 | qos << 1]) + length + body
+
+
+def test_mqtt_packets_are_cut_whole_from_a_stream_that_splits_them() -> None:
+    big = _publish(b"t", b"x" * 300, qos=1)  # a two-byte remaining length
+    stream = bytearray(_publish(b"a", b"1", qos=0) + big[:5])
+    assert split_mqtt(stream) == [_publish(b"a", b"1", qos=0)]
+    stream += big[5:] + bytes([0xC0, 0x00])  # the rest, then a PINGREQ
+    assert split_mqtt(stream) == [big, bytes([0xC0, 0x00])]
+    assert stream == bytearray()
+
+
+def test_duplicate_resends_each_publish_with_its_dup_flag_and_nothing_else(
+    proxy: Proxy,
+) -> None:
+    proxy.mqtt = True
+    proxy.set_mode("duplicate")
+    qos1, qos0, ping = _publish(b"e", b"ev", qos=1), _publish(b"c", b"x", qos=0), b"\xc0\x00"
+    with _connect(proxy) as sock:
+        sock.sendall(qos1 + ping + qos0)
+        resent = bytes([qos1[0] | 0x08]) + qos1[1:]
+        # The echo server hears each PUBLISH twice and echoes both, which come back twice each.
+        want = qos1 + resent + resent + resent + ping + qos0 * 4
+        got = b""
+        while len(got) < len(want):
+            got += sock.recv(1024)
+    assert got == want
+    assert proxy.duplicated == 6
+
+
+def test_a_plain_proxy_refuses_to_duplicate(proxy: Proxy) -> None:
+    with pytest.raises(ValueError, match="does not speak MQTT"):
+        proxy.set_mode("duplicate")
