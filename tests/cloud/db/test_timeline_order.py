@@ -29,4 +29,5 @@ def test_a_pickup_stamped_before_its_deposit_by_a_skewed_clock_still_follows_it(
     parcel = repo.get_parcel_by_parcel_id(session=session, parcel_id="P000001")
     assert parcel is not None and parcel.status == "picked_up"
     rows = reads.timeline(session=session, parcel_row_id=parcel.id)
-    assert [(r.status, r.seq) for r in rows] == [("in_locker", 1), ("picked_up", 2)]
+    assert [r.status for r in rows] == ["in_locker", "picked_up"]
+    assert rows[1].at < rows[0].at  # stamped earlier, shown after: the order is not the clock's
