@@ -104,6 +104,13 @@ class QrScanned:
 
 
 @dataclass(frozen=True)
+class PickupClosed:
+    """The pickup screen ended: the person tapped Done or went home, or the screen timed out.
+
+    Its doors still waiting in the queue are dropped (see `removal`): nobody may be there."""
+
+
+@dataclass(frozen=True)
 class ResendRequested:
     """A recipient asked for their code again, giving their mobile number."""
 
@@ -242,6 +249,7 @@ Input = (
     | RetrieveParcels
     | CodeEntered
     | QrScanned
+    | PickupClosed
     | ResendRequested
     | DoorObserved
     | OccupancyObserved
