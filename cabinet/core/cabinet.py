@@ -131,7 +131,7 @@ def _dispatch(cab: Cabinet, inp: Input, now: datetime, ctx: Context) -> list[Eff
         case ResendRequested():
             return pickup.resend_requested(cab, inp, now)
         case PickupClosed():
-            return removal.pickup_closed(cab)
+            return removal.pickup_closed(cab, inp.pickup)
         case DoorObserved():
             return _door_observed(cab, inp.compartment, inp.open, now)
         case OccupancyObserved():

@@ -107,7 +107,11 @@ class QrScanned:
 class PickupClosed:
     """The pickup screen ended: the person tapped Done or went home, or the screen timed out.
 
-    Its doors still waiting in the queue are dropped (see `removal`): nobody may be there."""
+    `pickup` is the `DoorsOpening.pickup` it showed. Its doors still waiting in the queue are
+    dropped (see `removal`): nobody may be there. A pickup screen a later code replaced is
+    not the screen's any more, so closing it late drops nothing of the newer one."""
+
+    pickup: str
 
 
 @dataclass(frozen=True)

@@ -191,9 +191,12 @@ def _check_code(
             opening.append(compartment.id)  # already on its way (the code typed twice)
         else:
             unavailable.append(compartment.id)  # faulted: the operator has the alarm
-    if opening:
-        cabinet.screen_pickup = tuple(opening)  # the pickup screen now shows these doors
-    screen = DoorsOpening(tuple(opening), tuple(unavailable), after_others and queued)
+    pickup = ""
+    if opening:  # the pickup screen now shows these doors
+        cabinet.pickups_shown += 1
+        cabinet.screen_pickup = tuple(opening)
+        pickup = str(cabinet.pickups_shown)
+    screen = DoorsOpening(tuple(opening), tuple(unavailable), after_others and queued, pickup)
     return [Show(screen)]
 
 

@@ -75,8 +75,10 @@ def advance(cabinet: Cabinet, now: datetime) -> list[Effect]:
     return effects
 
 
-def pickup_closed(cabinet: Cabinet) -> list[Effect]:
+def pickup_closed(cabinet: Cabinet, pickup: str) -> list[Effect]:
     """The pickup screen ended: drop its doors still waiting; their parcels stay live."""
+    if pickup != str(cabinet.pickups_shown):
+        return []  # a later code took the screen: that pickup is not this one
     effects: list[Effect] = []
     for compartment_id in cabinet.screen_pickup:
         if compartment_id not in cabinet.open_queue:

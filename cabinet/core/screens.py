@@ -6,7 +6,7 @@ parameters. Phones appear only masked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from cabinet.core.compartments import Size
@@ -232,11 +232,13 @@ class DoorsOpening:
     """These doors open one after another; `unavailable` ones are faulted (operator told).
 
     `after_others`: another person's door is opening first, so theirs opens next, in a few
-    seconds (`DoorNowOpening` says when)."""
+    seconds (`DoorNowOpening` says when). `pickup` names this pickup screen for `PickupClosed`;
+    it is a handle, not something shown, so it takes no part in comparing screens."""
 
     compartments: tuple[str, ...]
     unavailable: tuple[str, ...] = ()
     after_others: bool = False
+    pickup: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)

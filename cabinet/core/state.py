@@ -121,9 +121,11 @@ class Cabinet:
     session: CourierSession | None = None
     # Compartments OPENING for removal whose unlock waits for the previous door to be seen open.
     open_queue: tuple[str, ...] = ()
-    # The doors the kiosk's pickup screen shows now (the last code typed or scanned): when that
-    # screen ends (`PickupClosed`), those of them still queued are dropped, never fired later.
+    # The doors the kiosk's pickup screen shows now (the last code typed or scanned) and that
+    # screen's number: when it ends (`PickupClosed`), its doors still queued are dropped, never
+    # fired later.
     screen_pickup: tuple[str, ...] = ()
+    pickups_shown: int = 0
     # When each mobile last asked for its code again at the screen (any number, parcel or not).
     resend_asked: dict[str, datetime] = field(default_factory=dict, repr=False)
 

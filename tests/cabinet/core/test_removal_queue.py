@@ -57,11 +57,11 @@ def test_a_second_person_who_waits_gets_their_door_in_seconds_not_a_minute() -> 
 def test_a_queued_door_is_never_fired_after_its_person_gave_up() -> None:
     h, _p1, p2 = two_recipients()
     stuck_door_ahead(h)
-    h.enter(SECOND)
+    (opening,) = shown(h.enter(SECOND))
     before = len(h.effects)
 
     h.advance(1)  # still behind A01's pulse; the person taps Done and walks away
-    h.do(PickupClosed())
+    h.do(PickupClosed(opening.pickup))
     for _ in range(130):  # past A01's settle time, its unlock window, and the left-open alarm
         h.tick(1)
 
@@ -78,8 +78,8 @@ def test_a_queued_door_is_never_fired_after_its_person_gave_up() -> None:
 def test_closing_the_screen_keeps_a_door_already_unlocked_and_other_peoples_doors() -> None:
     h, p1, p2 = two_recipients()
     assert unlocks(h.enter(FIRST)) == ["A01"]  # the first person's door pops (not yet seen)
-    h.enter(SECOND)  # a second person at the screen: their door waits
-    h.do(PickupClosed())  # the second person leaves: only their queued door is dropped
+    (opening,) = shown(h.enter(SECOND))  # a second person at the screen: their door waits
+    h.do(PickupClosed(opening.pickup))  # they leave: only their queued door is dropped
     assert h.cab.compartments["A02"].state is CompartmentState.OCCUPIED
     assert h.cab.compartments["A01"].unlocked_at is not None  # A01's unlock is still expected
     assert emitted(h.cycle("A01"), "parcel.picked_up")[0]["parcel_id"] == p1
@@ -87,7 +87,7 @@ def test_closing_the_screen_keeps_a_door_already_unlocked_and_other_peoples_door
     # the unlock expected, so the door opening late is a pickup, not a forced door.
     effects = h.enter(SECOND)
     assert unlocks(effects) == ["A02"]
-    h.do(PickupClosed())
+    h.do(PickupClosed(shown(effects)[0].pickup))
     assert emitted(h.cycle("A02"), "parcel.picked_up")[0]["parcel_id"] == p2
 
 
@@ -109,3 +109,14 @@ def test_a_door_seen_open_moves_the_queue_at_once_and_a_fault_too() -> None:
     effects = h.do(UnlockFailed("A01", "no release"))
     assert [e for e in effects if isinstance(e, Unlock)] == [Unlock("A02")]
     assert DoorNowOpening("A02") in shown(effects)
+
+
+def test_a_late_close_of_an_earlier_pickup_screen_drops_nothing_of_the_newer_one() -> None:
+    h, _p1, _p2 = two_recipients()
+    stuck_door_ahead(h)
+    (first,) = shown(h.enter(FIRST))  # the first code again: its screen comes back
+    (second,) = shown(h.enter(SECOND))  # a scanned QR replaced that screen; A02 waits
+    assert h.do(PickupClosed(first.pickup)) == []  # the first screen's close arrives late
+    assert h.cab.open_queue == ("A02",)
+    assert unlocks(h.tick(2)) == ["A02"]
+    assert second.pickup != first.pickup
