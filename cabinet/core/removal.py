@@ -17,6 +17,7 @@ pull is not "forced"); only the queue moves on.
 A queued door is never fired with nobody there: when the kiosk's pickup screen ends (Done, back
 home, the screen's idle timeout: `PickupClosed`), its doors still waiting in the queue are
 dropped, back to OCCUPIED with the code still valid, so the recipient can simply try again.
+Likewise a courier's retrieval doors still waiting when their session ends (sign-out, idle).
 A door already unlocked is not called back (a pulse cannot be undone). Doors queued by an
 earlier code, whose screen a later code replaced, keep their place: the queue moves at least
 one door per `unlock_settle_s`, so they open within seconds, while their person can still be
@@ -29,6 +30,7 @@ back to OCCUPIED, its code still valid.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -79,15 +81,34 @@ def pickup_closed(cabinet: Cabinet, pickup: str) -> list[Effect]:
     """The pickup screen ended: drop its doors still waiting; their parcels stay live."""
     if pickup != str(cabinet.pickups_shown):
         return []  # a later code took the screen: that pickup is not this one
+    effects = drop_waiting(cabinet, cabinet.screen_pickup, "its pickup screen ended")
+    cabinet.screen_pickup = ()
+    return effects
+
+
+def courier_left(cabinet: Cabinet, courier_id: str) -> list[Effect]:
+    """A courier's session ended: drop their retrieval doors still waiting (same rule)."""
+    theirs = [
+        c.id
+        for c in cabinet.compartments.values()
+        if c.removal is not None
+        and c.removal.kind is RemovalKind.RETRIEVAL
+        and c.removal.courier_id == courier_id
+    ]
+    return drop_waiting(cabinet, theirs, "its courier signed out")
+
+
+def drop_waiting(cabinet: Cabinet, compartment_ids: Iterable[str], why: str) -> list[Effect]:
+    """Take these doors out of the queue if they still wait there: back to OCCUPIED, never
+    unlocked. A door already unlocked is left alone: a pulse cannot be called back."""
     effects: list[Effect] = []
-    for compartment_id in cabinet.screen_pickup:
+    for compartment_id in compartment_ids:
         if compartment_id not in cabinet.open_queue:
             continue  # unlocked already (or taken out, or faulted): nothing to call back
         cabinet.open_queue = tuple(c for c in cabinet.open_queue if c != compartment_id)
         compartment = cabinet.compartments[compartment_id]
         cabinet.compartments[compartment_id] = transition(compartment, Trigger.GIVEN_UP)
-        effects.append(Log(f"door {compartment_id} was not opened: its pickup screen ended"))
-    cabinet.screen_pickup = ()
+        effects.append(Log(f"door {compartment_id} was not opened: {why}"))
     return effects
 
 
