@@ -18,6 +18,7 @@ courier would; the checker judges what the system made of it.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -414,10 +415,8 @@ class Workload:
         except OpFailed:
             # The person gives up on this try and leaves the pickup screen (Done), as the page
             # does: the cabinet drops their door if it still waits in the queue.
-            try:
+            with contextlib.suppress(OpFailed, httpx.HTTPError):  # a kiosk down took its queue
                 self._press(cabinet, "PickupClosed", pickup=opening[0].get("pickup", ""))
-            except (OpFailed, httpx.HTTPError):
-                pass  # the kiosk is down: its queue went with it
             raise
 
     def _scan_to_open(self, cabinet: CabinetInfo, parcel: Parcel) -> None:
