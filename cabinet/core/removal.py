@@ -107,6 +107,8 @@ def drop_waiting(cabinet: Cabinet, compartment_ids: Iterable[str], why: str) -> 
             continue  # unlocked already (or taken out, or faulted): nothing to call back
         cabinet.open_queue = tuple(c for c in cabinet.open_queue if c != compartment_id)
         compartment = cabinet.compartments[compartment_id]
+        if compartment.state is not CompartmentState.OPENING:
+            continue  # it faulted while it waited: the fault keeps it
         cabinet.compartments[compartment_id] = transition(compartment, Trigger.GIVEN_UP)
         effects.append(Log(f"door {compartment_id} was not opened: {why}"))
     return effects
