@@ -20,9 +20,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from cabinet.core import effects as fx
-from cabinet.core.compartments import CompartmentState, Door, Trigger, transition
+from cabinet.core.compartments import CompartmentState, Door, RemovalKind, Trigger, transition
 from cabinet.core.effects import Effect, Log, Show
-from cabinet.core.screens import CloseDoor
+from cabinet.core.screens import CloseDoor, DoorNotSeenOpen
 from cabinet.core.state import Cabinet
 
 
@@ -59,10 +59,15 @@ def lapse_if_due(cabinet: Cabinet, compartment_id: str, now: datetime) -> list[E
     if compartment.unlocked_at is None or now - compartment.unlocked_at < window:
         return []
     lapsed = replace(compartment, unlocked_at=None)
+    effects: list[Effect] = [Log(f"door {compartment_id} was unlocked but not seen open in time")]
     if lapsed.state is CompartmentState.OPENING:
+        removal = lapsed.removal
         lapsed = transition(lapsed, Trigger.UNLOCK_LAPSED)
+        if removal is not None and removal.kind in (RemovalKind.CODE, RemovalKind.QR):
+            # The recipient may still be at the screen: the parcel is theirs, the code works.
+            effects.append(Show(DoorNotSeenOpen(compartment_id)))
     cabinet.compartments[compartment_id] = lapsed
-    return [Log(f"door {compartment_id} was unlocked but not seen open in time")]
+    return effects
 
 
 def lock_fault(cabinet: Cabinet, compartment_id: str, detail: str) -> list[Effect]:

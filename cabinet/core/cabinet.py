@@ -53,6 +53,7 @@ from cabinet.core.inputs import (
     OccupancyObserved,
     OpenReserved,
     PhoneEntered,
+    PickupClosed,
     QrScanned,
     Reopen,
     ResendRequested,
@@ -129,6 +130,8 @@ def _dispatch(cab: Cabinet, inp: Input, now: datetime, ctx: Context) -> list[Eff
             return pickup.qr_scanned(cab, inp, now, ctx)
         case ResendRequested():
             return pickup.resend_requested(cab, inp, now)
+        case PickupClosed():
+            return removal.pickup_closed(cab, inp.pickup)
         case DoorObserved():
             return _door_observed(cab, inp.compartment, inp.open, now)
         case OccupancyObserved():

@@ -61,6 +61,7 @@ class Trigger(StrEnum):
     OPEN_FOR_REMOVAL = "open_for_removal"  # a valid code, a retrieval or a remote open
     EMPTIED = "emptied"  # the door was seen open, then closed: the parcel is out
     UNLOCK_LAPSED = "unlock_lapsed"  # unlocked, but never seen open in time: the parcel is in
+    GIVEN_UP = "given_up"  # queued, but its person left before its turn: never unlocked
     LOCK_FAULT = "lock_fault"  # the driver reports no release after its retries
     REPAIRED = "repaired"  # back in service after a fault, empty
     REPAIRED_HOLDING = "repaired_holding"  # back in service after a fault, still with its parcel
@@ -90,6 +91,7 @@ TRANSITIONS: dict[tuple[CompartmentState, Trigger], CompartmentState] = {
     (FAULTED, Trigger.OPEN_FOR_REMOVAL): OPENING,  # a manager's remote open retries the lock
     (OPENING, Trigger.EMPTIED): FREE,
     (OPENING, Trigger.UNLOCK_LAPSED): OCCUPIED,  # never "picked up" on a timeout
+    (OPENING, Trigger.GIVEN_UP): OCCUPIED,  # the parcel and its code stay live
     # faults: any state, because a lock can fail whenever it is driven
     (FREE, Trigger.LOCK_FAULT): FAULTED,
     (RESERVED, Trigger.LOCK_FAULT): FAULTED,
@@ -114,6 +116,7 @@ HOLDING: dict[Trigger, bool] = {
     Trigger.OPEN_FOR_REMOVAL: True,
     Trigger.EMPTIED: True,
     Trigger.UNLOCK_LAPSED: True,
+    Trigger.GIVEN_UP: True,
     Trigger.REPAIRED: False,
     Trigger.REPAIRED_HOLDING: True,
     Trigger.TAKE_OUT: False,
@@ -165,6 +168,9 @@ class Removal:
 
     kind: RemovalKind
     courier_id: str | None = None  # for retrievals
+    # Queued behind another person's door: the screen said "yours opens next", so it says when
+    # it does (`DoorNowOpening`).
+    after_others: bool = False
 
 
 class DoorChange(StrEnum):

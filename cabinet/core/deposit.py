@@ -44,7 +44,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from cabinet.core import effects as fx
-from cabinet.core import reservations
+from cabinet.core import removal, reservations
 from cabinet.core.allocation import allocate, free_by_size
 from cabinet.core.compartments import Compartment, CompartmentState, Door, Trigger, transition
 from cabinet.core.effects import Effect, Show, Unlock
@@ -187,7 +187,8 @@ def sign_out(cabinet: Cabinet, inp: CourierSignOut, now: datetime) -> list[Effec
     """End the session (not while a door is reserved)."""
     session = session_for(cabinet, inp, now)
     cabinet.session = None
-    return [Show(SignedOut(session.courier_id, session.deposited))]
+    effects = removal.courier_left(cabinet, session.courier_id)
+    return [*effects, Show(SignedOut(session.courier_id, session.deposited))]
 
 
 # --- one parcel -----------------------------------------------------------------------------
@@ -466,4 +467,5 @@ def idle(cabinet: Cabinet, now: datetime, ctx: Context) -> list[Effect]:
         session = cabinet.session
         assert session is not None
     cabinet.session = None
+    effects += removal.courier_left(cabinet, session.courier_id)
     return [*effects, Show(SignedOut(session.courier_id, session.deposited, idle=True))]

@@ -104,6 +104,17 @@ class QrScanned:
 
 
 @dataclass(frozen=True)
+class PickupClosed:
+    """The pickup screen ended: the person tapped Done or went home, or the screen timed out.
+
+    `pickup` is the `DoorsOpening.pickup` it showed. Its doors still waiting in the queue are
+    dropped (see `removal`): nobody may be there. A pickup screen a later code replaced is
+    not the screen's any more, so closing it late drops nothing of the newer one."""
+
+    pickup: str
+
+
+@dataclass(frozen=True)
 class ResendRequested:
     """A recipient asked for their code again, giving their mobile number."""
 
@@ -242,6 +253,7 @@ Input = (
     | RetrieveParcels
     | CodeEntered
     | QrScanned
+    | PickupClosed
     | ResendRequested
     | DoorObserved
     | OccupancyObserved

@@ -53,7 +53,7 @@ from cabinet.core.inputs import (
 )
 from cabinet.core.lockout import attempts_left, locked_for_s, record_failure, record_success
 from cabinet.core.phones import parse_phone
-from cabinet.core.removal import queue
+from cabinet.core.removal import holds_queue, queue
 from cabinet.core.screens import (
     CodeExpired,
     DoorsOpening,
@@ -175,18 +175,29 @@ def _check_code(
     if not live:
         return _failure(cabinet, now, expired=bool(matches))
     cabinet.keypad = record_success(cabinet.keypad)
+    # Another person's door holds the queue, or waits in it: theirs opens after, and the
+    # screen says so at once rather than showing "open" over a shut door.
+    after_others = bool(cabinet.open_queue) or holds_queue(cabinet, now)
+    queued = False
     opening: list[str] = []
     unavailable: list[str] = []
     for parcel in sorted(live, key=lambda p: natural_key(p.compartment)):
         compartment = cabinet.compartments[parcel.compartment]
         if compartment.state is CompartmentState.OCCUPIED:
-            queue(cabinet, compartment.id, Removal(method))
+            queue(cabinet, compartment.id, Removal(method, after_others=after_others))
             opening.append(compartment.id)
+            queued = True
         elif compartment.state is CompartmentState.OPENING:
             opening.append(compartment.id)  # already on its way (the code typed twice)
         else:
             unavailable.append(compartment.id)  # faulted: the operator has the alarm
-    return [Show(DoorsOpening(tuple(opening), tuple(unavailable)))]
+    pickup = ""
+    if opening:  # the pickup screen now shows these doors
+        cabinet.pickups_shown += 1
+        cabinet.screen_pickup = tuple(opening)
+        pickup = str(cabinet.pickups_shown)
+    screen = DoorsOpening(tuple(opening), tuple(unavailable), after_others and queued, pickup)
+    return [Show(screen)]
 
 
 def _failure(cabinet: Cabinet, now: datetime, *, expired: bool) -> list[Effect]:

@@ -6,7 +6,7 @@ parameters. Phones appear only masked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from cabinet.core.compartments import Size
@@ -229,10 +229,31 @@ class ParcelRetrievedShown:
 
 @dataclass(frozen=True)
 class DoorsOpening:
-    """These doors open one after another; `unavailable` ones are faulted (operator told)."""
+    """These doors open one after another; `unavailable` ones are faulted (operator told).
+
+    `after_others`: another person's door is opening first, so theirs opens next, in a few
+    seconds (`DoorNowOpening` says when). `pickup` names this pickup screen for `PickupClosed`;
+    it is a handle, not something shown, so it takes no part in comparing screens."""
 
     compartments: tuple[str, ...]
     unavailable: tuple[str, ...] = ()
+    after_others: bool = False
+    pickup: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class DoorNowOpening:
+    """A door that waited behind another person's is being unlocked now."""
+
+    compartment: str
+
+
+@dataclass(frozen=True)
+class DoorNotSeenOpen:
+    """Door `compartment` was unlocked but never seen open: the parcel is still the recipient's,
+    and their code opens it again."""
+
+    compartment: str
 
 
 @dataclass(frozen=True)
@@ -323,6 +344,8 @@ Screen = (
     | NothingToRetrieve
     | ParcelRetrievedShown
     | DoorsOpening
+    | DoorNowOpening
+    | DoorNotSeenOpen
     | WrongCode
     | CodeExpired
     | MalformedCode

@@ -31,6 +31,9 @@ class Config:
     code_digits: int = 8
     phone_region: str = "CN"
     unlock_window_s: int = 60  # after an unlock, how long an opening is expected
+    # How long an unlocked removal door not yet seen open holds the queue (removal.py): the
+    # lock's pulse and its release time (0.5 s + 2 s on the GPIO boards), then a margin.
+    unlock_settle_s: float = 3.0
     left_open_after_s: int = 120  # door.left_open once a door stays open this long
     courier_idle_s: int = 180  # sign a courier out after this long without input
     resend_interval_s: int = 600  # at most one notice.resend_requested per phone per interval
@@ -118,6 +121,11 @@ class Cabinet:
     session: CourierSession | None = None
     # Compartments OPENING for removal whose unlock waits for the previous door to be seen open.
     open_queue: tuple[str, ...] = ()
+    # The doors the kiosk's pickup screen shows now (the last code typed or scanned) and that
+    # screen's number: when it ends (`PickupClosed`), its doors still queued are dropped, never
+    # fired later.
+    screen_pickup: tuple[str, ...] = ()
+    pickups_shown: int = 0
     # When each mobile last asked for its code again at the screen (any number, parcel or not).
     resend_asked: dict[str, datetime] = field(default_factory=dict, repr=False)
 

@@ -37,6 +37,7 @@ SCREEN_INPUTS: dict[str, type] = {
         inputs.RetrieveParcels,
         inputs.CodeEntered,
         inputs.QrScanned,
+        inputs.PickupClosed,
         inputs.ResendRequested,
     )
 }

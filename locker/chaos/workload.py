@@ -18,6 +18,7 @@ courier would; the checker judges what the system made of it.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -426,7 +427,14 @@ class Workload:
             # off): it stays shut until a technician comes. The parcel will expire there.
             raise DoorShut(f"the code opened {compartments}, not door {parcel.compartment}")
         parcel.picked_by = how
-        self._take_out(cabinet, parcel.compartment)
+        try:
+            self._take_out(cabinet, parcel.compartment)
+        except OpFailed:
+            # The person gives up on this try and leaves the pickup screen (Done), as the page
+            # does: the cabinet drops their door if it still waits in the queue.
+            with contextlib.suppress(OpFailed, httpx.HTTPError):  # a kiosk down took its queue
+                self._press(cabinet, "PickupClosed", pickup=opening[0].get("pickup", ""))
+            raise
 
     def _scan_to_open(self, cabinet: CabinetInfo, parcel: Parcel) -> None:
         """At the cabinet the recipient scans its screen's QR, proves the phone with the SMS

@@ -21,7 +21,7 @@ const state = {
   fields: { code: "", resend: "", courier_id: "", pin: "", tracking: "", phone: "", maint_pin: "" },
   signinFocus: "courier_id",
   messages: {},             // screen name -> {key, params, tone} (re-rendered on a language switch)
-  opened: { doors: [], unavailable: [] },
+  opened: { doors: [], unavailable: [], pickup: "" },
   door: { compartment: null, closed: false },
   retrieval: { doors: [], done: new Set(), unavailable: [] },
   recipient: null,          // the PhoneAccepted screen, shown above the sizes
@@ -120,6 +120,7 @@ function renderMessage(where) {
 
 function go(screen) {
   if (state.screen !== screen) {
+    if (state.screen === "opened") pickupClosed(state.opened.pickup);
     for (const el of document.querySelectorAll(".screen")) el.hidden = el.id !== "s-" + screen;
     state.screen = screen;
     clearTimeout(state.homeTimer);  // a timer set for the screen left must not end the new one
@@ -415,9 +416,19 @@ function show(screen) {
         renderFields();
         break;
       }
-      state.opened = { doors: screen.compartments, unavailable: screen.unavailable };
+      state.opened = { doors: screen.compartments, unavailable: screen.unavailable, pickup: screen.pickup };
       clearMsg("opened");
       go("opened");
+      // Another person's door opens first: say so at once, or the person stares at a shut door.
+      if (screen.after_others) {
+        say("opened", { ui: "door_waits", params: { compartments: screen.compartments.join(", ") } }, "warn");
+      }
+      break;
+    case "DoorNowOpening":  // the door that waited is being unlocked now
+    case "DoorNotSeenOpen":  // unlocked, never seen open: the parcel and the code stay good
+      if (state.screen === "opened" && state.opened.doors.includes(screen.compartment)) {
+        say("opened", screen, screen.type === "DoorNotSeenOpen" ? "warn" : "ok");
+      }
       break;
     case "WrongCode": case "CodeExpired": case "MalformedCode": case "UnreadableQr": case "WrongCabinet":
       state.fields.code = "";
@@ -464,6 +475,18 @@ function recipientScreen() {
 }
 
 // --- talking to the cabinet -------------------------------------------------------------------
+
+// The pickup screen ended (Done, back home, the idle timeout, another flow): the cabinet drops
+// its doors still waiting in the queue, so none springs open later with nobody there. Not
+// through `send`: it must go even while another tap is in flight, and it changes no screen.
+// It names its pickup, so one arriving after a newer code's answer drops nothing of that one.
+function pickupClosed(pickup) {
+  fetch("/api/input", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ type: "PickupClosed", pickup }),
+  }).catch((err) => console.warn("PickupClosed", err));
+}
 
 // Every POST is JSON: the kiosk refuses any other (so another site's form cannot post to it).
 function keypadActive() {

@@ -95,12 +95,15 @@ def test_never_picked_up_on_a_timeout() -> None:
     assert emitted(h.door("A01", False), "parcel.picked_up")[0]["parcel_id"] == p1
 
 
-def test_a_lapsed_door_lets_the_queue_move_on() -> None:
+def test_a_door_never_seen_open_holds_the_queue_only_while_its_lock_settles() -> None:
     h, (p1, p2) = with_parcels(Size.S, Size.S)
     h.grant(p1, CODE)
     h.grant(p2, CODE)
     assert unlocks(h.enter(CODE)) == ["A01"]
-    assert unlocks(h.tick(60)) == ["A02"]
+    assert unlocks(h.tick(2)) == []
+    assert unlocks(h.tick(1)) == ["A02"]  # unlock_settle_s after A01's pulse, not 60 s
+    assert h.cab.compartments["A01"].unlocked_at is not None  # A01 may still be pulled open
+    h.tick(60)
     assert h.cab.compartments["A01"].state is CompartmentState.OCCUPIED
 
 

@@ -54,3 +54,18 @@ def test_retrieval_skips_faulted_doors_and_needs_a_courier() -> None:
     h.do(UnlockFailed("A01", "jammed"))
     assert h.cab.compartments["A01"].state is CompartmentState.FAULTED
     assert shown(h.do(RetrieveParcels())) == [RetrievalOpening((), ("A01",))]
+
+
+def test_retrieval_doors_still_waiting_when_the_courier_signs_out_are_never_unlocked() -> None:
+    h = Harness()
+    h.sign_in()
+    p1, p2 = (h.deposit(f"SF{n}", Size.S) for n in range(2))
+    h.do(RetrievalsPut((p1, p2)))
+    assert unlocks(h.do(RetrieveParcels())) == ["A01"]  # A02 waits behind it
+    before = len(h.effects)
+    h.do(CourierSignOut())  # the courier walks off before A01 was seen open
+    for _ in range(70):
+        h.tick(1)
+    assert unlocks(h.effects[before:]) == []  # A02 never fires for a courier who has gone
+    assert h.cab.compartments["A02"].state is CompartmentState.OCCUPIED
+    assert p2 in h.cab.parcels and h.cab.parcels[p2].retrieve  # still due for the next one

@@ -90,7 +90,13 @@ async def test_a_courier_deposits_and_a_recipient_picks_up_through_the_api(
         await put_code(peer, deposited["parcel_id"], "A02", "31415926", "cmd-code-1")
         assert (await kiosk.post("/api/keypad-active")).status_code == 200
         assert await kiosk.input("CodeEntered", code="3141 5926") == [
-            {"type": "DoorsOpening", "compartments": ["A02"], "unavailable": []}
+            {
+                "type": "DoorsOpening",
+                "compartments": ["A02"],
+                "unavailable": [],
+                "after_others": False,
+                "pickup": "1",
+            }
         ]
         await eventually(lambda: pulses(sim, "A02") == 2, 5, "door A02 pulsed for the pickup")
         assert pulses(sim, "A01") == pulses(sim, "A03") == pulses(sim, "A04") == 0
@@ -324,6 +330,8 @@ async def test_a_serial_scanner_opens_the_door_and_the_page_hears_of_it(
             "type": "DoorsOpening",
             "compartments": ["A03"],
             "unavailable": [],
+            "after_others": False,
+            "pickup": "1",
         }
         await eventually(lambda: pulses(sim, "A03") == 2, 5, "A03 unlocked for the scanned QR")
         await http.close()
