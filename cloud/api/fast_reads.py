@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from cloud.api.access import cached_erp_principal, iter_routes
@@ -69,9 +68,10 @@ class TrackingFastPath:
 
     def _read(self, tracking_no: str, principal: Principal) -> bytes | None:
         state = self.api.state
-        with Session(state.read_engine, expire_on_commit=False) as session:
+        # A connection, not a session: nothing to track, so nothing to close but the connection.
+        with state.read_engine.connect() as connection:
             found = queries.tracking(
-                session=session,
+                connection=connection,
                 tracking_no=tracking_no,
                 now=state.clock(),
                 scope=parcel_scope(principal),

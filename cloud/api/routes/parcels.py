@@ -92,7 +92,10 @@ def get_tracking(
 ) -> Response:
     """Show one of the key's shipments: status, ERP order state, timeline and overdue fee."""
     found = queries.tracking(
-        session=session, tracking_no=tracking_no, now=now, scope=parcel_scope(principal)
+        connection=session.connection(),
+        tracking_no=tracking_no,
+        now=now,
+        scope=parcel_scope(principal),
     )
     if found is None:
         raise HTTPException(
