@@ -101,6 +101,17 @@ def parcels_in_scope(
 _PARCEL_COLUMNS = tuple(Parcel.__table__.columns)  # type: ignore[attr-defined]
 
 
+class ParcelRow(NamedTuple("ParcelRow", [(c.name, Any) for c in _PARCEL_COLUMNS])):  # type: ignore[misc]
+    """A parcel's columns as a page reads them (attributes as a Parcel's). A plain tuple: a page
+    reads 30 attributes of each of 50 rows, and a SQLAlchemy row's cost a tenth of its CPU."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _page_statement(scope: ParcelScope) -> Any:
+    """The page's columns and scope, built once per scope (as the tracking read's statement)."""
+    return select(*_PARCEL_COLUMNS).where(parcel_where(scope))
+
+
 def shipments_page(
     *,
     session: Session,
@@ -120,7 +131,7 @@ def shipments_page(
 
     The rows are read-only column rows (attributes as a Parcel's), not ORM objects: making 51
     ORM objects a page was a quarter of the API's CPU per page (`locker bench queries`)."""
-    statement = select(*_PARCEL_COLUMNS).where(parcel_where(scope))
+    statement = _page_statement(scope)
     if status is not None:
         statement = statement.where(Parcel.status == status.value)
     if site is not None:
@@ -145,7 +156,8 @@ def shipments_page(
     statement = statement.order_by(col(Parcel.created_at), col(Parcel.id))
     # On the session's connection: through the session, the ORM's loader wrapped each column
     # row again (a quarter of the page's CPU), though it makes no object of it.
-    return session.connection().execute(statement.limit(limit)).all()
+    rows = session.connection().execute(statement.limit(limit))
+    return [ParcelRow._make(row) for row in rows]
 
 
 # Aliases: the scope's own subqueries on cabinets must not correlate with the tracking read's
