@@ -224,8 +224,7 @@ def tracking(
     found = reads.newest_parcel_tracked(connection=connection, tracking_no=tracking_no, scope=scope)
     if found is None:
         return None
-    row, site = found
-    timeline = reads.timeline(session=connection, parcel_row_id=row.id)
+    row, site, timeline = found
     core = parcel_to_core(row)
     fee = overdue_fee(core, site_policy(site), now) if site is not None else None
     view = ParcelView(row, erp_state(Status(row.status)), core.deadline(now))
