@@ -236,10 +236,7 @@ _TIMELINE = (
 )
 
 
-def timeline(*, session: Session | Connection, parcel_row_id: str) -> Sequence[TimelineRow]:
+def timeline(*, session: Session, parcel_row_id: str) -> Sequence[TimelineRow]:
     """Return a parcel's timeline, oldest first: the columns the API shows, not ORM objects."""
-    if isinstance(session, Connection):
-        rows: Any = session.execute(_TIMELINE, {"parcel_row_id": parcel_row_id})
-    else:
-        rows = session.exec(_TIMELINE, params={"parcel_row_id": parcel_row_id})
+    rows = session.exec(_TIMELINE, params={"parcel_row_id": parcel_row_id})
     return [TimelineRow(*row) for row in rows]
