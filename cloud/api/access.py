@@ -190,6 +190,12 @@ def _read_principal(engine: Engine, key: str) -> Principal:
         raise HTTPException(status.HTTP_403_FORBIDDEN, UNBOUND_KEY) from None
 
 
+def cached_erp_principal(cache: PrincipalCache, key: str) -> Principal | None:
+    """The principal `key` was found to act for within the cache's bound, if it is still kept
+    (None: only `get_erp_principal` may tell, reading the key)."""
+    return cache.get(queries.hash_api_key(key))
+
+
 async def get_erp_principal(request: Request, key: ApiKeyDep) -> Principal:
     """The ERP client a request's X-API-Key acts for: 401 for an unknown or revoked key, 403 for
     a legacy key bound to nothing. Kept a few seconds per process (cloud/api/key_cache.py), so

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud import console, errors
 from cloud.api.admission import Admission, pool_capacity
+from cloud.api.fast_reads import TrackingFastPath
 from cloud.api.key_cache import PrincipalCache
 from cloud.api.routes import (
     cabinets,
@@ -154,6 +155,8 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.CloudError, _cloud_error)
+    # Innermost, so the tracking reads it answers are admitted, guarded and timed like any.
+    app.add_middleware(TrackingFastPath, api=app, prefix=API_PREFIX)
     app.add_middleware(BodyGuard, max_bytes=MAX_BODY_BYTES, render=_edge_error)
     if (capacity := pool_capacity(engine)) is not None:
         app.add_middleware(Admission, limit=capacity, prefix=API_PREFIX + "/")

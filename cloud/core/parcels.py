@@ -138,11 +138,7 @@ class Parcel:
 
     def deadline(self, now: datetime) -> datetime | None:
         """Return the pickup deadline (None before deposit); moves with `now` while paused."""
-        if self.clock_started_at is None or self.window_s is None:
-            return None
-        return shifted_deadline(
-            started_at=self.clock_started_at, window_s=self.window_s, pauses=self.pauses, now=now
-        )
+        return pickup_deadline(self.clock_started_at, self.window_s, self.pauses, now)
 
     def open_pause(self, reason: PauseReason) -> Pause | None:
         """Return the open pause for `reason`, if the clock is stopped for it."""
@@ -152,6 +148,19 @@ class Parcel:
     def is_paused(self) -> bool:
         """Whether the deadline clock is stopped for any reason."""
         return any(p.is_open for p in self.pauses)
+
+
+def pickup_deadline(
+    clock_started_at: datetime | None,
+    window_s: int | None,
+    pauses: Iterable[Pause],
+    now: datetime,
+) -> datetime | None:
+    """A parcel's pickup deadline from the fields it depends on (`Parcel.deadline`); for a
+    reader that has those fields and not a whole Parcel (a page of 50 rows)."""
+    if clock_started_at is None or window_s is None:
+        return None
+    return shifted_deadline(started_at=clock_started_at, window_s=window_s, pauses=pauses, now=now)
 
 
 # --- events: what can happen to a parcel ----------------------------------------------------------

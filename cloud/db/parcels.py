@@ -47,6 +47,15 @@ def parcel_to_core(row: Parcel) -> core.Parcel:
     )
 
 
+def parcel_deadline(row: Any, now: datetime) -> datetime | None:
+    """Return a parcel row's pickup deadline at `now`, as `parcel_to_core(row).deadline(now)`
+    does, without making the core parcel (a list page did that for every row)."""
+    if row.clock_started_at is None or row.window_s is None:
+        return None  # before the deposit: no pauses to read
+    pauses = tuple(_pause_from_json(p) for p in row.pauses or ())
+    return core.pickup_deadline(row.clock_started_at, row.window_s, pauses, now)
+
+
 def parcel_values(parcel: core.Parcel, now: datetime) -> dict[str, Any]:
     """Return the parcel row's columns for the core's `parcel`, but its id and created_at."""
     return {

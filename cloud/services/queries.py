@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlmodel import Session
 
 from cloud.core.access import CabinetScope, ParcelScope, Resource
@@ -18,7 +19,7 @@ from cloud.db import reads, scoping
 from cloud.db.cabinets import get_cabinet as cabinet_by_id
 from cloud.db.cabinets import site_policy
 from cloud.db.models import Cabinet, Compartment, ErpApiKey, Parcel, Site
-from cloud.db.parcels import get_parcel_by_parcel_id, parcel_to_core
+from cloud.db.parcels import get_parcel_by_parcel_id, parcel_deadline, parcel_to_core
 
 MAX_PAGE = 500
 # A page deeper than this is refused (422), not sent to SQL: 2**63 overflows the driver's BIGINT
@@ -141,15 +142,17 @@ class ParcelView:
 def parcel_record(view: ParcelView) -> dict[str, Any]:
     """The ERP's view of a parcel (the API's `ParcelPublic`): the phone masked, no code hash."""
     row = view.parcel
+    status = Status(row.status)
+    state = order_state(status)
     return {
         "id": row.id,
         "parcel_id": row.parcel_id,
         "tracking_no": row.tracking_no,
         "order_no": row.order_no,
-        "status": Status(row.status),
+        "status": status,
         "erp_state": view.erp_state,
-        "order_state": order_state(Status(row.status)).zh,
-        "shipx_status": order_state(Status(row.status)).shipx,
+        "order_state": state.zh,
+        "shipx_status": state.shipx,
         "cabinet_id": row.cabinet_id,
         "compartment": row.compartment,
         "size": row.size,
@@ -168,7 +171,7 @@ def parcel_record(view: ParcelView) -> dict[str, Any]:
 
 
 def _view(row: Parcel, now: datetime) -> ParcelView:
-    return ParcelView(row, erp_state(Status(row.status)), parcel_to_core(row).deadline(now))
+    return ParcelView(row, erp_state(Status(row.status)), parcel_deadline(row, now))
 
 
 def find_parcel(*, session: Session, parcel_id: str) -> Parcel | None:
@@ -214,15 +217,14 @@ class Tracking:
 
 
 def tracking(
-    *, session: Session, tracking_no: str, now: datetime, scope: ParcelScope
+    *, connection: Connection, tracking_no: str, now: datetime, scope: ParcelScope
 ) -> Tracking | None:
     """Return the newest parcel with `tracking_no` (a re-sent shipment reuses it) that `scope`
     admits, and its story: another client's parcel with the number neither shows nor hides it."""
-    found = reads.newest_parcel_tracked(session=session, tracking_no=tracking_no, scope=scope)
+    found = reads.newest_parcel_tracked(connection=connection, tracking_no=tracking_no, scope=scope)
     if found is None:
         return None
-    row, site = found
-    timeline = reads.timeline(session=session, parcel_row_id=row.id)
+    row, site, timeline = found
     core = parcel_to_core(row)
     fee = overdue_fee(core, site_policy(site), now) if site is not None else None
     view = ParcelView(row, erp_state(Status(row.status)), core.deadline(now))

@@ -92,12 +92,20 @@ def get_tracking(
 ) -> Response:
     """Show one of the key's shipments: status, ERP order state, timeline and overdue fee."""
     found = queries.tracking(
-        session=session, tracking_no=tracking_no, now=now, scope=parcel_scope(principal)
+        connection=session.connection(),
+        tracking_no=tracking_no,
+        now=now,
+        scope=parcel_scope(principal),
     )
     if found is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"no parcel with tracking number {tracking_no!r}"
         )
+    return json_answer(tracking_public(found))
+
+
+def tracking_public(found: queries.Tracking) -> TrackingPublic:
+    """The API's view of a tracking read (the route's and cloud/api/fast_reads.py's answer)."""
     timeline = [
         {
             "status": e.status,
@@ -113,4 +121,4 @@ def get_tracking(
     fee = vars(found.fee) if found.fee is not None else None
     # Built from plain values and validated once, in pydantic's core (not model by model).
     answer = {"parcel": queries.parcel_record(found.view), "timeline": timeline, "overdue_fee": fee}
-    return json_answer(TrackingPublic.model_validate(answer))
+    return TrackingPublic.model_validate(answer)
