@@ -8,7 +8,6 @@ import random
 import sqlite3
 from pathlib import Path
 
-from cabinet.core.compartments import Size
 from cabinet.core.inputs import CourierSignOut, Input
 from cabinet.core.serial import JsonSnapshotCache
 from cabinet.journal import Journal
