@@ -307,10 +307,11 @@ class Journal:
     def _write_parts(self, parts: SnapshotParts) -> dict[tuple[str, str], str]:
         """Upsert the parts whose text changed, delete those gone; return the new parts.
 
-        Inside the caller's transaction. The caller keeps the returned parts as `_parts` only
-        once the transaction committed. Rows come back by rowid, which an upsert keeps and a new
-        row takes past every other: Python's dict order (an update stays in place, a new key
-        goes last). A field whose order differs anyway is rewritten whole, in its new order.
+        Inside the caller's transaction, which keeps the returned parts as `_parts` (a rollback
+        drops them, so the next step reads what is on disk). Rows come back by rowid, which an
+        upsert keeps and a new row takes past every other: Python's dict order (an update stays
+        in place, a new key goes last). A field whose order differs anyway is rewritten whole,
+        in its new order.
         """
         new = {HEAD: parts.head, **parts.entries}
         old = self._stored_parts()
@@ -424,11 +425,11 @@ class Journal:
             parts = SnapshotParts.split(json.loads(snapshot))
         else:
             parts = SnapshotParts.split(snapshot)
-        written = None
         with self._tx():
             built = self._append(events, now)
             if parts is not None:
-                written = self._write_parts(parts)
+                # What the next step compares with; a rollback forgets it (`_Transaction`).
+                self._parts = self._write_parts(parts)
                 self._set_meta("snapshot_last_seq", self._meta("last_seq") or 0)
                 self._set_meta("snapshot_saved_at", saved_at)
             for compartment in pending_unlocks:
@@ -441,8 +442,6 @@ class Journal:
                 self._record_command(command, now)
             if health is not None:
                 self._write_health(health)
-        if written is not None:
-            self._parts = written  # committed: the next step compares with these
         return built
 
     # --- health counters ----------------------------------------------------------------------
@@ -614,9 +613,16 @@ class _Transaction:
             raise
 
     def __exit__(self, exc_type: object, *_rest: object) -> None:
+        committed = False
         try:
-            self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
-            if not exc_type:
+            if exc_type:
+                self._conn.execute("ROLLBACK")
+            else:
+                self._conn.execute("COMMIT")
+                committed = True
                 self._journal.commits_since_checkpoint += 1
         finally:
+            if not committed:
+                # The snapshot's parts this transaction wrote are not on disk: read them again.
+                self._journal._parts = None
             self._lock.release()

@@ -8,6 +8,8 @@ import random
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from cabinet.core.inputs import CourierSignOut, Input
 from cabinet.core.serial import JsonSnapshotCache
 from cabinet.journal import Journal
@@ -159,3 +161,15 @@ def test_a_schema_1_journal_keeps_its_parcels_after_the_upgrade(tmp_path: Path) 
     with Journal.open(path, cab=CAB) as journal:  # and again: nothing left to split
         snapshot = journal.load_snapshot()
         assert snapshot is not None and text(snapshot.data) == whole
+
+
+def test_a_step_that_rolled_back_leaves_its_parts_to_be_written_again(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j.db", cab=CAB) as journal:
+        journal.commit_step({"v": 1, "parcels": {"P1": {"code": "a"}}})
+        changed = {"v": 1, "parcels": {"P1": {"code": "b"}}}
+        # It fails after the parts were written, within the transaction: health rows no JSON has.
+        with pytest.raises(TypeError):
+            journal.commit_step({**changed}, health=({"A01": {"pulses": object()}}, {}))
+        journal.commit_step(changed)  # the same parts as the step that was rolled back
+        snapshot = journal.load_snapshot()
+        assert snapshot is not None and snapshot.data == changed
