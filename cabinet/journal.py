@@ -7,9 +7,15 @@ returns and a kill -9 (or a power cut) at any instant leaves either all of it or
   event forever: the last one handed out lives in `meta` (not in `MAX(seq)`), so pruning acked
   events never lets a seq be reused. An event stays until an `event-ack` covers it (a broker's
   PUBACK is not durability), then `ack_upto` deletes it.
-- `snapshot`: the core's latest `Cabinet.to_dict()`, written in the same transaction as the
-  events and unlocks the step produced (`commit_step`), so the daemon writes ahead of acting.
-  It carries `last_seq`, the seq of the last event at the time: it always equals `meta.last_seq`.
+- `snapshot_parts`: the core's latest `Cabinet.to_dict()`, written in the same transaction as
+  the events and unlocks the step produced (`commit_step`), so the daemon writes ahead of acting.
+  It is stored in parts (`SnapshotParts`): one row per entry of each top-level dict (a parcel, a
+  compartment, a courier...) and one row, the head, for every other field. A step upserts only
+  the rows whose text changed and deletes those gone, so a pickup writes a few small rows and
+  not the ~50 KB whole: SD-card wear (`locker bench edge` counts the bytes: 1.2 MB per
+  parcel before, 0.3 MB after). Rows load back by rowid, which keeps the dicts' order. `meta`
+  holds the snapshot's `snapshot_last_seq` (the seq of the last event at the time) and
+  `snapshot_saved_at`. A schema 1 journal's single-row `snapshot` is split on open.
 - `pending_unlocks`: doors the daemon was told to unlock but has not reported done; after a
   restart they are what may or may not have been driven (the core's `reconcile` decides).
 - `commands`: command ids seen, with their ack, so a redelivered command is re-acked with the
@@ -40,12 +46,16 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 from ulid import ULID
 
+from cabinet.core.serial import SnapshotParts, join_parts
 from protocol.errors import MessageError
 from protocol.messages import EVENT_TYPES, Ack, EventBase
 from protocol.private_files import make_private
 from protocol.topics import validate_cabinet_id
 
-SCHEMA_VERSION = 1
+# 2: the snapshot in parts (`snapshot_parts`); a version 1 file's single row is split on open.
+SCHEMA_VERSION = 2
+# The head of the snapshot (every field but the dicts' entries) is this row of `snapshot_parts`.
+HEAD = ("", "")
 # SQLite checkpoints the WAL into the main file inside whichever commit crosses
 # `wal_autocheckpoint` pages (1,000 by default): that commit then writes megabytes and fsyncs
 # twice more, and when it is an unlock's, the door waits for it (the p99 of `locker bench edge`).
@@ -77,11 +87,11 @@ CREATE TABLE IF NOT EXISTS events (
     ts TEXT NOT NULL,
     acked INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS snapshot (
-    one INTEGER PRIMARY KEY CHECK (one = 1),
+CREATE TABLE IF NOT EXISTS snapshot_parts (
+    section TEXT NOT NULL,
+    key TEXT NOT NULL,
     data TEXT NOT NULL,
-    last_seq INTEGER NOT NULL,
-    saved_at TEXT NOT NULL
+    PRIMARY KEY (section, key)
 );
 CREATE TABLE IF NOT EXISTS pending_unlocks (
     compartment TEXT PRIMARY KEY,
@@ -160,6 +170,9 @@ class Journal:
         self._checkpointer: sqlite3.Connection | None = None  # its own connection, lazily
         self._checkpoint_lock = threading.Lock()
         self.commits_since_checkpoint = 0
+        # The snapshot's parts as committed, in `snapshot_parts`' rowid order (None: not read yet):
+        # what a step compares its parts with to write only those that changed.
+        self._parts: dict[tuple[str, str], str] | None = None
 
     @classmethod
     def open(
@@ -246,16 +259,79 @@ class Journal:
     def _init_meta(self) -> None:
         with self._tx():
             version = self._meta("schema")
-            if version is not None and int(version) != SCHEMA_VERSION:
+            if version is not None and int(version) not in (1, SCHEMA_VERSION):
                 raise JournalError(f"journal schema {version}, this code reads {SCHEMA_VERSION}")
             owner = self._meta("cab")
             if owner is not None and owner != self.cab:
                 raise JournalError(f"this journal belongs to cabinet {owner!r}, not {self.cab!r}")
+            self._split_single_row_snapshot()
             for key, default in (("schema", SCHEMA_VERSION), ("cab", self.cab)):
                 self._set_meta(key, default)
             for key in ("last_seq", "boot"):
                 if self._meta(key) is None:
                     self._set_meta(key, 0)
+
+    def _split_single_row_snapshot(self) -> None:
+        """Schema 1 kept the snapshot in one row (`snapshot`): store it in parts, drop the row.
+
+        Inside `_init_meta`'s transaction, so a cabinet upgraded in the field keeps its parcels
+        whatever instant it dies at: either the old row is still there or the parts are.
+        """
+        old_table = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'snapshot'"
+        ).fetchone()
+        if old_table is None:
+            return
+        row = self._conn.execute(
+            "SELECT data, last_seq, saved_at FROM snapshot WHERE one = 1"
+        ).fetchone()
+        if row is not None:
+            data, last_seq, saved_at = row
+            self._write_parts(SnapshotParts.split(json.loads(data)))
+            self._set_meta("snapshot_last_seq", last_seq)
+            self._set_meta("snapshot_saved_at", saved_at)
+        self._conn.execute("DROP TABLE snapshot")
+        self._parts = None  # read again once this transaction is committed
+        log.info("journal: the single-row snapshot is now stored in parts")
+
+    # --- the snapshot's parts -----------------------------------------------------------------
+
+    def _stored_parts(self) -> dict[tuple[str, str], str]:
+        if self._parts is None:
+            rows = self._conn.execute(
+                "SELECT section, key, data FROM snapshot_parts ORDER BY rowid"
+            ).fetchall()
+            self._parts = {(section, key): data for section, key, data in rows}
+        return self._parts
+
+    def _write_parts(self, parts: SnapshotParts) -> dict[tuple[str, str], str]:
+        """Upsert the parts whose text changed, delete those gone; return the new parts.
+
+        Inside the caller's transaction, which keeps the returned parts as `_parts` (a rollback
+        drops them, so the next step reads what is on disk). Rows come back by rowid, which an
+        upsert keeps and a new row takes past every other: Python's dict order (an update stays
+        in place, a new key goes last). A field whose order differs anyway is rewritten whole,
+        in its new order.
+        """
+        new = {HEAD: parts.head, **parts.entries}
+        old = self._stored_parts()
+        expected = [key for key in old if key in new] + [key for key in new if key not in old]
+        reordered = _sections_out_of_order(expected, list(new))
+        gone = [key for key in old if key not in new or key[0] in reordered]
+        changed = [
+            (section, key, text)
+            for (section, key), text in new.items()
+            if section in reordered or old.get((section, key)) != text
+        ]
+        if gone:
+            self._conn.executemany("DELETE FROM snapshot_parts WHERE section = ? AND key = ?", gone)
+        if changed:
+            self._conn.executemany(
+                "INSERT INTO snapshot_parts (section, key, data) VALUES (?, ?, ?) "
+                "ON CONFLICT (section, key) DO UPDATE SET data = excluded.data",
+                changed,
+            )
+        return new
 
     # --- counters -----------------------------------------------------------------------------
 
@@ -325,7 +401,7 @@ class Journal:
 
     def commit_step(
         self,
-        snapshot: Mapping[str, Any] | str | None,
+        snapshot: SnapshotParts | Mapping[str, Any] | str | None,
         events: Iterable[EventLike] = (),
         pending_unlocks: Sequence[str] = (),
         *,
@@ -343,19 +419,19 @@ class Journal:
         """
         now = now or _now()
         saved_at = _iso(now)
-        if snapshot is None or isinstance(snapshot, str):
-            snapshot_json = snapshot
+        if snapshot is None or isinstance(snapshot, SnapshotParts):
+            parts = snapshot
+        elif isinstance(snapshot, str):
+            parts = SnapshotParts.split(json.loads(snapshot))
         else:
-            snapshot_json = json.dumps(snapshot, separators=(",", ":"))
+            parts = SnapshotParts.split(snapshot)
         with self._tx():
             built = self._append(events, now)
-            if snapshot_json is not None:
-                self._conn.execute(
-                    "INSERT INTO snapshot (one, data, last_seq, saved_at) VALUES (1, ?, ?, ?) "
-                    "ON CONFLICT (one) DO UPDATE SET data = excluded.data, "
-                    "last_seq = excluded.last_seq, saved_at = excluded.saved_at",
-                    (snapshot_json, int(self._meta("last_seq") or 0), saved_at),
-                )
+            if parts is not None:
+                # What the next step compares with; a rollback forgets it (`_Transaction`).
+                self._parts = self._write_parts(parts)
+                self._set_meta("snapshot_last_seq", self._meta("last_seq") or 0)
+                self._set_meta("snapshot_saved_at", saved_at)
             for compartment in pending_unlocks:
                 self._conn.execute(
                     "INSERT OR REPLACE INTO pending_unlocks (compartment, requested_at) "
@@ -436,12 +512,16 @@ class Journal:
     def load_snapshot(self) -> Snapshot | None:
         """Return the latest core snapshot, or None before the first step."""
         with self._lock:
-            row = self._conn.execute(
-                "SELECT data, last_seq, saved_at FROM snapshot WHERE one = 1"
-            ).fetchone()
-        if row is None:
+            rows = self._conn.execute(
+                "SELECT section, key, data FROM snapshot_parts ORDER BY rowid"
+            ).fetchall()
+            last_seq, saved_at = self._meta("snapshot_last_seq"), self._meta("snapshot_saved_at")
+        entries = [((section, key), data) for section, key, data in rows]
+        head = dict(entries).pop(HEAD, None)
+        if head is None or last_seq is None or saved_at is None:
             return None
-        return Snapshot(json.loads(row[0]), int(row[1]), _parse(row[2]))
+        data = join_parts(head, (entry for entry in entries if entry[0] != HEAD))
+        return Snapshot(data, int(last_seq), _parse(saved_at))
 
     def pending_unlocks(self) -> list[str]:
         """Return the compartments whose unlock was journalled but not reported done."""
@@ -501,6 +581,21 @@ class Journal:
         return Ack(cmd=command_id, ok=True) if ok else Ack.failure(command_id, error or "failed")
 
 
+def _sections_out_of_order(
+    expected: Sequence[tuple[str, str]], actual: Sequence[tuple[str, str]]
+) -> set[str]:
+    """The sections whose keys' order in `actual` differs from their order in `expected`."""
+
+    def by_section(keys: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = {}
+        for section, key in keys:
+            grouped.setdefault(section, []).append(key)
+        return grouped
+
+    wanted = by_section(expected)
+    return {section for section, keys in by_section(actual).items() if wanted[section] != keys}
+
+
 class _Transaction:
     """`BEGIN IMMEDIATE` … `COMMIT`, or `ROLLBACK` on any exception, under the journal's lock."""
 
@@ -518,9 +613,16 @@ class _Transaction:
             raise
 
     def __exit__(self, exc_type: object, *_rest: object) -> None:
+        committed = False
         try:
-            self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
-            if not exc_type:
+            if exc_type:
+                self._conn.execute("ROLLBACK")
+            else:
+                self._conn.execute("COMMIT")
+                committed = True
                 self._journal.commits_since_checkpoint += 1
         finally:
+            if not committed:
+                # The snapshot's parts this transaction wrote are not on disk: read them again.
+                self._journal._parts = None
             self._lock.release()

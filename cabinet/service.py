@@ -46,7 +46,7 @@ from cabinet.core.compartments import Size as CoreSize
 from cabinet.core.effects import Effect, Emit, Log, Show, Unlock
 from cabinet.core.errors import CoreError
 from cabinet.core.inputs import CodeEntered, Input, QrScanned, Tick, UnlockFailed
-from cabinet.core.serial import JsonSnapshotCache
+from cabinet.core.serial import JsonSnapshotCache, SnapshotParts
 from cabinet.drivers import build_driver
 from cabinet.errors import ConfigError, DriverError
 from cabinet.health import HEALTH_EVERY, HealthLedger
@@ -148,7 +148,8 @@ class CabinetService:
                 health=self.health_summary,  # one clock for the whole daemon: command deadlines too
             )
         self._cabinet: Cabinet | None = None
-        self._journaled: str | None = None  # the snapshot last written to the journal (JSON)
+        # The snapshot last written to the journal, in the parts it was stored in.
+        self._journaled: SnapshotParts | None = None
         self._snapshots = JsonSnapshotCache()
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -427,7 +428,7 @@ class CabinetService:
     ) -> list[EventBase]:
         """Journal the step (one transaction, one fsync); return the events to publish."""
         effects = list(effects)
-        snapshot = new.to_json(self._snapshots)  # before the unlock: only what changed
+        snapshot = new.to_parts(self._snapshots)  # before the unlock: only what changed
         if not effects and command is None and snapshot == self._journaled:
             # A quiet tick changes nothing: an fsync every second would only cost CPU and flash.
             self._cabinet = new

@@ -151,6 +151,13 @@ def _print_edge_notes(console: Any, figures: dict[str, Any]) -> None:
         f"{parts['dispatch_p50']:.2f} ms (p99 {parts['dispatch_p99']:.2f} ms); "
         f"{figures['over_p99_target_pct']:.1f} % of pickups over {targets['p99_ms']:g} ms"
     )
+    per_pickup = figures.get("journal_bytes_written_per_pickup")
+    if per_pickup is not None:
+        console.print(
+            f"journal bytes written per pickup (its deposit and codes.put included, WAL and "
+            f"checkpoints, /proc/<daemon>/io write_bytes): {per_pickup / 1024:.1f} KiB; "
+            f"{figures['journal_bytes_written'] / 2**20:.1f} MiB over the rounds"
+        )
     console.print(
         f"the simulator saw {figures['sim_unlock_pulses']} unlock pulses: "
         f"{figures['deposits']} deposits + {figures['sim_pickup_unlocks']} pickups; "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import types
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -124,6 +125,29 @@ class JsonSnapshotCache:
         finally:
             self._previous, self._current = self._current, {}
 
+    def encode_parts(
+        self, value: Any, head_fields: Iterable[tuple[str, str]] = ()
+    ) -> SnapshotParts:
+        """A dataclass `value` as `SnapshotParts`: `encode`'s text, cut at its dict fields.
+
+        `head_fields` are (name, JSON text) to put first in the head (the snapshot's version).
+        """
+        self._current = {}
+        try:
+            head = list(head_fields)
+            entries: dict[tuple[str, str], str] = {}
+            for f in dataclasses.fields(value):
+                field_value = getattr(value, f.name)
+                if type(field_value) is dict:
+                    head.append((f.name, "{}"))
+                    for key, item in field_value.items():
+                        entries[(f.name, _key(key))] = encode(item, self)
+                else:
+                    head.append((f.name, encode(field_value, self)))
+            return SnapshotParts(_object(head), entries)
+        finally:
+            self._previous, self._current = self._current, {}
+
     def frozen_json(self, value: Any) -> str:
         hit = self._previous.get(id(value)) or self._current.get(id(value))
         if hit is not None and hit[0] is value:  # the object itself, not a reused id
@@ -133,6 +157,45 @@ class JsonSnapshotCache:
             out = _object((f.name, encode(getattr(value, f.name), self)) for f in fields)
         self._current[id(value)] = (value, out)
         return out
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotParts:
+    """A snapshot as the journal stores it: one part per entry of each top-level dict field.
+
+    `head` is the JSON object's text with every dict-valued field written as `{}`; `entries`
+    maps (field, key) to that entry's JSON text, in the dicts' order. A step changes a parcel
+    or two of a hundred, so the journal rewrites those rows and not the ~50 KB whole (SD-card
+    wear). `join` gives back exactly the dict the whole snapshot's JSON would load as.
+    """
+
+    head: str
+    entries: dict[tuple[str, str], str]
+
+    @classmethod
+    def split(cls, snapshot: Mapping[str, Any]) -> SnapshotParts:
+        """Split a JSON-ready snapshot dict (what `to_dict()` gives)."""
+        head = {name: {} if type(value) is dict else value for name, value in snapshot.items()}
+        entries = {
+            (name, str(key)): _compact(item)
+            for name, value in snapshot.items()
+            if type(value) is dict
+            for key, item in value.items()
+        }
+        return cls(_compact(head), entries)
+
+    def join(self) -> dict[str, Any]:
+        """The snapshot as a dict: equal, in content and order, to the one split."""
+        return join_parts(self.head, self.entries.items())
+
+
+def join_parts(head: str, entries: Iterable[tuple[tuple[str, str], str]]) -> dict[str, Any]:
+    """Rebuild a snapshot dict from its head's text and its (field, key) entries, in order."""
+    snapshot = json.loads(head)
+    for (name, key), text in entries:
+        # The head holds `{}` where the field is; filling it keeps the fields' order.
+        snapshot[name][key] = json.loads(text)
+    return snapshot
 
 
 def _key(key: Any) -> str:

@@ -159,6 +159,10 @@ class Cabinet:
         body = cache.encode(self)  # "{...}": a cabinet has fields
         return f'{{"v":{SNAPSHOT_VERSION},{body[1:]}'
 
+    def to_parts(self, cache: serial.JsonSnapshotCache) -> serial.SnapshotParts:
+        """`to_json()` cut in parts (one per parcel, compartment...): the journal stores those."""
+        return cache.encode_parts(self, head_fields=[("v", str(SNAPSHOT_VERSION))])
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Cabinet:
         """Rebuild from `to_dict()`'s output; raise BadSnapshot if it is not one."""

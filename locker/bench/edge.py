@@ -58,7 +58,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from locker.harness.processes import JsonLinesProcess, cpu_s, memory_mb
+from locker.harness.processes import JsonLinesProcess, cpu_s, memory_mb, write_bytes
 
 CAB = "bench1"
 CODE_KEY = b"bench-edge-code-key"
@@ -583,6 +583,8 @@ class _Laps:
     written_ms: list[float] = dataclasses.field(default_factory=list)
     verdict_ms: list[float] = dataclasses.field(default_factory=list)
     journal_ms: list[float] = dataclasses.field(default_factory=list)
+    # bytes the daemon wrote to disk over the rounds: its journal (WAL and checkpoints)
+    write_bytes: int = 0
     # journal durable -> frame written: the driver's queue and bus
     dispatch_ms: list[float] = dataclasses.field(default_factory=list)
     deposits: int = 0
@@ -639,7 +641,9 @@ def run_bench(
             if field:
                 daemon.ask({"op": "link", "drain": False})
             _register_courier(daemon)
+            written_before = write_bytes(daemon.pid)
             _run_rounds(daemon, bus, page, pickups, laps, progress, field=field)
+            laps.write_bytes = write_bytes(daemon.pid) - written_before
             link = daemon.ask({"op": "link", "drain": field, "timeout_s": 120}) if field else None
             at_rest = _measure_at_rest(daemon, bus, page, idle_s)
         finally:
@@ -948,6 +952,9 @@ def _report(
             "dispatch_p50": percentile(laps.dispatch_ms, 50),
             "dispatch_p99": percentile(laps.dispatch_ms, 99),
         },
+        # Every deposit, codes.put and pickup of the rounds: the SD card's wear per parcel.
+        "journal_bytes_written_per_pickup": laps.write_bytes / len(written_ms),
+        "journal_bytes_written": laps.write_bytes,
         "over_p99_target_pct": 100 * sum(ms > TARGET_P99_MS for ms in written_ms) / len(written_ms),
         "rss_mb": at_rest["rss_mb"],
         "rss_after_pickups_mb": at_rest["rss_busy_mb"],

@@ -113,6 +113,19 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return values["VmRSS"], values["VmHWM"]
 
 
+def write_bytes(pid: int) -> int:
+    """Bytes `pid` has sent to storage so far (/proc/<pid>/io `write_bytes`, all threads).
+
+    Counted as the kernel dirties page-cache pages of files on a disk: what the device will be
+    written, at page granularity (tmpfs and pipes do not count).
+    """
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key == "write_bytes":
+            return int(value)
+    raise OSError(f"/proc/{pid}/io has no write_bytes")
+
+
 class JsonLinesProcess:
     """A child that reads one JSON request a line on stdin and answers JSON lines on stdout.
 

@@ -38,6 +38,9 @@ def test_bench_edge_runs_20_pickups_and_writes_the_figures(tmp_path: Path) -> No
     assert 0 <= figures["idle_cpu_pct"] < 100
     assert figures["idle_s"] >= 1
     assert figures["targets"] == {"p99_ms": 6.0, "rss_mb": 60.0, "idle_cpu_pct": 1.0}
+    # The journal is on disk: each parcel costs at least its commits' WAL pages.
+    assert figures["journal_bytes_written_per_pickup"] > 4096
+    assert "journal bytes written per pickup" in done.stdout
 
 
 def test_bench_edge_in_field_conditions_talks_to_a_real_broker_and_cloud_worker(
