@@ -31,7 +31,7 @@ HOST = "127.0.0.1"
 HOOK_PATH = "/hooks/lockers"
 REFRESH_S = 3
 MAX_BODY = 256 * 1024  # a parcel event is under 1 kB; anything far bigger is not ours
-KEPT = 500  # the page shows the newest this many
+KEPT = 500  # the demo keeps (and its page shows) the newest this many
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,13 @@ class ReceivedWebhook:
 class ErpReceiver:
     """The reference receiver on `port` (0: a free one); `start()`, then `stop()`."""
 
-    def __init__(self, *, port: int = 0, zone: str = "Asia/Shanghai") -> None:
+    def __init__(
+        self, *, port: int = 0, zone: str = "Asia/Shanghai", kept: int | None = KEPT
+    ) -> None:
+        """`kept`: how many of the newest webhooks to keep (None: every one, for a checker that
+        reads the whole history; a long demo keeps its memory bounded)."""
         self.zone = ZoneInfo(zone)
+        self.kept = kept
         self._secrets: list[str] = []
         self._received: list[ReceivedWebhook] = []
         self._verified_ids: set[str] = set()
@@ -146,7 +151,8 @@ class ErpReceiver:
                 shipx_status=_text(data.get("shipx_status")),
             )
             self._received.append(record)
-            del self._received[:-KEPT]
+            if self.kept is not None:
+                del self._received[: -self.kept]
         return record
 
     def local_time(self, stamp: str) -> str:
@@ -231,7 +237,7 @@ _COLUMNS = (
 def render_page(receiver: ErpReceiver) -> str:
     """The receiver's page (zh-CN and English), newest webhook first."""
     items = receiver.received()
-    rows = "".join(_row(receiver, item) for item in reversed(items))
+    rows = "".join(_row(receiver, item) for item in reversed(items[-KEPT:]))
     if not rows:
         rows = (
             f"<tr><td class='empty' colspan='{len(_COLUMNS)}'>还没有收到 webhook。"

@@ -42,7 +42,7 @@ import httpx
 
 from locker.demo.broker import EmbeddedBroker
 from locker.demo.doors_page import SimulatedCabinet
-from locker.demo.erp_receiver import ErpReceiver
+from locker.demo.erp_receiver import KEPT, ErpReceiver
 from locker.demo.sinks import NoticeSinks, demo_openid
 from locker.harness.ports import free_port, port_free
 from locker.harness.processes import clean_env, stop_all
@@ -190,6 +190,9 @@ def door_layout() -> list[dict[str, Any]]:
 
 class DemoStack:
     """The demo's processes and threads; `prepare()`, `start()`, then `stop()` (always)."""
+
+    # Webhooks the ERP receiver keeps: the newest few for the demo's page (None: all of them).
+    receiver_kept: int | None = KEPT
 
     def __init__(self, options: Options, *, echo: Echo | None = None) -> None:
         self.options = options
@@ -515,7 +518,9 @@ class DemoStack:
             f"notice sinks: fake Twilio {self.sinks.twilio.url}, fake WeChat "
             f"{self.sinks.wechat.url}; notices page {info.notices_url}"
         )
-        self.receiver = ErpReceiver(port=self._ports["erp"], zone=SITE_TIMEZONE).start()
+        self.receiver = ErpReceiver(
+            port=self._ports["erp"], zone=SITE_TIMEZONE, kept=self.receiver_kept
+        ).start()
         self.echo(f"ERP webhook receiver: {info.erp_receiver_url} (endpoint {info.erp_hook_url})")
         self._start_cloud(info)
         self._start_cabinets(info)

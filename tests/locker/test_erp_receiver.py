@@ -94,3 +94,24 @@ def test_signed_requests_are_verified_forged_ones_listed_invalid(receiver: ErpRe
         assert "签名有效" in text and "签名无效" in text and "SF9" in text
         assert "name='viewport'" in text  # readable on a phone
         assert text.index("msg_3") < text.index("msg_2")  # newest first
+
+
+@pytest.mark.parametrize("kept", [3, None])
+def test_the_demo_keeps_the_newest_webhooks_and_a_checker_keeps_every_one(
+    kept: int | None,
+) -> None:
+    """The demo's receiver keeps the newest few (its page shows those); the fault campaign's
+    checker reads every webhook of a long run, so its receiver keeps all of them (a bound of 500
+    once made a 1,000-cycle run's early parcels look never delivered)."""
+    from locker.chaos.cluster import _ProxiedStack
+    from locker.demo.erp_receiver import KEPT
+    from locker.demo.stack import DemoStack
+
+    assert (DemoStack.receiver_kept, _ProxiedStack.receiver_kept) == (KEPT, None)
+    receiver = ErpReceiver(kept=kept)  # not started: `receive` is what the handler calls
+    receiver.add_secret(SECRET)
+    for n in range(1, 6):
+        body = event(f"SF{n}")
+        receiver.receive(body, signed(body, SECRET, f"msg_{n}"))
+    ids = [item.webhook_id for item in receiver.received()]
+    assert ids == ([f"msg_{n}" for n in (3, 4, 5)] if kept else [f"msg_{n}" for n in range(1, 6)])
