@@ -319,7 +319,9 @@ def _open_upgraded_database(url: str, settings: Any) -> Any:
     from cloud.db.migrate import current_revision_of, head_revision
     from locker.cloud_settings import check_secret_opens_the_database
 
-    engine = make_engine(url)
+    # No ping per checkout: the worker retries a transaction a dropped connection fails
+    # (cloud.db.engine.make_engine).
+    engine = make_engine(url, pool_pre_ping=False)
     try:
         current = current_revision_of(engine)
     except Exception as err:

@@ -27,7 +27,15 @@ log = logging.getLogger(__name__)
 
 
 def make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
-    """Create an engine for `url` (`sqlite:///path`, `postgresql+psycopg://...`)."""
+    """Create an engine for `url` (`sqlite:///path`, `postgresql+psycopg://...`).
+
+    On PostgreSQL the pool pings a connection at every checkout (`pool_pre_ping`), so a
+    connection the server dropped is replaced before use. The worker passes
+    `pool_pre_ping=False`: the ping is a round trip per transaction, and the worker already
+    retries a transaction that fails with OperationalError, which is what a dropped connection
+    raises; SQLAlchemy then discards every connection the pool held from before, so the retry
+    opens a new one (`test_the_worker_recovers_when_postgresql_drops_its_connections`).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, echo=echo, **kwargs)

@@ -189,5 +189,6 @@ class MqttClient:
             log.warning("lost the broker %s:%d (%s); reconnecting", self.host, self.port, reason)
 
     def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
-        received = Received(message.topic, bytes(message.payload), datetime.now(UTC))
-        (self.acks if message.topic.endswith(ACK_SUFFIX) else self.inbox).put(received)
+        topic = message.topic  # paho decodes it from bytes at each read
+        received = Received(topic, bytes(message.payload), datetime.now(UTC))
+        (self.acks if topic.endswith(ACK_SUFFIX) else self.inbox).put(received)

@@ -49,7 +49,7 @@ def run(url: str, *, cabinets: int, batches: int, batch: int) -> IngestFigures:
     from protocol.topics import event_topic
 
     register_cabinets(url, cabinets, seal_key=SEAL_KEY)
-    engine = make_engine(url)
+    engine = make_engine(url, pool_pre_ping=False)  # as the worker's (locker cloud worker)
     counting = False
     statements: Counter[str] = Counter()
 

@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.codec import decode, encode
+from protocol.codec import MAX_JSON_DEPTH, decode, encode, strict_loads
 from protocol.config_push import config_sha256
 from protocol.errors import MessageError, TopicError
 from protocol.messages import (
@@ -253,3 +254,16 @@ def test_mutated_recorded_payloads_only_raise_message_errors(recorded, data):
         assert str(error)
     else:  # a mutation the contract allows (an ignored data field, a still-valid value)
         assert decode(topic(kind, "SZ-NS-0042"), encode(message)) == message
+
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_nesting_is_refused_one_level_past_the_limit_and_taken_at_it(as_bytes: bool) -> None:
+    # The depth walk runs only past MAX_JSON_DEPTH brackets: right at the edge it must still
+    # tell the two apart, whether the text arrives as str (the API) or bytes (MQTT).
+    def nested(depth: int) -> str | bytes:
+        text = '{"a":' * (depth - 1) + "[]" + "}" * (depth - 1)
+        return text.encode() if as_bytes else text
+
+    assert strict_loads(nested(MAX_JSON_DEPTH)) is not None
+    with pytest.raises(ValueError, match=f"nested more than {MAX_JSON_DEPTH} deep"):
+        strict_loads(nested(MAX_JSON_DEPTH + 1))

@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlmodel import Session, col, select
 
+from cloud.db.engine import make_engine
+from cloud.db.migrate import upgrade
 from cloud.db.models import Cabinet, CommandOutbox, InboxEvent, NoticeOutbox, Parcel, ParcelEvent
 from cloud.worker import IngestLoop
 from cloud.worker.mqtt import Received
@@ -295,3 +297,33 @@ def test_a_worker_dead_between_commit_and_publish_loses_no_codes_put(cabinets: E
     with Session(cabinets) as session:
         rows = session.exec(select(CommandOutbox.cabinet_id, CommandOutbox.id)).all()
     assert sorted(sent.commands) == sorted(rows)
+
+
+def test_the_worker_recovers_when_postgresql_drops_its_connections(postgres_url: str) -> None:
+    # The worker's engine does not ping at checkout (locker cloud worker): the dead connection
+    # fails the first transaction after the drop, and the loop's retry takes a new one.
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url, pool_pre_ping=False)
+    try:
+        with Session(engine) as session:
+            register_cabinet(session, "CAB-1")
+        acks = Acks()
+        ingest = loop(engine, acks)
+        assert ingest.handle(deliveries([("CAB-1", 1)])) == {"CAB-1": 1}
+        with engine.connect() as connection:  # the pool's connection, the one the loop used
+            before = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        admin = make_engine(postgres_url)
+        try:
+            with admin.connect() as connection:
+                connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": before})
+        finally:
+            admin.dispose()
+
+        assert ingest.handle(deliveries([("CAB-1", 2)])) == {"CAB-1": 2}
+        assert ingest.stats.fallback_batches == 0  # the batch's own retry did it
+        assert acks.upto == {"CAB-1": [1, 2]}
+        assert applied_seqs(engine, "CAB-1") == [1, 2]
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != before
+    finally:
+        engine.dispose()
