@@ -219,7 +219,14 @@ class DemoStack:
         names = ["api", "notices", "erp"] + [f"kiosk-{i}" for i in range(1, n + 1)]
         names += [f"sim-{i}" for i in range(1, n + 1)]
         if base == 0:
-            return {name: free_port() for name in names}
+            # Distinct: the kernel may hand the same free port out twice in a row, and two of
+            # the demo's servers on one port left the API unable to bind (seen once in CI).
+            ports: dict[str, int] = {}
+            while len(ports) < len(names):
+                port = free_port()
+                if port not in ports.values():
+                    ports[names[len(ports)]] = port
+            return ports
         offsets = {"api": 0, "notices": 1, "erp": 2}
         offsets |= {f"kiosk-{i}": 10 + i for i in range(1, n + 1)}
         offsets |= {f"sim-{i}": 40 + i for i in range(1, n + 1)}
