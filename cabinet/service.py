@@ -40,6 +40,7 @@ from ulid import ULID
 from cabinet.commands import command_input
 from cabinet.config import CabinetConfig
 from cabinet.core import Cabinet, Config, Context, apply, new_cabinet, reconcile
+from cabinet.core.clock_steps import clock_step, shift_timers
 from cabinet.core.compartments import Compartment
 from cabinet.core.compartments import CompartmentState as CoreState
 from cabinet.core.compartments import Size as CoreSize
@@ -126,7 +127,7 @@ class CabinetService:
         new_id: Callable[[], str] = lambda: str(ULID()),
         tick_s: float | None = 1.0,
         door_boards: Mapping[str, str | None] | None = None,
-        ticks: Callable[[], float] = time.monotonic,
+        ticks: Callable[[], float] | None = None,
         health_every: timedelta = HEALTH_EVERY,
     ) -> None:
         self.cabinet_id = cabinet_id
@@ -134,6 +135,12 @@ class CabinetService:
         self.driver = driver
         self.journal = journal
         self._clock = clock
+        # The monotonic clock the wall clock is checked against (clock_steps.py). A test that
+        # injects only `clock` gets ticks read from it, so its clock moves both and never "steps".
+        if ticks is None:
+            ticks = time.monotonic if clock is _utcnow else _seconds_of(clock)
+        self._ticks = ticks
+        self._last_read: tuple[datetime, float] | None = None
         self._ctx = Context(code_key=code_key, new_id=new_id)
         self._config = config
         self._tick_s = tick_s
@@ -195,7 +202,7 @@ class CabinetService:
         self.health.load(*self.journal.load_health())
         stale_unlocks = self.journal.pending_unlocks()
         readings = await self.driver.poll()
-        now = self._clock()
+        now = self._now()
         new, effects = reconcile(cabinet, readings, now)
         unlocks = [e.compartment for e in effects if isinstance(e, Unlock)]
         self._publish(self._commit(new, effects, now))
@@ -380,7 +387,7 @@ class CabinetService:
             return job.screens
         await self._step(job.inp, job)
         if isinstance(job.inp, Tick):
-            now = self._clock()
+            now = self._now()
             if self._next_health is None:
                 self._next_health = now + self._health_every  # the birth sent the first
             elif now >= self._next_health and self.link is not None:
@@ -397,7 +404,8 @@ class CabinetService:
                 restart = self.on_config_push(command.data)
             except (ConfigError, ValueError) as err:  # the body does not fit this cabinet
                 return f"config v{command.data.version} refused: {err}"
-            self._commit(self.cabinet.copy(), [], self._clock(), command=ack)
+            now = self._now()  # first: a clock step moves the cabinet's timers
+            self._commit(self.cabinet.copy(), [], now, command=ack)
             if restart:
                 self.restart_requested.set()
             return None
@@ -407,8 +415,9 @@ class CabinetService:
                 config = _updated_config(self.cabinet.config, command.data.settings)
             except ValueError as err:
                 return str(err)
+            now = self._now()
             new = dataclasses.replace(self.cabinet.copy(), config=config)
-            self._commit(new, [], self._clock(), command=ack)
+            self._commit(new, [], now, command=ack)
             return None
         try:
             await self._step(command_input(command), job, command=ack)
@@ -418,10 +427,28 @@ class CabinetService:
 
     async def _step(self, inp: Input, job: _Job, *, command: Ack | None = None) -> None:
         """Apply, journal, then act; raise CoreError (nothing changed) if refused."""
-        now = self._clock()
+        now = self._now()
         new, effects = apply(self.cabinet, inp, now, self._ctx)
         envelopes = self._commit(new, effects, now, command=command)
         await self._act(effects, job, envelopes)
+
+    def _now(self) -> datetime:
+        """The wall clock; if it stepped since the last read, the cabinet's timers move with it
+        (run on the owner task, before the step that reads the cabinet)."""
+        now, tick = self._clock(), self._ticks()
+        step = clock_step(self._last_read, now, tick)
+        self._last_read = (now, tick)
+        if step is not None:
+            log.warning(
+                "cabinet %s: the wall clock stepped %+.1f s; its timers move with it",
+                self.cabinet_id,
+                step.total_seconds(),
+            )
+            if self._cabinet is not None:
+                self._cabinet = shift_timers(self._cabinet, step)
+            if self._next_health is not None:
+                self._next_health += step
+        return now
 
     def _commit(
         self, new: Cabinet, effects: Iterable[Effect], now: datetime, *, command: Ack | None = None
@@ -526,6 +553,7 @@ def from_config(
     *,
     pin_factory: Any = None,
     clock: Callable[[], datetime] = _utcnow,
+    ticks: Callable[[], float] | None = None,
     tick_s: float | None = 1.0,
     link_overrides: dict[str, Any] | None = None,
 ) -> CabinetService:
@@ -552,9 +580,14 @@ def from_config(
         link_settings=link_settings(config, **(link_overrides or {})),
         config=Config(left_open_after_s=config.alarm_s),
         clock=clock,
+        ticks=ticks,
         tick_s=tick_s,
         door_boards=door_boards,
     )
+
+
+def _seconds_of(clock: Callable[[], datetime]) -> Callable[[], float]:
+    return lambda: clock().timestamp()
 
 
 def _ignored_future() -> asyncio.Future[Any]:
