@@ -47,7 +47,7 @@ def test_sixty_parcels_through_twenty_faults_lose_nothing(tmp_path: Path) -> Non
             seed=SEED,
             cycles=60,
             faults=20,
-            fault_gap_s=1.5,
+            fault_gap_s=0.8,
             max_fault_s=4.0,
             pg_admin_url=pg_admin_url(),
             site_time=time(2, 0),  # a night hour of the site; the planted run takes a day one
