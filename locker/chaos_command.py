@@ -6,7 +6,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -79,6 +79,16 @@ def chaos(
             dir_okay=False,
         ),
     ] = None,
+    shrink_runs: Annotated[
+        int,
+        typer.Option(
+            "--shrink",
+            min=0,
+            help="On a violation, replay the run up to this many times with fewer cycles, then "
+            "fewer faults (delta debugging), keeping each cut that still fails, and print the "
+            "shortest failing history found (each replay is a whole run: minutes). 0: don't.",
+        ),
+    ] = 0,
     plant: Annotated[
         str | None,
         typer.Option(
@@ -191,4 +201,36 @@ def chaos(
             raise typer.Exit(2) from None
     print_result(console, result)
     if not result.ok:
+        if shrink_runs:
+            _shrink(console, result, folder / "shrink", pg_admin_url, shrink_runs)
         raise typer.Exit(1)
+
+
+def _shrink(console: Any, failing: Any, folder: Path, pg_admin_url: str, max_runs: int) -> None:
+    """Replay `failing` smaller and smaller; print the shortest failing history found."""
+    from locker.chaos.campaign import replay_options, run
+    from locker.chaos.report import print_result
+    from locker.chaos.shrink import shrink
+
+    console.print(f"[bold]shrinking[/]: up to {max_runs} replays, each a whole run")
+    options = replay_options(failing.history_path, folder, pg_admin_url)
+    shrunk = shrink(
+        options,
+        failing,
+        run_one=lambda candidate: run(candidate),
+        max_runs=max_runs,
+        echo=lambda line: console.print(f"  {line}", markup=False),
+    )
+    if not shrunk.reproduced:
+        console.print(
+            "[yellow]the violation did not come back on a replay[/] (it needed the original "
+            f"instants): replay the original, {failing.history_path}"
+        )
+        return
+    kinds = sorted({f.get("kind", "?") for f in shrunk.options.schedule or []})
+    console.print(
+        f"[bold]shortest failing run found[/] in {shrunk.runs} replays: "
+        f"{shrunk.options.cycles} cycles, {len(shrunk.options.schedule or [])} faults "
+        f"({', '.join(kinds) or 'none'})"
+    )
+    print_result(console, shrunk.result)
