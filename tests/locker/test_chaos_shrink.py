@@ -10,7 +10,7 @@ from pathlib import Path
 
 from locker.chaos.campaign import CampaignOptions, Result
 from locker.chaos.checker import Violation
-from locker.chaos.shrink import shrink
+from locker.chaos.shrink import Shrunk, shrink
 
 CULPRITS = {3, 7}  # the faults that together cause the bug
 NEEDS_CYCLES = 9  # ... and the parcel it hits is the ninth
@@ -57,15 +57,19 @@ def _failing(tmp_path: Path) -> Result:
     return FakeCampaign()(_options(tmp_path))
 
 
-def test_it_finds_the_two_faults_and_the_fewest_cycles(tmp_path: Path) -> None:
-    campaign = FakeCampaign()
-    shrunk = shrink(
+def _shrink(tmp_path: Path, campaign: FakeCampaign, max_runs: int) -> Shrunk:
+    return shrink(
         _options(tmp_path),
         _failing(tmp_path / "first"),
         run_one=campaign,
-        max_runs=40,
+        max_runs=max_runs,
         faults_fired=lambda result: campaign.fired[result.history_path],
     )
+
+
+def test_it_finds_the_two_faults_and_the_fewest_cycles(tmp_path: Path) -> None:
+    campaign = FakeCampaign()
+    shrunk = _shrink(tmp_path, campaign, max_runs=40)
     assert shrunk.reproduced and not shrunk.result.ok
     # 60 → 30 → 15 fail; 7 passes (below the ninth parcel): 15 is the fewest halving reaches.
     assert shrunk.options.cycles == 15
@@ -77,13 +81,7 @@ def test_it_finds_the_two_faults_and_the_fewest_cycles(tmp_path: Path) -> None:
 
 def test_it_stops_at_the_replay_budget_with_the_best_so_far(tmp_path: Path) -> None:
     campaign = FakeCampaign()
-    shrunk = shrink(
-        _options(tmp_path),
-        _failing(tmp_path / "first"),
-        run_one=campaign,
-        max_runs=5,
-        faults_fired=lambda result: campaign.fired[result.history_path],
-    )
+    shrunk = _shrink(tmp_path, campaign, max_runs=5)
     assert shrunk.runs == 5 == len(campaign.runs)
     assert not campaign(shrunk.options).ok  # still a failing run, just not the smallest
 
