@@ -60,14 +60,18 @@ def pulses(sim: Sim, compartment: str) -> int:
 
 
 def deposit(url: str, sim: Sim, size: str) -> tuple[str, str]:
-    """A signed-in courier's parcel into a door of `size`, through the kiosk's API: its door
-    and parcel id (the page is elsewhere; only the recipients' screens are walked here)."""
+    """A signed-in courier's parcel into a door of `size`, through the kiosk's API (before the
+    page opens: only the recipients' screens are walked here): its door and parcel id."""
 
     def step(type_: str, **fields: Any) -> httpx.Response:
         return httpx.post(f"{url}/api/input", json={"type": type_, **fields}, timeout=10)
 
-    step("TrackingEntered", tracking_no=f"SF-{size}")
-    step("PhoneEntered", phone=PHONE)
+    for type_, fields in (
+        ("TrackingEntered", {"tracking_no": f"SF-{size}"}),
+        ("PhoneEntered", {"phone": PHONE}),
+    ):
+        answer = step(type_, **fields)
+        assert answer.status_code == 200, answer.text
     (opening,) = step("SizeChosen", size=size).json()["screens"]
     door = opening["compartment"]
     wait_for(lambda: sim[0].board(1).doors[CHANNELS[door]].door_open, 5, f"{door} open")
@@ -116,7 +120,8 @@ def test_the_queue_s_messages_name_their_doors_at_every_size(
         )
         assert answer.status_code == 200, answer.text
         doors = {size: deposit(daemon.url, sim, size) for size in ("S", "M", "L", "XL")}
-        httpx.post(f"{daemon.url}/api/input", json={"type": "CourierSignOut"}, timeout=10)
+        answer = httpx.post(f"{daemon.url}/api/input", json={"type": "CourierSignOut"}, timeout=10)
+        assert answer.status_code == 200, answer.text
         first, *second = doors.values()
         put_code_to_process(peer, first[1], first[0], FIRST, "cmd-first")
         for door, parcel_id in second:  # one recipient, three parcels, one code
