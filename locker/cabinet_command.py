@@ -190,22 +190,30 @@ async def run_daemon(
 
 
 CLOCK_OFFSET_ENV = "LOCKER_CABINET_CLOCK_OFFSET_FILE"
+CLOCK_FILE_ENV = "LOCKER_CABINET_CLOCK_FILE"
 
 
 def _clock_override() -> dict[str, Any]:
-    """A clock moved by the file `LOCKER_CABINET_CLOCK_OFFSET_FILE` names, when it names one.
+    """A clock a test run controls, when it names one; else the daemon reads the plain wall
+    clock, as deployed.
 
-    Only a test run sets it (`locker chaos` skews a cabinet's clock that way); without it the
-    daemon reads the plain wall clock, as deployed.
+    `LOCKER_CABINET_CLOCK_OFFSET_FILE`: the wall clock plus an offset (`locker chaos` skews a
+    cabinet's clock that way), checked against the monotonic clock, as the plain wall clock is,
+    so a moved offset is a step. `LOCKER_CABINET_CLOCK_FILE`: the time written in the file,
+    standing still until the test writes another (the kiosk's browser tests); the cabinet's
+    timers run on it alone (no monotonic check), so moving it forward is time passing.
     """
     import os
 
+    from protocol.offset_clock import FileClock, FileOffsetClock
+
+    if path := os.environ.get(CLOCK_FILE_ENV):
+        log.warning("the cabinet's clock is the time in the file %s (a test run)", path)
+        return {"clock": FileClock(Path(path))}
     path = os.environ.get(CLOCK_OFFSET_ENV)
     if not path:
         return {}
     import time
-
-    from protocol.offset_clock import FileOffsetClock
 
     log.warning("the cabinet's clock is moved by the offset file %s (a test run)", path)
     # Checked against the monotonic clock, as the plain wall clock is: a moved offset is a step.

@@ -6,6 +6,10 @@ make a parcel expire without waiting out its pickup window; the cabinet daemon t
 set in production, where each process reads the plain wall clock. The file is read at most once
 per `reread_s`; a missing file is no offset, an unreadable one keeps the last offset read (and
 says so once).
+
+`FileClock` is the other test-run clock: the time written in a file, standing still until the
+file is rewritten (`LOCKER_CABINET_CLOCK_FILE`). A browser test drives the whole daemon on it, so
+what a screen shows after "10 minutes" or "3 seconds" never depends on how fast the machine is.
 """
 
 from __future__ import annotations
@@ -77,3 +81,34 @@ class FileOffsetClock:
             log.error("%s; keeping the offset %+g s", reason, self._offset_s)
             self._complained = True
         return self._offset_s
+
+
+class FileClock:
+    """The time written in `path` (Unix seconds), read afresh at every call: it stands still
+    until the file is rewritten. Write it whole (a temporary file renamed over it): a file read
+    half-written, unreadable or missing keeps the last time read (and says so once)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._last: datetime | None = None
+        self._complained = False
+
+    def __call__(self) -> datetime:
+        try:
+            now = datetime.fromtimestamp(float(self.path.read_text()), UTC)
+        except (OSError, ValueError) as err:
+            if self._last is None:
+                raise RuntimeError(f"the clock file {self.path} holds no time: {err}") from err
+            if not self._complained:
+                log.error("cannot read the clock file %s: %s; it stands still", self.path, err)
+                self._complained = True
+            return self._last
+        self._last, self._complained = now, False
+        return now
+
+
+def write_clock_file(path: Path, moment: datetime) -> None:
+    """Set a `FileClock`'s time: write it beside `path`, then rename (a reader sees it whole)."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(f"{moment.timestamp():.6f}\n")
+    partial.replace(path)

@@ -21,7 +21,9 @@ const state = {
   fields: { code: "", resend: "", courier_id: "", pin: "", tracking: "", phone: "", maint_pin: "" },
   signinFocus: "courier_id",
   messages: {},             // screen name -> {key, params, tone} (re-rendered on a language switch)
-  opened: { doors: [], unavailable: [], pickup: "" },
+  // The pickup screen's doors; `waits`: door -> "waiting" (behind another person's), "open"
+  // (its turn came: unlocked) or "not_seen" (unlocked, never seen open), as the cabinet said.
+  opened: { doors: [], unavailable: [], pickup: "", waits: {} },
   door: { compartment: null, closed: false },
   retrieval: { doors: [], done: new Set(), unavailable: [] },
   recipient: null,          // the PhoneAccepted screen, shown above the sizes
@@ -47,9 +49,13 @@ function lookup(key) {
   return node;
 }
 
+// A list (of doors) is joined as the language lists things: "A02, A03" or "A02、A03".
 function fill(template, params) {
-  return String(template).replace(/\{(\w+)\}/g, (_, name) =>
-    params && params[name] !== undefined ? String(params[name]) : "");
+  return String(template).replace(/\{(\w+)\}/g, (_, name) => {
+    const value = params && params[name];
+    if (value === undefined) return "";
+    return Array.isArray(value) ? value.join(lookup("ui.list_separator")) : String(value);
+  });
 }
 
 function timeLeft(seconds) {
@@ -269,12 +275,34 @@ function renderDoor() {
   $("door-open-hint").textContent = open ? fill(lookup("ui.refused_door_open"), { compartment: d.compartment }) : "";
 }
 
+// One tile per door, side by side, each saying where it stands when the cabinet told us (a door
+// waiting behind another person's is not "open": the title says to wait until one is).
 function renderOpened() {
   const o = state.opened;
-  $("opened-doors").innerHTML = o.doors.map(doorLabel).join(" ");
-  $("opened-doors").hidden = !o.doors.length;
+  const tiles = $("opened-doors");
+  tiles.innerHTML = "";
+  tiles.classList.toggle("many", o.doors.length > 1);
+  for (const id of o.doors) {
+    const tile = document.createElement("span");
+    tile.className = "door-tile";
+    tile.dataset.compartment = id;
+    tile.innerHTML = doorLabel(id);
+    const wait = o.waits[id];
+    if (wait) {
+      tile.dataset.wait = wait;
+      const line = document.createElement("span");
+      line.className = "door-wait";
+      line.textContent = lookup("ui.door_wait_states." + wait);
+      tile.appendChild(line);
+    }
+    tiles.appendChild(tile);
+  }
+  tiles.hidden = !o.doors.length;
+  const allWait = o.doors.length > 0 && o.doors.every((id) => o.waits[id] === "waiting");
+  $("opened-title").textContent = lookup(allWait ? "ui.doors_wait_title"
+    : o.doors.length > 1 ? "ui.doors_open_title_many" : "ui.doors_open_title");
   $("opened-unavailable").textContent = o.unavailable.length
-    ? fill(lookup("ui.unavailable_doors"), { compartments: o.unavailable.join(", ") }) : "";
+    ? fill(lookup("ui.unavailable_doors"), { compartments: o.unavailable }) : "";
 }
 
 function renderRetrieval() {
@@ -416,18 +444,26 @@ function show(screen) {
         renderFields();
         break;
       }
-      state.opened = { doors: screen.compartments, unavailable: screen.unavailable, pickup: screen.pickup };
+      state.opened = {
+        doors: screen.compartments,
+        unavailable: screen.unavailable,
+        pickup: screen.pickup,
+        waits: Object.fromEntries(screen.after_others ? screen.compartments.map((id) => [id, "waiting"]) : []),
+      };
       clearMsg("opened");
       go("opened");
       // Another person's door opens first: say so at once, or the person stares at a shut door.
       if (screen.after_others) {
-        say("opened", { ui: "door_waits", params: { compartments: screen.compartments.join(", ") } }, "warn");
+        const waits = screen.compartments.length > 1 ? "doors_wait" : "door_waits";
+        say("opened", { ui: waits, params: { compartments: screen.compartments } }, "warn");
       }
       break;
     case "DoorNowOpening":  // the door that waited is being unlocked now
     case "DoorNotSeenOpen":  // unlocked, never seen open: the parcel and the code stay good
       if (state.screen === "opened" && state.opened.doors.includes(screen.compartment)) {
+        state.opened.waits[screen.compartment] = screen.type === "DoorNotSeenOpen" ? "not_seen" : "open";
         say("opened", screen, screen.type === "DoorNotSeenOpen" ? "warn" : "ok");
+        renderOpened();
       }
       break;
     case "WrongCode": case "CodeExpired": case "MalformedCode": case "UnreadableQr": case "WrongCabinet":

@@ -52,13 +52,18 @@ def write_config(
 
 
 def run_cli(
-    config: Path, *, stdout: Any = subprocess.PIPE, stderr: Any = subprocess.PIPE
+    config: Path,
+    *,
+    stdout: Any = subprocess.PIPE,
+    stderr: Any = subprocess.PIPE,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
-    """`locker cabinet run --config CONFIG`, its output piped (or where `stdout`/`stderr` say)."""
+    """`locker cabinet run --config CONFIG`, its output piped (or where `stdout`/`stderr` say);
+    `env`: LOCKER_* settings for it (the test's own never leak in)."""
     return subprocess.Popen(
         [str(LOCKER), "cabinet", "run", "--config", str(config)],
         cwd=ROOT,
-        env=clean_env(),
+        env=clean_env(**(env or {})),
         stdin=subprocess.DEVNULL,
         stdout=stdout,
         stderr=stderr,
