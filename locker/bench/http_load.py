@@ -101,6 +101,9 @@ class Pool:
 @dataclass
 class Results:
     latencies_s: list[float] = field(default_factory=list)
+    # When each answered request was due, in seconds from the start (open loop only), in the
+    # order of latencies_s: shows whether the slow answers come together, and when.
+    due_s: list[float] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     errors: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
@@ -114,6 +117,7 @@ class Results:
     def as_dict(self) -> dict[str, Any]:
         return {
             "latencies_s": self.latencies_s,
+            "due_s": self.due_s,
             "statuses": self.statuses,
             "errors": self.errors,
             "error_kinds": self.error_kinds,
@@ -156,6 +160,7 @@ async def open_loop(pools: list[Pool], head: bytes, rate: float, paths: list[str
             results.failed(err)
             return
         results.latencies_s.append(time.perf_counter() - due)
+        results.due_s.append(due - start)
         results.statuses[str(status)] = results.statuses.get(str(status), 0) + 1
 
     start = time.perf_counter() + 0.05
