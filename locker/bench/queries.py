@@ -49,7 +49,7 @@ READER = "sf"  # the carrier whose ERP key the load reads with
 CHUNK = 50_000  # parcels a fill statement writes: the progress bar's step
 HISTORY = timedelta(days=180)
 # A JSON file to write the tracking phase's answers to, each as [due_s, latency_s] (when it was
-# due, from the start, and how long it took): whether the slow ones come together, and when.
+# due, from start_wall, and how long it took): whether the slow ones come together, and when.
 TRACE_ENV = "LOCKER_BENCH_QUERIES_TRACE"
 
 _BASE = """
@@ -473,7 +473,9 @@ def measure(
         if trace := os.environ.get(TRACE_ENV):
             answers = zip(tracked["open"]["due_s"], tracked["open"]["latencies_s"], strict=True)
             with open(trace, "w") as out:
-                json.dump(sorted(answers), out)
+                json.dump(
+                    {"start_wall": tracked["open"]["start_wall"], "answers": sorted(answers)}, out
+                )
         progress("list", 0, 1)
         plan = {"ports": ports, "headers": {"X-API-Key": key},
                 "walk": {"walkers": walkers, "starts": ["/api/v1/shipments?limit=50", *list_starts],
