@@ -60,6 +60,7 @@ def serve(
     from sqlalchemy.engine import make_url
 
     from cloud.api import create_app
+    from cloud.api.admission import pool_capacity
     from cloud.db.engine import make_engine
     from cloud.db.migrate import current_revision_of, head_revision
     from cloud.logs import quiet_chatty_libraries, setup_logging
@@ -105,6 +106,12 @@ def serve(
     # load took 200-235 ms instead of a few (the tracking read's p99, docs/benchmarks.md).
     gc.collect()
     gc.freeze()
+    # Open the pool's connections now (after the freeze: a connection is dropped some day), not
+    # under the first burst: at 500 reads a second a cold process forked its PostgreSQL
+    # backends while requests queued behind them (docs/benchmarks.md).
+    opened = [engine.connect() for _ in range(pool_capacity(engine) or 0)]
+    for connection in opened:
+        connection.close()
     try:
         uvicorn.run(
             app,
