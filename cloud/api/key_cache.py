@@ -67,10 +67,6 @@ class PrincipalCache:
             entry.refreshing = True
             return entry.principal, True
 
-    def get(self, key_hash: str) -> Principal | None:
-        """The principal read for `key_hash` less than ttl_s ago, if any."""
-        return self.lookup(key_hash)[0]
-
     def put(self, key_hash: str, principal: Principal, *, read_at: datetime) -> None:
         """Keep `principal`, found by a read of the database that began at `read_at`."""
         with self._lock:
