@@ -157,8 +157,9 @@ class CloudSettings(BaseSettings):
     webhook_retention_days: int = Field(default=30, ge=1)
 
     # Each API process keeps an ERP key's principal (its carrier or merchant and its sites) this
-    # many seconds after reading it, so a read costs no key lookup: a revoked key, or a change
-    # of its sites, takes effect within this bound in every process (0: read it every request).
+    # many seconds after the read that found it began, so a read costs no key lookup: a revoked
+    # key, or a change of its sites, takes effect within this bound in every process (0: read
+    # it every request). Half-way through, one request re-reads it (cloud/api/key_cache.py).
     erp_key_cache_s: float = Field(default=5.0, ge=0, le=300)
 
     # Monitoring (docs/metrics.md). The API's `/metrics` answers only a bearer of this token

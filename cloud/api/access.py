@@ -190,22 +190,43 @@ def _read_principal(engine: Engine, key: str) -> Principal:
         raise HTTPException(status.HTTP_403_FORBIDDEN, UNBOUND_KEY) from None
 
 
-def cached_erp_principal(cache: PrincipalCache, key: str) -> Principal | None:
+def cached_erp_principal(cache: PrincipalCache, key: str) -> tuple[Principal | None, bool]:
     """The principal `key` was found to act for within the cache's bound, if it is still kept
-    (None: only `get_erp_principal` may tell, reading the key)."""
-    return cache.get(queries.hash_api_key(key))
+    (None: only `get_erp_principal` may tell, reading the key), and whether this caller must
+    re-read it now with `read_erp_principal` (the cache's refresh-ahead, cloud/api/key_cache.py)."""
+    return cache.lookup(queries.hash_api_key(key))
+
+
+def read_erp_principal(cache: PrincipalCache, engine: Engine, key: str) -> Principal:
+    """Read `key`'s principal from the database and keep it in `cache` (a miss, or the refresh
+    this caller was told to make). Raises the refusal (401/403) of a key that is unknown, revoked
+    or bound to nothing, and forgets it: from then on every request reads it again, and is
+    refused. Blocking: run it in a worker thread."""
+    key_hash = queries.hash_api_key(key)
+    # The entry's bound runs from when the read began: whatever the read finds was true then.
+    began = cache.clock()
+    try:
+        principal = _read_principal(engine, key)
+    except HTTPException:
+        cache.drop(key_hash)
+        raise
+    except BaseException:
+        cache.release(key_hash)
+        raise
+    cache.put(key_hash, principal, read_at=began)
+    return principal
 
 
 async def get_erp_principal(request: Request, key: ApiKeyDep) -> Principal:
     """The ERP client a request's X-API-Key acts for: 401 for an unknown or revoked key, 403 for
     a legacy key bound to nothing. Kept a few seconds per process (cloud/api/key_cache.py), so
     most requests read nothing here and stay on the event loop."""
-    cache: PrincipalCache = request.app.state.principals
-    key_hash = queries.hash_api_key(key)
-    principal = cache.get(key_hash)
-    if principal is None:
-        principal = await run_in_threadpool(_read_principal, request.app.state.read_engine, key)
-        cache.put(key_hash, principal)
+    state = request.app.state
+    principal, refresh = cached_erp_principal(state.principals, key)
+    if principal is None or refresh:
+        principal = await run_in_threadpool(
+            read_erp_principal, state.principals, state.read_engine, key
+        )
     return principal
 
 

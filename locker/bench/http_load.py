@@ -101,6 +101,10 @@ class Pool:
 @dataclass
 class Results:
     latencies_s: list[float] = field(default_factory=list)
+    # When each answered request was due, in seconds from the start (open loop only), in the
+    # order of latencies_s: shows whether the slow answers come together, and when.
+    due_s: list[float] = field(default_factory=list)
+    start_wall: float = 0.0  # the wall-clock time due_s counts from, to line it up with logs
     statuses: dict[str, int] = field(default_factory=dict)
     errors: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
@@ -114,6 +118,8 @@ class Results:
     def as_dict(self) -> dict[str, Any]:
         return {
             "latencies_s": self.latencies_s,
+            "due_s": self.due_s,
+            "start_wall": self.start_wall,
             "statuses": self.statuses,
             "errors": self.errors,
             "error_kinds": self.error_kinds,
@@ -156,9 +162,11 @@ async def open_loop(pools: list[Pool], head: bytes, rate: float, paths: list[str
             results.failed(err)
             return
         results.latencies_s.append(time.perf_counter() - due)
+        results.due_s.append(due - start)
         results.statuses[str(status)] = results.statuses.get(str(status), 0) + 1
 
     start = time.perf_counter() + 0.05
+    results.start_wall = time.time() + 0.05
     tasks = []
     for i in range(len(paths)):
         due = start + i / rate

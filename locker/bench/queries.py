@@ -48,6 +48,9 @@ CARRIERS = ("sf", "jd", "yto", "zto")
 READER = "sf"  # the carrier whose ERP key the load reads with
 CHUNK = 50_000  # parcels a fill statement writes: the progress bar's step
 HISTORY = timedelta(days=180)
+# A JSON file to write the tracking phase's answers to, each as [due_s, latency_s] (when it was
+# due, from start_wall, and how long it took): whether the slow ones come together, and when.
+TRACE_ENV = "LOCKER_BENCH_QUERIES_TRACE"
 
 _BASE = """
 INSERT INTO sites (id, name, pickup_window_s, code_length, timezone, language,
@@ -467,6 +470,12 @@ def measure(
         plan = {"ports": ports, "headers": {"X-API-Key": key},
                 "open": {"rate": rate, "paths": tracking_paths}}  # fmt: skip
         tracked, tracking_cpu = _phase(plan, api, url)
+        if trace := os.environ.get(TRACE_ENV):
+            answers = zip(tracked["open"]["due_s"], tracked["open"]["latencies_s"], strict=True)
+            with open(trace, "w") as out:
+                json.dump(
+                    {"start_wall": tracked["open"]["start_wall"], "answers": sorted(answers)}, out
+                )
         progress("list", 0, 1)
         plan = {"ports": ports, "headers": {"X-API-Key": key},
                 "walk": {"walkers": walkers, "starts": ["/api/v1/shipments?limit=50", *list_starts],

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from locker.bench.queries import run, seeded
+import json
+from pathlib import Path
+
+import pytest
+
+from locker.bench.queries import TRACE_ENV, run, seeded
 
 
-def test_the_bench_seeds_serves_and_measures_both_reads(postgres_url: str) -> None:
+def test_the_bench_seeds_serves_and_measures_both_reads(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trace = tmp_path / "trace.json"
+    monkeypatch.setenv(TRACE_ENV, str(trace))
     steps: list[str] = []
     figures = run(
         postgres_url,
@@ -30,6 +39,15 @@ def test_the_bench_seeds_serves_and_measures_both_reads(postgres_url: str) -> No
     # The cursor page reads the (created_at, id) index, not a sort of the key's whole scope.
     assert "ix_parcels_created_id" in figures.plans["list_page"]
     assert "ix_parcel_events_parcel_row_id" in figures.plans["timeline"]
+    # The trace has every tracking answer, by when it was due (50 a second for 2 s), with the
+    # latency the figures were taken from.
+    traced = json.loads(trace.read_text())
+    due = [answer[0] for answer in traced["answers"]]
+    assert len(due) == 100 and due == sorted(due) and 1.9 < due[-1] < 2.0
+    assert max(answer[1] for answer in traced["answers"]) * 1000 == pytest.approx(
+        figures.tracking.max_ms, abs=0.05
+    )
+    assert traced["start_wall"] > 0
     # The database keeps what a later run (`--reuse-db`) needs to serve it without seeding.
     kept = seeded(postgres_url)
     assert kept is not None and (kept.parcels, kept.timeline_rows) == (2000, figures.timeline_rows)
