@@ -654,7 +654,7 @@ def queries(
     from rich.console import Console
     from rich.progress import Progress
 
-    from locker.bench.queries import as_dict, kept_database, run, seeded
+    from locker.bench.queries import Load, as_dict, kept_database, run, seeded
     from locker.harness.postgres import scratch_database
 
     console = Console()
@@ -667,17 +667,10 @@ def queries(
             else:
                 bar.update(task, description=f"measuring: {what}", completed=total)
 
-        options: dict[str, Any] = {
-            "rate": rate,
-            "seconds": seconds,
-            "walkers": walkers,
-            "list_seconds": list_seconds,
-            "replicas": replicas,
-            "progress": progress,
-        }
+        load = Load(rate, seconds, list_seconds, walkers, replicas)
         if reuse_db is None:
             with scratch_database(pg_admin_url, prefix="locker_bench_queries_") as database:
-                figures = run(database.url, parcels=parcels, **options)
+                figures = run(database.url, parcels=parcels, load=load, progress=progress)
         else:
             url = kept_database(pg_admin_url, reuse_db)
             found = seeded(url)
@@ -689,7 +682,7 @@ def queries(
                 )
             if found is not None:
                 console.print(f"reusing {reuse_db}: {found.parcels:,} parcels seeded before")
-            figures = run(url, parcels=parcels, **options)
+            figures = run(url, parcels=parcels, load=load, progress=progress)
     console.print(
         f"[bold]locker bench queries[/]: {figures.parcels:,} parcels, {figures.timeline_rows:,} "
         f"timeline rows (seeded in {figures.fill_s} s); {figures.replicas} x `locker cloud serve`"

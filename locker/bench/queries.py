@@ -120,6 +120,18 @@ class Cpu:
 
 
 @dataclass(frozen=True)
+class Load:
+    """What the bench sends: tracking reads at `rate` a second for `seconds`, then `walkers`
+    list readers for `list_seconds`, against `replicas` API processes."""
+
+    rate: float = 500.0
+    seconds: float = 20.0
+    list_seconds: float = 15.0
+    walkers: int = 4
+    replicas: int = 2
+
+
+@dataclass(frozen=True)
 class Figures:
     parcels: int
     timeline_rows: int
@@ -402,36 +414,27 @@ def run(
     url: str,
     *,
     parcels: int,
-    rate: float = 500.0,
-    seconds: float = 20.0,
-    list_seconds: float = 15.0,
-    walkers: int = 4,
-    replicas: int = 2,
+    load: Load = Load(),
     cabinets: int = 1000,
     progress: Progress = lambda _what, _done, _total: None,
 ) -> Figures:
     """Fill the scratch database at `url` (unless it holds a seed already), serve it, load it;
     return the figures."""
     filled = seeded(url) or seed(url, parcels=parcels, cabinets=cabinets, progress=progress)
-    return measure(
-        url, filled, rate=rate, seconds=seconds, list_seconds=list_seconds, walkers=walkers,
-        replicas=replicas, progress=progress,
-    )  # fmt: skip
+    return measure(url, filled, load, progress=progress)
 
 
 def measure(
     url: str,
     filled: Seed,
+    load: Load,
     *,
-    rate: float = 500.0,
-    seconds: float = 20.0,
-    list_seconds: float = 15.0,
-    walkers: int = 4,
-    replicas: int = 2,
     progress: Progress = lambda _what, _done, _total: None,
 ) -> Figures:
-    """Serve the filled database at `url` and load it; return the figures."""
+    """Serve the filled database at `url` and send it `load`; return the figures."""
     parcels, secret_hex, key = filled.parcels, filled.secret_hex, filled.api_key
+    rate, seconds, replicas = load.rate, load.seconds, load.replicas
+    walkers, list_seconds = load.walkers, load.list_seconds
     draw = random.Random(17)
     mine = [g for g in range(1, parcels + 1) if CARRIERS[g % 4] == READER]
     requests = max(1, int(rate * seconds))

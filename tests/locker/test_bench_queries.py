@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from locker.bench.queries import TRACE_ENV, run, seeded
+from locker.bench.queries import TRACE_ENV, Load, run, seeded
 
 
 def test_the_bench_seeds_serves_and_measures_both_reads(
@@ -19,11 +19,7 @@ def test_the_bench_seeds_serves_and_measures_both_reads(
     figures = run(
         postgres_url,
         parcels=2000,
-        rate=50,
-        seconds=2,
-        list_seconds=2,
-        walkers=2,
-        replicas=1,
+        load=Load(rate=50, seconds=2, list_seconds=2, walkers=2, replicas=1),
         cabinets=50,
         progress=lambda what, _done, _total: steps.append(what),
     )
