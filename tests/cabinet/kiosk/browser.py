@@ -228,8 +228,10 @@ def launch_chromium() -> Iterator[Any]:
         launched = playwright.chromium.launch(
             executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True
         )
-        yield launched
-        launched.close()
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 def at_every_size(page: Any, shots: Path, name: str) -> None:

@@ -25,11 +25,10 @@ from protocol.hashing import pin_hash
 from tests.cabinet.adapters.harness import CloudPeer
 from tests.cabinet.kiosk.browser import (
     ARTIFACTS,
-    CHROMIUM_ARGS,
     VIEWPORT,
     KioskDaemon,
     Taps,
-    require_chromium,
+    launch_chromium,
     shot,
 )
 from tests.cabinet.kiosk.cloud import BASE_URL, CABINET_PASSWORD, CloudServer
@@ -53,15 +52,7 @@ TAP_BUDGET = 14  # one parcel, tracking number scanned: phone 11 + next + size +
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    chromium = require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True
-        )
-        yield launched
-        launched.close()
+    yield from launch_chromium()
 
 
 # What the kiosk's guard answers a request that is not its page's own (cabinet/kiosk/guard.py).

@@ -24,7 +24,7 @@ from cloud.core.codes import pickup_link
 from cloud.db.engine import make_engine
 from cloud.db.models import CommandOutbox, NoticeOutbox
 from cloud.db.sealing import unseal
-from tests.cabinet.kiosk.browser import CHROMIUM_ARGS, require_chromium
+from tests.cabinet.kiosk.browser import launch_chromium
 from tests.cabinet.kiosk.cloud import CABINET_PASSWORD, CloudServer
 from tests.cabinet.service.process import ROOT
 from tests.cloud.api.conftest import deposit
@@ -59,15 +59,7 @@ _FIT_JS = """() => {
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    chromium = require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True
-        )
-        yield launched
-        launched.close()
+    yield from launch_chromium()
 
 
 def at_phone_sizes(page: Any, name: str) -> None:

@@ -45,7 +45,7 @@ from protocol.messages import (
     PickupMethod,
     Size,
 )
-from tests.cabinet.kiosk.browser import CHROMIUM_ARGS, require_chromium
+from tests.cabinet.kiosk.browser import launch_chromium
 from tests.cloud.db.builders import CAB, SEAL_KEY, SITE, T0, register_cabinet
 from tests.services import free_port
 
@@ -179,15 +179,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    chromium = require_chromium()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    yield from launch_chromium()
 
 
 def signed_in_page(

@@ -30,7 +30,7 @@ from cloud.services import accounts
 from cloud.services.ingest import apply_pending, store_events
 from cloud.settings import CloudSettings
 from protocol.messages import LockFault, LockFaultData
-from tests.cabinet.kiosk.browser import CHROMIUM_ARGS, require_chromium
+from tests.cabinet.kiosk.browser import launch_chromium
 from tests.cloud.console import conftest as world_of
 from tests.cloud.db.builders import CAB, SEAL_KEY
 from tests.services import free_port
@@ -77,13 +77,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, E
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    chromium = require_chromium()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+    yield from launch_chromium()
 
 
 def signed_in_page(browser: Any, url: str, username: str, *, lang: str = "en", size=(1440, 900)):
