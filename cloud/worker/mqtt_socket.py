@@ -8,11 +8,22 @@ it out as paho asks. paho's loop already asks a TLS socket for `pending()` bytes
 in `select`, so bytes left in the buffer are read at once, never stranded behind a quiet socket;
 the wrapper answers `pending()` the same way. TLS and WebSocket transports are left as paho
 makes them (an SSL socket already reads whole records).
+
+It also wakes paho's network thread less. paho 2.x writes a byte to a socket pair for every
+packet it queues, so that the thread, waiting in `select`, sends it: a system call per packet,
+and one more (and a turn of the loop) to read it back. Packets paho queues on its own thread
+(the PUBACK of each message received, pings) need no wake-up, since the loop checks for queued
+packets before it waits again; and publishes made inside `burst()` (what the worker publishes
+after one commit) wake it once, at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -47,7 +58,65 @@ class BufferedSocket:
 
 
 class BufferedClient(mqtt.Client):
-    """paho's client, with plain TCP sockets read through `BufferedSocket`."""
+    """paho's client, with plain TCP sockets read through `BufferedSocket`, and its network
+    thread woken once per burst of publishes, not once per packet."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._bursts = threading.local()  # per publishing thread: held, and whether any queued
+
+    @contextmanager
+    def burst(self) -> Iterator[None]:
+        """Publishes made in this thread inside the block wake paho's loop once, as it ends;
+        they go out then, in the order they were made."""
+        state = self._bursts
+        if getattr(state, "held", False):  # nested: the outer burst wakes the loop
+            yield
+            return
+        state.held, state.queued = True, False
+        try:
+            yield
+        finally:
+            state.held = False
+            if state.queued:
+                self._wake_loop()
+
+    def _wake_loop(self) -> None:
+        wake = self._sockpairW
+        if wake is not None:
+            # Full: the loop has wake-ups enough waiting.
+            with contextlib.suppress(BlockingIOError):
+                wake.send(b"\0")
+
+    def _packet_queue(
+        self,
+        command: int,
+        packet: bytes | bytearray,
+        mid: int,
+        qos: int,
+        info: mqtt.MQTTMessageInfo | None = None,
+    ) -> mqtt.MQTTErrorCode:
+        network = self._thread  # None: no loop thread, paho writes at once itself
+        held = getattr(self._bursts, "held", False)
+        if network is None or not (held or network.ident == threading.get_ident()):
+            return super()._packet_queue(command, packet, mid, qos, info)
+        # As paho queues it, less the wake-up byte: paho's own thread finds the packet through
+        # `want_write()` before it waits again; a burst wakes it when it ends.
+        self._out_packet.append(
+            {
+                "command": command,
+                "mid": mid,
+                "qos": qos,
+                "pos": 0,
+                "to_process": len(packet),
+                "packet": packet,
+                "info": info,
+            }
+        )
+        if held:
+            self._bursts.queued = True
+        self._call_socket_register_write()
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _create_socket(self) -> Any:
         sock = super()._create_socket()

@@ -104,11 +104,19 @@ class Worker:
         self.dispatch_every_s = dispatch_every_s
         publish = publish or Publisher(client)
         self.ingest = IngestLoop(
-            engine=engine, publish=publish, seal_key=seal_key, clock=clock, randbelow=randbelow
+            engine=engine,
+            publish=publish,
+            seal_key=seal_key,
+            clock=clock,
+            randbelow=randbelow,
+            burst=client.burst,
         )
         self.presence = PresenceTracker(engine=engine, seal_key=seal_key)
         self.commands = CommandDispatcher(
-            engine=engine, publish=publish, resend_interval_s=resend_interval_s
+            engine=engine,
+            publish=publish,
+            resend_interval_s=resend_interval_s,
+            burst=client.burst,
         )
         # Expiry, command resends and notices (when a notice dispatcher is given), on `clock`.
         self.housekeeper = Housekeeper(
