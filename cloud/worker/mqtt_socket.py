@@ -15,6 +15,12 @@ and one more (and a turn of the loop) to read it back. Packets paho queues on it
 (the PUBACK of each message received, pings) need no wake-up, since the loop checks for queued
 packets before it waits again; and publishes made inside `burst()` (what the worker publishes
 after one commit) wake it once, at the end.
+
+And it writes what one turn of paho's loop has to send in one `send`: paho sends each packet
+with a call of its own, so a burst of a few dozen `codes.put` and `event-ack` publishes (and the
+PUBACKs of what arrived) was as many system calls. During `loop_write` the socket gathers what
+paho sends, then sends it together; bytes the kernel did not take yet are kept, in order, and
+`want_write()` says so, so paho's loop comes back to send them when the socket is writable.
 """
 
 from __future__ import annotations
@@ -32,12 +38,42 @@ READ_SIZE = 64 * 1024
 
 
 class BufferedSocket:
-    """A non-blocking TCP socket whose `recv` is served from one read of up to READ_SIZE."""
+    """A non-blocking TCP socket whose `recv` is served from one read of up to READ_SIZE, and
+    whose `send`s, while gathering (or behind bytes still unsent), go out in one `flush`."""
 
     def __init__(self, raw: socket.socket) -> None:
         self.raw = raw
         self._data = b""
         self._at = 0
+        self.gathering = False
+        self._unsent = bytearray()
+
+    def send(self, data: bytes | bytearray | memoryview) -> int:
+        if self.gathering or self._unsent:  # behind what waits: after it, never before
+            self._unsent += data
+            return len(data)
+        return self.raw.send(data)
+
+    def unsent(self) -> int:
+        """Bytes paho counts as sent that the kernel has not taken yet."""
+        return len(self._unsent)
+
+    def flush(self) -> None:
+        """Send what was gathered, as much as the kernel takes now; raise OSError if the
+        connection is lost (BlockingIOError is not raised: the rest waits for writability)."""
+        self.gathering = False
+        while self._unsent:
+            try:
+                sent = self.raw.send(self._unsent)
+            except BlockingIOError:
+                return
+            del self._unsent[:sent]
+
+    def close(self) -> None:
+        # paho closes the socket right after writing a DISCONNECT: that one must go out first.
+        with contextlib.suppress(OSError):
+            self.flush()
+        self.raw.close()
 
     def recv(self, bufsize: int) -> bytes:
         if self._at >= len(self._data):
@@ -53,7 +89,7 @@ class BufferedSocket:
         """Bytes read from the kernel that paho has not taken yet."""
         return len(self._data) - self._at
 
-    def __getattr__(self, name: str) -> Any:  # send, fileno, close, setblocking, setsockopt...
+    def __getattr__(self, name: str) -> Any:  # fileno, setblocking, setsockopt...
         return getattr(self.raw, name)
 
 
@@ -117,6 +153,26 @@ class BufferedClient(mqtt.Client):
             self._bursts.queued = True
         self._call_socket_register_write()
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def loop_write(self) -> mqtt.MQTTErrorCode:
+        sock = self._sock
+        if not isinstance(sock, BufferedSocket):
+            return super().loop_write()
+        sock.gathering = True
+        try:
+            rc = super().loop_write()
+        finally:
+            sock.gathering = False
+        if self._sock is sock:  # not closed meanwhile (a DISCONNECT closes it, flushed)
+            try:
+                sock.flush()
+            except OSError:  # as paho's own send would have found it
+                return self._loop_rc_handle(mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        return rc
+
+    def want_write(self) -> bool:
+        sock = self._sock
+        return super().want_write() or (isinstance(sock, BufferedSocket) and sock.unsent() > 0)
 
     def _create_socket(self) -> Any:
         sock = super()._create_socket()

@@ -48,3 +48,43 @@ def test_a_read_larger_than_the_buffer_passes_straight_through() -> None:
         sock = BufferedSocket(ours)
         broker.sendall(b"x" * 100)
         assert sock.recv(200_000) == b"x" * 100 and sock.pending() == 0
+
+
+def test_gathered_sends_go_out_together_in_order_at_the_flush() -> None:
+    ours, broker = socket.socketpair()
+    with ours, broker:
+        ours.setblocking(False)
+        broker.setblocking(False)
+        sock = BufferedSocket(ours)
+        sock.gathering = True  # as during paho's loop_write
+        for packet in (PUBACKS[:4], PUBACKS[4:8], PUBACKS[8:]):
+            assert sock.send(packet) == 4  # paho counts each as sent
+        with pytest.raises(BlockingIOError):  # nothing on the wire yet
+            broker.recv(100)
+        sock.flush()
+        assert broker.recv(100) == PUBACKS and sock.unsent() == 0
+        assert not sock.gathering
+        sock.send(b"now")  # outside loop_write, nothing waiting: straight through
+        assert broker.recv(100) == b"now"
+
+
+def test_what_the_kernel_does_not_take_waits_in_order_and_a_close_sends_it() -> None:
+    ours, broker = socket.socketpair()
+    with broker:
+        ours.setblocking(False)
+        sock = BufferedSocket(ours)
+        big = bytes(range(256)) * 16384  # 4 MiB: more than a socket pair buffers
+        sock.gathering = True
+        sock.send(big)
+        sock.flush()
+        assert 0 < sock.unsent() < len(big)  # the rest waits for writability
+        sock.send(b"tail")  # behind what waits, never before it
+        got = bytearray()
+        while sock.unsent():
+            got += broker.recv(1 << 20)
+            sock.flush()
+        sock.send(b"!")
+        sock.close()  # flushes first, as paho closes right after a DISCONNECT
+        while chunk := broker.recv(1 << 20):
+            got += chunk
+        assert bytes(got) == big + b"tail!"
