@@ -154,6 +154,21 @@ class BufferedClient(mqtt.Client):
         self._call_socket_register_write()
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        # paho reads one packet a call while none of our publishes awaits its PUBACK (a turn of
+        # its loop, a `select`, and a `send` of that one packet's PUBACK, per message received):
+        # read on while the last `recv` left whole bytes here, so their PUBACKs go out together.
+        sock = self._sock
+        rc = super().loop_read(max_packets)
+        while (
+            rc == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+            and isinstance(sock, BufferedSocket)
+            and self._sock is sock
+            and sock.pending() > 0
+        ):
+            rc = super().loop_read(max_packets)
+        return rc
+
     def loop_write(self) -> mqtt.MQTTErrorCode:
         sock = self._sock
         if not isinstance(sock, BufferedSocket):

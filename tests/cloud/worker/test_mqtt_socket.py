@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import socket
 
+import paho.mqtt.client as mqtt
 import pytest
 
-from cloud.worker.mqtt_socket import BufferedSocket
+from cloud.worker.mqtt_socket import BufferedClient, BufferedSocket
 
 PUBACKS = b"".join(bytes([0x40, 0x02, 0x00, n]) for n in range(1, 4))  # three 4-byte PUBACKs
 
@@ -88,3 +89,22 @@ def test_what_the_kernel_does_not_take_waits_in_order_and_a_close_sends_it() -> 
         while chunk := broker.recv(1 << 20):
             got += chunk
         assert bytes(got) == big + b"tail!"
+
+
+def test_one_turn_of_paho_s_loop_reads_every_packet_one_recv_brought() -> None:
+    """Their PUBACKs then go out together; paho alone reads one packet a turn (a `select` and a
+    `send` each) while none of our publishes awaits a PUBACK."""
+    client = BufferedClient(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311
+    )
+    ours, broker = socket.socketpair()
+    with ours, broker:
+        ours.setblocking(False)
+        sock = BufferedSocket(ours)
+        client._sock = sock
+        broker.sendall(PUBACKS)  # three packets, read by one recv
+        assert client.loop_read() == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        assert sock.pending() == 0
+        with pytest.raises(BlockingIOError):  # all three were taken from the kernel too
+            ours.recv(1)
+        client._sock = None
