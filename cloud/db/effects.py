@@ -18,6 +18,7 @@ from cloud.db.models import (
     WebhookOutbox,
 )
 from cloud.db.notices import enqueue_notice
+from cloud.db.outbox_signal import mark_webhook_row
 from protocol.messages import CodeEntry, ParcelIdsData, PutCodesData
 
 
@@ -89,6 +90,7 @@ def write_effects(
                 # written, read by the fan-out and marked dispatched to nobody.
                 if parcel_row.owner_key_id is not None:
                     session.add(WebhookOutbox(**webhook_values(parcel_row.id, effect, now=now)))
+                    mark_webhook_row(session)  # its commit wakes this process's webhook sender
             case _:  # pragma: no cover - a new effect type must be handled here
                 raise TypeError(f"unknown effect {type(effect).__name__}")
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -68,9 +69,11 @@ class CommandDispatcher:
         publish: Publish,
         resend_interval_s: float = DEFAULT_RESEND_INTERVAL_S,
         batch: int = TICK_BATCH,
+        burst: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
         self.engine = engine
         self.publish = publish
+        self.burst = burst  # a block whose publishes go out together (`MqttClient.burst`)
         self.resend_interval = timedelta(seconds=resend_interval_s)
         self.batch = batch
 
@@ -90,18 +93,19 @@ class CommandDispatcher:
             [row.id for row in due if row.sent_at is None and envelopes[row.id] is not None], now
         )
         sent = resent = 0
-        for row in due:
-            envelope = envelopes[row.id]
-            if envelope is None:
-                continue
-            if row.sent_at is None:
-                if row.id not in fresh:
-                    continue  # another worker claimed it, or it was acked meanwhile
-            elif not self._claim(row, now, resend_before):
-                continue
-            self.publish(cmd_topic(row.cabinet_id), envelope)
-            sent += 1
-            resent += row.sent_at is not None
+        with self.burst():
+            for row in due:
+                envelope = envelopes[row.id]
+                if envelope is None:
+                    continue
+                if row.sent_at is None:
+                    if row.id not in fresh:
+                        continue  # another worker claimed it, or it was acked meanwhile
+                elif not self._claim(row, now, resend_before):
+                    continue
+                self.publish(cmd_topic(row.cabinet_id), envelope)
+                sent += 1
+                resent += row.sent_at is not None
         metrics.COMMANDS_SENT.labels(kind="first").inc(sent - resent)
         metrics.COMMANDS_SENT.labels(kind="resend").inc(resent)
         metrics.COMMANDS_EXPIRED.inc(expired)

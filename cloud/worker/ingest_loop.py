@@ -27,6 +27,7 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -63,6 +64,8 @@ from protocol.topics import TopicKind, cmd_topic, event_ack_topic, parse_topic
 log = logging.getLogger(__name__)
 
 Publish = Callable[[str, bytes], object]
+# A block whose publishes go out together as it ends (`MqttClient.burst`).
+Burst = Callable[[], AbstractContextManager[object]]
 
 # A deadlock, a serialization failure or a locked SQLite file is worth a few quick retries; past
 # them the events stay unacked and the cabinet sends them again.
@@ -143,9 +146,11 @@ class IngestLoop:
         seal_key: bytes,
         clock: Callable[[], datetime],
         randbelow: RandBelow = secrets.randbelow,
+        burst: Burst = nullcontext,
     ) -> None:
         self.engine = engine
         self.publish = publish
+        self.burst = burst
         self.seal_key = seal_key
         self.clock = clock
         self.randbelow = randbelow
@@ -230,20 +235,25 @@ class IngestLoop:
             log.warning("dropped %d event(s): no cabinet %r in the registry", len(by_cab[cab]), cab)
         self.stats.stored += sum(stored.values())
         self.stats.batched += batch.taken
-        for send in batch.sends:  # committed: now the cabinets may have them
-            self.publish(cmd_topic(send.cab), send.payload)
-            self.stats.commands_sent += 1
-            metrics.COMMANDS_SENT.labels(kind="first").inc()
-        for cab, result in results.items():
-            self.stats.applied += result.applied
-            self.stats.cabinets.add(cab)
-            if result.more:  # more pending than one apply step takes: go on cabinet by cabinet
-                upto = self._ingest(cab, by_cab[cab], received_at[cab])
-                if upto is not None:
-                    acked[cab] = upto
-                continue
-            self._ack(cab, result.ack_upto)
-            acked[cab] = result.ack_upto
+        more: list[str] = []
+        # What one commit allows goes out in one burst: paho's thread is woken once for it.
+        with self.burst():
+            for send in batch.sends:  # committed: now the cabinets may have them
+                self.publish(cmd_topic(send.cab), send.payload)
+                self.stats.commands_sent += 1
+            metrics.COMMANDS_SENT.labels(kind="first").inc(len(batch.sends))
+            for cab, result in results.items():
+                self.stats.applied += result.applied
+                self.stats.cabinets.add(cab)
+                if result.more:  # more pending than one apply step takes: cabinet by cabinet
+                    more.append(cab)
+                    continue
+                self._ack(cab, result.ack_upto)
+                acked[cab] = result.ack_upto
+        for cab in more:  # after the burst: these take transactions of their own
+            upto = self._ingest(cab, by_cab[cab], received_at[cab])
+            if upto is not None:
+                acked[cab] = upto
         return acked
 
     def _one_by_one(

@@ -22,6 +22,7 @@ import queue
 import socket
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -143,6 +144,11 @@ class MqttClient:
         self._client.disconnect()
         self._client.loop_stop()
         self.connected.clear()
+
+    def burst(self) -> AbstractContextManager[None]:
+        """A block whose publishes (from this thread) go out together as it ends: paho's network
+        thread is woken once for them, not once each."""
+        return self._client.burst()
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
         """Publish with QoS 1; return False if paho refused it (it is then not sent)."""

@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from cloud import metrics
 from cloud.core.codes import RandBelow
+from cloud.db.outbox_signal import WEBHOOK_ROWS_COMMITTED, CommitSignal
 from cloud.worker.clock import utc_now
 from cloud.worker.commands import DEFAULT_RESEND_INTERVAL_S, CommandDispatcher
 from cloud.worker.ingest_loop import IngestLoop
@@ -52,7 +53,13 @@ SHARED_ACK_SUBSCRIPTION = f"$share/cloud/{ACK_SUBSCRIPTION}"
 # bounds the latency of a `codes.put`. The ingest loop commits every TXN_MAX_EVENTS events.
 BATCH_MAX = 200
 DISPATCH_EVERY_S = 1.0
+# At most one webhook tick this often while rows keep coming: a tick per commit would cost more
+# than the sends, and a few dozen events' rows go out in one round.
 WEBHOOKS_EVERY_S = 0.2
+# The webhook thread sleeps until this process commits a webhook outbox row
+# (`cloud.db.outbox_signal`); this slow poll finds the rows other processes commit (the API's)
+# and the retries coming due (the first one 2.5 s or more after the failure).
+WEBHOOKS_FALLBACK_S = 2.0
 
 
 def subscriptions(*, shared: bool) -> list[str]:
@@ -88,6 +95,8 @@ class Worker:
         publish: Callable[[str, bytes], object] | None = None,
         notices: NoticeTicker | None = None,
         webhooks: NoticeTicker | None = None,
+        webhooks_fallback_s: float = WEBHOOKS_FALLBACK_S,
+        webhook_rows: CommitSignal = WEBHOOK_ROWS_COMMITTED,
     ) -> None:
         self.engine = engine
         self.client = client
@@ -95,11 +104,19 @@ class Worker:
         self.dispatch_every_s = dispatch_every_s
         publish = publish or Publisher(client)
         self.ingest = IngestLoop(
-            engine=engine, publish=publish, seal_key=seal_key, clock=clock, randbelow=randbelow
+            engine=engine,
+            publish=publish,
+            seal_key=seal_key,
+            clock=clock,
+            randbelow=randbelow,
+            burst=client.burst,
         )
         self.presence = PresenceTracker(engine=engine, seal_key=seal_key)
         self.commands = CommandDispatcher(
-            engine=engine, publish=publish, resend_interval_s=resend_interval_s
+            engine=engine,
+            publish=publish,
+            resend_interval_s=resend_interval_s,
+            burst=client.burst,
         )
         # Expiry, command resends and notices (when a notice dispatcher is given), on `clock`.
         self.housekeeper = Housekeeper(
@@ -109,9 +126,12 @@ class Worker:
             notices=notices,
         )
         # The ERP webhooks go out from a thread of their own: a slow or hanging receiver (up to
-        # its timeout per send) must not hold up ingestion, and a send every WEBHOOKS_EVERY_S
-        # keeps an event's commit-to-receiver time well under a second (docs/webhooks.md).
+        # its timeout per send) must not hold up ingestion. It wakes at each commit of a webhook
+        # outbox row in this process, so an event's commit-to-receiver time stays well under a
+        # second (docs/webhooks.md), and idles otherwise.
         self.webhooks = webhooks
+        self.webhooks_fallback_s = webhooks_fallback_s
+        self.webhook_rows = webhook_rows
         self._webhooks_thread: threading.Thread | None = None
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -137,6 +157,7 @@ class Worker:
         finally:
             self.stopping.set()
             if self._webhooks_thread is not None:
+                self.webhook_rows.notify()  # wakes the webhook thread to see `stopping`
                 self._webhooks_thread.join()
             self.client.stop()
 
@@ -178,14 +199,18 @@ class Worker:
 
     def _send_webhooks(self) -> None:
         assert self.webhooks is not None
+        # Read before the first tick: a row committed during it wakes the wait that follows.
+        seen = self.webhook_rows.generation
         while not self.stopping.is_set():
+            started = time.monotonic()
             more = False
             try:
                 more = bool(getattr(self.webhooks.tick(self.clock()), "more", False))
-            except Exception as err:  # the next tick tries again
+            except Exception as err:  # the next fallback poll tries again
                 log.error("webhook dispatch failed: %s", " ".join(str(err).split())[:300])
             if not more:
-                self.stopping.wait(WEBHOOKS_EVERY_S)
+                seen = self.webhook_rows.wait(seen, self.webhooks_fallback_s)
+                self.stopping.wait(started + WEBHOOKS_EVERY_S - time.monotonic())
 
     def _drain(self, wait_s: float) -> list[Received]:
         # Every command ack waiting, first: recording them is cheap, and late they cause resends.

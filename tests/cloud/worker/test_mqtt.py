@@ -70,3 +70,59 @@ def test_the_worker_sends_small_packets_at_once(mosquitto: Mosquitto) -> None:
                 mosquitto.restart()
     finally:
         client.stop()
+
+
+class CountingWakeups:
+    """paho's wake-up socket, counting the bytes written to wake its network thread."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sends = 0
+
+    def send(self, data: bytes) -> int:
+        self.sends += 1
+        return self.sock.send(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.sock, name)
+
+
+def test_a_burst_of_publishes_wakes_paho_once_and_received_messages_never(
+    mosquitto: Mosquitto,
+) -> None:
+    """paho writes a wake-up byte per packet queued; the worker's publishes after one commit
+    wake its network thread once, and the PUBACKs of what it receives not at all."""
+    seen = MqttClient(
+        host=mosquitto.host, port=mosquitto.port, client_id="seen", subscriptions=["burst/#"]
+    )
+    worker = MqttClient(
+        host=mosquitto.host, port=mosquitto.port, client_id="burster", subscriptions=["in/#"]
+    )
+    seen.start()
+    worker.start()
+    try:
+        wait_for(lambda: seen.sessions == worker.sessions == 1, WAIT_S, "both to subscribe")
+        paho = worker._client
+        wakeups = CountingWakeups(paho._sockpairW)
+        paho._sockpairW = wakeups
+        with worker.burst():
+            for n in range(50):
+                assert worker.publish(f"burst/{n}", str(n).encode())
+            assert wakeups.sends == 0  # held: nothing woke paho's thread yet
+        assert wakeups.sends == 1
+        wait_for(lambda: seen.inbox.qsize() == 50, WAIT_S, "the burst to arrive")
+        got = [seen.inbox.get_nowait().payload for _ in range(50)]
+        assert got == [str(n).encode() for n in range(50)]  # all of them, in order
+
+        for n in range(20):  # outside a burst: one wake-up each, as paho does
+            worker.publish(f"burst/single/{n}", b"x")
+        assert wakeups.sends == 21
+
+        for n in range(30):  # received: paho's own thread queues their PUBACKs
+            seen.publish(f"in/{n}", b"y")
+        wait_for(lambda: worker.inbox.qsize() == 30, WAIT_S, "the messages to arrive")
+        wait_for(lambda: not paho._out_packet, WAIT_S, "the PUBACKs to go out")
+        assert wakeups.sends == 21
+    finally:
+        worker.stop()
+        seen.stop()

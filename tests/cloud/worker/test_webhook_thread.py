@@ -9,7 +9,9 @@ from datetime import datetime
 
 import pytest
 from sqlalchemy import Engine
+from sqlmodel import Session, select
 
+from cloud.db.outbox_signal import mark_webhook_row
 from cloud.worker import MqttClient, Worker, subscriptions
 from tests.cloud.db.builders import SEAL_KEY
 from tests.services import Mosquitto, wait_for
@@ -54,6 +56,56 @@ def test_a_hanging_webhook_send_does_not_hold_up_the_worker(
         assert hooks.ticks == 1
     finally:
         hooks.release.set()
+        worker.stop()
+    assert not worker.running
+    assert worker._webhooks_thread is not None and not worker._webhooks_thread.is_alive()
+
+
+class CountingWebhooks:
+    """A webhook dispatcher that only counts its ticks."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    def tick(self, now: datetime) -> None:
+        self.ticks += 1
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_webhook_thread_sleeps_until_a_webhook_row_is_committed(
+    engine: Engine, mosquitto: Mosquitto
+) -> None:
+    hooks = CountingWebhooks()
+    client = MqttClient(
+        host=mosquitto.host,
+        port=mosquitto.port,
+        client_id="webhook-idle",
+        subscriptions=subscriptions(shared=False),
+    )
+    worker = Worker(
+        engine=engine,
+        client=client,
+        seal_key=SEAL_KEY,
+        webhooks=hooks,
+        dispatch_every_s=0.05,
+        webhooks_fallback_s=3600,  # the fallback poll never comes in this test
+    )
+    housekeeping = []
+    real_tick = worker.housekeeper.tick
+    worker.housekeeper.tick = lambda now: housekeeping.append(now) or real_tick(now)
+    worker.start()
+    try:
+        wait_for(lambda: hooks.ticks == 1, WAIT_S, "the webhook thread's first tick")
+        # Ten rounds of the worker's loop, half a second at least: polling every 0.2 s, the
+        # thread would have ticked twice more; with nothing queued it does not.
+        wait_for(lambda: len(housekeeping) >= 10, WAIT_S, "the worker's loop to go round")
+        assert hooks.ticks == 1
+        with Session(engine) as session:
+            session.exec(select(1))
+            mark_webhook_row(session)  # what write_effects does when it adds an outbox row
+            session.commit()
+        wait_for(lambda: hooks.ticks == 2, WAIT_S, "the commit to wake the webhook thread")
+    finally:
         worker.stop()
     assert not worker.running
     assert worker._webhooks_thread is not None and not worker._webhooks_thread.is_alive()
