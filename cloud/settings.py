@@ -168,6 +168,9 @@ class CloudSettings(BaseSettings):
     # Each worker serves its own counters on this port (unset: none); its endpoint has no
     # token, so it binds to `metrics_host` (127.0.0.1 unless Prometheus is on another host).
     worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # A worker waits this many ms after a delivery for more before handling the batch: bigger
+    # batches, less CPU per event, that much more latency (cloud/worker/service.py, LINGER_S).
+    worker_linger_ms: float = Field(default=0.0, ge=0, le=200)
     metrics_host: str = "127.0.0.1"
     # `json`: one JSON object per log line (time, level, logger, message) for a log pipeline.
     log_format: Literal["text", "json"] = "text"

@@ -245,6 +245,7 @@ def worker(
         seal_key=settings.secret_key_bytes,
         clock=_worker_clock(settings, client_id),
         resend_interval_s=resend_interval_s,
+        linger_s=settings.worker_linger_ms / 1000,
         notices=_notice_dispatcher(engine, settings),
         webhooks=webhook_dispatcher_from_settings(engine=engine, settings=settings),
     )

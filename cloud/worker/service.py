@@ -52,6 +52,11 @@ SHARED_ACK_SUBSCRIPTION = f"$share/cloud/{ACK_SUBSCRIPTION}"
 # Deliveries handled per batch (then due commands go out): more amortises the commits, fewer
 # bounds the latency of a `codes.put`. The ingest loop commits every TXN_MAX_EVENTS events.
 BATCH_MAX = 200
+# Once a delivery arrives, wait this long for more before handling the batch. A transaction,
+# its locks and its commit cost about the same for 1 event as for 30, so on a quiet worker
+# (events trickling in, batches of a few) this is most of the CPU per event; a few ms of
+# patience makes the batches bigger (`locker bench cloud`, docs/benchmarks.md). 0: none.
+LINGER_S = 0.0
 DISPATCH_EVERY_S = 1.0
 # At most one webhook tick this often while rows keep coming: a tick per commit would cost more
 # than the sends, and a few dozen events' rows go out in one round.
@@ -92,6 +97,7 @@ class Worker:
         randbelow: RandBelow = secrets.randbelow,
         resend_interval_s: float = DEFAULT_RESEND_INTERVAL_S,
         dispatch_every_s: float = DISPATCH_EVERY_S,
+        linger_s: float = LINGER_S,
         publish: Callable[[str, bytes], object] | None = None,
         notices: NoticeTicker | None = None,
         webhooks: NoticeTicker | None = None,
@@ -102,6 +108,7 @@ class Worker:
         self.client = client
         self.clock = clock
         self.dispatch_every_s = dispatch_every_s
+        self.linger_s = linger_s
         publish = publish or Publisher(client)
         self.ingest = IngestLoop(
             engine=engine,
@@ -229,11 +236,18 @@ class Worker:
         except queue.Empty:
             return acks
         batch = acks + batch
+        until = time.monotonic() + self.linger_s
         while len(batch) < BATCH_MAX + len(acks):
             try:
                 batch.append(self.client.inbox.get_nowait())
             except queue.Empty:
-                break
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    batch.append(self.client.inbox.get(timeout=left))
+                except queue.Empty:
+                    break
         return batch
 
     def _dispatch(self) -> None:

@@ -327,3 +327,52 @@ def test_the_worker_recovers_when_postgresql_drops_its_connections(postgres_url:
             assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != before
     finally:
         engine.dispose()
+
+
+def test_a_lingering_worker_waits_a_moment_for_more_deliveries(engine: Engine) -> None:
+    """With `linger_s`, a delivery arriving while the worker waits after the first joins its
+    batch (one transaction for both); without it, the batch is what had already arrived."""
+    import queue
+
+    import paho.mqtt.client as mqtt
+
+    from cloud.worker import MqttClient, Worker
+    from cloud.worker.mqtt import Received
+
+    class ArrivingQueue(queue.Queue[Received]):
+        """Hands over `later` the moment the worker waits with a timeout (no sleep)."""
+
+        def __init__(self, later: list[Received]) -> None:
+            super().__init__()
+            self.later, self.waits = later, []
+
+        def get(self, block: bool = True, timeout: float | None = None) -> Received:
+            if block and timeout and self.later:
+                self.waits.append(timeout)
+                self.put(self.later.pop(0))
+            return super().get(block, timeout)
+
+    def received(seq: int) -> Received:
+        message = mqtt.MQTTMessage(topic=event_topic("CAB-1").encode())
+        message.payload = encode(deposit("CAB-1", seq))
+        client = MqttClient(host="127.0.0.1", port=1883, client_id="t", subscriptions=[])
+        client._on_message(None, None, message)
+        return client.inbox.get_nowait()
+
+    for linger_s, expected in ((0.5, [1, 2]), (0.0, [1])):
+        client = MqttClient(host="127.0.0.1", port=1883, client_id="t", subscriptions=[])
+        worker = Worker(engine=engine, client=client, seal_key=SEAL_KEY, linger_s=linger_s)
+        client.inbox = inbox = ArrivingQueue([received(2)])
+        inbox.put(received(1))
+        batch = worker._drain(0)
+        assert [decode_seq(r.payload) for r in batch] == expected, linger_s
+        # It waited at most the linger for the second, and not at all without one.
+        assert all(0 < wait <= linger_s for wait in inbox.waits) and bool(inbox.waits) == bool(
+            linger_s
+        )
+
+
+def decode_seq(payload: bytes) -> int:
+    import json
+
+    return json.loads(payload)["seq"]
