@@ -213,6 +213,7 @@ class ParcelBase(SQLModel):
 
 
 PARCELS_BEHIND_DOORS = "left_locker_at IS NULL AND status IN ('in_locker', 'expired')"
+PARCELS_IN_LOCKER = "status = 'in_locker'"
 
 
 class Parcel(ParcelBase, table=True):
@@ -241,6 +242,14 @@ class Parcel(ParcelBase, table=True):
         # The shipment list's cursor order (and the parcel list's, reversed): a page reads its
         # 50 rows from here instead of sorting the key's whole scope (0023_query_indexes).
         Index("ix_parcels_created_id", "created_at", "id"),
+        # What the expiry scan reads: the parcels in a locker it must judge again by now
+        # (0024_expiry_check), a few of them, not every parcel behind a door.
+        Index(
+            "ix_parcels_due_check",
+            "due_check_at",
+            postgresql_where=text(PARCELS_IN_LOCKER),
+            sqlite_where=text(PARCELS_IN_LOCKER),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=ID_LENGTH)
@@ -264,6 +273,9 @@ class Parcel(ParcelBase, table=True):
     # a resume whose new deadline it still covers sends no codes.put. None: resend on resume.
     code_expires_at: datetime | None = _time()
     left_locker_at: datetime | None = _time()
+    # When the worker's expiry scan must judge it again (its next reminder or deadline; NULL:
+    # at the next scan). Written by the scan only; any other write of the parcel clears it.
+    due_check_at: datetime | None = _time()
     # Who announced it (cloud.core.access): the ERP key and the carrier or merchant it is bound
     # to. None for a parcel a courier deposited unannounced. No core transition changes them.
     owner_key_id: str | None = Field(default=None, max_length=ID_LENGTH)

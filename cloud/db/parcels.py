@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from cloud.core import parcels as core
 from cloud.core.pauses import Pause, PauseReason
-from cloud.db.bulk import among
+from cloud.db.bulk import among, update_rows
 from cloud.db.models import Cabinet, Parcel
 from cloud.db.rows import core_rows, new_id
 
@@ -80,6 +80,8 @@ def parcel_values(parcel: core.Parcel, now: datetime) -> dict[str, Any]:
         "told_deadline": parcel.told_deadline,
         "code_expires_at": parcel.code_expires_at,
         "left_locker_at": parcel.left_locker_at,
+        # Changed: the expiry scan judges it again (a resume, a reminder sent, a new deposit).
+        "due_check_at": None,
         "updated_at": now,
     }
 
@@ -298,6 +300,48 @@ def in_locker_at_site(*, session: Session, site_id: str) -> list[Parcel]:
         .where(Cabinet.site_id == site_id, Parcel.status == core.Status.IN_LOCKER.value)
     )
     return list(session.exec(statement))
+
+
+def expiry_candidates(
+    *, session: Session, site_id: str, due_by: datetime | None, after_id: str | None, limit: int
+) -> list[Parcel]:
+    """The site's parcels in a locker whose `due_check_at` is unset or not after `due_by` (every
+    one if `due_by` is None), by id after `after_id`, at most `limit`; locked for this
+    transaction, skipping rows another holds (they are being changed: the next scan sees them)."""
+    statement = (
+        select(Parcel)
+        .join(Cabinet, col(Cabinet.id) == col(Parcel.cabinet_id))
+        .where(Cabinet.site_id == site_id, Parcel.status == core.Status.IN_LOCKER.value)
+    )
+    if due_by is not None:
+        statement = statement.where(
+            col(Parcel.due_check_at).is_(None) | (col(Parcel.due_check_at) <= due_by)
+        )
+    if after_id is not None:
+        statement = statement.where(col(Parcel.id) > after_id)
+    statement = (
+        statement.order_by(col(Parcel.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Parcel)
+        .execution_options(populate_existing=True)
+    )
+    return list(session.exec(statement))
+
+
+def set_due_checks(*, session: Session, checks: dict[str, datetime]) -> None:
+    """Write each parcel's next `due_check_at` (row id -> when), in one statement."""
+    rows = [{"id": row_id, "due_check_at": at} for row_id, at in checks.items()]
+    update_rows(session.connection(), Parcel.__table__, rows, key=["id"])
+
+
+def earliest_due_check(*, session: Session, site_id: str) -> datetime | None:
+    """The earliest `due_check_at` among the site's parcels in a locker (None: none is set)."""
+    statement = (
+        select(func.min(Parcel.due_check_at))
+        .join(Cabinet, col(Cabinet.id) == col(Parcel.cabinet_id))
+        .where(Cabinet.site_id == site_id, Parcel.status == core.Status.IN_LOCKER.value)
+    )
+    return session.exec(statement).one()
 
 
 def lock_parcel_by_id(*, session: Session, row_id: str) -> Parcel | None:

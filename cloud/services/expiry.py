@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 # Parcels changed per call: bounds how long one call keeps a worker from ingesting after a long
 # outage left thousands due; the rest is done by the next call (`DueCounts.more`).
 RUN_DUE_LIMIT = 500
+# Parcels judged per transaction (each chunk's rows are locked while it is judged).
+JUDGE_CHUNK = 2000
+# A parcel with nothing pending (its deadline clock paused) is judged again this long after.
+PAUSED_RECHECK = timedelta(hours=1)
 
 
 # No parcel of that id: nothing to confirm (the tree's, under this module's old name).
@@ -45,25 +49,38 @@ class DueCounts:
     reminded: int = 0
     expired: int = 0
     skipped: int = 0  # due when read, then held or applied by another worker, or refused
+    judged: int = 0  # parcels read and judged (new, changed, or their check time come)
     next_due_at: datetime | None = None  # the earliest time something else becomes due
     more: bool = False  # the limit stopped it: call again now
 
 
 def run_due(
-    *, session: Session, now: datetime, seal_key: bytes, limit: int = RUN_DUE_LIMIT
+    *,
+    session: Session,
+    now: datetime,
+    seal_key: bytes,
+    limit: int = RUN_DUE_LIMIT,
+    full: bool = False,
 ) -> DueCounts:
-    """Apply the reminders and expiries due at `now` (up to `limit`), each once, one per commit."""
-    reminded = expired = skipped = 0
+    """Apply the reminders and expiries due at `now` (up to `limit`), each once, one per commit.
+
+    Only parcels whose `due_check_at` is unset or come are judged (a new or changed parcel, or
+    one whose next reminder or deadline has come); each judged parcel not due gets its next
+    check time. `full` judges every parcel in a locker, whatever its check time (the worker does
+    that about hourly, so a check time made stale by anything the core did not write, such as a
+    site's policy edited in the database, is corrected within that bound).
+    """
+    reminded = expired = skipped = judged = 0
     more = False
     next_times: list[datetime] = []
     sites = [(site.id, site_policy(site)) for site in _sites(session)]
     session.rollback()
     for site_id, policy in sites:
-        rows = _in_locker(session, site_id)
-        views = [parcel_to_core(row) for row in rows]
-        actions = expiry.due(views, policy, now)
-        if (later := expiry.next_due_at(views, policy, now)) is not None:
-            next_times.append(later)
+        actions, judged_next, count = _judge(session, site_id, policy, now, full=full)
+        next_times += judged_next
+        judged += count
+        if not full and (stored := _earliest_check(session, site_id)) is not None:
+            next_times.append(stored)
         session.rollback()  # end the read: each action takes its own write transaction
         for action in actions:
             if reminded + expired + skipped >= limit:
@@ -84,9 +101,58 @@ def run_due(
         reminded=reminded,
         expired=expired,
         skipped=skipped,
+        judged=judged,
         next_due_at=min(next_times, default=None),
         more=more,
     )
+
+
+def _judge(
+    session: Session, site_id: str, policy: SitePolicy, now: datetime, *, full: bool
+) -> tuple[list[expiry.DueAction], list[datetime], int]:
+    """Judge the site's parcels due a check, a chunk a transaction: return what is due (oldest
+    first), the next times of the rest (whose check times are written meanwhile) and how many
+    were judged."""
+    actions: list[expiry.DueAction] = []
+    next_times: list[datetime] = []
+    judged = 0
+    after: str | None = None
+    while True:
+        write_session(session)
+        try:
+            rows = parcels.expiry_candidates(
+                session=session,
+                site_id=site_id,
+                due_by=None if full else now,
+                after_id=after,
+                limit=JUDGE_CHUNK,
+            )
+            views = [parcel_to_core(row) for row in rows]
+            due = expiry.due(views, policy, now)
+            due_ids = {action.parcel_id for action in due}
+            checks: dict[str, datetime] = {}
+            for row, view in zip(rows, views, strict=True):
+                if view.parcel_id is not None and view.parcel_id in due_ids:
+                    # Due now: applying it rewrites the parcel (clearing this); if the limit
+                    # leaves it for later, the next scan still judges it.
+                    checks[row.id] = now
+                    continue
+                later = expiry.next_due_at([view], policy, now)
+                if later is not None:
+                    next_times.append(later)
+                # Nothing pending (its clock paused): look again in a while; the resume that
+                # ends the pause rewrites the parcel, which clears its check time anyway.
+                checks[row.id] = later if later is not None else now + PAUSED_RECHECK
+            parcels.set_due_checks(session=session, checks=checks)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        actions += due
+        judged += len(rows)
+        if len(rows) < JUDGE_CHUNK:
+            return sorted(actions, key=lambda action: action.due_at), next_times, judged
+        after = rows[-1].id
 
 
 def confirm_return(
@@ -164,5 +230,5 @@ def _sites(session: Session) -> list[Site]:
     return cabinets.all_sites(session=session)
 
 
-def _in_locker(session: Session, site_id: str) -> list[Parcel]:
-    return parcels.in_locker_at_site(session=session, site_id=site_id)
+def _earliest_check(session: Session, site_id: str) -> datetime | None:
+    return parcels.earliest_due_check(session=session, site_id=site_id)

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # Reminders and expiries are due to the minute at best: scanning the in-locker parcels more often
 # than this only costs queries.
 EXPIRY_EVERY_S = 30.0
+# Each scan judges only the parcels whose check time has come (new or changed ones, and those
+# whose reminder or deadline is near: `cloud.services.expiry`); this often it judges them all.
+EXPIRY_FULL_EVERY_S = 3600.0
 
 
 class NoticeTicker(Protocol):
@@ -80,6 +83,7 @@ class Housekeeper:
         commands: CommandDispatcher | None = None,
         notices: NoticeTicker | None = None,
         expiry_every_s: float = EXPIRY_EVERY_S,
+        expiry_full_every_s: float = EXPIRY_FULL_EVERY_S,
         cleanup_every_s: float = CLEANUP_EVERY_S,
         alarms_every_s: float = ALARMS_EVERY_S,
     ) -> None:
@@ -88,6 +92,8 @@ class Housekeeper:
         self.commands = commands
         self.notices = notices
         self.expiry_every = timedelta(seconds=expiry_every_s)
+        self.expiry_full_every = timedelta(seconds=expiry_full_every_s)
+        self._expiry_full_at: datetime | None = None  # the next full scan (None: the first)
         self.cleanup_every = timedelta(seconds=cleanup_every_s)
         self._expiry_next_at: datetime | None = None
         self._cleanup_next_at: datetime | None = None
@@ -123,8 +129,12 @@ class Housekeeper:
             return evaluate(session=session, now=now)
 
     def _expire(self, now: datetime) -> DueCounts:
+        full = self._expiry_full_at is None or now >= self._expiry_full_at
         with Session(self.engine) as session:
-            return run_due(session=session, now=now, seal_key=self.seal_key)
+            counts = run_due(session=session, now=now, seal_key=self.seal_key, full=full)
+        if full:
+            self._expiry_full_at = now + self.expiry_full_every
+        return counts
 
     def _clean(self, now: datetime) -> Cleanup:
         with Session(self.engine) as session:
