@@ -92,6 +92,20 @@ def next_due_at(parcels: Iterable[Parcel], policy: SitePolicy, now: datetime) ->
     return min(times, default=None)
 
 
+# A parcel with nothing pending (its deadline clock paused) is judged again this long after;
+# the resume that ends the pause writes the parcel, which sets its next check anyway.
+PAUSED_RECHECK = timedelta(hours=1)
+
+
+def check_at(parcel: Parcel, policy: SitePolicy, now: datetime) -> datetime | None:
+    """When the expiry scan must judge `parcel` again (None: never, it is not in a locker): its
+    next reminder or deadline, or in `PAUSED_RECHECK` if nothing is pending (clock paused)."""
+    if parcel.status is not Status.IN_LOCKER:
+        return None
+    later = next_due_at([parcel], policy, now)
+    return later if later is not None else now + PAUSED_RECHECK
+
+
 @dataclass(frozen=True)
 class OverdueFee:
     """The fee a parcel has run up past its deadline (0 when none), in minor units."""

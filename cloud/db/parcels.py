@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import func, literal, union_all
 from sqlmodel import Session, col, select
 
+from cloud.core import expiry
 from cloud.core import parcels as core
 from cloud.core.pauses import Pause, PauseReason
+from cloud.core.policies import SitePolicy
 from cloud.db.bulk import among, update_rows
 from cloud.db.models import Cabinet, Parcel
 from cloud.db.rows import core_rows, new_id
@@ -56,8 +58,14 @@ def parcel_deadline(row: Any, now: datetime) -> datetime | None:
     return core.pickup_deadline(row.clock_started_at, row.window_s, pauses, now)
 
 
-def parcel_values(parcel: core.Parcel, now: datetime) -> dict[str, Any]:
-    """Return the parcel row's columns for the core's `parcel`, but its id and created_at."""
+def parcel_values(
+    parcel: core.Parcel, now: datetime, policy: SitePolicy | None = None
+) -> dict[str, Any]:
+    """Return the parcel row's columns for the core's `parcel`, but its id and created_at.
+
+    With its site's `policy`, `due_check_at` is when the expiry scan must judge it next (its
+    next reminder or deadline); without, NULL: the next scan judges it.
+    """
     return {
         "status": parcel.status.value,
         "tracking_no": parcel.tracking_no,
@@ -80,8 +88,9 @@ def parcel_values(parcel: core.Parcel, now: datetime) -> dict[str, Any]:
         "told_deadline": parcel.told_deadline,
         "code_expires_at": parcel.code_expires_at,
         "left_locker_at": parcel.left_locker_at,
-        # Changed: the expiry scan judges it again (a resume, a reminder sent, a new deposit).
-        "due_check_at": None,
+        # Every write sets it afresh (a deposit, a resume, a reminder sent): nothing the scan
+        # judged before stands for a changed parcel.
+        "due_check_at": expiry.check_at(parcel, policy, now) if policy is not None else None,
         "updated_at": now,
     }
 
@@ -92,9 +101,15 @@ def new_parcel_id(parcel: core.Parcel) -> str:
 
 
 def store_parcel(
-    *, session: Session, row: Parcel | None, parcel: core.Parcel, now: datetime
+    *,
+    session: Session,
+    row: Parcel | None,
+    parcel: core.Parcel,
+    now: datetime,
+    policy: SitePolicy | None = None,
 ) -> Parcel:
-    """Write the core's `parcel` into `row` (None: a new row named by its parcel_id or a ULID)."""
+    """Write the core's `parcel` into `row` (None: a new row named by its parcel_id or a ULID);
+    with its site's `policy`, its next expiry check too (`parcel_values`)."""
     if row is None:
         row = Parcel(
             id=new_parcel_id(parcel),
@@ -105,7 +120,7 @@ def store_parcel(
             created_at=now,
             updated_at=now,
         )
-    for name, value in parcel_values(parcel, now).items():
+    for name, value in parcel_values(parcel, now, policy).items():
         setattr(row, name, value)
     session.add(row)
     return row

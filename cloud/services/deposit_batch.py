@@ -163,7 +163,8 @@ class DepositBatch:
         """
         assert parcel.parcel_id is not None and parcel.compartment is not None
         row_id = repo.new_parcel_id(parcel)
-        rows = _Rows(parcel={"id": row_id, "created_at": now, **repo.parcel_values(parcel, now)})
+        values = repo.parcel_values(parcel, now, policy)
+        rows = _Rows(parcel={"id": row_id, "created_at": now, **values})
         cab = parcel.cabinet_id
         for effect in effects:
             match effect:

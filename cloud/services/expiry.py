@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlmodel import Session
 
@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 RUN_DUE_LIMIT = 500
 # Parcels judged per transaction (each chunk's rows are locked while it is judged).
 JUDGE_CHUNK = 2000
-# A parcel with nothing pending (its deadline clock paused) is judged again this long after.
-PAUSED_RECHECK = timedelta(hours=1)
 
 
 # No parcel of that id: nothing to confirm (the tree's, under this module's old name).
@@ -137,12 +135,10 @@ def _judge(
                     # leaves it for later, the next scan still judges it.
                     checks[row.id] = now
                     continue
-                later = expiry.next_due_at([view], policy, now)
+                later = expiry.check_at(view, policy, now)
                 if later is not None:
                     next_times.append(later)
-                # Nothing pending (its clock paused): look again in a while; the resume that
-                # ends the pause rewrites the parcel, which clears its check time anyway.
-                checks[row.id] = later if later is not None else now + PAUSED_RECHECK
+                    checks[row.id] = later
             parcels.set_due_checks(session=session, checks=checks)
             session.commit()
         except BaseException:

@@ -641,7 +641,9 @@ class _Applier:
     def _transition(self, event: EventBase, target: Parcel, step: core.Event) -> None:
         """Apply `step` to a parcel that has a row, and write the row and its effects."""
         after, effects = core.apply(repo.parcel_to_core(target), step, self.now)  # raises first
-        stored = repo.store_parcel(session=self.session, row=target, parcel=after, now=self.now)
+        stored = repo.store_parcel(
+            session=self.session, row=target, parcel=after, now=self.now, policy=self.policy
+        )
         repo.write_effects(
             session=self.session,
             parcel_row=stored,

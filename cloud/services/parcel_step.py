@@ -28,7 +28,7 @@ def apply_parcel_event(
     savepoint, where one refusal must not undo its neighbours).
     """
     after, effects = core.apply(parcel_to_core(row), event, now)
-    stored = store_parcel(session=session, row=row, parcel=after, now=now)
+    stored = store_parcel(session=session, row=row, parcel=after, now=now, policy=policy)
     write_effects(
         session=session,
         parcel_row=stored,

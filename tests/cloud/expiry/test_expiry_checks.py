@@ -1,11 +1,10 @@
 """The expiry scan judges only the parcels whose check time has come, and that loses nothing.
 
 Before, every scan (every 30 s) read and judged every parcel in a locker: 2.8 s of CPU at 50,000
-parcels. Now each judged parcel keeps `due_check_at`, its next reminder or deadline, and a scan
-reads the parcels whose time has come, the new ones and the changed ones (any write of a parcel
-through the core clears it). The reference here is the old behaviour, a full scan every time: run
-side by side over days of scans on two databases, both remind and expire the same parcels at the
-same scans.
+parcels. Now every write of a parcel through the core sets `due_check_at`, its next reminder or
+deadline, and a scan reads the parcels whose time has come (and any without one). The
+reference is the old behaviour, a full scan every time: run side by side over four days of
+scans on two databases, both remind and expire the same parcels at the same scans.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, select, update
 
 from cloud.db.engine import make_engine
 from cloud.db.migrate import upgrade
@@ -58,41 +57,45 @@ def filled(engine: Engine) -> Engine:
     return engine
 
 
-def test_a_scan_judges_the_new_then_only_those_whose_time_came(filled: Engine) -> None:
-    first = _scan(filled, 12 * HOUR)
-    assert first.judged == PARCELS  # new parcels: no check time yet
-    # Each got its next reminder as its check time (deposit + 48 h for the site's 72 h window).
+def test_a_scan_judges_only_the_parcels_whose_time_came(filled: Engine) -> None:
+    # The deposit wrote each one's next reminder (deposit + 48 h for the site's 72 h window).
     checks = _checks(filled)
     assert checks["P000001"] == T0 + 48 * HOUR and checks["P000012"] == T0 + 59 * HOUR
-    assert _scan(filled, 13 * HOUR).judged == 0  # nothing changed, nothing's time came
+    assert _scan(filled, 12 * HOUR).judged == 0
     assert _scan(filled, 47 * HOUR).judged == 0
     reminders = _scan(filled, 49 * HOUR)  # P1's and P2's reminders are due
     assert (reminders.judged, reminders.reminded) == (2, 2)
-    # Reminded: rewritten, so judged again once, now with the deadline as its check time.
-    after = _scan(filled, 49 * HOUR + timedelta(minutes=1))
-    assert after.judged == 2 and after.reminded == 0
+    # The reminder's write set the next check: the deadline.
     assert _checks(filled)["P000001"] == T0 + 72 * HOUR
+    assert _scan(filled, 49 * HOUR + timedelta(minutes=1)).judged == 0
 
 
-def test_a_change_to_a_parcel_makes_the_next_scan_judge_it(filled: Engine) -> None:
-    _scan(filled, 12 * HOUR)
+def test_a_parcel_with_no_check_time_is_judged_at_the_next_scan(filled: Engine) -> None:
+    """Parcels already in a locker when 0024_expiry_check came have none: judged once."""
+    with Session(filled) as session:
+        session.exec(update(Parcel).values(due_check_at=None))
+        session.commit()
+    first = _scan(filled, 12 * HOUR)
+    assert first.judged == PARCELS and first.next_due_at == T0 + 48 * HOUR
+    assert _checks(filled)["P000001"] == T0 + 48 * HOUR
     assert _scan(filled, 13 * HOUR).judged == 0
-    # The cabinet goes offline: every parcel's clock pauses (a write of each parcel).
+
+
+def test_a_change_to_a_parcel_sets_its_check_afresh(filled: Engine) -> None:
+    # The cabinet goes offline: every parcel's clock pauses, nothing is pending; each is looked
+    # at again an hour later (or at its resume).
     with Session(filled) as session:
         apply_state(session=session, state=will(CAB, 1), received_at=T0 + 13 * HOUR,
                     seal_key=SEAL_KEY)  # fmt: skip
-    assert set(_checks(filled).values()) == {None}
-    paused = _scan(filled, 14 * HOUR)
-    assert paused.judged == PARCELS and paused.next_due_at is not None
-    # Paused: nothing pending, so each is looked at again an hour later, or at its resume.
+    assert set(_checks(filled).values()) == {T0 + 14 * HOUR}
+    assert _scan(filled, 14 * HOUR).judged == PARCELS  # still paused: an hour more
     assert set(_checks(filled).values()) == {T0 + 15 * HOUR}
+    back = T0 + 14 * HOUR + timedelta(minutes=30)
     with Session(filled) as session:
-        apply_state(session=session, state=birth(CAB, 2), received_at=T0 + 14 * HOUR + timedelta(minutes=1),
-                    seal_key=SEAL_KEY)  # fmt: skip
-    resumed = _scan(filled, 14 * HOUR + timedelta(minutes=2))
-    assert resumed.judged == PARCELS
-    # The pause moved each deadline by its length: P1's reminder is now 48 h + the pause.
-    assert _checks(filled)["P000001"] > T0 + 48 * HOUR
+        apply_state(session=session, state=birth(CAB, 2), received_at=back, seal_key=SEAL_KEY)
+    # The resume moved each deadline by the pause (1 h 30 min): P1's reminder with it.
+    assert _checks(filled)["P000001"] == T0 + 48 * HOUR + 90 * timedelta(minutes=1)
+    assert _scan(filled, 14 * HOUR + timedelta(minutes=31)).judged == 0
 
 
 @pytest.fixture
