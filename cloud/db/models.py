@@ -213,7 +213,6 @@ class ParcelBase(SQLModel):
 
 
 PARCELS_BEHIND_DOORS = "left_locker_at IS NULL AND status IN ('in_locker', 'expired')"
-PARCELS_IN_LOCKER = "status = 'in_locker'"
 
 
 class Parcel(ParcelBase, table=True):
@@ -242,14 +241,6 @@ class Parcel(ParcelBase, table=True):
         # The shipment list's cursor order (and the parcel list's, reversed): a page reads its
         # 50 rows from here instead of sorting the key's whole scope (0023_query_indexes).
         Index("ix_parcels_created_id", "created_at", "id"),
-        # What the expiry scan reads: the parcels in a locker it must judge again by now
-        # (0024_expiry_check), a few of them, not every parcel behind a door.
-        Index(
-            "ix_parcels_due_check",
-            "due_check_at",
-            postgresql_where=text(PARCELS_IN_LOCKER),
-            sqlite_where=text(PARCELS_IN_LOCKER),
-        ),
     )
 
     id: str = Field(primary_key=True, max_length=ID_LENGTH)

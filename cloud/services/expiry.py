@@ -59,6 +59,7 @@ def run_due(
     seal_key: bytes,
     limit: int = RUN_DUE_LIMIT,
     full: bool = False,
+    chunk: int = JUDGE_CHUNK,
 ) -> DueCounts:
     """Apply the reminders and expiries due at `now` (up to `limit`), each once, one per commit.
 
@@ -74,7 +75,7 @@ def run_due(
     sites = [(site.id, site_policy(site)) for site in _sites(session)]
     session.rollback()
     for site_id, policy in sites:
-        actions, judged_next, count = _judge(session, site_id, policy, now, full=full)
+        actions, judged_next, count = _judge(session, site_id, policy, now, full=full, chunk=chunk)
         next_times += judged_next
         judged += count
         if not full and (stored := _earliest_check(session, site_id)) is not None:
@@ -106,7 +107,7 @@ def run_due(
 
 
 def _judge(
-    session: Session, site_id: str, policy: SitePolicy, now: datetime, *, full: bool
+    session: Session, site_id: str, policy: SitePolicy, now: datetime, *, full: bool, chunk: int
 ) -> tuple[list[expiry.DueAction], list[datetime], int]:
     """Judge the site's parcels due a check, a chunk a transaction: return what is due (oldest
     first), the next times of the rest (whose check times are written meanwhile) and how many
@@ -123,7 +124,7 @@ def _judge(
                 site_id=site_id,
                 due_by=None if full else now,
                 after_id=after,
-                limit=JUDGE_CHUNK,
+                limit=chunk,
             )
             views = [parcel_to_core(row) for row in rows]
             due = expiry.due(views, policy, now)
@@ -140,15 +141,16 @@ def _judge(
                     next_times.append(later)
                     checks[row.id] = later
             parcels.set_due_checks(session=session, checks=checks)
+            last = rows[-1].id if rows else None  # read before the commit expires the rows
             session.commit()
         except BaseException:
             session.rollback()
             raise
         actions += due
         judged += len(rows)
-        if len(rows) < JUDGE_CHUNK:
+        if len(rows) < chunk:
             return sorted(actions, key=lambda action: action.due_at), next_times, judged
-        after = rows[-1].id
+        after = last
 
 
 def confirm_return(
