@@ -55,7 +55,8 @@ BATCH_MAX = 200
 # Once a delivery arrives, wait this long for more before handling the batch. A transaction,
 # its locks and its commit cost about the same for 1 event as for 30, so on a quiet worker
 # (events trickling in, batches of a few) this is most of the CPU per event; a few ms of
-# patience makes the batches bigger (`locker bench cloud`, docs/benchmarks.md). 0: none.
+# patience makes the batches bigger (`locker bench cloud`, docs/benchmarks.md). The class
+# waits none; `locker cloud worker` takes LOCKER_CLOUD_WORKER_LINGER_MS (10 ms by default).
 LINGER_S = 0.0
 DISPATCH_EVERY_S = 1.0
 # At most one webhook tick this often while rows keep coming: a tick per commit would cost more
