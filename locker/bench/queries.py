@@ -420,7 +420,11 @@ def run(
 ) -> Figures:
     """Fill the scratch database at `url` (unless it holds a seed already), serve it, load it;
     return the figures."""
-    filled = seeded(url) or seed(url, parcels=parcels, cabinets=cabinets, progress=progress)
+    filled = seeded(url)
+    if filled is None:
+        filled = seed(url, parcels=parcels, cabinets=cabinets, progress=progress)
+    else:
+        upgrade(url)  # kept from an older revision: `locker cloud serve` serves only the head
     return measure(url, filled, load, progress=progress)
 
 
