@@ -307,16 +307,6 @@ def lock_parcel(*, session: Session, parcel_id: str, skip_locked: bool) -> Parce
     return session.exec(statement).first()
 
 
-def in_locker_at_site(*, session: Session, site_id: str) -> list[Parcel]:
-    """Return the parcels in a locker of the site's cabinets."""
-    statement = (
-        select(Parcel)
-        .join(Cabinet, col(Cabinet.id) == col(Parcel.cabinet_id))
-        .where(Cabinet.site_id == site_id, Parcel.status == core.Status.IN_LOCKER.value)
-    )
-    return list(session.exec(statement))
-
-
 def expiry_candidates(
     *, session: Session, site_id: str, due_by: datetime | None, after_id: str | None, limit: int
 ) -> list[Parcel]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -13,6 +14,7 @@ from sqlmodel import Session, select
 
 from cloud.db.outbox_signal import mark_webhook_row
 from cloud.worker import MqttClient, Worker, subscriptions
+from cloud.worker.service import WEBHOOKS_FALLBACK_S
 from tests.cloud.db.builders import SEAL_KEY
 from tests.services import Mosquitto, wait_for
 
@@ -36,18 +38,7 @@ def test_a_hanging_webhook_send_does_not_hold_up_the_worker(
     engine: Engine, mosquitto: Mosquitto
 ) -> None:
     hooks = HangingWebhooks()
-    client = MqttClient(
-        host=mosquitto.host,
-        port=mosquitto.port,
-        client_id="webhook-thread",
-        subscriptions=subscriptions(shared=False),
-    )
-    worker = Worker(
-        engine=engine, client=client, seal_key=SEAL_KEY, webhooks=hooks, dispatch_every_s=0.05
-    )
-    housekeeping = []
-    real_tick = worker.housekeeper.tick
-    worker.housekeeper.tick = lambda now: housekeeping.append(now) or real_tick(now)
+    worker, housekeeping = _worker(engine, mosquitto, "webhook-thread", hooks)
     worker.start()
     try:
         wait_for(lambda: hooks.ticks == 1, WAIT_S, "the webhook thread to tick")
@@ -76,23 +67,8 @@ def test_the_webhook_thread_sleeps_until_a_webhook_row_is_committed(
     engine: Engine, mosquitto: Mosquitto
 ) -> None:
     hooks = CountingWebhooks()
-    client = MqttClient(
-        host=mosquitto.host,
-        port=mosquitto.port,
-        client_id="webhook-idle",
-        subscriptions=subscriptions(shared=False),
-    )
-    worker = Worker(
-        engine=engine,
-        client=client,
-        seal_key=SEAL_KEY,
-        webhooks=hooks,
-        dispatch_every_s=0.05,
-        webhooks_fallback_s=3600,  # the fallback poll never comes in this test
-    )
-    housekeeping = []
-    real_tick = worker.housekeeper.tick
-    worker.housekeeper.tick = lambda now: housekeeping.append(now) or real_tick(now)
+    # The fallback poll never comes in this test.
+    worker, housekeeping = _worker(engine, mosquitto, "webhook-idle", hooks, fallback_s=3600)
     worker.start()
     try:
         wait_for(lambda: hooks.ticks == 1, WAIT_S, "the webhook thread's first tick")
@@ -109,3 +85,32 @@ def test_the_webhook_thread_sleeps_until_a_webhook_row_is_committed(
         worker.stop()
     assert not worker.running
     assert worker._webhooks_thread is not None and not worker._webhooks_thread.is_alive()
+
+
+def _worker(
+    engine: Engine,
+    mosquitto: Mosquitto,
+    client_id: str,
+    hooks: Any,
+    fallback_s: float = WEBHOOKS_FALLBACK_S,
+) -> tuple[Worker, list[datetime]]:
+    """A worker on the test broker with `hooks` as its webhook dispatcher, its loop going round
+    every 0.05 s; and the list its housekeeping ticks append to."""
+    client = MqttClient(
+        host=mosquitto.host,
+        port=mosquitto.port,
+        client_id=client_id,
+        subscriptions=subscriptions(shared=False),
+    )
+    worker = Worker(
+        engine=engine,
+        client=client,
+        seal_key=SEAL_KEY,
+        webhooks=hooks,
+        dispatch_every_s=0.05,
+        webhooks_fallback_s=fallback_s,
+    )
+    housekeeping: list[datetime] = []
+    real_tick = worker.housekeeper.tick
+    worker.housekeeper.tick = lambda now: housekeeping.append(now) or real_tick(now)
+    return worker, housekeeping
